@@ -1,0 +1,63 @@
+"""On-disk embedding cache keyed by backbone and image content.
+
+One file per backbone, ``<cache>/embeddings/<cache_key>.npz`` with ``keys`` (16-byte BLAKE2b digests of
+the crop bytes) and ``emb`` (float32). Same crop, same backbone → the stored embedding, whatever
+dataset or path it came from. The file is rewritten atomically every few batches, so an interrupted
+run keeps what it computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+from tqdm import tqdm
+
+from training.atomic import atomic_write
+from training.backbones.base import Backbone
+from training.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def content_key(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+
+
+class EmbeddingCache:
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
+        self.key = getattr(backbone, "cache_key", backbone.name)
+        self.path = cache_dir("embeddings") / f"{self.key}.npz"
+        self._store: dict[bytes, np.ndarray] = {}
+        if self.path.exists():
+            with np.load(self.path) as z:
+                self._store = dict(zip((bytes(k) for k in z["keys"]), z["emb"]))
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def save(self) -> None:
+        keys = np.array(list(self._store), dtype="S16")
+        emb = np.stack(list(self._store.values())) if self._store else np.zeros((0, 0), np.float32)
+        atomic_write(self.path, lambda f: np.savez(f, keys=keys, emb=emb))
+
+    def embed(self, images: np.ndarray, batch: int = 128, progress: bool = True,
+              save_every: int = 20) -> np.ndarray:
+        """Embeddings of ``images`` (N, H, W, 3) uint8, computing only the ones not cached yet."""
+        keys = [content_key(im) for im in images]
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self._store}.values())
+        if missing:
+            bar = tqdm(total=len(missing), desc=f"embed {self.backbone.name}", unit="img", disable=not progress)
+            for n, start in enumerate(range(0, len(missing), batch)):
+                idx = missing[start:start + batch]
+                for i, e in zip(idx, self.backbone.embed(np.asarray(images[idx]))):
+                    self._store[keys[i]] = e.astype(np.float32)
+                bar.update(len(idx))
+                if (n + 1) % save_every == 0:
+                    self.save()
+            bar.close()
+            self.save()
+        return np.stack([self._store[k] for k in keys]) if keys else np.zeros(
+            (0, self.backbone.embedding_dim), np.float32)
