@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="primary face detector; the other one is the fallback (default: dlib)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     ap.add_argument("--limit", type=int, default=None, help="align only the first N images (smoke runs)")
+    ap.add_argument("--retry-failed", action="store_true", help="try the images that failed before again")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except SharedDataMissing as e:
         fail(str(e))
     which = None if args.limit is None else range(min(args.limit, len(cache.paths)))
-    summary = cache.ensure(which, workers=args.workers, progress=not args.no_progress)
+    summary = cache.ensure(which, workers=args.workers, progress=not args.no_progress,
+                           retry_failed=args.retry_failed)
     print(json.dumps({"cache": str(cache.dir), "images": len(cache.paths), **summary}, indent=2))
     return 0
 

@@ -12,7 +12,6 @@ Datasets: ``lfw`` (View 2 pairs.txt, or View 1 ``--view devtest``; images aligne
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from dataclasses import dataclass

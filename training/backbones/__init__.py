@@ -43,7 +43,8 @@ REGISTRY: dict[str, tuple[BackboneInfo, Callable[..., Backbone]]] = {
         _load_mobilefacenet_y1,
     ),
     "iresnet": (
-        BackboneInfo("iresnet", 512, ARCFACE112, "ArcFace/AdaFace IResNet-18/34/50/100 from a user checkpoint"),
+        BackboneInfo("iresnet", 512, ARCFACE112,
+                     "ArcFace IResNet-18/34/50/100 from a user checkpoint (arcface_torch layout)"),
         _load_iresnet,
     ),
 }

@@ -123,11 +123,11 @@ class AlignedCache:
 
     # -- work --------------------------------------------------------------------------------------
     def ensure(self, which: Sequence[int] | None = None, workers: int = 2, chunk: int = 256,
-               progress: bool = True) -> dict[str, int]:
-        """Align every image in ``which`` (default: all) that is still pending."""
+               progress: bool = True, retry_failed: bool = False) -> dict[str, int]:
+        """Align every image in ``which`` (default: all) that is still pending (or failed, if asked)."""
         status, landmarks = self.status, self.landmarks
         todo = np.arange(len(self.paths)) if which is None else np.unique(np.asarray(which, np.int64))
-        todo = todo[status[todo] == PENDING]
+        todo = todo[(status[todo] == PENDING) | (retry_failed & (status[todo] == FAILED))]
         if len(todo):
             mm = {k: np.memmap(self.dir / f"{k}.u8", np.uint8, "r+", shape=(len(self.paths), *s))
                   for k, s in SHAPES.items()}

@@ -14,8 +14,8 @@ Several faces (``multi_face``):
               the best one (area ≥ 1/4 of it and score ≥ half of it): weak background detections such as
               a face printed on a T-shirt or a false HOG hit do not block enrollment;
   ``largest`` keep the largest face;
-  ``center``  keep the face whose centre is nearest the image centre (LFW convention: the labelled
-              person is the centred face).
+  ``center``  among faces at least 1/4 the area of the largest, keep the one nearest the image centre
+              (LFW convention: the labelled person is the centred face).
 """
 
 from __future__ import annotations
@@ -31,7 +31,13 @@ import numpy as np
 
 from training.face import dlib_models
 from training.face.align import align_arcface, five_from_68
-from training.face.errors import ImageReadError, ImageTooSmallError, MultipleFacesError, NoFaceError
+from training.face.errors import (
+    FaceError,
+    ImageReadError,
+    ImageTooSmallError,
+    MultipleFacesError,
+    NoFaceError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +140,14 @@ def choose_face(faces: list[FaceBox], image_shape: tuple[int, ...], policy: Mult
         return max(faces, key=lambda f: f.area)
     if policy == "center":
         cy, cx = image_shape[0] / 2.0, image_shape[1] / 2.0
+        largest = max(f.area for f in faces)
+        # Small background faces near the centre must not win over the labelled face.
+        big = [f for f in faces if f.area >= largest / 4]
 
         def dist(f: FaceBox) -> float:
             return float(np.hypot((f.box[0] + f.box[2]) / 2 - cx, (f.box[1] + f.box[3]) / 2 - cy))
 
-        return min(faces, key=dist)
+        return min(big, key=dist)
     if policy == "error":
         best = max(faces, key=lambda f: f.score)
         rivals = [f for f in faces if f is not best and f.area >= best.area / 4 and f.score >= best.score / 2]
@@ -168,21 +177,18 @@ class FacePipeline:
         # centred): fit the landmarks inside this fixed box instead of failing.
         self.fallback_box = None if fallback_box is None else np.asarray(fallback_box, np.float32)
 
-    def _find(self, img: np.ndarray) -> tuple[FaceBox, str]:
-        faces = self.detector.detect(img)
-        if faces:
-            return choose_face(faces, img.shape, self.multi_face), self.detector.name
-        if self.fallback_detector is not None:
-            faces = self.fallback_detector.detect(img)
+    def _candidates(self, img: np.ndarray):
+        """Faces to try, in order: the detector's choice, then the fallbacks (dataset mode only)."""
+        for det in (self.detector, self.fallback_detector):
+            if det is None:
+                continue
+            faces = det.detect(img)
             if faces:
-                return choose_face(faces, img.shape, self.multi_face), self.fallback_detector.name
+                yield choose_face(faces, img.shape, self.multi_face), det.name
         if self.fallback_box is not None:
-            return FaceBox(self.fallback_box, 0.0), "fixed-box"
-        raise NoFaceError("no face detected")
+            yield FaceBox(self.fallback_box, 0.0), "fixed-box"
 
-    def process(self, image_rgb: np.ndarray) -> AlignedFace:
-        img = check_image(image_rgb)
-        face, source = self._find(img)
+    def _align(self, img: np.ndarray, face: FaceBox, source: str) -> AlignedFace:
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         shape = dlib_models.shape_predictor_68()(img, dlib.rectangle(x1, y1, x2, y2))
         pts68 = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
@@ -201,6 +207,16 @@ class FacePipeline:
             score=face.score,
             source=source,
         )
+
+    def process(self, image_rgb: np.ndarray) -> AlignedFace:
+        img = check_image(image_rgb)
+        error: FaceError = NoFaceError("no face detected")
+        for face, source in self._candidates(img):
+            try:
+                return self._align(img, face, source)
+            except ImageTooSmallError as e:  # a tiny detection: let a fallback try, else report it
+                error = e
+        raise error
 
     def process_file(self, path: str | Path) -> AlignedFace:
         try:
