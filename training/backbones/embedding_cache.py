@@ -3,11 +3,12 @@
 One file per backbone, ``<cache>/embeddings/<cache_key>.npz`` with ``keys`` (16-byte BLAKE2b digests of
 the crop bytes) and ``emb`` (float32). Same crop, same backbone → the stored embedding, whatever
 dataset or path it came from. The file is rewritten atomically every few batches, so an interrupted
-run keeps what it computed.
+run keeps what it computed. Several processes may share a file: saves merge under a lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 
@@ -31,17 +32,25 @@ class EmbeddingCache:
         self.key = getattr(backbone, "cache_key", backbone.name)
         self.path = cache_dir("embeddings") / f"{self.key}.npz"
         self._store: dict[bytes, np.ndarray] = {}
-        if self.path.exists():
-            with np.load(self.path) as z:
-                self._store = dict(zip((bytes(k) for k in z["keys"]), z["emb"]))
+        self._load_into(self._store)
 
     def __len__(self) -> int:
         return len(self._store)
 
+    def _load_into(self, store: dict[bytes, np.ndarray]) -> None:
+        if self.path.exists():
+            with np.load(self.path) as z:
+                for k, e in zip((bytes(k) for k in z["keys"]), z["emb"]):
+                    store.setdefault(k, e)
+
     def save(self) -> None:
-        keys = np.array(list(self._store), dtype="S16")
-        emb = np.stack(list(self._store.values())) if self._store else np.zeros((0, 0), np.float32)
-        atomic_write(self.path, lambda f: np.savez(f, keys=keys, emb=emb))
+        """Merge with what other processes saved meanwhile (under a lock), then write atomically."""
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._load_into(self._store)
+            keys = np.array(list(self._store), dtype="S16")
+            emb = np.stack(list(self._store.values())) if self._store else np.zeros((0, 0), np.float32)
+            atomic_write(self.path, lambda f: np.savez(f, keys=keys, emb=emb))
 
     def embed(self, images: np.ndarray, batch: int = 128, progress: bool = True,
               save_every: int = 20) -> np.ndarray:
