@@ -1,4 +1,4 @@
-"""Align a dataset once and cache the crops: ``python -m training.align --dataset lfw``.
+"""Align a dataset once and cache the crops: ``python -m training.align --dataset lfw|FOLDER``.
 
 Resumable: re-running continues with the images still pending. Prints how many images each detector
 (or the fixed-box fallback) handled and how many failed.
@@ -16,7 +16,8 @@ from training.paths import SharedDataMissing
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.align", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="lfw", choices=["lfw"], help="dataset to align (default: lfw)")
+    ap.add_argument("--dataset", default="lfw",
+                    help="'lfw' (default) or an image folder with one sub-folder per identity")
     ap.add_argument("--detector", default="dlib", choices=["dlib", "retinaface"],
                     help="primary face detector; the other one is the fallback (default: dlib)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
@@ -27,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
 
-    from training.face.cache import lfw_cache
+    from training.data.image_folder import EmptyImageFolderError
+    from training.face.cache import folder_cache, lfw_cache
 
     try:
-        cache = lfw_cache(args.detector)
-    except SharedDataMissing as e:
+        cache = lfw_cache(args.detector) if args.dataset == "lfw" else folder_cache(args.dataset, args.detector)
+    except (SharedDataMissing, FileNotFoundError, EmptyImageFolderError) as e:
         fail(str(e))
     which = None if args.limit is None else range(min(args.limit, len(cache.paths)))
     summary = cache.ensure(which, workers=args.workers, progress=not args.no_progress,

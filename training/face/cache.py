@@ -73,10 +73,11 @@ def _align_one(item: tuple[int, str]) -> tuple[int, int, np.ndarray | None, np.n
 
 class AlignedCache:
     def __init__(self, dataset: str, root: Path, paths: Sequence[str], detector: str = "dlib",
-                 fallback_detector: str | None = None, fallback_box: tuple | None = None) -> None:
+                 fallback_detector: str | None = None, fallback_box: tuple | None = None,
+                 multi_face: str = "center") -> None:
         self.dataset, self.root, self.paths = dataset, Path(root), list(paths)
         self.detector = detector
-        self.pipeline_kwargs = dict(detector=detector, multi_face="center",
+        self.pipeline_kwargs = dict(detector=detector, multi_face=multi_face,
                                     fallback_detector=fallback_detector, fallback_box=fallback_box)
         h = hashlib.sha1("\n".join(self.paths).encode()).hexdigest()[:10]
         self.dir = cache_dir("aligned", f"{dataset}-{detector}-{h}")
@@ -160,3 +161,13 @@ def lfw_cache(detector: str = "dlib") -> AlignedCache:
     other = {"dlib": "retinaface", "retinaface": "dlib"}[detector]
     return AlignedCache("lfw", lfw.lfw_root(), lfw.all_images(), detector=detector,
                         fallback_detector=other, fallback_box=LFW_FIXED_BOX)
+
+
+def folder_cache(root: str | Path, detector: str = "dlib") -> AlignedCache:
+    """Aligned cache of an image folder (one sub-folder per identity). Several faces: the largest."""
+    from training.data.image_folder import ImageFolder
+
+    folder = ImageFolder.scan(root)
+    root = Path(root).resolve()
+    return AlignedCache(f"folder-{root.name}", root, [p for p, _ in folder.samples], detector=detector,
+                        multi_face="largest")

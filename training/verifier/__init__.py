@@ -1,0 +1,1 @@
+"""The personal verifier f: one architecture spec, and everything derived from it."""

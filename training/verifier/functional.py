@@ -1,0 +1,106 @@
+"""f(x; θ) as a pure function of a flat θ vector, derived from the spec.
+
+``f_apply(x, theta)`` runs ONE verifier; batching over many θ (the nB×nB training step) is done with
+``torch.func.vmap`` by the caller. ``effective_weights`` gives the standardized weights that f really
+uses — codegen quantizes exactly these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
+
+WS_EPS = 1e-5
+INPUT_ZERO = 128.0
+INPUT_SCALE = 1.0 / 128.0  # x = (u - 128) / 128: int8 q = u - 128 exactly
+
+
+def to_input(images_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB → (N, 3, H, W) float32 in [-1, 1)."""
+    t = torch.as_tensor(np.asarray(images_u8)) if not isinstance(images_u8, torch.Tensor) else images_u8
+    return (t.permute(0, 3, 1, 2).float() - INPUT_ZERO) * INPUT_SCALE
+
+
+def standardize(w: torch.Tensor, gain: float) -> torch.Tensor:
+    """Weight standardization: every output channel's filter centred, with L2 norm ``gain``."""
+    flat = w.reshape(w.shape[0], -1)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    flat = flat * (gain / (flat.norm(dim=1, keepdim=True) + WS_EPS))
+    return flat.reshape(w.shape)
+
+
+def unflatten(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str, torch.Tensor]:
+    """Flat θ → {"<layer>.weight": tensor, "<layer>.bias": tensor} (views, raw — not standardized)."""
+    if theta.shape[-1] != spec.theta_size:
+        raise ValueError(f"θ has {theta.shape[-1]} values; {spec.name} needs {spec.theta_size}")
+    return {f"{s.layer}.{s.tensor}": theta[..., s.offset:s.offset + s.size].reshape(*theta.shape[:-1], *s.shape)
+            for s in spec.layout}
+
+
+def flatten(params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC) -> torch.Tensor:
+    """Inverse of :func:`unflatten`."""
+    return torch.cat([params[f"{s.layer}.{s.tensor}"].reshape(-1) for s in spec.layout])
+
+
+def effective_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str, torch.Tensor]:
+    """The weights f actually applies: standardized weights and raw biases."""
+    p = unflatten(theta, spec)
+    out = {}
+    for layer in spec.layers:
+        if isinstance(layer, Conv | Dense):
+            out[f"{layer.name}.weight"] = standardize(p[f"{layer.name}.weight"], layer.gain)
+            out[f"{layer.name}.bias"] = p[f"{layer.name}.bias"]
+    return out
+
+
+def apply_effective(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC) -> torch.Tensor:
+    """Run f with already-standardized weights. x: (N, 3, H, W) → (N,) logits."""
+    for layer in spec.layers:
+        if isinstance(layer, Conv):
+            if layer.padding == "same":
+                ph = same_pads(x.shape[-2], layer.kernel, layer.stride)
+                pw = same_pads(x.shape[-1], layer.kernel, layer.stride)
+                if any(ph + pw):
+                    x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+            x = F.conv2d(x, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"],
+                         stride=layer.stride, groups=layer.groups)
+        elif isinstance(layer, AvgPool):
+            x = F.avg_pool2d(x, layer.kernel).flatten(1)
+        else:
+            x = F.linear(x, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"])
+        if getattr(layer, "relu", False):
+            x = F.relu(x)
+    return x.reshape(x.shape[0])
+
+
+def f_apply(x: torch.Tensor, theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> torch.Tensor:
+    """f(x; θ) for one flat θ: x (N, 3, H, W) float → (N,) logits."""
+    return apply_effective(x, effective_weights(theta, spec), spec)
+
+
+class VerifierModule(torch.nn.Module):
+    """f as an ordinary nn.Module holding one θ's effective weights — for FLOP counters and ONNX export."""
+
+    def __init__(self, theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> None:
+        super().__init__()
+        self.spec = spec
+        eff = effective_weights(theta.detach(), spec)
+        # ParameterDict keys may not contain "."
+        self.params = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v) for k, v in eff.items()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = {k.replace("__", "."): v for k, v in self.params.items()}
+        return apply_effective(x, params, self.spec).reshape(-1, 1)
+
+
+def random_theta(seed: int = 0, spec: ArchSpec = F_SPEC) -> torch.Tensor:
+    """A random θ (He-like scale; the standardization makes the scale irrelevant except for biases)."""
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(spec.theta_size, generator=g)
+    for s in spec.layout:
+        if s.tensor == "bias":
+            theta[s.offset:s.offset + s.size] *= 0.1
+    return theta

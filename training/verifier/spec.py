@@ -1,0 +1,203 @@
+"""The ONE description of the personal verifier f, as data.
+
+Everything else is derived from this spec: the functional PyTorch f(x, θ) used in training, the layout
+of the flat θ vector, the parameter and MAC counts, the int8 golden model, the .tflite graph, the C
+header and the C kernel's static configuration. ``arch_hash()`` fingerprints the spec; it travels in
+every θ file, θ blob and firmware image, and anything whose hash differs is refused.
+
+Design (why it looks like this):
+- **Input**: the aligned 112×112 RGB crop, uint8 u ↦ x = (u − 128) / 128. In int8 that is exactly
+  q = u − 128 with scale 1/128 and zero point 0: no rounding at the device's input.
+- **Stem 4×4 / stride 4** (patchify): cheap, and a microcontroller can stream the input 4 rows at a time
+  through it without ever holding the 37.6 KB image (the stem output, 28×28×24, is 18.8 KB).
+- **Grouped 3×3 convolutions** (4 input channels per group) for space, **1×1 convolutions** (dense or
+  2 groups) to mix channels between groups — grouped convs stay single CONV_2D ops in TFLite.
+- **Non-parametric normalization = weight standardization** of every generated filter: each output
+  channel's weights are centred and scaled to unit L2 norm (times a fixed gain) inside f. It has no
+  learned parameters, makes the hypernetwork's output scale irrelevant, and bounds every activation
+  (|y| ≤ gain·‖patch‖ + |b|), which is what makes int8 ranges predictable. It acts on θ, not on
+  activations, so it folds into the int8 weights at code generation: the deployed graph is only
+  CONV_2D (+fused ReLU), AVERAGE_POOL_2D and FULLY_CONNECTED — TFLM builtins, and a small fixed kernel.
+- **Padding "same" with TensorFlow's rule** (extra pad at the end for stride 2 on even sizes), so the
+  .tflite needs no PAD op and every implementation pads the same way.
+- **Head**: global 7×7 average pool → fully connected (24, ReLU) → fully connected →
+  one logit ("this is the enrolled person").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Literal
+
+Padding = Literal["same", "valid"]
+
+
+@dataclass(frozen=True)
+class Conv:
+    name: str
+    in_ch: int
+    out_ch: int
+    kernel: int
+    stride: int
+    groups: int
+    padding: Padding
+    relu: bool
+    gain: float  # weight-standardization gain: filters get L2 norm `gain`
+
+    kind = "conv"
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:  # PyTorch OIHW
+        return (self.out_ch, self.in_ch // self.groups, self.kernel, self.kernel)
+
+
+@dataclass(frozen=True)
+class AvgPool:
+    name: str
+    kernel: int  # global: equals the spatial size at that point
+
+    kind = "avgpool"
+
+
+@dataclass(frozen=True)
+class Dense:
+    name: str
+    in_features: int
+    out_features: int
+    relu: bool
+    gain: float
+
+    kind = "dense"
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        return (self.out_features, self.in_features)
+
+
+Layer = Conv | AvgPool | Dense
+
+
+def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding (before, after) along one axis."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def out_size(size: int, kernel: int, stride: int, padding: Padding) -> int:
+    return math.ceil(size / stride) if padding == "same" else (size - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class ParamSlot:
+    """Where one tensor lives in the flat θ vector."""
+
+    layer: str
+    tensor: Literal["weight", "bias"]
+    offset: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    input_hw: tuple[int, int]
+    input_ch: int
+    layers: tuple[Layer, ...]
+    version: int = 1
+
+    # -- derived -----------------------------------------------------------------------------------
+    @cached_property
+    def layout(self) -> tuple[ParamSlot, ...]:
+        slots, off = [], 0
+        for layer in self.layers:
+            if isinstance(layer, Conv | Dense):
+                w = layer.weight_shape
+                slots.append(ParamSlot(layer.name, "weight", off, w))
+                off += math.prod(w)
+                b = (w[0],)
+                slots.append(ParamSlot(layer.name, "bias", off, b))
+                off += b[0]
+        return tuple(slots)
+
+    @property
+    def theta_size(self) -> int:
+        last = self.layout[-1]
+        return last.offset + last.size
+
+    @cached_property
+    def shapes(self) -> tuple[tuple[int, int, int], ...]:
+        """Activation shape (H, W, C) after every layer; index 0 is the input."""
+        h, w = self.input_hw
+        c = self.input_ch
+        out = [(h, w, c)]
+        for layer in self.layers:
+            if isinstance(layer, Conv):
+                if layer.in_ch != c:
+                    raise ValueError(f"{layer.name}: expects {layer.in_ch} channels, gets {c}")
+                h = out_size(h, layer.kernel, layer.stride, layer.padding)
+                w = out_size(w, layer.kernel, layer.stride, layer.padding)
+                c = layer.out_ch
+            elif isinstance(layer, AvgPool):
+                if (h, w) != (layer.kernel, layer.kernel):
+                    raise ValueError(f"{layer.name}: global pool of {layer.kernel} over {h}×{w}")
+                h = w = 1
+            else:
+                if layer.in_features != h * w * c:
+                    raise ValueError(f"{layer.name}: expects {layer.in_features} features, gets {h * w * c}")
+                h = w = 1
+                c = layer.out_features
+            out.append((h, w, c))
+        return tuple(out)
+
+    def macs(self) -> list[int]:
+        """Multiply-accumulates per layer (the analytic count; model_info checks it with ptflops)."""
+        res = []
+        for layer, (h, w, _c) in zip(self.layers, self.shapes[1:]):
+            if isinstance(layer, Conv):
+                res.append(h * w * layer.out_ch * (layer.in_ch // layer.groups) * layer.kernel ** 2)
+            elif isinstance(layer, Dense):
+                res.append(layer.in_features * layer.out_features)
+            else:
+                res.append(0)
+        return res
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "version": self.version, "input_hw": list(self.input_hw),
+                "input_ch": self.input_ch,
+                "layers": [{"kind": layer.kind, **asdict(layer)} for layer in self.layers]}
+
+    def arch_hash(self) -> str:
+        """16 hex digits of SHA-256 over the canonical JSON of the spec."""
+        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+R2 = math.sqrt(2.0)  # He gain after a ReLU
+
+F_SPEC = ArchSpec(
+    name="pv-gconv-s",
+    input_hw=(112, 112),
+    input_ch=3,
+    layers=(
+        Conv("stem", 3, 24, kernel=4, stride=4, groups=1, padding="valid", relu=True, gain=1.0),  # 28×28×24
+        Conv("b1_dw", 24, 24, kernel=3, stride=1, groups=6, padding="same", relu=True, gain=R2),
+        Conv("b2_down", 24, 48, kernel=3, stride=2, groups=6, padding="same", relu=True, gain=R2),  # 14×14×48
+        Conv("b2_mix", 48, 48, kernel=1, stride=1, groups=1, padding="valid", relu=True, gain=R2),
+        Conv("b3_dw", 48, 48, kernel=3, stride=1, groups=12, padding="same", relu=True, gain=R2),
+        Conv("b4_down", 48, 96, kernel=3, stride=2, groups=12, padding="same", relu=True, gain=R2),  # 7×7×96
+        Conv("b4_mix", 96, 96, kernel=1, stride=1, groups=2, padding="valid", relu=True, gain=R2),
+        Conv("b5_dw", 96, 96, kernel=3, stride=1, groups=24, padding="same", relu=True, gain=R2),
+        AvgPool("pool", kernel=7),
+        Dense("fc1", 96, 24, relu=True, gain=R2),
+        Dense("head", 24, 1, relu=False, gain=1.0),
+    ),
+)
