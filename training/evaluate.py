@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from training.atomic import atomic_write_json
-from training.backbones import available_backbones, backbone_info, load_backbone
+from training.backbones import available_backbones, backbone_info, load_backbone, resolve_detector
 from training.backbones.base import ARCFACE112
 from training.backbones.embedding_cache import EmbeddingCache
 from training.cli_common import fail, setup_logging
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone", required=True, choices=available_backbones(), help="frozen backbone to evaluate")
     ap.add_argument("--dataset", default="lfw", help="'lfw' or a path to an InsightFace .bin file")
     ap.add_argument("--view", default="view2", choices=["view2", "devtest", "devtrain"], help="LFW pair list")
-    ap.add_argument("--detector", default="dlib", choices=["dlib", "retinaface"], help="LFW face detector")
+    ap.add_argument("--detector", default="auto", choices=["auto", "dlib", "retinaface"],
+                    help="LFW face detector; auto (default): the one whose landmarks the backbone was trained "
+                         "with (RetinaFace for ArcFace-family models, dlib for dlib-resnet)")
     ap.add_argument("--max-folds", type=int, default=None, help="use only the first N View 2 folds (smoke runs)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="iresnet: checkpoint file")
     ap.add_argument("--depth", type=int, default=50, choices=[18, 34, 50, 100], help="iresnet depth")
@@ -111,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
 
     t0 = time.perf_counter()
+    detector = resolve_detector(args.detector, args.backbone)
     try:
         if args.dataset == "lfw":
-            pairs = lfw_pairs(args.view, args.detector, args.max_folds, args.workers, progress)
+            pairs = lfw_pairs(args.view, detector, args.max_folds, args.workers, progress)
         else:
             path = Path(args.dataset)
             if not path.is_file():
@@ -126,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(e))
 
     report = VerificationReport.from_scores(scores, pairs.same, pairs.folds)
-    out = args.out or REPO_ROOT / "runs" / "eval" / f"{pairs.name}-{args.backbone}"
-    label = f"{args.backbone} on {pairs.name}"
+    suffix = f"-{detector}" if args.dataset == "lfw" else ""
+    out = args.out or REPO_ROOT / "runs" / "eval" / f"{pairs.name}-{args.backbone}{suffix}"
+    label = f"{args.backbone} on {pairs.name}" + (f" ({detector} alignment)" if args.dataset == "lfw" else "")
     save_roc_png(out / "roc.png", {label: (scores, pairs.same)})
     save_score_histogram_png(out / "scores.png", scores, pairs.same, threshold=report.best_threshold)
     result = {
-        "backbone": args.backbone, "dataset": pairs.name, "detector": args.detector if args.dataset == "lfw" else None,
+        "backbone": args.backbone, "dataset": pairs.name, "detector": detector if args.dataset == "lfw" else None,
         **report.to_dict(), "data_s": round(t_data, 2), "embed_s": round(timing["embed_s"], 2),
         "images": timing["images"], "total_s": round(time.perf_counter() - t0, 2),
     }

@@ -6,6 +6,7 @@ dependencies lazily so that listing backbones costs nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,12 +40,14 @@ REGISTRY: dict[str, tuple[BackboneInfo, Callable[..., Backbone]]] = {
     ),
     "mobilefacenet-y1": (
         BackboneInfo("mobilefacenet-y1", 128, ARCFACE112,
-                     "InsightFace MobileFaceNet y1, MS1M (MXNet weights in the shared folder)"),
+                     "InsightFace MobileFaceNet y1, MS1M (MXNet weights in the shared folder)",
+                     preferred_detector="retinaface"),
         _load_mobilefacenet_y1,
     ),
     "iresnet": (
         BackboneInfo("iresnet", 512, ARCFACE112,
-                     "ArcFace IResNet-18/34/50/100 from a user checkpoint (arcface_torch layout)"),
+                     "ArcFace IResNet-18/34/50/100 from a user checkpoint (arcface_torch layout)",
+                     preferred_detector="retinaface"),
         _load_iresnet,
     ),
 }
@@ -63,3 +66,20 @@ def backbone_info(name: str) -> BackboneInfo:
 def load_backbone(name: str, **kwargs: object) -> Backbone:
     backbone_info(name)
     return REGISTRY[name][1](**kwargs)
+
+
+def resolve_detector(detector: str, backbone_name: str) -> str:
+    """'auto' → the backbone's preferred detector, or dlib when the RetinaFace weights are not there."""
+    if detector != "auto":
+        return detector
+    preferred = backbone_info(backbone_name).preferred_detector
+    if preferred == "retinaface":
+        from training.face.retinaface import default_weights
+        from training.paths import SharedDataMissing
+
+        try:
+            default_weights()
+        except SharedDataMissing:
+            logging.getLogger(__name__).warning("RetinaFace weights missing: aligning with dlib instead")
+            return "dlib"
+    return preferred

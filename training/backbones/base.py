@@ -28,6 +28,9 @@ class BackboneInfo:
     embedding_dim: int
     input_kind: str
     description: str
+    # The landmarks the backbone was trained with: ArcFace-family models were trained on crops aligned
+    # from MTCNN/RetinaFace 5-point landmarks, dlib's descriptor on dlib's own landmarks.
+    preferred_detector: str = "dlib"
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
