@@ -1,0 +1,328 @@
+"""The θ blob: one user's int8 f as bytes that the firmware's C kernel uses in place (no copies).
+
+Header (64 bytes, FIXED — the firmware θ store is written against it; all little-endian)::
+
+    off size field
+    0   4    magic b"PVTB"
+    4   2    u16 format_version = 1
+    6   2    u16 header_size = 64
+    8   4    u32 total_size (header + payload + 4-byte CRC)
+    12  8    arch_hash: the spec's 16 hex digits as 8 raw bytes
+    20  32   user_id UTF-8, NUL-padded
+    52  4    f32 threshold_logit (decision: dequantized logit >= threshold)
+    56  4    u32 payload_size
+    60  4    u32 reserved = 0
+    64  ...  payload
+    end 4    u32 CRC-32 (zlib.crc32, IEEE) over bytes [0, total_size - 4)
+
+Payload (offsets relative to the payload start, i.e. blob offset 64; every array starts on a 4-byte
+boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arrays in place)::
+
+    0   u32 n_layers (= the spec's layer count)
+    4   u32 record_size = 64
+    8   f32 input_scale       12  i32 input_zp     (1/128 and 0: q = u - 128)
+    16  f32 logit_scale       20  i32 logit_zp     (= the last layer's output params)
+    24  u32 reserved[2] = 0
+    32  n_layers layer records of 64 bytes, in spec order:
+        0  u8  kind (1 conv, 2 avgpool, 3 dense)
+        1  u8  flags (bit 0: fused ReLU, bit 1: per-channel weights)
+        2  u16 n_out (output channels / features)
+        4  u32 n_weights (int8 count; 0 for avgpool)
+        8  u32 n_quant (number of w_scales/multipliers/shifts: n_out per-channel, 1 per-tensor, 0 pool)
+        12 f32 in_scale     16 i32 in_zp     20 f32 out_scale    24 i32 out_zp
+        28 i32 act_min      32 i32 act_max
+        36 u32 off_weights  int8[n_weights]   conv OHWI, dense [out][in]
+        40 u32 off_bias     int32[n_out]
+        44 u32 off_mult     int32[n_quant]    Q31 multipliers (TFLM QuantizeMultiplier)
+        48 u32 off_shift    int32[n_quant]    > 0: left shift (TFLM convention)
+        52 u32 off_wscale   f32[n_quant]      weight scales (for dequantization / .tflite export)
+        56 u32 reserved[2] = 0
+        (offsets are 0 where the count is 0)
+    then the arrays, layer by layer in the order weights, bias, mult, shift, wscale, each padded with
+    zero bytes to a multiple of 4.
+
+The payload size is fixed by the spec (:func:`payload_size`); ``codegen.c_arch`` emits it as
+``PV_PAYLOAD_BYTES`` / ``PV_BLOB_BYTES``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from codegen.quantize import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, QuantizedF, QuantLayer
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
+
+MAGIC = b"PVTB"
+FORMAT_VERSION = 1
+HEADER_SIZE = 64
+CRC_SIZE = 4
+USER_ID_BYTES = 32
+PAYLOAD_HEAD_SIZE = 32
+RECORD_SIZE = 64
+KIND_CODES = {KIND_CONV: 1, KIND_AVGPOOL: 2, KIND_DENSE: 3}
+KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
+FLAG_RELU, FLAG_PER_CHANNEL = 1, 2
+
+_HEADER = struct.Struct("<4sHHI8s32sfII")
+_PAYLOAD_HEAD = struct.Struct("<IIfifiII")
+_RECORD = struct.Struct("<BBHIIfifiiiIIIIIII")
+assert _HEADER.size == HEADER_SIZE and _PAYLOAD_HEAD.size == PAYLOAD_HEAD_SIZE and _RECORD.size == RECORD_SIZE
+
+
+class BlobError(ValueError):
+    """A θ blob that cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class BlobHeader:
+    format_version: int
+    total_size: int
+    arch_hash: str
+    user_id: str
+    threshold_logit: float
+    payload_size: int
+
+
+def _pad4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _layer_counts(layer: object) -> tuple[int, int, int]:
+    """(n_out, n_weights, n_quant) of a spec layer."""
+    if isinstance(layer, Conv):
+        return layer.out_ch, int(np.prod(layer.weight_shape)), layer.out_ch
+    if isinstance(layer, Dense):
+        return layer.out_features, layer.in_features * layer.out_features, 1
+    if isinstance(layer, AvgPool):
+        return 0, 0, 0
+    raise TypeError(layer)
+
+
+def payload_size(spec: ArchSpec = F_SPEC) -> int:
+    """Bytes of the payload for ``spec`` (fixed by the architecture)."""
+    n = PAYLOAD_HEAD_SIZE + RECORD_SIZE * len(spec.layers)
+    for layer in spec.layers:
+        n_out, n_w, n_q = _layer_counts(layer)
+        n += _pad4(n_w) + 4 * n_out + 3 * 4 * n_q
+    return n
+
+
+def blob_size(spec: ArchSpec = F_SPEC) -> int:
+    return HEADER_SIZE + payload_size(spec) + CRC_SIZE
+
+
+def _encode_user_id(user_id: str) -> bytes:
+    raw = user_id.encode("utf-8")
+    if not raw or len(raw) > USER_ID_BYTES or b"\0" in raw:
+        raise BlobError(
+            f"user id {user_id!r} must be 1–{USER_ID_BYTES} bytes of UTF-8 without NUL "
+            f"(it is {len(raw)} bytes): choose a shorter id"
+        )
+    return raw.ljust(USER_ID_BYTES, b"\0")
+
+
+def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSpec = F_SPEC) -> bytes:
+    """The θ blob of one user: header, payload, CRC."""
+    qf.check(spec)
+    if not np.isfinite(threshold_logit):
+        raise BlobError(f"threshold_logit {threshold_logit} is not finite")
+    uid = _encode_user_id(user_id)
+    records, data = [], bytearray()
+    data_start = PAYLOAD_HEAD_SIZE + RECORD_SIZE * len(qf.layers)
+
+    def put(arr: np.ndarray | None) -> int:
+        if arr is None or arr.size == 0:
+            return 0
+        off = data_start + len(data)
+        raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        data.extend(raw + b"\0" * (_pad4(len(raw)) - len(raw)))
+        return off
+
+    for q, layer in zip(qf.layers, spec.layers):
+        n_out, n_w, n_q = _layer_counts(layer)
+        flags = (FLAG_RELU if q.relu else 0) | (FLAG_PER_CHANNEL if q.per_channel else 0)
+        offs = [put(q.weights), put(q.bias), put(q.multiplier), put(q.shift), put(q.w_scales)]
+        records.append(
+            _RECORD.pack(
+                KIND_CODES[q.kind],
+                flags,
+                n_out,
+                n_w,
+                n_q,
+                q.in_scale,
+                q.in_zp,
+                q.out_scale,
+                q.out_zp,
+                q.act_min,
+                q.act_max,
+                *offs,
+                0,
+                0,
+            )
+        )
+    payload = (
+        _PAYLOAD_HEAD.pack(
+            len(qf.layers), RECORD_SIZE, qf.input_scale, qf.input_zp, qf.logit_scale, qf.logit_zp, 0, 0
+        )
+        + b"".join(records)
+        + bytes(data)
+    )
+    if len(payload) != payload_size(spec):
+        raise AssertionError(f"payload {len(payload)} bytes, layout says {payload_size(spec)}")
+    total = HEADER_SIZE + len(payload) + CRC_SIZE
+    header = _HEADER.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        HEADER_SIZE,
+        total,
+        bytes.fromhex(qf.arch_hash),
+        uid,
+        threshold_logit,
+        len(payload),
+        0,
+    )
+    body = header + payload
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
+    """Check the header and CRC of ``blob`` (not the payload); raise :class:`BlobError` naming the fault."""
+    blob = bytes(blob)
+    if len(blob) < HEADER_SIZE + CRC_SIZE:
+        raise BlobError(f"θ blob truncated: {len(blob)} bytes, a header alone is {HEADER_SIZE}")
+    magic, version, hsize, total, arch, uid, thr, psize, _res = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise BlobError(f"bad magic {magic!r}: not a θ blob (expected {MAGIC!r})")
+    if version != FORMAT_VERSION:
+        raise BlobError(
+            f"θ blob format version {version}, this tool reads version {FORMAT_VERSION}: "
+            "regenerate the blob with this toolchain"
+        )
+    if hsize != HEADER_SIZE:
+        raise BlobError(f"θ blob header size {hsize}, expected {HEADER_SIZE}")
+    if total > len(blob):
+        raise BlobError(f"θ blob truncated: header says {total} bytes, got {len(blob)}")
+    if total != HEADER_SIZE + psize + CRC_SIZE:
+        raise BlobError(
+            f"θ blob sizes inconsistent: total {total} != {HEADER_SIZE} + payload {psize} + {CRC_SIZE}"
+        )
+    want_crc = struct.unpack_from("<I", blob, total - CRC_SIZE)[0]
+    got_crc = zlib.crc32(blob[: total - CRC_SIZE]) & 0xFFFFFFFF
+    if want_crc != got_crc:
+        raise BlobError(f"θ blob CRC mismatch: stored {want_crc:08x}, computed {got_crc:08x} (corrupted)")
+    arch_hex = arch.hex()
+    if arch_hex != spec.arch_hash():
+        raise BlobError(
+            f"θ blob arch hash {arch_hex} does not match this toolchain's {spec.name} "
+            f"arch hash {spec.arch_hash()}: regenerate θ for this architecture"
+        )
+    try:
+        user_id = uid.rstrip(b"\0").decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BlobError(f"θ blob user id is not UTF-8: {uid!r}") from e
+    return BlobHeader(version, total, arch_hex, user_id, float(thr), psize)
+
+
+def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC) -> tuple[BlobHeader, QuantizedF]:
+    """Parse and check a θ blob; the QuantizedF is arithmetically identical to the packed one."""
+    blob = bytes(blob)
+    header = unpack_header(blob, spec)
+    payload = blob[HEADER_SIZE : HEADER_SIZE + header.payload_size]
+    if header.payload_size != payload_size(spec):
+        raise BlobError(
+            f"θ blob payload is {header.payload_size} bytes, {spec.name} needs {payload_size(spec)}"
+        )
+    n_layers, rec_size, in_scale, in_zp, logit_scale, logit_zp, _r0, _r1 = _PAYLOAD_HEAD.unpack_from(payload)
+    if n_layers != len(spec.layers) or rec_size != RECORD_SIZE:
+        raise BlobError(
+            f"θ blob has {n_layers} layers of {rec_size}-byte records, "
+            f"expected {len(spec.layers)} of {RECORD_SIZE}"
+        )
+
+    def arr(off: int, count: int, dtype: str, what: str) -> np.ndarray | None:
+        if count == 0:
+            return None
+        nbytes = count * np.dtype(dtype).itemsize
+        if off % 4 or off < PAYLOAD_HEAD_SIZE or off + nbytes > len(payload):
+            raise BlobError(
+                f"θ blob: {what} at offset {off} (+{nbytes} bytes) outside the payload or unaligned"
+            )
+        return np.frombuffer(payload, dtype, count, off).copy()
+
+    layers = []
+    for i, layer in enumerate(spec.layers):
+        (
+            kind,
+            flags,
+            n_out,
+            n_w,
+            n_q,
+            li_scale,
+            li_zp,
+            lo_scale,
+            lo_zp,
+            act_min,
+            act_max,
+            o_w,
+            o_b,
+            o_m,
+            o_s,
+            o_ws,
+            _a,
+            _b,
+        ) = _RECORD.unpack_from(payload, PAYLOAD_HEAD_SIZE + i * RECORD_SIZE)
+        want = _layer_counts(layer)
+        if KIND_NAMES.get(kind) != layer.kind or (n_out, n_w, n_q) != want:
+            raise BlobError(
+                f"θ blob layer {i} ({layer.name}): kind {kind} counts {(n_out, n_w, n_q)}, "
+                f"expected {layer.kind} {want}"
+            )
+        q = QuantLayer(
+            layer.name,
+            layer.kind,
+            bool(flags & FLAG_RELU),
+            li_scale,
+            li_zp,
+            lo_scale,
+            lo_zp,
+            act_min,
+            act_max,
+        )
+        if n_w:
+            w = arr(o_w, n_w, "<i1", f"{layer.name} weights")
+            assert w is not None
+            q.weights = w.reshape(
+                (layer.out_ch, layer.kernel, layer.kernel, layer.in_ch // layer.groups)
+                if isinstance(layer, Conv)
+                else layer.weight_shape
+            ).astype(np.int8)
+            q.bias = arr(o_b, n_out, "<i4", f"{layer.name} bias").astype(np.int32)
+            q.multiplier = arr(o_m, n_q, "<i4", f"{layer.name} multipliers").astype(np.int32)
+            q.shift = arr(o_s, n_q, "<i4", f"{layer.name} shifts").astype(np.int32)
+            q.w_scales = arr(o_ws, n_q, "<f4", f"{layer.name} weight scales").astype(np.float32)
+        layers.append(q)
+    qf = QuantizedF(
+        header.arch_hash,
+        spec.name,
+        layers,
+        logit_scale=logit_scale,
+        logit_zp=logit_zp,
+        input_scale=in_scale,
+        input_zp=in_zp,
+    )
+    try:
+        qf.check(spec)
+    except ValueError as e:
+        raise BlobError(f"θ blob parameters invalid: {e}") from e
+    return header, qf
+
+
+def write_blob(path, qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSpec = F_SPEC):
+    """Pack and write atomically (temp file + rename)."""
+    from training.atomic import atomic_write_bytes
+
+    return atomic_write_bytes(path, pack_blob(qf, user_id, threshold_logit, spec))

@@ -1,0 +1,212 @@
+"""The int8 golden model of f: TensorFlow Lite Micro's reference arithmetic in NumPy, over a batch.
+
+Every int8 implementation (the C kernel, the .tflite in the TFLM interpreter, the firmware on the board)
+must agree with :func:`run_int8` bit for bit. What it implements, op by op (TFLM reference kernels):
+
+- **CONV_2D per channel** (reference_integer_ops::ConvPerChannel): int32 ``acc = Σ w · (x − in_zp)``
+  over the taps inside the image (the spec's TF-style 'same' padding: a pad tap is the input zero
+  point, i.e. contributes 0), ``+ bias[c]``, then ``MultiplyByQuantizedMultiplier(acc, M[c], shift[c])``
+  = ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc · 2^left, M), right)`` (TFLM's default
+  double rounding), ``+ out_zp``, clamp to [act_min, act_max]. Groups as TFLM: group = c / (O/G).
+- **AVERAGE_POOL_2D int8** (reference_integer_ops::AveragePool): raw int8 sum (in == out params), then
+  ``(sum ± count/2) / count`` with C's truncating division, clamp.
+- **FULLY_CONNECTED int8 per tensor** (reference_integer_ops::FullyConnected): as conv with one
+  multiplier and shift.
+
+Speed: the sums are done as float32 (or float64) matrix products, which are *exact*: every product is
+an integer of magnitude ≤ 255·127 and every partial sum ≤ K·255·127 < 2^24 for the depths K here, so
+no rounding can occur whatever order BLAS sums in (float64 is used if a layer's K would break that).
+1000 images take a few seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from codegen.quantize import INT32_MAX, INT32_MIN, QuantizedF, QuantLayer
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, same_pads
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixed-point primitives (gemmlowp / TFLM), vectorised over int64 arrays that hold int32 values
+# --------------------------------------------------------------------------------------------------
+def wrap_int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap of int64 values to int32 range (kept as int64)."""
+    x = np.asarray(x, np.int64)
+    if x.size and -(2**31) <= x.min() and x.max() < 2**31:
+        return x  # the usual case: nothing to wrap
+    return ((x + 2**31) & 0xFFFFFFFF) - 2**31
+
+
+def _trunc_div_pow2(x: np.ndarray, bits: int) -> np.ndarray:
+    """C's ``x / 2^bits`` for int64 x: rounds toward zero (negative x: add 2^bits − 1, then shift)."""
+    return (x + ((x >> 63) & ((1 << bits) - 1))) >> bits
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul for int32 a, b: (a·b·2 + 2^31 rounding) >> 32, with the
+    single overflow case INT32_MIN·INT32_MIN saturating to INT32_MAX."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    ab = a * b
+    # nudge: 2^30 when ab >= 0, 1 − 2^30 when ab < 0
+    nudge = np.int64(1 << 30) - (ab < 0) * np.int64((1 << 31) - 1)
+    ab += nudge
+    high = _trunc_div_pow2(ab, 31)
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    if overflow.any():
+        high = np.where(overflow, np.int64(INT32_MAX), high)
+    return high
+
+
+def rounding_divide_by_pot(x: np.ndarray | int, exponent: np.ndarray | int) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero."""
+    x = np.asarray(x, np.int64)
+    exponent = np.asarray(exponent, np.int64)
+    if ((exponent < 0) | (exponent > 31)).any():
+        raise ValueError("RoundingDivideByPOT exponent must be in [0, 31]")
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(
+    x: np.ndarray | int, multiplier: np.ndarray | int, shift: np.ndarray | int
+) -> np.ndarray:
+    """TFLM MultiplyByQuantizedMultiplier (double rounding): shift > 0 is a left shift first."""
+    x = np.asarray(x, np.int64)
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    return rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(wrap_int32(x << left), multiplier), right
+    )
+
+
+def requantize(acc: np.ndarray, q: QuantLayer) -> np.ndarray:
+    """int32 accumulators (…, C) incl. bias → int8 outputs of layer q."""
+    assert q.multiplier is not None and q.shift is not None
+    out = multiply_by_quantized_multiplier(acc, q.multiplier.astype(np.int64), q.shift.astype(np.int64))
+    return np.clip(out + q.out_zp, q.act_min, q.act_max).astype(np.int8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ops
+# --------------------------------------------------------------------------------------------------
+def _exact_dtype(depth: int) -> type:
+    return np.float32 if depth * 255 * 128 < 2**24 else np.float64
+
+
+def conv_int8(x: np.ndarray, q: QuantLayer, layer: Conv) -> np.ndarray:
+    """CONV_2D per channel, int8 (N, H, W, C) → int8 (N, Ho, Wo, O)."""
+    assert q.weights is not None and q.bias is not None
+    n, h, w, c = x.shape
+    k, s, g = layer.kernel, layer.stride, layer.groups
+    cin_g, o = c // g, layer.out_ch
+    depth = k * k * cin_g
+    dt = _exact_dtype(depth)
+    xs = x.astype(dt) - dt(q.in_zp)  # pads are then 0 == the input zero point
+    if layer.padding == "same":
+        (pt, pb), (pl, pr) = same_pads(h, k, s), same_pads(w, k, s)
+        xs = np.pad(xs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    hp, wp = xs.shape[1:3]
+    ho, wo = (hp - k) // s + 1, (wp - k) // s + 1
+    m = n * ho * wo
+    # patches laid out (G, N, Ho, Wo, k·k, cin_g): row = one output pixel, columns in OHWI weight order
+    patches = np.empty((g, n, ho, wo, k * k, cin_g), dt)
+    for t in range(k * k):
+        ky, kx = divmod(t, k)
+        tap = xs[:, ky : ky + s * (ho - 1) + 1 : s, kx : kx + s * (wo - 1) + 1 : s, :]
+        patches[:, :, :, :, t, :] = tap.reshape(n, ho, wo, g, cin_g).transpose(3, 0, 1, 2, 4)
+    wmat = q.weights.astype(dt).reshape(g, o // g, depth).transpose(0, 2, 1)  # (G, depth, O/G)
+    acc_g = np.matmul(patches.reshape(g, m, depth), wmat)  # (G, M, O/G), exact
+    acc = np.empty((m, g, o // g), np.int64)
+    acc[...] = acc_g.transpose(1, 0, 2)
+    acc = acc.reshape(n, ho, wo, o)
+    acc += q.bias.astype(np.int64)
+    return requantize(wrap_int32(acc), q)
+
+
+def avgpool_int8(x: np.ndarray, q: QuantLayer, layer: AvgPool) -> np.ndarray:
+    """AVERAGE_POOL_2D, global (kernel = H = W, VALID): int8 (N, H, W, C) → int8 (N, 1, 1, C)."""
+    n, h, w, c = x.shape
+    if (h, w) != (layer.kernel, layer.kernel):
+        raise ValueError(f"{layer.name}: global pool of {layer.kernel} over {h}×{w}")
+    count = h * w
+    acc = x.astype(np.int64).sum(axis=(1, 2))
+    num = np.where(acc > 0, acc + count // 2, acc - count // 2)
+    avg = np.where(num >= 0, num // count, -((-num) // count))  # C truncation
+    return np.clip(avg, q.act_min, q.act_max).astype(np.int8).reshape(n, 1, 1, c)
+
+
+def dense_int8(x: np.ndarray, q: QuantLayer) -> np.ndarray:
+    """FULLY_CONNECTED int8: (N, …) flattened in HWC order → (N, out)."""
+    assert q.weights is not None and q.bias is not None
+    xf = x.reshape(x.shape[0], -1)
+    dt = _exact_dtype(xf.shape[1])
+    acc = (xf.astype(dt) - dt(q.in_zp)) @ q.weights.astype(dt).T
+    return requantize(wrap_int32(acc.astype(np.int64) + q.bias.astype(np.int64)), q)
+
+
+# --------------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------------
+def images_to_int8(images_u8: np.ndarray) -> np.ndarray:
+    """uint8 RGB (N, 112, 112, 3) → the int8 input q = u − 128 (scale 1/128, zp 0)."""
+    if images_u8.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {images_u8.dtype}")
+    return (images_u8.astype(np.int16) - 128).astype(np.int8)
+
+
+def run_int8_q(
+    qf: QuantizedF, x_q: np.ndarray, spec: ArchSpec = F_SPEC, return_layers: bool = False
+) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run on int8 inputs (N, H, W, C) (already q = u − 128). Returns int8 logits (N,)."""
+    x = x_q
+    acts: dict[str, np.ndarray] = {}
+    for layer, q in zip(spec.layers, qf.layers):
+        if isinstance(layer, Conv):
+            x = conv_int8(x, q, layer)
+        elif isinstance(layer, AvgPool):
+            x = avgpool_int8(x, q, layer)
+        else:
+            x = dense_int8(x, q)
+        if return_layers:
+            acts[layer.name] = x
+    logits = x.reshape(x.shape[0])
+    return (logits, acts) if return_layers else logits
+
+
+def run_int8(
+    qf: QuantizedF,
+    images_u8: np.ndarray,
+    spec: ArchSpec = F_SPEC,
+    return_layers: bool = False,
+    batch: int = 128,
+) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
+    """int8 logits (N,) of f for uint8 images (N, H, W, 3); with ``return_layers`` also a dict
+    layer name → int8 activations (N, H, W, C) or (N, features) of every layer, for layer-by-layer
+    debugging against another implementation."""
+    qf.check(spec)
+    images_u8 = np.asarray(images_u8)
+    if images_u8.ndim == 3:
+        images_u8 = images_u8[None]
+    want = (*spec.input_hw, spec.input_ch)
+    if images_u8.shape[1:] != want:
+        raise ValueError(f"images must be (N, {want[0]}, {want[1]}, {want[2]}), got {images_u8.shape}")
+    outs: list[np.ndarray] = []
+    layer_outs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(images_u8), batch):
+        res = run_int8_q(qf, images_to_int8(images_u8[start : start + batch]), spec, return_layers)
+        if return_layers:
+            logits, acts = res
+            for k, v in acts.items():
+                layer_outs.setdefault(k, []).append(v)
+        else:
+            logits = res
+        outs.append(logits)
+    logits = np.concatenate(outs) if outs else np.zeros(0, np.int8)
+    if return_layers:
+        return logits, {k: np.concatenate(v) for k, v in layer_outs.items()}
+    return logits

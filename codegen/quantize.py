@@ -1,0 +1,516 @@
+"""Quantize one θ of the verifier f the TensorFlow Lite Micro way: int8 weights and activations.
+
+What is quantized
+-----------------
+The *effective* weights of f (``training.verifier.functional.effective_weights``: standardized filters,
+raw biases) — exactly what the float f applies — are turned into:
+
+- **Conv weights**: per output channel symmetric int8, zero point 0, ``scale_c = max|w_c| / 127``,
+  values in [-127, 127], layout OHWI (TFLite CONV_2D: out, kh, kw, in/groups).
+- **Dense (FULLY_CONNECTED) weights**: per tensor symmetric int8 (TFLM's safe default), layout [out, in].
+- **Biases**: int32, scale ``in_scale * w_scale[c]`` (stored as float32, as a .tflite stores it), zp 0.
+- **Activations**: int8 with (scale, zero point). Input: ``q = u - 128``, scale 1/128, zp 0 (exact: f's
+  input is x = (u - 128) / 128). ReLU outputs: range [0, hi], so zp = -128 and scale = hi / 255.
+  The average pool keeps its input's parameters (TFLM requires in == out for AVERAGE_POOL_2D).
+  The output logit (no ReLU) gets its own asymmetric range [min(lo, 0), max(hi, 0)] with TFLite's
+  nudged zero point.
+- **Requantization**: per output channel (conv) or per tensor (dense), the real multiplier
+  ``double(in_scale) * double(w_scale) / double(out_scale)`` (float32 scales widened to double, the
+  order of TFLM's ``PopulateConvolutionQuantizationParams`` / ``CalculateOpDataFullyConnected``) becomes
+  a Q31 multiplier and a shift by :func:`quantize_multiplier`, a transcription of TFLM's
+  ``QuantizeMultiplier`` (frexp, round half away from zero to Q31, the q == 2^31 carry, flush to zero
+  below 2^-31). ``shift > 0`` is a left shift (TFLM's sign convention).
+
+Calibration (activation ranges)
+-------------------------------
+Needs nothing beyond a fresh machine. The calibration set (:func:`calibration_images`) is the user's
+enrollment crop (uint8 112×112×3) plus face images shipped by installed packages — scikit-image's
+``astronaut()`` and matplotlib's ``grace_hopper.jpg`` — cropped to the face by a fixed, hand-chosen box
+(the face roughly where ArcFace alignment puts it: eyes near row 51, about 35 px apart) and resized to
+112×112. No detector is needed for that; the boxes are documented in :data:`PACKAGE_FACES`. Each base
+image gets deterministic augmentations (seeded RNG): horizontal flip, brightness/contrast changes,
+shifts of a few pixels, Gaussian noise, grey-scale.
+
+The float f runs on that set; per layer output the range is ``hi = margin * percentile_p(values)``
+(``lo`` likewise at ``100 - p`` for the non-ReLU logit), with the defaults p = 100 (the max) and
+margin 1.2, floored at :data:`MIN_RANGE`. Why max-plus-margin and not a tighter percentile: thanks to
+weight standardization every filter has L2 norm ``gain``, so each pre-activation is bounded by
+``gain * ||patch|| + |b|`` and the observed maxima are stable across faces (they depend on the image
+contrast, which the augmentations vary); clipping a verifier's strongest responses costs more than the
+resolution a tighter range would buy. The margin covers faces brighter or more contrasted than the
+calibration set. ``QuantConfig`` changes both.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.verifier.functional import INPUT_SCALE, effective_weights, to_input
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
+
+log = logging.getLogger(__name__)
+
+INT8_MIN, INT8_MAX = -128, 127
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+BIAS_LIMIT = 2**30  # |bias| bound that keeps the int32 accumulator of the C kernel free of overflow
+MIN_RANGE = 1e-3  # floor of a calibrated activation range (a dead layer must still get a scale > 0)
+INPUT_ZP = 0
+
+KIND_CONV, KIND_AVGPOOL, KIND_DENSE = "conv", "avgpool", "dense"
+
+
+# --------------------------------------------------------------------------------------------------
+# TFLM arithmetic helpers (parameter side)
+# --------------------------------------------------------------------------------------------------
+def f32(x: float) -> float:
+    """``x`` rounded to float32 (and widened back), as a .tflite stores scales."""
+    return float(np.float32(x))
+
+
+def _round_half_away(x: float) -> int:
+    """C's ``std::round`` (TfLiteRound): halves away from zero; Python's round() would go to even."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLM ``QuantizeMultiplier``: real multiplier → (Q31 significand, shift), ``real ≈ q · 2^(shift-31)``.
+
+    Transcribed from tensorflow/lite/kernels/internal/quantization_util.cc (non-emulated-float path).
+    """
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)  # real = q · 2^shift, 0.5 <= |q| < 1
+    q_fixed = _round_half_away(q * (1 << 31))
+    if abs(q_fixed) > (1 << 31):
+        raise AssertionError(f"QuantizeMultiplier: |q_fixed| {q_fixed} > 2^31")  # cannot happen
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:  # every bit would be shifted out: TFLM flushes to zero
+        return 0, 0
+    return int(q_fixed), int(shift)
+
+
+def real_multiplier(in_scale: float, w_scale: float, out_scale: float) -> float:
+    """The effective requantization scale exactly as TFLM computes it from float32 tensor scales."""
+    return (float(np.float32(in_scale)) * float(np.float32(w_scale))) / float(np.float32(out_scale))
+
+
+def choose_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """TFLite asymmetric int8 parameters for the float range [lo, hi] (the range always includes 0).
+
+    Zero point nudged as TFLite's ``ChooseQuantizationParams``; the scale is returned as a float32 value.
+    """
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < MIN_RANGE:
+        hi = lo + MIN_RANGE
+    scale = f32((hi - lo) / (INT8_MAX - INT8_MIN))
+    zp_from_min = INT8_MIN - lo / scale
+    zp_from_max = INT8_MAX - hi / scale
+    err_min = abs(INT8_MIN) + abs(lo / scale)
+    err_max = abs(INT8_MAX) + abs(hi / scale)
+    zp_real = zp_from_min if err_min < err_max else zp_from_max
+    zp = int(min(max(_round_half_away(zp_real), INT8_MIN), INT8_MAX))
+    return scale, zp
+
+
+def activation_range(relu: bool, zp: int) -> tuple[int, int]:
+    """TFLM ``CalculateActivationRangeQuantized`` for int8 with no activation or a fused ReLU."""
+    if relu:
+        return max(INT8_MIN, zp), INT8_MAX
+    return INT8_MIN, INT8_MAX
+
+
+# --------------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class QuantLayer:
+    """One deployed op (CONV_2D + fused ReLU, AVERAGE_POOL_2D or FULLY_CONNECTED) with every tensor's
+    quantization, complete enough to write a .tflite: input/output activation tensors (scale, zp),
+    weights (int8, per-channel scales, zp 0 on axis 0), bias (int32, scales ``bias_scales``, zp 0)."""
+
+    name: str
+    kind: str  # KIND_CONV | KIND_AVGPOOL | KIND_DENSE
+    relu: bool
+    in_scale: float  # float32 values
+    in_zp: int
+    out_scale: float
+    out_zp: int
+    act_min: int  # int8 clamp of the output (fused activation)
+    act_max: int
+    weights: np.ndarray | None = None  # int8; conv OHWI (O, kh, kw, I/groups), dense (out, in)
+    w_scales: np.ndarray | None = None  # float32; (O,) per-channel conv, (1,) per-tensor dense
+    bias: np.ndarray | None = None  # int32 (O,)
+    multiplier: np.ndarray | None = None  # int32, one per w_scale
+    shift: np.ndarray | None = None  # int32, one per w_scale; > 0 = left shift (TFLM convention)
+
+    @property
+    def per_channel(self) -> bool:
+        return self.w_scales is not None and self.w_scales.size > 1
+
+    @property
+    def bias_scales(self) -> np.ndarray | None:
+        """float32 scales of the int32 bias tensor (``in_scale * w_scale``)."""
+        if self.w_scales is None:
+            return None
+        return (np.float64(np.float32(self.in_scale)) * self.w_scales.astype(np.float64)).astype(np.float32)
+
+    @property
+    def out_range(self) -> tuple[float, float]:
+        """The float range the int8 output can represent."""
+        return (INT8_MIN - self.out_zp) * self.out_scale, (INT8_MAX - self.out_zp) * self.out_scale
+
+    def equal_arithmetic(self, other: QuantLayer) -> bool:
+        """Same name, kind and every number that the int8 arithmetic uses."""
+        scalars = ("name", "kind", "relu", "in_scale", "in_zp", "out_scale", "out_zp", "act_min", "act_max")
+        if any(getattr(self, a) != getattr(other, a) for a in scalars):
+            return False
+        for a in ("weights", "w_scales", "bias", "multiplier", "shift"):
+            x, y = getattr(self, a), getattr(other, a)
+            if (x is None) != (y is None):
+                return False
+            if x is not None and (x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y)):
+                return False
+        return True
+
+
+@dataclass(eq=False)
+class QuantizedF:
+    """One user's f in int8: the layers in spec order and the output logit's parameters."""
+
+    arch_hash: str
+    arch_name: str
+    layers: list[QuantLayer]
+    logit_scale: float
+    logit_zp: int
+    input_scale: float = f32(INPUT_SCALE)
+    input_zp: int = INPUT_ZP
+    calibration: dict[str, Any] = field(default_factory=dict)  # how the ranges were found (not in blobs)
+
+    def layer(self, name: str) -> QuantLayer:
+        for q in self.layers:
+            if q.name == name:
+                return q
+        raise KeyError(f"no layer {name!r} in the quantized f (layers: {[q.name for q in self.layers]})")
+
+    def dequantize_logit(self, q: np.ndarray | int) -> np.ndarray:
+        """int8 logit → float32 logit, computed in float32 exactly as the C kernel's decision does."""
+        return (np.asarray(q, np.int32) - np.int32(self.logit_zp)).astype(np.float32) * np.float32(
+            self.logit_scale
+        )
+
+    def threshold_q(self, threshold_logit: float) -> int:
+        """Smallest int8 logit q whose dequantized value is >= ``threshold_logit`` (128: none is)."""
+        qs = np.arange(INT8_MIN, INT8_MAX + 1)
+        ok = self.dequantize_logit(qs) >= np.float32(threshold_logit)
+        return int(qs[ok][0]) if ok.any() else INT8_MAX + 1
+
+    def decide(self, q: np.ndarray | int, threshold_logit: float) -> np.ndarray:
+        """Accept (True) when the dequantized logit >= threshold — the device's rule."""
+        return self.dequantize_logit(q) >= np.float32(threshold_logit)
+
+    def equal_arithmetic(self, other: QuantizedF) -> bool:
+        return (
+            self.arch_hash == other.arch_hash
+            and self.logit_scale == other.logit_scale
+            and self.logit_zp == other.logit_zp
+            and self.input_scale == other.input_scale
+            and self.input_zp == other.input_zp
+            and len(self.layers) == len(other.layers)
+            and all(a.equal_arithmetic(b) for a, b in zip(self.layers, other.layers))
+        )
+
+    def check(self, spec: ArchSpec = F_SPEC) -> None:
+        """Raise ValueError when the record does not fit ``spec`` or breaks a TFLM constraint."""
+        if self.arch_hash != spec.arch_hash():
+            raise ValueError(
+                f"quantized f has arch hash {self.arch_hash}, the spec {spec.name} has "
+                f"{spec.arch_hash()}: quantize θ again with this spec"
+            )
+        if [q.name for q in self.layers] != [la.name for la in spec.layers]:
+            raise ValueError(
+                f"layers {[q.name for q in self.layers]} do not match the spec's "
+                f"{[la.name for la in spec.layers]}"
+            )
+        if (self.input_scale, self.input_zp) != (f32(INPUT_SCALE), INPUT_ZP):
+            raise ValueError(
+                f"input params {(self.input_scale, self.input_zp)}: the device feeds q = u - 128 "
+                f"(scale 1/128, zero point 0)"
+            )
+        prev = (self.input_scale, self.input_zp)
+        for q, la in zip(self.layers, spec.layers):
+            if (q.in_scale, q.in_zp) != prev:
+                raise ValueError(f"{q.name}: input params {(q.in_scale, q.in_zp)} != previous output {prev}")
+            if q.kind != la.kind or q.relu != bool(getattr(la, "relu", False)):
+                raise ValueError(f"{q.name}: kind/relu {q.kind}/{q.relu} does not match the spec")
+            for zp in (q.in_zp, q.out_zp):
+                if not INT8_MIN <= zp <= INT8_MAX:
+                    raise ValueError(f"{q.name}: zero point {zp} outside int8")
+            if not INT8_MIN <= q.act_min <= q.act_max <= INT8_MAX:
+                raise ValueError(f"{q.name}: activation range [{q.act_min}, {q.act_max}] invalid")
+            if isinstance(la, AvgPool):
+                if (q.out_scale, q.out_zp) != (q.in_scale, q.in_zp):
+                    raise ValueError(f"{q.name}: AVERAGE_POOL_2D needs equal input and output params")
+            else:
+                assert q.weights is not None and q.bias is not None and q.w_scales is not None
+                assert q.multiplier is not None and q.shift is not None
+                want = (
+                    (la.out_ch, la.kernel, la.kernel, la.in_ch // la.groups)
+                    if isinstance(la, Conv)
+                    else la.weight_shape
+                )
+                if q.weights.shape != want or q.weights.dtype != np.int8:
+                    raise ValueError(f"{q.name}: weights {q.weights.dtype}{q.weights.shape}, want int8{want}")
+                n_out = want[0]
+                n_q = n_out if isinstance(la, Conv) else 1
+                for a, dt, n in (
+                    (q.bias, np.int32, n_out),
+                    (q.multiplier, np.int32, n_q),
+                    (q.shift, np.int32, n_q),
+                    (q.w_scales, np.float32, n_q),
+                ):
+                    if a.dtype != dt or a.shape != (n,):
+                        raise ValueError(f"{q.name}: array {a.dtype}{a.shape}, want {np.dtype(dt)}({n},)")
+                if np.abs(q.bias.astype(np.int64)).max() > BIAS_LIMIT:
+                    raise ValueError(f"{q.name}: |bias| > 2^30")
+                if (q.multiplier < 0).any() or (q.shift < -31).any() or (q.shift > 30).any():
+                    raise ValueError(f"{q.name}: multiplier/shift out of range")
+            prev = (q.out_scale, q.out_zp)
+        if (self.logit_scale, self.logit_zp) != prev:
+            raise ValueError(f"logit params {(self.logit_scale, self.logit_zp)} != last layer output {prev}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration images
+# --------------------------------------------------------------------------------------------------
+# (loader, box (left, top, right, bottom) in the original image): hand-chosen, square, the face about
+# where ArcFace alignment puts it in a 112×112 crop.
+PACKAGE_FACES: dict[str, tuple[int, int, int, int]] = {
+    "skimage:astronaut": (157, 41, 291, 175),
+    "matplotlib:grace_hopper.jpg": (120, 48, 410, 338),
+}
+
+
+def _load_package_image(name: str) -> np.ndarray:
+    if name == "skimage:astronaut":
+        import skimage.data
+
+        return np.asarray(skimage.data.astronaut())
+    if name == "matplotlib:grace_hopper.jpg":
+        from matplotlib import cbook
+        from PIL import Image
+
+        with cbook.get_sample_data("grace_hopper.jpg") as fh:
+            return np.asarray(Image.open(fh).convert("RGB"))
+    raise KeyError(name)
+
+
+def package_faces(size: int = 112) -> np.ndarray:
+    """The face images shipped by installed packages, cropped to the face and resized: (n, size, size, 3)."""
+    from PIL import Image
+
+    out = []
+    for name, box in PACKAGE_FACES.items():
+        img = Image.fromarray(_load_package_image(name)).crop(box).resize((size, size), Image.BILINEAR)
+        out.append(np.asarray(img, np.uint8))
+    return np.stack(out)
+
+
+def augment(images: np.ndarray, n_aug: int, seed: int = 0) -> np.ndarray:
+    """Deterministic augmentations of uint8 (N, H, W, 3) images: ``n_aug`` variants per image."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for img in images:
+        base = img.astype(np.float32)
+        for k in range(n_aug):
+            x = base[:, ::-1] if k % 2 else base
+            if k % 4 == 3:  # grey-scale
+                x = np.repeat(x @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(x.shape)
+            contrast = rng.uniform(0.6, 1.5)
+            brightness = rng.uniform(-40, 40)
+            mean = x.mean()
+            x = (x - mean) * contrast + mean + brightness
+            dy, dx = rng.integers(-4, 5, size=2)
+            x = np.pad(x, ((4, 4), (4, 4), (0, 0)), mode="edge")[
+                4 + dy : 4 + dy + img.shape[0], 4 + dx : 4 + dx + img.shape[1]
+            ]
+            x = x + rng.normal(0.0, rng.uniform(0.0, 6.0), size=x.shape)
+            out.append(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+    return np.stack(out) if out else np.zeros((0, *images.shape[1:]), np.uint8)
+
+
+def calibration_images(enroll_u8: np.ndarray | None = None, n_aug: int = 12, seed: int = 0) -> np.ndarray:
+    """The calibration set: enrollment crop(s) and package faces, each as is and ``n_aug`` augmentations."""
+    bases = [package_faces()]
+    if enroll_u8 is not None:
+        e = np.asarray(enroll_u8)
+        if e.ndim == 3:
+            e = e[None]
+        if e.dtype != np.uint8 or e.shape[1:] != (112, 112, 3):
+            raise ValueError(f"enrollment crop must be uint8 (112, 112, 3), got {e.dtype}{e.shape}")
+        bases.insert(0, e)
+    base = np.concatenate(bases)
+    return np.concatenate([base, augment(base, n_aug, seed)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Float activations
+# --------------------------------------------------------------------------------------------------
+def float_activations(
+    params: dict[str, torch.Tensor], x: torch.Tensor, spec: ArchSpec = F_SPEC
+) -> dict[str, torch.Tensor]:
+    """Every layer's float output (after its ReLU) for input x (N, 3, H, W); mirrors ``apply_effective``."""
+    acts: dict[str, torch.Tensor] = {}
+    for layer in spec.layers:
+        if isinstance(layer, Conv):
+            if layer.padding == "same":
+                ph = same_pads(x.shape[-2], layer.kernel, layer.stride)
+                pw = same_pads(x.shape[-1], layer.kernel, layer.stride)
+                if any(ph + pw):
+                    x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+            x = F.conv2d(
+                x,
+                params[f"{layer.name}.weight"],
+                params[f"{layer.name}.bias"],
+                stride=layer.stride,
+                groups=layer.groups,
+            )
+        elif isinstance(layer, AvgPool):
+            x = F.avg_pool2d(x, layer.kernel).flatten(1)
+        else:
+            x = F.linear(x, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"])
+        if getattr(layer, "relu", False):
+            x = F.relu(x)
+        acts[layer.name] = x
+    return acts
+
+
+# --------------------------------------------------------------------------------------------------
+# Quantization
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuantConfig:
+    percentile: float = 100.0  # of the layer's output values over the calibration set (100 = max)
+    margin: float = 1.2  # the range is widened by this factor
+    n_aug: int = 12  # augmentations per calibration base image
+    seed: int = 0
+
+
+def _quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output channel (axis 0). An all-zero filter gets scale 1/127."""
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    amax = np.abs(flat).max(axis=1)
+    scales = np.where(amax > 0, amax / 127.0, 1.0 / 127.0).astype(np.float32)
+    q = np.clip(np.rint(flat / scales.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scales
+
+
+def _quantize_weights_per_tensor(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    amax = float(np.abs(w).max())
+    scale = np.float32(amax / 127.0 if amax > 0 else 1.0 / 127.0)
+    q = np.clip(np.rint(w.astype(np.float64) / np.float64(scale)), -127, 127).astype(np.int8)
+    return q, np.array([scale], np.float32)
+
+
+def _quantize_bias(b: np.ndarray, bias_scales: np.ndarray, name: str) -> np.ndarray:
+    q = np.rint(b.astype(np.float64) / bias_scales.astype(np.float64))
+    if np.abs(q).max() > BIAS_LIMIT:
+        log.warning("%s: bias clipped to ±2^30 (max |b/scale| = %.3g)", name, np.abs(q).max())
+        q = np.clip(q, -BIAS_LIMIT, BIAS_LIMIT)
+    return q.astype(np.int32)
+
+
+def _range(values: torch.Tensor, relu: bool, cfg: QuantConfig) -> tuple[float, float]:
+    v = values.detach().double().flatten()
+    if cfg.percentile >= 100.0:
+        hi, lo = float(v.max()), float(v.min())
+    else:
+        v = v[torch.randperm(v.numel(), generator=torch.Generator().manual_seed(cfg.seed))[:4_000_000]]
+        hi = float(torch.quantile(v, cfg.percentile / 100.0))
+        lo = float(torch.quantile(v, 1.0 - cfg.percentile / 100.0))
+    hi = max(hi * cfg.margin, MIN_RANGE) if hi > 0 else MIN_RANGE
+    lo = 0.0 if relu else min(lo * cfg.margin, 0.0)
+    return lo, hi
+
+
+def quantize(
+    theta: torch.Tensor | np.ndarray,
+    enroll_u8: np.ndarray | None = None,
+    cfg: QuantConfig = QuantConfig(),
+    spec: ArchSpec = F_SPEC,
+    calib_u8: np.ndarray | None = None,
+) -> QuantizedF:
+    """Quantize one flat θ. Ranges come from ``calib_u8`` if given, else from :func:`calibration_images`
+    built around ``enroll_u8`` (the user's aligned uint8 112×112×3 crop; None: package faces only)."""
+    theta_t = (
+        torch.as_tensor(np.asarray(theta, np.float32))
+        if not isinstance(theta, torch.Tensor)
+        else theta.detach().float()
+    )
+    if theta_t.ndim != 1 or theta_t.numel() != spec.theta_size:
+        raise ValueError(
+            f"θ must be a flat vector of {spec.theta_size} values, got shape {tuple(theta_t.shape)}"
+        )
+    if not torch.isfinite(theta_t).all():
+        raise ValueError("θ contains NaN or infinity")
+    images = calib_u8 if calib_u8 is not None else calibration_images(enroll_u8, cfg.n_aug, cfg.seed)
+    with torch.no_grad():
+        params = effective_weights(theta_t, spec)
+        acts = float_activations(params, to_input(images), spec)
+
+    layers: list[QuantLayer] = []
+    in_scale, in_zp = f32(INPUT_SCALE), INPUT_ZP
+    ranges: dict[str, list[float]] = {}
+    for layer in spec.layers:
+        relu = bool(getattr(layer, "relu", False))
+        if isinstance(layer, AvgPool):
+            out_scale, out_zp = in_scale, in_zp
+            ranges[layer.name] = [float(acts[layer.name].min()), float(acts[layer.name].max())]
+        else:
+            lo, hi = _range(acts[layer.name], relu, cfg)
+            ranges[layer.name] = [lo, hi]
+            out_scale, out_zp = choose_qparams(lo, hi)
+            if relu:
+                out_scale, out_zp = f32(hi / 255.0), INT8_MIN  # [0, hi] exactly: zp -128
+        act_min, act_max = activation_range(relu, out_zp)
+        q = QuantLayer(layer.name, layer.kind, relu, in_scale, in_zp, out_scale, out_zp, act_min, act_max)
+        if isinstance(layer, Conv | Dense):
+            w = params[f"{layer.name}.weight"].double().numpy()
+            b = params[f"{layer.name}.bias"].double().numpy()
+            if isinstance(layer, Conv):
+                w = w.transpose(0, 2, 3, 1)  # OIHW → OHWI
+                q.weights, q.w_scales = _quantize_weights_per_channel(w)
+            else:
+                q.weights, q.w_scales = _quantize_weights_per_tensor(w)
+            q.bias = _quantize_bias(b, np.broadcast_to(q.bias_scales, b.shape), layer.name)
+            mults = [quantize_multiplier(real_multiplier(in_scale, float(s), out_scale)) for s in q.w_scales]
+            q.multiplier = np.array([m for m, _ in mults], np.int32)
+            q.shift = np.array([s for _, s in mults], np.int32)
+            if (q.shift > 30).any():
+                raise ValueError(f"{layer.name}: requantization multiplier ≥ 2^30 (scales degenerate)")
+        layers.append(q)
+        in_scale, in_zp = out_scale, out_zp
+    qf = QuantizedF(
+        spec.arch_hash(),
+        spec.name,
+        layers,
+        logit_scale=in_scale,
+        logit_zp=in_zp,
+        calibration={
+            "n_images": int(len(images)),
+            "percentile": cfg.percentile,
+            "margin": cfg.margin,
+            "enrollment": enroll_u8 is not None,
+            "ranges": ranges,
+        },
+    )
+    qf.check(spec)
+    return qf

@@ -1,0 +1,119 @@
+/* Host test driver of the C kernel (built by tests/codegen/test_c_kernel.py):
+ *   pv_test parse BLOB               print "<status name> <threshold_q> <user_id>"
+ *   pv_test parse-misaligned BLOB    parse a copy of BLOB at an odd address (expects PV_ERR_ALIGN)
+ *   pv_test infer BLOB IMAGES OUT [LAYERS]
+ *   pv_test stream BLOB IMAGES OUT   the same through the input-row streaming API
+ *   pv_test crc FILE                 print pv_crc32 of FILE (computed in two chunks) as 8 hex digits
+ * IMAGES: raw uint8 RGB, N * PV_INPUT_BYTES; OUT: N int8 logits; LAYERS: every layer's int8 output,
+ * image after image, layer after layer. Exit 0 on success, 1 on usage/IO errors, 2 on kernel errors. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pv_arch.h"
+#include "pv_blob.h"
+#include "pv_crc32.h"
+#include "pv_kernel.h"
+
+#define BLOB_CAP (PV_BLOB_BYTES + 4096u)
+
+static union {
+    uint32_t align_;
+    uint8_t b[BLOB_CAP + 8u];
+} s_blob;
+static union {
+    uint32_t align_;
+    uint8_t b[PV_ARENA_BYTES];
+} s_arena;
+static uint8_t s_u8[PV_INPUT_BYTES];
+static int8_t s_img[PV_INPUT_BYTES];
+static pv_model_t s_model;
+
+static long read_file(const char *path, uint8_t *buf, uint32_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    if (f == NULL) return -1;
+    n = fread(buf, 1, cap, f);
+    if (fgetc(f) != EOF) n = (size_t)cap + 1u; /* too big */
+    fclose(f);
+    return (long)n;
+}
+
+static void layer_hook(void *ctx, uint32_t layer, const int8_t *out, uint32_t n) {
+    (void)layer;
+    if (fwrite(out, 1, n, (FILE *)ctx) != n) fprintf(stderr, "short write of layer %u\n", (unsigned)layer);
+}
+
+static int run(const char *mode, const char *images, const char *out_path, const char *layers_path) {
+    FILE *fi = fopen(images, "rb"), *fo = fopen(out_path, "wb"), *fl = NULL;
+    int rc = 0;
+    uint32_t i, b;
+    if (fi == NULL || fo == NULL) {
+        fprintf(stderr, "cannot open %s or %s\n", images, out_path);
+        if (fi) fclose(fi);
+        if (fo) fclose(fo);
+        return 1;
+    }
+    if (layers_path != NULL && (fl = fopen(layers_path, "wb")) == NULL) {
+        fclose(fi);
+        fclose(fo);
+        return 1;
+    }
+    while (fread(s_u8, 1, PV_INPUT_BYTES, fi) == PV_INPUT_BYTES) {
+        int8_t logit = 0;
+        for (i = 0; i < PV_INPUT_BYTES; i++) s_img[i] = (int8_t)((int32_t)s_u8[i] - 128);
+        if (strcmp(mode, "stream") == 0) {
+            pv_stream_t st;
+            rc = pv_stream_begin(&st, &s_model, s_arena.b);
+            for (b = 0; rc == PV_OK && b < PV_STREAM_BANDS; b++)
+                rc = pv_stream_rows(&st, s_img + (size_t)b * PV_STREAM_BAND_BYTES, PV_STREAM_BAND_BYTES);
+            if (rc == PV_OK) rc = pv_stream_end(&st, &logit);
+        } else {
+            rc = pv_infer_ex(&s_model, s_img, &logit, s_arena.b, fl ? layer_hook : NULL, fl);
+        }
+        if (rc != PV_OK) {
+            fprintf(stderr, "inference failed: %s\n", pv_status_name(rc));
+            break;
+        }
+        fputc((uint8_t)logit, fo);
+    }
+    fclose(fi);
+    fclose(fo);
+    if (fl) fclose(fl);
+    return rc == PV_OK ? 0 : 2;
+}
+
+int main(int argc, char **argv) {
+    long n;
+    int rc;
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s crc|parse|parse-misaligned|infer|stream BLOB [IMAGES OUT [LAYERS]]\n", argv[0]);
+        return 1;
+    }
+    n = read_file(argv[2], s_blob.b, BLOB_CAP);
+    if (n < 0 || n > (long)BLOB_CAP) {
+        fprintf(stderr, "cannot read %s (or larger than %u bytes)\n", argv[2], (unsigned)BLOB_CAP);
+        return 1;
+    }
+    if (strcmp(argv[1], "crc") == 0) {
+        const uint32_t half = (uint32_t)n / 2u;
+        printf("%08lx\n", (unsigned long)pv_crc32(pv_crc32(0u, s_blob.b, half), s_blob.b + half, (uint32_t)n - half));
+        return 0;
+    }
+    if (strcmp(argv[1], "parse-misaligned") == 0) {
+        memmove(s_blob.b + 1, s_blob.b, (size_t)n);
+        rc = pv_blob_parse(&s_model, s_blob.b + 1, (uint32_t)n);
+    } else {
+        rc = pv_blob_parse(&s_model, s_blob.b, (uint32_t)n);
+    }
+    if (strncmp(argv[1], "parse", 5) == 0) {
+        printf("%s %d %s\n", pv_status_name(rc), (int)s_model.threshold_q, s_model.user_id);
+        return 0;
+    }
+    if (rc != PV_OK) {
+        fprintf(stderr, "blob refused: %s\n", pv_status_name(rc));
+        return 2;
+    }
+    if (argc < 5) return 1;
+    return run(argv[1], argv[3], argv[4], argc > 5 ? argv[5] : NULL);
+}

@@ -1,0 +1,124 @@
+"""Fixtures of the codegen tests: face images, three θ, their quantized f, the host build of the C kernel.
+
+Face images: the aligned LFW crops when that cache exists (``training.face.cache.lfw_cache``), else the
+package faces (scikit-image astronaut, matplotlib Grace Hopper) with deterministic augmentations — a
+different seed from the calibration set's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codegen.quantize import QuantizedF, augment, package_faces, quantize
+from training.paths import CACHE_ENV, REPO_ROOT
+from training.verifier.functional import random_theta
+
+log = logging.getLogger(__name__)
+
+N_IMAGES = 256
+COMMON = REPO_ROOT / "firmware_templates" / "common"
+KERNEL_SOURCES = ("pv_kernel.c", "pv_blob.c", "pv_crc32.c")
+TEST_MAIN = Path(__file__).parent / "c" / "pv_test_main.c"
+HOST_CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def lfw_crops(n: int) -> np.ndarray | None:
+    """n aligned LFW crops spread over the dataset, or None when the aligned cache is not there."""
+    base = Path(os.environ.get(CACHE_ENV) or REPO_ROOT / ".cache") / "aligned"
+    if not any(base.glob("lfw-dlib-*/index.json")):  # do not let lfw_cache() create a new cache
+        return None
+    try:
+        from training.face.cache import lfw_cache
+
+        cache = lfw_cache("dlib")
+        ok = np.flatnonzero(cache.status > 0)
+    except Exception as e:  # shared LFW missing, or a cache of another list
+        log.info("LFW cache unusable (%s): package faces instead", e)
+        return None
+    if len(ok) < n:
+        return None
+    idx = ok[np.linspace(0, len(ok) - 1, n).astype(np.int64)]
+    return np.ascontiguousarray(cache.crops()[idx])
+
+
+@pytest.fixture(scope="session")
+def face_images() -> np.ndarray:
+    imgs = lfw_crops(N_IMAGES)
+    if imgs is None:
+        base = package_faces()
+        imgs = augment(base, N_IMAGES // len(base), seed=12345)
+    return imgs
+
+
+@pytest.fixture(scope="session")
+def face_source(face_images: np.ndarray) -> str:
+    return "lfw" if lfw_crops(1) is not None else "package faces + augmentations"
+
+
+def hgen_theta(seed: int = 7) -> torch.Tensor:
+    """θ as the (untrained) generator h_gen outputs it for a random unit embedding."""
+    from training.verifier.hypernet import HGen
+
+    torch.manual_seed(seed)
+    h = HGen()
+    e = torch.nn.functional.normalize(torch.randn(1, h.cfg.embedding_dim), dim=1)
+    with torch.no_grad():
+        return h(e)[0]
+
+
+THETA_NAMES = ("random-0", "random-1", "hgen-7")
+
+
+@pytest.fixture(scope="session")
+def thetas() -> dict[str, torch.Tensor]:
+    return {"random-0": random_theta(0), "random-1": random_theta(1), "hgen-7": hgen_theta(7)}
+
+
+@pytest.fixture(scope="session")
+def quantized(thetas: dict[str, torch.Tensor], face_images: np.ndarray) -> dict[str, QuantizedF]:
+    """Each θ quantized with the first test face as its enrollment crop."""
+    return {k: quantize(th, enroll_u8=face_images[0]) for k, th in thetas.items()}
+
+
+def build_host(out: Path, extra_flags: list[str] | None = None) -> Path:
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.fail("no host C compiler (gcc): install build-essential")
+    cmd = [
+        cc,
+        *HOST_CFLAGS,
+        *(extra_flags or []),
+        f"-I{COMMON}",
+        *(str(COMMON / s) for s in KERNEL_SOURCES),
+        str(TEST_MAIN),
+        "-o",
+        str(out),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"host build failed:\n{' '.join(cmd)}\n{res.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def pv_test_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_host(tmp_path_factory.mktemp("cbuild") / "pv_test")
+
+
+@pytest.fixture(scope="session")
+def pv_test_bin_dsp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DSP (SMLAD) code path, with the three SIMD instructions emulated in C on the host."""
+    return build_host(
+        tmp_path_factory.mktemp("cbuild_dsp") / "pv_test_dsp", ["-DPV_USE_DSP", "-DPV_DSP_EMULATE"]
+    )

@@ -1,0 +1,153 @@
+"""θ blob: round trip, fixed header layout, and one clear error per kind of corruption."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from codegen.blob import (
+    HEADER_SIZE,
+    BlobError,
+    blob_size,
+    pack_blob,
+    payload_size,
+    unpack_blob,
+    unpack_header,
+    write_blob,
+)
+from codegen.quantize import QuantConfig, QuantizedF, quantize
+from training.verifier.functional import random_theta
+from training.verifier.spec import F_SPEC
+
+
+@pytest.fixture(scope="module")
+def qf() -> QuantizedF:
+    return quantize(random_theta(3), cfg=QuantConfig(n_aug=4))
+
+
+@pytest.fixture(scope="module")
+def blob(qf: QuantizedF) -> bytes:
+    return pack_blob(qf, "alice", -0.25)
+
+
+def recrc(b: bytearray) -> bytes:
+    total = struct.unpack_from("<I", b, 8)[0]
+    struct.pack_into("<I", b, total - 4, zlib.crc32(bytes(b[: total - 4])) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+def test_round_trip(qf: QuantizedF, blob: bytes) -> None:
+    header, back = unpack_blob(blob)
+    assert back.equal_arithmetic(qf)
+    assert header.user_id == "alice" and header.threshold_logit == -0.25
+    assert header.arch_hash == F_SPEC.arch_hash() and header.total_size == len(blob) == blob_size()
+    assert pack_blob(back, "alice", -0.25) == blob  # deterministic bytes
+
+
+def test_fixed_header_layout(blob: bytes) -> None:
+    assert blob[:4] == b"PVTB"
+    assert struct.unpack_from("<HHI", blob, 4) == (1, 64, len(blob))
+    assert blob[12:20] == bytes.fromhex(F_SPEC.arch_hash())
+    assert blob[20:52] == b"alice" + b"\0" * 27
+    assert struct.unpack_from("<f", blob, 52)[0] == -0.25
+    assert struct.unpack_from("<II", blob, 56) == (payload_size(), 0)
+    assert struct.unpack_from("<I", blob, len(blob) - 4)[0] == zlib.crc32(blob[:-4])
+    assert len(blob) % 4 == 0 and payload_size() % 4 == 0
+
+
+def test_payload_arrays_are_aligned(blob: bytes) -> None:
+    n_layers = struct.unpack_from("<I", blob, HEADER_SIZE)[0]
+    for i in range(n_layers):
+        rec = HEADER_SIZE + 32 + 64 * i
+        for off in struct.unpack_from("<5I", blob, rec + 36):
+            assert off % 4 == 0
+
+
+def test_write_blob_atomic(tmp_path, qf: QuantizedF) -> None:
+    p = write_blob(tmp_path / "u" / "theta.bin", qf, "bob", 0.0)
+    assert unpack_blob(p.read_bytes())[0].user_id == "bob"
+
+
+def corruptions(blob: bytes) -> dict[str, tuple[bytes, str]]:
+    """name → (corrupted blob, regex of the expected error). Also used by the C kernel test."""
+    b = bytearray(blob)
+    out: dict[str, tuple[bytes, str]] = {}
+    out["truncated_header"] = (blob[:40], "truncated")
+    out["truncated_body"] = (blob[:-100], "truncated")
+    bad = bytearray(b)
+    bad[0:4] = b"PVTX"
+    out["magic"] = (bytes(bad), "bad magic")
+    bad = bytearray(b)
+    struct.pack_into("<H", bad, 4, 2)
+    out["version"] = (recrc(bad), "version 2")
+    bad = bytearray(b)
+    struct.pack_into("<H", bad, 6, 48)
+    out["header_size"] = (recrc(bad), "header size 48")
+    bad = bytearray(b)
+    struct.pack_into("<I", bad, 56, payload_size() - 4)
+    out["payload_size"] = (recrc(bad), "sizes inconsistent")
+    bad = bytearray(b)
+    bad[HEADER_SIZE + 5000] ^= 0x40
+    out["crc"] = (bytes(bad), "CRC mismatch")
+    bad = bytearray(b)
+    bad[12:20] = bytes.fromhex("0123456789abcdef")
+    out["arch"] = (recrc(bad), f"0123456789abcdef.*{F_SPEC.arch_hash()}")
+    bad = bytearray(b)  # a layer record that does not match the architecture
+    struct.pack_into("<H", bad, HEADER_SIZE + 32 + 2, 23)
+    out["layout"] = (recrc(bad), "expected conv")
+    bad = bytearray(b)  # a shift outside [-31, 30]
+    off_shift = struct.unpack_from("<I", bad, HEADER_SIZE + 32 + 48)[0]
+    struct.pack_into("<i", bad, HEADER_SIZE + off_shift, 40)
+    out["param"] = (recrc(bad), "multiplier/shift out of range")
+    return out
+
+
+CORRUPTIONS = (
+    "truncated_header",
+    "truncated_body",
+    "magic",
+    "version",
+    "header_size",
+    "payload_size",
+    "crc",
+    "arch",
+    "layout",
+    "param",
+)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_each_corruption_has_a_clear_error(blob: bytes, name: str) -> None:
+    data, pattern = corruptions(blob)[name]
+    with pytest.raises(BlobError, match=pattern):
+        unpack_blob(data)
+
+
+def test_crc_is_checked_before_anything_in_the_payload(blob: bytes) -> None:
+    bad = bytearray(blob)
+    bad[-1] ^= 1
+    with pytest.raises(BlobError, match="CRC"):
+        unpack_header(bytes(bad))
+
+
+@pytest.mark.parametrize("uid", ["", "x" * 33, "a\0b", "é" * 17])
+def test_bad_user_id(qf: QuantizedF, uid: str) -> None:
+    with pytest.raises(BlobError, match="user id"):
+        pack_blob(qf, uid, 0.0)
+
+
+def test_utf8_user_id_and_bad_threshold(qf: QuantizedF) -> None:
+    assert unpack_blob(pack_blob(qf, "é" * 16, 0.0))[0].user_id == "é" * 16
+    with pytest.raises(BlobError, match="finite"):
+        pack_blob(qf, "alice", float("nan"))
+
+
+def test_arrays_survive_exactly(qf: QuantizedF, blob: bytes) -> None:
+    _, back = unpack_blob(blob)
+    for a, b in zip(qf.layers, back.layers):
+        for f in ("weights", "bias", "multiplier", "shift", "w_scales"):
+            x, y = getattr(a, f), getattr(b, f)
+            assert (x is None and y is None) or (x.dtype == y.dtype and np.array_equal(x, y))

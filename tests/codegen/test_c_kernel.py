@@ -1,0 +1,233 @@
+"""The C kernel (firmware_templates/common) built for the host and compared with the golden model bit for
+bit; the blob parser's error codes; the generated pv_arch.h; a Cortex-M4 cross-compile of common/*.c."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codegen.blob import pack_blob
+from codegen.c_arch import DEFAULT_OUT, arena_plan, render, streaming
+from codegen.golden import run_int8
+from codegen.quantize import QuantizedF
+from tests.codegen.conftest import COMMON, KERNEL_SOURCES, THETA_NAMES, in_ci
+from tests.codegen.test_blob import CORRUPTIONS, corruptions
+from training.verifier.spec import F_SPEC
+
+ARM_FLAGS = [
+    "-mcpu=cortex-m4",
+    "-mthumb",
+    "-mfloat-abi=hard",
+    "-mfpu=fpv4-sp-d16",
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-O2",
+]
+
+C_ERRORS = {
+    "truncated_header": "PV_ERR_TRUNCATED",
+    "truncated_body": "PV_ERR_TRUNCATED",
+    "magic": "PV_ERR_MAGIC",
+    "version": "PV_ERR_VERSION",
+    "header_size": "PV_ERR_HEADER_SIZE",
+    "payload_size": "PV_ERR_SIZE",
+    "crc": "PV_ERR_CRC",
+    "arch": "PV_ERR_ARCH",
+    "layout": "PV_ERR_LAYOUT",
+    "param": "PV_ERR_PARAM",
+}
+
+
+def run_c(binary: Path, *args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def c_logits(
+    binary: Path, tmp: Path, blob: bytes, images: np.ndarray, mode: str = "infer", layers: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    (tmp / "blob.bin").write_bytes(blob)
+    np.ascontiguousarray(images, np.uint8).tofile(tmp / "images.u8")
+    extra = [tmp / "layers.i8"] if layers else []
+    res = run_c(binary, mode, tmp / "blob.bin", tmp / "images.u8", tmp / "logits.i8", *extra)
+    assert res.returncode == 0, res.stderr
+    lay = np.fromfile(tmp / "layers.i8", np.int8) if layers else None
+    return np.fromfile(tmp / "logits.i8", np.int8), lay
+
+
+# --------------------------------------------------------------------------------------------------
+# generated header, arena
+# --------------------------------------------------------------------------------------------------
+def test_pv_arch_header_is_up_to_date() -> None:
+    assert DEFAULT_OUT.read_text() == render(), "stale pv_arch.h: run `python -m codegen.c_arch`"
+
+
+def test_arena_plan() -> None:
+    plan = arena_plan()
+    outs = [int(np.prod(s)) for s in F_SPEC.shapes[1:]]
+    assert plan.out_bytes == tuple(outs)
+    assert plan.size == max(
+        outs[0], *(a + b for a, b in zip(outs, outs[1:]))
+    )  # all sizes are multiples of 4 here
+    for i in range(1, len(outs)):
+        lo_in, lo_out = plan.in_offsets[i], plan.out_offsets[i]
+        assert lo_in + outs[i - 1] <= lo_out or lo_out + outs[i] <= lo_in
+        assert plan.out_offsets[i] + outs[i] <= plan.size
+    assert streaming() == (4, 28)
+    assert f"#define PV_ARENA_BYTES {plan.size}u" in render()
+
+
+# --------------------------------------------------------------------------------------------------
+# bit-exactness
+# --------------------------------------------------------------------------------------------------
+def test_c_kernel_bit_exact(
+    pv_test_bin: Path,
+    quantized: dict[str, QuantizedF],
+    face_images: np.ndarray,
+    face_source: str,
+    tmp_path: Path,
+) -> None:
+    report = {}
+    for name in THETA_NAMES:
+        qf = quantized[name]
+        golden = run_int8(qf, face_images)
+        c, _ = c_logits(pv_test_bin, tmp_path, pack_blob(qf, name, 0.0), face_images)
+        report[name] = f"{int((c == golden).sum())}/{len(golden)} bit-exact"
+        assert np.array_equal(c, golden), f"{name}: {(c != golden).sum()} of {len(golden)} logits differ"
+    print(json.dumps({"images": f"{len(face_images)} {face_source}", **report}))
+
+
+def test_c_kernel_layer_by_layer(
+    pv_test_bin: Path, quantized: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path
+) -> None:
+    qf, imgs = quantized["hgen-7"], face_images[:8]
+    _, acts = run_int8(qf, imgs, return_layers=True)
+    _, lay = c_logits(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), imgs, layers=True)
+    per_image = sum(int(np.prod(s)) for s in F_SPEC.shapes[1:])
+    lay = lay.reshape(len(imgs), per_image)
+    off = 0
+    for name, a in acts.items():
+        n = a[0].size
+        assert np.array_equal(lay[:, off : off + n], a.reshape(len(imgs), -1)), f"layer {name} differs"
+        off += n
+
+
+def test_c_streaming_equals_golden(
+    pv_test_bin: Path, quantized: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path
+) -> None:
+    qf = quantized["random-1"]
+    c, _ = c_logits(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), face_images, mode="stream")
+    assert np.array_equal(c, run_int8(qf, face_images))
+
+
+def test_c_dsp_path_bit_exact_emulated(
+    pv_test_bin_dsp: Path, quantized: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path
+) -> None:
+    """The SMLAD code path (PV_USE_DSP) on the host, its three SIMD instructions emulated in C."""
+    for name in THETA_NAMES:
+        qf = quantized[name]
+        c, _ = c_logits(pv_test_bin_dsp, tmp_path, pack_blob(qf, name, 0.0), face_images[:96])
+        assert np.array_equal(c, run_int8(qf, face_images[:96])), name
+
+
+# --------------------------------------------------------------------------------------------------
+# blob parsing in C
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def c_blob(quantized: dict[str, QuantizedF]) -> bytes:
+    return pack_blob(quantized["random-0"], "alice", 0.0123)
+
+
+def test_c_parse_ok_and_threshold(
+    pv_test_bin: Path, c_blob: bytes, quantized: dict[str, QuantizedF], tmp_path: Path
+) -> None:
+    (tmp_path / "b.bin").write_bytes(c_blob)
+    name, thr_q, uid = run_c(pv_test_bin, "parse", tmp_path / "b.bin").stdout.split()
+    assert (name, uid) == ("PV_OK", "alice")
+    assert int(thr_q) == quantized["random-0"].threshold_q(float(np.float32(0.0123)))
+    (tmp_path / "slot.bin").write_bytes(c_blob + b"\xff" * 100)  # a flash slot longer than the blob
+    assert run_c(pv_test_bin, "parse", tmp_path / "slot.bin").stdout.split()[0] == "PV_OK"
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_c_parse_refuses_corruption(pv_test_bin: Path, c_blob: bytes, name: str, tmp_path: Path) -> None:
+    data, _ = corruptions(c_blob)[name]
+    (tmp_path / "bad.bin").write_bytes(data)
+    assert run_c(pv_test_bin, "parse", tmp_path / "bad.bin").stdout.split()[0] == C_ERRORS[name]
+
+
+def test_c_parse_refuses_misaligned_blob(pv_test_bin: Path, c_blob: bytes, tmp_path: Path) -> None:
+    (tmp_path / "b.bin").write_bytes(c_blob)
+    assert run_c(pv_test_bin, "parse-misaligned", tmp_path / "b.bin").stdout.split()[0] == "PV_ERR_ALIGN"
+
+
+def test_c_parse_refuses_bad_bias_and_pool_params(pv_test_bin: Path, c_blob: bytes, tmp_path: Path) -> None:
+    def patched(rec_index: int, field_off: int, fmt: str, value, array: bool = False) -> str:
+        b = bytearray(c_blob)
+        rec = 64 + 32 + 64 * rec_index
+        if array:
+            off = struct.unpack_from("<I", b, rec + field_off)[0]
+            struct.pack_into(fmt, b, 64 + off, value)
+        else:
+            struct.pack_into(fmt, b, rec + field_off, value)
+        struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])) & 0xFFFFFFFF)
+        (tmp_path / "p.bin").write_bytes(bytes(b))
+        return run_c(pv_test_bin, "parse", tmp_path / "p.bin").stdout.split()[0]
+
+    pool = [la.name for la in F_SPEC.layers].index("pool")
+    assert patched(1, 40, "<i", 2**30 + 1, array=True) == "PV_ERR_PARAM"  # bias beyond 2^30
+    assert patched(pool, 24, "<i", 5) == "PV_ERR_PARAM"  # pool out zp != in zp
+    assert patched(2, 16, "<i", 3) == "PV_ERR_PARAM"  # input params do not chain
+    assert patched(3, 32, "<i", 200) == "PV_ERR_PARAM"  # act_max beyond int8
+    assert patched(3, 28, "<i", 127) == "PV_OK"  # a (silly) clamp range that is still valid
+
+
+def test_c_crc32_is_zlib(pv_test_bin: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 1000, 30001):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        (tmp_path / "d.bin").write_bytes(data)
+        assert run_c(pv_test_bin, "crc", tmp_path / "d.bin").stdout.strip() == f"{zlib.crc32(data):08x}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Cortex-M4 cross-compile
+# --------------------------------------------------------------------------------------------------
+def _arm_gcc() -> str:
+    cc = shutil.which("arm-none-eabi-gcc")
+    if cc is None:
+        msg = "arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return cc
+
+
+@pytest.mark.parametrize("dsp", [False, True], ids=["plain", "dsp"])
+def test_common_sources_cross_compile_for_cortex_m4(dsp: bool, tmp_path: Path) -> None:
+    cc = _arm_gcc()
+    sources = sorted(COMMON.glob("*.c"))
+    assert {s.name for s in sources} >= set(KERNEL_SOURCES)
+    flags = ARM_FLAGS + (["-DPV_USE_DSP"] if dsp else [])
+    for src in sources:
+        res = subprocess.run(
+            [cc, *flags, f"-I{COMMON}", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, f"{src.name}:\n{res.stderr}"
+    if dsp:
+        dis = subprocess.run(
+            [cc.replace("gcc", "objdump"), "-d", str(tmp_path / "pv_kernel.o")],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "smlad" in dis and "sxtb16" in dis

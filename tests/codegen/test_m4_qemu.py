@@ -1,0 +1,132 @@
+"""The C kernel cross-compiled for Cortex-M4 and run on QEMU's mps2-an386, plain and with the SMLAD (DSP)
+path: bit-exact with the golden model on real ARM semantics, and the instruction count per inference
+(``-icount shift=0``: one SysTick tick at 25 MHz = 40 guest instructions; an instruction count, not
+cycles of a real Cortex-M4)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codegen.blob import pack_blob
+from codegen.golden import run_int8
+from codegen.quantize import QuantizedF
+from tests.codegen.conftest import COMMON, KERNEL_SOURCES, in_ci
+from training.verifier.spec import F_SPEC
+
+M4 = Path(__file__).parent / "c" / "m4"
+FLAGS = [
+    "-mcpu=cortex-m4",
+    "-mthumb",
+    "-mfloat-abi=hard",
+    "-mfpu=fpv4-sp-d16",
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-O2",
+    "-ffreestanding",
+    "-ffunction-sections",
+    "-fdata-sections",
+]
+LINK = ["-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections"]
+N_IMAGES = 12
+
+
+def _tools() -> tuple[str, str]:
+    cc, qemu = shutil.which("arm-none-eabi-gcc"), shutil.which("qemu-system-arm")
+    if cc is None or qemu is None:
+        msg = "needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (apt-get install)"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return cc, qemu
+
+
+def build_m4(cc: str, out: Path, dsp: bool) -> Path:
+    srcs = [str(COMMON / s) for s in KERNEL_SOURCES] + [str(M4 / "m4_main.c")]
+    cmd = [
+        cc,
+        *FLAGS,
+        *(["-DPV_USE_DSP"] if dsp else []),
+        f"-I{COMMON}",
+        *srcs,
+        *LINK,
+        "-T",
+        str(M4 / "link.ld"),
+        "-o",
+        str(out),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def run_m4(
+    qemu: str, elf: Path, tmp: Path, blob: bytes, images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    (tmp / "params.bin").write_bytes(struct.pack("<II", len(images), len(blob)))
+    (tmp / "blob.bin").write_bytes(blob)
+    np.ascontiguousarray(images, np.uint8).tofile(tmp / "images.bin")
+    cmd = [
+        qemu,
+        "-M",
+        "mps2-an386",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-kernel",
+        str(elf),
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0",
+        "-device",
+        f"loader,file={tmp / 'params.bin'},addr=0x21000000,force-raw=on",
+        "-device",
+        f"loader,file={tmp / 'blob.bin'},addr=0x21001000,force-raw=on",
+        "-device",
+        f"loader,file={tmp / 'images.bin'},addr=0x21100000,force-raw=on",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert res.returncode == 0, f"QEMU exit {res.returncode}: {res.stdout}{res.stderr}"
+    main, per_layer = res.stderr.split("L\n")  # semihosting console output goes to stderr
+    tok = main.split()
+    logits = np.array([int(x, 16) for x in tok[0::2]], np.uint8).view(np.int8)
+    ticks = np.array([int(x) for x in tok[1::2]])
+    return logits, ticks, [int(x) for x in per_layer.split()[1::2]]
+
+
+@pytest.mark.slow
+def test_m4_kernel_bit_exact_and_instruction_count(
+    quantized: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path
+) -> None:
+    cc, qemu = _tools()
+    qf = quantized["random-0"]
+    imgs = face_images[:N_IMAGES]
+    golden = run_int8(qf, imgs)
+    macs = sum(F_SPEC.macs())
+    report = {}
+    for dsp in (False, True):
+        elf = build_m4(cc, tmp_path / f"m4_{'dsp' if dsp else 'plain'}.elf", dsp)
+        logits, ticks, layer_ticks = run_m4(qemu, elf, tmp_path, pack_blob(qf, "m4", 0.0), imgs)
+        assert np.array_equal(logits, golden), (
+            f"dsp={dsp}: {(logits != golden).sum()} of {len(golden)} differ"
+        )
+        instr = float(ticks.mean() * 40)
+        report["dsp" if dsp else "plain"] = {
+            "bit_exact": f"{len(golden)}/{len(golden)}",
+            "instructions_per_inference": instr,
+            "instructions_per_mac": round(instr / macs, 2),
+            "per_layer": {la.name: t * 40 for la, t in zip(F_SPEC.layers, layer_ticks)},
+        }
+    print(json.dumps(report, indent=1))

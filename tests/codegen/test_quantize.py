@@ -1,0 +1,173 @@
+"""Quantization of θ: TFLM's QuantizeMultiplier, activation parameters, weights, calibration set."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from codegen.quantize import (
+    INT8_MIN,
+    PACKAGE_FACES,
+    QuantConfig,
+    activation_range,
+    calibration_images,
+    choose_qparams,
+    f32,
+    package_faces,
+    quantize,
+    quantize_multiplier,
+    real_multiplier,
+)
+from training.verifier.functional import effective_weights, random_theta
+from training.verifier.spec import F_SPEC, Conv
+
+
+@pytest.mark.parametrize(
+    ("real", "want"),
+    [
+        (0.0, (0, 0)),
+        (0.5, (1 << 30, 0)),
+        (1.0, (1 << 30, 1)),
+        (0.25, (1 << 30, -1)),
+        (0.75, (3 << 29, 0)),
+        (2.0**-31, (1 << 30, -30)),
+        (2.0**-32, (1 << 30, -31)),
+        (2.0**-33, (0, 0)),  # shift < -31: flushed to zero
+        (1.0 - 2.0**-40, (1 << 30, 1)),  # q rounds to 2^31: the carry case
+        (0.1, (1717986918, -3)),  # round(0.8 * 2^31) = 1717986918.4 → ...918
+        (3.0, (3 << 29, 2)),
+        (-0.5, (-(1 << 30), 0)),
+    ],
+)
+def test_quantize_multiplier_hand_values(real: float, want: tuple[int, int]) -> None:
+    assert quantize_multiplier(real) == want
+
+
+def test_quantize_multiplier_rounds_half_away_from_zero() -> None:
+    # q·2^31 = 2^30 + 0.5 exactly: C's round gives 2^30 + 1 (Python's round() would give 2^30)
+    real = (2**30 + 0.5) / 2**31
+    assert quantize_multiplier(real) == ((1 << 30) + 1, 0)
+
+
+def test_quantize_multiplier_reconstructs() -> None:
+    rng = np.random.default_rng(0)
+    for real in rng.uniform(1e-6, 4.0, 500):
+        m, s = quantize_multiplier(float(real))
+        assert (1 << 30) <= m < (1 << 31)
+        assert abs(m * 2.0 ** (s - 31) - real) <= 2.0 ** (s - 32)
+
+
+def test_real_multiplier_uses_float32_scales() -> None:
+    a, b, c = 0.1, 0.2, 0.3
+    assert real_multiplier(a, b, c) == (f32(a) * f32(b)) / f32(c)
+
+
+def test_choose_qparams() -> None:
+    scale, zp = choose_qparams(0.0, 2.55)
+    assert zp == INT8_MIN and scale == f32(2.55 / 255)
+    scale, zp = choose_qparams(-1.0, 1.0)
+    assert zp in (-1, 0) and math.isclose(scale, 2.0 / 255, rel_tol=1e-6)
+    scale, zp = choose_qparams(0.5, 1.0)  # range widened to include 0
+    assert zp == INT8_MIN
+    scale, zp = choose_qparams(0.0, 0.0)  # degenerate: still a valid scale
+    assert scale > 0
+
+
+def test_activation_range() -> None:
+    assert activation_range(True, -128) == (-128, 127)
+    assert activation_range(True, -5) == (-5, 127)
+    assert activation_range(False, -5) == (-128, 127)
+
+
+def test_calibration_set_is_deterministic_and_face_sized() -> None:
+    faces = package_faces()
+    assert faces.shape == (len(PACKAGE_FACES), 112, 112, 3) and faces.dtype == np.uint8
+    a, b = calibration_images(n_aug=3), calibration_images(n_aug=3)
+    assert np.array_equal(a, b)
+    assert len(a) == len(PACKAGE_FACES) * 4
+    enroll = np.full((112, 112, 3), 90, np.uint8)
+    c = calibration_images(enroll, n_aug=3)
+    assert len(c) == (len(PACKAGE_FACES) + 1) * 4 and np.array_equal(c[0], enroll)
+    with pytest.raises(ValueError, match="uint8"):
+        calibration_images(enroll.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def qf0():
+    return quantize(random_theta(0), cfg=QuantConfig(n_aug=4))
+
+
+def test_quantized_record_is_consistent(qf0) -> None:
+    qf0.check()
+    assert qf0.arch_hash == F_SPEC.arch_hash()
+    assert [q.name for q in qf0.layers] == [la.name for la in F_SPEC.layers]
+    assert qf0.input_scale == 1 / 128 and qf0.input_zp == 0
+    assert (qf0.logit_scale, qf0.logit_zp) == (qf0.layers[-1].out_scale, qf0.layers[-1].out_zp)
+    pool = qf0.layer("pool")
+    assert (pool.in_scale, pool.in_zp) == (pool.out_scale, pool.out_zp)
+    for q, la in zip(qf0.layers, F_SPEC.layers):
+        if getattr(la, "relu", False):
+            assert q.out_zp == INT8_MIN and q.act_min == INT8_MIN
+        if q.weights is not None:
+            assert q.weights.dtype == np.int8 and np.abs(q.weights.astype(int)).max() == 127
+            assert q.per_channel == isinstance(la, Conv)
+
+
+def test_weights_are_the_effective_weights(qf0) -> None:
+    eff = effective_weights(random_theta(0))
+    for q, la in zip(qf0.layers, F_SPEC.layers):
+        if q.weights is None:
+            continue
+        w = eff[f"{la.name}.weight"].double().numpy()
+        if isinstance(la, Conv):
+            w = w.transpose(0, 2, 3, 1)  # OHWI
+            scales = q.w_scales.astype(np.float64).reshape(-1, 1, 1, 1)
+        else:
+            scales = np.float64(q.w_scales[0])
+        err = np.abs(q.weights * scales - w)
+        assert (err <= scales / 2 * (1 + 1e-6)).all()
+        b = eff[f"{la.name}.bias"].double().numpy()
+        assert np.allclose(
+            q.bias * q.bias_scales.astype(np.float64), b, atol=float(q.bias_scales.max()) * 0.51 + 1e-12
+        )
+
+
+def test_multipliers_follow_tflm_formula(qf0) -> None:
+    for q in qf0.layers:
+        if q.weights is None:
+            continue
+        for s, m, sh in zip(q.w_scales, q.multiplier, q.shift):
+            assert (int(m), int(sh)) == quantize_multiplier(
+                real_multiplier(q.in_scale, float(s), q.out_scale)
+            )
+
+
+def test_bad_theta_refused() -> None:
+    with pytest.raises(ValueError, match="flat vector"):
+        quantize(torch.zeros(10))
+    bad = random_theta(0)
+    bad[5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        quantize(bad)
+
+
+def test_check_names_the_arch_mismatch(qf0) -> None:
+    import copy
+
+    other = copy.copy(qf0)
+    other.arch_hash = "0123456789abcdef"
+    with pytest.raises(ValueError, match="0123456789abcdef"):
+        other.check()
+
+
+def test_decision_rule(qf0) -> None:
+    qs = np.arange(-128, 128)
+    deq = qf0.dequantize_logit(qs)
+    assert deq.dtype == np.float32 and (np.diff(deq) > 0).all()
+    thr = float(deq[140])
+    assert qf0.threshold_q(thr) == qs[140]
+    assert qf0.decide(qs[140], thr) and not qf0.decide(qs[139], thr)
+    assert qf0.threshold_q(1e9) == 128
