@@ -1,0 +1,207 @@
+/* pv_blob: θ blob parser (format: codegen/blob.py). Reads header fields byte by byte; the arrays are
+ * used in place. */
+#include "pv_blob.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "pv_crc32.h"
+
+const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS] = PV_ARCH_LAYER_TABLE;
+
+#define HDR_BYTES 64u
+#define CRC_BYTES 4u
+#define PAYLOAD_HEAD_BYTES 32u
+#define RECORD_BYTES 64u
+#define FLAG_RELU 1u
+#define FLAG_PER_CHANNEL 2u
+#define BIAS_LIMIT 1073741824 /* 2^30: keeps the int32 accumulator free of overflow */
+
+const char *pv_status_name(int status) {
+    switch (status) {
+    case PV_OK: return "PV_OK";
+    case PV_ERR_ARG: return "PV_ERR_ARG";
+    case PV_ERR_TRUNCATED: return "PV_ERR_TRUNCATED";
+    case PV_ERR_MAGIC: return "PV_ERR_MAGIC";
+    case PV_ERR_VERSION: return "PV_ERR_VERSION";
+    case PV_ERR_HEADER_SIZE: return "PV_ERR_HEADER_SIZE";
+    case PV_ERR_SIZE: return "PV_ERR_SIZE";
+    case PV_ERR_CRC: return "PV_ERR_CRC";
+    case PV_ERR_ARCH: return "PV_ERR_ARCH";
+    case PV_ERR_ALIGN: return "PV_ERR_ALIGN";
+    case PV_ERR_ENDIAN: return "PV_ERR_ENDIAN";
+    case PV_ERR_LAYOUT: return "PV_ERR_LAYOUT";
+    case PV_ERR_PARAM: return "PV_ERR_PARAM";
+    case PV_ERR_MODEL: return "PV_ERR_MODEL";
+    default: return "PV_ERR_UNKNOWN";
+    }
+}
+
+static uint32_t rd_u16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+
+static uint32_t rd_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static int32_t rd_i32(const uint8_t *p) {
+    const uint32_t u = rd_u32(p);
+    int32_t v;
+    memcpy(&v, &u, 4); /* two's complement reinterpretation, no implementation-defined conversion */
+    return v;
+}
+
+static float rd_f32(const uint8_t *p) {
+    const uint32_t u = rd_u32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static int is_little_endian(void) {
+    const uint32_t one = 1u;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1u;
+}
+
+/* finite and > 0 (NaN fails every comparison) */
+static int scale_ok(float s) { return s > 0.0f && s <= 3.0e38f; }
+
+static int zp_ok(int32_t zp) { return zp >= -128 && zp <= 127; }
+
+/* An array of count elements of elem bytes at payload offset off: aligned, after the records, inside. */
+static int array_ok(uint32_t off, uint32_t count, uint32_t elem, uint32_t data_start, uint32_t psize) {
+    if (count == 0u) return off == 0u;
+    if ((off & 3u) != 0u || off < data_start || off > psize) return 0;
+    if (count > (psize - off) / elem) return 0;
+    return 1;
+}
+
+static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const uint8_t *payload,
+                       uint32_t psize, uint32_t index) {
+    const uint8_t *r = payload + PAYLOAD_HEAD_BYTES + index * RECORD_BYTES;
+    const uint32_t data_start = PAYLOAD_HEAD_BYTES + PV_N_LAYERS * RECORD_BYTES;
+    const uint32_t kind = r[0], flags = r[1], n_out = rd_u16(r + 2);
+    const uint32_t n_weights = rd_u32(r + 4), n_quant = rd_u32(r + 8);
+    const uint32_t off_w = rd_u32(r + 36), off_b = rd_u32(r + 40), off_m = rd_u32(r + 44);
+    const uint32_t off_s = rd_u32(r + 48), off_ws = rd_u32(r + 52);
+    const uint32_t want_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
+    const uint32_t want_flags = (d->relu ? FLAG_RELU : 0u) | (d->n_quant > 1u ? FLAG_PER_CHANNEL : 0u);
+    uint32_t i;
+
+    if (kind != d->kind || flags != want_flags || n_out != want_out || n_weights != d->n_weights ||
+        n_quant != d->n_quant)
+        return PV_ERR_LAYOUT;
+    if (!array_ok(off_w, n_weights, 1u, data_start, psize) || !array_ok(off_b, n_out, 4u, data_start, psize) ||
+        !array_ok(off_m, n_quant, 4u, data_start, psize) || !array_ok(off_s, n_quant, 4u, data_start, psize) ||
+        !array_ok(off_ws, n_quant, 4u, data_start, psize))
+        return PV_ERR_LAYOUT;
+
+    lp->in_scale = rd_f32(r + 12);
+    lp->in_zp = rd_i32(r + 16);
+    lp->out_scale_layer = rd_f32(r + 20);
+    lp->out_zp = rd_i32(r + 24);
+    lp->act_min = rd_i32(r + 28);
+    lp->act_max = rd_i32(r + 32);
+    lp->n_quant = n_quant;
+    lp->flags = flags;
+    if (!scale_ok(lp->in_scale) || !scale_ok(lp->out_scale_layer) || !zp_ok(lp->in_zp) || !zp_ok(lp->out_zp) ||
+        lp->act_min < -128 || lp->act_max > 127 || lp->act_min > lp->act_max)
+        return PV_ERR_PARAM;
+
+    /* In-place views (alignment checked: payload and offsets are multiples of 4). */
+    lp->weights = n_weights ? (const int8_t *)(const void *)(payload + off_w) : NULL;
+    lp->bias = n_out ? (const int32_t *)(const void *)(payload + off_b) : NULL;
+    lp->mult = n_quant ? (const int32_t *)(const void *)(payload + off_m) : NULL;
+    lp->shift = n_quant ? (const int32_t *)(const void *)(payload + off_s) : NULL;
+    lp->w_scales = n_quant ? (const float *)(const void *)(payload + off_ws) : NULL;
+
+    for (i = 0; i < n_quant; i++) {
+        if (lp->mult[i] < 0 || lp->shift[i] < -31 || lp->shift[i] > 30) return PV_ERR_PARAM;
+    }
+    for (i = 0; i < n_out; i++) {
+        if (lp->bias[i] < -BIAS_LIMIT || lp->bias[i] > BIAS_LIMIT) return PV_ERR_PARAM;
+    }
+    if (d->kind == PV_KIND_AVGPOOL) {
+        /* TFLM AVERAGE_POOL_2D: output params == input params; global pool only in this kernel */
+        if (lp->in_scale != lp->out_scale_layer || lp->in_zp != lp->out_zp) return PV_ERR_PARAM;
+        if (d->kernel != d->in_h || d->kernel != d->in_w || d->out_h != 1u || d->out_w != 1u)
+            return PV_ERR_LAYOUT;
+    }
+    return PV_OK;
+}
+
+int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
+    static const uint8_t arch[8] = PV_ARCH_HASH;
+    uint32_t total, psize, i;
+    const uint8_t *payload;
+    float prev_scale;
+    int32_t prev_zp, q;
+    int rc;
+
+    if (m == NULL) return PV_ERR_ARG;
+    memset(m, 0, sizeof(*m));
+    if (blob == NULL) return PV_ERR_ARG;
+    if (len < HDR_BYTES + CRC_BYTES) return PV_ERR_TRUNCATED;
+    if (memcmp(blob, "PVTB", 4) != 0) return PV_ERR_MAGIC;
+    if (rd_u16(blob + 4) != PV_BLOB_FORMAT_VERSION) return PV_ERR_VERSION;
+    if (rd_u16(blob + 6) != HDR_BYTES) return PV_ERR_HEADER_SIZE;
+    total = rd_u32(blob + 8);
+    psize = rd_u32(blob + 56);
+    if (total > len) return PV_ERR_TRUNCATED;
+    if (total < HDR_BYTES + CRC_BYTES || psize != total - HDR_BYTES - CRC_BYTES) return PV_ERR_SIZE;
+    if (pv_crc32(0u, blob, total - CRC_BYTES) != rd_u32(blob + total - CRC_BYTES)) return PV_ERR_CRC;
+    if (memcmp(blob + 12, arch, 8) != 0) return PV_ERR_ARCH;
+    if (psize != PV_PAYLOAD_BYTES) return PV_ERR_SIZE;
+    if (((uintptr_t)(const void *)blob & 3u) != 0u) return PV_ERR_ALIGN;
+    if (!is_little_endian()) return PV_ERR_ENDIAN;
+
+    payload = blob + HDR_BYTES;
+    if (rd_u32(payload) != PV_N_LAYERS || rd_u32(payload + 4) != RECORD_BYTES) return PV_ERR_LAYOUT;
+    m->input_scale = rd_f32(payload + 8);
+    m->input_zero_point = rd_i32(payload + 12);
+    m->out_scale = rd_f32(payload + 16);
+    m->out_zero_point = rd_i32(payload + 20);
+    /* the kernel's input contract: q = u - 128, scale 1/128, zero point 0 */
+    if (m->input_scale != 0.0078125f || m->input_zero_point != 0) return PV_ERR_PARAM;
+    if (!scale_ok(m->out_scale) || !zp_ok(m->out_zero_point)) return PV_ERR_PARAM;
+
+    prev_scale = m->input_scale;
+    prev_zp = m->input_zero_point;
+    for (i = 0; i < PV_N_LAYERS; i++) {
+        rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i);
+        if (rc != PV_OK) return rc;
+        if (m->layer[i].in_scale != prev_scale || m->layer[i].in_zp != prev_zp) return PV_ERR_PARAM;
+        prev_scale = m->layer[i].out_scale_layer;
+        prev_zp = m->layer[i].out_zp;
+    }
+    if (m->out_scale != prev_scale || m->out_zero_point != prev_zp) return PV_ERR_PARAM;
+
+    memcpy(m->user_id, blob + 20, PV_USER_ID_BYTES);
+    m->user_id[PV_USER_ID_BYTES] = '\0';
+    m->threshold_logit = rd_f32(blob + 52);
+    if (!(m->threshold_logit >= -3.0e38f && m->threshold_logit <= 3.0e38f)) return PV_ERR_PARAM;
+    m->threshold_q = 128;
+    for (q = -128; q <= 127; q++) {
+        if ((float)(q - m->out_zero_point) * m->out_scale >= m->threshold_logit) {
+            m->threshold_q = q;
+            break;
+        }
+    }
+    m->blob = blob;
+    m->len = total;
+    m->payload = payload;
+    m->payload_size = psize;
+    m->ready = PV_MODEL_READY;
+    return PV_OK;
+}
+
+float pv_dequantize_logit(const pv_model_t *m, int8_t logit) {
+    if (m == NULL) return 0.0f;
+    return (float)((int32_t)logit - m->out_zero_point) * m->out_scale;
+}
+
+int pv_decide(const pv_model_t *m, int8_t logit) {
+    if (m == NULL || m->ready != PV_MODEL_READY) return 0;
+    return (int32_t)logit >= m->threshold_q ? 1 : 0;
+}

@@ -1,0 +1,86 @@
+/* pv_blob: parse and check a θ blob (one user's int8 verifier) in place.
+ *
+ * Format: see codegen/blob.py (64-byte header, payload of per-layer quantization records and 4-byte
+ * aligned arrays, CRC-32). pv_blob_parse() checks everything the kernel relies on — magic, version,
+ * sizes, CRC, arch hash against PV_ARCH_HASH, and every layer record against the layer table of
+ * pv_arch.h (kinds, counts, offsets inside the payload, zero points, clamp ranges, shift range, bias
+ * bound, chained scales) — and then fills pv_model_t with pointers INTO the blob: the blob must stay
+ * valid and unchanged while the model is used. It must be 4-byte aligned (int32 arrays are read in
+ * place) and the host little-endian (ARM Cortex-M, ESP32, x86 are).
+ */
+#ifndef PV_BLOB_H
+#define PV_BLOB_H
+
+#include <stdint.h>
+
+#include "pv_arch.h"
+
+typedef enum pv_status {
+    PV_OK = 0,
+    PV_ERR_ARG = -1,         /* NULL pointer */
+    PV_ERR_TRUNCATED = -2,   /* shorter than a header, or than the header's total_size */
+    PV_ERR_MAGIC = -3,       /* not "PVTB" */
+    PV_ERR_VERSION = -4,     /* format_version this firmware does not read */
+    PV_ERR_HEADER_SIZE = -5, /* header_size != 64 */
+    PV_ERR_SIZE = -6,        /* total/payload sizes inconsistent, or not this architecture's */
+    PV_ERR_CRC = -7,         /* CRC-32 mismatch: corrupted */
+    PV_ERR_ARCH = -8,        /* arch hash != PV_ARCH_HASH: θ made for another architecture */
+    PV_ERR_ALIGN = -9,       /* blob not 4-byte aligned */
+    PV_ERR_ENDIAN = -10,     /* big-endian host: the in-place arrays are little-endian */
+    PV_ERR_LAYOUT = -11,     /* payload's layer table does not match pv_arch.h */
+    PV_ERR_PARAM = -12,      /* a quantization parameter out of range (zp, clamp, shift, scale, bias) */
+    PV_ERR_MODEL = -13       /* pv_infer on a model that pv_blob_parse did not accept */
+} pv_status_t;
+
+/* Name of a pv_status_t value ("PV_ERR_CRC"), "PV_ERR_UNKNOWN" for anything else. */
+const char *pv_status_name(int status);
+
+#define PV_USER_ID_BYTES 32u
+#define PV_MODEL_READY 0x59444552u /* "REDY" */
+
+typedef struct pv_layer_params {
+    const int8_t *weights;  /* conv OHWI, dense [out][in]; NULL for the pool */
+    const int32_t *bias;    /* [n_out] */
+    const int32_t *mult;    /* [n_quant] Q31 multipliers */
+    const int32_t *shift;   /* [n_quant] > 0: left shift */
+    const float *w_scales;  /* [n_quant] (not used by the integer kernel) */
+    uint32_t n_quant;       /* out_c (per channel), 1 (per tensor) or 0 (pool) */
+    uint32_t flags;         /* bit 0 ReLU, bit 1 per channel */
+    float in_scale;
+    float out_scale_layer;
+    int32_t in_zp;
+    int32_t out_zp;
+    int32_t act_min;
+    int32_t act_max;
+} pv_layer_params_t;
+
+typedef struct pv_model {
+    uint32_t ready;           /* PV_MODEL_READY after a successful parse, else 0 */
+    const uint8_t *blob;      /* the blob (pointers below point into it) */
+    uint32_t len;             /* its total_size */
+    const uint8_t *payload;
+    uint32_t payload_size;
+    char user_id[PV_USER_ID_BYTES + 1u]; /* NUL-terminated */
+    float threshold_logit;    /* accept when dequantized logit >= threshold_logit */
+    int32_t threshold_q;      /* the same rule on the int8 logit: accept when q >= threshold_q (128: never) */
+    float out_scale;          /* output logit: real = out_scale * (q - out_zero_point) */
+    int32_t out_zero_point;
+    float input_scale;        /* 1/128 */
+    int32_t input_zero_point; /* 0: the input is q = u - 128 */
+    pv_layer_params_t layer[PV_N_LAYERS];
+} pv_model_t;
+
+/* The layer table of pv_arch.h (defined in pv_blob.c). */
+extern const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS];
+
+/* Checks the blob (len may exceed the blob's total_size, e.g. a flash slot; the rest is ignored) and
+ * fills *m. Returns PV_OK or a negative pv_status_t; on error *m is marked not ready. */
+int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len);
+
+/* The device's decision on an int8 logit: 1 accept (dequantized logit >= threshold), 0 reject. */
+int pv_decide(const pv_model_t *m, int8_t logit);
+
+/* Dequantized logit, computed in float exactly as the host's QuantizedF.dequantize_logit. */
+float pv_dequantize_logit(const pv_model_t *m, int8_t logit);
+
+#endif /* PV_BLOB_H */

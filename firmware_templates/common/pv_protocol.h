@@ -1,0 +1,110 @@
+/* pv_protocol: the command handler behind the serial link (table in firmware_templates/README.md).
+ *
+ * A board feeds received bytes to pv_proto_rx(); complete frames are dispatched and answered through
+ * the board's send() with the request's seq. Replies have cmd = request cmd | 0x80; refusals are ERROR
+ * frames (0xFF). The handler owns static buffers only: the frame buffer, one image and the kernel arena.
+ */
+#ifndef PV_PROTOCOL_H
+#define PV_PROTOCOL_H
+
+#include <stdint.h>
+
+#include "pv_frame.h"
+#include "pv_store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PV_PROTO_VERSION 1u
+#define PV_FW_VERSION_MAJOR 0u
+#define PV_FW_VERSION_MINOR 1u
+#define PV_FW_VERSION_PATCH 0u
+
+#define PV_IMAGE_BYTES (112u * 112u * 3u)
+
+enum {
+    PV_CMD_INFO = 0x01,
+    PV_CMD_LOAD_THETA = 0x02,
+    PV_CMD_COMMIT = 0x03,
+    PV_CMD_INFER = 0x04,
+    PV_CMD_BENCH = 0x05,
+    PV_CMD_RESET = 0x06,
+    PV_CMD_INFER_BULK = 0x07,
+    PV_CMD_PING = 0x08,
+    PV_REPLY = 0x80,     /* reply cmd = request cmd | PV_REPLY */
+    PV_CMD_READY = 0xFE, /* sent once after boot/reset, seq 0, payload = INFO's */
+    PV_CMD_ERROR = 0xFF
+};
+
+enum {
+    PV_E_BAD_CRC = 1,        /* frame CRC wrong or COBS broken (frame-level) */
+    PV_E_BAD_LENGTH = 2,     /* frame shorter/longer than its len field or too big; payload size wrong */
+    PV_E_UNKNOWN_CMD = 3,
+    PV_E_ARCH_MISMATCH = 4,  /* θ built for another architecture (arch hash differs) */
+    PV_E_BAD_IMAGE_SIZE = 5, /* INFER image size is not 112*112*3, or data past its end */
+    PV_E_NO_THETA = 6,       /* no committed θ */
+    PV_E_BAD_STATE = 7,      /* out of order: chunk gap, COMMIT without complete transfer, BENCH no image */
+    PV_E_BLOB_INVALID = 8,   /* θ blob header/CRC/content refused */
+    PV_E_BAD_ARG = 9,        /* argument out of range (bench count, bulk range, reset mode) */
+    PV_E_STORE = 10,         /* flash erase/write/verify failed */
+    PV_E_INFER_FAILED = 11   /* the kernel returned an error (detail: its code) */
+};
+
+#define PV_ERRF_FRAME 0x01u /* error flag: the frame itself was bad (seq/cmd are best effort) */
+
+#define PV_INFO_BYTES 100u
+#define PV_INFO_FLAG_BULK 0x01u
+#define PV_INFO_FLAG_XFER_OPEN 0x04u
+
+#define PV_RESET_REBOOT 0u
+#define PV_RESET_EXIT 1u /* leave the emulator / host process with an exit code */
+
+typedef struct {
+    void *ctx;
+    void (*send)(void *ctx, const uint8_t *p, uint32_t n); /* blocking write to the link */
+    uint32_t (*ticks)(void *ctx);                          /* free-running counter at tick_hz */
+    uint32_t tick_hz;
+    void (*reset)(void *ctx, uint8_t mode, uint8_t code);  /* after the RESET reply went out */
+    const int8_t *bulk;                                    /* preloaded images (NULL: none) */
+    uint32_t bulk_bytes;
+    uint32_t free_ram;                                     /* bytes of RAM nobody uses */
+    char name[8];                                          /* board name, NUL-padded */
+} pv_board_t;
+
+#define PV_CACHE_BYTES 128u
+
+typedef struct {
+    pv_board_t board;
+    pv_store_t *store;
+    pv_frame_decoder_t dec;
+    uint32_t img_received; /* contiguous image bytes from offset 0 */
+    uint8_t img_complete;  /* a whole image is in the buffer (BENCH runs on it) */
+    uint8_t reset_pending; /* 1 + mode */
+    uint8_t reset_code;
+    /* the last reply, resent as is when the same request (seq, cmd, CRC) comes again */
+    uint8_t cache_valid;
+    uint8_t cache_seq;
+    uint8_t cache_cmd;
+    uint8_t cache_reply_cmd;
+    uint16_t cache_len;
+    uint32_t cache_req_crc;
+    uint8_t cache[PV_CACHE_BYTES];
+    /* the request being handled */
+    uint8_t cur_cacheable;
+    uint32_t cur_req_crc;
+    /* statistics */
+    uint32_t tx_bytes;
+    uint32_t rx_bytes;
+} pv_proto_t;
+
+int pv_proto_init(pv_proto_t *p, const pv_board_t *board, pv_store_t *store);
+void pv_proto_send_ready(pv_proto_t *p);
+void pv_proto_rx(pv_proto_t *p, const uint8_t *buf, uint32_t n);
+/* Handles one decoded frame (what pv_proto_rx does for every good frame). */
+void pv_proto_handle(pv_proto_t *p, const pv_frame_t *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PV_PROTOCOL_H */

@@ -1,0 +1,202 @@
+/* pv_store: A/B θ store. See pv_store.h for the slot format and the commit rule. */
+#include "pv_store.h"
+
+#include <string.h>
+
+#include "pv_arch.h"
+#include "pv_crc32.h"
+#include "pv_frame.h" /* pv_rd32 / pv_wr32 */
+
+static const uint8_t k_slot_magic[4] = {'P', 'V', 'S', 'L'};
+
+static uint32_t blob_capacity(const pv_store_t *s) {
+    uint32_t cap = s->slot_size - PV_SLOT_HEADER_BYTES;
+    return cap < PV_BLOB_MAX_BYTES ? cap : PV_BLOB_MAX_BYTES;
+}
+
+static const uint8_t *slot_ptr(const pv_store_t *s, uint8_t slot) {
+    return s->flash.base + (uint32_t)slot * s->slot_size;
+}
+
+/* Returns 1 and fills counter/model if the slot holds a committed, intact, parseable θ. */
+static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, pv_model_t *model) {
+    const uint8_t *h = slot_ptr(s, slot);
+    uint32_t len;
+    if (memcmp(h, k_slot_magic, 4) != 0) return 0;
+    if (pv_crc32(0, h, 28) != pv_rd32(h + 28)) return 0;
+    len = pv_rd32(h + 8);
+    if (len < PV_BLOB_HEADER_BYTES + 4u || len > blob_capacity(s)) return 0;
+    if (pv_crc32(0, h + PV_SLOT_HEADER_BYTES, len) != pv_rd32(h + 12)) return 0;
+    if (pv_blob_parse(model, h + PV_SLOT_HEADER_BYTES, len) != 0) return 0;
+    *counter = pv_rd32(h + 4);
+    return 1;
+}
+
+int pv_store_init(pv_store_t *s, const pv_flash_t *flash) {
+    uint32_t c[2] = {0, 0};
+    int ok[2];
+    pv_model_t m[2];
+    if (s == NULL || flash == NULL || flash->base == NULL || flash->erase == NULL || flash->write == NULL ||
+        flash->erase_size == 0) {
+        return PV_STORE_ERR_ARG;
+    }
+    memset(s, 0, sizeof(*s));
+    s->flash = *flash;
+    s->slot_size = (flash->size / 2u) / flash->erase_size * flash->erase_size;
+    s->active = PV_SLOT_NONE;
+    if (s->slot_size < PV_SLOT_HEADER_BYTES + PV_BLOB_HEADER_BYTES + 4u) {
+        return PV_STORE_ERR_ARG;
+    }
+    memset(m, 0, sizeof(m));
+    ok[0] = slot_valid(s, 0, &c[0], &m[0]);
+    ok[1] = slot_valid(s, 1, &c[1], &m[1]);
+    if (ok[0] && (!ok[1] || c[0] >= c[1])) {
+        s->active = 0;
+    } else if (ok[1]) {
+        s->active = 1;
+    }
+    if (s->active != PV_SLOT_NONE) {
+        s->counter = c[s->active];
+        s->model = m[s->active];
+    }
+    return PV_STORE_OK;
+}
+
+const uint8_t *pv_store_active_blob(const pv_store_t *s, uint32_t *len) {
+    if (s->active == PV_SLOT_NONE) {
+        if (len) *len = 0;
+        return NULL;
+    }
+    if (len) *len = pv_rd32(slot_ptr(s, s->active) + 8);
+    return slot_ptr(s, s->active) + PV_SLOT_HEADER_BYTES;
+}
+
+int pv_store_active_user(const pv_store_t *s, char user_id[33], float *threshold_logit) {
+    uint32_t len;
+    const uint8_t *b = pv_store_active_blob(s, &len);
+    memset(user_id, 0, 33);
+    if (b == NULL) {
+        if (threshold_logit) *threshold_logit = 0.0f;
+        return PV_STORE_ERR_STATE;
+    }
+    memcpy(user_id, b + 20, 32);
+    if (threshold_logit) memcpy(threshold_logit, b + 52, 4);
+    return PV_STORE_OK;
+}
+
+static int flash_write_checked(pv_store_t *s, uint32_t off, const uint8_t *p, uint32_t n) {
+    if (n == 0) return PV_STORE_OK;
+    if (off > s->flash.size || n > s->flash.size - off) return PV_STORE_ERR_ARG;
+    if (s->flash.write(s->flash.ctx, off, p, n) != 0) return PV_STORE_ERR_FLASH;
+    if (memcmp(s->flash.base + off, p, n) != 0) return PV_STORE_ERR_FLASH;
+    return PV_STORE_OK;
+}
+
+/* Validates a blob header (first 64 bytes). Returns its total size or a negative pv_store_err_t. */
+static int32_t check_blob_header(const pv_store_t *s, const uint8_t *h) {
+    static const uint8_t arch[] = PV_ARCH_HASH_INIT;
+    uint32_t total, payload;
+    if (memcmp(h, "PVTB", 4) != 0 || pv_rd16(h + 4) != 1u || pv_rd16(h + 6) != PV_BLOB_HEADER_BYTES) {
+        return PV_STORE_ERR_HEADER;
+    }
+    total = pv_rd32(h + 8);
+    payload = pv_rd32(h + 56);
+    if (total < PV_BLOB_HEADER_BYTES + 4u || total > blob_capacity(s) ||
+        payload != total - PV_BLOB_HEADER_BYTES - 4u) {
+        return PV_STORE_ERR_HEADER; /* sizes inconsistent or larger than a slot */
+    }
+    if (memcmp(h + 12, arch, 8) != 0) return PV_STORE_ERR_ARCH;
+    return (int32_t)total;
+}
+
+void pv_store_abort(pv_store_t *s) {
+    s->xfer_open = 0;
+    s->xfer_total = 0;
+    s->xfer_received = 0;
+}
+
+int pv_store_write_chunk(pv_store_t *s, uint32_t offset, const uint8_t *p, uint32_t n) {
+    uint32_t data_off, overlap;
+    int rc;
+    if (p == NULL && n > 0) return PV_STORE_ERR_ARG;
+    if (offset == 0 && !(s->xfer_open && n <= s->xfer_received &&
+                         memcmp(slot_ptr(s, s->xfer_slot) + PV_SLOT_HEADER_BYTES, p, n) == 0)) {
+        /* a new transfer */
+        int32_t total;
+        pv_store_abort(s);
+        if (n < PV_BLOB_HEADER_BYTES) return PV_STORE_ERR_HEADER;
+        total = check_blob_header(s, p);
+        if (total < 0) return (int)total;
+        if (n > (uint32_t)total) return PV_STORE_ERR_SIZE;
+        s->xfer_slot = (s->active == 0) ? 1u : 0u;
+        if (s->flash.erase(s->flash.ctx, (uint32_t)s->xfer_slot * s->slot_size, s->slot_size) != 0) {
+            return PV_STORE_ERR_FLASH;
+        }
+        s->xfer_open = 1;
+        s->xfer_total = (uint32_t)total;
+        s->xfer_received = 0;
+    }
+    if (!s->xfer_open) return PV_STORE_ERR_STATE;
+    if (offset > s->xfer_received) return PV_STORE_ERR_STATE; /* a gap: chunks must come in order */
+    if (offset > s->xfer_total || n > s->xfer_total - offset) return PV_STORE_ERR_SIZE;
+    data_off = (uint32_t)s->xfer_slot * s->slot_size + PV_SLOT_HEADER_BYTES;
+    /* bytes already written must be resent unchanged (a retried chunk) */
+    overlap = s->xfer_received - offset;
+    if (overlap > n) overlap = n;
+    if (overlap > 0 && memcmp(s->flash.base + data_off + offset, p, overlap) != 0) {
+        return PV_STORE_ERR_MISMATCH;
+    }
+    rc = flash_write_checked(s, data_off + offset + overlap, p + overlap, n - overlap);
+    if (rc != PV_STORE_OK) {
+        pv_store_abort(s);
+        return rc;
+    }
+    if (offset + n > s->xfer_received) s->xfer_received = offset + n;
+    return PV_STORE_OK;
+}
+
+int pv_store_commit(pv_store_t *s) {
+    const uint8_t *blob;
+    uint8_t hdr[PV_SLOT_HEADER_BYTES];
+    uint32_t total, counter;
+    pv_model_t model;
+    int rc;
+    if (!s->xfer_open) return PV_STORE_ERR_STATE;
+    if (s->xfer_received != s->xfer_total) return PV_STORE_ERR_SIZE;
+    total = s->xfer_total;
+    blob = slot_ptr(s, s->xfer_slot) + PV_SLOT_HEADER_BYTES;
+    rc = (int)check_blob_header(s, blob);
+    if (rc < 0) {
+        pv_store_abort(s);
+        return rc;
+    }
+    if (pv_crc32(0, blob, total - 4u) != pv_rd32(blob + total - 4u)) {
+        pv_store_abort(s);
+        return PV_STORE_ERR_CRC;
+    }
+    memset(&model, 0, sizeof(model));
+    s->last_blob_err = pv_blob_parse(&model, blob, total);
+    if (s->last_blob_err != 0) {
+        pv_store_abort(s);
+        return PV_STORE_ERR_BLOB;
+    }
+    counter = s->counter + 1u;
+    memset(hdr, 0xFF, sizeof(hdr));
+    memcpy(hdr, k_slot_magic, 4);
+    pv_wr32(hdr + 4, counter);
+    pv_wr32(hdr + 8, total);
+    pv_wr32(hdr + 12, pv_crc32(0, blob, total));
+    pv_wr32(hdr + 16, 0);
+    pv_wr32(hdr + 28, pv_crc32(0, hdr, 28));
+    /* the commit point: one header write */
+    rc = flash_write_checked(s, (uint32_t)s->xfer_slot * s->slot_size, hdr, sizeof(hdr));
+    if (rc != PV_STORE_OK) {
+        pv_store_abort(s);
+        return rc;
+    }
+    s->active = s->xfer_slot;
+    s->counter = counter;
+    s->model = model;
+    pv_store_abort(s);
+    return PV_STORE_OK;
+}

@@ -1,0 +1,91 @@
+/* pv_store: A/B θ store over an abstract flash.
+ *
+ * The region is split into two equal slots. Each slot starts with a 32-byte slot header, then the θ
+ * blob:
+ *     0 magic "PVSL"   4 u32 counter (commit counter, 1 for the first θ)   8 u32 blob length
+ *    12 u32 CRC-32 of the blob   16 u32 flags (0)   20..27 reserved (0xFF)   28 u32 CRC-32 of bytes 0..27
+ * A transfer writes the blob into the inactive slot (after erasing it); COMMIT checks the whole blob
+ * (CRC, arch hash, pv_blob_parse) and only then writes the slot header: that single write is the
+ * commit point, so a transfer cut at any byte leaves the old slot the active one. At boot the valid
+ * slot (header CRC, blob CRC, pv_blob_parse all good) with the highest counter is active.
+ *
+ * The flash must be readable in place (memory-mapped, `base`): the kernel reads θ from it.
+ */
+#ifndef PV_STORE_H
+#define PV_STORE_H
+
+#include <stdint.h>
+
+#include "pv_blob.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The arch hash as a brace initializer, whichever name pv_arch.h gives it. */
+#if defined(PV_ARCH_HASH_BYTES)
+#define PV_ARCH_HASH_INIT PV_ARCH_HASH_BYTES
+#else
+#define PV_ARCH_HASH_INIT PV_ARCH_HASH
+#endif
+
+#define PV_BLOB_MAX_BYTES 65536u
+#define PV_SLOT_HEADER_BYTES 32u
+#define PV_SLOT_NONE 0xFFu
+
+typedef struct {
+    void *ctx;
+    const uint8_t *base;  /* memory-mapped view of the region (read in place) */
+    uint32_t size;        /* region bytes: two slots */
+    uint32_t erase_size;  /* erase granularity; slot size must be a multiple */
+    int (*erase)(void *ctx, uint32_t off, uint32_t len);                 /* sets bytes to 0xFF */
+    int (*write)(void *ctx, uint32_t off, const uint8_t *p, uint32_t len); /* may only clear bits */
+} pv_flash_t;
+
+typedef enum {
+    PV_STORE_OK = 0,
+    PV_STORE_ERR_ARG = -1,     /* bad argument (region too small, offsets) */
+    PV_STORE_ERR_STATE = -2,   /* no transfer open, or chunk out of order */
+    PV_STORE_ERR_SIZE = -3,    /* blob larger than a slot / PV_BLOB_MAX_BYTES, or not complete */
+    PV_STORE_ERR_HEADER = -4,  /* first chunk is not a θ blob header */
+    PV_STORE_ERR_ARCH = -5,    /* arch hash differs from this firmware's */
+    PV_STORE_ERR_CRC = -6,     /* blob CRC wrong */
+    PV_STORE_ERR_BLOB = -7,    /* pv_blob_parse refused the blob (detail in last_blob_err) */
+    PV_STORE_ERR_FLASH = -8,   /* erase/write failed or read-back differs */
+    PV_STORE_ERR_MISMATCH = -9 /* a resent chunk differs from what was written */
+} pv_store_err_t;
+
+typedef struct {
+    pv_flash_t flash;
+    uint32_t slot_size;
+    uint8_t active;           /* 0, 1 or PV_SLOT_NONE */
+    uint32_t counter;         /* active slot's commit counter (0: none) */
+    pv_model_t model;         /* parsed active θ (valid when active != PV_SLOT_NONE) */
+    /* open transfer */
+    uint8_t xfer_open;
+    uint8_t xfer_slot;
+    uint32_t xfer_total;
+    uint32_t xfer_received;
+    int32_t last_blob_err;    /* pv_blob_parse's code of the last refusal */
+} pv_store_t;
+
+/* Opens the store and picks the active slot. Returns PV_STORE_OK (also when no slot is valid). */
+int pv_store_init(pv_store_t *s, const pv_flash_t *flash);
+/* Pointer to the active blob and its length (NULL/0 when none). */
+const uint8_t *pv_store_active_blob(const pv_store_t *s, uint32_t *len);
+/* The θ header fields of the active blob. user_id gets 33 bytes (NUL-terminated). */
+int pv_store_active_user(const pv_store_t *s, char user_id[33], float *threshold_logit);
+
+/* Transfer. offset 0 starts a new one: the chunk must begin with the 64-byte blob header (total size,
+ * arch hash checked here already), and the inactive slot is erased. Then chunks must follow in order;
+ * resending an already written chunk (same bytes) is accepted. */
+int pv_store_write_chunk(pv_store_t *s, uint32_t offset, const uint8_t *p, uint32_t n);
+/* Checks the complete blob and switches slots. */
+int pv_store_commit(pv_store_t *s);
+/* Drops an open transfer (the inactive slot stays erased/invalid). */
+void pv_store_abort(pv_store_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PV_STORE_H */

@@ -1,0 +1,88 @@
+/* Firmware for QEMU mps2-an386: UART0 bytes -> frame decoder -> protocol; θ store in the NOLOAD
+ * region at the end of the code SSRAM; bulk images preloaded in PSRAM. */
+#include <stdint.h>
+#include <string.h>
+
+#include "board.h"
+#include "pv_protocol.h"
+#include "pv_store.h"
+
+#define PSRAM_BASE 0x21000000u
+#define PSRAM_BYTES 0x01000000u
+#define THETA_ERASE 4096u
+
+extern uint8_t __theta_store_start[], __theta_store_end[], __stack_top[], __ram_end[];
+
+static pv_store_t s_store;
+static pv_proto_t s_proto;
+
+static int theta_erase(void *ctx, uint32_t off, uint32_t len) {
+    uint32_t size = (uint32_t)(__theta_store_end - __theta_store_start);
+    (void)ctx;
+    if (off > size || len > size - off) return -1;
+    memset(__theta_store_start + off, 0xFF, len);
+    return 0;
+}
+
+static int theta_write(void *ctx, uint32_t off, const uint8_t *p, uint32_t len) {
+    uint32_t size = (uint32_t)(__theta_store_end - __theta_store_start);
+    (void)ctx;
+    if (off > size || len > size - off) return -1;
+    for (uint32_t i = 0; i < len; i++) __theta_store_start[off + i] &= p[i]; /* NOR: bits only clear */
+    return 0;
+}
+
+static void link_send(void *ctx, const uint8_t *p, uint32_t n) {
+    (void)ctx;
+    board_uart_write(p, n);
+}
+
+static uint32_t ticks(void *ctx) {
+    (void)ctx;
+    return board_ticks();
+}
+
+static void reset(void *ctx, uint8_t mode, uint8_t code) {
+    (void)ctx;
+    if (mode == PV_RESET_EXIT) board_exit(code);
+    board_reset();
+}
+
+int main(void) {
+    static uint8_t rx[256];
+    pv_flash_t flash;
+    pv_board_t board;
+
+    board_systick_init();
+    board_uart_init(115200u);
+
+    memset(&flash, 0, sizeof(flash));
+    flash.base = __theta_store_start;
+    flash.size = 2u * (PV_BLOB_MAX_BYTES + THETA_ERASE);
+    flash.erase_size = THETA_ERASE;
+    flash.erase = theta_erase;
+    flash.write = theta_write;
+    if ((uint32_t)(__theta_store_end - __theta_store_start) < flash.size) board_exit(0xFD);
+    pv_store_init(&s_store, &flash);
+
+    memset(&board, 0, sizeof(board));
+    board.send = link_send;
+    board.ticks = ticks;
+    board.tick_hz = SYSCLK_HZ;
+    board.reset = reset;
+    board.bulk = (const int8_t *)PSRAM_BASE;
+    board.bulk_bytes = PSRAM_BYTES;
+    board.free_ram = (uint32_t)(__ram_end - __stack_top); /* above the stack: nobody uses it */
+    memcpy(board.name, "mps2386", 7);
+    if (pv_proto_init(&s_proto, &board, &s_store) != 0) board_exit(0xFC);
+    pv_proto_send_ready(&s_proto);
+
+    for (;;) {
+        uint32_t n = board_uart_read(rx, sizeof(rx));
+        if (n > 0) {
+            pv_proto_rx(&s_proto, rx, n);
+        } else {
+            board_wait_for_interrupt_if_idle();
+        }
+    }
+}

@@ -1,0 +1,280 @@
+"""Build and boot the virtual boards: the Cortex-M4 firmware on QEMU mps2-an386, or the host simulator.
+
+Both are context managers that yield the serial URL once the board has sent its READY frame:
+
+    with QemuBoard() as url:                      # builds firmware_templates/cortex-m-qemu first
+        with SerialLink(url) as link:
+            print(link.info())
+
+    with HostBoard(store=tmp / "theta.bin") as url:   # the same core as a Linux process
+        ...
+
+The serial socket is bound here (127.0.0.1, port 0) and its fd handed to the child, so there is no
+port race; the child runs in its own session and its whole process group is killed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+from host_tools.serial_link import Info, LinkError, SerialLink
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "firmware_templates"
+QEMU_DIR = TEMPLATES / "cortex-m-qemu"
+HOST_DIR = TEMPLATES / "host"
+PSRAM_BASE = 0x21000000
+PSRAM_BYTES = 16 * 1024 * 1024
+
+
+def make(directory: Path, *targets: str, build_dir: Path | None = None) -> None:
+    """Runs make in a firmware folder; raises with make's output on failure."""
+    cmd = ["make", "-C", str(directory), *targets]
+    if build_dir is not None:
+        cmd.append(f"BUILD={build_dir}")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+
+
+def build_qemu_firmware(build_dir: Path | None = None) -> Path:
+    """Cross-compiles the mps2-an386 firmware; returns the ELF."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        raise RuntimeError(
+            "arm-none-eabi-gcc not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+        )
+    make(QEMU_DIR, build_dir=build_dir)
+    return (build_dir or QEMU_DIR / "build") / "pv_fw.elf"
+
+
+def build_host_sim(build_dir: Path | None = None) -> Path:
+    """Compiles the host simulator; returns the executable."""
+    make(HOST_DIR, build_dir=build_dir)
+    return (build_dir or HOST_DIR / "build") / "pv_host"
+
+
+def _listening_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    s.set_inheritable(True)
+    return s
+
+
+class _ChildBoard:
+    """A board that is a child process serving its UART on a socket we bound."""
+
+    name = "board"
+
+    def __init__(self, *, ready_timeout: float = 60.0, log_path: Path | None = None) -> None:
+        self.ready_timeout = ready_timeout
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.ready: Info | None = None
+        self._log: IO[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def command(self, fd: int) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> str:
+        sock = _listening_socket()
+        port = sock.getsockname()[1]
+        self.url = f"socket://127.0.0.1:{port}"
+        if self.log_path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"pv-{self.name}-")
+            self.log_path = Path(self._tmp.name) / "console.log"
+        self._log = open(self.log_path, "wb")
+        cmd = self.command(sock.fileno())
+        log.info("starting %s: %s", self.name, " ".join(cmd))
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                pass_fds=(sock.fileno(),),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            sock.close()  # the child holds its own copy
+        try:
+            with SerialLink(self.url) as link:
+                self.ready = link.wait_ready(self.ready_timeout)
+        except (LinkError, OSError) as e:
+            out = self.console()
+            self.stop()
+            raise RuntimeError(f"{self.name} did not become ready: {e}\n{out}") from e
+        log.info("%s ready on %s: %s", self.name, self.url, self.ready)
+        return self.url
+
+    def console(self) -> str:
+        """What the child printed (QEMU's or the simulator's stdout/stderr)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 10.0) -> int | None:
+        """Waits for the child to exit on its own; returns its exit code (None if still running)."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(5)
+            self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class QemuBoard(_ChildBoard):
+    """The firmware on QEMU mps2-an386 (Cortex-M4), with -icount shift=0 (1 instruction = 1 ns)."""
+
+    name = "qemu-mps2-an386"
+
+    def __init__(
+        self,
+        elf: Path | None = None,
+        *,
+        bulk: Path | None = None,
+        machine: str = "mps2-an386",
+        icount: bool = True,
+        build: bool = True,
+        **kw: object,
+    ) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        if shutil.which("qemu-system-arm") is None:
+            raise RuntimeError("qemu-system-arm not found: apt-get install qemu-system-arm")
+        self.elf = (
+            elf if elf is not None else (build_qemu_firmware() if build else QEMU_DIR / "build" / "pv_fw.elf")
+        )
+        self.bulk = bulk
+        self.machine = machine
+        self.icount = icount
+        if bulk is not None and bulk.stat().st_size > PSRAM_BYTES:
+            raise ValueError(f"{bulk}: {bulk.stat().st_size} bytes do not fit the 16 MiB PSRAM")
+
+    def command(self, fd: int) -> list[str]:
+        cmd = [
+            "qemu-system-arm", "-M", self.machine, "-display", "none", "-monitor", "none", "-nodefaults",
+            "-kernel", str(self.elf),
+            "-chardev", f"socket,id=ser0,fd={fd},server=on,wait=on,nodelay=on", "-serial", "chardev:ser0",
+            "-semihosting-config", "enable=on,target=native",
+        ]  # fmt: skip
+        if self.icount:
+            cmd += ["-icount", "shift=0"]
+        if self.bulk is not None:
+            cmd += ["-device", f"loader,file={self.bulk},addr=0x{PSRAM_BASE:08x},force-raw=on"]
+        return cmd
+
+
+class HostBoard(_ChildBoard):
+    """The same core as a Linux process (firmware_templates/host), θ store in a file."""
+
+    name = "host-sim"
+
+    def __init__(
+        self,
+        store: Path | None = None,
+        *,
+        exe: Path | None = None,
+        bulk: Path | None = None,
+        build: bool = True,
+        **kw: object,
+    ) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.exe = exe if exe is not None else (build_host_sim() if build else HOST_DIR / "build" / "pv_host")
+        self.store = store
+        self.bulk = bulk
+
+    def start(self) -> str:
+        if self.store is None:
+            self._store_tmp = tempfile.TemporaryDirectory(prefix="pv-host-store-")
+            self.store = Path(self._store_tmp.name) / "theta_store.bin"
+        return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        tmp = getattr(self, "_store_tmp", None)
+        if tmp is not None:
+            tmp.cleanup()
+            self._store_tmp = None
+            self.store = None
+
+    def command(self, fd: int) -> list[str]:
+        cmd = [str(self.exe), "--fd", str(fd), "--store", str(self.store)]
+        if self.bulk is not None:
+            cmd += ["--bulk", str(self.bulk)]
+        return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.qemu",
+        description="Build and boot a virtual board (QEMU mps2-an386 or the host simulator); print its URL "
+        "and serve until Ctrl-C.",
+    )
+    ap.add_argument("--target", choices=("qemu", "host"), default="qemu")
+    ap.add_argument("--bulk", type=Path, help="raw int8 images (112*112*3 each) preloaded for INFER_BULK")
+    ap.add_argument("--store", type=Path, help="host simulator: θ store file")
+    ap.add_argument(
+        "--no-icount", action="store_true", help="QEMU: run without -icount (faster, no exact ticks)"
+    )
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        board: _ChildBoard
+        if args.target == "qemu":
+            board = QemuBoard(bulk=args.bulk, icount=not args.no_icount)
+        else:
+            board = HostBoard(args.store, bulk=args.bulk)
+        with board as url:
+            print(url, flush=True)
+            while board.proc is not None and board.proc.poll() is None:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
