@@ -37,7 +37,9 @@ def info() -> dict:
                 else f"avgpool {layer.kernel}x{layer.kernel}" if isinstance(layer, AvgPool)
                 else f"dense {layer.in_features}->{layer.out_features}{' relu' if layer.relu else ''}")
         layers.append({"name": layer.name, "op": desc, "out_hwc": list(shape), "params": n, "macs": m})
+    gains = sum(s.size for s in F_SPEC.layout if s.tensor == "gain")
     return {"arch": F_SPEC.name, "arch_hash": F_SPEC.arch_hash(), "params": F_SPEC.theta_size,
+            "deployed_params": F_SPEC.theta_size - gains,
             "macs_analytic": sum(macs), "ptflops_macs": pt_macs, "ptflops_params": pt_params,
             "layers": layers}
 
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in d["layers"]:
         hwc = "x".join(map(str, row["out_hwc"]))
         print(f"{row['name']:10} {row['op']:34} {hwc:>12} {row['params']:>8} {row['macs']:>10,}")
-    print(f"parameters: {d['params']:,} (ptflops: {d['ptflops_params']:,})")
+    print(f"parameters: θ = {d['params']:,} generated values; deployed {d['deployed_params']:,} "
+          f"(per-channel gains fold into the weights; ptflops counts {d['ptflops_params']:,})")
     print(f"MACs: {d['macs_analytic']:,} analytic; ptflops (aten, counts MACs as 'FLOPs', as thop "
           f"and the paper do): {d['ptflops_macs']:,} = {d['ptflops_macs'] / 1e6:.2f} M")
     return 0

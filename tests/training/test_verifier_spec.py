@@ -9,7 +9,8 @@ from training.verifier.spec import F_SPEC
 
 def test_budget_counted_by_ptflops():
     d = info()
-    assert d["params"] == d["ptflops_params"] <= 23_000
+    assert d["params"] <= 23_000  # θ: weights, biases and the per-channel gains
+    assert d["deployed_params"] == d["ptflops_params"] < d["params"]  # gains fold into the weights
     assert d["ptflops_macs"] <= 5_400_000
     assert abs(d["ptflops_macs"] - d["macs_analytic"]) / d["macs_analytic"] < 0.05  # ReLU/pool/bias extras
 

@@ -46,12 +46,14 @@ def flatten(params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC) -> torch.T
 
 
 def effective_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str, torch.Tensor]:
-    """The weights f actually applies: standardized weights and raw biases."""
+    """The weights f actually applies: standardized weights times (1 + generated gain), raw biases."""
     p = unflatten(theta, spec)
     out = {}
     for layer in spec.layers:
         if isinstance(layer, Conv | Dense):
-            out[f"{layer.name}.weight"] = standardize(p[f"{layer.name}.weight"], layer.gain)
+            w = standardize(p[f"{layer.name}.weight"], layer.gain)
+            g = 1.0 + p[f"{layer.name}.gain"]
+            out[f"{layer.name}.weight"] = w * g.reshape(-1, *([1] * (w.ndim - 1)))
             out[f"{layer.name}.bias"] = p[f"{layer.name}.bias"]
     return out
 
@@ -101,6 +103,6 @@ def random_theta(seed: int = 0, spec: ArchSpec = F_SPEC) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     theta = torch.randn(spec.theta_size, generator=g)
     for s in spec.layout:
-        if s.tensor == "bias":
+        if s.tensor in ("bias", "gain"):
             theta[s.offset:s.offset + s.size] *= 0.1
     return theta

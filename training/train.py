@@ -1,0 +1,478 @@
+"""Train h_gen: ``python -m training.train --config FILE [--set key=value ...] [--resume]``.
+
+One step (paper §IV-C, Fig. 3):
+
+1. B (scheduled) identities × n images from the sampler (uniform, then KCS after ``kcs_start_step``);
+2. e = the cached backbone embeddings of the *un-augmented* images (h_bb is frozen and never runs here);
+3. θ = h_gen(e): one verifier per image;
+4. logits = f(x_k; θ_j) on the *augmented* images — all nB×nB pairs, or each verifier's n positives
+   plus k negatives (pair subsampling, :func:`training.samplers.select_columns`);
+5. L = L_bce (λ = 1 − β/B) + α_norm L_norm (eqs. 6–9); SGD with momentum, cosine LR after a warm-up.
+
+Outputs under ``out_dir``: ``checkpoints/last.pt`` (model, optimizer, next step, sampler state, config,
+arch hash, history — written atomically every ``checkpoint_every`` steps and at the end),
+``model_final.pt`` (h_gen weights + config + arch hash, for enrollment), ``metrics.csv`` (always),
+TensorBoard scalars under ``tb/`` when the ``tensorboard`` package is installed, ``eval.jsonl`` and
+``learning_curve.png`` (periodic evaluation on the held-out fold's View 2 pairs; score of a pair
+(a, b) = ½·(f(b; h(a)) + f(a; h(b))), accuracy with thresholds from the other 9 tenths of those pairs).
+
+Reproducibility: the sampler, the augmentation and the negative selection draw from generators
+seeded by (seed, rank, step), and the schedules are functions of the step, so ``--resume`` continues
+bit-for-bit: a run stopped and resumed ends with exactly the parameters of an uninterrupted one (on
+the same machine and thread count; tested).
+
+Several processes: ``torchrun --nproc_per_node=2 -m training.train ...`` (gloo backend, CPU). Each rank
+draws its own batches (its rank is in the seed), gradients are averaged with one all-reduce per step,
+so every rank holds the same parameters; only rank 0 evaluates and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from training.atomic import atomic_write, atomic_write_json
+from training.cli_common import fail, setup_logging
+from training.config import TrainConfig, config_diff, load_config
+from training.data.train_set import AugmentConfig, EvalPairs, TrainSet, augment, load_lfw_split, random_split
+from training.direct import DirectF
+from training.eval.metrics import VerificationReport
+from training.losses import bce_lambda, identity_targets, total_loss
+from training.samplers import KCSSampler, UniformSampler, select_columns
+from training.schedules import alpha_norm_at, batch_identities_at, lr_at
+from training.verifier.batched import pairwise_logits
+from training.verifier.functional import to_input
+from training.verifier.hypernet import HGen, HGenConfig
+from training.verifier.spec import F_SPEC
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+CSV_FIELDS = ["step", "loss", "bce", "lnorm", "lr", "alpha_norm", "identities", "batch_images", "pairs",
+              "pos_logit", "neg_logit", "kcs", "step_s"]
+
+
+# --------------------------------------------------------------------------------------------------
+# building blocks
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); joins the gloo process group when started by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_data(cfg: TrainConfig, progress: bool = True) -> tuple[TrainSet, EvalPairs | None]:
+    if cfg.dataset == "random":
+        return random_split(cfg.random_identities, cfg.random_images_per_id, seed=cfg.seed)
+    return load_lfw_split(cfg.fold, cfg.backbone, cfg.detector, cfg.min_images_per_id, cfg.missing_embeddings,
+                          progress=progress)
+
+
+class Generator(nn.Module):
+    """h_gen with its input standardization: θ = HGen((e − μ) / σ).
+
+    μ, σ (per dimension, over the training images) are buffers, so they travel in every checkpoint and
+    enrollment applies exactly what training did. Why: backbone embeddings of different people share a
+    large common component (dlib: cosine ≈ 0.8 between strangers), so raw inputs differ little and h_gen
+    starts out generating nearly the same θ for everyone. Measured on a fixed LFW batch (8 people × 4
+    images, AdamW 1e-3): with raw e the positive−negative logit gap stays < 0.04 after 130 steps; with
+    standardized e the batch is fitted (gap 19, loss 0.05) by step 60.
+    """
+
+    def __init__(self, hgen: HGen, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.hgen = hgen
+        self.register_buffer("emb_mean", mean.float().clone())
+        self.register_buffer("emb_std", std.float().clone())
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.hgen((e - self.emb_mean) / self.emb_std)
+
+
+def build_model(cfg: TrainConfig, embeddings: np.ndarray) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    if cfg.direct_f:
+        return DirectF(F_SPEC, seed=cfg.seed)
+    dim = embeddings.shape[1]
+    hgen = HGen(HGenConfig(embedding_dim=dim, hidden=cfg.hgen_hidden, rank=cfg.hgen_rank), F_SPEC)
+    if cfg.standardize_embeddings:
+        e = torch.from_numpy(np.asarray(embeddings, np.float64))
+        mean, std = e.mean(0), e.std(0).clamp_min(1e-6)
+    else:
+        mean, std = torch.zeros(dim), torch.ones(dim)
+    return Generator(hgen, mean, std)
+
+
+def build_sampler(cfg: TrainConfig, data: TrainSet, rank: int,
+                  cluster_of: np.ndarray | None = None) -> UniformSampler:
+    if cfg.no_kcs:
+        return UniformSampler(data.labels, cfg.n_per_id, cfg.seed, rank)
+    k = cfg.kcs_clusters or max(1, round(data.n_identities / 35))
+    return KCSSampler(data.labels, data.embeddings, cfg.n_per_id, k, cfg.kcs_start_step, cfg.seed, rank, cluster_of)
+
+
+def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
+    return int(np.random.default_rng([seed, rank, step, stream]).integers(2 ** 62))
+
+
+def allreduce_grads(params: list[nn.Parameter], world: int) -> None:
+    """Average gradients over ranks with one flat all-reduce."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    off = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[off:off + n].view_as(p).clone()
+        off += n
+
+
+@torch.no_grad()
+def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call: int = 100) -> np.ndarray:
+    """Score of every evaluation pair: ½(f(b; h(a)) + f(a; h(b))), or the direct-f similarity."""
+    model.eval()
+    out = []
+    for s in range(0, len(ev.left), pairs_per_call):
+        a, b = ev.left[s:s + pairs_per_call], ev.right[s:s + pairs_per_call]
+        u, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+        x = to_input(ev.crops_of(u))
+        ia, ib = torch.from_numpy(inv[:len(a)]), torch.from_numpy(inv[len(a):])
+        if isinstance(model, DirectF):
+            phi = model.features(x)
+            out.append(model.score(phi[ia], phi[ib]))
+            continue
+        th = model(torch.from_numpy(ev.embeddings[u]))
+        rows = torch.cat([ia, ib])
+        cols = torch.cat([ib, ia])[:, None]
+        logits = pairwise_logits(x, th[rows], columns=cols, chunk=chunk)[:, 0]
+        out.append((logits[:len(a)] + logits[len(a):]) / 2)
+    model.train()
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def evaluate(model: nn.Module, ev: EvalPairs, chunk: int = 4) -> VerificationReport:
+    scores = pair_scores(model, ev, chunk)
+    # The pairs come ordered (all same, then all different): interleaved tenths keep both in each fold.
+    return VerificationReport.from_scores(scores, ev.same, folds=np.arange(len(scores)) % 10)
+
+
+def save_learning_curve(path: Path, evals: list[dict], losses: list[tuple[int, float]]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    if losses:
+        st, lo = np.array(losses).T
+        ax1.plot(st, lo, color="0.7", lw=0.8, label="loss")
+        w = max(1, len(lo) // 50)
+        if len(lo) >= w > 1:
+            ax1.plot(st[w - 1:], np.convolve(lo, np.ones(w) / w, "valid"), color="C0", label=f"mean of {w}")
+        ax1.set_yscale("log")
+        ax1.legend()
+    ax1.set_xlabel("step")
+    ax1.set_title("training loss")
+    if evals:
+        st = [e["step"] for e in evals]
+        for key, label in [("accuracy_mean", "accuracy"), ("auc", "AUC"), ("tar_at_far_1e3", "TAR@FAR=1e-3")]:
+            ax2.plot(st, [e[key] for e in evals], marker="o", label=label)
+        ax2.legend()
+    ax2.set_xlabel("step")
+    ax2.set_title("held-out pairs")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+
+
+# --------------------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclass
+class History:
+    evals: list[dict] = field(default_factory=list)
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: TrainSet, eval_pairs: EvalPairs | None = None,
+                 progress: bool = True) -> None:
+        self.cfg = cfg.validate()
+        self.data, self.eval_pairs, self.progress = data, eval_pairs, progress
+        self.rank, self.world = dist_info()
+        self.out = Path(cfg.out_dir)
+        self.ckpt_path = self.out / "checkpoints" / "last.pt"
+        torch.set_num_threads(cfg.threads)
+        self.model = build_model(cfg, data.embeddings)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.opt: torch.optim.Optimizer = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum,
+                                                              weight_decay=cfg.weight_decay)
+        else:
+            self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(cfg.momentum, 0.999),
+                                         weight_decay=cfg.weight_decay)
+        self.sampler: UniformSampler | None = None
+        self.history = History()
+        self.next_step = 0
+        self.aug = AugmentConfig(cfg.aug_flip, cfg.aug_translate_px, cfg.aug_scale, cfg.aug_brightness,
+                                 cfg.aug_contrast)
+        self.tb = None
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        assert self.sampler is not None
+        return {"format": CHECKPOINT_FORMAT, "next_step": self.next_step, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "config": self.cfg.to_dict(), "arch": F_SPEC.name,
+                "arch_hash": F_SPEC.arch_hash(), "sampler": self.sampler.state(), "world_size": self.world,
+                "history": {"evals": self.history.evals, "losses": self.history.losses},
+                "torch": torch.__version__}
+
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        ck = self.checkpoint()
+        atomic_write(self.ckpt_path, lambda f: torch.save(ck, f))
+        log.debug("checkpoint at step %d → %s", self.next_step, self.ckpt_path)
+
+    def load_checkpoint(self, path: Path) -> np.ndarray | None:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        if ck.get("format") != CHECKPOINT_FORMAT:
+            raise RuntimeError(f"{path}: checkpoint format {ck.get('format')}, this code reads {CHECKPOINT_FORMAT}")
+        if ck["arch_hash"] != F_SPEC.arch_hash():
+            raise RuntimeError(f"{path}: made for f {ck['arch']} (arch hash {ck['arch_hash']}); this code has "
+                               f"{F_SPEC.name} ({F_SPEC.arch_hash()}). Start a new run (another out_dir).")
+        old = TrainConfig.from_dict(ck["config"], strict=False)
+        diff = config_diff(old, self.cfg)
+        if diff:
+            log.warning("resuming with a changed config (the run is no longer bit-for-bit reproducible): %s",
+                        ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items()))
+        if ck["world_size"] != self.world:
+            log.warning("resuming with %d processes, the checkpoint was written by %d", self.world, ck["world_size"])
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.next_step = int(ck["next_step"])
+        self.history = History(list(ck["history"]["evals"]), [tuple(x) for x in ck["history"]["losses"]])
+        co = ck["sampler"].get("cluster_of")
+        log.info("resumed from %s at step %d", path, self.next_step)
+        return None if co is None else np.asarray(co, np.int64)
+
+    # -- logging ----------------------------------------------------------------------------------
+    def _open_logs(self) -> None:
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / "config.json", self.cfg.to_dict())
+        csv_path = self.out / "metrics.csv"
+        rows = []
+        if csv_path.exists() and self.next_step > 0:  # drop rows a crashed run wrote after its last checkpoint
+            with open(csv_path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) < self.next_step]
+        with open(csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, CSV_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard is not installed: scalars go to %s only", csv_path)
+        else:
+            self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.next_step or None)
+
+    def _log(self, step: int, stats: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        with open(self.out / "metrics.csv", "a", newline="") as f:
+            csv.DictWriter(f, CSV_FIELDS).writerow({k: stats.get(k, "") for k in CSV_FIELDS} | {"step": step})
+        if self.tb is not None:
+            for k in CSV_FIELDS[1:]:
+                self.tb.add_scalar(f"train/{k}", stats[k], step)
+
+    def _evaluate(self, step: int) -> dict | None:
+        if self.rank != 0 or self.eval_pairs is None:
+            return None
+        t0 = time.perf_counter()
+        rep = evaluate(self.model, self.eval_pairs, self.cfg.chunk)
+        rec = {"step": step, **{k: v for k, v in rep.to_dict().items() if not isinstance(v, list)},
+               "eval_s": time.perf_counter() - t0}
+        self.history.evals.append(rec)
+        with open(self.out / "eval.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k in ("accuracy_mean", "auc", "tar_at_far_1e3", "tar_at_far_1e2"):
+                self.tb.add_scalar(f"eval/{k}", rec[k], step)
+        save_learning_curve(self.out / "learning_curve.png", self.history.evals, self.history.losses)
+        log.info("step %d — %s: %s", step, self.eval_pairs.name, rep.summary())
+        return rec
+
+    # -- one step ---------------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg, data = self.cfg, self.data
+        assert self.sampler is not None
+        t0 = time.perf_counter()
+        b = min(batch_identities_at(step, cfg.b0, cfg.batch_doublings, cfg.batch_warmup_steps),
+                self.sampler.n_identities)
+        batch = self.sampler.sample(step, b)
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, self.rank, step, 1))
+        crops = data.batch_crops(batch.images)
+        x = augment(crops, self.aug, gen) if cfg.augment else to_input(crops)
+        e = torch.from_numpy(np.ascontiguousarray(data.embeddings[batch.images]))
+        labels = torch.from_numpy(batch.labels)
+        nb, n = len(labels), cfg.n_per_id
+        cols = is_pos = None
+        if cfg.pair_subsample_k > 0 and cfg.pair_subsample_k < nb - n:
+            cols, is_pos = select_columns(labels, e, cfg.pair_subsample_k, cfg.pair_subsample_mode, gen)
+        if isinstance(self.model, DirectF):
+            logits, thetas = self.model(x, cols)
+        else:
+            thetas = self.model(e)
+            logits = pairwise_logits(x, thetas, columns=cols, chunk=cfg.chunk)
+        y = identity_targets(labels, columns=cols)
+        if cfg.soft_target_mix > 0:
+            sim = torch.sigmoid((e @ e.t() - cfg.soft_target_threshold) / cfg.soft_target_temperature)
+            sim = sim if cols is None else torch.gather(sim, 1, cols)
+            y = (1 - cfg.soft_target_mix) * y + cfg.soft_target_mix * sim
+        weights = None
+        if cols is not None and is_pos is not None and cfg.pair_subsample_reweight:
+            k = cols.shape[1] - n
+            weights = torch.where(is_pos, 1.0, (nb - n) / k)
+        lam = bce_lambda(b, cfg.beta)
+        alpha = alpha_norm_at(step, cfg.alpha_norm_final(), cfg.alpha_norm_start if not cfg.no_lnorm else 0.0,
+                              cfg.alpha_norm_ramp_steps, cfg.alpha_norm_shape)
+        loss, bce, lnorm = total_loss(logits, y, thetas, lam, alpha, weights)
+        lr = lr_at(step, cfg.lr, cfg.total_steps, cfg.warmup_steps, cfg.final_lr_factor)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:
+            allreduce_grads(self.params, self.world)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            hard = identity_targets(labels, columns=cols).bool()
+            pos = float(logits[hard].mean()) if hard.any() else float("nan")
+            neg = float(logits[~hard].mean()) if (~hard).any() else float("nan")
+        return {"loss": loss.item(), "bce": bce.item(), "lnorm": lnorm.item(), "lr": lr, "alpha_norm": alpha,
+                "identities": b, "batch_images": nb, "pairs": logits.numel(), "pos_logit": pos, "neg_logit": neg,
+                "kcs": float(batch.cluster >= 0), "step_s": time.perf_counter() - t0}
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        cfg = self.cfg
+        cluster_of = None
+        if resume:
+            if self.ckpt_path.exists():
+                cluster_of = self.load_checkpoint(self.ckpt_path)
+            else:
+                log.warning("--resume: no checkpoint at %s, starting from step 0", self.ckpt_path)
+        elif self.rank == 0 and self.ckpt_path.exists():
+            raise FileExistsError(f"{self.ckpt_path} exists: pass --resume to continue it, or choose another out_dir")
+        self.sampler = build_sampler(cfg, self.data, self.rank, cluster_of)
+        self._open_logs()
+        if self.world > 1:  # same start everywhere even if a rank's init differed
+            for p in self.model.state_dict().values():
+                dist.broadcast(p, 0)
+        bar = tqdm(total=cfg.total_steps, initial=self.next_step, desc="train", unit="step",
+                   disable=not self.progress or self.rank != 0)
+        last_eval = None
+        stats: dict[str, float] = {}
+        for step in range(self.next_step, cfg.total_steps):
+            stats = self.train_step(step)
+            if not np.isfinite(stats["loss"]):
+                raise FloatingPointError(f"loss is {stats['loss']} at step {step}; lower lr or set grad_clip")
+            self.next_step = step + 1
+            if step % cfg.log_every == 0 or self.next_step == cfg.total_steps:
+                self.history.losses.append((step, stats["loss"]))
+                self._log(step, stats)
+            if cfg.eval_every and self.next_step % cfg.eval_every == 0 and self.next_step < cfg.total_steps:
+                last_eval = self._evaluate(self.next_step)
+            if self.next_step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", B=int(stats["identities"]),
+                            acc=f"{last_eval['accuracy_mean']:.3f}" if last_eval else "-")
+        bar.close()
+        if self.next_step == cfg.total_steps and (not self.history.evals
+                                                  or self.history.evals[-1]["step"] != cfg.total_steps):
+            last_eval = self._evaluate(cfg.total_steps)
+        self.save_checkpoint()
+        if self.rank == 0:
+            final = {"model": self.model.state_dict(), "config": cfg.to_dict(), "arch": F_SPEC.name,
+                     "arch_hash": F_SPEC.arch_hash(), "embedding_dim": int(self.data.embeddings.shape[1]),
+                     "direct_f": cfg.direct_f}
+            atomic_write(self.out / "model_final.pt", lambda f: torch.save(final, f))
+            if self.tb is not None:
+                self.tb.close()
+        return {"step": self.next_step, "last": stats, "eval": last_eval}
+
+
+def train(cfg: TrainConfig, data: tuple[TrainSet, EvalPairs | None] | None = None, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Build (or take) the data, train, return a summary. ``data`` lets tests inject synthetic sets."""
+    train_set, ev = data if data is not None else build_data(cfg, progress)
+    return Trainer(cfg, train_set, ev, progress).run(resume)
+
+
+def state_bytes(model: nn.Module) -> bytes:
+    """The parameters as bytes (tests compare runs bit for bit)."""
+    buf = io.BytesIO()
+    for k, v in sorted(model.state_dict().items()):
+        buf.write(k.encode())
+        buf.write(v.detach().contiguous().numpy().tobytes())
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, help="TOML file of TrainConfig fields (see training/config.py)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config field (repeatable), e.g. --set lr=3e-4 --set no_kcs=true")
+    ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoints/last.pt")
+    ap.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    try:
+        res = train(cfg, resume=args.resume, progress=not args.no_progress)
+    except (FileExistsError, RuntimeError, FloatingPointError) as e:
+        fail(str(e))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if res["eval"]:
+        log.info("final: accuracy %.4f, AUC %.4f", res["eval"]["accuracy_mean"], res["eval"]["auc"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
