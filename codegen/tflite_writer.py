@@ -1,0 +1,340 @@
+"""A QuantizedF as a full-int8 .tflite, written directly as a flatbuffer — no TensorFlow.
+
+The schema module is the one shipped inside the ``tflite-micro`` package
+(``tflite_micro/tensorflow/lite/micro/python/schema_py_generated.py``), packed with ``flatbuffers``.
+
+The graph (one subgraph, ops in spec order):
+
+- input ``[1, 112, 112, 3]`` int8 (scale 1/128, zero point 0: q = u − 128, no QUANTIZE op),
+- one CONV_2D per spec conv — **a grouped conv stays ONE CONV_2D** (TFLite infers the groups from
+  input channels / filter input channels), weights OHWI int8 per output channel (quantized dimension 0,
+  zero points 0), bias int32 (scale in_scale·w_scale[c]), TF 'SAME'/'VALID' padding (the spec uses TF's
+  rule, so no PAD op), ReLU fused,
+- AVERAGE_POOL_2D (global 7×7, VALID), FULLY_CONNECTED (per-tensor int8 weights, int32 bias, fused ReLU),
+  a RESHAPE-free FC input: FULLY_CONNECTED flattens [1, 1, 1, 96] itself (keep_num_dims false),
+- output ``[1, 1]`` int8: the logit (real = scale · (q − zp)).
+
+Metadata (``Model.metadata`` entry :data:`METADATA_NAME`, a JSON buffer): format version, arch name and
+hash, user id, threshold on the logit, input/logit quantization — :func:`read_metadata` reads it back,
+:func:`check_model` refuses a model whose arch hash differs from the spec's.
+
+Operator versions are those TFLite's converter assigns to these signatures (CONV_2D int8 grouped: 6,
+plain: 3; AVERAGE_POOL_2D int8: 2; FULLY_CONNECTED int8: 4); TFLM ignores them, LiteRT checks them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any
+
+import flatbuffers
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+from codegen.quantize import QuantizedF
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
+
+TFLITE_FORMAT_VERSION = 1  # of our metadata record (the flatbuffer schema itself is version 3)
+METADATA_NAME = "pv_meta"
+FILE_IDENTIFIER = b"TFL3"
+SCHEMA_VERSION = 3
+
+
+class TfliteError(ValueError):
+    """A .tflite that is not one of ours, or not for this architecture."""
+
+
+BUFFER_ALIGN = 16  # every constant buffer starts 16-byte aligned (as TFLite's converter does): int32
+# biases are then read in place on cores that fault on unaligned loads (Xtensa), and SIMD kernels are happy
+
+
+class _AlignedBufferT(fb.BufferT):
+    """A Buffer whose data vector starts on a BUFFER_ALIGN boundary of the finished file."""
+
+    def Pack(self, builder):  # noqa: N802 (flatbuffers' name)
+        data = None
+        if self.data is not None:
+            raw = np.asarray(self.data, np.uint8).tobytes()
+            builder.StartVector(1, len(raw), BUFFER_ALIGN)
+            builder.head -= len(raw)
+            builder.Bytes[builder.head : builder.head + len(raw)] = raw
+            builder.vectorNumElems = len(raw)
+            data = builder.EndVector()
+        fb.BufferStart(builder)
+        if data is not None:
+            fb.BufferAddData(builder, data)
+        return fb.BufferEnd(builder)
+
+
+def buffer_offsets(model: bytes) -> list[tuple[int, int]]:
+    """(file offset, size) of every non-empty constant buffer of a .tflite."""
+    m = fb.Model.GetRootAs(bytearray(model), 0)
+    out = []
+    for i in range(m.BuffersLength()):
+        b = m.Buffers(i)
+        n = b.DataLength()
+        if n:
+            tab = b._tab
+            out.append((tab.Vector(tab.Offset(4)), n))
+    return out
+
+
+def _q(scales, zps, dim: int = 0) -> fb.QuantizationParametersT:
+    q = fb.QuantizationParametersT()
+    q.scale = [float(s) for s in np.atleast_1d(scales)]
+    q.zeroPoint = [int(z) for z in np.atleast_1d(zps)]
+    q.quantizedDimension = dim
+    return q
+
+
+def _op_version(layer: object) -> int:
+    if isinstance(layer, Conv):
+        return 6 if layer.groups > 1 else 3
+    if isinstance(layer, AvgPool):
+        return 2
+    return 4
+
+
+def metadata_record(
+    qf: QuantizedF, user_id: str | None, threshold: float | None, spec: ArchSpec = F_SPEC
+) -> dict[str, Any]:
+    return {
+        "format_version": TFLITE_FORMAT_VERSION,
+        "arch": spec.name,
+        "arch_hash": qf.arch_hash,
+        "user_id": user_id,
+        "threshold_logit": None if threshold is None else float(threshold),
+        "input_scale": float(qf.input_scale),
+        "input_zero_point": int(qf.input_zp),
+        "logit_scale": float(qf.logit_scale),
+        "logit_zero_point": int(qf.logit_zp),
+        "producer": "codegen.tflite_writer",
+    }
+
+
+def build_tflite(
+    qf: QuantizedF,
+    spec: ArchSpec = F_SPEC,
+    *,
+    user_id: str | None = None,
+    threshold: float | None = None,
+    layers: int | None = None,
+    layer_outputs: bool = False,
+    check: bool = True,
+) -> bytes:
+    """The int8 .tflite of ``qf``. ``layers`` keeps only the first n layers; ``layer_outputs`` makes every
+    layer's output a subgraph output (layer-by-layer debugging); the default is the deployable model with
+    the single logit output. ``check=False`` skips :meth:`QuantizedF.check` (for hand-edited test models)."""
+    if check:
+        qf.check(spec)
+    n_layers = len(spec.layers) if layers is None else layers
+    buffers: list[fb.BufferT] = [_AlignedBufferT()]  # buffer 0: the empty buffer (tensors without data)
+    tensors: list[fb.TensorT] = []
+    opcodes: list[tuple[int, int]] = []
+    operators: list[fb.OperatorT] = []
+
+    def add_buffer(raw: bytes) -> int:
+        b = _AlignedBufferT()
+        b.data = np.frombuffer(raw, np.uint8)
+        buffers.append(b)
+        return len(buffers) - 1
+
+    def tensor(name: str, shape, ttype: int, quant, data: np.ndarray | None = None) -> int:
+        t = fb.TensorT()
+        t.name, t.shape, t.type, t.quantization = name, list(shape), ttype, quant
+        if data is not None:
+            t.buffer = add_buffer(np.ascontiguousarray(data).tobytes())
+        tensors.append(t)
+        return len(tensors) - 1
+
+    def opcode(code: int, version: int) -> int:
+        key = (code, version)
+        if key not in opcodes:
+            opcodes.append(key)
+        return opcodes.index(key)
+
+    h, w = spec.input_hw
+    cur = tensor("input", [1, h, w, spec.input_ch], fb.TensorType.INT8, _q(qf.input_scale, qf.input_zp))
+    inp = cur
+    outputs = []
+    for layer, q, shape in list(zip(spec.layers, qf.layers, spec.shapes[1:]))[:n_layers]:
+        op = fb.OperatorT()
+        out_shape = [1, *shape] if not isinstance(layer, Dense) else [1, shape[-1]]
+        last = layer is spec.layers[n_layers - 1]
+        out_name = "logit" if last and n_layers == len(spec.layers) else f"{layer.name}/out"
+        out = tensor(out_name, out_shape, fb.TensorType.INT8, _q(q.out_scale, q.out_zp))
+        act = fb.ActivationFunctionType.RELU if q.relu else fb.ActivationFunctionType.NONE
+        if isinstance(layer, Conv | Dense):
+            assert q.weights is not None and q.w_scales is not None and q.bias is not None
+            wt = tensor(
+                f"{layer.name}/weights",
+                q.weights.shape,
+                fb.TensorType.INT8,
+                _q(q.w_scales, np.zeros(q.w_scales.size, np.int64)),
+                q.weights.astype(np.int8),
+            )
+            bt = tensor(
+                f"{layer.name}/bias",
+                q.bias.shape,
+                fb.TensorType.INT32,
+                _q(q.bias_scales, np.zeros(q.w_scales.size, np.int64)),
+                q.bias.astype("<i4"),
+            )
+            op.inputs = [cur, wt, bt]
+            if isinstance(layer, Conv):
+                op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, _op_version(layer))
+                opt = fb.Conv2DOptionsT()
+                opt.padding = fb.Padding.SAME if layer.padding == "same" else fb.Padding.VALID
+                opt.strideW = opt.strideH = layer.stride
+                opt.dilationWFactor = opt.dilationHFactor = 1
+                opt.fusedActivationFunction = act
+                op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.Conv2DOptions, opt
+            else:
+                op.opcodeIndex = opcode(fb.BuiltinOperator.FULLY_CONNECTED, _op_version(layer))
+                opt = fb.FullyConnectedOptionsT()
+                opt.fusedActivationFunction = act
+                opt.keepNumDims = False
+                op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.FullyConnectedOptions, opt
+        elif isinstance(layer, AvgPool):
+            op.inputs = [cur]
+            op.opcodeIndex = opcode(fb.BuiltinOperator.AVERAGE_POOL_2D, _op_version(layer))
+            opt = fb.Pool2DOptionsT()
+            opt.padding = fb.Padding.VALID
+            opt.strideW = opt.strideH = opt.filterWidth = opt.filterHeight = layer.kernel
+            opt.fusedActivationFunction = act
+            op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.Pool2DOptions, opt
+        else:
+            raise TypeError(layer)
+        op.outputs = [out]
+        operators.append(op)
+        outputs.append(out)
+        cur = out
+
+    sg = fb.SubGraphT()
+    sg.tensors, sg.inputs, sg.operators, sg.name = tensors, [inp], operators, "main"
+    sg.outputs = outputs if layer_outputs else [cur]
+    model = fb.ModelT()
+    model.version = SCHEMA_VERSION
+    model.description = f"{spec.name} {qf.arch_hash} int8" + (f" user {user_id}" if user_id else "")
+    meta = fb.MetadataT()
+    meta.name = METADATA_NAME
+    meta.buffer = add_buffer(json.dumps(metadata_record(qf, user_id, threshold, spec), sort_keys=True).encode())
+    model.metadata = [meta]
+    model.buffers = buffers
+    model.subgraphs = [sg]
+    codes = []
+    for code, version in opcodes:
+        oc = fb.OperatorCodeT()
+        oc.builtinCode = code
+        oc.deprecatedBuiltinCode = min(code, 127)  # the int8 field of schema v3a
+        oc.version = version
+        codes.append(oc)
+    model.operatorCodes = codes
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def read_metadata(model: bytes) -> dict[str, Any]:
+    """Our metadata record of a .tflite (TfliteError when it is not a .tflite or has none)."""
+    data = bytes(model)
+    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
+        raise TfliteError("not a .tflite flatbuffer (file identifier TFL3 missing)")
+    try:
+        m = fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as e:  # a damaged flatbuffer raises anything from IndexError to struct.error
+        raise TfliteError(f"unreadable .tflite flatbuffer: {e}") from e
+    for md in m.metadata or []:
+        name = md.name.decode() if isinstance(md.name, bytes) else md.name
+        if name == METADATA_NAME:
+            raw = bytes(np.asarray(m.buffers[md.buffer].data, np.uint8))
+            return json.loads(raw.decode())
+    raise TfliteError(f"the .tflite carries no {METADATA_NAME!r} metadata: it was not written by codegen")
+
+
+def check_model(model: bytes, spec: ArchSpec = F_SPEC) -> dict[str, Any]:
+    """Read the metadata and refuse a model of another format version or architecture."""
+    meta = read_metadata(model)
+    if meta.get("format_version") != TFLITE_FORMAT_VERSION:
+        raise TfliteError(
+            f".tflite metadata format version {meta.get('format_version')}, this tool reads "
+            f"{TFLITE_FORMAT_VERSION}: emit the model again"
+        )
+    if meta.get("arch_hash") != spec.arch_hash():
+        raise TfliteError(
+            f".tflite was built for arch hash {meta.get('arch_hash')}, this toolchain's {spec.name} has "
+            f"{spec.arch_hash()}: emit the model again from θ"
+        )
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------
+# Running it in the TFLite Micro interpreter (the `tflite-micro` package)
+# --------------------------------------------------------------------------------------------------
+def run_tflm(model: bytes, images_u8: np.ndarray, n_outputs: int = 1, arena_size: int = 1 << 20) -> list[np.ndarray]:
+    """Every output of the model for each uint8 image, fed as q = u − 128: list over outputs of (N, …)."""
+    from tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+    per_out: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
+    for img in np.asarray(images_u8):
+        it.set_input((img.astype(np.int16) - 128).astype(np.int8)[None], 0)
+        it.invoke()
+        for k in range(n_outputs):
+            per_out[k].append(np.array(it.get_output(k)).reshape(-1))
+    return [np.stack(v) for v in per_out]
+
+
+def tflm_logits(model: bytes, images_u8: np.ndarray) -> np.ndarray:
+    """int8 logits (N,) of the deployable model in TFLM."""
+    return run_tflm(model, images_u8, 1)[0].reshape(-1).astype(np.int8)
+
+
+@contextlib.contextmanager
+def _quiet_fds():
+    """Send the process's fds 1 and 2 to /dev/null for a while (C code's prints included)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def tflm_arena_bytes(model: bytes, lo: int = 1024, hi: int = 1 << 22) -> int:
+    """The smallest arena (bytes, to 16) the TFLM Python interpreter accepts for ``model`` and invokes
+    with — found by bisection, since the package exposes no arena_used_bytes. TFLM on a board adds its
+    own bookkeeping on top (see TOOLCHAIN.md for a measured figure)."""
+    from tflite_micro import runtime
+
+    x = np.zeros((1, *F_SPEC.input_hw, F_SPEC.input_ch), np.int8)
+
+    def ok(n: int) -> bool:
+        with _quiet_fds():  # TFLM prints every failed allocation to stdout/stderr from C
+            try:
+                it = runtime.Interpreter.from_bytes(bytes(model), arena_size=n)
+                it.set_input(x, 0)
+                it.invoke()
+                return True
+            except Exception:
+                return False
+
+    if not ok(hi):
+        raise TfliteError(f"the model does not run in TFLM even with a {hi}-byte arena")
+    while hi - lo > 16:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

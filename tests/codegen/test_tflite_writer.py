@@ -1,0 +1,126 @@
+"""The TensorFlow-free .tflite writer: graph structure, metadata, alignment, and bit-exactness of the
+TFLite Micro interpreter with the golden int8 model (fast: package faces; slow: ≥500 LFW crops × 3 users)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+from codegen.golden import run_int8
+from codegen.quantize import QuantizedF, quantize
+from codegen.tflite_writer import (
+    METADATA_NAME,
+    TfliteError,
+    buffer_offsets,
+    build_tflite,
+    check_model,
+    read_metadata,
+    tflm_arena_bytes,
+    tflm_logits,
+)
+from tests.codegen.users import USERS, make_store
+from tests.conftest import require_shared
+from training.verifier.spec import F_SPEC, Conv
+
+
+@pytest.fixture(scope="module")
+def model(quantized: dict[str, QuantizedF]) -> bytes:
+    return build_tflite(quantized["random-0"], user_id="alice", threshold=0.25)
+
+
+def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, quantized) -> None:
+    m = fb.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    sg = m.subgraphs[0]
+    codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
+    n_conv = sum(isinstance(la, Conv) for la in F_SPEC.layers)
+    assert codes == [fb.BuiltinOperator.CONV_2D] * n_conv + [fb.BuiltinOperator.AVERAGE_POOL_2D] + [
+        fb.BuiltinOperator.FULLY_CONNECTED
+    ] * 2
+    inp, out = sg.tensors[sg.inputs[0]], sg.tensors[sg.outputs[0]]
+    assert list(inp.shape) == [1, 112, 112, 3] and inp.type == fb.TensorType.INT8
+    assert list(out.shape) == [1, 1] and out.type == fb.TensorType.INT8 and len(sg.outputs) == 1
+    qf = quantized["random-0"]
+    for op, layer, q in zip(sg.operators, F_SPEC.layers, qf.layers):
+        if not isinstance(layer, Conv):
+            continue
+        w, b = sg.tensors[op.inputs[1]], sg.tensors[op.inputs[2]]
+        # one CONV_2D per grouped conv: the filter's input depth is in_ch / groups
+        assert list(w.shape) == [layer.out_ch, layer.kernel, layer.kernel, layer.in_ch // layer.groups]
+        assert w.type == fb.TensorType.INT8 and len(w.quantization.scale) == layer.out_ch
+        assert w.quantization.quantizedDimension == 0 and not any(w.quantization.zeroPoint)
+        assert b.type == fb.TensorType.INT32
+        assert op.builtinOptions.fusedActivationFunction == fb.ActivationFunctionType.RELU
+        got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8)
+        assert np.array_equal(got, q.weights.reshape(-1))
+    assert all(t.type == fb.TensorType.INT8 for t in sg.tensors if t.buffer == 0)
+
+
+def test_metadata_and_alignment(model: bytes) -> None:
+    meta = read_metadata(model)
+    assert meta["arch_hash"] == F_SPEC.arch_hash() and meta["format_version"] == 1
+    assert meta["user_id"] == "alice" and meta["threshold_logit"] == 0.25
+    assert check_model(model) == meta
+    assert all(off % 16 == 0 for off, _ in buffer_offsets(model)) and len(buffer_offsets(model)) >= 19
+
+
+def test_check_model_refuses_other_arch_and_foreign_files(quantized: dict[str, QuantizedF]) -> None:
+    qf = quantized["random-1"]
+    good = build_tflite(qf)
+    m = fb.ModelT.InitFromPackedBuf(bytearray(good), 0)
+    md = next(x for x in m.metadata if x.name.decode() == METADATA_NAME)
+    rec = json.loads(bytes(np.asarray(m.buffers[md.buffer].data, np.uint8)))
+    rec["arch_hash"] = "0123456789abcdef"
+    m.buffers[md.buffer].data = np.frombuffer(json.dumps(rec).encode(), np.uint8)
+    import flatbuffers
+
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    with pytest.raises(TfliteError, match="0123456789abcdef"):
+        check_model(bytes(b.Output()))
+    with pytest.raises(TfliteError, match="not a .tflite"):
+        read_metadata(b"PVTB" + bytes(100))
+    m.metadata = []
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    with pytest.raises(TfliteError, match="no 'pv_meta' metadata"):
+        read_metadata(bytes(b.Output()))
+
+
+def test_tflm_equals_golden_on_package_faces(quantized: dict[str, QuantizedF], face_images: np.ndarray) -> None:
+    imgs = face_images[:24]
+    for name, qf in quantized.items():
+        mine = run_int8(qf, imgs)
+        theirs = tflm_logits(build_tflite(qf), imgs)
+        assert np.array_equal(mine, theirs), f"{name}: {(mine != theirs).sum()} of {len(imgs)} logits differ"
+
+
+def test_tflm_arena(model: bytes) -> None:
+    n = tflm_arena_bytes(model)
+    # two int8 activations of the largest adjacent pair (28×28×24 in, 28×28×24 out) must fit at least
+    assert 2 * 28 * 28 * 24 <= n < 1 << 20
+
+
+@pytest.mark.slow
+def test_tflm_bit_exact_on_lfw_three_users(tmp_path) -> None:
+    """≥500 aligned LFW crops × 3 users from a user store: TFLM's int8 logit == the golden model's, all."""
+    require_shared("data", "lfw")
+    from codegen.faces import load_crops
+
+    crops, _ = load_crops("lfw", 512)
+    assert len(crops) >= 500
+    store = make_store(tmp_path / "users")
+    total = 0
+    for user in USERS:
+        theta, meta = store.load(user)
+        qf = quantize(theta, enroll_u8=crops[0])
+        model = build_tflite(qf, user_id=user, threshold=meta.threshold)
+        mine = run_int8(qf, crops)
+        theirs = tflm_logits(model, crops)
+        n_diff = int((mine != theirs).sum())
+        assert n_diff == 0, f"{user}: {n_diff} of {len(crops)} int8 logits differ between TFLM and the golden model"
+        assert len(np.unique(mine)) > 1  # the logits really depend on the face
+        total += len(crops)
+    print(f"TFLM == golden on {total} logits ({len(crops)} LFW crops × {len(USERS)} users)")

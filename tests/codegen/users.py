@@ -1,0 +1,27 @@
+"""Three enrolled users in a temporary user store, as training.user_store writes them: two random θ
+(``random_theta``) and one θ from the (untrained) generator h_gen. Used by the emitter tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tests.codegen.conftest import hgen_theta
+from training.user_store import UserStore
+from training.verifier.functional import random_theta
+
+USERS = {
+    "alice": (lambda: random_theta(0), 0.0),
+    "bob": (lambda: random_theta(1), 0.05),
+    "carol": (lambda: hgen_theta(7), -0.02),
+}
+
+
+def make_store(root: Path) -> UserStore:
+    store = UserStore(root)
+    for name, (make, thr) in USERS.items():
+        theta = make().numpy().astype(np.float32)
+        store.save(name, theta, backbone="mobilefacenet-y1", hypermodel_id="test-untrained", threshold=thr,
+                   source_image=f"{name}.jpg")
+    return store
