@@ -359,9 +359,15 @@ class SerialLink:
     # -- port ---------------------------------------------------------------------------------------------
     def open(self) -> SerialLink:
         if self._ser is None:
-            self._ser = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=_POLL_S, write_timeout=30
-            )
+            kw: dict[str, Any] = {}
+            if "://" not in self.url:  # a local device: refuse to share it (flock), as esptool does
+                kw["exclusive"] = True
+            try:
+                self._ser = serial.serial_for_url(
+                    self.url, baudrate=self.baudrate, timeout=_POLL_S, write_timeout=30, **kw
+                )
+            except (serial.SerialException, OSError, ValueError) as e:
+                raise LinkError(open_error_message(self.url, e)) from e
             # socket:// reports at most 1 byte in in_waiting; read what is there with a zero timeout instead
             self._is_socket = self.url.startswith("socket://")
             sock = getattr(self._ser, "_socket", None)
@@ -612,6 +618,26 @@ class SerialLink:
     def exit(self, code: int = 0) -> None:
         """Ends the emulator/simulator process with `code` (semihosting exit on QEMU)."""
         self.request(Cmd.RESET, bytes([1, code & 0xFF]), retries=0)
+
+
+def open_error_message(url: str, exc: BaseException) -> str:
+    """Why a port could not be opened, and the way out."""
+    text = str(exc)
+    low = text.lower()
+    if "://" not in url and ("no such file" in low or "errno 2" in low):
+        hint = "no such device: is the board plugged in? List ports with `python -m serial.tools.list_ports`"
+    elif "lock" in low or "busy" in low or "errno 16" in low or "errno 11" in low:
+        hint = "the port is busy: another program (a serial monitor, another host_tools command) holds it"
+    elif "permission" in low or "errno 13" in low:
+        hint = "permission denied: add yourself to the 'dialout' group (then log in again)"
+    elif url.startswith("socket://") and ("refused" in low or "errno 111" in low):
+        hint = (
+            "nothing listens there: boot a virtual board first "
+            "(python -m host_tools.flash --target cortex-m-qemu | --target host)"
+        )
+    else:
+        hint = "check the port name (a device path, socket://HOST:PORT or rfc2217://HOST:PORT)"
+    return f"cannot open {url}: {text} ({hint})"
 
 
 def _bulk_result(f: Frame) -> InferResult:

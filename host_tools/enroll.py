@@ -1,0 +1,213 @@
+"""Enroll a user on a board over the serial link: send the θ blob in chunks, COMMIT, confirm with INFO.
+
+    python -m host_tools.enroll --user alice --port socket://127.0.0.1:4321
+    python -m host_tools.enroll --user alice --port /dev/ttyUSB0 --blob out/alice/theta.blob
+
+The blob is built from the user store (``training.user_store``: θ and threshold) by ``codegen.quantize``
+and ``codegen.blob.pack_blob``, or read from ``--blob`` (e.g. what ``codegen.emit`` wrote). The board
+writes it into its inactive θ slot and switches only after COMMIT has checked it, so a transfer that
+fails half-way leaves the board answering with its previous θ.
+
+When the board loses the open transfer (it was reset in the middle: the next chunk or COMMIT is refused
+with BAD_STATE, or the link goes silent and the board comes back with READY), the whole transfer is
+started again, up to ``--attempts`` times; then the tool fails and says so. Refusals that a retry cannot
+fix (another architecture, a corrupt blob) fail at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import serial
+
+from codegen.blob import BlobError, pack_blob, unpack_blob
+from codegen.quantize import QuantizedF, quantize
+from host_tools.serial_link import DeviceError, ErrorCode, Info, LinkError, SerialLink
+from training.user_store import UserMeta, UserStore, UserStoreError
+
+log = logging.getLogger(__name__)
+
+
+class EnrollError(RuntimeError):
+    """Enrollment over the link failed; the message says why and what to do."""
+
+
+@dataclass
+class UserBlob:
+    """One user's deployable θ: the blob the board receives and the int8 model it encodes."""
+
+    user_id: str
+    blob: bytes
+    qf: QuantizedF
+    threshold: float
+    source: str  # where the blob came from (for reports)
+
+
+def blob_from_store(
+    user_id: str, store: UserStore | str | Path | None = None, *, enroll_u8: np.ndarray | None = None
+) -> tuple[UserBlob, np.ndarray, UserMeta]:
+    """Quantizes the user's stored θ and packs its blob. Returns (blob, float θ, metadata).
+
+    ``enroll_u8``: the user's aligned enrollment crop, added to the calibration set when known (the
+    quantization is deterministic for the same θ and crop, so the same call gives the same blob).
+    """
+    st = store if isinstance(store, UserStore) else UserStore(store)
+    theta, meta = st.load(user_id)
+    qf = quantize(theta, enroll_u8)
+    blob = pack_blob(qf, user_id, meta.threshold)
+    return UserBlob(user_id, blob, qf, meta.threshold, f"user store {st.root}"), theta, meta
+
+
+def blob_from_file(path: str | Path) -> UserBlob:
+    """A θ blob written by codegen (checked: magic, version, CRC, arch hash, every layer record)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise EnrollError(f"cannot read θ blob {p}: {e.strerror or e}") from e
+    try:
+        header, qf = unpack_blob(data)
+    except BlobError as e:
+        raise EnrollError(f"{p}: {e}") from e
+    return UserBlob(header.user_id, data[: header.total_size], qf, header.threshold_logit, str(p))
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    user_id: str
+    slot: int
+    commit_counter: int
+    blob_bytes: int
+    attempts: int
+    seconds: float
+    info: Info
+
+
+_FATAL = {
+    ErrorCode.ARCH_MISMATCH: "the board's firmware was built for another architecture than this θ: "
+    "rebuild and flash the firmware from this checkout, or re-enroll the user for the board's architecture",
+    ErrorCode.BLOB_INVALID: "the board found the θ blob invalid (CRC or a layer record): regenerate it",
+    ErrorCode.BAD_LENGTH: "the board refused the chunk length: its max payload differs from the link's",
+    ErrorCode.STORE: "the board's θ store failed to erase/write its flash",
+}
+
+
+def enroll(
+    link: SerialLink,
+    ub: UserBlob,
+    *,
+    attempts: int = 3,
+    ready_timeout: float = 30.0,
+    progress: object | None = None,
+) -> EnrollResult:
+    """Installs ``ub`` on the board behind ``link`` and checks with INFO that it is the active θ.
+
+    ``progress``: called as progress(received, total) after every chunk (tqdm-friendly).
+    """
+    t0 = time.monotonic()
+    info = link.info()
+    if info.arch_hash != ub.qf.arch_hash:
+        raise EnrollError(
+            f"the board runs firmware for arch {info.arch_hash}, the θ of {ub.user_id!r} is for "
+            f"{ub.qf.arch_hash}: {_FATAL[ErrorCode.ARCH_MISMATCH]}"
+        )
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            link.load_theta(ub.blob, progress=progress)  # type: ignore[arg-type]
+            slot, counter = link.commit()
+            break
+        except DeviceError as e:
+            if e.code in _FATAL:
+                raise EnrollError(f"{e}: {_FATAL[ErrorCode(e.code)]}") from e
+            if e.code != ErrorCode.BAD_STATE:
+                raise EnrollError(f"{e}") from e
+            last = e
+            log.warning("attempt %d: the board lost the transfer (%s); was it reset? starting over", attempt, e)
+        except LinkError as e:
+            last = e
+            log.warning("attempt %d: %s; waiting for the board", attempt, e)
+            try:
+                link.wait_ready(ready_timeout)
+            except LinkError as e2:
+                raise EnrollError(
+                    f"the board stopped answering during the θ transfer and did not come back within "
+                    f"{ready_timeout:.0f} s ({e2}); its previous θ stays active. Check the cable/power and "
+                    "run the enrollment again"
+                ) from e2
+        link.drain()
+    else:
+        raise EnrollError(
+            f"θ transfer of {ub.user_id!r} failed {attempts} times (last: {last}); the board keeps its "
+            "previous θ. Check the link (cable, resets) and run the enrollment again"
+        )
+    info = link.info()
+    if info.active_slot != slot or info.commit_counter != counter or info.user_id != ub.user_id:
+        raise EnrollError(
+            f"COMMIT answered slot {slot} counter {counter}, but INFO reports slot {info.active_slot}, "
+            f"counter {info.commit_counter}, user {info.user_id!r}: the board did not keep the new θ"
+        )
+    if info.theta_bytes != len(ub.blob) or np.float32(info.threshold_logit) != np.float32(ub.threshold):
+        raise EnrollError(
+            f"INFO reports a {info.theta_bytes}-byte θ with threshold {info.threshold_logit}, "
+            f"sent {len(ub.blob)} bytes with threshold {ub.threshold}"
+        )
+    return EnrollResult(ub.user_id, slot, counter, len(ub.blob), attempt, time.monotonic() - t0, info)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.enroll",
+        description="Enroll a user on a board over serial: θ blob in chunks, COMMIT, check with INFO.",
+    )
+    ap.add_argument("--user", required=True, help="user id in the user store")
+    ap.add_argument(
+        "--port", required=True, help="pyserial URL: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://host:port"
+    )
+    ap.add_argument("--blob", type=Path, help="send this θ blob (from codegen) instead of building it from the store")
+    ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    ap.add_argument("--baud", type=int, default=115200)
+    ap.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer")
+    ap.add_argument("--attempts", type=int, default=3, help="whole-transfer attempts when the board loses it")
+    ap.add_argument("--wait-ready", action="store_true", help="wait for the board's READY frame first")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.blob is not None:
+            ub = blob_from_file(args.blob)
+            if ub.user_id != args.user:
+                raise EnrollError(f"{args.blob} holds the θ of {ub.user_id!r}, not of {args.user!r}")
+        else:
+            ub = blob_from_store(args.user, args.users)[0]
+        from tqdm import tqdm
+
+        with SerialLink(args.port, baudrate=args.baud, timeout=args.timeout) as link:
+            if args.wait_ready:
+                link.wait_ready()
+            with tqdm(total=len(ub.blob), unit="B", unit_scale=True, desc="θ", disable=args.no_progress) as bar:
+
+                def progress(received: int, total: int) -> None:
+                    bar.update(received - bar.n)
+
+                res = enroll(link, ub, attempts=args.attempts, progress=progress)
+    except (EnrollError, UserStoreError, LinkError, DeviceError, BlobError, serial.SerialException) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    i = res.info
+    print(
+        f"{res.user_id} enrolled on {i.board} (firmware {i.fw_version}, arch {i.arch_hash}): slot {res.slot}, "
+        f"commit counter {res.commit_counter}, {res.blob_bytes} bytes in {res.seconds:.2f} s "
+        f"({res.attempts} attempt{'s' if res.attempts > 1 else ''}), threshold {i.threshold_logit:.4f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
