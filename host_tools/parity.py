@@ -44,7 +44,7 @@ import torch
 from codegen.blob import BlobError
 from codegen.golden import images_to_int8, run_int8
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll
-from host_tools.serial_link import DeviceError, Info, InferResult, LinkError, SerialLink
+from host_tools.serial_link import DeviceError, InferResult, Info, LinkError, SerialLink
 from training.user_store import UserStoreError
 from training.verifier.functional import f_apply, to_input
 
@@ -333,10 +333,12 @@ def markdown(r: ParityResult) -> str:
         f"| board ticks per inference: mean (min–max) | {r.ticks.get('mean', 0):.0f} ({r.ticks.get('min', 0):.0f}–"
         f"{r.ticks.get('max', 0):.0f}) at {r.tick_hz} Hz = {ms:.2f} ms |",
     ]
-    bad = [row for row in r.images if row["device_q"] != row["golden_q"] or row["device_decision"] != row["float_decision"]]
+    bad = [
+        row for row in r.images if row["device_q"] != row["golden_q"] or row["device_decision"] != row["float_decision"]
+    ]
     if bad:
-        lines += ["", "## Images that differ (first 30)", "", "| image | device q | golden q | device score | float score |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "## Images that differ (first 30)", ""]
+        lines += ["| image | device q | golden q | device score | float score |", "|---|---|---|---|---|"]
         for row in bad[:30]:
             lines.append(
                 f"| {row['name']} | {row['device_q']} | {row['golden_q']} | {row['device_score']:.4f} "
@@ -366,7 +368,9 @@ def scatter(r: ParityResult, path: Path) -> None:
     ax.set_ylabel("device int8: score")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{r.user_id}: {r.n_images} images, agreement {r.agreement_pct:.1f} %, bit-exact {r.bit_exact_pct:.1f} %")
+    ax.set_title(
+        f"{r.user_id}: {r.n_images} images, agreement {r.agreement_pct:.1f} %, bit-exact {r.bit_exact_pct:.1f} %"
+    )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
