@@ -1,4 +1,9 @@
-"""Face verification evaluation: ``python -m training.evaluate --backbone NAME --dataset lfw``.
+"""Face verification evaluation: ``python -m training.evaluate (--backbone NAME | --model FILE...) --dataset lfw``.
+
+``--model``: a trained hypernetwork (``model_final.pt`` of ``training.train``). For a pair (a, b):
+θ_a = h(a), score = f(b; θ_a), averaged with f(a; θ_b) unless ``--one-way`` (what a device computes).
+LFW: a model trained with people.txt fold k held out is scored on View 2 fold k only (people-disjoint);
+give one model per fold (``--model run0/model_final.pt run1/...``) for the full 10-fold protocol.
 
 Baseline of a frozen backbone: score(a, b) = cosine similarity of the two embeddings. Reports the
 10-fold accuracy (threshold chosen on the other 9 folds, LFW View 2 protocol), TAR at FAR 1e-3 and 1e-2
@@ -95,7 +100,10 @@ def backbone_scores(pairs: PairSet, backbone_name: str, progress: bool = True,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", required=True, choices=available_backbones(), help="frozen backbone to evaluate")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--backbone", choices=available_backbones(), help="frozen backbone to evaluate (cosine baseline)")
+    src.add_argument("--model", type=Path, nargs="+", help="trained hypermodel file(s), one per held-out LFW fold")
+    ap.add_argument("--one-way", action="store_true", help="--model: score f(b; h(a)) only, no symmetric average")
     ap.add_argument("--dataset", default="lfw", help="'lfw' or a path to an InsightFace .bin file")
     ap.add_argument("--view", default="view2", choices=["view2", "devtest", "devtrain"], help="LFW pair list")
     ap.add_argument("--detector", default="auto", choices=["auto", "dlib", "retinaface"],
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     progress = not args.no_progress
 
+    if args.model:
+        return main_model(args, progress)
     t0 = time.perf_counter()
     detector = resolve_detector(args.detector, args.backbone)
     try:
@@ -143,6 +153,69 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{label}: {report.summary()}")
     print(f"time: data+alignment {t_data:.1f} s, embeddings {timing['embed_s']:.1f} s "
           f"({timing['images']} images); report in {out}")
+    return 0
+
+
+def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = True) -> np.ndarray:
+    """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``)."""
+    import torch
+    from tqdm import tqdm
+
+    from training.verifier.batched import pairwise_logits
+    from training.verifier.functional import to_input
+
+    info = backbone_info(model.backbone)
+    emb = EmbeddingCache(load_backbone(model.backbone)).embed(pairs.crops[info.input_kind], progress=progress)
+    thetas = torch.from_numpy(model.theta(emb))
+    x_all = pairs.crops[ARCFACE112]
+    out = []
+    step = 100
+    with torch.no_grad():
+        for s in tqdm(range(0, len(pairs.left), step), desc="pairs", unit="×100", disable=not progress):
+            a, b = pairs.left[s:s + step], pairs.right[s:s + step]
+            rows, cols = (a, b) if one_way else (np.concatenate([a, b]), np.concatenate([b, a]))
+            u, inv = np.unique(cols, return_inverse=True)
+            lg = pairwise_logits(to_input(x_all[u]), thetas[torch.from_numpy(rows)],
+                                 columns=torch.from_numpy(inv)[:, None])[:, 0].numpy()
+            out.append(lg if one_way else (lg[:len(a)] + lg[len(a):]) / 2)
+    return np.concatenate(out).astype(np.float64)
+
+
+def main_model(args: argparse.Namespace, progress: bool) -> int:
+    from training.hypermodel import HyperModel, HyperModelError
+
+    t0 = time.perf_counter()
+    all_scores, all_same, all_folds, names = [], [], [], []
+    try:
+        models = [HyperModel.load(p) for p in args.model]
+        for m in models:
+            cfg = m.meta["config"]
+            if args.dataset != "lfw":
+                fail("--model is evaluated on LFW (people-disjoint from its training folds)")
+            fold = int(cfg["fold"])
+            pairs = lfw_pairs(args.view, m.detector, None, args.workers, progress)
+            keep = pairs.folds == fold if pairs.folds is not None else np.ones(len(pairs.same), bool)
+            sub = PairSet(f"{pairs.name}-fold{fold}", pairs.crops, pairs.left[keep], pairs.right[keep],
+                          pairs.same[keep], None)
+            sc = model_scores(sub, m, args.one_way, progress)
+            all_scores.append(sc)
+            all_same.append(sub.same)
+            all_folds.append(np.full(len(sc), fold) if len(models) > 1 else np.arange(len(sc)) % 10)
+            names.append(f"fold{fold}:{m.model_id}")
+    except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    scores, same, folds = np.concatenate(all_scores), np.concatenate(all_same), np.concatenate(all_folds)
+    report = VerificationReport.from_scores(scores, same, folds)
+    tag = "one-way" if args.one_way else "symmetric"
+    out = args.out or REPO_ROOT / "runs" / "eval" / f"lfw-hypernet-{models[0].model_id}-{tag}"
+    label = f"h ({models[0].backbone}) on LFW {', '.join(names)} [{tag}]"
+    save_roc_png(out / "roc.png", {label: (scores, same)})
+    save_score_histogram_png(out / "scores.png", scores, same, threshold=report.best_threshold)
+    result = {"models": [str(p) for p in args.model], "model_ids": [m.model_id for m in models], "scoring": tag,
+              "pairs": int(len(scores)), **report.to_dict(), "total_s": round(time.perf_counter() - t0, 2)}
+    atomic_write_json(out / "report.json", result)
+    print(f"{label}: {report.summary()}")
+    print(f"{len(scores)} pairs; report in {out}")
     return 0
 
 

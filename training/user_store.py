@@ -93,7 +93,10 @@ class UserStore:
         return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / "meta.json").is_file())
 
     def save(self, user_id: str, theta: np.ndarray, *, backbone: str, hypermodel_id: str, threshold: float,
-             source_image: str = "", force: bool = False, spec: ArchSpec = F_SPEC) -> UserMeta:
+             source_image: str = "", force: bool = False, spec: ArchSpec = F_SPEC,
+             crop: np.ndarray | None = None) -> UserMeta:
+        """Write the entry atomically. ``crop``: the aligned 112×112×3 uint8 enrollment face (codegen
+        calibrates the int8 ranges on it)."""
         theta = np.ascontiguousarray(theta, dtype=np.float32).reshape(-1)
         if theta.size != spec.theta_size:
             raise ArchMismatch(f"θ has {theta.size} values; {spec.name} ({spec.arch_hash()}) needs {spec.theta_size}")
@@ -110,6 +113,12 @@ class UserStore:
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{user_id}.tmp-"))
         try:
             np.save(tmp / "theta.npy", theta)
+            if crop is not None:
+                crop = np.asarray(crop)
+                if crop.dtype != np.uint8 or crop.shape != (*spec.input_hw, spec.input_ch):
+                    raise UserStoreError(f"enrollment crop must be uint8 {(*spec.input_hw, spec.input_ch)}, "
+                                         f"got {crop.dtype} {crop.shape}")
+                np.save(tmp / "crop.npy", crop)
             (tmp / "meta.json").write_text(json.dumps(asdict(meta), indent=2) + "\n")
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
@@ -126,6 +135,11 @@ class UserStore:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return meta
+
+    def load_crop(self, user_id: str) -> np.ndarray | None:
+        """The aligned enrollment face stored with the entry, or None (entries made from a bare θ)."""
+        p = self.path(user_id) / "crop.npy"
+        return np.load(p, allow_pickle=False) if p.is_file() else None
 
     def load(self, user_id: str, spec: ArchSpec = F_SPEC) -> tuple[np.ndarray, UserMeta]:
         d = self.path(user_id)
