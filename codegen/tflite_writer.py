@@ -18,8 +18,9 @@ Metadata (``Model.metadata`` entry :data:`METADATA_NAME`, a JSON buffer): format
 hash, user id, threshold on the logit, input/logit quantization — :func:`read_metadata` reads it back,
 :func:`check_model` refuses a model whose arch hash differs from the spec's.
 
-Operator versions are those TFLite's converter assigns to these signatures (CONV_2D int8 grouped: 6,
-plain: 3; AVERAGE_POOL_2D int8: 2; FULLY_CONNECTED int8: 4); TFLM ignores them, LiteRT checks them.
+Operator codes: one per builtin at the highest version its ops need, the versions onnx2tf's TFLite
+converter writes for the same graph (CONV_2D int8 grouped: 6, plain: 3; AVERAGE_POOL_2D int8: 2;
+FULLY_CONNECTED int8: 4). TFLM ignores them; LiteRT checks them.
 """
 
 from __future__ import annotations
@@ -151,10 +152,13 @@ def build_tflite(
         return len(tensors) - 1
 
     def opcode(code: int, version: int) -> int:
-        key = (code, version)
-        if key not in opcodes:
-            opcodes.append(key)
-        return opcodes.index(key)
+        """One operator code per builtin, at the highest version any of its ops needs (as TFLite does)."""
+        for i, (c, v) in enumerate(opcodes):
+            if c == code:
+                opcodes[i] = (c, max(v, version))
+                return i
+        opcodes.append((code, version))
+        return len(opcodes) - 1
 
     h, w = spec.input_hw
     cur = tensor("input", [1, h, w, spec.input_ch], fb.TensorType.INT8, _q(qf.input_scale, qf.input_zp))

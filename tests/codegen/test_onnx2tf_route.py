@@ -1,0 +1,52 @@
+"""The onnx2tf route (torch → ONNX → onnx2tf → int8 .tflite), run in its own venv (.ci/setup-onnx2tf).
+
+Skips when that venv is missing on a developer machine; under CI=true it is required (.ci/run creates it).
+onnx2tf quantizes on its own (its ranges), so the check is agreement with the float f, not bit-exactness."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from codegen import onnx2tf_route
+from codegen.golden import run_int8
+from codegen.quantize import calibration_images, quantize
+from tests.codegen.conftest import in_ci
+from tests.conftest import require_shared
+from training.verifier.functional import random_theta
+
+
+def _need_venv() -> None:
+    if not onnx2tf_route.available():
+        msg = f"no onnx2tf venv at {onnx2tf_route.venv_dir()}: run .ci/setup-onnx2tf"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.mark.slow
+def test_onnx2tf_int8_model_in_tflm_agrees_with_float_f(tmp_path) -> None:
+    _need_venv()
+    require_shared("data", "lfw")
+    from codegen.faces import load_crops
+
+    theta = random_theta(0).numpy()
+    path = onnx2tf_route.convert(theta, calibration_images(), tmp_path / "o2t")
+    model = path.read_bytes()
+    g = onnx2tf_route.summarize(model)
+    # the graph the docs promise: NHWC int8 in, int8 out, every grouped conv ONE CONV_2D, no TRANSPOSE
+    assert g.input["shape"] == [1, 112, 112, 3] and g.input["type"] == "INT8" and g.output["type"] == "INT8"
+    assert g.conv_groups == [1, 6, 6, 1, 12, 12, 2, 24]
+    assert "TRANSPOSE" not in g.ops and g.ops.count("FULLY_CONNECTED") == 2
+
+    imgs, _ = load_crops("lfw", 200)
+    qf = quantize(theta)
+    golden = qf.dequantize_logit(run_int8(qf, imgs)).astype(np.float64)
+    thr = float(np.median(golden))  # a threshold inside the logits' spread: the hardest place to agree
+    rep = onnx2tf_route.compare(model, theta, imgs, thr, golden)
+    print(json.dumps(rep, indent=1))
+    # |Δlogit| within a few of its int8 output steps; decisions can only flip for logits that close to thr
+    assert rep["max_abs_dlogit_vs_float"] <= 12 * rep["output_scale"]  # measured: 8.1 steps for this θ
+    assert rep["agreement_vs_float"] >= 0.75
