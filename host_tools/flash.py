@@ -1,0 +1,432 @@
+"""Put firmware (and θ) on a board: ESP32 family via esptool's Python API, or boot a virtual board.
+
+    python -m host_tools.flash --target esp32 --port /dev/ttyUSB0 --build out/alice/esp32/build
+    python -m host_tools.flash --target esp32 --port /dev/ttyUSB0 --build DIR --theta-only --user alice
+    python -m host_tools.flash --target cortex-m-qemu [--build DIR | --elf FILE]   # prints socket://…
+    python -m host_tools.flash --target host [--store FILE]                        # the host simulator
+
+ESP32 family (``TARGETS``: one record per chip, as esptool's chip table): the ESP-IDF build folder's
+bootloader, partition table and app are written at the chip's offsets — bootloader 0x1000 on the ESP32,
+0x0 on the ESP32-S3/-C3; partition table 0x8000; app 0x10000. When the build folder has ESP-IDF's
+``flasher_args.json`` its offsets and flash settings are used (and checked against the table). The θ
+partition's offset and size come from the build's ``partition_table/partition-table.bin`` or from the
+project's ``partitions.csv`` (``--partitions``; empty offsets are placed as ESP-IDF's gen_esp32part does).
+
+``--theta-only`` writes only the θ partition: an image of the firmware's A/B θ store
+(``firmware_templates/common/pv_store.h``) with the user's blob committed in slot A (counter 1) and
+slot B erased — :func:`theta_partition_image`. ``--merged FILE`` writes, instead of flashing, one
+image of everything at its offset (``esptool merge-bin``): the offline check of the flash plan.
+
+ESP-IDF is not installed here, so an ESP32 app cannot be built (nor ``elf2image``'d) on this machine;
+the flash path is exercised offline (plan, θ partition image, merge-bin) and against missing, busy and
+silent ports. The virtual boards are ``host_tools.qemu``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import struct
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class FlashError(RuntimeError):
+    """Flashing cannot proceed; the message names the bad input and the way out."""
+
+
+# ---- targets ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EspChip:
+    name: str  # --target and esptool's chip name
+    esptool_name: str  # ESPLoader.CHIP_NAME of the connected chip
+    bootloader_offset: int
+
+
+TARGETS: dict[str, EspChip] = {
+    "esp32": EspChip("esp32", "ESP32", 0x1000),
+    "esp32s3": EspChip("esp32s3", "ESP32-S3", 0x0),
+    "esp32c3": EspChip("esp32c3", "ESP32-C3", 0x0),
+}
+VIRTUAL_TARGETS = ("cortex-m-qemu", "host")
+PARTITION_TABLE_OFFSET = 0x8000
+APP_OFFSET = 0x10000
+FLASH_SECTOR = 0x1000
+
+
+# ---- partition table -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    type: int  # 0 app, 1 data, or a custom 0x40..0xFE
+    subtype: int
+    offset: int
+    size: int
+
+
+_PT_ENTRY = struct.Struct("<2sBBII16sI")
+_PT_MAGIC = b"\xaa\x50"
+_TYPES = {"app": 0x00, "data": 0x01}
+_SUBTYPES = {
+    0x00: {"factory": 0x00, "test": 0x20, **{f"ota_{i}": 0x10 + i for i in range(16)}},
+    0x01: {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "nvs_keys": 0x04, "efuse": 0x05,
+           "undefined": 0x06, "esphttpd": 0x80, "fat": 0x81, "spiffs": 0x82, "littlefs": 0x83},
+}  # fmt: skip
+
+
+def _int(text: str, what: str) -> int:
+    t = text.strip().lower()
+    m = re.fullmatch(r"(0x[0-9a-f]+|\d+)\s*([km]?)", t)
+    if not m:
+        raise FlashError(f"partition table: cannot read {what} {text!r} (use 0x…, decimal, or a K/M suffix)")
+    v = int(m.group(1), 0)
+    return v * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2)]
+
+
+def parse_partitions_csv(path: str | Path, table_offset: int = PARTITION_TABLE_OFFSET) -> list[Partition]:
+    """ESP-IDF partitions.csv (Name, Type, SubType, Offset, Size, Flags). An empty offset follows the
+    previous partition, aligned as ESP-IDF's gen_esp32part does: app 0x10000, data 0x1000; the first
+    partition starts after the table's sector (0x9000 with the default table offset)."""
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as e:
+        raise FlashError(f"cannot read partition table {p}: {e.strerror or e}") from e
+    parts: list[Partition] = []
+    nxt = table_offset + FLASH_SECTOR
+    for n, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        cols = [c.strip() for c in line.split(",")]
+        if len(cols) < 5:
+            raise FlashError(f"{p}:{n}: expected Name, Type, SubType, Offset, Size[, Flags]")
+        name, ty, sub, off, size = cols[:5]
+        t = _TYPES.get(ty.lower()) if not ty[:1].isdigit() else _int(ty, "type")
+        if t is None:
+            raise FlashError(f"{p}:{n}: unknown partition type {ty!r}")
+        st = _SUBTYPES.get(t, {}).get(sub.lower()) if sub and not sub[:1].isdigit() else _int(sub or "0", "subtype")
+        if st is None:
+            raise FlashError(f"{p}:{n}: unknown subtype {sub!r} for type {ty!r}")
+        align = 0x10000 if t == 0 else FLASH_SECTOR
+        o = _int(off, "offset") if off else (nxt + align - 1) // align * align
+        if o % align:
+            raise FlashError(f"{p}:{n}: partition {name!r} at 0x{o:x} is not aligned to 0x{align:x}")
+        sz = _int(size, "size")
+        parts.append(Partition(name, t, st, o, sz))
+        nxt = o + sz
+    if not parts:
+        raise FlashError(f"{p}: no partitions")
+    return parts
+
+
+def parse_partition_table_bin(data: bytes) -> list[Partition]:
+    """The binary table ESP-IDF writes at 0x8000 (32-byte entries, magic 0xAA50, MD5 entry 0xEBEB)."""
+    parts = []
+    for off in range(0, len(data) - _PT_ENTRY.size + 1, _PT_ENTRY.size):
+        magic, t, st, o, sz, label, _flags = _PT_ENTRY.unpack_from(data, off)
+        if magic != _PT_MAGIC:
+            break
+        parts.append(Partition(label.rstrip(b"\0").decode("ascii", "replace"), t, st, o, sz))
+    if not parts:
+        raise FlashError("partition-table.bin holds no entries (magic 0xAA50): not an ESP-IDF partition table")
+    return parts
+
+
+def find_partition(parts: list[Partition], name: str) -> Partition:
+    for p in parts:
+        if p.name == name:
+            return p
+    raise FlashError(
+        f"no partition named {name!r} in the partition table (have: {', '.join(p.name for p in parts)}); "
+        "pass --theta-partition NAME"
+    )
+
+
+# ---- θ partition image -----------------------------------------------------------------------------------
+SLOT_HEADER_BYTES = 32
+SLOT_MAGIC = b"PVSL"
+
+
+def theta_partition_image(blob: bytes, size: int, erase_size: int = FLASH_SECTOR, counter: int = 1) -> bytes:
+    """The θ partition as the firmware's A/B store reads it: slot A = committed slot header + blob,
+    everything else erased (0xFF). Slot size = (size / 2) rounded down to the erase size (pv_store_init)."""
+    from host_tools.serial_link import check_blob
+
+    check_blob(blob)
+    slot = (size // 2) // erase_size * erase_size
+    if slot < SLOT_HEADER_BYTES + len(blob):
+        raise FlashError(
+            f"θ partition of {size} bytes has slots of {slot} bytes: too small for a {len(blob)}-byte θ blob "
+            f"plus the {SLOT_HEADER_BYTES}-byte slot header; enlarge it in partitions.csv"
+        )
+    head = SLOT_MAGIC + struct.pack("<III", counter, len(blob), zlib.crc32(blob)) + struct.pack("<I", 0)
+    head += b"\xff" * 8
+    head += struct.pack("<I", zlib.crc32(head))
+    img = bytearray(b"\xff" * size)
+    img[: len(head) + len(blob)] = head + blob
+    return bytes(img)
+
+
+# ---- flash plan ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlashItem:
+    offset: int
+    data: bytes
+    what: str
+
+
+def _build_root(build: Path) -> Path:
+    if not build.is_dir():
+        raise FlashError(f"--build {build}: no such folder (the ESP-IDF build folder, e.g. PROJECT/build)")
+    if not (build / "flasher_args.json").is_file() and (build / "build" / "flasher_args.json").is_file():
+        return build / "build"
+    if not (build / "bootloader").is_dir() and (build / "build").is_dir():
+        return build / "build"
+    return build
+
+
+def _read(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise FlashError(f"{what} {path} not found: build the ESP-IDF project first (idf.py build)")
+    return path.read_bytes()
+
+
+def firmware_items(chip: EspChip, build: Path) -> tuple[list[FlashItem], dict[str, str]]:
+    """Bootloader, partition table and app of an ESP-IDF build folder, with their offsets and the
+    flash settings (flash_mode/size/freq: 'keep' unless flasher_args.json gives them)."""
+    root = _build_root(build)
+    settings = {"flash_mode": "keep", "flash_size": "keep", "flash_freq": "keep"}
+    fa = root / "flasher_args.json"
+    want = {chip.bootloader_offset: "bootloader", PARTITION_TABLE_OFFSET: "partition table", APP_OFFSET: "app"}
+    if fa.is_file():
+        meta = json.loads(fa.read_text())
+        fchip = meta.get("extra_esptool_args", {}).get("chip")
+        if fchip and fchip != chip.name:
+            raise FlashError(f"{fa} is a build for {fchip}, not {chip.name}: pass --target {fchip}")
+        files = {int(k, 16): root / v for k, v in meta.get("flash_files", {}).items()}
+        for off, what in want.items():
+            if off not in files:
+                raise FlashError(
+                    f"{fa}: nothing at 0x{off:x} ({what}); {chip.name} expects bootloader 0x"
+                    f"{chip.bootloader_offset:x}, partition table 0x{PARTITION_TABLE_OFFSET:x}, app 0x{APP_OFFSET:x}"
+                )
+        for k in settings:
+            settings[k] = meta.get("flash_settings", {}).get(k, "keep")
+        items = [FlashItem(off, _read(p, want.get(off, "image")), f"{want.get(off, 'image')} {p.name}")
+                 for off, p in sorted(files.items())]  # fmt: skip
+        return items, settings
+    apps = sorted(p for p in root.glob("*.bin"))
+    if len(apps) != 1:
+        raise FlashError(
+            f"{root}: no flasher_args.json and {len(apps)} app images (*.bin) at the top: point --build at an "
+            "ESP-IDF build folder"
+        )
+    items = [
+        FlashItem(chip.bootloader_offset, _read(root / "bootloader" / "bootloader.bin", "bootloader"), "bootloader"),
+        FlashItem(
+            PARTITION_TABLE_OFFSET,
+            _read(root / "partition_table" / "partition-table.bin", "partition table"),
+            "partition table",
+        ),
+        FlashItem(APP_OFFSET, apps[0].read_bytes(), f"app {apps[0].name}"),
+    ]
+    return items, settings
+
+
+def partitions_of(build: Path | None, csv: Path | None) -> list[Partition]:
+    if csv is not None:
+        return parse_partitions_csv(csv)
+    if build is not None:
+        root = _build_root(build)
+        pt = root / "partition_table" / "partition-table.bin"
+        if pt.is_file():
+            return parse_partition_table_bin(pt.read_bytes())
+        for cand in (root / "partitions.csv", root.parent / "partitions.csv"):
+            if cand.is_file():
+                return parse_partitions_csv(cand)
+    raise FlashError("no partition table: pass --partitions partitions.csv or --build with partition_table/")
+
+
+def theta_item(blob: bytes, parts: list[Partition], name: str = "theta") -> FlashItem:
+    part = find_partition(parts, name)
+    return FlashItem(part.offset, theta_partition_image(blob, part.size), f"θ partition {name!r}")
+
+
+def check_overlaps(items: list[FlashItem]) -> None:
+    spans = sorted((it.offset, it.offset + len(it.data), it.what) for it in items)
+    for (a0, a1, aw), (b0, _b1, bw) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise FlashError(f"{aw} (0x{a0:x}..0x{a1:x}) overlaps {bw} at 0x{b0:x}")
+
+
+# ---- esptool ---------------------------------------------------------------------------------------------
+def merge(chip: EspChip, items: list[FlashItem], out: Path, settings: dict[str, str] | None = None) -> None:
+    """esptool merge-bin (offline): one raw image with every item at its offset."""
+    from esptool.cmds import merge_bin
+
+    s = settings or {}
+    merge_bin(
+        [(it.offset, it.data) for it in items],
+        chip.name,
+        output=str(out),
+        flash_mode=s.get("flash_mode", "keep"),
+        flash_size=s.get("flash_size", "keep"),
+        flash_freq=s.get("flash_freq", "keep"),
+    )
+
+
+def write(
+    chip: EspChip,
+    port: str,
+    items: list[FlashItem],
+    *,
+    baud: int = 460800,
+    settings: dict[str, str] | None = None,
+    connect_attempts: int = 7,
+) -> None:
+    """Connects (auto-reset into the ROM bootloader), checks the chip, writes every item, hard-resets."""
+    from esptool.cmds import attach_flash, detect_chip, reset_chip, run_stub, write_flash
+    from esptool.util import FatalError
+
+    s = settings or {}
+    try:
+        with detect_chip(port, connect_attempts=connect_attempts) as esp:
+            if esp.CHIP_NAME != chip.esptool_name:
+                raise FlashError(f"{port} has an {esp.CHIP_NAME}, not an {chip.esptool_name}: check --target")
+            esp = run_stub(esp)
+            if baud != esp.ESP_ROM_BAUD:
+                esp.change_baud(baud)
+            attach_flash(esp)
+            write_flash(
+                esp,
+                [(it.offset, it.data) for it in items],
+                flash_mode=s.get("flash_mode", "keep"),
+                flash_size=s.get("flash_size", "keep"),
+                flash_freq=s.get("flash_freq", "keep"),
+            )
+            reset_chip(esp, "hard-reset")
+    except FatalError as e:
+        raise FlashError(f"esptool on {port}: {str(e).strip()}") from e
+    except OSError as e:
+        raise FlashError(f"esptool on {port}: {e}") from e
+
+
+# ---- virtual boards --------------------------------------------------------------------------------------
+def qemu_elf(build: Path | None, elf: Path | None) -> Path | None:
+    """The firmware ELF to boot: --elf, or pv_fw.elf in --build (made there if it has a Makefile)."""
+    from host_tools.qemu import make
+
+    if elf is not None:
+        if not elf.is_file():
+            raise FlashError(f"--elf {elf}: no such file")
+        return elf
+    if build is None:
+        return None  # host_tools.qemu builds firmware_templates/cortex-m-qemu
+    for cand in (build / "pv_fw.elf", build / "build" / "pv_fw.elf"):
+        if cand.is_file():
+            return cand
+    if (build / "Makefile").is_file():
+        make(build)
+        if (build / "build" / "pv_fw.elf").is_file():
+            return build / "build" / "pv_fw.elf"
+    raise FlashError(f"--build {build}: no pv_fw.elf there (nor a Makefile that makes build/pv_fw.elf)")
+
+
+def serve(board: object) -> int:
+    """Boots the board, prints its URL, serves until Ctrl-C or until the board exits."""
+    with board as url:  # type: ignore[attr-defined]
+        print(url, flush=True)
+        proc = board.proc  # type: ignore[attr-defined]
+        while proc is not None and proc.poll() is None:
+            time.sleep(0.5)
+        return 0 if proc is None else (proc.returncode or 0)
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+def _blob(args: argparse.Namespace) -> bytes:
+    from host_tools.enroll import blob_from_file, blob_from_store
+
+    if args.theta is not None:
+        return blob_from_file(args.theta).blob
+    if args.user:
+        return blob_from_store(args.user, args.users)[0].blob
+    raise FlashError("--theta-only needs the θ: --theta FILE (a θ blob) or --user ID (from the user store)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.flash",
+        description="Flash an ESP32-family board with esptool, or boot the emulated Cortex-M4 / host simulator.",
+    )
+    ap.add_argument("--target", required=True, choices=[*TARGETS, *VIRTUAL_TARGETS])
+    ap.add_argument("--port", help="ESP32: serial port (/dev/ttyUSB0, rfc2217://host:port)")
+    ap.add_argument("--build", type=Path, help="ESP-IDF build folder / virtual board build folder")
+    ap.add_argument("--baud", type=int, default=460800, help="ESP32: baud rate for writing")
+    ap.add_argument("--connect-attempts", type=int, default=7, help="ESP32: esptool connection attempts")
+    ap.add_argument("--theta-only", action="store_true", help="ESP32: write only the θ partition")
+    ap.add_argument("--theta", type=Path, help="θ blob for --theta-only (or to add to a full flash)")
+    ap.add_argument("--user", help="θ of this user (from the user store) for --theta-only")
+    ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    ap.add_argument("--partitions", type=Path, help="ESP32: partitions.csv (default: from the build folder)")
+    ap.add_argument("--theta-partition", default="theta", help="name of the θ partition (default theta)")
+    ap.add_argument("--merged", type=Path, help="ESP32: write one merged image here (esptool merge-bin), no port")
+    ap.add_argument("--elf", type=Path, help="cortex-m-qemu: firmware ELF to boot")
+    ap.add_argument("--store", type=Path, help="host: θ store file")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from codegen.blob import BlobError
+    from host_tools.enroll import EnrollError
+    from training.user_store import UserStoreError
+
+    try:
+        if args.target in VIRTUAL_TARGETS:
+            from host_tools.qemu import HostBoard, QemuBoard
+
+            if args.target == "host":
+                exe = None
+                if args.build is not None:
+                    exe = args.build / "pv_host" if (args.build / "pv_host").is_file() else None
+                    if exe is None:
+                        raise FlashError(f"--build {args.build}: no pv_host there (make -C firmware_templates/host)")
+                board = HostBoard(args.store, exe=exe)
+            else:
+                board = QemuBoard(qemu_elf(args.build, args.elf))
+            return serve(board)
+        chip = TARGETS[args.target]
+        items: list[FlashItem] = []
+        settings: dict[str, str] = {}
+        if not args.theta_only:
+            if args.build is None:
+                raise FlashError(f"--target {chip.name} needs --build (the ESP-IDF build folder)")
+            items, settings = firmware_items(chip, args.build)
+        if args.theta_only or args.theta is not None or args.user:
+            items.append(theta_item(_blob(args), partitions_of(args.build, args.partitions), args.theta_partition))
+        check_overlaps(items)
+        for it in items:
+            print(f"0x{it.offset:06x}  {len(it.data):8d} B  {it.what}")
+        if args.merged is not None:
+            merge(chip, items, args.merged, settings)
+            print(f"merged image: {args.merged} ({args.merged.stat().st_size} bytes)")
+            return 0
+        if not args.port:
+            raise FlashError(f"--target {chip.name} needs --port (e.g. /dev/ttyUSB0) or --merged FILE")
+        write(chip, args.port, items, baud=args.baud, settings=settings, connect_attempts=args.connect_attempts)
+        print(f"flashed {len(items)} image(s) to {chip.name} on {args.port}")
+    except KeyboardInterrupt:
+        return 0
+    except (FlashError, EnrollError, UserStoreError, BlobError, ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
