@@ -5,6 +5,23 @@
  * No undefined behaviour: the int32 accumulator cannot overflow (|bias| <= 2^30 is checked at parse,
  * and depth * 255 * 128 < 2^30), shifts of negative numbers go through pv_asr, and the left shift of
  * MultiplyByQuantizedMultiplier wraps through uint32_t as TFLM's int32 multiply does in practice.
+ *
+ * Memory (see pv_kernel.h): one arena of PV_KERNEL_ARENA_BYTES = an activation region, where every layer
+ * overwrites its own input in place, plus a scratch region reused by every layer:
+ *   ring   the `kernel` input rows a conv's current output row reads, as int16 (x - in_zp), expanded
+ *          once per row. An int8 input row is dead once expanded, so an output row may overwrite it;
+ *          pv_plan computes for every layer the smallest offset ("lag") between input and output that
+ *          keeps this true (0 for every layer of pv-gconv-s: the arena is the largest activation).
+ *   w16    the layer's weights as int16, scaled by 2^(left shift + 1) when the fast requantization
+ *          applies (below), in the order the inner loops read them;
+ *   rq     per output channel: bias (scaled the same), multiplier, rounding constant, shift.
+ * Fast requantization (when the layer's bounds allow it, checked per layer, else the transcription):
+ *   SRDHM(acc << left, M) = SMMULR(acc << (left + 1), M)       (exact while |acc << (left+1)| < 2^31)
+ *   RDBPOT(v, e) + zp = (2v + 2^e - [v < 0] + zp * 2^(e+1)) >> (e + 1)   (exact, derived in the docs of
+ *   pv_rq_fast); acc << (left + 1) comes for free from weights and bias scaled at layer setup.
+ * DSP path (PV_USE_DSP): inputs and weights are int16 pairs in the SXTB16 order (x0, x2), (x1, x3) of
+ * every 4 values, so SMLAD multiplies two pairs per instruction; blocks of 4 output channels share each
+ * input word, weights of a block interleaved so that one pointer with immediate offsets reaches all.
  */
 #include "pv_kernel.h"
 
@@ -20,7 +37,7 @@
 #endif
 
 #if defined(PV_USE_DSP) && defined(PV_DSP_EMULATE)
-/* Host test of the DSP code path: the three ARM SIMD instructions in portable C (ARM semantics). */
+/* Host test of the DSP code path: the ARM SIMD instructions in portable C (ARM semantics). */
 static inline int32_t pv_lane(int32_t v, int hi) { return (int32_t)(int16_t)(uint16_t)((uint32_t)v >> (hi ? 16 : 0)); }
 static inline int32_t pv_pack(int32_t lo, int32_t hi) {
     return (int32_t)(((uint32_t)(uint16_t)hi << 16) | (uint32_t)(uint16_t)lo);
@@ -32,6 +49,9 @@ static inline int32_t pv_sxtb16(int32_t x) {
 static inline int32_t pv_ssub16(int32_t a, int32_t b) {
     return pv_pack(pv_lane(a, 0) - pv_lane(b, 0), pv_lane(a, 1) - pv_lane(b, 1));
 }
+static inline int32_t pv_sadd16(int32_t a, int32_t b) {
+    return pv_pack(pv_lane(a, 0) + pv_lane(b, 0), pv_lane(a, 1) + pv_lane(b, 1));
+}
 static inline int32_t pv_smlad(int32_t a, int32_t b, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(pv_lane(a, 0) * pv_lane(b, 0)) + (uint32_t)(pv_lane(a, 1) * pv_lane(b, 1)));
 }
@@ -39,11 +59,20 @@ static inline int32_t pv_smlad(int32_t a, int32_t b, int32_t acc) {
 #if !defined(__ARM_FEATURE_DSP)
 #error "PV_USE_DSP needs a core with the DSP extension (Cortex-M4/M7/M33+DSP): add -mcpu=cortex-m4"
 #endif
-/* ACLE intrinsics (arm_acle.h): what CMSIS's __SXTB16, __SSUB16 and __SMLAD map to. */
+/* ACLE intrinsics (arm_acle.h): what CMSIS's __SXTB16, __SSUB16, __SADD16 and __SMLAD map to. */
 #include <arm_acle.h>
 #define pv_sxtb16(x) __sxtb16(x)
 #define pv_ssub16(a, b) __ssub16((a), (b))
+#define pv_sadd16(a, b) __sadd16((a), (b))
 #define pv_smlad(a, b, acc) __smlad((a), (b), (acc))
+#define PV_HAVE_SMMULR 1
+/* SMMULR: (a * b + 2^31) >> 32, the rounded high word (no ACLE intrinsic) */
+static inline int32_t pv_smmulr(int32_t a, int32_t b) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#define pv_ssat8(x) __ssat((x), 8)
 #endif
 #if defined(PV_USE_DSP)
 static inline int32_t pv_ror8(int32_t x) {
@@ -151,11 +180,15 @@ static inline void pv_col_fill(int16_t *col, uint32_t i, uint32_t n4, const int8
     for (b = 0; b < n; b++) pv_col_put(col, i + b, n4, (int32_t)src[b] - zp);
 }
 
-/* col[i .. i+n) = 0 (a padding tap: the zero point minus itself) */
-static inline void pv_col_zero(int16_t *col, uint32_t i, uint32_t n4, uint32_t n) {
-    uint32_t b;
-    for (b = 0; b < n; b++) pv_col_put(col, i + b, n4, 0);
+#if !defined(PV_HAVE_SMMULR)
+/* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
+static inline int32_t pv_smmulr(int32_t a, int32_t b) {
+    const int64_t v = (int64_t)a * (int64_t)b + ((int64_t)1 << 31);
+    return (int32_t)(v >= 0 ? v / ((int64_t)1 << 32) : -((-v + (((int64_t)1 << 32) - 1)) / ((int64_t)1 << 32)));
 }
+static inline int32_t pv_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
+#endif
+
 
 /* sum over i < n of col[i] * w[i] (col in the block order above, n_blocks4 = n & ~3) */
 static inline int32_t pv_dot_col(const int16_t *col, const int8_t *w, uint32_t n) {
@@ -181,111 +214,387 @@ static inline int32_t pv_dot_col(const int16_t *col, const int8_t *w, uint32_t n
     return acc;
 }
 
-/* Two output channels over one column: every column word is loaded once for both. */
-static inline void pv_dot_col2(const int16_t *col, const int8_t *w0, const int8_t *w1, uint32_t n, int32_t *acc0,
-                               int32_t *acc1) {
-    int32_t a0 = 0, a1 = 0;
-    uint32_t i = 0;
-    const uint32_t n4 = n & ~3u;
-#if defined(PV_USE_DSP)
-    for (; i < n4; i += 4u) {
-        int32_t u0, u1, x02, x13;
-        PV_LOAD32(u0, w0 + i);
-        PV_LOAD32(u1, w1 + i);
-        PV_LOAD32(x02, col + i);
-        PV_LOAD32(x13, col + i + 2u);
-        a0 = pv_smlad(x02, pv_sxtb16(u0), a0);
-        a1 = pv_smlad(x02, pv_sxtb16(u1), a1);
-        a0 = pv_smlad(x13, pv_sxtb16(pv_ror8(u0)), a0);
-        a1 = pv_smlad(x13, pv_sxtb16(pv_ror8(u1)), a1);
+/* ---------------------------------------------------------------------------------------------- */
+/* Arena plan                                                                                      */
+/* ---------------------------------------------------------------------------------------------- */
+#define PV_ALIGN8(n) (((n) + 7u) & ~7u)
+#define PV_MAX_KERNEL 8u /* conv kernels up to 8x8 (pv-gconv-s: 4) */
+
+static uint32_t pv_out_bytes(const pv_layer_desc_t *d) { return d->out_h * d->out_w * d->out_c; }
+
+/* Input rows expanded (and so dead in the arena) before output row oy of a conv is computed. */
+static uint32_t pv_rows_ready(const pv_layer_desc_t *d, uint32_t oy) {
+    int32_t e = (int32_t)(oy * d->stride) - (int32_t)d->pad_top + (int32_t)d->kernel;
+    if (e < 0) e = 0;
+    if ((uint32_t)e > d->in_h) e = (int32_t)d->in_h;
+    return (uint32_t)e;
+}
+
+/* Bytes the output of layer d must start below its input so that no output row overwrites an input row
+ * still to be expanded. The pool (channel by channel, out[c] after every read of channel c) and dense
+ * layers (input expanded first) run in place. */
+static uint32_t pv_lag(const pv_layer_desc_t *d) {
+    uint32_t lag = 0, oy;
+    const uint32_t r_out = d->out_w * d->out_c, r_in = d->in_w * d->in_c;
+    if (d->kind != PV_KIND_CONV) return 0;
+    for (oy = 0; oy < d->out_h; oy++) {
+        const uint32_t need = (oy + 1u) * r_out, dead = pv_rows_ready(d, oy) * r_in;
+        if (need > dead && need - dead > lag) lag = need - dead;
     }
-#else
-    for (; i < n4; i += 4u) {
-        const int32_t x0 = col[i], x2 = col[i + 1u], x1 = col[i + 2u], x3 = col[i + 3u];
-        a0 += x0 * w0[i] + x1 * w0[i + 1u] + x2 * w0[i + 2u] + x3 * w0[i + 3u];
-        a1 += x0 * w1[i] + x1 * w1[i + 1u] + x2 * w1[i + 2u] + x3 * w1[i + 3u];
+    return (lag + 3u) & ~3u;
+}
+
+static uint32_t pv_depth(const pv_layer_desc_t *d) { return d->kernel * d->kernel * (d->in_c / d->groups); }
+
+typedef struct pv_rqp {
+    int32_t bias; /* bias << (left + 1) on the fast path, else bias */
+    int32_t mult;
+    int32_t rnd;  /* 2^e + out_zp * 2^(e+1), e = right shift */
+    int32_t e1;   /* e + 1 */
+} pv_rqp_t;
+
+/* Scratch bytes of one layer: ring + w16 + rq (+ the stem's int8 band for pv_stream_feed). */
+static uint32_t pv_scratch_bytes(const pv_layer_desc_t *d, int first) {
+    if (d->kind == PV_KIND_CONV) {
+        uint32_t n = PV_ALIGN8(d->kernel * d->in_w * d->in_c * 2u) + PV_ALIGN8(d->out_c * pv_depth(d) * 2u) +
+                     d->out_c * (uint32_t)sizeof(pv_rqp_t);
+        if (first) n += PV_ALIGN8(d->kernel * d->in_w * d->in_c);
+        return n;
     }
-#endif
-    for (; i < n; i++) {
-        a0 += (int32_t)col[i] * w0[i];
-        a1 += (int32_t)col[i] * w1[i];
+    if (d->kind == PV_KIND_DENSE) return PV_ALIGN8(d->in_h * d->in_w * d->in_c * 2u);
+    return 0u;
+}
+
+void pv_plan(pv_plan_t *pl) {
+    uint32_t i, off = 0, act = 0, scr = 0;
+    for (i = 1; i < PV_N_LAYERS; i++) off += pv_lag(&pv_arch_layers[i]);
+    for (i = 0; i < PV_N_LAYERS; i++) {
+        const pv_layer_desc_t *d = &pv_arch_layers[i];
+        const uint32_t s = pv_scratch_bytes(d, i == 0u);
+        if (i > 0u) off -= pv_lag(d);
+        pl->out_offset[i] = off;
+        if (off + pv_out_bytes(d) > act) act = off + pv_out_bytes(d);
+        if (s > scr) scr = s;
     }
-    *acc0 = a0;
-    *acc1 = a1;
+    pl->scratch = PV_ALIGN8(act);
+    pl->total = pl->scratch + scr;
+}
+
+uint32_t pv_kernel_arena_need(void) {
+    pv_plan_t pl;
+    pv_plan(&pl);
+    return pl.total;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Ops                                                                                             */
+/* Expansion int8 -> int16                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
+/* dst[0..n) = (src - zp) << lsh as int16. DSP path with n % 4 == 0: every 4 values as (x0, x2, x1, x3),
+ * which is what SXTB16 gives; else natural order. Weights and inputs go through the same function with
+ * the same run lengths, so both sides of a dot product always share one order. */
+static inline void pv_expand(int16_t *dst, const int8_t *src, uint32_t n, int32_t zp, uint32_t lsh) {
+    uint32_t i;
+#if defined(PV_USE_DSP)
+    if ((n & 3u) == 0u) {
+        const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)zp << 16) | (uint32_t)(uint16_t)(int16_t)zp);
+        for (i = 0; i < n; i += 4u) {
+            int32_t w, lo, hi;
+            uint32_t k;
+            PV_LOAD32(w, src + i);
+            lo = pv_ssub16(pv_sxtb16(w), zp2);
+            hi = pv_ssub16(pv_sxtb16(pv_ror8(w)), zp2);
+            for (k = 0; k < lsh; k++) {
+                lo = pv_sadd16(lo, lo);
+                hi = pv_sadd16(hi, hi);
+            }
+            PV_LOAD32(dst[i], &lo);
+            PV_LOAD32(dst[i + 2u], &hi);
+        }
+        return;
+    }
+#endif
+    for (i = 0; i < n; i++) dst[i] = (int16_t)pv_wrap_i32((uint32_t)((int32_t)src[i] - zp) << lsh);
+}
 
-/* CONV_2D (per channel, groups, TF 'same' pads as pad_top/pad_left, fused clamp) for output rows
- * [oy0, oy1). `in` holds input rows [in_row0, ...): only the rows these outputs need are read. */
-static int pv_conv_rows(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in,
-                        uint32_t in_row0, int8_t *out, uint32_t oy0, uint32_t oy1) {
-    int16_t col[PV_MAX_DEPTH];
-    const int32_t k = (int32_t)d->kernel, in_h = (int32_t)d->in_h, in_w = (int32_t)d->in_w;
-    const uint32_t in_c = d->in_c, out_c = d->out_c;
-    const uint32_t cin_g = d->in_c / d->groups, cout_g = d->out_c / d->groups;
-    const uint32_t depth = (uint32_t)k * (uint32_t)k * cin_g, n4 = depth & ~3u;
-    const int32_t zp = p->in_zp;
-    const uint32_t qstep = p->n_quant > 1u ? 1u : 0u; /* per channel or per tensor */
-    const pv_requant_params_t rq = pv_rq(p);
-    const int8_t *const weights = p->weights;
-    const int32_t *const bias = p->bias;
-    uint32_t oy, ox, g, j, i;
-    int32_t ky, kx;
+/* ---------------------------------------------------------------------------------------------- */
+/* Convolution (per channel, groups, TF 'same' pads, fused clamp), row by row from the ring         */
+/* ---------------------------------------------------------------------------------------------- */
+static int16_t *pv_at16(uint8_t *base, uint32_t off) { return (int16_t *)(void *)(base + off); }
 
-    if (depth > PV_MAX_DEPTH) return PV_ERR_LAYOUT; /* cannot happen: PV_MAX_DEPTH is the table's maximum */
-    for (oy = oy0; oy < oy1; oy++) {
-        const int32_t iy0 = (int32_t)(oy * d->stride) - (int32_t)d->pad_top;
-        for (ox = 0; ox < d->out_w; ox++) {
-            const int32_t ix0 = (int32_t)(ox * d->stride) - (int32_t)d->pad_left;
-            int8_t *o = out + ((size_t)(oy - oy0) * d->out_w + ox) * out_c;
-            const int row_inside = ix0 >= 0 && ix0 + k <= in_w;
+/* Sets up a conv layer in the scratch: picks the layouts, checks the fast requantization bounds, fills
+ * rq and w16. */
+static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer_params_t *p, uint8_t *scratch) {
+    const uint32_t in_c = d->in_c, k = d->kernel;
+    const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
+    uint32_t oc, r, runs;
+    c->d = d;
+    c->p = p;
+    c->cin_g = in_c / d->groups;
+    c->cout_g = d->out_c / d->groups;
+    c->depth = k * k * c->cin_g;
+    c->row_elems = d->in_w * in_c;
+    /* row-run: one group, no left/right pad, every kernel row a contiguous word-aligned run */
+    c->rowrun = d->groups == 1u && d->pad_left == 0u && (k * in_c) % 4u == 0u && (d->stride * in_c) % 4u == 0u &&
+                (c->row_elems % 4u) == 0u && (d->out_w - 1u) * d->stride + k <= d->in_w;
+    c->runlen = c->rowrun ? k * in_c : c->cin_g;
+#if defined(PV_USE_DSP)
+    c->packed = (c->runlen % 4u) == 0u && (c->cout_g % 4u) == 0u;
+#else
+    c->packed = 0;
+#endif
+    c->ring = pv_at16(scratch, 0u);
+    c->w16 = pv_at16(scratch, PV_ALIGN8(k * c->row_elems * 2u));
+    c->rq = (pv_rqp_t *)(void *)(scratch + PV_ALIGN8(k * c->row_elems * 2u) + PV_ALIGN8(d->out_c * c->depth * 2u));
+    c->band = (int8_t *)(void *)((uint8_t *)(void *)c->rq + d->out_c * (uint32_t)sizeof(pv_rqp_t));
+    c->lo = p->act_min;
+    c->hi = p->act_max;
+    c->full = p->act_min == -128 && p->act_max == 127;
+
+    c->fast = 1;
+    for (oc = 0; oc < d->out_c; oc++) {
+        const int32_t sh = p->shift[oc * qstep], b = p->bias[oc];
+        const uint32_t left = sh > 0 ? (uint32_t)sh : 0u, right = sh > 0 ? 0u : (uint32_t)-sh;
+        const uint64_t bound = (uint64_t)(uint32_t)(b < 0 ? -b : b) + (uint64_t)c->depth * 255u * 128u;
+        if (left > 7u || right > 21u || (bound << (left + 1u)) >= ((uint64_t)1 << 30)) c->fast = 0;
+    }
+    runs = c->depth / c->runlen;
+    for (oc = 0; oc < d->out_c; oc++) {
+        const uint32_t q = oc * qstep;
+        const int32_t sh = p->shift[q];
+        const uint32_t lsh = c->fast ? (uint32_t)(sh > 0 ? sh : 0) + 1u : 0u, e = sh > 0 ? 0u : (uint32_t)-sh;
+        pv_rqp_t *rq = &c->rq[oc];
+        const int8_t *w8 = p->weights + (size_t)oc * c->depth;
+        rq->bias = pv_wrap_i32((uint32_t)p->bias[oc] << lsh);
+        rq->mult = p->mult[q];
+        rq->e1 = (int32_t)e + 1;
+        rq->rnd = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
+        if (c->packed) {
+            /* blocks of 4 channels; inside, per 4 values of depth: channel j's 2 words at 2j, 2j+1 */
+            const uint32_t blk = oc >> 2, j = oc & 3u;
+            int16_t tmp[4];
+            uint32_t i;
+            for (i = 0; i < c->depth; i += 4u) {
+                int16_t *dst = c->w16 + (size_t)blk * 4u * c->depth + (size_t)i * 4u + j * 4u;
+                pv_expand(tmp, w8 + i, 4u, 0, lsh);
+                memcpy(dst, tmp, sizeof(tmp));
+            }
+        } else {
+            for (r = 0; r < runs; r++)
+                pv_expand(c->w16 + (size_t)oc * c->depth + r * c->runlen, w8 + r * c->runlen, c->runlen, 0, lsh);
+        }
+    }
+}
+
+/* Input row iy (int8, in_w * in_c) into its ring slot: row-run layout [ix][c], else group-major
+ * [g][ix][c of the group], so that the taps of one group are consecutive. */
+static void pv_conv_expand_row(const pv_conv_t *c, const int8_t *src, uint32_t iy) {
+    const pv_layer_desc_t *d = c->d;
+    int16_t *dst = c->ring + (size_t)(iy % d->kernel) * c->row_elems;
+    const int32_t zp = c->p->in_zp;
+    uint32_t ix, g;
+    if (c->rowrun) {
+        pv_expand(dst, src, c->row_elems, zp, 0u);
+        return;
+    }
+    for (ix = 0; ix < d->in_w; ix++)
+        for (g = 0; g < d->groups; g++)
+            pv_expand(dst + ((size_t)g * d->in_w + ix) * c->cin_g, src + (size_t)ix * d->in_c + g * c->cin_g, c->cin_g,
+                      zp, 0u);
+}
+
+/* requantize one accumulator (bias included) of output channel oc */
+static inline int8_t pv_conv_out(const pv_conv_t *c, int32_t acc, uint32_t oc) {
+    int32_t v;
+    if (c->fast) {
+        /* v = SRDHM(acc_true << left, M); then RDBPOT(v, e) + zp as one floor shift by e + 1:
+         * for x = v, RDBPOT(x, e) = floor((x + 2^(e-1) - [x<0]) / 2^e) (round half away from zero), and
+         * floor((2x + 2^e - [x<0]) / 2^(e+1)) is the same number (2y - 1 is odd, so no multiple of
+         * 2^(e+1) lies between 2y - 2 and 2y - 1); it also holds for e = 0. Adding zp * 2^(e+1) before
+         * the shift adds zp after it. No overflow: |acc| < 2^30, so |2v| <= 2^30, 2^e <= 2^21, |zp * 2^(e+1)| <= 2^29. */
+        const pv_rqp_t *q = &c->rq[oc];
+        const int32_t h = pv_smmulr(acc, q->mult);
+        v = pv_asr(pv_wrap_i32((uint32_t)q->rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31)), q->e1);
+        v = pv_ssat8(v);
+        if (!c->full) {
+            if (v < c->lo) v = c->lo;
+            if (v > c->hi) v = c->hi;
+        }
+        return (int8_t)v;
+    }
+    {
+        const pv_layer_params_t *p = c->p;
+        const uint32_t q = p->n_quant > 1u ? oc : 0u;
+        v = pv_mbqm(acc, p->mult[q], p->shift[q]) + p->out_zp;
+        if (v < p->act_min) v = p->act_min;
+        if (v > p->act_max) v = p->act_max;
+        return (int8_t)v;
+    }
+}
+
+#if defined(PV_USE_DSP)
+/* a[0..3] += packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
+static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int32_t *const xe = x + 2u * nblk;
+    while (x < xe) {
+        const int32_t x0 = x[0], x1 = x[1];
+        a0 = pv_smlad(x0, w[0], a0);
+        a0 = pv_smlad(x1, w[1], a0);
+        a1 = pv_smlad(x0, w[2], a1);
+        a1 = pv_smlad(x1, w[3], a1);
+        a2 = pv_smlad(x0, w[4], a2);
+        a2 = pv_smlad(x1, w[5], a2);
+        a3 = pv_smlad(x0, w[6], a3);
+        a3 = pv_smlad(x1, w[7], a3);
+        x += 2;
+        w += 8;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* 3x3 taps of one group of 4 input channels for 4 output channels, all taps inside the image:
+ * r0..r2 point at the group's first tap column in the three ring rows (2 words per column). */
+#define PV_TAP(r, col, t)                                        \
+    do {                                                         \
+        const int32_t x0 = (r)[2 * (col)], x1 = (r)[2 * (col) + 1]; \
+        a0 = pv_smlad(x0, w[8 * (t) + 0], a0);                    \
+        a0 = pv_smlad(x1, w[8 * (t) + 1], a0);                    \
+        a1 = pv_smlad(x0, w[8 * (t) + 2], a1);                    \
+        a1 = pv_smlad(x1, w[8 * (t) + 3], a1);                    \
+        a2 = pv_smlad(x0, w[8 * (t) + 4], a2);                    \
+        a2 = pv_smlad(x1, w[8 * (t) + 5], a2);                    \
+        a3 = pv_smlad(x0, w[8 * (t) + 6], a3);                    \
+        a3 = pv_smlad(x1, w[8 * (t) + 7], a3);                    \
+    } while (0)
+
+static inline void pv_c3g4(const int32_t *r0, const int32_t *r1, const int32_t *r2, const int32_t *w, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    PV_TAP(r0, 0, 0);
+    PV_TAP(r0, 1, 1);
+    PV_TAP(r0, 2, 2);
+    PV_TAP(r1, 0, 3);
+    PV_TAP(r1, 1, 4);
+    PV_TAP(r1, 2, 5);
+    PV_TAP(r2, 0, 6);
+    PV_TAP(r2, 1, 7);
+    PV_TAP(r2, 2, 8);
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#undef PV_TAP
+#endif
+
+static inline void pv_store4(const pv_conv_t *c, int8_t *o, const int32_t *acc, uint32_t oc) {
+    o[0] = pv_conv_out(c, acc[0], oc);
+    o[1] = pv_conv_out(c, acc[1], oc + 1u);
+    o[2] = pv_conv_out(c, acc[2], oc + 2u);
+    o[3] = pv_conv_out(c, acc[3], oc + 3u);
+}
+
+/* Output row oy (out_w * out_c int8 at out) from the ring, which holds input rows pv_rows_ready before. */
+static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
+    const pv_layer_desc_t *d = c->d;
+    const uint32_t k = d->kernel, s = d->stride, in_w = d->in_w, cin_g = c->cin_g, cout_g = c->cout_g;
+    const uint32_t depth = c->depth, runlen = c->runlen;
+    const int32_t iy0 = (int32_t)(oy * s) - (int32_t)d->pad_top;
+    const int16_t *rows[PV_MAX_KERNEL];
+    uint32_t ky, ox, g, oc, kx, all_rows = 1u;
+    for (ky = 0; ky < k; ky++) {
+        const int32_t iy = iy0 + (int32_t)ky;
+        rows[ky] = (iy < 0 || iy >= (int32_t)d->in_h) ? NULL : c->ring + (size_t)((uint32_t)iy % k) * c->row_elems;
+        if (rows[ky] == NULL) all_rows = 0u;
+    }
+    (void)all_rows; /* used by the DSP path only */
+    for (ox = 0; ox < d->out_w; ox++) {
+        const int32_t ix0 = (int32_t)(ox * s) - (int32_t)d->pad_left;
+        int8_t *o = out + (size_t)ox * d->out_c;
+#if defined(PV_USE_DSP)
+        if (c->packed && !c->rowrun && k == 3u && cin_g == 4u && all_rows && ix0 >= 0 && ix0 + 3 <= (int32_t)in_w) {
             for (g = 0; g < d->groups; g++) {
-                i = 0;
+                const size_t col = ((size_t)g * in_w + (uint32_t)ix0) * 4u;
+                const int32_t *r0 = (const int32_t *)(const void *)(rows[0] + col);
+                const int32_t *r1 = (const int32_t *)(const void *)(rows[1] + col);
+                const int32_t *r2 = (const int32_t *)(const void *)(rows[2] + col);
+                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+                    int32_t acc[4];
+                    acc[0] = c->rq[oc].bias;
+                    acc[1] = c->rq[oc + 1u].bias;
+                    acc[2] = c->rq[oc + 2u].bias;
+                    acc[3] = c->rq[oc + 3u].bias;
+                    pv_c3g4(r0, r1, r2, (const int32_t *)(const void *)(c->w16 + (size_t)oc * depth), acc);
+                    pv_store4(c, o + oc, acc, oc);
+                }
+            }
+            continue;
+        }
+#endif
+        for (g = 0; g < d->groups; g++) {
+            for (oc = g * cout_g; oc < (g + 1u) * cout_g;) {
+                const uint32_t nb = (c->packed || oc + 4u <= (g + 1u) * cout_g) ? 4u : 1u;
+                int32_t acc[4] = {0, 0, 0, 0};
+                uint32_t j;
+                for (j = 0; j < nb; j++) acc[j] = c->rq[oc + j].bias;
                 for (ky = 0; ky < k; ky++) {
-                    const int32_t iy = iy0 + ky;
-                    const int8_t *row = in + (size_t)(uint32_t)(iy - (int32_t)in_row0) * (uint32_t)in_w * in_c +
-                                        (size_t)g * cin_g;
-                    if (iy < 0 || iy >= in_h) {
-                        pv_col_zero(col, i, n4, (uint32_t)k * cin_g);
-                        i += (uint32_t)k * cin_g;
-                    } else if (d->groups == 1u && row_inside) { /* one contiguous run of k*in_c bytes */
-                        pv_col_fill(col, i, n4, row + (size_t)(uint32_t)ix0 * in_c, (uint32_t)k * in_c, zp);
-                        i += (uint32_t)k * in_c;
-                    } else {
-                        for (kx = 0; kx < k; kx++) {
-                            const int32_t ix = ix0 + kx;
-                            if (ix < 0 || ix >= in_w) {
-                                pv_col_zero(col, i, n4, cin_g);
-                            } else {
-                                pv_col_fill(col, i, n4, row + (size_t)(uint32_t)ix * in_c, cin_g, zp);
-                            }
-                            i += cin_g;
+                    if (rows[ky] == NULL) continue;
+                    for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
+                        const int32_t ix = ix0 + (int32_t)kx;
+                        const uint32_t kofs = c->rowrun ? ky * runlen : (ky * k + kx) * cin_g;
+                        const int16_t *x;
+                        if (!c->rowrun && (ix < 0 || ix >= (int32_t)in_w)) continue;
+                        x = c->rowrun ? rows[ky] + (size_t)(uint32_t)ix0 * d->in_c
+                                      : rows[ky] + ((size_t)g * in_w + (uint32_t)ix) * cin_g;
+#if defined(PV_USE_DSP)
+                        if (c->packed) {
+                            pv_dot4p((const int32_t *)(const void *)x,
+                                     (const int32_t *)(const void *)(c->w16 + (size_t)oc * depth + (size_t)kofs * 4u),
+                                     runlen / 4u, acc);
+                            continue;
+                        }
+#endif
+                        for (j = 0; j < nb; j++) {
+                            const int16_t *w = c->w16 + (size_t)(oc + j) * depth + kofs;
+                            int32_t a = 0;
+                            uint32_t i;
+                            for (i = 0; i < runlen; i++) a += (int32_t)x[i] * w[i];
+                            acc[j] += a;
                         }
                     }
                 }
-                for (j = 0; j + 2u <= cout_g; j += 2u) {
-                    const uint32_t oc = g * cout_g + j;
-                    int32_t acc0, acc1;
-                    pv_dot_col2(col, weights + (size_t)oc * depth, weights + (size_t)(oc + 1u) * depth, depth, &acc0,
-                                &acc1);
-                    o[oc] = pv_requant(acc0 + bias[oc], oc * qstep, &rq);
-                    o[oc + 1u] = pv_requant(acc1 + bias[oc + 1u], (oc + 1u) * qstep, &rq);
+                if (nb == 4u) {
+                    pv_store4(c, o + oc, acc, oc);
+                } else {
+                    o[oc] = pv_conv_out(c, acc[0], oc);
                 }
-                if (j < cout_g) {
-                    const uint32_t oc = g * cout_g + j;
-                    const int32_t acc = pv_dot_col(col, weights + (size_t)oc * depth, depth) + bias[oc];
-                    o[oc] = pv_requant(acc, oc * qstep, &rq);
-                }
+                oc += nb;
             }
         }
     }
-    return PV_OK;
 }
 
-/* AVERAGE_POOL_2D, global (kernel = in_h = in_w, checked at parse): TFLM int8 reference rounding. */
+/* A whole conv layer (not the first) in place: rows are expanded as the output rows need them. */
+static void pv_conv_layer(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
+                          uint8_t *scratch) {
+    pv_conv_t c;
+    uint32_t oy, next = 0;
+    const uint32_t r_in = d->in_w * d->in_c, r_out = d->out_w * d->out_c;
+    pv_conv_setup(&c, d, p, scratch);
+    for (oy = 0; oy < d->out_h; oy++) {
+        const uint32_t ready = pv_rows_ready(d, oy);
+        for (; next < ready; next++) pv_conv_expand_row(&c, in + (size_t)next * r_in, next);
+        pv_conv_row(&c, out + (size_t)oy * r_out, oy);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Pool, dense                                                                                     */
+/* ---------------------------------------------------------------------------------------------- */
+/* AVERAGE_POOL_2D, global (kernel = in_h = in_w, checked at parse): TFLM int8 reference rounding. In
+ * place: out[c] is written after the last read of channel c, and no later channel reads byte c. */
 static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out) {
     const uint32_t n = d->in_h * d->in_w, c_n = d->in_c;
     const int32_t count = (int32_t)n;
@@ -300,23 +609,21 @@ static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, con
     }
 }
 
-/* FULLY_CONNECTED int8 (per tensor when n_quant == 1). */
-static int pv_dense(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out) {
-    int16_t col[PV_MAX_DEPTH];
+/* FULLY_CONNECTED int8 (per tensor when n_quant == 1); the input is copied to the scratch first, so
+ * the output may overwrite it. */
+static void pv_dense(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
+                     uint8_t *scratch) {
+    int16_t *col = pv_at16(scratch, 0u);
     const uint32_t n_in = d->in_h * d->in_w * d->in_c;
     const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
     const pv_requant_params_t rq = pv_rq(p);
     uint32_t o;
-    if (n_in > PV_MAX_DEPTH) return PV_ERR_LAYOUT; /* cannot happen: PV_MAX_DEPTH is the table's maximum */
     pv_col_fill(col, 0u, n_in & ~3u, in, n_in, p->in_zp);
     for (o = 0; o < d->out_c; o++) {
         const int32_t acc = pv_dot_col(col, p->weights + (size_t)o * n_in, n_in) + p->bias[o];
         out[o] = pv_requant(acc, o * qstep, &rq);
     }
-    return PV_OK;
 }
-
-static uint32_t pv_out_bytes(const pv_layer_desc_t *d) { return d->out_h * d->out_w * d->out_c; }
 
 static int pv_check(const pv_model_t *m, const void *a, const void *b) {
     if (m == NULL || a == NULL || b == NULL) return PV_ERR_ARG;
@@ -324,82 +631,125 @@ static int pv_check(const pv_model_t *m, const void *a, const void *b) {
     return PV_OK;
 }
 
-/* Layers [first, PV_N_LAYERS) with activations in the arena; layer first-1's output already there. */
-static int pv_run_from(const pv_model_t *m, uint32_t first, int8_t *logit, uint8_t *arena, pv_layer_hook_t hook,
+/* Layers [1, PV_N_LAYERS) in place; layer 0's output is in the arena. */
+static int pv_run_rest(const pv_model_t *m, const pv_plan_t *pl, int8_t *logit, uint8_t *arena, pv_layer_hook_t hook,
                        void *hook_ctx) {
     uint32_t i;
-    for (i = first; i < PV_N_LAYERS; i++) {
+    for (i = 1; i < PV_N_LAYERS; i++) {
         const pv_layer_desc_t *d = &pv_arch_layers[i];
-        const int8_t *in = (const int8_t *)(arena + pv_arch_layers[i - 1u].out_offset);
-        int8_t *out = (int8_t *)(arena + d->out_offset);
-        int rc = PV_OK;
+        const int8_t *in = (const int8_t *)(arena + pl->out_offset[i - 1u]);
+        int8_t *out = (int8_t *)(arena + pl->out_offset[i]);
         if (d->kind == PV_KIND_CONV) {
-            rc = pv_conv_rows(d, &m->layer[i], in, 0u, out, 0u, d->out_h);
+            if (d->kernel > PV_MAX_KERNEL) return PV_ERR_LAYOUT;
+            pv_conv_layer(d, &m->layer[i], in, out, arena + pl->scratch);
         } else if (d->kind == PV_KIND_AVGPOOL) {
             pv_avgpool(d, &m->layer[i], in, out);
         } else {
-            rc = pv_dense(d, &m->layer[i], in, out);
+            pv_dense(d, &m->layer[i], in, out, arena + pl->scratch);
         }
-        if (rc != PV_OK) return rc;
         if (hook != NULL) hook(hook_ctx, i, out, pv_out_bytes(d));
     }
-    *logit = *(const int8_t *)(arena + pv_arch_layers[PV_N_LAYERS - 1u].out_offset);
+    *logit = *(const int8_t *)(arena + pl->out_offset[PV_N_LAYERS - 1u]);
     return PV_OK;
 }
 
-int pv_infer_ex(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena, pv_layer_hook_t hook,
-                void *hook_ctx) {
+/* ---------------------------------------------------------------------------------------------- */
+/* Input-row streaming through the stem                                                            */
+/* ---------------------------------------------------------------------------------------------- */
+static uint32_t pv_band_bytes(void) {
     const pv_layer_desc_t *d0 = &pv_arch_layers[0];
-    int8_t *out0 = (int8_t *)(arena + d0->out_offset);
-    int rc = pv_check(m, image, arena);
-    if (rc != PV_OK) return rc;
-    if (logit == NULL) return PV_ERR_ARG;
-    if (d0->kind != PV_KIND_CONV) return PV_ERR_LAYOUT;
-    rc = pv_conv_rows(d0, &m->layer[0], image, 0u, out0, 0u, d0->out_h);
-    if (rc != PV_OK) return rc;
-    if (hook != NULL) hook(hook_ctx, 0u, out0, pv_out_bytes(d0));
-    return pv_run_from(m, 1u, logit, arena, hook, hook_ctx);
+    return d0->kernel * d0->in_w * d0->in_c;
 }
 
-int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena) {
-    return pv_infer_ex(m, image, logit, arena, NULL, NULL);
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Input-row streaming of the stem                                                                 */
-/* ---------------------------------------------------------------------------------------------- */
 int pv_stream_begin(pv_stream_t *s, const pv_model_t *m, uint8_t *arena) {
     const pv_layer_desc_t *d0 = &pv_arch_layers[0];
     int rc;
     if (s == NULL) return PV_ERR_ARG;
+    memset(s, 0, sizeof(*s));
     s->m = m;
     s->arena = arena;
-    s->band = 0u;
     s->status = PV_ERR_ARG;
     rc = pv_check(m, arena, arena);
     if (rc != PV_OK) return s->status = rc;
     /* streaming needs a stem whose output row oy reads exactly input rows [oy*k, oy*k + k) */
-    if (d0->kind != PV_KIND_CONV || d0->stride != d0->kernel || d0->pad_top != 0u || d0->out_h * d0->kernel != d0->in_h)
+    if (d0->kind != PV_KIND_CONV || d0->stride != d0->kernel || d0->pad_top != 0u ||
+        d0->out_h * d0->kernel != d0->in_h || d0->kernel > PV_MAX_KERNEL)
         return s->status = PV_ERR_LAYOUT;
+    pv_plan(&s->plan);
+    if (s->plan.total > PV_KERNEL_ARENA_BYTES) return s->status = PV_ERR_LAYOUT; /* stale constant */
+    pv_conv_setup(&s->stem, d0, &m->layer[0], arena + s->plan.scratch);
     return s->status = PV_OK;
 }
 
 int pv_stream_rows(pv_stream_t *s, const int8_t *rows, uint32_t n_bytes) {
     const pv_layer_desc_t *d0 = &pv_arch_layers[0];
+    const uint32_t r_in = d0->in_w * d0->in_c;
+    uint32_t ky;
     if (s == NULL || rows == NULL) return PV_ERR_ARG;
     if (s->status != PV_OK) return s->status;
-    if (s->band >= d0->out_h || n_bytes != d0->kernel * d0->in_w * d0->in_c) return s->status = PV_ERR_ARG;
-    s->status = pv_conv_rows(d0, &s->m->layer[0], rows, s->band * d0->kernel,
-                             (int8_t *)(s->arena + d0->out_offset) + (size_t)s->band * d0->out_w * d0->out_c, s->band,
-                             s->band + 1u);
+    if (s->band >= d0->out_h || n_bytes != pv_band_bytes() || s->fill != 0u) return s->status = PV_ERR_ARG;
+    for (ky = 0; ky < d0->kernel; ky++)
+        pv_conv_expand_row(&s->stem, rows + (size_t)ky * r_in, s->band * d0->kernel + ky);
+    pv_conv_row(&s->stem, (int8_t *)(s->arena + s->plan.out_offset[0]) + (size_t)s->band * d0->out_w * d0->out_c,
+                s->band);
     s->band++;
-    return s->status;
+    return PV_OK;
 }
 
-int pv_stream_end(pv_stream_t *s, int8_t *logit) {
+int pv_stream_feed(pv_stream_t *s, const int8_t *data, uint32_t n) {
+    const uint32_t bb = pv_band_bytes();
+    if (s == NULL || (data == NULL && n > 0u)) return PV_ERR_ARG;
+    if (s->status != PV_OK) return s->status;
+    if (n > (pv_arch_layers[0].out_h - s->band) * bb - s->fill) return s->status = PV_ERR_ARG; /* past the image */
+    while (n > 0u) {
+        int rc;
+        if (s->fill == 0u && n >= bb) { /* whole bands straight from the caller's buffer */
+            rc = pv_stream_rows(s, data, bb);
+            data += bb;
+            n -= bb;
+        } else {
+            const uint32_t k = bb - s->fill < n ? bb - s->fill : n;
+            memcpy(s->stem.band + s->fill, data, k);
+            s->fill += k;
+            data += k;
+            n -= k;
+            rc = PV_OK;
+            if (s->fill == bb) {
+                s->fill = 0u;
+                rc = pv_stream_rows(s, s->stem.band, bb);
+            }
+        }
+        if (rc != PV_OK) return rc;
+    }
+    return PV_OK;
+}
+
+uint32_t pv_stream_received(const pv_stream_t *s) { return s->band * pv_band_bytes() + s->fill; }
+
+static int pv_stream_end_ex(pv_stream_t *s, int8_t *logit, pv_layer_hook_t hook, void *hook_ctx) {
+    const pv_layer_desc_t *d0 = &pv_arch_layers[0];
     if (s == NULL || logit == NULL) return PV_ERR_ARG;
     if (s->status != PV_OK) return s->status;
-    if (s->band != pv_arch_layers[0].out_h) return PV_ERR_ARG;
+    if (s->band != d0->out_h || s->fill != 0u) return PV_ERR_ARG;
     s->status = PV_ERR_ARG; /* one result per begin */
-    return pv_run_from(s->m, 1u, logit, s->arena, NULL, NULL);
+    if (hook != NULL) hook(hook_ctx, 0u, (const int8_t *)(s->arena + s->plan.out_offset[0]), pv_out_bytes(d0));
+    return pv_run_rest(s->m, &s->plan, logit, s->arena, hook, hook_ctx);
+}
+
+int pv_stream_end(pv_stream_t *s, int8_t *logit) { return pv_stream_end_ex(s, logit, NULL, NULL); }
+
+int pv_infer_ex(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena, pv_layer_hook_t hook,
+                void *hook_ctx) {
+    pv_stream_t s;
+    int rc = pv_check(m, image, arena);
+    if (rc != PV_OK) return rc;
+    if (logit == NULL) return PV_ERR_ARG;
+    rc = pv_stream_begin(&s, m, arena);
+    if (rc == PV_OK) rc = pv_stream_feed(&s, image, PV_INPUT_BYTES);
+    if (rc == PV_OK) rc = pv_stream_end_ex(&s, logit, hook, hook_ctx);
+    return rc;
+}
+
+int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena) {
+    return pv_infer_ex(m, image, logit, arena, NULL, NULL);
 }

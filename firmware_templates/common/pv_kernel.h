@@ -2,9 +2,9 @@
  * TFLite Micro's reference kernels (CONV_2D per channel + fused ReLU, AVERAGE_POOL_2D,
  * FULLY_CONNECTED; requantization by SaturatingRoundingDoublingHighMul + RoundingDivideByPOT).
  *
- * Static memory only: activations ping-pong inside the caller's arena of PV_ARENA_BYTES (offsets
- * planned by codegen.c_arch.arena_plan and stored in pv_arch.h). Stack: one int16 column of
- * PV_MAX_DEPTH values (192 B for pv-gconv-s) plus locals, about 300 B in all.
+ * Static memory only: one caller-owned arena of PV_KERNEL_ARENA_BYTES holds every activation (each
+ * layer overwrites its input in place, see pv_kernel.c) and the per-layer scratch; the input image is
+ * never needed whole: it streams through the stem band by band (pv_stream_*). Stack: under 400 B.
  * Build with -DPV_USE_DSP on Cortex-M4/M7/M33 for the SMLAD inner loops (same results, bit for bit;
  * checked on QEMU mps2-an386 by tests/codegen/test_m4_qemu.py). -DPV_USE_DSP -DPV_DSP_EMULATE runs the
  * same code path on any host with the SIMD instructions emulated in C (for tests).
@@ -17,35 +17,70 @@
 #include "pv_arch.h"
 #include "pv_blob.h"
 
+/* Arena bytes the in-place plan needs for this architecture (pv_kernel_arena_need() computes it from
+ * the layer table; pv_stream_begin refuses with PV_ERR_LAYOUT when this constant is too small, and
+ * tests/codegen/test_c_kernel.py checks the two agree). pv_arch.h may define it (codegen owns that). */
+#ifndef PV_KERNEL_ARENA_BYTES
+#define PV_KERNEL_ARENA_BYTES 31296u
+#endif
+
 /* Called after every layer with its int8 output (n bytes, HWC) — for layer-by-layer debugging. */
 typedef void (*pv_layer_hook_t)(void *ctx, uint32_t layer, const int8_t *out, uint32_t n);
 
 /* image: PV_INPUT_H*PV_INPUT_W*PV_INPUT_C int8 in HWC order, q = u - 128 for the uint8 RGB pixel u.
  * logit: receives the int8 output logit (dequantize with pv_dequantize_logit, decide with pv_decide).
- * arena: PV_ARENA_BYTES bytes of scratch. Returns PV_OK or a negative pv_status_t. */
+ * arena: PV_KERNEL_ARENA_BYTES bytes of scratch. Returns PV_OK or a negative pv_status_t. */
 int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena);
 
 /* pv_infer with a hook called after each layer (hook may be NULL). */
 int pv_infer_ex(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena,
                 pv_layer_hook_t hook, void *hook_ctx);
 
+/* Where each layer's output lives in the arena, and where the scratch starts. */
+typedef struct pv_plan {
+    uint32_t out_offset[PV_N_LAYERS];
+    uint32_t scratch;
+    uint32_t total; /* bytes of arena the plan needs */
+} pv_plan_t;
+
+void pv_plan(pv_plan_t *pl);
+uint32_t pv_kernel_arena_need(void);
+
+/* A conv layer set up in the scratch (internal to pv_kernel.c; here because pv_stream_t holds one). */
+struct pv_rqp;
+typedef struct pv_conv {
+    const pv_layer_desc_t *d;
+    const pv_layer_params_t *p;
+    int16_t *ring, *w16;
+    struct pv_rqp *rq;
+    int8_t *band;
+    uint32_t cin_g, cout_g, depth, row_elems, runlen;
+    int rowrun, packed, fast, full;
+    int32_t lo, hi;
+} pv_conv_t;
+
 /* Input-row streaming (the image never has to be in RAM whole): the stem is a 4x4/stride-4 patchify
- * convolution, so each band of PV_STEM_ROWS input rows yields one row of its output.
+ * convolution, so each band of PV_STREAM_ROWS input rows yields one row of its output.
  *   pv_stream_begin(&s, m, arena);
- *   for each of the PV_STREAM_BANDS bands: pv_stream_rows(&s, rows, PV_STREAM_BAND_BYTES)
+ *   pv_stream_feed(&s, bytes, n)  any number of times, any chunk sizes, PV_INPUT_BYTES in all
+ *     (or pv_stream_rows(&s, rows, PV_STREAM_BAND_BYTES) once per band, with whole bands)
  *   pv_stream_end(&s, &logit);
- * rows: the next PV_STREAM_ROWS input rows (int8, HWC). Bit-exact with pv_infer; needs only the arena
- * and the caller's band buffer of PV_STREAM_BAND_BYTES (PV_STREAM_ROWS and PV_STREAM_BANDS are 0 when the
- * first layer cannot be streamed). */
+ * Bit-exact with pv_infer. pv_stream_feed keeps a partial band inside the arena, so the caller needs no
+ * image or band buffer at all. */
 typedef struct pv_stream {
     const pv_model_t *m;
     uint8_t *arena;
     uint32_t band; /* next output row of the stem */
+    uint32_t fill; /* bytes of the next band buffered (pv_stream_feed) */
     int status;
+    pv_plan_t plan;
+    pv_conv_t stem;
 } pv_stream_t;
 
 int pv_stream_begin(pv_stream_t *s, const pv_model_t *m, uint8_t *arena);
 int pv_stream_rows(pv_stream_t *s, const int8_t *rows, uint32_t n_bytes);
+int pv_stream_feed(pv_stream_t *s, const int8_t *data, uint32_t n);
+uint32_t pv_stream_received(const pv_stream_t *s); /* image bytes taken so far */
 int pv_stream_end(pv_stream_t *s, int8_t *logit);
 
 #endif /* PV_KERNEL_H */
