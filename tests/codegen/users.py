@@ -19,9 +19,13 @@ USERS = {
 
 
 def make_store(root: Path) -> UserStore:
+    """carol's entry also keeps an enrollment crop (a package face), which emit calibrates on."""
+    from codegen.quantize import package_faces
+
     store = UserStore(root)
     for name, (make, thr) in USERS.items():
         theta = make().numpy().astype(np.float32)
+        crop = package_faces()[1] if name == "carol" else None
         store.save(name, theta, backbone="mobilefacenet-y1", hypermodel_id="test-untrained", threshold=thr,
-                   source_image=f"{name}.jpg")
+                   source_image=f"{name}.jpg", crop=crop)
     return store

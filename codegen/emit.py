@@ -1,0 +1,239 @@
+"""``python -m codegen.emit``: one enrolled user's θ → int8 artifacts and, with ``--target``, a firmware project.
+
+    python -m codegen.emit --user alice --target esp32 [--out DIR] [--format all] [--force]
+    python -m codegen.emit --list-targets
+
+Reads the user store (``training.user_store``: θ + meta with arch hash and threshold), quantizes θ
+(``codegen.quantize``; calibration: package faces plus the enrollment crop — ``--enroll-crop`` or the one
+kept in the store entry), and writes
+
+    blob       <user>_theta.bin    the θ blob (codegen/blob.py): serial link or θ partition
+    c-header   <user>_theta.h      const arrays + the blob, compiled in
+    tflite     <user>.tflite       int8 .tflite (codegen/tflite_writer.py) and <user>_model.h (C array, TFLM)
+
+Atomic: everything is built in a hidden temp folder beside the output and renamed into place at the
+end, so an error leaves nothing half-written; an existing output folder is refused unless ``--force``
+(then replaced only once the new one is complete). Exit codes: 0 ok, 2 bad input (unknown user or
+target, θ of another architecture, corrupt θ, existing output), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codegen.blob import BlobError, pack_blob
+from codegen.c_arch import arena_plan
+from codegen.c_header import render_model_header, render_theta_header
+from codegen.project import COMMON, Artifacts, ProjectError, Target, get_target, list_targets, render_project
+from codegen.quantize import QuantizedF, quantize
+from codegen.tflite_writer import build_tflite, tflm_arena_bytes
+from training.paths import REPO_ROOT
+from training.user_store import UserStore, UserStoreError
+from training.verifier.spec import F_SPEC
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("c-header", "tflite", "blob", "all")
+SLOT_HEADER_BYTES = 32  # the A/B store's slot header in front of a blob in flash (pv_store.h)
+TFLM_ARENA_MARGIN = 1024  # on top of the Python interpreter's figure, for a board's TFLM bookkeeping
+
+
+class EmitError(ValueError):
+    """Bad input: the message names it and the way out (exit code 2)."""
+
+
+@dataclass
+class EmitResult:
+    out: Path
+    user_id: str
+    target: str | None
+    files: list[tuple[Path, int]] = field(default_factory=list)  # (path, bytes)
+    theta_flash_bytes: int = 0
+    arena_bytes: int = 0
+    tflm_arena_bytes: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def kernel_arena_bytes() -> int:
+    """The arena the fixed C kernel needs: PV_KERNEL_ARENA_BYTES of the pv_kernel.h the projects ship
+    (the kernel checks its plan against it), else the ping-pong plan of pv_arch.h (PV_ARENA_BYTES)."""
+    m = re.search(r"#define\s+PV_KERNEL_ARENA_BYTES\s+(\d+)u?", (COMMON / "pv_kernel.h").read_text())
+    return int(m.group(1)) if m else arena_plan(F_SPEC).size
+
+
+def _stored_crop(store: UserStore, user_id: str) -> np.ndarray | None:
+    """The enrollment crop kept in the user's store entry (newer entries), for calibration."""
+    load = getattr(store, "load_crop", None)
+    if load is None:
+        return None
+    try:
+        return load(user_id)
+    except (OSError, ValueError) as e:
+        raise EmitError(f"user {user_id!r}: unreadable enrollment crop in the store ({e})") from None
+
+
+def load_enroll_crop(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        img = np.asarray(Image.open(path).convert("RGB"))
+    except OSError as e:
+        raise EmitError(f"--enroll-crop {path}: cannot read the image ({e})") from None
+    if img.shape != (112, 112, 3):
+        raise EmitError(f"--enroll-crop {path}: an aligned 112×112 crop is needed, got {img.shape[1]}×{img.shape[0]}")
+    return img
+
+
+def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[str],
+                   timings: dict[str, float]) -> tuple[Artifacts, int | None]:
+    t = time.perf_counter()
+    try:
+        blob = pack_blob(qf, user_id, threshold)
+    except BlobError as e:
+        raise EmitError(str(e)) from None
+    timings["blob_s"] = time.perf_counter() - t
+    theta_h = model_h = tfl = None
+    tflm_arena = None
+    if "c-header" in formats:
+        t = time.perf_counter()
+        theta_h = (f"{user_id}_theta.h", render_theta_header(qf, user_id, threshold, blob).encode())
+        timings["c_header_s"] = time.perf_counter() - t
+    if "tflite" in formats:
+        t = time.perf_counter()
+        model = build_tflite(qf, user_id=user_id, threshold=threshold)
+        timings["tflite_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        tflm_arena = tflm_arena_bytes(model)
+        timings["tflm_arena_s"] = time.perf_counter() - t
+        tfl = (f"{user_id}.tflite", model)
+        text = render_model_header(model, user_id, qf.arch_hash, threshold, tflm_arena + TFLM_ARENA_MARGIN)
+        model_h = (f"{user_id}_model.h", text.encode())
+    art = Artifacts(user_id, threshold, qf.arch_hash, theta_h, model_h,
+                    (f"{user_id}_theta.bin", blob) if "blob" in formats else None, tfl)
+    return art, tflm_arena
+
+
+def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
+         users_root: Path | None = None, enroll_crop: Path | None = None) -> EmitResult:
+    """Emit one user's artifacts (and project); raises EmitError on bad input, leaving nothing behind."""
+    t0 = time.perf_counter()
+    if fmt not in FORMATS:
+        raise EmitError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    formats = {"c-header", "tflite", "blob"} if fmt == "all" else {fmt}
+    tgt: Target | None = None
+    if target is not None:
+        try:
+            tgt = get_target(target)
+        except ProjectError as e:
+            raise EmitError(str(e)) from None
+        if tgt.runtime == "tflm" and "tflite" not in formats:
+            raise EmitError(f"target {target} runs the .tflite in TFLite Micro: use --format tflite or all")
+    out = Path(out) if out is not None else REPO_ROOT / "out" / (f"{user_id}-{target}" if target else user_id)
+    if out.exists() and not force:
+        raise EmitError(f"output {out} exists; pass --force to replace it")
+    try:
+        theta, meta = UserStore(users_root).load(user_id)
+    except UserStoreError as e:
+        raise EmitError(str(e)) from None
+    except (OSError, ValueError) as e:  # anything else a damaged entry can raise
+        raise EmitError(f"user {user_id!r}: corrupt entry ({e})") from None
+    store = UserStore(users_root)
+    crop = load_enroll_crop(enroll_crop) if enroll_crop is not None else _stored_crop(store, user_id)
+    res = EmitResult(out, user_id, target)
+    t = time.perf_counter()
+    qf = quantize(theta, enroll_u8=crop)
+    res.seconds["quantize_s"] = time.perf_counter() - t
+    art, tflm_arena = make_artifacts(qf, user_id, meta.threshold, formats, res.seconds)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        if tgt is not None:
+            t = time.perf_counter()
+            render_project(tgt, art, tmp)
+            res.seconds["project_s"] = time.perf_counter() - t
+        else:
+            for a in (art.blob, art.theta_header, art.tflite, art.model_header):
+                if a:
+                    (tmp / a[0]).write_bytes(a[1])
+        os.chmod(tmp, 0o755)
+        if out.exists():  # --force: the old output stays whole until the new one is in place
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.replace(out, old / "x")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    res.files = sorted((p, p.stat().st_size) for p in out.rglob("*") if p.is_file())
+    res.theta_flash_bytes = len(pack_blob(qf, user_id, meta.threshold)) + SLOT_HEADER_BYTES
+    res.arena_bytes = kernel_arena_bytes()
+    res.tflm_arena_bytes = tflm_arena
+    res.seconds["total_s"] = time.perf_counter() - t0
+    return res
+
+
+def _report(res: EmitResult, verbose: bool) -> str:
+    lines = [f"{res.user_id} → {res.out}" + (f" (target {res.target})" if res.target else "")]
+    shown = res.files if verbose else [(p, n) for p, n in res.files if "/pv/" not in p.as_posix()]
+    for p, n in shown:
+        lines.append(f"  {p.relative_to(res.out).as_posix():<40} {n:>9,} B")
+    if not verbose and len(shown) < len(res.files):
+        lines.append(f"  (+ {len(res.files) - len(shown)} files of the portable core under pv/; -v lists them)")
+    lines.append(f"θ flash: {res.theta_flash_bytes:,} B (blob + {SLOT_HEADER_BYTES} B slot header; an A/B store "
+                 f"holds two slots)")
+    lines.append(f"arena: {res.arena_bytes:,} B for the fixed kernel (PV_KERNEL_ARENA_BYTES)"
+                 + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
+                    if res.tflm_arena_bytes else ""))
+    lines.append(f"time: {res.seconds['total_s']:.2f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m codegen.emit",
+        description="Emit one enrolled user's int8 verifier: θ blob, C header, .tflite, and a firmware project "
+                    "for --target. Writes atomically; refuses an existing output folder without --force.",
+        epilog="Targets: python -m codegen.emit --list-targets. The user store is $FACEVERIF_USERS or ./users.",
+    )
+    ap.add_argument("--user", help="user id in the user store")
+    ap.add_argument("--target", help="firmware project to render (see --list-targets); none: artifacts only")
+    ap.add_argument("--out", type=Path, help="output folder (default: out/<user>[-<target>])")
+    ap.add_argument("--format", default="all", choices=FORMATS, help="which θ artifacts (default: all)")
+    ap.add_argument("--force", action="store_true", help="replace an existing output folder")
+    ap.add_argument("--users", type=Path, help="user store root (default: $FACEVERIF_USERS or ./users)")
+    ap.add_argument("--enroll-crop", type=Path, help="the user's aligned 112×112 enrollment crop (image file), "
+                                                     "added to the quantizer's calibration set")
+    ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
+    ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
+    args = ap.parse_args(argv)
+    if args.list_targets:
+        print(list_targets())
+        return 0
+    if not args.user:
+        ap.error("--user is required (or --list-targets)")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        res = emit(args.user, args.target, args.out, args.format, args.force, args.users, args.enroll_crop)
+    except EmitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(_report(res, args.verbose))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Firmware projects rendered with jinja2 from ``firmware_templates/``: one entry per target in
+:data:`TARGETS` (esptool style: one table, one record per chip).
+
+- ``esp32``, ``esp32s3``, ``esp32c3``: ESP-IDF projects (CMakeLists.txt, main/ with app_main + UART +
+  θ partition, partitions.csv with a θ data partition, sdkconfig.defaults, idf_component.yml) built from
+  ``firmware_templates/esp32/``; the ``-tflm`` variants swap the fixed kernel for TFLite Micro
+  (``firmware_templates/esp32-tflm/``, espressif/esp-tflite-micro).
+- ``cortex-m-qemu``: the mps2-an386 firmware (``firmware_templates/cortex-m-qemu/``), a self-contained Makefile.
+- ``host``: the POSIX simulator (``firmware_templates/host/main.c``), a self-contained Makefile.
+
+Every project carries its own copy of the portable core (``common/``) under ``pv/`` with a ``pv_arch.h``
+rendered from the spec, so it builds without this repository. ESP-IDF itself is not installable here:
+the portable C of an emitted project is compiled with gcc and arm-none-eabi-gcc by the tests instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from codegen.c_arch import render as render_arch_h
+from codegen.c_header import c_ident, jinja_env
+from training.paths import REPO_ROOT
+from training.verifier.spec import F_SPEC
+
+TEMPLATES = REPO_ROOT / "firmware_templates"
+COMMON = TEMPLATES / "common"
+
+THETA_PARTITION = "theta"
+THETA_SUBTYPE = "0x40"  # a custom data subtype
+THETA_PARTITION_OFFSET = 0x190000  # 64 KiB aligned (MMU page): memory-mapped in place
+THETA_SLOT_BYTES = 65536 + 4096  # PV_BLOB_MAX_BYTES + slot header, erase-aligned (as pv_store boards use)
+THETA_PARTITION_SIZE = 2 * THETA_SLOT_BYTES
+APP_SIZE = 0x180000
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str  # "esp-idf" | "make"
+    runtime: str  # "pv" (the fixed C kernel) | "tflm" (TFLite Micro on the .tflite)
+    chip: str | None
+    description: str
+    uart: int = 0
+    baud: int = 921600
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("esp32", "esp-idf", "pv", "esp32", "ESP32 (Xtensa LX6), ESP-IDF project, fixed int8 kernel"),
+        Target("esp32s3", "esp-idf", "pv", "esp32s3", "ESP32-S3 (Xtensa LX7), ESP-IDF project, fixed int8 kernel"),
+        Target("esp32c3", "esp-idf", "pv", "esp32c3", "ESP32-C3 (RISC-V), ESP-IDF project, fixed int8 kernel"),
+        Target("esp32-tflm", "esp-idf", "tflm", "esp32", "ESP32, ESP-IDF project, TFLite Micro on the .tflite"),
+        Target("esp32s3-tflm", "esp-idf", "tflm", "esp32s3", "ESP32-S3, ESP-IDF project, TFLite Micro"),
+        Target("esp32c3-tflm", "esp-idf", "tflm", "esp32c3", "ESP32-C3, ESP-IDF project, TFLite Micro"),
+        Target("cortex-m-qemu", "make", "pv", None, "Cortex-M4 on QEMU mps2-an386 (arm-none-eabi-gcc, Makefile)"),
+        Target("host", "make", "pv", None, "POSIX simulator of a board (gcc, Makefile)"),
+    )
+}
+
+TFLM_COMPONENT = ("espressif/esp-tflite-micro", "^1.3.3")
+
+
+class ProjectError(ValueError):
+    pass
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise ProjectError(f"unknown target {name!r}; targets: {', '.join(TARGETS)} (--list-targets)")
+    return TARGETS[name]
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The per-user files a project can carry (file name → bytes); None where not emitted."""
+
+    user_id: str
+    threshold: float
+    arch_hash: str
+    theta_header: tuple[str, bytes] | None
+    model_header: tuple[str, bytes] | None
+    blob: tuple[str, bytes] | None
+    tflite: tuple[str, bytes] | None
+
+
+def _core_files(runtime: str) -> dict[str, bytes]:
+    """The portable core: common/*.c|h (minus the fixed kernel for TFLM) and a fresh pv_arch.h."""
+    out = {}
+    for p in sorted(COMMON.iterdir()):
+        if p.suffix not in (".c", ".h") or p.name == "pv_arch.h":
+            continue
+        if runtime == "tflm" and p.name == "pv_kernel.c":
+            continue
+        out[p.name] = p.read_bytes()
+    out["pv_arch.h"] = render_arch_h(F_SPEC).encode()
+    return out
+
+
+def render_project(target: Target, art: Artifacts, out: Path) -> list[Path]:
+    """Write the project of ``target`` into the (new, empty) folder ``out``; returns the files written."""
+    if target.runtime == "tflm" and art.model_header is None:
+        raise ProjectError(f"target {target.name} runs the .tflite: emit it with --format tflite or all")
+    files: dict[str, bytes] = {}
+    ident = c_ident(art.user_id)
+    if target.kind == "esp-idf":
+        _esp_idf(target, art, ident, files)
+    else:
+        _make(target, art, files)
+    written = []
+    for rel, data in files.items():
+        p = out / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        written.append(p)
+    return written
+
+
+def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]) -> None:
+    src = TEMPLATES / "esp32"
+    env = jinja_env(src, TEMPLATES / "esp32-tflm")
+    core = _core_files(target.runtime)
+    main_sources = ["app_main.c", "pv_app.c"] + [f"pv/{n}" for n in core if n.endswith(".c")]
+    if target.runtime == "tflm":
+        main_sources.append("pv_tflm.cc")
+    ctx = dict(
+        user_id=art.user_id, ident=ident, target=target.name, chip=target.chip, uart=target.uart,
+        baud=target.baud, partition=THETA_PARTITION, subtype=THETA_SUBTYPE,
+        partition_offset=f"0x{THETA_PARTITION_OFFSET:x}", partition_size=f"0x{THETA_PARTITION_SIZE:x}",
+        app_size=f"0x{APP_SIZE:x}", arch=F_SPEC.name, arch_hash=art.arch_hash,
+        theta_header=art.theta_header[0] if art.theta_header else None,
+        model_header=art.model_header[0] if art.model_header and target.runtime == "tflm" else None,
+        blob_name=art.blob[0] if art.blob else None, board_name=(target.chip or "esp")[:7],
+        sources=main_sources, extra_cflags="" if target.runtime == "pv" else " -Wno-missing-field-initializers",
+        components=[TFLM_COMPONENT] if target.runtime == "tflm" else [],
+        main_stack=8192 if target.runtime == "pv" else 12288,
+        runtime_desc="fixed int8 kernel" if target.runtime == "pv" else "TFLite Micro",
+        runtime_note=("`main/pv_tflm.cc` runs the .tflite in TFLite Micro in place of the fixed kernel."
+                      if target.runtime == "tflm" else "The fixed int8 kernel (`pv/pv_kernel.c`) runs θ in place."),
+    )
+    for tpl, rel in (("CMakeLists.txt.j2", "CMakeLists.txt"), ("partitions.csv.j2", "partitions.csv"),
+                     ("sdkconfig.defaults.j2", "sdkconfig.defaults"), ("README.md.j2", "README.md"),
+                     ("main/CMakeLists.txt.j2", "main/CMakeLists.txt"),
+                     ("main/idf_component.yml.j2", "main/idf_component.yml"),
+                     ("main/app_main.c.j2", "main/app_main.c"),
+                     ("main/pv_app_config.h.j2", "main/pv_app_config.h")):
+        files[rel] = env.get_template(tpl).render(**ctx).encode()
+    for name in ("pv_app.c", "pv_app.h"):
+        files[f"main/{name}"] = (src / "main" / name).read_bytes()
+    if target.runtime == "tflm":
+        files["main/pv_tflm.cc"] = (TEMPLATES / "esp32-tflm" / "main" / "pv_tflm.cc").read_bytes()
+    for name, data in core.items():
+        files[f"main/pv/{name}"] = data
+    _put_artifacts(art, files, "main/", target.runtime)
+
+
+def _put_artifacts(art: Artifacts, files: dict[str, bytes], header_dir: str, runtime: str) -> None:
+    if art.theta_header:
+        files[header_dir + art.theta_header[0]] = art.theta_header[1]
+    if art.model_header:
+        files[(header_dir if runtime == "tflm" else "") + art.model_header[0]] = art.model_header[1]
+    for a in (art.blob, art.tflite):
+        if a:
+            files[a[0]] = a[1]
+
+
+MAKEFILES = {
+    "cortex-m-qemu": """# Firmware of user "{user}" for QEMU mps2-an386
+# (generated by codegen.emit from firmware_templates/cortex-m-qemu).
+#   make          build/pv_fw.elf
+#   make run      boot it (UART on stdio); θ: send {blob} over the link (python -m host_tools.enroll)
+CROSS ?= arm-none-eabi-
+CC := $(CROSS)gcc
+OBJCOPY := $(CROSS)objcopy
+SIZE := $(CROSS)size
+BUILD ?= build
+ARCH_FLAGS := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
+CFLAGS := $(ARCH_FLAGS) -O2 -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \\
+  -fdata-sections -DPV_USE_DSP -Ipv -I. $(EXTRA_CFLAGS)
+LDFLAGS := $(ARCH_FLAGS) -nostartfiles --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -T mps2_an386.ld
+SRCS := startup.c board.c main.c $(wildcard pv/*.c)
+
+all: $(BUILD)/pv_fw.elf
+
+$(BUILD)/pv_fw.elf: $(SRCS) $(wildcard pv/*.h) board.h mps2_an386.ld
+\tmkdir -p $(BUILD)
+\t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SRCS) -lm
+\t$(SIZE) $@
+
+run: $(BUILD)/pv_fw.elf
+\tqemu-system-arm -M mps2-an386 -display none -monitor none -kernel $< -serial stdio \\
+\t  -semihosting-config enable=on,target=native -icount shift=0
+
+clean:
+\trm -rf $(BUILD)
+
+.PHONY: all run clean
+""",
+    "host": """# Host simulator of a board for user "{user}" (generated by codegen.emit from firmware_templates/host).
+#   make                        build/pv_host
+#   build/pv_host --socket 0    serve the protocol on 127.0.0.1; θ: send {blob} (python -m host_tools.enroll)
+BUILD ?= build
+CFLAGS ?= -O2 -g
+PV_CFLAGS := -std=c99 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -Ipv
+SRCS := main.c $(wildcard pv/*.c)
+
+all: $(BUILD)/pv_host
+
+$(BUILD)/pv_host: $(SRCS) $(wildcard pv/*.h)
+\tmkdir -p $(BUILD)
+\t$(CC) $(CFLAGS) $(PV_CFLAGS) $(EXTRA_CFLAGS) -o $@ $(SRCS) -lm
+
+clean:
+\trm -rf $(BUILD)
+
+.PHONY: all clean
+""",
+}
+
+
+def _make(target: Target, art: Artifacts, files: dict[str, bytes]) -> None:
+    src = TEMPLATES / target.name
+    board_files = (["startup.c", "board.c", "board.h", "main.c", "mps2_an386.ld"]
+                   if target.name == "cortex-m-qemu" else ["main.c"])
+    for name in board_files:
+        files[name] = (src / name).read_bytes()
+    for name, data in _core_files("pv").items():
+        files[f"pv/{name}"] = data
+    blob = art.blob[0] if art.blob else "the θ blob (--format blob)"
+    files["Makefile"] = MAKEFILES[target.name].format(user=art.user_id, blob=blob).encode()
+    _put_artifacts(art, files, "", "pv")
+
+
+def list_targets() -> str:
+    w = max(len(n) for n in TARGETS)
+    return "\n".join(f"{t.name:<{w}}  {t.description}" for t in TARGETS.values())

@@ -1,0 +1,59 @@
+// pv_tflm.cc: pv_infer() on TensorFlow Lite Micro (espressif/esp-tflite-micro) instead of the fixed
+// kernel — the same serial protocol, θ store and decision rule, the emitted .tflite as the model.
+//
+// The .tflite (pv_model.h) is compiled in; the θ blob in the store must be the same user's (arch hash,
+// user id and threshold come from it): pv_infer refuses a model whose user differs (PV_ERR_MODEL), so a
+// θ sent over the link for another user cannot silently run this user's network.
+// The protocol's own arena (PV_ARENA_BYTES, sized for the fixed kernel) is not used: TFLM gets its own,
+// PV_MODEL_TFLM_ARENA_BYTES as measured by codegen with the tflite-micro interpreter.
+#include <stdint.h>
+#include <string.h>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+extern "C" {
+#include "pv_app_config.h"
+#include "pv_blob.h"
+#include "pv_kernel.h"
+}
+
+#define PV_MODEL_IMPLEMENTATION
+#include PV_MODEL_HEADER
+
+namespace {
+alignas(16) uint8_t s_arena[PV_MODEL_TFLM_ARENA_BYTES];
+tflite::MicroInterpreter *s_interp = nullptr;
+
+int setup() {
+    static tflite::MicroMutableOpResolver<3> resolver;
+    static bool ops_added = false;
+    if (s_interp != nullptr) return PV_OK;
+    const tflite::Model *model = tflite::GetModel(pv_model_tflite);
+    if (model->version() != TFLITE_SCHEMA_VERSION) return PV_ERR_MODEL;
+    if (!ops_added) {
+        resolver.AddConv2D();
+        resolver.AddAveragePool2D();
+        resolver.AddFullyConnected();
+        ops_added = true;
+    }
+    static tflite::MicroInterpreter interp(model, resolver, s_arena, sizeof(s_arena));
+    if (interp.AllocateTensors() != kTfLiteOk) return PV_ERR_MODEL;
+    if (interp.input(0)->type != kTfLiteInt8 || interp.input(0)->bytes != PV_INPUT_BYTES) return PV_ERR_MODEL;
+    s_interp = &interp;
+    return PV_OK;
+}
+}  // namespace
+
+extern "C" int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena) {
+    (void)arena;
+    if (m == nullptr || image == nullptr || logit == nullptr) return PV_ERR_ARG;
+    if (m->ready != PV_MODEL_READY || strcmp(m->user_id, PV_MODEL_USER_ID) != 0) return PV_ERR_MODEL;
+    int rc = setup();
+    if (rc != PV_OK) return rc;
+    memcpy(s_interp->input(0)->data.int8, image, PV_INPUT_BYTES);
+    if (s_interp->Invoke() != kTfLiteOk) return PV_ERR_MODEL;
+    *logit = s_interp->output(0)->data.int8[0];
+    return PV_OK;
+}

@@ -1,0 +1,232 @@
+"""python -m codegen.emit: artifacts, rendered firmware projects (compiled with gcc and arm-none-eabi-gcc,
+the ESP-IDF project's portable part run on the host against the golden model), and every refusal —
+each leaving nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codegen import emit as emit_mod
+from codegen.blob import unpack_blob
+from codegen.golden import run_int8
+from codegen.project import TARGETS, THETA_PARTITION_OFFSET, THETA_SLOT_BYTES
+from codegen.quantize import quantize
+from codegen.tflite_writer import check_model
+from tests.codegen.users import make_store
+from training.user_store import UserStore
+
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
+ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-ffreestanding"]
+APP_TEST = Path(__file__).parent / "c" / "app_test.c"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> UserStore:
+    return make_store(tmp_path_factory.mktemp("store") / "users")
+
+
+def run_cli(store: UserStore, *args: str, capsys) -> tuple[int, str, str]:
+    rc = emit_mod.main(["--users", str(store.root), *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if p.name.startswith(".")] if parent.exists() else []
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} not installed (bash .ci/setup installs it)")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI basics
+# --------------------------------------------------------------------------------------------------
+def test_help_and_list_targets(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        emit_mod.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "--target" in text and "--force" in text and "--format" in text
+    assert emit_mod.main(["--list-targets"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("esp32", "esp32s3", "esp32c3", "esp32-tflm", "cortex-m-qemu", "host"):
+        assert name in listed
+
+
+def test_artifacts_only(store: UserStore, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "alice"
+    rc, text, _ = run_cli(store, "--user", "alice", "--out", str(out), capsys=capsys)
+    assert rc == 0, text
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["alice.tflite", "alice_model.h", "alice_theta.bin", "alice_theta.h"]
+    for n in names:  # every output with its size, and the two memory figures
+        assert f"{n}" in text and f"{(out / n).stat().st_size:,} B" in text
+    assert "θ flash: 30,264 B" in text and "arena:" in text and "TFLM needs" in text
+    header, qf = unpack_blob((out / "alice_theta.bin").read_bytes())
+    theta, meta = store.load("alice")
+    assert header.user_id == "alice" and header.threshold_logit == np.float32(meta.threshold)
+    assert qf.equal_arithmetic(quantize(theta, enroll_u8=store.load_crop("alice")))
+    tfl = check_model((out / "alice.tflite").read_bytes())
+    assert tfl["user_id"] == "alice" and tfl["threshold_logit"] == meta.threshold
+    h = (out / "alice_theta.h").read_text()
+    assert '#define PV_THETA_ARCH_HASH_HEX "' + qf.arch_hash + '"' in h
+    assert "const int8_t pv_theta_b1_dw_weights[864]" in h and "pv_theta_head_multiplier[1]" in h
+
+
+@pytest.mark.parametrize("fmt,want", [("blob", ["bob_theta.bin"]), ("c-header", ["bob_theta.h"]),
+                                      ("tflite", ["bob.tflite", "bob_model.h"])])
+def test_single_formats(store: UserStore, tmp_path: Path, capsys, fmt: str, want: list[str]) -> None:
+    rc, text, err = run_cli(store, "--user", "bob", "--out", str(tmp_path / "o"), "--format", fmt, capsys=capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(want)
+
+
+# --------------------------------------------------------------------------------------------------
+# Refusals: a clear message, exit code 2, nothing written
+# --------------------------------------------------------------------------------------------------
+def _entry_copy(store: UserStore, tmp_path: Path) -> UserStore:
+    root = tmp_path / "users"
+    shutil.copytree(store.root, root)
+    return UserStore(root)
+
+
+def _refused(store: UserStore, tmp_path: Path, capsys, args: list[str], match: str) -> None:
+    out = tmp_path / "out" / "proj"
+    rc, _, err = run_cli(store, *args, "--out", str(out), capsys=capsys)
+    assert rc == 2 and match in err, err
+    assert not out.exists() and leftovers(out.parent) == []
+
+
+def test_unknown_user(store: UserStore, tmp_path: Path, capsys) -> None:
+    _refused(store, tmp_path, capsys, ["--user", "mallory"], "unknown user 'mallory'")
+
+
+def test_unknown_target(store: UserStore, tmp_path: Path, capsys) -> None:
+    _refused(store, tmp_path, capsys, ["--user", "alice", "--target", "esp8266"], "unknown target 'esp8266'")
+
+
+def test_tflm_target_needs_the_tflite(store: UserStore, tmp_path: Path, capsys) -> None:
+    _refused(store, tmp_path, capsys, ["--user", "alice", "--target", "esp32-tflm", "--format", "blob"],
+             "--format tflite or all")
+
+
+def test_theta_of_another_architecture(store: UserStore, tmp_path: Path, capsys) -> None:
+    s = _entry_copy(store, tmp_path)
+    meta_path = s.path("alice") / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["arch_hash"] = "0000000000000000"
+    meta_path.write_text(json.dumps(meta))
+    _refused(s, tmp_path, capsys, ["--user", "alice"], "0000000000000000")
+
+
+def test_corrupt_theta(store: UserStore, tmp_path: Path, capsys) -> None:
+    s = _entry_copy(store, tmp_path)
+    p = s.path("bob") / "theta.npy"
+    raw = bytearray(p.read_bytes())
+    raw[-7] ^= 0x55  # one flipped byte: the CRC in meta.json catches it
+    p.write_bytes(bytes(raw))
+    _refused(s, tmp_path, capsys, ["--user", "bob"], "corrupt")
+    p.write_bytes(bytes(raw[:100]))  # truncated: numpy cannot even read it
+    _refused(s, tmp_path, capsys, ["--user", "bob"], "corrupt")
+
+
+def test_existing_output_refused_then_forced(store: UserStore, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "proj"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    rc, _, err = run_cli(store, "--user", "alice", "--out", str(out), capsys=capsys)
+    assert rc == 2 and "exists" in err and "--force" in err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and leftovers(tmp_path) == []
+    rc, _, err = run_cli(store, "--user", "alice", "--out", str(out), "--format", "blob", "--force", capsys=capsys)
+    assert rc == 0, err
+    assert [p.name for p in out.iterdir()] == ["alice_theta.bin"] and leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Firmware projects
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["esp32", "esp32s3", "esp32c3", "esp32-tflm"])
+def test_esp_idf_project_files(store: UserStore, tmp_path: Path, capsys, target: str) -> None:
+    from host_tools.flash import find_partition, parse_partitions_csv
+
+    out = tmp_path / target
+    rc, text, err = run_cli(store, "--user", "carol", "--target", target, "--out", str(out), capsys=capsys)
+    assert rc == 0, err
+    t = TARGETS[target]
+    for rel in ("CMakeLists.txt", "partitions.csv", "sdkconfig.defaults", "README.md", "main/CMakeLists.txt",
+                "main/idf_component.yml", "main/app_main.c", "main/pv_app.c", "main/pv_app_config.h",
+                "main/carol_theta.h", "main/pv/pv_arch.h", "main/pv/pv_protocol.c", "carol_theta.bin"):
+        assert (out / rel).is_file(), rel
+    assert f'CONFIG_IDF_TARGET="{t.chip}"' in (out / "sdkconfig.defaults").read_text()
+    theta = find_partition(parse_partitions_csv(out / "partitions.csv"), "theta")
+    assert theta.offset == THETA_PARTITION_OFFSET and theta.offset % 0x10000 == 0
+    assert theta.size >= 2 * THETA_SLOT_BYTES
+    comp = (out / "main" / "idf_component.yml").read_text()
+    srcs = (out / "main" / "CMakeLists.txt").read_text()
+    if t.runtime == "tflm":
+        assert "espressif/esp-tflite-micro" in comp and '"pv_tflm.cc"' in srcs and "pv_kernel.c" not in srcs
+        assert (out / "main" / "carol_model.h").is_file() and not (out / "main" / "pv" / "pv_kernel.c").exists()
+    else:
+        assert "esp-tflite-micro" not in comp and '"pv/pv_kernel.c"' in srcs
+    app = (out / "main" / "app_main.c").read_text()
+    assert "esp_partition_mmap" in app and "uart_driver_install" in app and "{{" not in app
+
+
+@pytest.mark.parametrize("cc,flags", [("gcc", []), ("arm-none-eabi-gcc", ARM_FLAGS)])
+@pytest.mark.parametrize("target", ["esp32", "esp32c3-tflm"])
+def test_esp_idf_portable_c_compiles(store: UserStore, tmp_path: Path, capsys, target: str, cc: str,
+                                     flags: list[str]) -> None:
+    """Everything of the ESP-IDF project except app_main.c (IDF headers) and pv_tflm.cc (TFLM headers)."""
+    exe = need(cc)
+    out = tmp_path / target
+    assert run_cli(store, "--user", "alice", "--target", target, "--out", str(out), capsys=capsys)[0] == 0
+    main = out / "main"
+    for src in [main / "pv_app.c", *sorted((main / "pv").glob("*.c"))]:
+        cmd = [exe, *CFLAGS, *flags, f"-I{main}", f"-I{main / 'pv'}", "-c", str(src), "-o", str(tmp_path / "x.o")]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
+
+
+def test_esp_idf_app_runs_builtin_theta_bit_exact(store: UserStore, tmp_path: Path, capsys,
+                                                  face_images: np.ndarray) -> None:
+    """The emitted project's portable part on the host: first boot writes the built-in θ into the store,
+    its const arrays equal the blob's, and its kernel's logits equal the golden model's."""
+    gcc = need("gcc")
+    out = tmp_path / "esp32"
+    assert run_cli(store, "--user", "carol", "--target", "esp32", "--out", str(out), capsys=capsys)[0] == 0
+    main = out / "main"
+    exe = tmp_path / "app_test"
+    cmd = [gcc, *CFLAGS, f"-I{main}", f"-I{main / 'pv'}", str(main / "pv_app.c"), *map(str, (main / "pv").glob("*.c")),
+           str(APP_TEST), "-o", str(exe), "-lm"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    imgs = face_images[:32]
+    res = subprocess.run([str(exe)], input=(imgs.astype(np.int16) - 128).astype(np.int8).tobytes(),
+                         capture_output=True)
+    assert res.returncode == 0, res.stderr.decode()
+    got = np.array([int(x) for x in res.stdout.split()], np.int8)
+    theta, _ = store.load("carol")
+    want = run_int8(quantize(theta, enroll_u8=store.load_crop("carol")), imgs)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m-qemu"])
+def test_make_projects_build(store: UserStore, tmp_path: Path, capsys, target: str) -> None:
+    need("make")
+    need("gcc" if target == "host" else "arm-none-eabi-gcc")
+    out = tmp_path / target
+    assert run_cli(store, "--user", "bob", "--target", target, "--out", str(out), "--format", "blob",
+                   capsys=capsys)[0] == 0
+    res = subprocess.run(["make", "-j1", "-C", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (out / "build" / ("pv_host" if target == "host" else "pv_fw.elf")).is_file()
