@@ -10,7 +10,8 @@ fails half-way leaves the board answering with its previous θ.
 
 When the board loses the open transfer (it was reset in the middle: the next chunk or COMMIT is refused
 with BAD_STATE, or the link goes silent and the board comes back with READY), the whole transfer is
-started again, up to ``--attempts`` times; then the tool fails and says so. Refusals that a retry cannot
+started again, up to ``--attempts`` times, with chunks half as long each time (a noisy line damages
+long frames most); then the tool fails and says so. Refusals that a retry cannot
 fix (another architecture, a corrupt blob) fail at once.
 """
 
@@ -28,10 +29,13 @@ import serial
 
 from codegen.blob import BlobError, pack_blob, unpack_blob
 from codegen.quantize import QuantizedF, quantize
-from host_tools.serial_link import DeviceError, ErrorCode, Info, LinkError, SerialLink
+from host_tools.serial_link import DeviceError, ErrorCode, Info, LinkError, LinkLost, SerialLink
 from training.user_store import UserMeta, UserStore, UserStoreError
 
 log = logging.getLogger(__name__)
+
+
+MIN_CHUNK = 512
 
 
 class EnrollError(RuntimeError):
@@ -120,7 +124,9 @@ def enroll(
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
         try:
-            link.load_theta(ub.blob, progress=progress)  # type: ignore[arg-type]
+            # a link that keeps damaging long frames gets shorter ones on the next attempt
+            chunk = max(MIN_CHUNK, (link.max_payload - 4) >> (attempt - 1))
+            link.load_theta(ub.blob, chunk=chunk, progress=progress)  # type: ignore[arg-type]
             slot, counter = link.commit()
             break
         except DeviceError as e:
@@ -130,12 +136,17 @@ def enroll(
                 raise EnrollError(f"{e}") from e
             last = e
             log.warning("attempt %d: the board lost the transfer (%s); was it reset? starting over", attempt, e)
+        except LinkLost as e:
+            raise EnrollError(
+                f"{e}: the θ transfer of {ub.user_id!r} was cut; the board keeps its previous θ (a θ is only "
+                "switched by COMMIT). Reconnect the board and run the enrollment again"
+            ) from e
         except LinkError as e:
             last = e
             log.warning("attempt %d: %s; waiting for the board", attempt, e)
             try:
                 link.wait_ready(ready_timeout)
-            except LinkError as e2:
+            except LinkError as e2:  # LinkLost included
                 raise EnrollError(
                     f"the board stopped answering during the θ transfer and did not come back within "
                     f"{ready_timeout:.0f} s ({e2}); its previous θ stays active. Check the cable/power and "

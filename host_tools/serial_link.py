@@ -43,6 +43,7 @@ BLOB_HEADER = struct.Struct("<4sHHI8s32sfII")
 BLOB_HEADER_BYTES = 64
 BLOB_MAX_BYTES = 65536
 _POLL_S = 0.05  # longest single blocking read
+FRAME_ERROR_RESENDS = 4  # resends on the board's bad-frame reports, per allowed try
 
 
 class Cmd(enum.IntEnum):
@@ -205,6 +206,10 @@ class LinkError(RuntimeError):
     """The link failed: no (valid) answer after all retries."""
 
 
+class LinkLost(LinkError):
+    """The port itself failed (cable pulled, socket closed, device gone): resending cannot help."""
+
+
 class DeviceError(RuntimeError):
     """The board refused a request with an ERROR frame."""
 
@@ -355,6 +360,7 @@ class SerialLink:
         self.stats = LinkStats()
         self.max_payload = DEFAULT_MAX_PAYLOAD
         self.tick_hz = 0
+        self._timed_out = False
 
     # -- port ---------------------------------------------------------------------------------------------
     def open(self) -> SerialLink:
@@ -398,8 +404,11 @@ class SerialLink:
 
     def write_raw(self, data: bytes) -> None:
         """Sends bytes as they are (tests use it for garbage and broken frames)."""
-        self.port.write(data)
-        self.port.flush()
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (serial.SerialException, OSError) as e:
+            raise LinkLost(f"link to {self.url} lost while sending: {e}") from e
         self.stats.bytes_sent += len(data)
 
     def read_event(self, deadline: float) -> Frame | FrameError | None:
@@ -417,16 +426,19 @@ class SerialLink:
     def _read_some(self, timeout: float) -> bytes:
         """Waits up to timeout for one byte, then takes everything already received."""
         port = self.port
-        if port.timeout != timeout:
-            port.timeout = timeout
-        data = port.read(1)
-        if not data:
-            return data
-        if self._is_socket:
-            port.timeout = 0
-            return data + port.read(1 << 16)
-        waiting = port.in_waiting
-        return data + port.read(waiting) if waiting else data
+        try:
+            if port.timeout != timeout:
+                port.timeout = timeout
+            data = port.read(1)
+            if not data:
+                return data
+            if self._is_socket:
+                port.timeout = 0
+                return data + port.read(1 << 16)
+            waiting = port.in_waiting
+            return data + port.read(waiting) if waiting else data
+        except (serial.SerialException, OSError) as e:
+            raise LinkLost(f"link to {self.url} lost while receiving: {e}") from e
 
     def read_frame(self, timeout: float) -> Frame | None:
         """Next good frame within timeout (frame errors are counted and skipped)."""
@@ -462,6 +474,8 @@ class SerialLink:
                 probe_at = time.monotonic() + probe_after
                 try:
                     return self.info_once(min(probe_after, left))
+                except LinkLost:
+                    raise
                 except LinkError:
                     continue
             f = self.read_frame(min(left, max(probe_at - time.monotonic(), 0.01)))
@@ -501,28 +515,43 @@ class SerialLink:
     ) -> Frame:
         """Sends one request and returns its reply; resends with the same seq on timeout/frame errors.
 
+        `retries` bounds the resends after a *timeout*. A frame-level ERROR from the board (it saw a bad
+        frame, maybe ours) is answered by resending at once; such resends have their own, larger budget
+        (FRAME_ERROR_RESENDS per try), so that one burst of line noise, which makes the board report
+        several bad frames, cannot use up the retries of a request whose reply is on its way.
         Raises DeviceError when the board refuses it, LinkError when no answer came.
         """
         seq = self._next_seq()
         wire = encode_frame(cmd, seq, payload, leading_delimiter=True)
         wait = (self.timeout if timeout is None else timeout) + len(wire) / self.min_rate
         tries = 1 + (self.retries if retries is None else retries)
-        for attempt in range(tries):
-            if attempt:
-                self.stats.retries += 1
-                log.info("retry %d of %s seq %d", attempt, _cmd_name(cmd), seq)
+        timeouts = resends = 0
+        while True:
             self.write_raw(wire)
             self.stats.frames_sent += 1
             reply = self._await(cmd, seq, time.monotonic() + wait)
             if reply is not None:
                 return reply
-        raise LinkError(f"no answer to {_cmd_name(cmd)} (seq {seq}) from {self.url} after {tries} tries")
+            if self._timed_out:
+                timeouts += 1
+            else:
+                resends += 1
+            if timeouts >= tries or resends > FRAME_ERROR_RESENDS * tries:
+                break
+            self.stats.retries += 1
+            log.info("retry %d of %s seq %d", timeouts + resends, _cmd_name(cmd), seq)
+        raise LinkError(
+            f"no answer to {_cmd_name(cmd)} (seq {seq}) from {self.url} after {timeouts + resends + 1} sends "
+            f"({timeouts} timeouts of {wait:.1f} s, {resends} bad-frame reports)"
+        )
 
     def _await(self, cmd: int, seq: int, deadline: float) -> Frame | None:
-        """The reply to (cmd, seq); None means: resend."""
+        """The reply to (cmd, seq); None means: resend (`_timed_out` tells a timeout from a bad frame)."""
+        self._timed_out = False
         while True:
             f = self.read_frame(deadline - time.monotonic())
             if f is None:
+                self._timed_out = True
                 return None
             if f.cmd == Cmd.ERROR and len(f.payload) >= 8:
                 code, req, flags, _r, detail = struct.unpack_from("<BBBBi", f.payload)
