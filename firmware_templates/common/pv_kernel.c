@@ -253,10 +253,30 @@ typedef struct pv_rqp {
     int32_t e1;   /* e + 1 */
 } pv_rqp_t;
 
+/* Ring geometry of a conv: row-run layout (one group, no left/right pad, every kernel row a contiguous
+ * word-aligned run of the input row) keeps rows as they are; otherwise rows are group-major with
+ * pad_left zero columns before and the right padding after each group's columns, so that every tap of
+ * every output pixel reads inside the ring row (padding reads zeros: x - zp = 0 for a pad). */
+static int pv_rowrun(const pv_layer_desc_t *d) {
+    const uint32_t k = d->kernel, in_c = d->in_c;
+    return d->groups == 1u && d->pad_left == 0u && (k * in_c) % 4u == 0u && (d->stride * in_c) % 4u == 0u &&
+           (d->in_w * in_c) % 4u == 0u && (d->out_w - 1u) * d->stride + k <= d->in_w;
+}
+
+static uint32_t pv_padded_w(const pv_layer_desc_t *d) {
+    const uint32_t span = (d->out_w - 1u) * d->stride + d->kernel; /* columns the taps reach, from -pad_left */
+    const uint32_t w = d->in_w + d->pad_left;
+    return span > w ? span : w;
+}
+
+static uint32_t pv_ring_row_elems(const pv_layer_desc_t *d) {
+    return pv_rowrun(d) ? d->in_w * d->in_c : pv_padded_w(d) * d->in_c;
+}
+
 /* Scratch bytes of one layer: ring + w16 + rq (+ the stem's int8 band for pv_stream_feed). */
 static uint32_t pv_scratch_bytes(const pv_layer_desc_t *d, int first) {
     if (d->kind == PV_KIND_CONV) {
-        uint32_t n = PV_ALIGN8(d->kernel * d->in_w * d->in_c * 2u) + PV_ALIGN8(d->out_c * pv_depth(d) * 2u) +
+        uint32_t n = PV_ALIGN8(d->kernel * pv_ring_row_elems(d) * 2u) + PV_ALIGN8(d->out_c * pv_depth(d) * 2u) +
                      d->out_c * (uint32_t)sizeof(pv_rqp_t);
         if (first) n += PV_ALIGN8(d->kernel * d->in_w * d->in_c);
         return n;
@@ -322,33 +342,34 @@ static inline void pv_expand(int16_t *dst, const int8_t *src, uint32_t n, int32_
 static int16_t *pv_at16(uint8_t *base, uint32_t off) { return (int16_t *)(void *)(base + off); }
 
 /* Sets up a conv layer in the scratch: picks the layouts, checks the fast requantization bounds, fills
- * rq and w16. */
+ * rq and w16, zeroes the ring (its padding columns stay zero). */
 static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer_params_t *p, uint8_t *scratch) {
     const uint32_t in_c = d->in_c, k = d->kernel;
     const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
-    uint32_t oc, r, runs;
+    uint32_t oc, r, runs, ring_bytes;
     c->d = d;
     c->p = p;
     c->cin_g = in_c / d->groups;
     c->cout_g = d->out_c / d->groups;
     c->depth = k * k * c->cin_g;
-    c->row_elems = d->in_w * in_c;
-    /* row-run: one group, no left/right pad, every kernel row a contiguous word-aligned run */
-    c->rowrun = d->groups == 1u && d->pad_left == 0u && (k * in_c) % 4u == 0u && (d->stride * in_c) % 4u == 0u &&
-                (c->row_elems % 4u) == 0u && (d->out_w - 1u) * d->stride + k <= d->in_w;
+    c->rowrun = pv_rowrun(d);
+    c->wp = c->rowrun ? d->in_w : pv_padded_w(d);
+    c->row_elems = pv_ring_row_elems(d);
     c->runlen = c->rowrun ? k * in_c : c->cin_g;
 #if defined(PV_USE_DSP)
     c->packed = (c->runlen % 4u) == 0u && (c->cout_g % 4u) == 0u;
 #else
     c->packed = 0;
 #endif
+    ring_bytes = PV_ALIGN8(k * c->row_elems * 2u);
     c->ring = pv_at16(scratch, 0u);
-    c->w16 = pv_at16(scratch, PV_ALIGN8(k * c->row_elems * 2u));
-    c->rq = (pv_rqp_t *)(void *)(scratch + PV_ALIGN8(k * c->row_elems * 2u) + PV_ALIGN8(d->out_c * c->depth * 2u));
+    c->w16 = pv_at16(scratch, ring_bytes);
+    c->rq = (pv_rqp_t *)(void *)(scratch + ring_bytes + PV_ALIGN8(d->out_c * c->depth * 2u));
     c->band = (int8_t *)(void *)((uint8_t *)(void *)c->rq + d->out_c * (uint32_t)sizeof(pv_rqp_t));
     c->lo = p->act_min;
     c->hi = p->act_max;
     c->full = p->act_min == -128 && p->act_max == 127;
+    if (!c->rowrun) memset(c->ring, 0, ring_bytes);
 
     c->fast = 1;
     for (oc = 0; oc < d->out_c; oc++) {
@@ -370,13 +391,12 @@ static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer
         rq->rnd = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
         if (c->packed) {
             /* blocks of 4 channels; inside, per 4 values of depth: channel j's 2 words at 2j, 2j+1 */
-            const uint32_t blk = oc >> 2, j = oc & 3u;
+            int16_t *blk = c->w16 + (size_t)(oc & ~3u) * c->depth + (oc & 3u) * 4u;
             int16_t tmp[4];
             uint32_t i;
             for (i = 0; i < c->depth; i += 4u) {
-                int16_t *dst = c->w16 + (size_t)blk * 4u * c->depth + (size_t)i * 4u + j * 4u;
                 pv_expand(tmp, w8 + i, 4u, 0, lsh);
-                memcpy(dst, tmp, sizeof(tmp));
+                memcpy(blk + (size_t)i * 4u, tmp, sizeof(tmp));
             }
         } else {
             for (r = 0; r < runs; r++)
@@ -386,68 +406,115 @@ static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer
 }
 
 /* Input row iy (int8, in_w * in_c) into its ring slot: row-run layout [ix][c], else group-major
- * [g][ix][c of the group], so that the taps of one group are consecutive. */
+ * [g][pad_left + ix][c of the group]. */
 static void pv_conv_expand_row(const pv_conv_t *c, const int8_t *src, uint32_t iy) {
     const pv_layer_desc_t *d = c->d;
     int16_t *dst = c->ring + (size_t)(iy % d->kernel) * c->row_elems;
     const int32_t zp = c->p->in_zp;
+    const uint32_t cin_g = c->cin_g, in_c = d->in_c, in_w = d->in_w, gstride = c->wp * cin_g;
     uint32_t ix, g;
     if (c->rowrun) {
         pv_expand(dst, src, c->row_elems, zp, 0u);
         return;
     }
-    for (ix = 0; ix < d->in_w; ix++)
-        for (g = 0; g < d->groups; g++)
-            pv_expand(dst + ((size_t)g * d->in_w + ix) * c->cin_g, src + (size_t)ix * d->in_c + g * c->cin_g, c->cin_g,
-                      zp, 0u);
+    dst += (size_t)d->pad_left * cin_g;
+    for (ix = 0; ix < in_w; ix++, src += in_c, dst += cin_g)
+        for (g = 0; g < d->groups; g++) pv_expand(dst + (size_t)g * gstride, src + g * cin_g, cin_g, zp, 0u);
 }
 
-/* requantize one accumulator (bias included) of output channel oc */
-static inline int8_t pv_conv_out(const pv_conv_t *c, int32_t acc, uint32_t oc) {
-    int32_t v;
-    if (c->fast) {
-        /* v = SRDHM(acc_true << left, M); then RDBPOT(v, e) + zp as one floor shift by e + 1:
-         * for x = v, RDBPOT(x, e) = floor((x + 2^(e-1) - [x<0]) / 2^e) (round half away from zero), and
-         * floor((2x + 2^e - [x<0]) / 2^(e+1)) is the same number (2y - 1 is odd, so no multiple of
-         * 2^(e+1) lies between 2y - 2 and 2y - 1); it also holds for e = 0. Adding zp * 2^(e+1) before
-         * the shift adds zp after it. No overflow: |acc| < 2^30, so |2v| <= 2^30, 2^e <= 2^21, |zp * 2^(e+1)| <= 2^29. */
-        const pv_rqp_t *q = &c->rq[oc];
-        const int32_t h = pv_smmulr(acc, q->mult);
-        v = pv_asr(pv_wrap_i32((uint32_t)q->rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31)), q->e1);
-        v = pv_ssat8(v);
-        if (!c->full) {
-            if (v < c->lo) v = c->lo;
-            if (v > c->hi) v = c->hi;
-        }
-        return (int8_t)v;
+/* Transcribed requantization of one accumulator (bias included) of output channel oc. */
+static int8_t pv_out_slow(const pv_layer_params_t *p, int32_t acc, uint32_t oc) {
+    const uint32_t q = p->n_quant > 1u ? oc : 0u;
+    int32_t v = pv_mbqm(acc, p->mult[q], p->shift[q]) + p->out_zp;
+    if (v < p->act_min) v = p->act_min;
+    if (v > p->act_max) v = p->act_max;
+    return (int8_t)v;
+}
+
+/* Fast requantization (bias included, accumulator scaled by 2^(left+1) through the weights):
+ * h = SRDHM(acc_true << left, M) = SMMULR(acc, M). Then RDBPOT(h, e) + zp as one floor shift by e + 1:
+ * RDBPOT(x, e) = floor((x + 2^(e-1) - [x<0]) / 2^e) (round half away from zero; e >= 1), and
+ * floor((2x + 2^e - [x<0]) / 2^(e+1)) is the same number — with y = x + 2^(e-1) it reads
+ * floor((2y - [x<0]) / 2^(e+1)), and for x < 0 no multiple of 2^(e+1) lies between 2y - 2 and the odd
+ * 2y - 1 — and for e = 0 it gives x. Adding zp * 2^(e+1) before the shift adds zp after it. No overflow:
+ * |acc| < 2^30 (checked at setup), so |2h| <= 2^30, 2^e <= 2^21 and |zp * 2^(e+1)| <= 2^29. */
+static inline int32_t pv_rq_fast(int32_t acc, const pv_rqp_t *q) {
+    const int32_t h = pv_smmulr(acc, q->mult);
+    return pv_asr(pv_wrap_i32((uint32_t)q->rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31)), q->e1);
+}
+
+static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
+    v = pv_ssat8(v);
+    if (!full) {
+        if (v < lo) v = lo;
+        if (v > hi) v = hi;
     }
-    {
-        const pv_layer_params_t *p = c->p;
-        const uint32_t q = p->n_quant > 1u ? oc : 0u;
-        v = pv_mbqm(acc, p->mult[q], p->shift[q]) + p->out_zp;
-        if (v < p->act_min) v = p->act_min;
-        if (v > p->act_max) v = p->act_max;
-        return (int8_t)v;
-    }
+    return (int8_t)v;
 }
 
 #if defined(PV_USE_DSP)
+static const int32_t pv_zero6[6] = {0, 0, 0, 0, 0, 0}; /* a padding row of 3 taps x 4 channels, as words */
+
 /* a[0..3] += packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
+/* Two consecutive words in one load: LDRD on Cortex-M4 (GCC splits 64-bit loads into two LDR for this
+ * core, hence the asm; the memory operand tells the compiler what is read). The int16 buffers are
+ * 8-byte aligned and every pair read here starts at a multiple of 8 bytes (LDRD itself needs 4). */
+#if defined(__GNUC__)
+typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
+#endif
+#if defined(PV_HAVE_SMMULR) /* the real DSP build */
+#define PV_LD2(base, off, a, b)                                                               \
+    __asm__("ldrd %0, %1, [%2, %3]"                                                           \
+            : "=r"(a), "=r"(b)                                                                \
+            : "r"(base), "I"(4 * (off)), "m"(*(const pv_u64a *)(const void *)((base) + (off))))
+#elif defined(__GNUC__)
+#define PV_LD2(base, off, a, b)                                                     \
+    do {                                                                            \
+        const uint64_t t_ = *(const pv_u64a *)(const void *)((base) + (off));       \
+        (a) = pv_wrap_i32((uint32_t)t_);                                            \
+        (b) = pv_wrap_i32((uint32_t)(t_ >> 32));                                    \
+    } while (0)
+#else
+#define PV_LD2(base, off, a, b)                \
+    do {                                       \
+        PV_LOAD32((a), (base) + (off));        \
+        PV_LOAD32((b), (base) + (off) + 1);    \
+    } while (0)
+#endif
+
+/* one block of 4 values for 4 output channels: x = 2 words at xp + xo, w = 8 words at wp + wo
+ * (channel j at 2j, 2j+1) */
+#define PV_BLK(xp, xo, wp, wo)                \
+    do {                                      \
+        int32_t x0, x1, w0, w1;               \
+        PV_LD2((xp), (xo), x0, x1);           \
+        PV_LD2((wp), (wo), w0, w1);           \
+        a0 = pv_smlad(x0, w0, a0);            \
+        a0 = pv_smlad(x1, w1, a0);            \
+        PV_LD2((wp), (wo) + 2, w0, w1);       \
+        a1 = pv_smlad(x0, w0, a1);            \
+        a1 = pv_smlad(x1, w1, a1);            \
+        PV_LD2((wp), (wo) + 4, w0, w1);       \
+        a2 = pv_smlad(x0, w0, a2);            \
+        a2 = pv_smlad(x1, w1, a2);            \
+        PV_LD2((wp), (wo) + 6, w0, w1);       \
+        a3 = pv_smlad(x0, w0, a3);            \
+        a3 = pv_smlad(x1, w1, a3);            \
+    } while (0)
+
 static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     const int32_t *const xe = x + 2u * nblk;
-    while (x < xe) {
-        const int32_t x0 = x[0], x1 = x[1];
-        a0 = pv_smlad(x0, w[0], a0);
-        a0 = pv_smlad(x1, w[1], a0);
-        a1 = pv_smlad(x0, w[2], a1);
-        a1 = pv_smlad(x1, w[3], a1);
-        a2 = pv_smlad(x0, w[4], a2);
-        a2 = pv_smlad(x1, w[5], a2);
-        a3 = pv_smlad(x0, w[6], a3);
-        a3 = pv_smlad(x1, w[7], a3);
+    if (nblk & 1u) {
+        PV_BLK(x, 0, w, 0);
         x += 2;
         w += 8;
+    }
+    while (x < xe) {
+        PV_BLK(x, 0, w, 0);
+        PV_BLK(x, 2, w, 8);
+        x += 4;
+        w += 16;
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -455,125 +522,146 @@ static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, i
     acc[3] = a3;
 }
 
-/* 3x3 taps of one group of 4 input channels for 4 output channels, all taps inside the image:
- * r0..r2 point at the group's first tap column in the three ring rows (2 words per column). */
-#define PV_TAP(r, col, t)                                        \
-    do {                                                         \
-        const int32_t x0 = (r)[2 * (col)], x1 = (r)[2 * (col) + 1]; \
-        a0 = pv_smlad(x0, w[8 * (t) + 0], a0);                    \
-        a0 = pv_smlad(x1, w[8 * (t) + 1], a0);                    \
-        a1 = pv_smlad(x0, w[8 * (t) + 2], a1);                    \
-        a1 = pv_smlad(x1, w[8 * (t) + 3], a1);                    \
-        a2 = pv_smlad(x0, w[8 * (t) + 4], a2);                    \
-        a2 = pv_smlad(x1, w[8 * (t) + 5], a2);                    \
-        a3 = pv_smlad(x0, w[8 * (t) + 6], a3);                    \
-        a3 = pv_smlad(x1, w[8 * (t) + 7], a3);                    \
-    } while (0)
-
+/* 3x3 taps of one group of 4 input channels for 4 output channels: r0..r2 point at the group's first
+ * tap column in the three ring rows (2 words per column); w at the block's weights (8 words per tap). */
 static inline void pv_c3g4(const int32_t *r0, const int32_t *r1, const int32_t *r2, const int32_t *w, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    PV_TAP(r0, 0, 0);
-    PV_TAP(r0, 1, 1);
-    PV_TAP(r0, 2, 2);
-    PV_TAP(r1, 0, 3);
-    PV_TAP(r1, 1, 4);
-    PV_TAP(r1, 2, 5);
-    PV_TAP(r2, 0, 6);
-    PV_TAP(r2, 1, 7);
-    PV_TAP(r2, 2, 8);
+    PV_BLK(r0, 0, w, 0);
+    PV_BLK(r0, 2, w, 8);
+    PV_BLK(r0, 4, w, 16);
+    PV_BLK(r1, 0, w, 24);
+    PV_BLK(r1, 2, w, 32);
+    PV_BLK(r1, 4, w, 40);
+    PV_BLK(r2, 0, w, 48);
+    PV_BLK(r2, 2, w, 56);
+    PV_BLK(r2, 4, w, 64);
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
 }
-#undef PV_TAP
-#endif
+#undef PV_BLK
 
-static inline void pv_store4(const pv_conv_t *c, int8_t *o, const int32_t *acc, uint32_t oc) {
-    o[0] = pv_conv_out(c, acc[0], oc);
-    o[1] = pv_conv_out(c, acc[1], oc + 1u);
-    o[2] = pv_conv_out(c, acc[2], oc + 2u);
-    o[3] = pv_conv_out(c, acc[3], oc + 3u);
+/* requantize and store a block of 4 output channels (fast path) */
+static inline void pv_store4_fast(int8_t *o, const pv_rqp_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
+    const int32_t v0 = pv_rq_fast(acc[0], q), v1 = pv_rq_fast(acc[1], q + 1);
+    const int32_t v2 = pv_rq_fast(acc[2], q + 2), v3 = pv_rq_fast(acc[3], q + 3);
+    o[0] = pv_clamp(v0, full, lo, hi);
+    o[1] = pv_clamp(v1, full, lo, hi);
+    o[2] = pv_clamp(v2, full, lo, hi);
+    o[3] = pv_clamp(v3, full, lo, hi);
 }
+
+/* DSP output row, packed weights and fast requantization. */
+static void pv_conv_row_packed(const pv_conv_t *c, int8_t *out, const int16_t *const *rows) {
+    const pv_layer_desc_t *d = c->d;
+    const uint32_t k = d->kernel, s = d->stride, groups = d->groups, out_w = d->out_w, out_c = d->out_c;
+    const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth, runlen = c->runlen, in_c = d->in_c;
+    const uint32_t gstride = c->wp * cin_g;
+    const int full = c->full;
+    const int32_t lo = c->lo, hi = c->hi;
+    const pv_rqp_t *const rq = c->rq;
+    const int16_t *const w16 = c->w16;
+    uint32_t ox, g, oc, ky, kx;
+    if (k == 3u && cin_g == 4u && !c->rowrun) {
+        for (ox = 0; ox < out_w; ox++) {
+            int8_t *o = out + (size_t)ox * out_c;
+            for (g = 0; g < groups; g++) {
+                const size_t col = (size_t)g * gstride + (size_t)ox * s * 4u;
+                const int32_t *r0 = rows[0] ? (const int32_t *)(const void *)(rows[0] + col) : pv_zero6;
+                const int32_t *r1 = rows[1] ? (const int32_t *)(const void *)(rows[1] + col) : pv_zero6;
+                const int32_t *r2 = rows[2] ? (const int32_t *)(const void *)(rows[2] + col) : pv_zero6;
+                const int32_t *w = (const int32_t *)(const void *)(w16 + (size_t)g * cout_g * depth);
+                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u, w += 2u * depth) {
+                    int32_t acc[4];
+                    acc[0] = rq[oc].bias;
+                    acc[1] = rq[oc + 1u].bias;
+                    acc[2] = rq[oc + 2u].bias;
+                    acc[3] = rq[oc + 3u].bias;
+                    pv_c3g4(r0, r1, r2, w, acc);
+                    pv_store4_fast(o + oc, rq + oc, acc, full, lo, hi);
+                }
+            }
+        }
+        return;
+    }
+    for (ox = 0; ox < out_w; ox++) {
+        int8_t *o = out + (size_t)ox * out_c;
+        for (g = 0; g < groups; g++) {
+            const int32_t *tx[PV_MAX_KERNEL * PV_MAX_KERNEL];
+            uint32_t tk[PV_MAX_KERNEL * PV_MAX_KERNEL], nt = 0, t;
+            for (ky = 0; ky < k; ky++) { /* the taps of this pixel and group: input words, depth offset */
+                if (rows[ky] == NULL) continue;
+                if (c->rowrun) {
+                    tx[nt] = (const int32_t *)(const void *)(rows[ky] + (size_t)ox * s * in_c);
+                    tk[nt++] = ky * runlen * 2u;
+                } else {
+                    for (kx = 0; kx < k; kx++) {
+                        tx[nt] = (const int32_t *)(const void *)(rows[ky] + (size_t)g * gstride +
+                                                                 ((size_t)ox * s + kx) * cin_g);
+                        tk[nt++] = (ky * k + kx) * cin_g * 2u;
+                    }
+                }
+            }
+            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+                const int32_t *w = (const int32_t *)(const void *)(w16 + (size_t)oc * depth);
+                int32_t acc[4];
+                acc[0] = rq[oc].bias;
+                acc[1] = rq[oc + 1u].bias;
+                acc[2] = rq[oc + 2u].bias;
+                acc[3] = rq[oc + 3u].bias;
+                for (t = 0; t < nt; t++) pv_dot4p(tx[t], w + tk[t], runlen / 4u, acc);
+                pv_store4_fast(o + oc, rq + oc, acc, full, lo, hi);
+            }
+        }
+    }
+}
+#endif
 
 /* Output row oy (out_w * out_c int8 at out) from the ring, which holds input rows pv_rows_ready before. */
 static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
     const pv_layer_desc_t *d = c->d;
-    const uint32_t k = d->kernel, s = d->stride, in_w = d->in_w, cin_g = c->cin_g, cout_g = c->cout_g;
-    const uint32_t depth = c->depth, runlen = c->runlen;
+    const uint32_t k = d->kernel, s = d->stride, cin_g = c->cin_g, cout_g = c->cout_g, in_c = d->in_c;
+    const uint32_t depth = c->depth, runlen = c->runlen, gstride = c->wp * cin_g;
     const int32_t iy0 = (int32_t)(oy * s) - (int32_t)d->pad_top;
     const int16_t *rows[PV_MAX_KERNEL];
-    uint32_t ky, ox, g, oc, kx, all_rows = 1u;
+    uint32_t ky, ox, g, oc, kx, j, i;
     for (ky = 0; ky < k; ky++) {
         const int32_t iy = iy0 + (int32_t)ky;
         rows[ky] = (iy < 0 || iy >= (int32_t)d->in_h) ? NULL : c->ring + (size_t)((uint32_t)iy % k) * c->row_elems;
-        if (rows[ky] == NULL) all_rows = 0u;
     }
-    (void)all_rows; /* used by the DSP path only */
-    for (ox = 0; ox < d->out_w; ox++) {
-        const int32_t ix0 = (int32_t)(ox * s) - (int32_t)d->pad_left;
-        int8_t *o = out + (size_t)ox * d->out_c;
 #if defined(PV_USE_DSP)
-        if (c->packed && !c->rowrun && k == 3u && cin_g == 4u && all_rows && ix0 >= 0 && ix0 + 3 <= (int32_t)in_w) {
-            for (g = 0; g < d->groups; g++) {
-                const size_t col = ((size_t)g * in_w + (uint32_t)ix0) * 4u;
-                const int32_t *r0 = (const int32_t *)(const void *)(rows[0] + col);
-                const int32_t *r1 = (const int32_t *)(const void *)(rows[1] + col);
-                const int32_t *r2 = (const int32_t *)(const void *)(rows[2] + col);
-                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                    int32_t acc[4];
-                    acc[0] = c->rq[oc].bias;
-                    acc[1] = c->rq[oc + 1u].bias;
-                    acc[2] = c->rq[oc + 2u].bias;
-                    acc[3] = c->rq[oc + 3u].bias;
-                    pv_c3g4(r0, r1, r2, (const int32_t *)(const void *)(c->w16 + (size_t)oc * depth), acc);
-                    pv_store4(c, o + oc, acc, oc);
-                }
-            }
-            continue;
-        }
+    if (c->packed && c->fast) {
+        pv_conv_row_packed(c, out, rows);
+        return;
+    }
 #endif
+    /* any shape: natural order (or the SXTB16 order on both sides), one channel at a time */
+    for (ox = 0; ox < d->out_w; ox++) {
+        int8_t *o = out + (size_t)ox * d->out_c;
         for (g = 0; g < d->groups; g++) {
-            for (oc = g * cout_g; oc < (g + 1u) * cout_g;) {
-                const uint32_t nb = (c->packed || oc + 4u <= (g + 1u) * cout_g) ? 4u : 1u;
-                int32_t acc[4] = {0, 0, 0, 0};
-                uint32_t j;
-                for (j = 0; j < nb; j++) acc[j] = c->rq[oc + j].bias;
+            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc++) {
+                const int16_t *w = c->w16 + (size_t)oc * depth;
+                int32_t acc = c->rq[oc].bias, v;
                 for (ky = 0; ky < k; ky++) {
                     if (rows[ky] == NULL) continue;
                     for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
-                        const int32_t ix = ix0 + (int32_t)kx;
-                        const uint32_t kofs = c->rowrun ? ky * runlen : (ky * k + kx) * cin_g;
-                        const int16_t *x;
-                        if (!c->rowrun && (ix < 0 || ix >= (int32_t)in_w)) continue;
-                        x = c->rowrun ? rows[ky] + (size_t)(uint32_t)ix0 * d->in_c
-                                      : rows[ky] + ((size_t)g * in_w + (uint32_t)ix) * cin_g;
-#if defined(PV_USE_DSP)
-                        if (c->packed) {
-                            pv_dot4p((const int32_t *)(const void *)x,
-                                     (const int32_t *)(const void *)(c->w16 + (size_t)oc * depth + (size_t)kofs * 4u),
-                                     runlen / 4u, acc);
-                            continue;
-                        }
-#endif
-                        for (j = 0; j < nb; j++) {
-                            const int16_t *w = c->w16 + (size_t)(oc + j) * depth + kofs;
-                            int32_t a = 0;
-                            uint32_t i;
-                            for (i = 0; i < runlen; i++) a += (int32_t)x[i] * w[i];
-                            acc[j] += a;
-                        }
+                        const int16_t *x = c->rowrun ? rows[ky] + (size_t)ox * s * in_c
+                                                     : rows[ky] + (size_t)g * gstride + ((size_t)ox * s + kx) * cin_g;
+                        const int16_t *wt = w + (c->rowrun ? ky * runlen : (ky * k + kx) * cin_g);
+                        for (i = 0; i < runlen; i++) acc += (int32_t)x[i] * wt[i];
                     }
                 }
-                if (nb == 4u) {
-                    pv_store4(c, o + oc, acc, oc);
+                if (c->fast) {
+                    v = pv_rq_fast(acc, &c->rq[oc]);
+                    o[oc] = pv_clamp(v, c->full, c->lo, c->hi);
                 } else {
-                    o[oc] = pv_conv_out(c, acc[0], oc);
+                    o[oc] = pv_out_slow(c->p, acc, oc);
                 }
-                oc += nb;
             }
         }
     }
+    (void)j;
 }
 
 /* A whole conv layer (not the first) in place: rows are expanded as the output rows need them. */

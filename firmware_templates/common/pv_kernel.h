@@ -21,7 +21,7 @@
  * the layer table; pv_stream_begin refuses with PV_ERR_LAYOUT when this constant is too small, and
  * tests/codegen/test_c_kernel.py checks the two agree). pv_arch.h may define it (codegen owns that). */
 #ifndef PV_KERNEL_ARENA_BYTES
-#define PV_KERNEL_ARENA_BYTES 31296u
+#define PV_KERNEL_ARENA_BYTES 32448u
 #endif
 
 /* Called after every layer with its int8 output (n bytes, HWC) — for layer-by-layer debugging. */
@@ -54,7 +54,7 @@ typedef struct pv_conv {
     int16_t *ring, *w16;
     struct pv_rqp *rq;
     int8_t *band;
-    uint32_t cin_g, cout_g, depth, row_elems, runlen;
+    uint32_t cin_g, cout_g, depth, row_elems, runlen, wp;
     int rowrun, packed, fast, full;
     int32_t lo, hi;
 } pv_conv_t;
