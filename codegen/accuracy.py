@@ -1,0 +1,105 @@
+"""``python -m codegen.accuracy``: how much int8 costs — the int8 model (the golden model, i.e. what every
+device computes bit for bit) against the float f of a stored user, on aligned faces.
+
+    python -m codegen.accuracy --user alice --dataset lfw --limit 1000 [--json FILE]
+
+Reports, at the user's operating threshold (meta.threshold, on f's logit): decision agreement (float
+accept == int8 accept, where int8 accepts when its dequantized logit >= threshold, the device's rule),
+the accept rates of both, mean / max |Δlogit| (dequantized int8 − float) in logit units and in int8
+steps of the logit (LSB), and the float logits' spread for scale. Works for any user-store entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u8: np.ndarray | None = None) -> dict:
+    """Agreement and |Δlogit| of int8 vs float f for one θ on uint8 (N, 112, 112, 3) images."""
+    import torch
+
+    from codegen.golden import run_int8
+    from codegen.quantize import quantize
+    from training.verifier.functional import f_apply, to_input
+
+    qf = quantize(theta, enroll_u8=enroll_u8)
+    q = run_int8(qf, images_u8)
+    dq = qf.dequantize_logit(q).astype(np.float64)
+    with torch.no_grad():
+        fl = np.concatenate([
+            f_apply(to_input(np.ascontiguousarray(images_u8[i : i + 256])), torch.as_tensor(theta)).double().numpy()
+            for i in range(0, len(images_u8), 256)
+        ])
+    d = np.abs(dq - fl)
+    acc_f = fl >= threshold
+    acc_q = qf.decide(q, threshold)
+    near = np.abs(fl - threshold) <= qf.logit_scale
+    return {
+        "n_images": int(len(images_u8)),
+        "threshold": float(threshold),
+        "decision_agreement": float((acc_f == acc_q).mean()),
+        "n_disagree": int((acc_f != acc_q).sum()),
+        "n_within_1lsb_of_threshold": int(near.sum()),
+        "accept_rate_float": float(acc_f.mean()),
+        "accept_rate_int8": float(acc_q.mean()),
+        "mean_abs_dlogit": float(d.mean()),
+        "max_abs_dlogit": float(d.max()),
+        "mean_abs_dlogit_lsb": float(d.mean() / qf.logit_scale),
+        "max_abs_dlogit_lsb": float(d.max() / qf.logit_scale),
+        "logit_lsb": float(qf.logit_scale),
+        "float_logit_mean": float(fl.mean()),
+        "float_logit_std": float(fl.std()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m codegen.accuracy",
+                                 description="Decision agreement and |Δlogit| of a user's int8 f vs the float f.")
+    ap.add_argument("--user", required=True, help="user id in the user store")
+    ap.add_argument("--users", type=Path, help="user store root (default: $FACEVERIF_USERS or ./users)")
+    ap.add_argument("--dataset", default="lfw", help="lfw, or an image folder (one sub-folder per person)")
+    ap.add_argument("--limit", type=int, default=1000, help="number of images, spread over the dataset")
+    ap.add_argument("--threshold", type=float, help="override the stored operating threshold")
+    ap.add_argument("--json", type=Path, help="also write the report here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from codegen.faces import load_crops
+    from training.paths import SharedDataMissing
+    from training.user_store import UserStore, UserStoreError
+
+    store = UserStore(args.users)
+    try:
+        theta, meta = store.load(args.user)
+        crop = store.load_crop(args.user) if hasattr(store, "load_crop") else None
+    except UserStoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    try:
+        imgs, _ = load_crops(args.dataset, args.limit)
+    except (ValueError, FileNotFoundError, SharedDataMissing) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    thr = meta.threshold if args.threshold is None else args.threshold
+    rep = {"user": args.user, "dataset": args.dataset, "hypermodel_id": meta.hypermodel_id,
+           **measure(theta, imgs, thr, crop), "seconds": round(time.perf_counter() - t0, 1)}
+    text = json.dumps(rep, indent=2)
+    print(text)
+    if args.json:
+        from training.atomic import atomic_write_bytes
+
+        atomic_write_bytes(args.json, (text + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

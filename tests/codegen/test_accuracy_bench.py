@@ -1,0 +1,66 @@
+"""codegen.accuracy (int8 vs float f of a stored user) and codegen.bench (emission time, JSON)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codegen import accuracy, bench
+from codegen.golden import run_int8
+from codegen.quantize import quantize
+from tests.codegen.users import make_store
+from tests.conftest import require_shared
+from training.verifier.functional import f_apply, to_input
+
+
+def test_measure_matches_an_independent_computation(tmp_path, face_images: np.ndarray) -> None:
+    store = make_store(tmp_path / "users")
+    theta, meta = store.load("carol")
+    crop = store.load_crop("carol")
+    imgs = face_images[:64]
+    rep = accuracy.measure(theta, imgs, meta.threshold, crop)
+    qf = quantize(theta, enroll_u8=crop)
+    dq = qf.dequantize_logit(run_int8(qf, imgs)).astype(np.float64)
+    with torch.no_grad():
+        fl = f_apply(to_input(imgs), torch.as_tensor(theta)).double().numpy()
+    assert rep["n_images"] == 64
+    assert rep["decision_agreement"] == pytest.approx(((dq >= meta.threshold) == (fl >= meta.threshold)).mean())
+    assert rep["max_abs_dlogit"] == pytest.approx(np.abs(dq - fl).max(), rel=1e-6)
+    assert rep["mean_abs_dlogit_lsb"] == pytest.approx(np.abs(dq - fl).mean() / qf.logit_scale, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_accuracy_cli_on_lfw(tmp_path, capsys) -> None:
+    require_shared("data", "lfw")
+    store = make_store(tmp_path / "users")
+    out = tmp_path / "acc.json"
+    assert accuracy.main(["--users", str(store.root), "--user", "bob", "--limit", "200", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["n_images"] == 200 and rep["user"] == "bob"
+    assert rep["n_disagree"] == round((1 - rep["decision_agreement"]) * 200)
+    print(json.dumps(rep, indent=1))
+
+
+def test_accuracy_cli_unknown_user(tmp_path, capsys) -> None:
+    store = make_store(tmp_path / "users")
+    assert accuracy.main(["--users", str(store.root), "--user", "nobody"]) == 2
+    assert "unknown user 'nobody'" in capsys.readouterr().err
+
+
+def test_bench_writes_json(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert bench.main(["--random", "2", "--target", "host", "--format", "blob", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert [r["user"] for r in rep["rows"]] == ["random0", "random1"]
+    for r in rep["rows"]:
+        assert r["seconds"]["total_s"] > 0 and "quantize_s" in r["seconds"] and "project_s" in r["seconds"]
+        assert r["theta_flash_bytes"] == 30264 and r["n_files"] > 10
+    assert "random0" in capsys.readouterr().out
+
+
+def test_bench_refuses_an_empty_store(tmp_path, capsys) -> None:
+    assert bench.main(["--users", str(tmp_path / "none"), "--json", str(tmp_path / "b.json")]) == 2
+    assert "no users" in capsys.readouterr().err
