@@ -246,12 +246,12 @@ static uint32_t pv_lag(const pv_layer_desc_t *d) {
 
 static uint32_t pv_depth(const pv_layer_desc_t *d) { return d->kernel * d->kernel * (d->in_c / d->groups); }
 
-typedef struct pv_rqp {
-    int32_t bias; /* bias << (left + 1) on the fast path, else bias */
-    int32_t mult;
-    int32_t rnd;  /* 2^e + out_zp * 2^(e+1), e = right shift */
-    int32_t e1;   /* e + 1 */
-} pv_rqp_t;
+/* Requantization parameters, per block of 4 output channels: bias[4], mult[4], rnd[4], e1[4] (words), so
+ * that a block's values load in pairs. bias: bias << (left + 1) on the fast path, else bias;
+ * rnd = 2^e + out_zp * 2^(e+1) and e1 = e + 1 for the right shift e. */
+#define PV_RQ_WORDS(out_c) ((((out_c) + 3u) / 4u) * 16u)
+#define PV_RQ(rq, oc, field) ((rq)[((oc) >> 2) * 16u + (field) * 4u + ((oc) & 3u)])
+enum { PV_RQ_BIAS = 0, PV_RQ_MULT = 1, PV_RQ_RND = 2, PV_RQ_E1 = 3 };
 
 /* Ring geometry of a conv: row-run layout (one group, no left/right pad, every kernel row a contiguous
  * word-aligned run of the input row) keeps rows as they are; otherwise rows are group-major with
@@ -277,7 +277,7 @@ static uint32_t pv_ring_row_elems(const pv_layer_desc_t *d) {
 static uint32_t pv_scratch_bytes(const pv_layer_desc_t *d, int first) {
     if (d->kind == PV_KIND_CONV) {
         uint32_t n = PV_ALIGN8(d->kernel * pv_ring_row_elems(d) * 2u) + PV_ALIGN8(d->out_c * pv_depth(d) * 2u) +
-                     d->out_c * (uint32_t)sizeof(pv_rqp_t);
+                     PV_RQ_WORDS(d->out_c) * 4u;
         if (first) n += PV_ALIGN8(d->kernel * d->in_w * d->in_c);
         return n;
     }
@@ -364,8 +364,8 @@ static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer
     ring_bytes = PV_ALIGN8(k * c->row_elems * 2u);
     c->ring = pv_at16(scratch, 0u);
     c->w16 = pv_at16(scratch, ring_bytes);
-    c->rq = (pv_rqp_t *)(void *)(scratch + ring_bytes + PV_ALIGN8(d->out_c * c->depth * 2u));
-    c->band = (int8_t *)(void *)((uint8_t *)(void *)c->rq + d->out_c * (uint32_t)sizeof(pv_rqp_t));
+    c->rq = (int32_t *)(void *)(scratch + ring_bytes + PV_ALIGN8(d->out_c * c->depth * 2u));
+    c->band = (int8_t *)(void *)(c->rq + PV_RQ_WORDS(d->out_c));
     c->lo = p->act_min;
     c->hi = p->act_max;
     c->full = p->act_min == -128 && p->act_max == 127;
@@ -383,21 +383,16 @@ static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer
         const uint32_t q = oc * qstep;
         const int32_t sh = p->shift[q];
         const uint32_t lsh = c->fast ? (uint32_t)(sh > 0 ? sh : 0) + 1u : 0u, e = sh > 0 ? 0u : (uint32_t)-sh;
-        pv_rqp_t *rq = &c->rq[oc];
         const int8_t *w8 = p->weights + (size_t)oc * c->depth;
-        rq->bias = pv_wrap_i32((uint32_t)p->bias[oc] << lsh);
-        rq->mult = p->mult[q];
-        rq->e1 = (int32_t)e + 1;
-        rq->rnd = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
+        PV_RQ(c->rq, oc, PV_RQ_BIAS) = pv_wrap_i32((uint32_t)p->bias[oc] << lsh);
+        PV_RQ(c->rq, oc, PV_RQ_MULT) = p->mult[q];
+        PV_RQ(c->rq, oc, PV_RQ_E1) = (int32_t)e + 1;
+        PV_RQ(c->rq, oc, PV_RQ_RND) = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
         if (c->packed) {
             /* blocks of 4 channels; inside, per 4 values of depth: channel j's 2 words at 2j, 2j+1 */
             int16_t *blk = c->w16 + (size_t)(oc & ~3u) * c->depth + (oc & 3u) * 4u;
-            int16_t tmp[4];
             uint32_t i;
-            for (i = 0; i < c->depth; i += 4u) {
-                pv_expand(tmp, w8 + i, 4u, 0, lsh);
-                memcpy(blk + (size_t)i * 4u, tmp, sizeof(tmp));
-            }
+            for (i = 0; i < c->depth; i += 4u) pv_expand(blk + (size_t)i * 4u, w8 + i, 4u, 0, lsh);
         } else {
             for (r = 0; r < runs; r++)
                 pv_expand(c->w16 + (size_t)oc * c->depth + r * c->runlen, w8 + r * c->runlen, c->runlen, 0, lsh);
@@ -411,15 +406,36 @@ static void pv_conv_expand_row(const pv_conv_t *c, const int8_t *src, uint32_t i
     const pv_layer_desc_t *d = c->d;
     int16_t *dst = c->ring + (size_t)(iy % d->kernel) * c->row_elems;
     const int32_t zp = c->p->in_zp;
-    const uint32_t cin_g = c->cin_g, in_c = d->in_c, in_w = d->in_w, gstride = c->wp * cin_g;
+    const uint32_t cin_g = c->cin_g, in_c = d->in_c, in_w = d->in_w, groups = d->groups, gstride = c->wp * cin_g;
     uint32_t ix, g;
     if (c->rowrun) {
         pv_expand(dst, src, c->row_elems, zp, 0u);
         return;
     }
     dst += (size_t)d->pad_left * cin_g;
+#if defined(PV_USE_DSP)
+    if ((cin_g & 3u) == 0u) { /* word by word, straight to the group's column */
+        const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)zp << 16) | (uint32_t)(uint16_t)(int16_t)zp);
+        for (g = 0; g < groups; g++) {
+            const int8_t *sg = src + g * cin_g;
+            int16_t *dg = dst + (size_t)g * gstride;
+            for (ix = 0; ix < in_w; ix++, sg += in_c, dg += cin_g) {
+                uint32_t i;
+                for (i = 0; i < cin_g; i += 4u) {
+                    int32_t w, lo, hi;
+                    PV_LOAD32(w, sg + i);
+                    lo = pv_ssub16(pv_sxtb16(w), zp2);
+                    hi = pv_ssub16(pv_sxtb16(pv_ror8(w)), zp2);
+                    PV_LOAD32(dg[i], &lo);
+                    PV_LOAD32(dg[i + 2u], &hi);
+                }
+            }
+        }
+        return;
+    }
+#endif
     for (ix = 0; ix < in_w; ix++, src += in_c, dst += cin_g)
-        for (g = 0; g < d->groups; g++) pv_expand(dst + (size_t)g * gstride, src + g * cin_g, cin_g, zp, 0u);
+        for (g = 0; g < groups; g++) pv_expand(dst + (size_t)g * gstride, src + g * cin_g, cin_g, zp, 0u);
 }
 
 /* Transcribed requantization of one accumulator (bias included) of output channel oc. */
@@ -438,9 +454,16 @@ static int8_t pv_out_slow(const pv_layer_params_t *p, int32_t acc, uint32_t oc) 
  * floor((2y - [x<0]) / 2^(e+1)), and for x < 0 no multiple of 2^(e+1) lies between 2y - 2 and the odd
  * 2y - 1 — and for e = 0 it gives x. Adding zp * 2^(e+1) before the shift adds zp after it. No overflow:
  * |acc| < 2^30 (checked at setup), so |2h| <= 2^30, 2^e <= 2^21 and |zp * 2^(e+1)| <= 2^29. */
-static inline int32_t pv_rq_fast(int32_t acc, const pv_rqp_t *q) {
-    const int32_t h = pv_smmulr(acc, q->mult);
-    return pv_asr(pv_wrap_i32((uint32_t)q->rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31)), q->e1);
+static inline int32_t pv_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
+    const int32_t h = pv_smmulr(acc, mult);
+    int32_t t;
+#if defined(PV_HAVE_SMMULR)
+    /* rnd + 2h - (h >>> 31) in two instructions (GCC makes three of the C below) */
+    __asm__("add %0, %1, %2, lsl #1\n\tsub %0, %0, %2, lsr #31" : "=&r"(t) : "r"(rnd), "r"(h));
+#else
+    t = pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31));
+#endif
+    return pv_asr(t, e1);
 }
 
 static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
@@ -453,11 +476,9 @@ static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
 }
 
 #if defined(PV_USE_DSP)
-static const int32_t pv_zero6[6] = {0, 0, 0, 0, 0, 0}; /* a padding row of 3 taps x 4 channels, as words */
-
-/* a[0..3] += packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
 /* Two consecutive words in one load: LDRD on Cortex-M4 (GCC splits 64-bit loads into two LDR for this
- * core, hence the asm; the memory operand tells the compiler what is read). The int16 buffers are
+ * core, hence the asm). The asm does not tell the compiler which memory it reads: it is only used in
+ * pv_conv_row_packed (not inlined), during which that memory does not change. The int16 buffers are
  * 8-byte aligned and every pair read here starts at a multiple of 8 bytes (LDRD itself needs 4). */
 #if defined(__GNUC__)
 typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
@@ -466,7 +487,7 @@ typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
 #define PV_LD2(base, off, a, b)                                                               \
     __asm__("ldrd %0, %1, [%2, %3]"                                                           \
             : "=r"(a), "=r"(b)                                                                \
-            : "r"(base), "I"(4 * (off)), "m"(*(const pv_u64a *)(const void *)((base) + (off))))
+            : "r"(base), "I"(4 * (off)))
 #elif defined(__GNUC__)
 #define PV_LD2(base, off, a, b)                                                     \
     do {                                                                            \
@@ -502,6 +523,9 @@ typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
         a3 = pv_smlad(x1, w1, a3);            \
     } while (0)
 
+static const int32_t pv_zero6[6] = {0, 0, 0, 0, 0, 0}; /* a padding row of 3 taps x 4 channels, as words */
+
+/* a[0..3] += packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
 static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     const int32_t *const xe = x + 2u * nblk;
@@ -522,96 +546,99 @@ static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, i
     acc[3] = a3;
 }
 
-/* 3x3 taps of one group of 4 input channels for 4 output channels: r0..r2 point at the group's first
- * tap column in the three ring rows (2 words per column); w at the block's weights (8 words per tap). */
-static inline void pv_c3g4(const int32_t *r0, const int32_t *r1, const int32_t *r2, const int32_t *w, int32_t *acc) {
+/* 3 taps (one kernel row) of one group of 4 input channels for 4 output channels: r points at the
+ * group's first tap column in the ring row (2 words per column); w at the row's weights (8 per tap). */
+static inline void pv_c3g4_row(const int32_t *r, const int32_t *w, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    PV_BLK(r0, 0, w, 0);
-    PV_BLK(r0, 2, w, 8);
-    PV_BLK(r0, 4, w, 16);
-    PV_BLK(r1, 0, w, 24);
-    PV_BLK(r1, 2, w, 32);
-    PV_BLK(r1, 4, w, 40);
-    PV_BLK(r2, 0, w, 48);
-    PV_BLK(r2, 2, w, 56);
-    PV_BLK(r2, 4, w, 64);
+    PV_BLK(r, 0, w, 0);
+    PV_BLK(r, 2, w, 8);
+    PV_BLK(r, 4, w, 16);
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
 }
-#undef PV_BLK
 
-/* requantize and store a block of 4 output channels (fast path) */
-static inline void pv_store4_fast(int8_t *o, const pv_rqp_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
-    const int32_t v0 = pv_rq_fast(acc[0], q), v1 = pv_rq_fast(acc[1], q + 1);
-    const int32_t v2 = pv_rq_fast(acc[2], q + 2), v3 = pv_rq_fast(acc[3], q + 3);
-    o[0] = pv_clamp(v0, full, lo, hi);
-    o[1] = pv_clamp(v1, full, lo, hi);
-    o[2] = pv_clamp(v2, full, lo, hi);
-    o[3] = pv_clamp(v3, full, lo, hi);
+/* requantize and store a block of 4 output channels (fast path); q = the block's 16 rq words */
+static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
+    int32_t m0, m1, m2, m3, r0, r1, r2, r3, e0, e1, e2, e3;
+    PV_LD2(q, 4, m0, m1);
+    PV_LD2(q, 8, r0, r1);
+    PV_LD2(q, 12, e0, e1);
+    o[0] = pv_clamp(pv_rq_fast(acc[0], m0, r0, e0), full, lo, hi);
+    o[1] = pv_clamp(pv_rq_fast(acc[1], m1, r1, e1), full, lo, hi);
+    PV_LD2(q, 6, m2, m3);
+    PV_LD2(q, 10, r2, r3);
+    PV_LD2(q, 14, e2, e3);
+    o[2] = pv_clamp(pv_rq_fast(acc[2], m2, r2, e2), full, lo, hi);
+    o[3] = pv_clamp(pv_rq_fast(acc[3], m3, r3, e3), full, lo, hi);
 }
 
-/* DSP output row, packed weights and fast requantization. */
-static void pv_conv_row_packed(const pv_conv_t *c, int8_t *out, const int16_t *const *rows) {
+#define PV_BIAS4(q, acc)                   \
+    do {                                   \
+        PV_LD2((q), 0, (acc)[0], (acc)[1]); \
+        PV_LD2((q), 2, (acc)[2], (acc)[3]); \
+    } while (0)
+
+/* DSP output row, packed weights and fast requantization. Not inlined: the LDRD asm reads memory the
+ * compiler does not see, which is fixed while this function runs (it writes only the output row). */
+__attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_t *c, int8_t *out,
+                                                          const int16_t *const *rows) {
     const pv_layer_desc_t *d = c->d;
     const uint32_t k = d->kernel, s = d->stride, groups = d->groups, out_w = d->out_w, out_c = d->out_c;
-    const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth, runlen = c->runlen, in_c = d->in_c;
-    const uint32_t gstride = c->wp * cin_g;
+    const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth, in_c = d->in_c;
+    const uint32_t gstride = c->wp * cin_g, nblk = c->runlen / 4u;
     const int full = c->full;
     const int32_t lo = c->lo, hi = c->hi;
-    const pv_rqp_t *const rq = c->rq;
-    const int16_t *const w16 = c->w16;
+    const int32_t *const rq = c->rq;
+    const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
     uint32_t ox, g, oc, ky, kx;
     if (k == 3u && cin_g == 4u && !c->rowrun) {
-        for (ox = 0; ox < out_w; ox++) {
-            int8_t *o = out + (size_t)ox * out_c;
-            for (g = 0; g < groups; g++) {
-                const size_t col = (size_t)g * gstride + (size_t)ox * s * 4u;
-                const int32_t *r0 = rows[0] ? (const int32_t *)(const void *)(rows[0] + col) : pv_zero6;
-                const int32_t *r1 = rows[1] ? (const int32_t *)(const void *)(rows[1] + col) : pv_zero6;
-                const int32_t *r2 = rows[2] ? (const int32_t *)(const void *)(rows[2] + col) : pv_zero6;
-                const int32_t *w = (const int32_t *)(const void *)(w16 + (size_t)g * cout_g * depth);
-                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u, w += 2u * depth) {
+        const int32_t *rr[3];
+        for (ky = 0; ky < 3u; ky++) rr[ky] = rows[ky] ? (const int32_t *)(const void *)rows[ky] : NULL;
+        for (g = 0; g < groups; g++) {
+            for (ox = 0; ox < out_w; ox++) {
+                const size_t col = ((size_t)g * gstride + (size_t)ox * s * 4u) / 2u; /* words */
+                const int32_t *const r0 = rr[0] ? rr[0] + col : pv_zero6;
+                const int32_t *const r1 = rr[1] ? rr[1] + col : pv_zero6;
+                const int32_t *const r2 = rr[2] ? rr[2] + col : pv_zero6;
+                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
+                    const int32_t *q = rq + (oc >> 2) * 16u;
                     int32_t acc[4];
-                    acc[0] = rq[oc].bias;
-                    acc[1] = rq[oc + 1u].bias;
-                    acc[2] = rq[oc + 2u].bias;
-                    acc[3] = rq[oc + 3u].bias;
-                    pv_c3g4(r0, r1, r2, w, acc);
-                    pv_store4_fast(o + oc, rq + oc, acc, full, lo, hi);
+                    PV_BIAS4(q, acc);
+                    pv_c3g4_row(r0, w, acc);
+                    pv_c3g4_row(r1, w + 24, acc);
+                    pv_c3g4_row(r2, w + 48, acc);
+                    pv_store4_fast(out + (size_t)ox * out_c + oc, q, acc, full, lo, hi);
                 }
             }
         }
         return;
     }
-    for (ox = 0; ox < out_w; ox++) {
-        int8_t *o = out + (size_t)ox * out_c;
-        for (g = 0; g < groups; g++) {
-            const int32_t *tx[PV_MAX_KERNEL * PV_MAX_KERNEL];
-            uint32_t tk[PV_MAX_KERNEL * PV_MAX_KERNEL], nt = 0, t;
-            for (ky = 0; ky < k; ky++) { /* the taps of this pixel and group: input words, depth offset */
-                if (rows[ky] == NULL) continue;
-                if (c->rowrun) {
-                    tx[nt] = (const int32_t *)(const void *)(rows[ky] + (size_t)ox * s * in_c);
-                    tk[nt++] = ky * runlen * 2u;
-                } else {
-                    for (kx = 0; kx < k; kx++) {
-                        tx[nt] = (const int32_t *)(const void *)(rows[ky] + (size_t)g * gstride +
-                                                                 ((size_t)ox * s + kx) * cin_g);
-                        tk[nt++] = (ky * k + kx) * cin_g * 2u;
-                    }
-                }
+    {
+        /* the taps of output pixel 0, group 0: input words and weight offset (words) */
+        const int32_t *tx[PV_MAX_KERNEL * PV_MAX_KERNEL];
+        uint32_t tk[PV_MAX_KERNEL * PV_MAX_KERNEL], nt = 0, t;
+        for (ky = 0; ky < k; ky++) {
+            if (rows[ky] == NULL) continue;
+            for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
+                tx[nt] = (const int32_t *)(const void *)(rows[ky] + kx * cin_g);
+                tk[nt++] = (c->rowrun ? ky * c->runlen : (ky * k + kx) * cin_g) * 2u;
             }
-            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                const int32_t *w = (const int32_t *)(const void *)(w16 + (size_t)oc * depth);
-                int32_t acc[4];
-                acc[0] = rq[oc].bias;
-                acc[1] = rq[oc + 1u].bias;
-                acc[2] = rq[oc + 2u].bias;
-                acc[3] = rq[oc + 3u].bias;
-                for (t = 0; t < nt; t++) pv_dot4p(tx[t], w + tk[t], runlen / 4u, acc);
-                pv_store4_fast(o + oc, rq + oc, acc, full, lo, hi);
+        }
+        for (ox = 0; ox < out_w; ox++) {
+            int8_t *o = out + (size_t)ox * out_c;
+            for (g = 0; g < groups; g++) {
+                const size_t xo = ((size_t)ox * s * (c->rowrun ? in_c : cin_g) + (size_t)g * gstride) / 2u; /* words */
+                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
+                    const int32_t *q = rq + (oc >> 2) * 16u;
+                    int32_t acc[4];
+                    PV_BIAS4(q, acc);
+                    for (t = 0; t < nt; t++) pv_dot4p(tx[t] + xo, w + tk[t], nblk, acc);
+                    pv_store4_fast(o + oc, q, acc, full, lo, hi);
+                }
             }
         }
     }
@@ -625,7 +652,7 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
     const uint32_t depth = c->depth, runlen = c->runlen, gstride = c->wp * cin_g;
     const int32_t iy0 = (int32_t)(oy * s) - (int32_t)d->pad_top;
     const int16_t *rows[PV_MAX_KERNEL];
-    uint32_t ky, ox, g, oc, kx, j, i;
+    uint32_t ky, ox, g, oc, kx, i;
     for (ky = 0; ky < k; ky++) {
         const int32_t iy = iy0 + (int32_t)ky;
         rows[ky] = (iy < 0 || iy >= (int32_t)d->in_h) ? NULL : c->ring + (size_t)((uint32_t)iy % k) * c->row_elems;
@@ -642,7 +669,7 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
         for (g = 0; g < d->groups; g++) {
             for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc++) {
                 const int16_t *w = c->w16 + (size_t)oc * depth;
-                int32_t acc = c->rq[oc].bias, v;
+                int32_t acc = PV_RQ(c->rq, oc, PV_RQ_BIAS);
                 for (ky = 0; ky < k; ky++) {
                     if (rows[ky] == NULL) continue;
                     for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
@@ -653,7 +680,8 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
                     }
                 }
                 if (c->fast) {
-                    v = pv_rq_fast(acc, &c->rq[oc]);
+                    const int32_t v = pv_rq_fast(acc, PV_RQ(c->rq, oc, PV_RQ_MULT), PV_RQ(c->rq, oc, PV_RQ_RND),
+                                                 PV_RQ(c->rq, oc, PV_RQ_E1));
                     o[oc] = pv_clamp(v, c->full, c->lo, c->hi);
                 } else {
                     o[oc] = pv_out_slow(c->p, acc, oc);
@@ -661,7 +689,6 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
             }
         }
     }
-    (void)j;
 }
 
 /* A whole conv layer (not the first) in place: rows are expanded as the output rows need them. */

@@ -47,12 +47,11 @@ void pv_plan(pv_plan_t *pl);
 uint32_t pv_kernel_arena_need(void);
 
 /* A conv layer set up in the scratch (internal to pv_kernel.c; here because pv_stream_t holds one). */
-struct pv_rqp;
 typedef struct pv_conv {
     const pv_layer_desc_t *d;
     const pv_layer_params_t *p;
     int16_t *ring, *w16;
-    struct pv_rqp *rq;
+    int32_t *rq; /* requantization parameters, blocks of 4 channels */
     int8_t *band;
     uint32_t cin_g, cout_g, depth, row_elems, runlen, wp;
     int rowrun, packed, fast, full;
