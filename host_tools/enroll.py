@@ -58,11 +58,14 @@ def blob_from_store(
 ) -> tuple[UserBlob, np.ndarray, UserMeta]:
     """Quantizes the user's stored θ and packs its blob. Returns (blob, float θ, metadata).
 
-    ``enroll_u8``: the user's aligned enrollment crop, added to the calibration set when known (the
-    quantization is deterministic for the same θ and crop, so the same call gives the same blob).
+    Calibration as ``codegen.emit`` does it: package faces plus the user's aligned enrollment crop
+    (``enroll_u8``, default: the one kept in the store entry). The quantization is deterministic, so
+    this gives the same blob as ``codegen.emit`` for the same entry.
     """
     st = store if isinstance(store, UserStore) else UserStore(store)
     theta, meta = st.load(user_id)
+    if enroll_u8 is None:
+        enroll_u8 = st.load_crop(user_id)
     qf = quantize(theta, enroll_u8)
     blob = pack_blob(qf, user_id, meta.threshold)
     return UserBlob(user_id, blob, qf, meta.threshold, f"user store {st.root}"), theta, meta

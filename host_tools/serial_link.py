@@ -653,17 +653,17 @@ def open_error_message(url: str, exc: BaseException) -> str:
     """Why a port could not be opened, and the way out."""
     text = str(exc)
     low = text.lower()
-    if "://" not in url and ("no such file" in low or "errno 2" in low):
+    if "://" not in url and ("no such file" in low or "errno 2]" in low):
         hint = "no such device: is the board plugged in? List ports with `python -m serial.tools.list_ports`"
-    elif "lock" in low or "busy" in low or "errno 16" in low or "errno 11" in low:
-        hint = "the port is busy: another program (a serial monitor, another host_tools command) holds it"
-    elif "permission" in low or "errno 13" in low:
-        hint = "permission denied: add yourself to the 'dialout' group (then log in again)"
-    elif url.startswith("socket://") and ("refused" in low or "errno 111" in low):
+    elif url.startswith("socket://") and ("refused" in low or "errno 111]" in low):
         hint = (
             "nothing listens there: boot a virtual board first "
             "(python -m host_tools.flash --target cortex-m-qemu | --target host)"
         )
+    elif "lock" in low or "busy" in low or "errno 16]" in low or "errno 11]" in low:
+        hint = "the port is busy: another program (a serial monitor, another host_tools command) holds it"
+    elif "permission" in low or "errno 13]" in low:
+        hint = "permission denied: add yourself to the 'dialout' group (then log in again)"
     else:
         hint = "check the port name (a device path, socket://HOST:PORT or rfc2217://HOST:PORT)"
     return f"cannot open {url}: {text} ({hint})"
