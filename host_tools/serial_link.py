@@ -433,8 +433,17 @@ class SerialLink:
             if not data:
                 return data
             if self._is_socket:
-                port.timeout = 0
-                return data + port.read(1 << 16)
+                # take what the socket holds without pyserial's read(): at EOF that raises and drops the
+                # bytes it already collected (a board's last reply before it exits); EOF is reported by
+                # the next read instead
+                sock = getattr(port, "_socket", None)
+                if sock is None:
+                    port.timeout = 0
+                    return data + port.read(1 << 16)
+                try:
+                    return data + sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    return data
             waiting = port.in_waiting
             return data + port.read(waiting) if waiting else data
         except (serial.SerialException, OSError) as e:

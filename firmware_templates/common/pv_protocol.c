@@ -9,21 +9,15 @@
 #include "pv_crc32.h"
 #include "pv_kernel.h"
 
-#ifndef PV_ARENA_BYTES
-#error "pv_arch.h must define PV_ARENA_BYTES"
-#endif
 typedef char pv_image_bytes_match_spec[(PV_INPUT_BYTES == PV_IMAGE_BYTES) ? 1 : -1];
 
 #define BENCH_MAX 100000u
 
-/* Static buffers: the frame being received, one image, the kernel's arena. */
+/* Static buffers: the frame being received and the kernel's arena (activations in place + scratch; the
+ * image streams through it). */
 static uint8_t s_rx_buf[PV_FRAME_BUF_BYTES(PV_FRAME_MAX_PAYLOAD)];
 static union {
-    int8_t b[PV_IMAGE_BYTES];
-    uint32_t align_;
-} s_image;
-static union {
-    uint8_t b[PV_ARENA_BYTES];
+    uint8_t b[PV_KERNEL_ARENA_BYTES];
     uint64_t align_;
 } s_arena;
 
@@ -106,7 +100,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     (void)pv_store_active_blob(s, &blob_len);
     pv_wr32(out + 56, blob_len);
     pv_wr32(out + 60, p->board.free_ram);
-    pv_wr32(out + 64, (uint32_t)PV_ARENA_BYTES);
+    pv_wr32(out + 64, (uint32_t)PV_KERNEL_ARENA_BYTES);
     pv_wr32(out + 68, PV_IMAGE_BYTES);
     pv_wr32(out + 72, p->board.tick_hz);
     pv_wr32(out + 76, p->board.bulk != NULL ? p->board.bulk_bytes / PV_IMAGE_BYTES : 0u);
@@ -114,6 +108,8 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     pv_wr32(out + 84, p->dec.frames_ok);
     pv_wr32(out + 88, p->dec.frames_bad);
     memcpy(out + 92, p->board.name, 8);
+    pv_wr32(out + 100, p->board.stack_used != NULL ? p->board.stack_used(p->board.ctx) : 0u);
+    pv_wr32(out + 104, p->board.static_ram);
 }
 
 /* ---- inference -------------------------------------------------------------------------------------- */
@@ -134,18 +130,24 @@ static uint32_t tick_edge(pv_proto_t *p) {
     return t0;
 }
 
+static void fill_result(const pv_model_t *m, infer_result_t *r) {
+    r->real = pv_dequantize_logit(m, r->q);
+    r->score = 1.0f / (1.0f + expf(-r->real));
+    r->decision = pv_decide(m, r->q) ? 1u : 0u;
+}
+
+/* A whole image in memory (BENCH, INFER_BULK); ends any INFER being streamed (the arena is shared). */
 static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
     const pv_model_t *m = &p->store->model;
     uint32_t t0, t1;
     int rc;
+    p->img_received = 0;
     t0 = tick_edge(p);
     rc = pv_infer(m, img, &r->q, s_arena.b);
     t1 = p->board.ticks(p->board.ctx);
     r->ticks = t1 - t0;
     if (rc != 0) return rc;
-    r->real = pv_dequantize_logit(m, r->q);
-    r->score = 1.0f / (1.0f + expf(-r->real));
-    r->decision = pv_decide(m, r->q) ? 1u : 0u;
+    fill_result(m, r);
     return 0;
 }
 
@@ -215,6 +217,7 @@ static void cmd_commit(pv_proto_t *p, const pv_frame_t *f) {
         reply_err(p, f, PV_E_BAD_STATE, (int32_t)p->store->xfer_received);
         return;
     }
+    p->img_received = 0; /* an image being streamed was set up with the old θ */
     rc = pv_store_commit(p->store);
     if (rc != PV_STORE_OK) {
         reply_err(p, f, store_err_code(rc), rc == PV_STORE_ERR_BLOB ? p->store->last_blob_err : rc);
@@ -226,9 +229,11 @@ static void cmd_commit(pv_proto_t *p, const pv_frame_t *f) {
     reply_ok(p, f, b, sizeof(b));
 }
 
+/* INFER chunks go straight into the kernel (pv_stream_feed): the stem consumes every 4-row band as soon as
+ * it is complete. A chunk may repeat bytes already taken (a resend): only the new part is fed. */
 static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
     uint8_t b[20];
-    uint32_t size, off, n;
+    uint32_t size, off, n, skip, t0;
     infer_result_t r;
     int rc;
     if (f->len < 8) {
@@ -252,28 +257,51 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
     }
     if (off == 0) {
         p->img_received = 0;
+        p->img_ticks = 0;
         p->img_complete = 0;
+        rc = pv_stream_begin(&p->stream, &p->store->model, s_arena.b);
+        if (rc != PV_OK) {
+            reply_err(p, f, PV_E_INFER_FAILED, rc);
+            return;
+        }
     }
     if (off > p->img_received) {
         reply_err(p, f, PV_E_BAD_STATE, (int32_t)p->img_received);
         return;
     }
-    if (n > 0) memcpy(s_image.b + off, f->payload + 8, n);
-    if (off + n > p->img_received) p->img_received = off + n;
+    skip = p->img_received - off; /* bytes of this chunk the kernel already has */
+    if (n > skip) {
+        if (p->board.keep_image != NULL) memcpy(p->board.keep_image + p->img_received, f->payload + 8 + skip, n - skip);
+        t0 = p->board.ticks(p->board.ctx);
+        rc = pv_stream_feed(&p->stream, (const int8_t *)(f->payload + 8 + skip), n - skip);
+        p->img_ticks += p->board.ticks(p->board.ctx) - t0;
+        if (rc != PV_OK) {
+            p->img_received = 0;
+            reply_err(p, f, PV_E_INFER_FAILED, rc);
+            return;
+        }
+        p->img_received = off + n;
+    }
     memset(b, 0, sizeof(b));
     pv_wr32(b + 16, p->img_received);
-    if (p->img_received < PV_IMAGE_BYTES) {
-        reply_ok(p, f, b, sizeof(b)); /* b[0] = 0: more to come */
+    if (p->img_received < PV_IMAGE_BYTES || n <= skip) {
+        reply_ok(p, f, b, sizeof(b)); /* b[2] = 0: more to come (or a resend of bytes already taken) */
         return;
     }
-    p->img_complete = 1;
-    rc = run_infer(p, s_image.b, &r);
-    if (rc != 0) {
+    t0 = p->board.ticks(p->board.ctx);
+    rc = pv_stream_end(&p->stream, &r.q);
+    p->img_ticks += p->board.ticks(p->board.ctx) - t0;
+    p->img_received = 0; /* the next image starts at offset 0 */
+    if (rc != PV_OK) {
         reply_err(p, f, PV_E_INFER_FAILED, rc);
         return;
     }
+    p->img_complete = p->board.keep_image != NULL;
+    r.ticks = p->img_ticks;
+    fill_result(&p->store->model, &r);
     put_result(b, &r);
     b[2] = 1; /* done */
+    pv_wr32(b + 16, PV_IMAGE_BYTES);
     reply_ok(p, f, b, sizeof(b));
 }
 
@@ -301,7 +329,7 @@ static void cmd_bench(pv_proto_t *p, const pv_frame_t *f) {
     }
     memset(&r, 0, sizeof(r));
     for (uint32_t i = 0; i < n; i++) {
-        int rc = run_infer(p, s_image.b, &r);
+        int rc = run_infer(p, p->board.keep_image, &r);
         if (rc != 0) {
             reply_err(p, f, PV_E_INFER_FAILED, rc);
             return;

@@ -2,7 +2,8 @@
  *
  * A board feeds received bytes to pv_proto_rx(); complete frames are dispatched and answered through
  * the board's send() with the request's seq. Replies have cmd = request cmd | 0x80; refusals are ERROR
- * frames (0xFF). The handler owns static buffers only: the frame buffer, one image and the kernel arena.
+ * frames (0xFF). The handler owns static buffers only: the frame buffer and the kernel arena
+ * (PV_KERNEL_ARENA_BYTES). INFER chunks stream through the kernel's stem as they arrive: no image buffer.
  */
 #ifndef PV_PROTOCOL_H
 #define PV_PROTOCOL_H
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 #include "pv_frame.h"
+#include "pv_kernel.h"
 #include "pv_store.h"
 
 #ifdef __cplusplus
@@ -53,7 +55,7 @@ enum {
 
 #define PV_ERRF_FRAME 0x01u /* error flag: the frame itself was bad (seq/cmd are best effort) */
 
-#define PV_INFO_BYTES 100u
+#define PV_INFO_BYTES 108u /* 100 + u32 stack high-water mark + u32 static RAM (0: not reported) */
 #define PV_INFO_FLAG_BULK 0x01u
 #define PV_INFO_FLAG_XFER_OPEN 0x04u
 
@@ -70,6 +72,11 @@ typedef struct {
     uint32_t bulk_bytes;
     uint32_t free_ram;                                     /* bytes of RAM nobody uses */
     char name[8];                                          /* board name, NUL-padded */
+    /* Optional copy of the last INFER image outside the RAM budget (external PSRAM/flash; NULL: none).
+     * INFER streams the image through the kernel and never holds it; BENCH reruns this copy. */
+    int8_t *keep_image;
+    uint32_t (*stack_used)(void *ctx); /* stack high-water mark in bytes (NULL: not measured) */
+    uint32_t static_ram;               /* .data + .bss bytes of the firmware (0: not reported) */
 } pv_board_t;
 
 #define PV_CACHE_BYTES 128u
@@ -78,8 +85,10 @@ typedef struct {
     pv_board_t board;
     pv_store_t *store;
     pv_frame_decoder_t dec;
-    uint32_t img_received; /* contiguous image bytes from offset 0 */
-    uint8_t img_complete;  /* a whole image is in the buffer (BENCH runs on it) */
+    pv_stream_t stream;    /* the INFER image streaming through the kernel */
+    uint32_t img_received; /* contiguous image bytes from offset 0 (fed to the kernel) */
+    uint32_t img_ticks;    /* kernel ticks spent on the image so far */
+    uint8_t img_complete;  /* the keep_image copy holds a whole image (BENCH runs on it) */
     uint8_t reset_pending; /* 1 + mode */
     uint8_t reset_code;
     /* the last reply, resent as is when the same request (seq, cmd, CRC) comes again */

@@ -1,5 +1,7 @@
 /* Firmware for QEMU mps2-an386: UART0 bytes -> frame decoder -> protocol; θ store in the NOLOAD
- * region at the end of the code SSRAM; bulk images preloaded in PSRAM. */
+ * region at the end of the code SSRAM; bulk images preloaded in PSRAM (which stands in for external
+ * memory: its last image slot keeps a copy of the last INFER image for BENCH). The stack is painted at
+ * boot, so INFO reports its high-water mark. */
 #include <stdint.h>
 #include <string.h>
 
@@ -11,7 +13,11 @@
 #define PSRAM_BYTES 0x01000000u
 #define THETA_ERASE 4096u
 
-extern uint8_t __theta_store_start[], __theta_store_end[], __stack_top[], __ram_end[];
+#define KEEP_BYTES ((PV_IMAGE_BYTES + 7u) & ~7u)
+#define STACK_PAINT 0xA5u
+
+extern uint8_t __theta_store_start[], __theta_store_end[], __stack_top[], __stack_limit[], __ram_end[];
+extern uint8_t __data_start[], __bss_end[];
 
 static pv_store_t s_store;
 static pv_proto_t s_proto;
@@ -42,6 +48,20 @@ static uint32_t ticks(void *ctx) {
     return board_ticks();
 }
 
+/* Paints the unused stack below the current frame (called first thing in main). */
+__attribute__((noinline)) static void stack_paint(void) {
+    volatile uint8_t *p = __stack_limit;
+    uint8_t *const sp = (uint8_t *)__builtin_frame_address(0) - 64; /* leave this frame's neighbourhood */
+    while (p < sp) *p++ = STACK_PAINT;
+}
+
+static uint32_t stack_used(void *ctx) {
+    const uint8_t *p = __stack_limit;
+    (void)ctx;
+    while (p < __stack_top && *p == STACK_PAINT) p++;
+    return (uint32_t)(__stack_top - p);
+}
+
 static void reset(void *ctx, uint8_t mode, uint8_t code) {
     (void)ctx;
     if (mode == PV_RESET_EXIT) board_exit(code);
@@ -53,6 +73,7 @@ int main(void) {
     pv_flash_t flash;
     pv_board_t board;
 
+    stack_paint();
     board_systick_init();
     board_uart_init(115200u);
 
@@ -71,7 +92,10 @@ int main(void) {
     board.tick_hz = SYSCLK_HZ;
     board.reset = reset;
     board.bulk = (const int8_t *)PSRAM_BASE;
-    board.bulk_bytes = PSRAM_BYTES;
+    board.bulk_bytes = PSRAM_BYTES - KEEP_BYTES;
+    board.keep_image = (int8_t *)(PSRAM_BASE + PSRAM_BYTES - KEEP_BYTES);
+    board.stack_used = stack_used;
+    board.static_ram = (uint32_t)(__bss_end - __data_start);
     board.free_ram = (uint32_t)(__ram_end - __stack_top); /* above the stack: nobody uses it */
     memcpy(board.name, "mps2386", 7);
     if (pv_proto_init(&s_proto, &board, &s_store) != 0) board_exit(0xFC);

@@ -26,6 +26,7 @@ static uint8_t s_flash[REGION];
 static uint8_t s_flash_pristine[REGION];
 static int s_dirty;
 static int8_t s_bulk[BULK_IMAGES * PV_IMAGE_BYTES];
+static int8_t s_keep[PV_IMAGE_BYTES];
 static pv_store_t s_store;
 static pv_store_t s_store_pristine; /* the store right after init on the pristine flash */
 static pv_proto_t s_proto;
@@ -113,6 +114,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     s_board.reset = reset;
     s_board.bulk = s_bulk;
     s_board.bulk_bytes = sizeof(s_bulk);
+    s_board.keep_image = s_keep;
     memcpy(s_board.name, "fuzz", 4);
     return 0;
 }

@@ -34,6 +34,7 @@
 #define STORE_BYTES (2u * STORE_SLOT)
 
 static uint8_t s_store_mem[STORE_BYTES];
+static int8_t s_keep_image[PV_IMAGE_BYTES]; /* the last INFER image, for BENCH */
 static int s_store_fd = -1;
 static int s_link_fd = -1;
 static volatile sig_atomic_t s_stop = 0;
@@ -213,6 +214,7 @@ int main(int argc, char **argv) {
     board.tick_hz = 1000000000u;
     board.reset = host_reset;
     board.free_ram = 0;
+    board.keep_image = s_keep_image;
     memcpy(board.name, "host", 4);
     if (bulk_path != NULL) {
         int bfd = open(bulk_path, O_RDONLY);

@@ -71,8 +71,12 @@ def test_ready_and_info(board: BoardHandle, link: SerialLink) -> None:
     assert info.arena_bytes > 0
     if board.kind == "qemu":
         assert info.tick_hz == 25_000_000 and info.board == "mps2386"
-        assert info.bulk_images == 16 * 1024 * 1024 // IMAGE_BYTES
+        # the last image slot of the 16 MiB PSRAM keeps the last INFER image (for BENCH)
+        assert info.bulk_images == (16 * 1024 * 1024 - IMAGE_BYTES) // IMAGE_BYTES
         assert info.free_ram > 1024 * 1024
+        stack, static = struct.unpack_from("<II", link.request(Cmd.INFO).payload, 100)
+        assert 0 < stack < 4096 and 0 < static
+        assert static + stack <= 48 * 1024, "peak RAM over 48 KiB"
 
 
 # ---- θ and inference -------------------------------------------------------------------------------------
