@@ -268,11 +268,13 @@ def check_overlaps(items: list[FlashItem]) -> None:
 
 
 # ---- esptool ---------------------------------------------------------------------------------------------
-def merge(chip: EspChip, items: list[FlashItem], out: Path, settings: dict[str, str] | None = None) -> None:
-    """esptool merge-bin (offline): one raw image with every item at its offset."""
+def merge(chip: EspChip, items: list[FlashItem], out: Path, settings: dict[str, str] | None = None) -> int:
+    """esptool merge-bin (offline): one raw image with every item at its offset, starting at the lowest
+    offset (returned: where the image is to be flashed)."""
     from esptool.cmds import merge_bin
 
     s = settings or {}
+    base = min(it.offset for it in items)
     merge_bin(
         [(it.offset, it.data) for it in items],
         chip.name,
@@ -280,7 +282,9 @@ def merge(chip: EspChip, items: list[FlashItem], out: Path, settings: dict[str, 
         flash_mode=s.get("flash_mode", "keep"),
         flash_size=s.get("flash_size", "keep"),
         flash_freq=s.get("flash_freq", "keep"),
+        target_offset=base,
     )
+    return base
 
 
 def write(
@@ -413,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         for it in items:
             print(f"0x{it.offset:06x}  {len(it.data):8d} B  {it.what}")
         if args.merged is not None:
-            merge(chip, items, args.merged, settings)
-            print(f"merged image: {args.merged} ({args.merged.stat().st_size} bytes)")
+            base = merge(chip, items, args.merged, settings)
+            print(f"merged image: {args.merged} ({args.merged.stat().st_size} bytes), to be written at 0x{base:x}")
             return 0
         if not args.port:
             raise FlashError(f"--target {chip.name} needs --port (e.g. /dev/ttyUSB0) or --merged FILE")
