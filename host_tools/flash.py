@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import re
+import signal
 import struct
 import sys
 import time
@@ -345,7 +346,14 @@ def qemu_elf(build: Path | None, elf: Path | None) -> Path | None:
 
 
 def serve(board: object) -> int:
-    """Boots the board, prints its URL, serves until Ctrl-C or until the board exits."""
+    """Boots the board, prints its URL, serves until Ctrl-C, SIGTERM or until the board exits (the board's
+    process group is stopped on the way out, also on SIGTERM)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     with board as url:  # type: ignore[attr-defined]
         print(url, flush=True)
         proc = board.proc  # type: ignore[attr-defined]

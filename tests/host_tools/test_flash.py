@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from host_tools.flash import (
     theta_partition_image,
 )
 from host_tools.qemu import HostBoard
-from host_tools.serial_link import SerialLink
+from host_tools.serial_link import LinkError, SerialLink
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_STORE_BYTES = 2 * (65536 + 4096)  # firmware_templates/host/main.c STORE_BYTES
@@ -232,6 +233,9 @@ def test_cli_host_target_boots_and_prints_its_url(host_exe: Path, tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(10)
+    assert proc.returncode == 0  # SIGTERM ends the simulator too (its socket refuses connections now)
+    with pytest.raises(LinkError, match="nothing listens there"):
+        SerialLink(url).open()
 
 
 def test_cli_help_and_usage_errors() -> None:
@@ -240,3 +244,24 @@ def test_cli_help_and_usage_errors() -> None:
     assert r.returncode == 1 and "--theta-only needs the θ" in r.stderr
     r = run_cli("--target", "esp32")
     assert r.returncode == 1 and "needs --build" in r.stderr
+
+
+@pytest.mark.slow
+def test_cli_cortex_m_qemu_boots_the_built_firmware(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host_tools.flash", "--target", "cortex-m-qemu"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("socket://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        with SerialLink(url, timeout=5) as link:
+            info = link.info()
+        assert info.board == "mps2386" and info.tick_hz == 25_000_000
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0
+    with pytest.raises(LinkError, match="nothing listens there"):
+        SerialLink(url).open()

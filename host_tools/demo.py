@@ -1,0 +1,268 @@
+"""The whole chain on one machine, no shared data needed: photo → θ → int8 firmware → emulated MCU → parity.
+
+    python -m host_tools.demo                  # ≈ 5–10 min on 2 cores; reports under runs/demo/
+
+1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo with
+   the hypernetwork shipped in the repository (``training.enroll.enroll_image``: dlib detection and
+   alignment, dlib-resnet embedding, h_gen → θ) into a demo user store (``runs/demo/users``).
+2. **Emit** her int8 verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers,
+   .tflite, firmware projects).
+3. **Build and boot** the emitted Cortex-M4 project on QEMU mps2-an386 (``--boards`` instances).
+4. **Enroll over serial**: the emitted θ blob goes to each board in chunks, COMMIT, checked with INFO.
+5. **Parity**: views of the enrolled person and of a stranger (Grace Hopper, matplotlib's sample
+   photo) — geometric and photometric variations of their aligned faces, ``--views`` each (default 100,
+   i.e. 200 images) — are sent over the serial link; the board's int8 outputs are compared with the
+   int8 golden model (bit-exact) and PyTorch float f (decision agreement), and the board's decisions
+   are counted per person.
+6. The ESP32 project is only emitted (ESP-IDF is not installed here); the demo prints its θ-partition
+   flash plan and writes the merged θ-partition image with esptool (offline).
+
+Exit code 0 when parity passed (100 % bit-exact, agreement ≥ ``--min-agreement``), 2 when it failed,
+1 on an error (missing toolchain, no face found, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ENROLLED = "astronaut"  # skimage.data.astronaut(): Eileen Collins
+STRANGER = "grace_hopper"  # matplotlib sample_data/grace_hopper.jpg
+DEMO_DIR = Path("runs") / "demo"
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def package_photo(name: str) -> np.ndarray:
+    """The full photos shipped by installed packages (uint8 RGB)."""
+    if name == ENROLLED:
+        import skimage.data
+
+        return np.asarray(skimage.data.astronaut(), np.uint8)
+    if name == STRANGER:
+        from matplotlib import cbook
+        from PIL import Image
+
+        with cbook.get_sample_data("grace_hopper.jpg") as fh:
+            return np.asarray(Image.open(fh).convert("RGB"), np.uint8)
+    raise KeyError(name)
+
+
+def aligned_face(image_rgb: np.ndarray) -> np.ndarray:
+    """The ArcFace-aligned 112×112 crop of the largest face (dlib HOG + landmarks, as enrollment)."""
+    from training.face.pipeline import FacePipeline
+
+    return FacePipeline("dlib", multi_face="largest").process(image_rgb).arcface112
+
+
+def views(crop: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` variations of an aligned crop: a small rotation (±8°), scale (±6 %) and shift (±3 px) about
+    the crop centre — what a slightly different alignment gives — then the photometric changes of
+    ``codegen.quantize.augment`` (flip, contrast, brightness, grey, noise). Seeded; the seed differs from
+    the quantizer's calibration seed (0), so no view is a calibration image."""
+    import cv2
+
+    from codegen.quantize import augment
+
+    rng = np.random.default_rng(seed)
+    geo = []
+    for _ in range(n):
+        m = cv2.getRotationMatrix2D((55.5, 55.5), rng.uniform(-8, 8), rng.uniform(0.94, 1.06))
+        m[:, 2] += rng.uniform(-3, 3, size=2)
+        geo.append(cv2.warpAffine(crop, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    out = [augment(g[None], 2, seed=int(rng.integers(1 << 30)) + 1)[int(rng.integers(2))] for g in geo]
+    return np.stack(out).astype(np.uint8)
+
+
+# ---- the enrollment step (one call; swap it for another enrollment function) ------------------------------
+@dataclass
+class Enrolled:
+    user_id: str
+    theta: np.ndarray
+    crop: np.ndarray
+    threshold: float
+    model_id: str
+
+
+def enroll_person(user_id: str, image_rgb: np.ndarray, store_root: Path, model_path: Path | None) -> Enrolled:
+    """training.enroll.enroll_image with the shipped hypernetwork (or ``model_path``)."""
+    from training.enroll import enroll_image
+    from training.user_store import UserStore
+
+    store = UserStore(store_root)
+    meta, res = enroll_image(user_id, image_rgb, model_path=model_path, store=store, force=True)
+    theta, _ = store.load(user_id)
+    return Enrolled(user_id, theta, res.arcface112, meta.threshold, meta.hypermodel_id)
+
+
+EnrollFn = Callable[[str, np.ndarray, Path, "Path | None"], Enrolled]
+
+
+# ---- the demo ---------------------------------------------------------------------------------------------
+def check_tools() -> None:
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make") if shutil.which(t) is None]
+    if missing:
+        raise DemoError(
+            f"{', '.join(missing)} not found: apt-get install --no-install-recommends gcc-arm-none-eabi "
+            "libnewlib-arm-none-eabi qemu-system-arm make (or run .ci/setup)"
+        )
+
+
+def run_demo(
+    out: Path = DEMO_DIR,
+    *,
+    n_views: int = 100,
+    boards: int = 2,
+    model_path: Path | None = None,
+    min_agreement: float = 99.5,
+    enroll_fn: EnrollFn = enroll_person,
+    show_progress: bool = True,
+) -> dict[str, object]:
+    from codegen.emit import emit
+    from host_tools import flash
+    from host_tools.enroll import blob_from_file, blob_from_store, enroll
+    from host_tools.parity import print_summary, run_parity, write_reports
+    from host_tools.qemu import QemuBoard
+    from host_tools.serial_link import SerialLink
+
+    check_tools()
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    users = out / "users"
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.monotonic() - since, 2)
+        print(f"[{time.monotonic() - t0:6.1f} s] {name} done ({timings[name]:.1f} s)", flush=True)
+        return time.monotonic()
+
+    t = time.monotonic()
+    photo = package_photo(ENROLLED)
+    person = enroll_fn(ENROLLED, photo, users, model_path)
+    t = lap("enroll (detect, align, embed, h)", t)
+
+    emitted: dict[str, Path] = {}
+    for target in ("cortex-m-qemu", "esp32"):
+        res = emit(ENROLLED, target, out=out / "emit" / target, force=True, users_root=users)
+        emitted[target] = res.out
+    t = lap("emit cortex-m-qemu + esp32", t)
+
+    blob_file = emitted["cortex-m-qemu"] / f"{ENROLLED}_theta.bin"
+    ub = blob_from_file(blob_file)
+    same = blob_from_store(ENROLLED, users)[0].blob == ub.blob
+    if not same:
+        raise DemoError(f"{blob_file} differs from the blob host_tools builds from the user store")
+
+    # ESP32: offline flash plan of the θ partition (ESP-IDF is not available to build the app here)
+    esp_dir = emitted["esp32"]
+    parts = flash.parse_partitions_csv(esp_dir / "partitions.csv")
+    item = flash.theta_item(ub.blob, parts)
+    flash.merge(flash.TARGETS["esp32"], [item], out / "esp32_theta_partition_merged.bin")
+    esp_plan = {"theta_partition_offset": hex(item.offset), "theta_partition_bytes": len(item.data),
+                "project": str(esp_dir)}  # fmt: skip
+
+    elf = flash.qemu_elf(emitted["cortex-m-qemu"], None)
+    t = lap("build the emitted Cortex-M4 firmware", t)
+
+    faces = {name: aligned_face(package_photo(name)) for name in (ENROLLED, STRANGER)}
+    images = np.concatenate([views(faces[ENROLLED], n_views, seed=101), views(faces[STRANGER], n_views, seed=202)])
+    names = [f"{ENROLLED}/view{i:03d}" for i in range(n_views)] + [f"{STRANGER}/view{i:03d}" for i in range(n_views)]
+    t = lap(f"align both faces, {len(images)} views", t)
+
+    with ExitStack() as stack:
+        urls = [stack.enter_context(QemuBoard(elf)) for _ in range(boards)]
+        t = lap(f"boot {boards} QEMU mps2-an386 board(s)", t)
+        installs = []
+        for url in urls:
+            with SerialLink(url, timeout=5.0) as link:
+                installs.append(enroll(link, ub))
+        t = lap("enroll over serial", t)
+        r = run_parity(
+            urls, ub, person.theta, images, names, source=f"{n_views} views each of {ENROLLED} and {STRANGER}",
+            min_agreement=min_agreement, show_progress=show_progress,
+        )  # fmt: skip
+        t = lap("parity over serial", t)
+
+    paths = write_reports(r, out / "parity")
+    dec = np.array([row["device_decision"] for row in r.images], bool)
+    accepted = {ENROLLED: int(dec[:n_views].sum()), STRANGER: int(dec[n_views:].sum())}
+    summary = {
+        "enrolled": ENROLLED,
+        "hypermodel_id": person.model_id,
+        "threshold": person.threshold,
+        "theta_install_s": [round(i.seconds, 2) for i in installs],
+        "parity": r.summary(),
+        "device_accepts": {k: f"{v}/{n_views}" for k, v in accepted.items()},
+        "esp32": esp_plan,
+        "timings_s": timings,
+        "total_s": round(time.monotonic() - t0, 1),
+    }
+    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print()
+    print_summary(r)
+    print(
+        f"board decisions: {ENROLLED} views accepted {accepted[ENROLLED]}/{n_views}, "
+        f"{STRANGER} views accepted {accepted[STRANGER]}/{n_views} (threshold logit {person.threshold:.3f})"
+    )
+    print(
+        f"esp32: project {esp_dir} (build it with ESP-IDF: idf.py build), θ partition at "
+        f"{esp_plan['theta_partition_offset']}; then python -m host_tools.flash --target esp32 --port PORT "
+        f"--build {esp_dir}/build"
+    )
+    print(f"reports: {paths['md']}, {paths['png']}, {out / 'demo.json'}; total {summary['total_s']} s")
+    summary["passed"] = r.passed
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.demo",
+        description="Enroll a package photo, emit int8 firmware, boot the emulated Cortex-M4, enroll over "
+        "serial and check parity (device vs golden int8 vs PyTorch float) on 2×N views.",
+    )
+    ap.add_argument("--out", type=Path, default=DEMO_DIR, help="output folder (default runs/demo)")
+    ap.add_argument("--views", type=int, default=100, help="views per person (default 100: 200 images)")
+    ap.add_argument("--boards", type=int, default=2, help="QEMU boards sharing the images (default 2)")
+    ap.add_argument("--model", type=Path, help="hypermodel file (default: the one shipped in the repository)")
+    ap.add_argument("--min-agreement", type=float, default=99.5, help="percent (default 99.5)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.views < 1 or args.boards < 1:
+        ap.error("--views and --boards must be ≥ 1")
+    from codegen.emit import EmitError
+    from host_tools.enroll import EnrollError
+    from host_tools.flash import FlashError
+    from host_tools.parity import ParityError
+    from host_tools.serial_link import DeviceError, LinkError
+    from training.face.errors import FaceError
+    from training.hypermodel import HyperModelError
+    from training.user_store import UserStoreError
+
+    try:
+        summary = run_demo(
+            args.out, n_views=args.views, boards=args.boards, model_path=args.model,
+            min_agreement=args.min_agreement, show_progress=not args.no_progress,
+        )  # fmt: skip
+    except (DemoError, EmitError, EnrollError, FlashError, ParityError, LinkError, DeviceError, FaceError,
+            HyperModelError, UserStoreError, RuntimeError, OSError) as e:  # fmt: skip
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0 if summary["passed"] else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
