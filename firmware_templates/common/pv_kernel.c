@@ -219,6 +219,7 @@ static inline int32_t pv_dot_col(const int16_t *col, const int8_t *w, uint32_t n
 /* ---------------------------------------------------------------------------------------------- */
 #define PV_ALIGN8(n) (((n) + 7u) & ~7u)
 #define PV_MAX_KERNEL 8u /* conv kernels up to 8x8 (pv-gconv-s: 4) */
+#define PV_MAX_TAPS 16u  /* taps of one output pixel on the packed DSP path (more: the generic path) */
 
 static uint32_t pv_out_bytes(const pv_layer_desc_t *d) { return d->out_h * d->out_w * d->out_c; }
 
@@ -618,8 +619,8 @@ __attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_t *c, int
     }
     {
         /* the taps of output pixel 0, group 0: input words and weight offset (words) */
-        const int32_t *tx[PV_MAX_KERNEL * PV_MAX_KERNEL];
-        uint32_t tk[PV_MAX_KERNEL * PV_MAX_KERNEL], nt = 0, t;
+        const int32_t *tx[PV_MAX_TAPS];
+        uint32_t tk[PV_MAX_TAPS], nt = 0, t;
         for (ky = 0; ky < k; ky++) {
             if (rows[ky] == NULL) continue;
             for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
@@ -658,7 +659,7 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
         rows[ky] = (iy < 0 || iy >= (int32_t)d->in_h) ? NULL : c->ring + (size_t)((uint32_t)iy % k) * c->row_elems;
     }
 #if defined(PV_USE_DSP)
-    if (c->packed && c->fast) {
+    if (c->packed && c->fast && (c->rowrun ? k : k * k) <= PV_MAX_TAPS) {
         pv_conv_row_packed(c, out, rows);
         return;
     }

@@ -1,0 +1,186 @@
+"""Firmware benchmark on the emulated Cortex-M4 (QEMU mps2-an386, ``-icount shift=0``).
+
+Builds the firmware twice (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel), boots each on
+QEMU, installs a θ over the serial link, streams one face image over the UART (INFER, checked against the
+golden model), reruns it on the board (BENCH) and reads the board's INFO. Printed and written as JSON:
+
+- instructions per inference and per MAC: BENCH's SysTick ticks at 25 MHz under ``-icount shift=0``, where
+  one guest instruction takes 1 ns, so one tick = 40 instructions (BENCH starts on a tick edge: exact to
+  one tick). An instruction count, not cycles of a real Cortex-M4;
+- flash: .isr_vector + .text + .data (``arm-none-eabi-size -A``), the θ blob, their sum with one θ slot
+  and with the two A/B slots;
+- RAM: .data + .bss (every static buffer: kernel arena, frame buffer, UART ring, state) plus the stack
+  high-water mark the firmware measures (the stack is painted at boot; INFO bytes 100..103); the
+  reserved stack section is reported too.
+
+    python -m host_tools.fw_bench [--out FILE] [--bench N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host_tools.qemu import QEMU_DIR, QemuBoard, make
+from host_tools.serial_link import Cmd, SerialLink
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = QEMU_DIR / "build" / "fw_bench.json"
+SLOT_HEADER_BYTES = 32  # pv_store slot header before each blob
+GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_bytes": 64 * 1024}
+
+
+def build(dsp: bool, build_dir: Path) -> Path:
+    """Cross-compiles the board firmware with (DSP=1) or without the SMLAD kernel; returns the ELF."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        raise RuntimeError("arm-none-eabi-gcc not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    make(QEMU_DIR, f"DSP={1 if dsp else 0}", build_dir=build_dir)
+    return build_dir / "pv_fw.elf"
+
+
+def section_sizes(elf: Path) -> dict[str, int]:
+    """Section name → size from ``arm-none-eabi-size -A``."""
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return sizes
+
+
+def test_theta_and_image() -> tuple[Any, bytes, np.ndarray, int]:
+    """A random θ (seed 1) quantized by codegen, its blob, one package face (uint8) and its golden logit."""
+    import torch
+
+    from codegen.blob import pack_blob
+    from codegen.golden import run_int8
+    from codegen.quantize import package_faces, quantize
+    from training.verifier.spec import F_SPEC
+
+    face = package_faces()[:1]
+    qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(1)), enroll_u8=face[0])
+    return qf, pack_blob(qf, "fw-bench", 0.0), face[0], int(run_int8(qf, face)[0])
+
+
+def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: int, n_bench: int) -> dict[str, Any]:
+    """Boots one firmware on QEMU and measures it over the serial link."""
+    from codegen.golden import images_to_int8
+
+    with QemuBoard(elf) as url, SerialLink(url, timeout=10.0) as link:
+        link.info()
+        link.install_theta(blob)
+        r = link.infer(images_to_int8(image_u8))
+        if r.logit != golden:
+            raise RuntimeError(f"{elf}: INFER over the UART gave logit {r.logit}, the golden model {golden}")
+        b = link.bench(n_bench, per_inference_s=5.0)
+        if b.logit != golden:
+            raise RuntimeError(f"{elf}: BENCH gave logit {b.logit}, the golden model {golden}")
+        raw = link.request(Cmd.INFO).payload
+        info = link.info()
+        stack_hwm, static_ram = struct.unpack_from("<II", raw, 100) if len(raw) >= 108 else (0, 0)
+        ns_per_tick = 1e9 / info.tick_hz  # -icount shift=0: 1 instruction = 1 ns
+        return {
+            "bench_min_ticks": b.min_ticks,
+            "bench_max_ticks": b.max_ticks,
+            "instructions_per_inference": round(b.min_ticks * ns_per_tick),
+            "infer_uart_kernel_instructions": round(r.ticks * ns_per_tick),
+            "stack_high_water_bytes": stack_hwm,
+            "static_ram_reported_bytes": static_ram,
+            "arena_bytes": info.arena_bytes,
+            "bit_exact": True,
+        }
+
+
+def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
+    from training.verifier.spec import F_SPEC
+
+    _qf, blob, image, golden = test_theta_and_image()
+    macs = int(sum(F_SPEC.macs()))
+    report: dict[str, Any] = {"macs": macs, "theta_blob_bytes": len(blob), "golden_logit": golden}
+    with tempfile.TemporaryDirectory(prefix="pv-fw-bench-") as tmp:
+        for name, dsp in (("plain", False), ("dsp", True)):
+            elf = build(dsp, Path(tmp) / name)
+            sec = section_sizes(elf)
+            m = measure(elf, blob, image, golden, n_bench)
+            fw_flash = sec.get(".isr_vector", 0) + sec.get(".text", 0) + sec.get(".data", 0) + sec.get(".ARM.exidx", 0)
+            static = sec.get(".data", 0) + sec.get(".bss", 0)
+            theta_slot = len(blob) + SLOT_HEADER_BYTES
+            report[name] = {
+                **m,
+                "instructions_per_mac": round(m["instructions_per_inference"] / macs, 3),
+                "text_bytes": sec.get(".isr_vector", 0) + sec.get(".text", 0),
+                "data_bytes": sec.get(".data", 0),
+                "bss_bytes": sec.get(".bss", 0),
+                "stack_reserved_bytes": sec.get(".stack", 0),
+                "firmware_flash_bytes": fw_flash,
+                "flash_with_one_theta_bytes": fw_flash + theta_slot,
+                "flash_with_ab_theta_bytes": fw_flash + 2 * theta_slot,
+                "static_ram_bytes": static,
+                "peak_ram_bytes": static + m["stack_high_water_bytes"],
+            }
+    dsp = report["dsp"]
+    report["goals"] = {
+        "dsp_instructions_per_mac<=1.5": dsp["instructions_per_mac"] <= GOALS["instructions_per_mac_dsp"],
+        "peak_ram<=48KiB": max(report[k]["peak_ram_bytes"] for k in ("plain", "dsp")) <= GOALS["peak_ram_bytes"],
+        "flash_with_one_theta<=64KiB": dsp["flash_with_one_theta_bytes"] <= GOALS["flash_bytes"],
+        "flash_with_ab_theta<=64KiB": dsp["flash_with_ab_theta_bytes"] <= GOALS["flash_bytes"],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(f"MACs per inference: {report['macs']:,}   θ blob: {report['theta_blob_bytes']:,} B")
+    rows = [
+        ("instructions / inference", "instructions_per_inference"),
+        ("instructions / MAC", "instructions_per_mac"),
+        (".text (+vectors) B", "text_bytes"),
+        (".data B", "data_bytes"),
+        (".bss B", "bss_bytes"),
+        ("kernel arena B", "arena_bytes"),
+        ("stack high-water B", "stack_high_water_bytes"),
+        ("peak RAM B", "peak_ram_bytes"),
+        ("flash: firmware B", "firmware_flash_bytes"),
+        ("flash: + one θ B", "flash_with_one_theta_bytes"),
+        ("flash: + A/B θ B", "flash_with_ab_theta_bytes"),
+    ]
+    print(f"{'':28s}{'plain':>14s}{'dsp':>14s}")
+    for label, key in rows:
+        a, b = report["plain"][key], report["dsp"][key]
+        fmt = (lambda v: f"{v:14.3f}") if isinstance(a, float) else (lambda v: f"{v:14,d}")
+        print(f"{label:28s}{fmt(a)}{fmt(b)}")
+    for goal, ok in report["goals"].items():
+        print(f"goal {goal}: {'met' if ok else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m host_tools.fw_bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT})")
+    ap.add_argument("--bench", type=int, default=3, help="BENCH repetitions per build (default 3)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = run(args.out, args.bench)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    _print(report)
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
