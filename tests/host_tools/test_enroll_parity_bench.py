@@ -21,6 +21,7 @@ from host_tools.enroll import EnrollError, UserBlob, blob_from_file, enroll
 from host_tools.parity import ParityError, load_image_dir, run_parity, write_reports
 from host_tools.qemu import HostBoard
 from host_tools.serial_link import SerialLink, make_blob
+from tests.conftest import require_shared
 from training.verifier.spec import F_SPEC
 
 REPO = Path(__file__).resolve().parents[2]
@@ -216,3 +217,21 @@ def test_bench_cli(board: str, store, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["user"] == "bob"
     assert "ticks_mean" in r.stdout
+
+
+@pytest.mark.slow
+def test_parity_cli_lfw_crops_on_the_host_simulator(board: str, store, tmp_path: Path) -> None:
+    """--dataset lfw: a seeded sample of the aligned-crop cache (CI has LFW and builds the cache). The θ is
+    random (no recognizer), so only bit-exactness is gated here; the ≥ 99.5 % agreement gate runs on a
+    trained θ in test_parity_qemu.py."""
+    from training.face.cache import lfw_cache
+
+    require_shared("data", "lfw", "lfw-deepfunneled")
+    lfw_cache("dlib").ensure(progress=False)  # a no-op once `python -m training.align --dataset lfw` ran
+    out = tmp_path / "rep"
+    r = cli("parity", "--user", "alice", "--port", board, "--dataset", "lfw", "--limit", "200", "--enroll",
+            "--min-agreement", "0", "--out", str(out), "--no-progress", store=store)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "parity.json").read_text())["summary"]
+    assert summary["n_images"] == 200 and summary["bit_exact"] == 200
+    assert summary["source"].startswith("LFW aligned crops")
