@@ -41,6 +41,5 @@ def test_bench_on_qemu_counts_instructions(blobs) -> None:
     assert res["board"] == "mps2386" and res["tick_hz"] == 25_000_000
     # -icount shift=0: the same image reruns in the same instruction count (±1 tick of phase)
     assert res["ticks_max"] - res["ticks_min"] <= 1
-    assert abs(res["infer_ticks"] - res["ticks_mean"]) <= 1
     assert res["instructions_mean"] == res["ticks_mean"] * 40
     assert 0 < res["instructions_per_mac"] < 20
