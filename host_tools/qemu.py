@@ -112,14 +112,32 @@ class _ChildBoard:
         finally:
             sock.close()  # the child holds its own copy
         try:
-            with SerialLink(self.url) as link:
-                self.ready = link.wait_ready(self.ready_timeout)
+            self.ready = self._wait_ready()
         except (LinkError, OSError) as e:
             out = self.console()
             self.stop()
             raise RuntimeError(f"{self.name} did not become ready: {e}\n{out}") from e
         log.info("%s ready on %s: %s", self.name, self.url, self.ready)
         return self.url
+
+    def _wait_ready(self) -> Info:
+        """READY (or an INFO answer) within ready_timeout. Waits in slices: a child that died is reported
+        at once, and a connection that went wrong is replaced by a fresh one (the board sends READY on
+        every new connection, QEMU's server socket accepts the next one)."""
+        deadline = time.monotonic() + self.ready_timeout
+        last: Exception | None = None
+        while (left := deadline - time.monotonic()) > 0:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise LinkError(f"{self.name} exited (code {code}) before it was ready")
+            try:
+                with SerialLink(self.url) as link:
+                    return link.wait_ready(min(left, 10.0))
+            except (LinkError, OSError) as e:  # LinkLost included: connect again
+                last = e
+                log.info("%s not ready yet (%s); trying a new connection", self.name, e)
+                time.sleep(0.2)
+        raise LinkError(f"no READY within {self.ready_timeout:.0f} s (last: {last})")
 
     def console(self) -> str:
         """What the child printed (QEMU's or the simulator's stdout/stderr)."""

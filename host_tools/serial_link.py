@@ -478,25 +478,29 @@ class SerialLink:
         """
         deadline = time.monotonic() + timeout
         probe_at = time.monotonic() + probe_after
+        probes: set[int] = set()  # a slow board may answer an earlier probe: any of them counts
         while (left := deadline - time.monotonic()) > 0:
             if time.monotonic() >= probe_at:
                 probe_at = time.monotonic() + probe_after
                 try:
-                    return self.info_once(min(probe_after, left))
+                    return self.info_once(min(probe_after, left), probes)
                 except LinkLost:
                     raise
                 except LinkError:
                     continue
             f = self.read_frame(min(left, max(probe_at - time.monotonic(), 0.01)))
-            if f is not None and f.cmd == Cmd.READY:
+            if f is not None and (f.cmd == Cmd.READY or (f.cmd == Cmd.INFO | REPLY and f.seq in probes)):
                 info = Info.parse(f.payload)
                 self._adopt(info)
                 return info
         raise LinkError(f"no READY frame (nor an INFO answer) from {self.url} within {timeout:.1f} s")
 
-    def info_once(self, timeout: float) -> Info:
-        """INFO without retries; a READY frame arriving meanwhile counts as the answer."""
+    def info_once(self, timeout: float, earlier: set[int] | None = None) -> Info:
+        """INFO without retries; a READY frame arriving meanwhile counts as the answer, and so does the
+        answer to any INFO whose seq is in `earlier` (this one's seq is added to it)."""
         seq = self._next_seq()
+        seqs = earlier if earlier is not None else set()
+        seqs.add(seq)
         self.write_raw(encode_frame(Cmd.INFO, seq, leading_delimiter=True))
         self.stats.frames_sent += 1
         deadline = time.monotonic() + timeout
@@ -504,7 +508,7 @@ class SerialLink:
             f = self.read_frame(left)
             if f is None:
                 break
-            if f.cmd == Cmd.READY or (f.cmd == Cmd.INFO | REPLY and f.seq == seq):
+            if f.cmd == Cmd.READY or (f.cmd == Cmd.INFO | REPLY and f.seq in seqs):
                 info = Info.parse(f.payload)
                 self._adopt(info)
                 return info

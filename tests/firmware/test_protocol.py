@@ -175,12 +175,21 @@ def test_garbage_between_frames(link: SerialLink) -> None:
     assert link.info().arch_hash == F_SPEC.arch_hash()
 
 
-def test_unknown_command(link: SerialLink) -> None:
+def test_unknown_command(link: SerialLink, users: dict[str, User]) -> None:
+    if link.info().active_slot is None:
+        link.install_theta(users["alice"].blob)
+    before = link.info()
     e = expect_refusal(lambda: link.request(0x5A, b"xyz"), ErrorCode.UNKNOWN_CMD)
     assert e.request_cmd == 0x5A and not e.frame_level
+    after = link.info()
+    assert (after.active_slot, after.commit_counter, after.user_id) == (
+        before.active_slot,
+        before.commit_counter,
+        before.user_id,
+    )
 
 
-def test_wrong_image_size(link: SerialLink, users: dict[str, User]) -> None:
+def test_wrong_image_size(link: SerialLink, users: dict[str, User], images: np.ndarray) -> None:
     if link.info().active_slot is None:
         link.install_theta(users["alice"].blob)
     small = bytes(64 * 64 * 3)
@@ -200,6 +209,18 @@ def test_wrong_image_size(link: SerialLink, users: dict[str, User]) -> None:
         ErrorCode.BAD_STATE,
     )
     assert link.info().user_id == "alice"
+    # the image streams through the kernel as it arrives: a chunk resent with a new seq (overlapping
+    # what was taken) only feeds its new bytes; an image interrupted by errors restarts at offset 0
+    img = images_to_int8(images[1]).tobytes()
+    link.request(Cmd.INFER, struct.pack("<II", IMAGE_BYTES, 0) + img[:3000])
+    link.request(Cmd.INFER, struct.pack("<II", IMAGE_BYTES, 1000) + img[1000:4000])
+    r = link.request(Cmd.INFER, struct.pack("<II", IMAGE_BYTES, 4000) + img[4000:8000])
+    assert struct.unpack_from("<I", r.payload, 16)[0] == 8000
+    for off in range(8000, IMAGE_BYTES, 4000):
+        r = link.request(Cmd.INFER, struct.pack("<II", IMAGE_BYTES, off) + img[off : off + 4000])
+    want = int(golden(users["alice"], images[1:2])[0])
+    assert r.payload[2] == 1 and struct.unpack_from("<b", r.payload, 1)[0] == want
+    assert link.infer(img).logit == want
 
 
 def _resealed(blob: bytes, patch: dict[int, int]) -> bytes:
@@ -324,3 +345,41 @@ def test_infer_bulk_from_preloaded_images(
         assert h.board.wait(30) == 7  # semihosting exit code on QEMU, process exit code on the host
     finally:
         h.board.stop()
+
+
+# ---- boot robustness ---------------------------------------------------------------------------------------
+def test_host_boards_boot_in_parallel(host_exe: Path, tmp_path: Path) -> None:
+    """Eight simulators started at once (a loaded machine): every one becomes ready and answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from host_tools.qemu import HostBoard
+
+    boards = [HostBoard(tmp_path / f"store{i}.bin", exe=host_exe) for i in range(8)]
+    try:
+        with ThreadPoolExecutor(len(boards)) as ex:
+            urls = list(ex.map(lambda b: b.start(), boards))
+        for url in urls:
+            with SerialLink(url) as link:
+                assert link.info().arch_hash == F_SPEC.arch_hash()
+    finally:
+        for b in boards:
+            b.stop()
+
+
+def test_ready_after_a_dropped_connection(host_exe: Path, tmp_path: Path) -> None:
+    """A client that connects and leaves at once swallows a READY; the next one still gets the board."""
+    import socket
+
+    from host_tools.qemu import HostBoard
+
+    b = HostBoard(tmp_path / "store.bin", exe=host_exe)
+    try:
+        url = b.start()
+        host, port = url.removeprefix("socket://").split(":")
+        for _ in range(3):
+            socket.create_connection((host, int(port)), timeout=5).close()
+        with SerialLink(url) as link:
+            assert link.wait_ready(10.0).arch_hash == F_SPEC.arch_hash()
+            assert link.info().active_slot is None
+    finally:
+        b.stop()
