@@ -25,7 +25,7 @@ import serial
 
 from codegen.blob import BlobError
 from codegen.golden import images_to_int8
-from host_tools.enroll import EnrollError, blob_from_file, blob_from_store, enroll
+from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll
 from host_tools.link_bench import measure
 from host_tools.serial_link import DeviceError, LinkError, SerialLink
 from training.user_store import UserStoreError
@@ -55,7 +55,7 @@ def run_bench(
     link_n: int = 30,
     image_u8: np.ndarray | None = None,
     timeout: float = 5.0,
-    install: object | None = None,
+    install: UserBlob | None = None,
 ) -> dict[str, object]:
     """Board ticks per inference and link throughput; ``install``: a UserBlob to enroll first."""
     img = images_to_int8(bench_image(None) if image_u8 is None else image_u8)
@@ -65,7 +65,7 @@ def run_bench(
         res.update(board=info.board, firmware=info.fw_version, arch_hash=info.arch_hash, tick_hz=info.tick_hz,
                    arena_bytes=info.arena_bytes, free_ram=info.free_ram)  # fmt: skip
         if install is not None:
-            er = enroll(link, install)  # type: ignore[arg-type]
+            er = enroll(link, install)
             res["theta_install_s"] = er.seconds
             res["theta_bytes"] = er.blob_bytes
             info = er.info

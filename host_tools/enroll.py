@@ -21,6 +21,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def enroll(
     *,
     attempts: int = 3,
     ready_timeout: float = 30.0,
-    progress: object | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EnrollResult:
     """Installs ``ub`` on the board behind ``link`` and checks with INFO that it is the active θ.
 
@@ -129,7 +130,7 @@ def enroll(
         try:
             # a link that keeps damaging long frames gets shorter ones on the next attempt
             chunk = max(MIN_CHUNK, (link.max_payload - 4) >> (attempt - 1))
-            link.load_theta(ub.blob, chunk=chunk, progress=progress)  # type: ignore[arg-type]
+            link.load_theta(ub.blob, chunk=chunk, progress=progress)
             slot, counter = link.commit()
             break
         except DeviceError as e:

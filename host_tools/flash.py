@@ -35,6 +35,10 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from host_tools.qemu import _ChildBoard
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +349,7 @@ def qemu_elf(build: Path | None, elf: Path | None) -> Path | None:
     raise FlashError(f"--build {build}: no pv_fw.elf there (nor a Makefile that makes build/pv_fw.elf)")
 
 
-def serve(board: object) -> int:
+def serve(board: _ChildBoard) -> int:
     """Boots the board, prints its URL, serves until Ctrl-C, SIGTERM or until the board exits (the board's
     process group is stopped on the way out, also on SIGTERM)."""
 
@@ -354,9 +358,9 @@ def serve(board: object) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
-    with board as url:  # type: ignore[attr-defined]
+    with board as url:
         print(url, flush=True)
-        proc = board.proc  # type: ignore[attr-defined]
+        proc = board.proc
         while proc is not None and proc.poll() is None:
             time.sleep(0.5)
         return 0 if proc is None else (proc.returncode or 0)
