@@ -664,28 +664,48 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
         return;
     }
 #endif
-    /* any shape: natural order (or the SXTB16 order on both sides), one channel at a time */
+    /* any shape: natural order (or the SXTB16 order on both sides on the DSP build), two output channels
+     * at a time over the pixel's taps (listed once per pixel and group) */
     for (ox = 0; ox < d->out_w; ox++) {
         int8_t *o = out + (size_t)ox * d->out_c;
         for (g = 0; g < d->groups; g++) {
-            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc++) {
-                const int16_t *w = c->w16 + (size_t)oc * depth;
-                int32_t acc = PV_RQ(c->rq, oc, PV_RQ_BIAS);
-                for (ky = 0; ky < k; ky++) {
-                    if (rows[ky] == NULL) continue;
-                    for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
-                        const int16_t *x = c->rowrun ? rows[ky] + (size_t)ox * s * in_c
-                                                     : rows[ky] + (size_t)g * gstride + ((size_t)ox * s + kx) * cin_g;
-                        const int16_t *wt = w + (c->rowrun ? ky * runlen : (ky * k + kx) * cin_g);
-                        for (i = 0; i < runlen; i++) acc += (int32_t)x[i] * wt[i];
+            const int16_t *tx[PV_MAX_KERNEL * PV_MAX_KERNEL];
+            uint32_t tk[PV_MAX_KERNEL * PV_MAX_KERNEL], nt = 0, t;
+            for (ky = 0; ky < k; ky++) {
+                if (rows[ky] == NULL) continue;
+                for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
+                    tx[nt] = c->rowrun ? rows[ky] + (size_t)ox * s * in_c
+                                       : rows[ky] + (size_t)g * gstride + ((size_t)ox * s + kx) * cin_g;
+                    tk[nt++] = c->rowrun ? ky * runlen : (ky * k + kx) * cin_g;
+                }
+            }
+            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 2u) {
+                const uint32_t two = oc + 1u < (g + 1u) * cout_g;
+                const int16_t *w0 = c->w16 + (size_t)oc * depth, *w1 = two ? w0 + depth : w0;
+                int32_t acc0 = PV_RQ(c->rq, oc, PV_RQ_BIAS), acc1 = two ? PV_RQ(c->rq, oc + 1u, PV_RQ_BIAS) : 0;
+                uint32_t j;
+                for (t = 0; t < nt; t++) {
+                    const int16_t *x = tx[t], *a = w0 + tk[t], *b = w1 + tk[t];
+                    for (i = 0; i + 2u <= runlen; i += 2u) {
+                        const int32_t x0 = x[i], x1 = x[i + 1u];
+                        acc0 += x0 * a[i] + x1 * a[i + 1u];
+                        acc1 += x0 * b[i] + x1 * b[i + 1u];
+                    }
+                    if (i < runlen) {
+                        acc0 += (int32_t)x[i] * a[i];
+                        acc1 += (int32_t)x[i] * b[i];
                     }
                 }
-                if (c->fast) {
-                    const int32_t v = pv_rq_fast(acc, PV_RQ(c->rq, oc, PV_RQ_MULT), PV_RQ(c->rq, oc, PV_RQ_RND),
-                                                 PV_RQ(c->rq, oc, PV_RQ_E1));
-                    o[oc] = pv_clamp(v, c->full, c->lo, c->hi);
-                } else {
-                    o[oc] = pv_out_slow(c->p, acc, oc);
+                for (j = 0; j <= two; j++) {
+                    const uint32_t q = oc + j;
+                    const int32_t acc = j ? acc1 : acc0;
+                    if (c->fast) {
+                        const int32_t v = pv_rq_fast(acc, PV_RQ(c->rq, q, PV_RQ_MULT), PV_RQ(c->rq, q, PV_RQ_RND),
+                                                     PV_RQ(c->rq, q, PV_RQ_E1));
+                        o[q] = pv_clamp(v, c->full, c->lo, c->hi);
+                    } else {
+                        o[q] = pv_out_slow(c->p, acc, q);
+                    }
                 }
             }
         }
