@@ -231,3 +231,24 @@ def test_common_sources_cross_compile_for_cortex_m4(dsp: bool, tmp_path: Path) -
             text=True,
         ).stdout
         assert "smlad" in dis and "sxtb16" in dis
+
+
+def test_kernel_arena_constant_matches_the_plan(tmp_path: Path) -> None:
+    """PV_KERNEL_ARENA_BYTES (what boards allocate) equals what pv_plan computes from the layer table, and
+    every layer runs in place: the activations take no more than the largest one."""
+    main = tmp_path / "plan.c"
+    main.write_text(
+        '#include <stdio.h>\n#include "pv_kernel.h"\n'
+        "int main(void) { pv_plan_t p; unsigned i; pv_plan(&p); printf(\"%u %u\", p.total, p.scratch);\n"
+        ' for (i = 0; i < PV_N_LAYERS; i++) printf(" %u", p.out_offset[i]); printf("\\n"); return 0; }\n'
+    )
+    cc = shutil.which("gcc") or "cc"
+    exe = tmp_path / "plan"
+    srcs = [str(COMMON / s) for s in KERNEL_SOURCES]
+    res = subprocess.run([cc, "-std=c99", "-O1", f"-I{COMMON}", str(main), *srcs, "-o", str(exe)], capture_output=True)
+    assert res.returncode == 0, res.stderr
+    total, scratch, *offsets = map(int, run_c(exe).stdout.split())
+    assert f"#define PV_KERNEL_ARENA_BYTES {total}u" in (COMMON / "pv_kernel.h").read_text()
+    largest = max(int(np.prod(s)) for s in F_SPEC.shapes[1:])
+    assert scratch == (largest + 7) // 8 * 8 and set(offsets) == {0}
+    assert total < arena_plan().size  # smaller than codegen's ping-pong arena, scratch included
