@@ -539,6 +539,7 @@ class SerialLink:
         wait = (self.timeout if timeout is None else timeout) + len(wire) / self.min_rate
         tries = 1 + (self.retries if retries is None else retries)
         timeouts = resends = 0
+        max_resends = FRAME_ERROR_RESENDS * tries if tries > 1 else 0  # retries=0: never send twice (RESET)
         while True:
             self.write_raw(wire)
             self.stats.frames_sent += 1
@@ -549,7 +550,7 @@ class SerialLink:
                 timeouts += 1
             else:
                 resends += 1
-            if timeouts >= tries or resends > FRAME_ERROR_RESENDS * tries:
+            if timeouts >= tries or resends > max_resends:
                 break
             self.stats.retries += 1
             log.info("retry %d of %s seq %d", timeouts + resends, _cmd_name(cmd), seq)
