@@ -265,3 +265,20 @@ def test_cli_cortex_m_qemu_boots_the_built_firmware(tmp_path: Path) -> None:
     assert proc.returncode == 0
     with pytest.raises(LinkError, match="nothing listens there"):
         SerialLink(url).open()
+
+
+def test_theta_only_on_an_emitted_esp32_project(tmp_path: Path, store, blobs) -> None:
+    """codegen.emit's ESP-IDF project: its partitions.csv places the θ partition, and the blob host_tools
+    builds from the store is the one emit wrote (same quantization)."""
+    from codegen.emit import emit
+
+    res = emit("alice", "esp32", out=tmp_path / "esp32", users_root=store.root)
+    ub, _ = blobs["alice"]
+    assert (res.out / "alice_theta.bin").read_bytes() == ub.blob
+    part = flash.find_partition(flash.parse_partitions_csv(res.out / "partitions.csv"), "theta")
+    out = tmp_path / "m.bin"
+    r = run_cli("--target", "esp32", "--build", str(res.out), "--theta-only", "--theta",
+                str(res.out / "alice_theta.bin"), "--merged", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"to be written at 0x{part.offset:x}" in r.stdout
+    assert out.read_bytes() == theta_partition_image(ub.blob, part.size)
