@@ -52,6 +52,7 @@ static inline int32_t pv_ssub16(int32_t a, int32_t b) {
 static inline int32_t pv_sadd16(int32_t a, int32_t b) {
     return pv_pack(pv_lane(a, 0) + pv_lane(b, 0), pv_lane(a, 1) + pv_lane(b, 1));
 }
+static inline int32_t pv_uxtb16(int32_t x) { return (int32_t)((uint32_t)x & 0x00FF00FFu); }
 static inline int32_t pv_smlad(int32_t a, int32_t b, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(pv_lane(a, 0) * pv_lane(b, 0)) + (uint32_t)(pv_lane(a, 1) * pv_lane(b, 1)));
 }
@@ -64,6 +65,7 @@ static inline int32_t pv_smlad(int32_t a, int32_t b, int32_t acc) {
 #define pv_sxtb16(x) __sxtb16(x)
 #define pv_ssub16(a, b) __ssub16((a), (b))
 #define pv_sadd16(a, b) __sadd16((a), (b))
+#define pv_uxtb16(x) __uxtb16(x)
 #define pv_smlad(a, b, acc) __smlad((a), (b), (acc))
 #define PV_HAVE_SMMULR 1
 /* SMMULR: (a * b + 2^31) >> 32, the rounded high word (no ACLE intrinsic) */
@@ -310,26 +312,56 @@ uint32_t pv_kernel_arena_need(void) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Expansion int8 -> int16                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
+#if defined(PV_USE_DSP)
+/* 4 int8 values minus zp as the int16 pairs (x0, x2), (x1, x3). zp = 0: sign extension only; zp = -128
+ * (every ReLU output here): x + 128 is the byte x ^ 0x80 read unsigned; else a 16-bit subtraction. */
+static inline void pv_expand_word(int32_t w, int32_t zp, int32_t zp2, int32_t *lo, int32_t *hi) {
+    if (zp == 0) {
+        *lo = pv_sxtb16(w);
+        *hi = pv_sxtb16(pv_ror8(w));
+    } else if (zp == -128) {
+        const int32_t u = pv_wrap_i32((uint32_t)w ^ 0x80808080u);
+        *lo = pv_uxtb16(u);
+        *hi = pv_uxtb16(pv_ror8(u));
+    } else {
+        *lo = pv_ssub16(pv_sxtb16(w), zp2);
+        *hi = pv_ssub16(pv_sxtb16(pv_ror8(w)), zp2);
+    }
+}
+#endif
+
 /* dst[0..n) = (src - zp) << lsh as int16. DSP path with n % 4 == 0: every 4 values as (x0, x2, x1, x3),
  * which is what SXTB16 gives; else natural order. Weights and inputs go through the same function with
  * the same run lengths, so both sides of a dot product always share one order. */
+#if defined(PV_USE_DSP)
+static inline void pv_expand_words(int16_t *dst, const int8_t *src, uint32_t n, int32_t zp, int32_t zp2, uint32_t lsh) {
+    uint32_t i;
+    for (i = 0; i < n; i += 4u) {
+        int32_t w, lo, hi;
+        uint32_t k;
+        PV_LOAD32(w, src + i);
+        pv_expand_word(w, zp, zp2, &lo, &hi);
+        for (k = 0; k < lsh; k++) {
+            lo = pv_sadd16(lo, lo);
+            hi = pv_sadd16(hi, hi);
+        }
+        PV_LOAD32(dst[i], &lo);
+        PV_LOAD32(dst[i + 2u], &hi);
+    }
+}
+#endif
+
 static inline void pv_expand(int16_t *dst, const int8_t *src, uint32_t n, int32_t zp, uint32_t lsh) {
     uint32_t i;
 #if defined(PV_USE_DSP)
     if ((n & 3u) == 0u) {
         const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)zp << 16) | (uint32_t)(uint16_t)(int16_t)zp);
-        for (i = 0; i < n; i += 4u) {
-            int32_t w, lo, hi;
-            uint32_t k;
-            PV_LOAD32(w, src + i);
-            lo = pv_ssub16(pv_sxtb16(w), zp2);
-            hi = pv_ssub16(pv_sxtb16(pv_ror8(w)), zp2);
-            for (k = 0; k < lsh; k++) {
-                lo = pv_sadd16(lo, lo);
-                hi = pv_sadd16(hi, hi);
-            }
-            PV_LOAD32(dst[i], &lo);
-            PV_LOAD32(dst[i + 2u], &hi);
+        if (zp == 0) { /* the constant zero points let the compiler drop the other cases */
+            pv_expand_words(dst, src, n, 0, 0, lsh);
+        } else if (zp == -128) {
+            pv_expand_words(dst, src, n, -128, zp2, lsh);
+        } else {
+            pv_expand_words(dst, src, n, zp, zp2, lsh);
         }
         return;
     }
@@ -421,14 +453,10 @@ static void pv_conv_expand_row(const pv_conv_t *c, const int8_t *src, uint32_t i
             const int8_t *sg = src + g * cin_g;
             int16_t *dg = dst + (size_t)g * gstride;
             for (ix = 0; ix < in_w; ix++, sg += in_c, dg += cin_g) {
-                uint32_t i;
-                for (i = 0; i < cin_g; i += 4u) {
-                    int32_t w, lo, hi;
-                    PV_LOAD32(w, sg + i);
-                    lo = pv_ssub16(pv_sxtb16(w), zp2);
-                    hi = pv_ssub16(pv_sxtb16(pv_ror8(w)), zp2);
-                    PV_LOAD32(dg[i], &lo);
-                    PV_LOAD32(dg[i + 2u], &hi);
+                if (zp == -128) {
+                    pv_expand_words(dg, sg, cin_g, -128, zp2, 0u);
+                } else {
+                    pv_expand_words(dg, sg, cin_g, zp, zp2, 0u);
                 }
             }
         }
@@ -560,6 +588,24 @@ static inline void pv_c3g4_row(const int32_t *r, const int32_t *w, int32_t *acc)
     acc[3] = a3;
 }
 
+/* k kernel rows of a row-run layer with 12 values (3 blocks) per row, for 4 output channels: x steps
+ * by xs words from row to row (rows consecutive in the ring), w by 24 words. */
+static inline void pv_rows3(const int32_t *x, uint32_t xs, const int32_t *w, uint32_t k, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int32_t *const we = w + 24u * k;
+    while (w < we) {
+        PV_BLK(x, 0, w, 0);
+        PV_BLK(x, 2, w, 8);
+        PV_BLK(x, 4, w, 16);
+        x += xs;
+        w += 24;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
 /* requantize and store a block of 4 output channels (fast path); q = the block's 16 rq words */
 static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
     int32_t m0, m1, m2, m3, r0, r1, r2, r3, e0, e1, e2, e3;
@@ -616,6 +662,32 @@ __attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_t *c, int
             }
         }
         return;
+    }
+    if (c->rowrun) { /* one group; when the kernel rows sit in ring order, one pointer steps through them */
+        const uint32_t xs = c->row_elems / 2u;
+        int consecutive = 1;
+        for (ky = 0; ky < k; ky++)
+            if (rows[ky] != c->ring + (size_t)ky * c->row_elems) consecutive = 0;
+        if (consecutive) {
+            const int32_t *const x0 = (const int32_t *)(const void *)rows[0];
+            for (ox = 0; ox < out_w; ox++) {
+                const int32_t *x = x0 + (size_t)ox * s * in_c / 2u;
+                int8_t *o = out + (size_t)ox * out_c;
+                for (oc = 0; oc < out_c; oc += 4u) {
+                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
+                    const int32_t *q = rq + (oc >> 2) * 16u;
+                    int32_t acc[4];
+                    PV_BIAS4(q, acc);
+                    if (nblk == 3u) {
+                        pv_rows3(x, xs, w, k, acc);
+                    } else {
+                        for (ky = 0; ky < k; ky++) pv_dot4p(x + (size_t)ky * xs, w + (size_t)ky * nblk * 8u, nblk, acc);
+                    }
+                    pv_store4_fast(o + oc, q, acc, full, lo, hi);
+                }
+            }
+            return;
+        }
     }
     {
         /* the taps of output pixel 0, group 0: input words and weight offset (words) */
