@@ -312,20 +312,43 @@ uint32_t pv_kernel_arena_need(void) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Expansion int8 -> int16                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
+#if defined(PV_HAVE_SMMULR) /* the real DSP build: extract with the rotation folded in, store a pair at once */
+static inline int32_t pv_sxtb16_ror8(int32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline int32_t pv_uxtb16_ror8(int32_t x) {
+    int32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline void pv_st2(int16_t *p, int32_t lo, int32_t hi) {
+    __asm__ volatile("strd %1, %2, [%0]" : : "r"(p), "r"(lo), "r"(hi) : "memory");
+}
+#elif defined(PV_USE_DSP)
+static inline int32_t pv_sxtb16_ror8(int32_t x) { return pv_sxtb16(pv_ror8(x)); }
+static inline int32_t pv_uxtb16_ror8(int32_t x) { return pv_uxtb16(pv_ror8(x)); }
+static inline void pv_st2(int16_t *p, int32_t lo, int32_t hi) {
+    PV_LOAD32(p[0], &lo);
+    PV_LOAD32(p[2], &hi);
+}
+#endif
+
 #if defined(PV_USE_DSP)
 /* 4 int8 values minus zp as the int16 pairs (x0, x2), (x1, x3). zp = 0: sign extension only; zp = -128
  * (every ReLU output here): x + 128 is the byte x ^ 0x80 read unsigned; else a 16-bit subtraction. */
 static inline void pv_expand_word(int32_t w, int32_t zp, int32_t zp2, int32_t *lo, int32_t *hi) {
     if (zp == 0) {
         *lo = pv_sxtb16(w);
-        *hi = pv_sxtb16(pv_ror8(w));
+        *hi = pv_sxtb16_ror8(w);
     } else if (zp == -128) {
         const int32_t u = pv_wrap_i32((uint32_t)w ^ 0x80808080u);
         *lo = pv_uxtb16(u);
-        *hi = pv_uxtb16(pv_ror8(u));
+        *hi = pv_uxtb16_ror8(u);
     } else {
         *lo = pv_ssub16(pv_sxtb16(w), zp2);
-        *hi = pv_ssub16(pv_sxtb16(pv_ror8(w)), zp2);
+        *hi = pv_ssub16(pv_sxtb16_ror8(w), zp2);
     }
 }
 #endif
@@ -345,8 +368,7 @@ static inline void pv_expand_words(int16_t *dst, const int8_t *src, uint32_t n, 
             lo = pv_sadd16(lo, lo);
             hi = pv_sadd16(hi, hi);
         }
-        PV_LOAD32(dst[i], &lo);
-        PV_LOAD32(dst[i + 2u], &hi);
+        pv_st2(dst + i, lo, hi);
     }
 }
 #endif
@@ -452,13 +474,18 @@ static void pv_conv_expand_row(const pv_conv_t *c, const int8_t *src, uint32_t i
         for (g = 0; g < groups; g++) {
             const int8_t *sg = src + g * cin_g;
             int16_t *dg = dst + (size_t)g * gstride;
-            for (ix = 0; ix < in_w; ix++, sg += in_c, dg += cin_g) {
-                if (zp == -128) {
-                    pv_expand_words(dg, sg, cin_g, -128, zp2, 0u);
-                } else {
-                    pv_expand_words(dg, sg, cin_g, zp, zp2, 0u);
+            (void)ix;
+            const int8_t *const se = sg + (size_t)in_w * in_c;
+            if (cin_g == 4u && zp == -128) { /* the 3x3 grouped layers: one word per pixel and group */
+                for (; sg < se; sg += in_c, dg += 4) {
+                    int32_t w, lo, hi;
+                    PV_LOAD32(w, sg);
+                    pv_expand_word(w, -128, zp2, &lo, &hi);
+                    pv_st2(dg, lo, hi);
                 }
+                continue;
             }
+            for (; sg < se; sg += in_c, dg += cin_g) pv_expand_words(dg, sg, cin_g, zp, zp2, 0u);
         }
         return;
     }
