@@ -443,12 +443,32 @@ static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer
         PV_RQ(c->rq, oc, PV_RQ_MULT) = p->mult[q];
         PV_RQ(c->rq, oc, PV_RQ_E1) = (int32_t)e + 1;
         PV_RQ(c->rq, oc, PV_RQ_RND) = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
+#if defined(PV_USE_DSP)
         if (c->packed) {
             /* blocks of 4 channels; inside, per 4 values of depth: channel j's 2 words at 2j, 2j+1 */
-            int16_t *blk = c->w16 + (size_t)(oc & ~3u) * c->depth + (oc & 3u) * 4u;
+            int16_t *dst = c->w16 + (size_t)(oc & ~3u) * c->depth + (oc & 3u) * 4u;
             uint32_t i;
-            for (i = 0; i < c->depth; i += 4u) pv_expand(blk + (size_t)i * 4u, w8 + i, 4u, 0, lsh);
-        } else {
+            for (i = 0; i < c->depth; i += 4u, dst += 16) {
+                int32_t w, lo, hi;
+                uint32_t j;
+                PV_LOAD32(w, w8 + i);
+                lo = pv_sxtb16(w);
+                hi = pv_sxtb16_ror8(w);
+                if (lsh == 1u) { /* no left shift in the multiplier: the usual case */
+                    lo = pv_sadd16(lo, lo);
+                    hi = pv_sadd16(hi, hi);
+                } else {
+                    for (j = 0; j < lsh; j++) {
+                        lo = pv_sadd16(lo, lo);
+                        hi = pv_sadd16(hi, hi);
+                    }
+                }
+                pv_st2(dst, lo, hi);
+            }
+            continue;
+        }
+#endif
+        {
             for (r = 0; r < runs; r++)
                 pv_expand(c->w16 + (size_t)oc * c->depth + r * c->runlen, w8 + r * c->runlen, c->runlen, 0, lsh);
         }
@@ -656,13 +676,12 @@ static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *ac
 
 /* DSP output row, packed weights and fast requantization. Not inlined: the LDRD asm reads memory the
  * compiler does not see, which is fixed while this function runs (it writes only the output row). */
-__attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_t *c, int8_t *out,
-                                                          const int16_t *const *rows) {
+static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const pv_conv_t *c, int8_t *out,
+                                                                         const int16_t *const *rows, const int full) {
     const pv_layer_desc_t *d = c->d;
     const uint32_t k = d->kernel, s = d->stride, groups = d->groups, out_w = d->out_w, out_c = d->out_c;
     const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth, in_c = d->in_c;
     const uint32_t gstride = c->wp * cin_g, nblk = c->runlen / 4u;
-    const int full = c->full;
     const int32_t lo = c->lo, hi = c->hi;
     const int32_t *const rq = c->rq;
     const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
@@ -741,6 +760,16 @@ __attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_t *c, int
                 }
             }
         }
+    }
+}
+
+/* The clamp to the full int8 range (every layer of pv-gconv-s) as a constant: no per-output branch. */
+__attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_t *c, int8_t *out,
+                                                          const int16_t *const *rows) {
+    if (c->full) {
+        pv_conv_row_packed_impl(c, out, rows, 1);
+    } else {
+        pv_conv_row_packed_impl(c, out, rows, 0);
     }
 }
 #endif
