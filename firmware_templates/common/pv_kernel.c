@@ -285,7 +285,7 @@ static uint32_t pv_scratch_bytes(const pv_layer_desc_t *d, int first) {
         return n;
     }
     if (d->kind == PV_KIND_DENSE) return PV_ALIGN8(d->in_h * d->in_w * d->in_c * 2u);
-    return 0u;
+    return PV_ALIGN8(d->in_c * 2u); /* the pool's lane sums */
 }
 
 void pv_plan(pv_plan_t *pl) {
@@ -358,8 +358,20 @@ static inline void pv_expand_word(int32_t w, int32_t zp, int32_t zp2, int32_t *l
  * the same run lengths, so both sides of a dot product always share one order. */
 #if defined(PV_USE_DSP)
 static inline void pv_expand_words(int16_t *dst, const int8_t *src, uint32_t n, int32_t zp, int32_t zp2, uint32_t lsh) {
-    uint32_t i;
-    for (i = 0; i < n; i += 4u) {
+    uint32_t i = 0;
+    if (lsh == 0u && (n & 7u) == 0u) { /* inputs: two words a turn */
+        for (; i < n; i += 8u) {
+            int32_t w0, w1, lo, hi;
+            PV_LOAD32(w0, src + i);
+            PV_LOAD32(w1, src + i + 4u);
+            pv_expand_word(w0, zp, zp2, &lo, &hi);
+            pv_st2(dst + i, lo, hi);
+            pv_expand_word(w1, zp, zp2, &lo, &hi);
+            pv_st2(dst + i + 4u, lo, hi);
+        }
+        return;
+    }
+    for (; i < n; i += 4u) {
         int32_t w, lo, hi;
         uint32_t k;
         PV_LOAD32(w, src + i);
@@ -396,6 +408,18 @@ static inline void pv_expand(int16_t *dst, const int8_t *src, uint32_t n, int32_
 /* ---------------------------------------------------------------------------------------------- */
 static int16_t *pv_at16(uint8_t *base, uint32_t off) { return (int16_t *)(void *)(base + off); }
 
+/* n int16 zeros (newlib-nano's memset stores byte by byte) */
+static void pv_zero16(int16_t *p, uint32_t n) {
+#if defined(PV_USE_DSP)
+    if ((n & 3u) == 0u) { /* the ring rows are 8-byte aligned */
+        int16_t *const e = p + n;
+        for (; p < e; p += 4) pv_st2(p, 0, 0);
+        return;
+    }
+#endif
+    memset(p, 0, (size_t)n * 2u);
+}
+
 /* Sets up a conv layer in the scratch: picks the layouts, checks the fast requantization bounds, fills
  * rq and w16, zeroes the ring (its padding columns stay zero). */
 static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer_params_t *p, uint8_t *scratch) {
@@ -424,7 +448,7 @@ static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer
     c->lo = p->act_min;
     c->hi = p->act_max;
     c->full = p->act_min == -128 && p->act_max == 127;
-    if (!c->rowrun) memset(c->ring, 0, ring_bytes);
+    if (!c->rowrun) pv_zero16(c->ring, ring_bytes / 2u);
 
     c->fast = 1;
     for (oc = 0; oc < d->out_c; oc++) {
@@ -446,24 +470,29 @@ static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer
 #if defined(PV_USE_DSP)
         if (c->packed) {
             /* blocks of 4 channels; inside, per 4 values of depth: channel j's 2 words at 2j, 2j+1 */
-            int16_t *dst = c->w16 + (size_t)(oc & ~3u) * c->depth + (oc & 3u) * 4u;
-            uint32_t i;
-            for (i = 0; i < c->depth; i += 4u, dst += 16) {
-                int32_t w, lo, hi;
-                uint32_t j;
-                PV_LOAD32(w, w8 + i);
-                lo = pv_sxtb16(w);
-                hi = pv_sxtb16_ror8(w);
-                if (lsh == 1u) { /* no left shift in the multiplier: the usual case */
-                    lo = pv_sadd16(lo, lo);
-                    hi = pv_sadd16(hi, hi);
-                } else {
+            const uint32_t depth = c->depth;
+            int16_t *dst = c->w16 + (size_t)(oc & ~3u) * depth + (oc & 3u) * 4u;
+            const int8_t *src = w8, *const end = w8 + depth;
+            if (lsh == 1u) { /* no left shift in the multiplier: the usual case */
+                for (; src < end; src += 4, dst += 16) {
+                    int32_t w;
+                    PV_LOAD32(w, src);
+                    pv_st2(dst, pv_sadd16(pv_sxtb16(w), pv_sxtb16(w)),
+                           pv_sadd16(pv_sxtb16_ror8(w), pv_sxtb16_ror8(w)));
+                }
+            } else {
+                for (; src < end; src += 4, dst += 16) {
+                    int32_t w, lo, hi;
+                    uint32_t j;
+                    PV_LOAD32(w, src);
+                    lo = pv_sxtb16(w);
+                    hi = pv_sxtb16_ror8(w);
                     for (j = 0; j < lsh; j++) {
                         lo = pv_sadd16(lo, lo);
                         hi = pv_sadd16(hi, hi);
                     }
+                    pv_st2(dst, lo, hi);
                 }
-                pv_st2(dst, lo, hi);
             }
             continue;
         }
@@ -497,11 +526,22 @@ static void pv_conv_expand_row(const pv_conv_t *c, const int8_t *src, uint32_t i
             (void)ix;
             const int8_t *const se = sg + (size_t)in_w * in_c;
             if (cin_g == 4u && zp == -128) { /* the 3x3 grouped layers: one word per pixel and group */
-                for (; sg < se; sg += in_c, dg += 4) {
+                if (in_w & 1u) {
                     int32_t w, lo, hi;
                     PV_LOAD32(w, sg);
                     pv_expand_word(w, -128, zp2, &lo, &hi);
                     pv_st2(dg, lo, hi);
+                    sg += in_c;
+                    dg += 4;
+                }
+                for (; sg < se; sg += 2u * in_c, dg += 8) { /* two pixels a turn */
+                    int32_t w0, w1, lo, hi;
+                    PV_LOAD32(w0, sg);
+                    PV_LOAD32(w1, sg + in_c);
+                    pv_expand_word(w0, -128, zp2, &lo, &hi);
+                    pv_st2(dg, lo, hi);
+                    pv_expand_word(w1, -128, zp2, &lo, &hi);
+                    pv_st2(dg + 4, lo, hi);
                 }
                 continue;
             }
@@ -599,7 +639,6 @@ typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
         a3 = pv_smlad(x1, w1, a3);            \
     } while (0)
 
-static const int32_t pv_zero6[6] = {0, 0, 0, 0, 0, 0}; /* a padding row of 3 taps x 4 channels, as words */
 
 /* a[0..3] += packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
 static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, int32_t *acc) {
@@ -687,14 +726,13 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
     const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
     uint32_t ox, g, oc, ky, kx;
     if (k == 3u && cin_g == 4u && !c->rowrun) {
-        const int32_t *rr[3];
-        for (ky = 0; ky < 3u; ky++) rr[ky] = rows[ky] ? (const int32_t *)(const void *)rows[ky] : NULL;
+        const int32_t *const rr0 = (const int32_t *)(const void *)rows[0];
+        const int32_t *const rr1 = (const int32_t *)(const void *)rows[1];
+        const int32_t *const rr2 = (const int32_t *)(const void *)rows[2];
         for (g = 0; g < groups; g++) {
             for (ox = 0; ox < out_w; ox++) {
                 const size_t col = ((size_t)g * gstride + (size_t)ox * s * 4u) / 2u; /* words */
-                const int32_t *const r0 = rr[0] ? rr[0] + col : pv_zero6;
-                const int32_t *const r1 = rr[1] ? rr[1] + col : pv_zero6;
-                const int32_t *const r2 = rr[2] ? rr[2] + col : pv_zero6;
+                const int32_t *const r0 = rr0 + col, *const r1 = rr1 + col, *const r2 = rr2 + col;
                 for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
                     const int32_t *w = w32 + (size_t)oc * depth / 2u;
                     const int32_t *q = rq + (oc >> 2) * 16u;
@@ -740,7 +778,6 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
         const int32_t *tx[PV_MAX_TAPS];
         uint32_t tk[PV_MAX_TAPS], nt = 0, t;
         for (ky = 0; ky < k; ky++) {
-            if (rows[ky] == NULL) continue;
             for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
                 tx[nt] = (const int32_t *)(const void *)(rows[ky] + kx * cin_g);
                 tk[nt++] = (c->rowrun ? ky * c->runlen : (ky * k + kx) * cin_g) * 2u;
@@ -784,7 +821,15 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
     uint32_t ky, ox, g, oc, kx, i;
     for (ky = 0; ky < k; ky++) {
         const int32_t iy = iy0 + (int32_t)ky;
-        rows[ky] = (iy < 0 || iy >= (int32_t)d->in_h) ? NULL : c->ring + (size_t)((uint32_t)iy % k) * c->row_elems;
+        int32_t slot = iy % (int32_t)k;
+        int16_t *r;
+        if (slot < 0) slot += (int32_t)k;
+        r = c->ring + (size_t)(uint32_t)slot * c->row_elems;
+        /* A padding row reads zeros from its ring slot, which holds nothing this output row needs: above
+         * the image, slots of rows -p..-1 are not yet written (rows 0..iy0+k-1 went to the others);
+         * below, the slot of row iy held row iy - k < iy0. */
+        if (iy < 0 || iy >= (int32_t)d->in_h) pv_zero16(r, c->row_elems);
+        rows[ky] = r;
     }
 #if defined(PV_USE_DSP)
     if (c->packed && c->fast && (c->rowrun ? k : k * k) <= PV_MAX_TAPS) {
@@ -800,7 +845,6 @@ static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
             const int16_t *tx[PV_MAX_KERNEL * PV_MAX_KERNEL];
             uint32_t tk[PV_MAX_KERNEL * PV_MAX_KERNEL], nt = 0, t;
             for (ky = 0; ky < k; ky++) {
-                if (rows[ky] == NULL) continue;
                 for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
                     tx[nt] = c->rowrun ? rows[ky] + (size_t)ox * s * in_c
                                        : rows[ky] + (size_t)g * gstride + ((size_t)ox * s + kx) * cin_g;
@@ -859,10 +903,37 @@ static void pv_conv_layer(const pv_layer_desc_t *d, const pv_layer_params_t *p, 
 /* ---------------------------------------------------------------------------------------------- */
 /* AVERAGE_POOL_2D, global (kernel = in_h = in_w, checked at parse): TFLM int8 reference rounding. In
  * place: out[c] is written after the last read of channel c, and no later channel reads byte c. */
-static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out) {
+static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
+                       uint8_t *scratch) {
     const uint32_t n = d->in_h * d->in_w, c_n = d->in_c;
     const int32_t count = (int32_t)n;
     uint32_t c, i;
+#if defined(PV_USE_DSP)
+    if ((c_n & 3u) == 0u && n <= 255u) { /* 16-bit lane sums (|sum| <= 255 * 128), 4 channels a word */
+        int32_t *acc = (int32_t *)(void *)scratch; /* per 4 channels: (c0, c2), (c1, c3) */
+        const int8_t *x = in;
+        for (c = 0; c < c_n / 2u; c++) acc[c] = 0;
+        for (i = 0; i < n; i++) {
+            for (c = 0; c < c_n; c += 4u, x += 4) {
+                int32_t w;
+                PV_LOAD32(w, x);
+                acc[c / 2u] = pv_sadd16(acc[c / 2u], pv_sxtb16(w));
+                acc[c / 2u + 1u] = pv_sadd16(acc[c / 2u + 1u], pv_sxtb16_ror8(w));
+            }
+        }
+        for (c = 0; c < c_n; c++) { /* all reads done: the output may overwrite the input */
+            const int32_t word = acc[(c & ~3u) / 2u + (c & 1u)];
+            int32_t a = (int32_t)(int16_t)(uint16_t)((uint32_t)word >> ((c & 2u) ? 16 : 0));
+            a = a > 0 ? (a + count / 2) / count : (a - count / 2) / count;
+            if (a < p->act_min) a = p->act_min;
+            if (a > p->act_max) a = p->act_max;
+            out[c] = (int8_t)a;
+        }
+        return;
+    }
+#else
+    (void)scratch;
+#endif
     for (c = 0; c < c_n; c++) {
         int32_t acc = 0;
         for (i = 0; i < n; i++) acc += in[(size_t)i * c_n + c];
@@ -907,7 +978,7 @@ static int pv_run_rest(const pv_model_t *m, const pv_plan_t *pl, int8_t *logit, 
             if (d->kernel > PV_MAX_KERNEL) return PV_ERR_LAYOUT;
             pv_conv_layer(d, &m->layer[i], in, out, arena + pl->scratch);
         } else if (d->kind == PV_KIND_AVGPOOL) {
-            pv_avgpool(d, &m->layer[i], in, out);
+            pv_avgpool(d, &m->layer[i], in, out, arena + pl->scratch);
         } else {
             pv_dense(d, &m->layer[i], in, out, arena + pl->scratch);
         }
