@@ -127,8 +127,12 @@ def allreduce_grads(params: list[nn.Parameter], world: int) -> None:
 
 
 @torch.no_grad()
-def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call: int = 100) -> np.ndarray:
-    """Score of every evaluation pair: ½(f(b; h(a)) + f(a; h(b))), or the direct-f similarity."""
+def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call: int = 100,
+                one_way: bool = False) -> np.ndarray:
+    """Score of every evaluation pair: ½(f(b; h(a)) + f(a; h(b))), or the direct-f similarity.
+
+    ``one_way``: both directions as separate scores, (2P,) = [f(b; h(a)) for all pairs, f(a; h(b)) for all
+    pairs] — what a device computes for one probe, so its threshold is the one that ships."""
     model.eval()
     out = []
     for s in range(0, len(ev.left), pairs_per_call):
@@ -144,9 +148,14 @@ def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call:
         rows = torch.cat([ia, ib])
         cols = torch.cat([ib, ia])[:, None]
         logits = pairwise_logits(x, th[rows], columns=cols, chunk=chunk)[:, 0]
-        out.append((logits[:len(a)] + logits[len(a):]) / 2)
+        out.append(logits if one_way else (logits[:len(a)] + logits[len(a):]) / 2)
     model.train()
-    return torch.cat(out).numpy().astype(np.float64)
+    res = torch.cat(out).numpy().astype(np.float64)
+    if one_way:  # per call [ab..., ba...] → all ab, then all ba
+        parts = [o.numpy() for o in out]
+        res = np.concatenate([np.concatenate([p[:len(p) // 2] for p in parts]),
+                              np.concatenate([p[len(p) // 2:] for p in parts])]).astype(np.float64)
+    return res
 
 
 def evaluate(model: nn.Module, ev: EvalPairs, chunk: int = 4) -> VerificationReport:
@@ -304,6 +313,16 @@ class Trainer:
         log.info("step %d — %s: %s", step, self.eval_pairs.name, rep.summary())
         return rec
 
+    def _device_threshold(self) -> float:
+        if self.eval_pairs is None or isinstance(self.model, DirectF):
+            return 0.0
+        from training.eval.metrics import best_threshold
+
+        sc = pair_scores(self.model, self.eval_pairs, self.cfg.chunk, one_way=True)
+        thr, acc = best_threshold(sc, np.concatenate([self.eval_pairs.same, self.eval_pairs.same]))
+        log.info("device threshold (one-way scores, both directions): %.4f, accuracy there %.4f", thr, acc)
+        return float(thr)
+
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
         cfg, data = self.cfg, self.data
@@ -403,8 +422,9 @@ class Trainer:
             final = {"model": self.model.state_dict(), "config": cfg.to_dict(), "arch": F_SPEC.name,
                      "arch_hash": F_SPEC.arch_hash(), "embedding_dim": int(self.data.embeddings.shape[1]),
                      "direct_f": cfg.direct_f,
-                     # operating threshold (logit): the most accurate one on the held-out pairs at the end
-                     "threshold": float(last_eval["best_threshold"]) if last_eval else 0.0,
+                     # operating threshold (logit): the most accurate one for ONE-WAY scores f(probe; θ_user)
+                     # on the held-out pairs (both directions), as the device decides
+                     "threshold": self._device_threshold(),
                      "eval": last_eval}
             atomic_write(self.out / "model_final.pt", lambda f: torch.save(final, f))
             if self.tb is not None:
