@@ -92,7 +92,8 @@ def test_enroll_then_verify(model_file, faces, tmp_path, capsys):
     assert res["match"] == (res["logit"] >= res["threshold"])
 
 
-@pytest.mark.parametrize("which,msg", [("blank", "no face"), ("corrupt", "not a readable image"), ("missing", "not found")])
+@pytest.mark.parametrize("which,msg", [("blank", "no face"), ("corrupt", "not a readable image"),
+                                       ("missing", "not found")])
 def test_enroll_bad_images(model_file, faces, tmp_path, capsys, which, msg):
     path = faces.get(which, tmp_path / "nope.jpg")
     with pytest.raises(SystemExit) as e:
