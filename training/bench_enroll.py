@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         if trained is not None and trained.backbone == name:
             gen, which = trained.generator, f"trained {trained.model_id}"
         else:
-            cfg = trained.meta["config"] if trained else {"hgen_hidden": 512, "hgen_rank": 160}
-            hg = HGen(HGenConfig(info.embedding_dim, int(cfg["hgen_hidden"]), int(cfg["hgen_rank"])), F_SPEC)
+            cfg = trained.meta["config"] if trained else {"hgen_hidden": 512, "hgen_rank": 160,
+                                                          "personal_from": "b5_dw"}
+            hg = HGen(HGenConfig(info.embedding_dim, int(cfg["hgen_hidden"]), int(cfg["hgen_rank"]),
+                                 personal_from=str(cfg.get("personal_from", ""))), F_SPEC)
             gen, which = Generator(hg, torch.zeros(info.embedding_dim), torch.ones(info.embedding_dim)).eval(), \
                 "untrained, same size"
         crop = a112 if info.input_kind == ARCFACE112 else d150

@@ -83,7 +83,8 @@ class HyperModel:
                                   f"builds {F_SPEC.name} ({F_SPEC.arch_hash()})")
         cfg = ck["config"]
         dim = int(ck["embedding_dim"])
-        hgen = HGen(HGenConfig(embedding_dim=dim, hidden=int(cfg["hgen_hidden"]), rank=int(cfg["hgen_rank"])), F_SPEC)
+        hgen = HGen(HGenConfig(embedding_dim=dim, hidden=int(cfg["hgen_hidden"]), rank=int(cfg["hgen_rank"]),
+                                personal_from=str(cfg.get("personal_from", ""))), F_SPEC)
         gen = Generator(hgen, torch.zeros(dim), torch.ones(dim))
         state = {k: v.float() for k, v in ck["model"].items()}  # exports may be float16
         gen.load_state_dict(state)

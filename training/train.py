@@ -55,7 +55,7 @@ from training.hypermodel import Generator
 from training.losses import bce_lambda, identity_targets, total_loss
 from training.samplers import KCSSampler, UniformSampler, select_columns
 from training.schedules import alpha_norm_at, batch_identities_at, lr_at
-from training.verifier.batched import pairwise_logits
+from training.verifier.batched import pairwise_logits, pairwise_logits_split
 from training.verifier.functional import to_input
 from training.verifier.hypernet import HGen, HGenConfig
 from training.verifier.spec import F_SPEC
@@ -92,7 +92,8 @@ def build_model(cfg: TrainConfig, embeddings: np.ndarray) -> nn.Module:
     if cfg.direct_f:
         return DirectF(F_SPEC, seed=cfg.seed)
     dim = embeddings.shape[1]
-    hgen = HGen(HGenConfig(embedding_dim=dim, hidden=cfg.hgen_hidden, rank=cfg.hgen_rank), F_SPEC)
+    hgen = HGen(HGenConfig(embedding_dim=dim, hidden=cfg.hgen_hidden, rank=cfg.hgen_rank,
+                                 personal_from=cfg.personal_from), F_SPEC)
     if cfg.standardize_embeddings:
         e = torch.from_numpy(np.asarray(embeddings, np.float64))
         mean, std = e.mean(0), e.std(0).clamp_min(1e-6)
@@ -126,6 +127,15 @@ def allreduce_grads(params: list[nn.Parameter], world: int) -> None:
         off += n
 
 
+def model_logits(model: nn.Module, x: torch.Tensor, thetas: torch.Tensor, columns: torch.Tensor | None,
+                 chunk: int) -> torch.Tensor:
+    """The nB×nB (or subsampled) logits; with partial personalization the shared prefix runs once per image."""
+    pf = model.hgen.cfg.personal_from if isinstance(model, Generator) else ""
+    if pf:
+        return pairwise_logits_split(x, thetas, pf, columns=columns, chunk=chunk)
+    return pairwise_logits(x, thetas, columns=columns, chunk=chunk)
+
+
 @torch.no_grad()
 def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call: int = 100,
                 one_way: bool = False) -> np.ndarray:
@@ -147,7 +157,7 @@ def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call:
         th = model(torch.from_numpy(ev.embeddings[u]))
         rows = torch.cat([ia, ib])
         cols = torch.cat([ib, ia])[:, None]
-        logits = pairwise_logits(x, th[rows], columns=cols, chunk=chunk)[:, 0]
+        logits = model_logits(model, x, th[rows], cols, chunk)[:, 0]
         out.append(logits if one_way else (logits[:len(a)] + logits[len(a):]) / 2)
     model.train()
     res = torch.cat(out).numpy().astype(np.float64)
@@ -344,7 +354,7 @@ class Trainer:
             logits, thetas = self.model(x, cols)
         else:
             thetas = self.model(e)
-            logits = pairwise_logits(x, thetas, columns=cols, chunk=cfg.chunk)
+            logits = model_logits(self.model, x, thetas, cols, cfg.chunk)
         y = identity_targets(labels, columns=cols)
         if cfg.soft_target_mix > 0:
             sim = torch.sigmoid((e @ e.t() - cfg.soft_target_threshold) / cfg.soft_target_temperature)

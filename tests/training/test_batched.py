@@ -105,3 +105,27 @@ def test_bad_shapes_are_refused():
         pairwise_logits(x, th, columns=torch.full((2, 2), 7))
     with pytest.raises(ValueError, match="thetas"):
         effective_weights_batched(th[:, :-1])
+
+
+def test_split_path_equals_full_path_for_a_shared_prefix():
+    from training.verifier.batched import pairwise_logits_split, split_spec
+
+    x, th = _problem(n_nets=5, n_img=7, seed=3)
+    _, _, n = split_spec(F_SPEC, "b5_dw")
+    th[:, :n] = th[0, :n]  # one shared prefix, personal suffixes
+    cols = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 0, 1], [2, 3, 4], [5, 6, 0]])
+    full = pairwise_logits(x, th)
+    torch.testing.assert_close(pairwise_logits_split(x, th, "b5_dw"), full, atol=1e-5, rtol=1e-4)
+    sub = pairwise_logits_split(x, th, "b5_dw", columns=cols)
+    torch.testing.assert_close(sub, torch.gather(full, 1, cols), atol=1e-5, rtol=1e-4)
+
+
+def test_partial_personalization_generates_a_shared_prefix():
+    from training.verifier.batched import split_spec
+    from training.verifier.hypernet import HGen, HGenConfig
+
+    h = HGen(HGenConfig(embedding_dim=16, hidden=32, rank=8, personal_from="b5_dw"))
+    th = h(torch.randn(4, 16))
+    _, _, n = split_spec(F_SPEC, "b5_dw")
+    assert th.shape == (4, F_SPEC.theta_size) and h.n_shared == n
+    assert torch.equal(th[0, :n], th[3, :n]) and not torch.equal(th[0, n:], th[3, n:])

@@ -127,9 +127,11 @@ def _stem(x: torch.Tensor, patches: torch.Tensor | None, cols: torch.Tensor | No
             y = y.relu_()
         return y.reshape(m, ho, wo, n * out).permute(0, 3, 1, 2)  # NCHW view with channels_last strides
     # general first layer: an ordinary (folded) convolution
-    if cols is None:
+    if cols is None and layer.groups == 1:
         h = x.contiguous(memory_format=CL)
-        return _conv(h, w.reshape(n * out, *w.shape[2:]), b.reshape(-1), layer, groups=layer.groups)
+        return _conv(h, w.reshape(n * out, *w.shape[2:]), b.reshape(-1), layer, groups=1)
+    if cols is None:  # grouped: fold the networks as groups over a replicated input, so channels stay (net, ch)
+        cols = torch.arange(x.shape[0]).expand(n, -1)
     m = cols.shape[1]
     h = x[cols].transpose(0, 1).reshape(m, n * x.shape[1], *x.shape[2:]).contiguous(memory_format=CL)
     return _conv(h, w.reshape(n * out, *w.shape[2:]), b.reshape(-1), layer, groups=n * layer.groups)
@@ -226,3 +228,50 @@ def pairwise_logits_vmap(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec =
 def pair_macs(spec: ArchSpec = F_SPEC) -> int:
     """Multiply-accumulates of one f(x; θ) evaluation (one pair)."""
     return int(math.fsum(spec.macs()))
+
+
+# --------------------------------------------------------------------------------------------------
+# Partial personalization: a shared prefix of f, computed once per image
+
+
+def split_spec(spec: ArchSpec, first_personal: str) -> tuple[ArchSpec, ArchSpec, int]:
+    """Cut f before layer ``first_personal`` → (prefix spec, suffix spec, θ values of the prefix).
+
+    The θ layout follows the layer order, so the prefix's parameters are θ[:n] and the suffix's θ[n:]."""
+    names = [layer.name for layer in spec.layers]
+    if first_personal not in names:
+        raise ValueError(f"{spec.name} has no layer {first_personal!r} (layers: {', '.join(names)})")
+    i = names.index(first_personal)
+    if i == 0:
+        raise ValueError("the first personal layer must not be the first layer (use full personalization)")
+    h, w, c = spec.shapes[i]
+    prefix = ArchSpec(f"{spec.name}[:{first_personal}]", spec.input_hw, spec.input_ch, spec.layers[:i], spec.version)
+    suffix = ArchSpec(f"{spec.name}[{first_personal}:]", (h, w), c, spec.layers[i:], spec.version)
+    return prefix, suffix, prefix.theta_size
+
+
+def prefix_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpec) -> torch.Tensor:
+    """Run the convolutional prefix with ONE θ on images x (M, C, H, W) → (M, C', H', W') channels_last."""
+    eff = effective_weights_batched(theta_prefix[None], prefix)
+    first = prefix.layers[0]
+    if not isinstance(first, Conv) or not all(isinstance(layer, Conv) for layer in prefix.layers):
+        raise NotImplementedError(f"{prefix.name}: a shared prefix must be convolutions only")
+    h1, w1, _ = prefix.shapes[1]
+    patches = _patches(x, first.kernel) if _is_patchify(first) else None
+    h = _stem(x, patches, None, eff[f"{first.name}.weight"], eff[f"{first.name}.bias"], first, h1, w1)
+    for layer in prefix.layers[1:]:
+        h = _conv(h, eff[f"{layer.name}.weight"][0], eff[f"{layer.name}.bias"][0], layer, groups=layer.groups)
+    return h
+
+
+def pairwise_logits_split(x: torch.Tensor, thetas: torch.Tensor, first_personal: str, spec: ArchSpec = F_SPEC,
+                          columns: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """:func:`pairwise_logits` for θ whose layers before ``first_personal`` are the SAME in every row.
+
+    The shared prefix runs once per image (M passes instead of N·M), only the personal suffix runs per
+    (verifier, image) pair. Equal to :func:`pairwise_logits` (to float rounding) when the rows' prefix
+    parts are equal; the prefix of row 0 is used (in training they are one shared parameter)."""
+    _check(x, thetas, spec, columns)
+    prefix, suffix, n = split_spec(spec, first_personal)
+    feats = prefix_features(x, thetas[0, :n], prefix)
+    return pairwise_logits(feats, thetas[:, n:], suffix, columns=columns, chunk=chunk)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from training.verifier.batched import split_spec
 from training.verifier.spec import F_SPEC, ArchSpec
 
 
@@ -26,30 +27,43 @@ class HGenConfig:
     hidden: int = 512
     rank: int = 192
     bias_init_scale: float = 0.1
+    # "" = every layer of f is generated per person (the paper). A layer name = partial personalization:
+    # the layers before it get ONE learned θ shared by everybody (still part of every θ h emits), the
+    # layers from it on are generated from e. Training then runs the shared prefix once per image
+    # instead of once per (verifier, image) pair (training.verifier.batched.pairwise_logits_split).
+    personal_from: str = ""
 
 
 class HGen(nn.Module):
     def __init__(self, cfg: HGenConfig = HGenConfig(), spec: ArchSpec = F_SPEC) -> None:
         super().__init__()
         self.cfg, self.spec = cfg, spec
+        self.n_shared = split_spec(spec, cfg.personal_from)[2] if cfg.personal_from else 0
         self.mlp = nn.Sequential(
             nn.Linear(cfg.embedding_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
             nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
             nn.Linear(cfg.hidden, cfg.rank), nn.LayerNorm(cfg.rank), nn.GELU(),
         )
-        self.head = nn.Linear(cfg.rank, spec.theta_size)  # the 4th, low-rank linear layer: θ = U z + θ₀
+        # the 4th, low-rank linear layer: θ_personal = U z + θ₀
+        self.head = nn.Linear(cfg.rank, spec.theta_size - self.n_shared)
+        theta0 = torch.randn(spec.theta_size)  # He-like weights (WS makes the scale irrelevant); 0 biases, gains
+        scale = torch.full((spec.theta_size,), 1.0 / cfg.rank ** 0.5)
+        for slot in spec.layout:
+            if slot.tensor in ("bias", "gain"):  # gains start at 1 + 0
+                sl = slice(slot.offset, slot.offset + slot.size)
+                theta0[sl] = 0.0
+                scale[sl] *= cfg.bias_init_scale
         with torch.no_grad():
-            nn.init.normal_(self.head.weight, std=1.0 / cfg.rank ** 0.5)
-            self.head.bias.normal_(std=1.0)
-            for slot in spec.layout:
-                if slot.tensor in ("bias", "gain"):  # gains start at 1 + 0
-                    sl = slice(slot.offset, slot.offset + slot.size)
-                    self.head.weight[sl] *= cfg.bias_init_scale
-                    self.head.bias[sl] = 0.0
+            self.head.weight.normal_().mul_(scale[self.n_shared:, None])
+            self.head.bias.copy_(theta0[self.n_shared:])
+        self.shared = nn.Parameter(theta0[:self.n_shared].clone()) if self.n_shared else None
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         """(N, embedding_dim) → (N, θ_size)."""
-        return self.head(self.mlp(e))
+        personal = self.head(self.mlp(e))
+        if self.shared is None:
+            return personal
+        return torch.cat([self.shared.expand(personal.shape[0], -1), personal], dim=1)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
