@@ -34,7 +34,10 @@ from training.verifier.batched import (
     pair_macs,
     pairwise_logits,
     pairwise_logits_loop,
+    pairwise_logits_split,
     pairwise_logits_vmap,
+    prefix_features,
+    split_spec,
 )
 from training.verifier.functional import random_theta
 from training.verifier.spec import F_SPEC
@@ -61,7 +64,7 @@ def _step(fn: Callable[[torch.Tensor], torch.Tensor], thetas: torch.Tensor, targ
 
 
 def bench(nb: int, threads: int, n: int, k: int, chunks: list[int], rounds: int, with_vmap: bool,
-          seed: int = 0) -> dict:
+          seed: int = 0, personal_from: str = "") -> dict:
     torch.set_num_threads(threads)
     x, thetas, labels, emb = _problem(nb, n, seed)
     lam = bce_lambda(nb // n)
@@ -83,6 +86,17 @@ def bench(nb: int, threads: int, n: int, k: int, chunks: list[int], rounds: int,
     m = cols.shape[1]
     variants["loop_subsampled"] = (lambda th: pairwise_logits_loop(x, th, columns=cols), sub_t, nb * m)
     variants["batched_subsampled"] = (lambda th: pairwise_logits(x, th, columns=cols), sub_t, nb * m)
+    if personal_from:  # partial personalization: every row shares the prefix θ (as h generates it)
+        prefix, suffix, n_pre = split_spec(F_SPEC, personal_from)
+        thetas[:, :n_pre] = thetas[0, :n_pre]
+
+        def loop_suffix(th: torch.Tensor) -> torch.Tensor:  # a smarter loop: prefix once, suffix per network
+            feats = prefix_features(x, th[0, :n_pre], prefix)
+            return pairwise_logits_loop(feats, th[:, n_pre:], suffix, columns=cols)
+
+        variants["loop_suffix_subsampled"] = (loop_suffix, sub_t, nb * m)
+        variants["batched_split_subsampled"] = (
+            lambda th: pairwise_logits_split(x, th, personal_from, columns=cols), sub_t, nb * m)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for fn, tgt, _ in variants.values():  # warm-up: oneDNN builds its kernels on first use
         _step(fn, thetas, tgt, lam)
@@ -103,7 +117,12 @@ def bench(nb: int, threads: int, n: int, k: int, chunks: list[int], rounds: int,
         "batched_over_batched_subsampled": res[default]["min_s"] / res["batched_subsampled"]["min_s"],
         "loop_over_batched_subsampled": res["loop"]["min_s"] / res["batched_subsampled"]["min_s"],
     }
-    return {"nB": nb, "n": n, "B": nb // n, "k": k, "columns_per_row": m, "threads": threads,
+    if personal_from:
+        split = res["batched_split_subsampled"]["min_s"]
+        ratios["loop_subsampled_over_batched_split"] = res["loop_subsampled"]["min_s"] / split
+        ratios["loop_suffix_subsampled_over_batched_split"] = res["loop_suffix_subsampled"]["min_s"] / split
+    return {"nB": nb, "n": n, "B": nb // n, "k": k, "personal_from": personal_from, "columns_per_row": m,
+            "threads": threads,
             "default_variant": default, "results": res, "ratios": ratios}
 
 
@@ -117,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunks", type=int, nargs="+", default=[1, DEFAULT_CHUNK, 8], help="chunk sizes to time")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     ap.add_argument("--vmap", action="store_true", help="also time the vmap version (slow)")
+    ap.add_argument("--personal-from", default="b4_mix",
+                    help="also time partial personalization from this layer ('' to skip)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/bench_train.json"), help="JSON output")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -129,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'GMAC/s':>7}")
     for threads in args.threads:
         for nb in args.nb:
-            r = bench(nb, threads, args.n, args.k, sorted(set(args.chunks)), args.rounds, args.vmap)
+            r = bench(nb, threads, args.n, args.k, sorted(set(args.chunks)), args.rounds, args.vmap,
+                      personal_from=args.personal_from)
             runs.append(r)
             for name, v in r["results"].items():
                 print(f"{nb:>4} {threads:>3} {name:<22} {v['pairs']:>6} {1e3 * v['min_s']:>9.1f} "
