@@ -135,3 +135,15 @@ def test_two_process_gloo_ddp_keeps_ranks_identical(tmp_path):
     fresh = Trainer(_cfg(tmp_path / "fresh", total_steps=3), *random_split(12, 3, seed=0, n_eval_pairs=20),
                     progress=False)
     assert state_bytes(fresh.model) != r0
+
+
+def test_partial_personalization_with_feature_distillation(tmp_path, data):
+    cfg = _cfg(tmp_path, personal_from="b4_mix", feature_distill=1.0, total_steps=3, checkpoint_every=1)
+    res = train(cfg, data, progress=False)
+    assert res["step"] == 3 and np.isfinite(res["last"]["loss"]) and 0.0 <= res["last"]["distill"] <= 2.0
+    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["distill_proj"]["weight"].shape == (128, 96)
+    final = torch.load(tmp_path / "run" / "model_final.pt", weights_only=False)
+    assert "hgen.shared" in final["model"]  # the shared prefix θ travels with h
+    with pytest.raises(ValueError, match="personal_from"):
+        Trainer(_cfg(tmp_path / "b", feature_distill=1.0), *data, progress=False)
