@@ -95,6 +95,7 @@ def bench(nb: int, threads: int, n: int, k: int, chunks: list[int], rounds: int,
             return pairwise_logits_loop(feats, th[:, n_pre:], suffix, columns=cols)
 
         variants["loop_suffix_subsampled"] = (loop_suffix, sub_t, nb * m)
+        variants["batched_split"] = (lambda th: pairwise_logits_split(x, th, personal_from), full_t, nb * nb)
         variants["batched_split_subsampled"] = (
             lambda th: pairwise_logits_split(x, th, personal_from, columns=cols), sub_t, nb * m)
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -119,6 +120,7 @@ def bench(nb: int, threads: int, n: int, k: int, chunks: list[int], rounds: int,
     }
     if personal_from:
         split = res["batched_split_subsampled"]["min_s"]
+        ratios["loop_over_batched_split"] = res["loop"]["min_s"] / res["batched_split"]["min_s"]
         ratios["loop_subsampled_over_batched_split"] = res["loop_subsampled"]["min_s"] / split
         ratios["loop_suffix_subsampled_over_batched_split"] = res["loop_suffix_subsampled"]["min_s"] / split
     return {"nB": nb, "n": n, "B": nb // n, "k": k, "personal_from": personal_from, "columns_per_row": m,
