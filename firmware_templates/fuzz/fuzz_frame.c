@@ -6,6 +6,9 @@
  *         with a correct CRC, so the fuzzer reaches every command handler.
  * Every reply the board sends must itself decode as a good frame (checked here).
  * With PV_FUZZ_BLOB=path, that θ blob is committed before the run, so INFER/BENCH reach the kernel.
+ * PV_FUZZ_BULK=n (0..2, default 2): images in the board's bulk memory. Every INFER_BULK runs whole
+ * inferences (milliseconds each under ASan); n = 0 refuses it, for fast runs over the decoder,
+ * dispatcher, store and the streamed stem (INFER chunks still go through the kernel's first layer).
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined (see Makefile / run_fuzz.sh).
  */
@@ -114,6 +117,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     s_board.reset = reset;
     s_board.bulk = s_bulk;
     s_board.bulk_bytes = sizeof(s_bulk);
+    if (getenv("PV_FUZZ_BULK") != NULL) {
+        const long nb = strtol(getenv("PV_FUZZ_BULK"), NULL, 10);
+        s_board.bulk_bytes = (uint32_t)(nb < 0 ? 0 : (nb > (long)BULK_IMAGES ? (long)BULK_IMAGES : nb)) * PV_IMAGE_BYTES;
+        if (s_board.bulk_bytes == 0u) s_board.bulk = NULL;
+        fprintf(stderr, "fuzz: %u bulk images\n", (unsigned)(s_board.bulk_bytes / PV_IMAGE_BYTES));
+    }
     s_board.keep_image = s_keep;
     memcpy(s_board.name, "fuzz", 4);
     return 0;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer target for N inputs (default 1,000,000) and reports crashes.
 #   firmware_templates/fuzz/run_fuzz.sh [N] [extra libFuzzer flags...]
+#   PV_FUZZ_BULK=0 run_fuzz.sh N    without bulk images (no whole inferences: much faster per input)
+#   FUZZ_CORPUS=dir                  corpus folder (default build/corpus)
 # Seeds: a few well-formed requests (built by host_tools.serial_link) and, when codegen can make one,
 # a real θ blob committed before every input (PV_FUZZ_BLOB) so INFER/BENCH reach the kernel.
 # Exit code: 0 when libFuzzer found nothing, else libFuzzer's (crash inputs are saved in build/).
@@ -12,7 +14,8 @@ ROOT=$(cd ../.. && pwd)
 HERE=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 make -s
-mkdir -p build/corpus build/seeds
+CORPUS=${FUZZ_CORPUS:-build/corpus}
+mkdir -p "$CORPUS" build/seeds
 if [ -x "$PY" ]; then
   (cd "$ROOT" && "$PY" - "$HERE/build" <<'PYEOF'
 import struct, sys
@@ -38,5 +41,5 @@ PYEOF
   )
 fi
 if [ -f build/theta.bin ]; then export PV_FUZZ_BLOB=$PWD/build/theta.bin; fi
-echo "running: build/fuzz_frame -runs=$N -max_len=9000 -artifact_prefix=build/ build/corpus build/seeds $*"
-exec build/fuzz_frame -runs="$N" -max_len=9000 -artifact_prefix=build/ -print_final_stats=1 build/corpus build/seeds "$@"
+echo "running: build/fuzz_frame -runs=$N -max_len=9000 -artifact_prefix=build/ $CORPUS build/seeds $*"
+exec build/fuzz_frame -runs="$N" -max_len=9000 -artifact_prefix=build/ -print_final_stats=1 "$CORPUS" build/seeds "$@"
