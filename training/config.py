@@ -65,6 +65,7 @@ class TrainConfig:
     standardize_embeddings: bool = True  # h_gen sees (e − μ)/σ over the training set (see train.Generator)
     hgen_hidden: int = 512
     hgen_rank: int = 192
+    distill_pretrain_steps: int = 0  # first steps: only the feature distillation of the shared prefix (no pairs)
     feature_distill: float = 0.0  # >0 (needs personal_from): weight of the shared prefix's embedding regression
     personal_from: str = ""  # "": all of θ generated per person (paper); "b5_dw": layers before it shared
     chunk: int = DEFAULT_CHUNK  # verifiers per folded call in pairwise_logits (speed only)

@@ -349,6 +349,21 @@ class Trainer:
         log.info("device threshold (one-way scores, both directions): %.4f, accuracy there %.4f", thr, acc)
         return float(thr)
 
+    def _distill_only_step(self, step: int, aux: torch.Tensor, b: int, nb: int, t0: float) -> dict[str, float]:
+        cfg = self.cfg
+        lr = lr_at(step, cfg.lr, cfg.total_steps, cfg.warmup_steps, cfg.final_lr_factor)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        (cfg.feature_distill * aux).backward()
+        if self.world > 1:
+            allreduce_grads(self.params, self.world)
+        self.opt.step()
+        nan = float("nan")
+        return {"loss": float(cfg.feature_distill * aux), "bce": nan, "lnorm": nan, "lr": lr, "alpha_norm": 0.0,
+                "identities": b, "batch_images": nb, "pairs": 0, "pos_logit": nan, "neg_logit": nan, "kcs": 0.0,
+                "distill": float(aux), "step_s": time.perf_counter() - t0}
+
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
         cfg, data = self.cfg, self.data
@@ -373,9 +388,11 @@ class Trainer:
             thetas = self.model(e)
             prefix, suffix, n_pre = self.split
             feats = prefix_features(x, thetas[0, :n_pre], prefix)
-            logits = pairwise_logits(feats, thetas[:, n_pre:], suffix, columns=cols, chunk=cfg.chunk)
             target = (e - self.model.emb_mean) / self.model.emb_std
             aux = (1 - torch.nn.functional.cosine_similarity(self.distill_proj(feats.mean(dim=(2, 3))), target)).mean()
+            if step < cfg.distill_pretrain_steps:  # stage 1: the shared prefix learns features alone (cheap)
+                return self._distill_only_step(step, aux, b, len(labels), t0)
+            logits = pairwise_logits(feats, thetas[:, n_pre:], suffix, columns=cols, chunk=cfg.chunk)
         else:
             thetas = self.model(e)
             logits = model_logits(self.model, x, thetas, cols, cfg.chunk)

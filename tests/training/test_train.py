@@ -147,3 +147,11 @@ def test_partial_personalization_with_feature_distillation(tmp_path, data):
     assert "hgen.shared" in final["model"]  # the shared prefix θ travels with h
     with pytest.raises(ValueError, match="personal_from"):
         Trainer(_cfg(tmp_path / "b", feature_distill=1.0), *data, progress=False)
+
+
+def test_distill_pretraining_stage_then_pairs(tmp_path, data):
+    cfg = _cfg(tmp_path, personal_from="b4_mix", feature_distill=1.0, distill_pretrain_steps=2, total_steps=4)
+    res = train(cfg, data, progress=False)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    pairs = [int(r.split(",")[8]) for r in rows]
+    assert pairs[:2] == [0, 0] and all(p > 0 for p in pairs[2:]) and np.isfinite(res["last"]["loss"])
