@@ -25,6 +25,13 @@ def export(src: Path, dst: Path) -> int:
         raise ValueError(f"{src}: not a model_final.pt of training.train")
     if ck.get("direct_f"):
         raise ValueError(f"{src}: a directly trained f (ablation) is not a hypernetwork")
+    if "optimizer" in ck:  # a training checkpoint (a run stopped before its end): keep what enrollment needs
+        evals = ck.get("history", {}).get("evals", [])
+        ck = {"model": ck["model"], "config": ck["config"], "arch": ck["arch"], "arch_hash": ck["arch_hash"],
+              "embedding_dim": int(ck["model"]["emb_mean"].numel()), "direct_f": ck["config"].get("direct_f", False),
+              # no one-way threshold was measured: the last evaluation's (symmetric-score) best threshold
+              "threshold": float(evals[-1]["best_threshold"]) if evals else 0.0,
+              "eval": evals[-1] if evals else None, "stopped_at_step": int(ck["next_step"])}
     out = {k: v for k, v in ck.items() if k != "model"}
     # the standardization buffers stay float32: they are tiny and the input scale matters
     out["model"] = {k: (v if "emb_" in k else v.half()) for k, v in ck["model"].items()}
@@ -39,7 +46,7 @@ def export(src: Path, dst: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export_model", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("src", type=Path, help="model_final.pt written by training.train")
+    ap.add_argument("src", type=Path, help="model_final.pt written by training.train (or a checkpoints/last.pt)")
     ap.add_argument("dst", type=Path, help="output file (e.g. training/pretrained/hgen_dlib_lfw.pt)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
