@@ -28,7 +28,8 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
     base = dict(dataset="random", b0=4, n_per_id=2, batch_doublings=1, batch_warmup_steps=2, kcs_clusters=3,
                 kcs_start_step=2, warmup_steps=2, total_steps=4, eval_every=2, checkpoint_every=2, log_every=1,
                 pair_subsample_k=4, hgen_hidden=32, hgen_rank=8, alpha_norm=1e-4, alpha_norm_ramp_steps=2,
-                out_dir=str(tmp_path / "run"), random_identities=12, random_images_per_id=3, lr=0.05)
+                out_dir=str(tmp_path / "run"), random_identities=12, random_images_per_id=3, lr=0.01,
+                grad_clip=5.0)
     base.update(kw)
     return TrainConfig(**base).validate()
 
