@@ -104,16 +104,19 @@ def test_bad_shapes_are_refused():
         effective_weights_batched(th[:, :-1])
 
 
-def test_split_path_equals_full_path_for_a_shared_prefix():
+@pytest.mark.parametrize("first_personal", ["b5_dw", "pool"])  # "pool": a dense-only personal suffix
+def test_split_path_equals_full_path_for_a_shared_prefix(first_personal):
     from training.verifier.batched import pairwise_logits_split, split_spec
 
     x, th = _problem(n_nets=5, n_img=7, seed=3)
-    _, _, n = split_spec(F_SPEC, "b5_dw")
+    _, _, n = split_spec(F_SPEC, first_personal)
     th[:, :n] = th[0, :n]  # one shared prefix, personal suffixes
     cols = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 0, 1], [2, 3, 4], [5, 6, 0]])
     full = pairwise_logits(x, th)
-    torch.testing.assert_close(pairwise_logits_split(x, th, "b5_dw"), full, atol=1e-5, rtol=1e-4)
-    sub = pairwise_logits_split(x, th, "b5_dw", columns=cols)
+    loop = pairwise_logits_loop(x, th)
+    torch.testing.assert_close(full, loop, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pairwise_logits_split(x, th, first_personal), full, atol=1e-5, rtol=1e-4)
+    sub = pairwise_logits_split(x, th, first_personal, columns=cols)
     torch.testing.assert_close(sub, torch.gather(full, 1, cols), atol=1e-5, rtol=1e-4)
 
 

@@ -165,8 +165,10 @@ def pairwise_logits(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SP
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     eff = effective_weights_batched(thetas, spec)
     first = spec.layers[0]
+    if isinstance(first, AvgPool):  # a dense-only suffix (personal_from = the global pool): x are features
+        return _dense_suffix_logits(x, eff, spec, columns, chunk)
     if not isinstance(first, Conv):
-        raise NotImplementedError(f"{spec.name}: the first layer must be a convolution")
+        raise NotImplementedError(f"{spec.name}: the first layer must be a convolution or the global pool")
     h1, w1, _ = spec.shapes[1]
     patches = _patches(x, first.kernel) if _is_patchify(first) else None
     m = x.shape[0] if columns is None else columns.shape[1]
@@ -199,6 +201,36 @@ def pairwise_logits(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SP
         if not flat or h.shape[-1] != 1:
             raise NotImplementedError(f"{spec.name}: f must end in a dense layer with one output")
         outs.append(h.reshape(m, n))
+    return torch.cat(outs, dim=1).t()
+
+
+def _dense_head(h: torch.Tensor, p: dict[str, torch.Tensor], layers: tuple, spec: ArchSpec) -> torch.Tensor:
+    """The dense layers of a chunk of n verifiers on pooled features h (m, n, C) → (m, n) logits."""
+    for layer in layers:
+        if not isinstance(layer, Dense):
+            raise NotImplementedError(f"{spec.name}: {layer.name} after the global pool is not a dense layer")
+        h = torch.einsum("mni,noi->mno", h, p[f"{layer.name}.weight"]) + p[f"{layer.name}.bias"]
+        if layer.relu:
+            h = h.relu_()
+    if h.shape[-1] != 1:
+        raise NotImplementedError(f"{spec.name}: f must end in a dense layer with one output")
+    return h[..., 0]
+
+
+def _dense_suffix_logits(x: torch.Tensor, eff: dict[str, torch.Tensor], spec: ArchSpec,
+                         columns: torch.Tensor | None, chunk: int) -> torch.Tensor:
+    """Suffix = global pool + dense layers: pool every image ONCE, then only the (tiny) dense layers run
+    per (verifier, image) pair — with personal_from = "pool" a training step is the shared prefix alone."""
+    pooled = x.mean(dim=(2, 3))  # (M, C)
+    parts = {key: torch.split(v, chunk) for key, v in eff.items()}
+    first_dense = spec.layers[1].name
+    col_parts = (None,) * len(parts[f"{first_dense}.weight"]) if columns is None else torch.split(columns, chunk)
+    outs = []
+    for i, cols in enumerate(col_parts):
+        p = {key: v[i] for key, v in parts.items()}
+        n = p[f"{first_dense}.weight"].shape[0]
+        h = pooled[:, None, :].expand(-1, n, -1) if cols is None else pooled[cols.t()]  # (m, n, C)
+        outs.append(_dense_head(h, p, spec.layers[1:], spec))
     return torch.cat(outs, dim=1).t()
 
 
