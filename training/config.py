@@ -65,8 +65,21 @@ class TrainConfig:
     standardize_embeddings: bool = True  # h_gen sees (e − μ)/σ over the training set (see train.Generator)
     hgen_hidden: int = 512
     hgen_rank: int = 192
+    # Two-stage training (beyond the paper, for a CPU and LFW's size; README "Training"): the first
+    # ``distill_pretrain_steps`` steps only distill the backbone into the shared prefix, on batches of
+    # ``distill_batch`` random training images (people with one image count too); the pair stage's
+    # schedules (LR warm-up and cosine, batch doubling, α_norm ramp, KCS start) count from its first step.
     distill_pretrain_steps: int = 0  # first steps: only the feature distillation of the shared prefix (no pairs)
+    distill_batch: int = 128  # images per distillation-stage step
+    distill_lr: float = 0.0  # peak LR of the distillation stage (own warm-up + cosine); 0 = lr
+    # "standardized": (e − μ)/σ per dimension; "centered": e − μ, i.e. the teacher's own geometry without
+    # the component all faces share (dlib: cosine ≈ 0.8 between strangers)
+    distill_target: Literal["standardized", "centered"] = "standardized"
     feature_distill: float = 0.0  # >0 (needs personal_from): weight of the shared prefix's embedding regression
+    freeze_shared_in_pairs: bool = False  # pair stage: the distilled prefix stays fixed, only h_gen learns
+    # a run (checkpoint or model_final.pt) whose shared θ starts this one: the layers shared here take its
+    # values, layers it shared but this run generates start every person there (h_gen's θ₀ = its values)
+    init_from: str = ""
     personal_from: str = ""  # "": all of θ generated per person (paper); "b5_dw": layers before it shared
     chunk: int = DEFAULT_CHUNK  # verifiers per folded call in pairwise_logits (speed only)
     # -- augmentation (of the images f sees; h always gets the un-augmented embedding) -----------------
@@ -106,7 +119,10 @@ class TrainConfig:
                   (self.pair_subsample_k >= 0, "pair_subsample_k >= 0"),
                   (0.0 <= self.soft_target_mix <= 1.0, "0 <= soft_target_mix <= 1"),
                   (self.soft_target_temperature > 0, "soft_target_temperature > 0"),
-                  (self.log_every >= 1, "log_every >= 1"), (self.checkpoint_every >= 1, "checkpoint_every >= 1")]
+                  (self.log_every >= 1, "log_every >= 1"), (self.checkpoint_every >= 1, "checkpoint_every >= 1"),
+                  (self.distill_batch >= 2, "distill_batch >= 2"),
+                  (0 <= self.distill_pretrain_steps < self.total_steps,
+                   "0 <= distill_pretrain_steps < total_steps (the pair stage needs steps)")]
         for ok, what in checks:
             if not ok:
                 raise ValueError(f"invalid training config: need {what}")

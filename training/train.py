@@ -9,6 +9,14 @@ One step (paper §IV-C, Fig. 3):
    plus k negatives (pair subsampling, :func:`training.samplers.select_columns`);
 5. L = L_bce (λ = 1 − β/B) + α_norm L_norm (eqs. 6–9); SGD with momentum, cosine LR after a warm-up.
 
+Two stages (``distill_pretrain_steps`` > 0, the shipped configuration; beyond the paper, measured in the
+README): first the shared prefix of f alone regresses the frozen backbone's embedding of random training
+images through a training-only linear map (:meth:`Trainer._distill_only_step`); then the steps above,
+with the prefix frozen (``freeze_shared_in_pairs``) so that only h_gen learns to generate the personal
+layers. Each stage has its own LR warm-up and cosine; the pair stage's schedules count from its first step.
+Every evaluation then also reports the distilled prefix alone (cosine of its embeddings) and the
+teacher·student dot product a linear personal head can reach.
+
 Outputs under ``out_dir``: ``checkpoints/last.pt`` (model, optimizer, next step, sampler state, config,
 arch hash, history — written atomically every ``checkpoint_every`` steps and at the end),
 ``model_final.pt`` (h_gen weights + config + arch hash, for enrollment), ``metrics.csv`` (always),
@@ -102,12 +110,42 @@ def build_model(cfg: TrainConfig, embeddings: np.ndarray) -> nn.Module:
     return Generator(hgen, mean, std)
 
 
+def init_from_run(model: nn.Module, distill_proj: nn.Linear | None, path: str | Path) -> None:
+    """Start ``model`` from another run's shared θ (e.g. a distilled prefix, :attr:`TrainConfig.init_from`).
+
+    θ's layout follows the layer order, so the source's shared values are θ[:n_src]. The first n of them
+    (n = this model's shared part) become this model's shared θ; the rest, layers this model generates per
+    person, become h_gen's output offset θ₀ for those slots, so that every generated f starts with the
+    source's layers and h learns per-person deviations from them."""
+    if not isinstance(model, Generator):
+        raise ValueError("init_from needs a hypernetwork (not direct_f)")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if ck.get("arch_hash") != F_SPEC.arch_hash():
+        raise ValueError(f"init_from {path}: made for arch hash {ck.get('arch_hash')}, this f is {F_SPEC.arch_hash()}")
+    src = ck["model"].get("hgen.shared")
+    if src is None:
+        raise ValueError(f"init_from {path}: that run has no shared θ (personal_from was empty)")
+    src = src.float()
+    n = model.hgen.n_shared
+    with torch.no_grad():
+        if model.hgen.shared is not None:
+            model.hgen.shared.copy_(src[:n])
+        if len(src) > n:
+            model.hgen.head.bias[:len(src) - n].copy_(src[n:])
+    proj = ck.get("distill_proj")
+    if distill_proj is not None and proj is not None and proj["weight"].shape == distill_proj.weight.shape:
+        distill_proj.load_state_dict(proj)
+    log.info("initialized from %s: %d shared θ values, %d as h_gen's θ₀", path, min(n, len(src)), max(0, len(src) - n))
+
+
 def build_sampler(cfg: TrainConfig, data: TrainSet, rank: int,
                   cluster_of: np.ndarray | None = None) -> UniformSampler:
     if cfg.no_kcs:
         return UniformSampler(data.labels, cfg.n_per_id, cfg.seed, rank)
     k = cfg.kcs_clusters or max(1, round(data.n_identities / 35))
-    return KCSSampler(data.labels, data.embeddings, cfg.n_per_id, k, cfg.kcs_start_step, cfg.seed, rank, cluster_of)
+    # the pair stage's schedules count from its first step (after the distillation stage, if any)
+    start = cfg.kcs_start_step + cfg.distill_pretrain_steps
+    return KCSSampler(data.labels, data.embeddings, cfg.n_per_id, k, start, cfg.seed, rank, cluster_of)
 
 
 def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
@@ -193,8 +231,10 @@ def save_learning_curve(path: Path, evals: list[dict], losses: list[tuple[int, f
     ax1.set_title("training loss")
     if evals:
         st = [e["step"] for e in evals]
-        for key, label in [("accuracy_mean", "accuracy"), ("auc", "AUC"), ("tar_at_far_1e3", "TAR@FAR=1e-3")]:
-            ax2.plot(st, [e[key] for e in evals], marker="o", label=label)
+        for key, label in [("accuracy_mean", "accuracy"), ("auc", "AUC"), ("tar_at_far_1e3", "TAR@FAR=1e-3"),
+                           ("student_accuracy", "distilled prefix alone (cosine)")]:
+            if all(key in e for e in evals):
+                ax2.plot(st, [e[key] for e in evals], marker="o", label=label)
         ax2.legend()
     ax2.set_xlabel("step")
     ax2.set_title("held-out pairs")
@@ -248,6 +288,8 @@ class Trainer:
             self.distill_proj = nn.Linear(self.split[1].input_ch, data.embeddings.shape[1])
             self.opt.add_param_group({"params": list(self.distill_proj.parameters())})
             self.params += list(self.distill_proj.parameters())  # all-reduced with the rest under DDP
+        if cfg.init_from:  # a resumed run then loads its own checkpoint over this
+            init_from_run(self.model, self.distill_proj, cfg.init_from)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -327,8 +369,14 @@ class Trainer:
             return None
         t0 = time.perf_counter()
         rep = evaluate(self.model, self.eval_pairs, self.cfg.chunk)
-        rec = {"step": step, **{k: v for k, v in rep.to_dict().items() if not isinstance(v, list)},
-               "eval_s": time.perf_counter() - t0}
+        rec = {"step": step, **{k: v for k, v in rep.to_dict().items() if not isinstance(v, list)}}
+        if self.distill_proj is not None:
+            srep, drep = self._student_reports(self.eval_pairs)
+            rec |= {"student_accuracy": srep.accuracy_mean, "student_auc": srep.auc,
+                    "student_dot_accuracy": drep.accuracy_mean}
+            log.info("step %d — teacher·student dot product (a linear head's reach): %s", step, drep.summary())
+            log.info("step %d — distilled prefix alone (cosine): %s", step, srep.summary())
+        rec["eval_s"] = time.perf_counter() - t0
         self.history.evals.append(rec)
         with open(self.out / "eval.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -349,27 +397,83 @@ class Trainer:
         log.info("device threshold (one-way scores, both directions): %.4f, accuracy there %.4f", thr, acc)
         return float(thr)
 
-    def _distill_only_step(self, step: int, aux: torch.Tensor, b: int, nb: int, t0: float) -> dict[str, float]:
-        cfg = self.cfg
-        lr = lr_at(step, cfg.lr, cfg.total_steps, cfg.warmup_steps, cfg.final_lr_factor)
+    # -- feature distillation ----------------------------------------------------------------------
+    def _distill_target(self, e: torch.Tensor) -> torch.Tensor:
+        assert isinstance(self.model, Generator)
+        if self.cfg.distill_target == "centered":
+            return e - self.model.emb_mean
+        return (e - self.model.emb_mean) / self.model.emb_std
+
+    def _student_embedding(self, feats: torch.Tensor) -> torch.Tensor:
+        """The shared prefix's pooled features through the training-only map into the backbone's space."""
+        assert self.distill_proj is not None
+        return self.distill_proj(feats.mean(dim=(2, 3)))
+
+    def _distill_loss(self, feats: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        cos = torch.nn.functional.cosine_similarity(self._student_embedding(feats), self._distill_target(e))
+        return (1 - cos).mean()
+
+    @torch.no_grad()
+    def _student_embeddings(self, ev: EvalPairs, batch: int = 256) -> torch.Tensor:
+        """The distilled prefix as an embedding model: s(x) for every evaluation image, unnormalized."""
+        assert isinstance(self.model, Generator) and self.model.hgen.shared is not None
+        out = []
+        for s in range(0, len(ev.images), batch):
+            x = to_input(ev.crops_of(np.arange(s, min(s + batch, len(ev.images)))))
+            out.append(self._student_embedding(prefix_features(x, self.model.hgen.shared, self.split[0])))
+        return torch.cat(out)
+
+    def _student_reports(self, ev: EvalPairs) -> tuple[VerificationReport, VerificationReport]:
+        """(cosine, dot): the student alone, score cos(s(a), s(b)); and what a linear personal head can
+        compute from the prefix, ½(⟨t(a), s(b)⟩ + ⟨t(b), s(a)⟩) with t the distillation target of the
+        backbone embedding."""
+        z = self._student_embeddings(ev)
+        t = self._distill_target(torch.from_numpy(np.ascontiguousarray(ev.embeddings)))
+        zn = torch.nn.functional.normalize(z, dim=1)
+        cos = (zn[ev.left] * zn[ev.right]).sum(1)
+        dot = 0.5 * ((t[ev.left] * z[ev.right]).sum(1) + (t[ev.right] * z[ev.left]).sum(1))
+        folds = np.arange(len(cos)) % 10
+        return tuple(VerificationReport.from_scores(sc.numpy().astype(np.float64), ev.same, folds=folds)
+                     for sc in (cos, dot))
+
+    def _distill_only_step(self, step: int, t0: float) -> dict[str, float]:
+        """Stage 1: the shared prefix regresses the backbone embedding of random training images."""
+        cfg, data = self.cfg, self.data
+        assert isinstance(self.model, Generator) and self.model.hgen.shared is not None
+        rng = np.random.default_rng(step_seed(cfg.seed, self.rank, step, 2))
+        idx = rng.choice(len(data.images), size=min(cfg.distill_batch, len(data.images)), replace=False)
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, self.rank, step, 1))
+        crops = data.batch_crops(idx)
+        x = augment(crops, self.aug, gen) if cfg.augment else to_input(crops)
+        e = torch.from_numpy(np.ascontiguousarray(data.embeddings[idx]))
+        aux = self._distill_loss(prefix_features(x, self.model.hgen.shared, self.split[0]), e)
+        d = cfg.distill_pretrain_steps
+        lr = lr_at(step, cfg.distill_lr or cfg.lr, d, min(cfg.warmup_steps, d // 10), cfg.final_lr_factor)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         (cfg.feature_distill * aux).backward()
         if self.world > 1:
-            allreduce_grads(self.params, self.world)
+            allreduce_grads([p for p in self.params if p.requires_grad], self.world)
         self.opt.step()
         nan = float("nan")
-        return {"loss": float(cfg.feature_distill * aux), "bce": nan, "lnorm": nan, "lr": lr, "alpha_norm": 0.0,
-                "identities": b, "batch_images": nb, "pairs": 0, "pos_logit": nan, "neg_logit": nan, "kcs": 0.0,
-                "distill": float(aux), "step_s": time.perf_counter() - t0}
+        aux_v = float(aux.detach())
+        return {"loss": cfg.feature_distill * aux_v, "bce": nan, "lnorm": nan, "lr": lr, "alpha_norm": 0.0,
+                "identities": 0, "batch_images": len(idx), "pairs": 0, "pos_logit": nan, "neg_logit": nan,
+                "kcs": 0.0, "distill": aux_v, "step_s": time.perf_counter() - t0}
 
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
         cfg, data = self.cfg, self.data
         assert self.sampler is not None
         t0 = time.perf_counter()
-        b = min(batch_identities_at(step, cfg.b0, cfg.batch_doublings, cfg.batch_warmup_steps),
+        if self.distill_proj is not None and step < cfg.distill_pretrain_steps:
+            return self._distill_only_step(step, t0)
+        pstep = step - cfg.distill_pretrain_steps  # the pair stage's own step count
+        frozen = self.distill_proj is not None and cfg.freeze_shared_in_pairs
+        if frozen:  # not in the checkpoint: set again on every step (idempotent), so a resumed run freezes too
+            self.model.hgen.shared.requires_grad_(False)
+        b = min(batch_identities_at(pstep, cfg.b0, cfg.batch_doublings, cfg.batch_warmup_steps),
                 self.sampler.n_identities)
         batch = self.sampler.sample(step, b)
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, self.rank, step, 1))
@@ -387,11 +491,12 @@ class Trainer:
         elif self.distill_proj is not None:
             thetas = self.model(e)
             prefix, suffix, n_pre = self.split
-            feats = prefix_features(x, thetas[0, :n_pre], prefix)
-            target = (e - self.model.emb_mean) / self.model.emb_std
-            aux = (1 - torch.nn.functional.cosine_similarity(self.distill_proj(feats.mean(dim=(2, 3))), target)).mean()
-            if step < cfg.distill_pretrain_steps:  # stage 1: the shared prefix learns features alone (cheap)
-                return self._distill_only_step(step, aux, b, len(labels), t0)
+            if frozen:  # the prefix is a fixed feature extractor now: no backward through it
+                with torch.no_grad():
+                    feats = prefix_features(x, thetas[0, :n_pre], prefix)
+            else:
+                feats = prefix_features(x, thetas[0, :n_pre], prefix)
+                aux = self._distill_loss(feats, e)
             logits = pairwise_logits(feats, thetas[:, n_pre:], suffix, columns=cols, chunk=cfg.chunk)
         else:
             thetas = self.model(e)
@@ -406,18 +511,18 @@ class Trainer:
             k = cols.shape[1] - n
             weights = torch.where(is_pos, 1.0, (nb - n) / k)
         lam = bce_lambda(b, cfg.beta)
-        alpha = alpha_norm_at(step, cfg.alpha_norm_final(), cfg.alpha_norm_start if not cfg.no_lnorm else 0.0,
+        alpha = alpha_norm_at(pstep, cfg.alpha_norm_final(), cfg.alpha_norm_start if not cfg.no_lnorm else 0.0,
                               cfg.alpha_norm_ramp_steps, cfg.alpha_norm_shape)
         loss, bce, lnorm = total_loss(logits, y, thetas, lam, alpha, weights)
         if self.distill_proj is not None:
             loss = loss + cfg.feature_distill * aux
-        lr = lr_at(step, cfg.lr, cfg.total_steps, cfg.warmup_steps, cfg.final_lr_factor)
+        lr = lr_at(pstep, cfg.lr, cfg.total_steps - cfg.distill_pretrain_steps, cfg.warmup_steps, cfg.final_lr_factor)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.world > 1:
-            allreduce_grads(self.params, self.world)
+            allreduce_grads([p for p in self.params if p.requires_grad], self.world)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.opt.step()
@@ -427,7 +532,7 @@ class Trainer:
             neg = float(logits[~hard].mean()) if (~hard).any() else float("nan")
         return {"loss": loss.item(), "bce": bce.item(), "lnorm": lnorm.item(), "lr": lr, "alpha_norm": alpha,
                 "identities": b, "batch_images": nb, "pairs": logits.numel(), "pos_logit": pos, "neg_logit": neg,
-                "kcs": float(batch.cluster >= 0), "distill": float(aux), "step_s": time.perf_counter() - t0}
+                "kcs": float(batch.cluster >= 0), "distill": float(aux.detach()), "step_s": time.perf_counter() - t0}
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:

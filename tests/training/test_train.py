@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from training.config import TrainConfig
 from training.data.train_set import AugmentConfig, augment, random_split
-from training.train import Trainer, state_bytes, train
+from training.train import Trainer, build_sampler, state_bytes, train
 
 
 @pytest.fixture(autouse=True)
@@ -156,3 +156,64 @@ def test_distill_pretraining_stage_then_pairs(tmp_path, data):
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
     pairs = [int(r.split(",")[8]) for r in rows]
     assert pairs[:2] == [0, 0] and all(p > 0 for p in pairs[2:]) and np.isfinite(res["last"]["loss"])
+
+
+def test_two_stage_distill_then_frozen_prefix(tmp_path, data):
+    """Stage 1 moves only the shared prefix and the distillation map (h_gen's MLP gets no gradient); stage 2
+    with freeze_shared_in_pairs moves only h_gen; the pair stage's LR schedule restarts at its first step."""
+    from training.schedules import lr_at
+
+    kw = dict(personal_from="pool", feature_distill=1.0, distill_target="centered", distill_batch=16,
+              distill_lr=0.02, freeze_shared_in_pairs=True, pair_subsample_k=0, eval_every=0)
+    tr = Trainer(_cfg(tmp_path, distill_pretrain_steps=2, total_steps=4, **kw), *data, progress=False)
+    tr.sampler = build_sampler(tr.cfg, tr.data, 0)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    s0 = tr.train_step(0)
+    after1 = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    assert s0["pairs"] == 0 and s0["batch_images"] == 16 and 0.0 <= s0["distill"] <= 2.0
+    assert not torch.equal(before["hgen.shared"], after1["hgen.shared"])
+    assert all(torch.equal(before[k], after1[k]) for k in before if k.startswith("hgen.mlp"))
+    assert s0["lr"] == pytest.approx(lr_at(0, 0.02, 2, min(2, 2 // 10)))
+    tr.train_step(1)
+    shared = tr.model.state_dict()["hgen.shared"].clone()
+    s2 = tr.train_step(2)  # the pair stage's step 0
+    after3 = tr.model.state_dict()
+    assert s2["pairs"] > 0 and s2["lr"] == pytest.approx(lr_at(0, 0.01, 2, 2))
+    assert torch.equal(shared, after3["hgen.shared"])  # frozen
+    assert not torch.equal(after1["hgen.head.weight"], after3["hgen.head.weight"])
+
+
+def test_two_stage_run_reports_the_distilled_prefix(tmp_path, data):
+    cfg = _cfg(tmp_path, personal_from="pool", feature_distill=1.0, distill_target="centered", distill_batch=16,
+               freeze_shared_in_pairs=True, distill_pretrain_steps=2, total_steps=4)
+    train(cfg, data, progress=False)
+    evals = [json.loads(ln) for ln in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(0.0 <= e["student_accuracy"] <= 1.0 and 0.0 <= e["student_dot_accuracy"] <= 1.0 for e in evals)
+    with pytest.raises(ValueError, match="distill_pretrain_steps < total_steps"):
+        _cfg(tmp_path, distill_pretrain_steps=4, total_steps=4)
+
+
+def test_init_from_a_distilled_run(tmp_path, data):
+    """A run that generates more layers starts from another run's shared θ: shared layers copied, the
+    now-personal layers as h_gen's θ₀ — at initialization every generated θ's prefix is the source's."""
+    from training.verifier.batched import split_spec
+    from training.verifier.spec import F_SPEC
+
+    src_cfg = _cfg(tmp_path / "a", personal_from="pool", feature_distill=1.0, distill_batch=16,
+                   distill_pretrain_steps=2, total_steps=3, eval_every=0)
+    train(src_cfg, data, progress=False)
+    src = torch.load(tmp_path / "a" / "run" / "model_final.pt", weights_only=False)["model"]["hgen.shared"]
+    tr = Trainer(_cfg(tmp_path / "b", personal_from="b5_dw", feature_distill=1.0, freeze_shared_in_pairs=True,
+                      init_from=str(tmp_path / "a" / "run" / "model_final.pt")), *data, progress=False)
+    n_b, n_a = split_spec(F_SPEC, "b5_dw")[2], split_spec(F_SPEC, "pool")[2]
+    assert torch.equal(tr.model.hgen.shared.detach(), src[:n_b])
+    hgen = tr.model.hgen
+    with torch.no_grad():
+        hgen.head.weight.zero_()  # only θ₀ left: what every person starts from
+        th = tr.model(torch.from_numpy(data[0].embeddings[:3]))
+    assert torch.equal(th[:, :n_a], src.expand(3, -1))
+    with pytest.raises(ValueError, match="no shared"):
+        train(_cfg(tmp_path / "c", eval_every=0, total_steps=1), data, progress=False)
+        Trainer(_cfg(tmp_path / "d", init_from=str(tmp_path / "c" / "run" / "model_final.pt")), *data,
+                progress=False)
