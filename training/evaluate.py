@@ -2,6 +2,9 @@
 
 ``--model``: a trained hypernetwork (``model_final.pt`` of ``training.train``). For a pair (a, b):
 θ_a = h(a), score = f(b; θ_a), averaged with f(a; θ_b) unless ``--one-way`` (what a device computes).
+``--int8``: f(b; θ_a) is the int8 golden model's dequantized logit (what every device computes bit for
+bit), θ_a quantized by ``codegen.quantize`` with a's crop as the enrollment image — the accuracy cost of
+deployment on the same pairs and protocol.
 LFW: a model trained with people.txt fold k held out is scored on View 2 fold k only (people-disjoint);
 give one model per fold (``--model run0/model_final.pt run1/...``) for the full 10-fold protocol.
 
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--backbone", choices=available_backbones(), help="frozen backbone to evaluate (cosine baseline)")
     src.add_argument("--model", type=Path, nargs="+", help="trained hypermodel file(s), one per held-out LFW fold")
     ap.add_argument("--one-way", action="store_true", help="--model: score f(b; h(a)) only, no symmetric average")
+    ap.add_argument("--int8", action="store_true",
+                    help="--model: score with the int8 golden model of each quantized θ (the device's arithmetic)")
     ap.add_argument("--dataset", default="lfw", help="'lfw' or a path to an InsightFace .bin file")
     ap.add_argument("--view", default="view2", choices=["view2", "devtest", "devtrain"], help="LFW pair list")
     ap.add_argument("--detector", default="auto", choices=["auto", "dlib", "retinaface"],
@@ -156,8 +161,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = True) -> np.ndarray:
-    """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``)."""
+def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool) -> np.ndarray:
+    """f_int8(crops[cols[i]]; quantize(θ[rows[i]], enrollment crop = crops[rows[i]])), dequantized."""
+    from tqdm import tqdm
+
+    from codegen.golden import run_int8
+    from codegen.quantize import quantize
+
+    out = np.empty(len(rows), np.float64)
+    order = np.argsort(rows, kind="stable")  # every θ quantized once, for all of its probes
+    starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    for s, e in tqdm(list(zip(starts, ends)), desc="int8", unit="θ", disable=not progress):
+        idx = order[s:e]
+        r = int(rows[idx[0]])
+        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])
+        out[idx] = qf.dequantize_logit(run_int8(qf, np.ascontiguousarray(crops[cols[idx]])))
+    return out
+
+
+def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = True,
+                 int8: bool = False) -> np.ndarray:
+    """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``);
+    ``int8``: with the int8 golden model of each quantized θ instead of the float f."""
     import torch
     from tqdm import tqdm
 
@@ -168,6 +194,11 @@ def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = 
     emb = EmbeddingCache(load_backbone(model.backbone)).embed(pairs.crops[info.input_kind], progress=progress)
     thetas = torch.from_numpy(model.theta(emb))
     x_all = pairs.crops[ARCFACE112]
+    if int8:
+        a, b = pairs.left, pairs.right
+        rows, cols = (a, b) if one_way else (np.concatenate([a, b]), np.concatenate([b, a]))
+        lg = _int8_logits(thetas, rows, cols, x_all, progress)
+        return lg if one_way else (lg[:len(a)] + lg[len(a):]) / 2
     out = []
     step = 100
     with torch.no_grad():
@@ -197,7 +228,7 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
             keep = pairs.folds == fold if pairs.folds is not None else np.ones(len(pairs.same), bool)
             sub = PairSet(f"{pairs.name}-fold{fold}", pairs.crops, pairs.left[keep], pairs.right[keep],
                           pairs.same[keep], None)
-            sc = model_scores(sub, m, args.one_way, progress)
+            sc = model_scores(sub, m, args.one_way, progress, int8=args.int8)
             all_scores.append(sc)
             all_same.append(sub.same)
             all_folds.append(np.full(len(sc), fold) if len(models) > 1 else np.arange(len(sc)) % 10)
@@ -206,7 +237,7 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
         fail(str(e))
     scores, same, folds = np.concatenate(all_scores), np.concatenate(all_same), np.concatenate(all_folds)
     report = VerificationReport.from_scores(scores, same, folds)
-    tag = "one-way" if args.one_way else "symmetric"
+    tag = ("one-way" if args.one_way else "symmetric") + ("-int8" if args.int8 else "")
     out = args.out or REPO_ROOT / "runs" / "eval" / f"lfw-hypernet-{models[0].model_id}-{tag}"
     label = f"h ({models[0].backbone}) on LFW {', '.join(names)} [{tag}]"
     save_roc_png(out / "roc.png", {label: (scores, same)})

@@ -64,3 +64,17 @@ def test_bench_writes_json(tmp_path, capsys) -> None:
 def test_bench_refuses_an_empty_store(tmp_path, capsys) -> None:
     assert bench.main(["--users", str(tmp_path / "none"), "--json", str(tmp_path / "b.json")]) == 2
     assert "no users" in capsys.readouterr().err
+
+
+def test_int8_pair_scores_quantize_each_theta_with_its_own_crop(face_images: np.ndarray) -> None:
+    """training.evaluate --int8: row i is f_int8(crop[cols[i]]; quantize(θ[rows[i]], crop[rows[i]]))."""
+    from training.evaluate import _int8_logits
+    from training.verifier.functional import random_theta
+
+    crops = face_images[:4]
+    thetas = torch.stack([random_theta(s) for s in range(4)])
+    rows, cols = np.array([2, 0, 2, 1]), np.array([1, 3, 0, 2])
+    got = _int8_logits(thetas, rows, cols, crops, progress=False)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])
+        assert got[i] == qf.dequantize_logit(run_int8(qf, crops[c:c + 1]))[0]
