@@ -50,10 +50,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from training.verifier.functional import INPUT_SCALE, effective_weights, to_input
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
+from training.verifier.functional import INPUT_SCALE, effective_weights, layer_outputs, to_input
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 log = logging.getLogger(__name__)
 
@@ -367,30 +366,8 @@ def calibration_images(enroll_u8: np.ndarray | None = None, n_aug: int = 12, see
 def float_activations(
     params: dict[str, torch.Tensor], x: torch.Tensor, spec: ArchSpec = F_SPEC
 ) -> dict[str, torch.Tensor]:
-    """Every layer's float output (after its ReLU) for input x (N, 3, H, W); mirrors ``apply_effective``."""
-    acts: dict[str, torch.Tensor] = {}
-    for layer in spec.layers:
-        if isinstance(layer, Conv):
-            if layer.padding == "same":
-                ph = same_pads(x.shape[-2], layer.kernel, layer.stride)
-                pw = same_pads(x.shape[-1], layer.kernel, layer.stride)
-                if any(ph + pw):
-                    x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-            x = F.conv2d(
-                x,
-                params[f"{layer.name}.weight"],
-                params[f"{layer.name}.bias"],
-                stride=layer.stride,
-                groups=layer.groups,
-            )
-        elif isinstance(layer, AvgPool):
-            x = F.avg_pool2d(x, layer.kernel).flatten(1)
-        else:
-            x = F.linear(x, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"])
-        if getattr(layer, "relu", False):
-            x = F.relu(x)
-        acts[layer.name] = x
-    return acts
+    """Every layer's float output (after its ReLU) for input x (N, 3, H, W): f's own forward, layer by layer."""
+    return {layer.name: out for layer, _pre, out in layer_outputs(x, params, spec)}
 
 
 # --------------------------------------------------------------------------------------------------

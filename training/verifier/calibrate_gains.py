@@ -14,31 +14,18 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from training.verifier.functional import effective_weights, to_input
+from training.verifier.functional import effective_weights, layer_outputs, to_input
 from training.verifier.hypernet import HGen, HGenConfig
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, same_pads
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool
 
 
 def _run(spec: ArchSpec, theta: torch.Tensor, x: torch.Tensor, upto: int) -> torch.Tensor:
     """Pre-activation output of layer ``upto``."""
-    p = effective_weights(theta, spec)
-    for i, layer in enumerate(spec.layers[:upto + 1]):
-        if isinstance(layer, Conv):
-            if layer.padding == "same":
-                ph = same_pads(x.shape[-2], layer.kernel, layer.stride)
-                pw = same_pads(x.shape[-1], layer.kernel, layer.stride)
-                x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-            x = F.conv2d(x, p[f"{layer.name}.weight"], p[f"{layer.name}.bias"], stride=layer.stride,
-                         groups=layer.groups)
-        elif isinstance(layer, AvgPool):
-            x = F.avg_pool2d(x, layer.kernel).flatten(1)
-        else:
-            x = F.linear(x, p[f"{layer.name}.weight"], p[f"{layer.name}.bias"])
-        if i < upto and getattr(layer, "relu", False):
-            x = F.relu(x)
-    return x
+    for i, (_layer, pre, _out) in enumerate(layer_outputs(x, effective_weights(theta, spec), spec)):
+        if i == upto:
+            return pre
+    raise IndexError(f"{spec.name} has {len(spec.layers)} layers, no layer {upto}")
 
 
 def calibrate(faces_u8: np.ndarray, spec: ArchSpec = F_SPEC, n_theta: int = 4, seed: int = 0) -> ArchSpec:

@@ -7,11 +7,13 @@ uses — codegen quantizes exactly these.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, Layer, same_pads
 
 WS_EPS = 1e-5
 INPUT_ZERO = 128.0
@@ -58,8 +60,12 @@ def effective_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str,
     return out
 
 
-def apply_effective(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC) -> torch.Tensor:
-    """Run f with already-standardized weights. x: (N, 3, H, W) → (N,) logits."""
+def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor],
+                  spec: ArchSpec = F_SPEC) -> Iterator[tuple[Layer, torch.Tensor, torch.Tensor]]:
+    """Walk f layer by layer: yields (layer, pre-activation output, output after its ReLU).
+
+    The ONE float forward of f (TF-'same' padding, conv / global pool / dense, ReLU): :func:`apply_effective`,
+    codegen's calibration (``codegen.quantize.float_activations``) and the LSUV gain calibration read it."""
     for layer in spec.layers:
         if isinstance(layer, Conv):
             if layer.padding == "same":
@@ -73,9 +79,16 @@ def apply_effective(x: torch.Tensor, params: dict[str, torch.Tensor], spec: Arch
             x = F.avg_pool2d(x, layer.kernel).flatten(1)
         else:
             x = F.linear(x, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"])
+        pre = x
         if getattr(layer, "relu", False):
             x = F.relu(x)
-    return x.reshape(x.shape[0])
+        yield layer, pre, x
+
+
+def apply_effective(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC) -> torch.Tensor:
+    """Run f with already-standardized weights. x: (N, 3, H, W) → (N,) logits."""
+    *_, (_layer, _pre, out) = layer_outputs(x, params, spec)  # the last layer's output
+    return out.reshape(out.shape[0])
 
 
 def f_apply(x: torch.Tensor, theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> torch.Tensor:
