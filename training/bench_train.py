@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunks", type=int, nargs="+", default=[1, DEFAULT_CHUNK, 8], help="chunk sizes to time")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     ap.add_argument("--vmap", action="store_true", help="also time the vmap version (slow)")
-    ap.add_argument("--personal-from", default="b4_mix",
+    ap.add_argument("--personal-from", default="pool",
                     help="also time partial personalization from this layer ('' to skip)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/bench_train.json"), help="JSON output")
     ap.add_argument("-v", "--verbose", action="store_true")
