@@ -78,3 +78,21 @@ def test_int8_pair_scores_quantize_each_theta_with_its_own_crop(face_images: np.
     for i, (r, c) in enumerate(zip(rows, cols)):
         qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])
         assert got[i] == qf.dequantize_logit(run_int8(qf, crops[c:c + 1]))[0]
+
+
+def test_int8_layers_one_step_at_a_time(face_images: np.ndarray) -> None:
+    """codegen.int8_layers: no step = the float f; the head's output fake-quantized = the golden model's
+    dequantized logit rounding of the float logit (within one output step); every step changes something."""
+    from codegen.int8_layers import logits_with_one_step, steps
+    from training.verifier.functional import random_theta
+
+    theta = random_theta(3).numpy()
+    imgs = face_images[:8]
+    qf = quantize(theta, enroll_u8=imgs[0])
+    with torch.no_grad():
+        fl = f_apply(to_input(imgs), torch.as_tensor(theta)).double().numpy()
+    np.testing.assert_allclose(logits_with_one_step(theta, qf, imgs, None), fl, rtol=1e-5, atol=1e-6)
+    aq = logits_with_one_step(theta, qf, imgs, "aq:head")
+    assert np.abs(aq - fl).max() <= 0.5 * qf.logit_scale + 1e-6
+    assert len(steps()) == 2 * 10 + 1  # weights and output of 10 weighted layers, output of the pool
+    assert not np.array_equal(logits_with_one_step(theta, qf, imgs, "wq:stem"), fl)

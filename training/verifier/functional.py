@@ -7,7 +7,7 @@ uses — codegen quantizes exactly these.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -60,12 +60,15 @@ def effective_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str,
     return out
 
 
-def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor],
-                  spec: ArchSpec = F_SPEC) -> Iterator[tuple[Layer, torch.Tensor, torch.Tensor]]:
+def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC,
+                  after: Callable[[Layer, torch.Tensor], torch.Tensor] | None = None,
+                  ) -> Iterator[tuple[Layer, torch.Tensor, torch.Tensor]]:
     """Walk f layer by layer: yields (layer, pre-activation output, output after its ReLU).
 
     The ONE float forward of f (TF-'same' padding, conv / global pool / dense, ReLU): :func:`apply_effective`,
-    codegen's calibration (``codegen.quantize.float_activations``) and the LSUV gain calibration read it."""
+    codegen's calibration (``codegen.quantize.float_activations``) and the LSUV gain calibration read it.
+    ``after(layer, output)``, if given, replaces each layer's output before the next layer sees it (e.g.
+    a fake quantization: ``codegen.int8_layers``)."""
     for layer in spec.layers:
         if isinstance(layer, Conv):
             if layer.padding == "same":
@@ -82,6 +85,8 @@ def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor],
         pre = x
         if getattr(layer, "relu", False):
             x = F.relu(x)
+        if after is not None:
+            x = after(layer, x)
         yield layer, pre, x
 
 
