@@ -165,42 +165,39 @@ def pairwise_logits(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SP
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     eff = effective_weights_batched(thetas, spec)
     first = spec.layers[0]
-    if isinstance(first, AvgPool):  # a dense-only suffix (personal_from = the global pool): x are features
-        return _dense_suffix_logits(x, eff, spec, columns, chunk)
-    if not isinstance(first, Conv):
+    if not isinstance(first, Conv | AvgPool):
         raise NotImplementedError(f"{spec.name}: the first layer must be a convolution or the global pool")
-    h1, w1, _ = spec.shapes[1]
-    patches = _patches(x, first.kernel) if _is_patchify(first) else None
+    pool_at = next((i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool)), None)
+    if pool_at is None:
+        raise NotImplementedError(f"{spec.name}: f must end in a global pool and dense layers")
+    convs, dense = spec.layers[:pool_at], spec.layers[pool_at + 1:]
+    if not all(isinstance(layer, Conv) for layer in convs):
+        raise NotImplementedError(f"{spec.name}: only convolutions may come before the global pool")
     m = x.shape[0] if columns is None else columns.shape[1]
+    if convs:
+        h1, w1, _ = spec.shapes[1]
+        patches = _patches(x, first.kernel) if _is_patchify(first) else None
+    else:  # a dense-only suffix (personal_from = the global pool): x are features, pooled ONCE per image
+        pooled = x.mean(dim=(2, 3))  # (M, C)
     # torch.split, not slicing: the backward of a split is one concatenation, where each slice would
     # allocate and zero a full-size gradient (measured: ~5 % of the step at nB=32).
     parts = {key: torch.split(v, chunk) for key, v in eff.items()}
-    col_parts = (None,) * len(parts[f"{first.name}.weight"]) if columns is None else torch.split(columns, chunk)
+    n_chunks = len(next(iter(parts.values())))
+    col_parts = (None,) * n_chunks if columns is None else torch.split(columns, chunk)
     outs = []
     for i, cols in enumerate(col_parts):
         p = {key: v[i] for key, v in parts.items()}
-        n = p[f"{first.name}.weight"].shape[0]
-        h = _stem(x, patches, cols, p[f"{first.name}.weight"], p[f"{first.name}.bias"], first, h1, w1)
-        flat = False
-        for layer in spec.layers[1:]:
-            if isinstance(layer, Conv):
-                if flat:
-                    raise NotImplementedError(f"{spec.name}: convolution {layer.name} after the flattening layer")
+        n = next(iter(p.values())).shape[0]
+        if convs:
+            h = _stem(x, patches, cols, p[f"{first.name}.weight"], p[f"{first.name}.bias"], first, h1, w1)
+            for layer in convs[1:]:
                 w = p[f"{layer.name}.weight"]
                 h = _conv(h, w.reshape(n * layer.out_ch, *w.shape[2:]), p[f"{layer.name}.bias"].reshape(-1),
                           layer, groups=n * layer.groups)
-            elif isinstance(layer, AvgPool):
-                h = h.mean(dim=(2, 3)).reshape(m, n, -1)
-                flat = True
-            else:
-                if not flat:
-                    raise NotImplementedError(f"{spec.name}: dense layer {layer.name} needs a global pool before it")
-                h = torch.einsum("mni,noi->mno", h, p[f"{layer.name}.weight"]) + p[f"{layer.name}.bias"]
-                if layer.relu:
-                    h = h.relu_()
-        if not flat or h.shape[-1] != 1:
-            raise NotImplementedError(f"{spec.name}: f must end in a dense layer with one output")
-        outs.append(h.reshape(m, n))
+            h = h.mean(dim=(2, 3)).reshape(m, n, -1)
+        else:
+            h = pooled[:, None, :].expand(-1, n, -1) if cols is None else pooled[cols.t()]  # (m, n, C)
+        outs.append(_dense_head(h, p, dense, spec))
     return torch.cat(outs, dim=1).t()
 
 
@@ -215,23 +212,6 @@ def _dense_head(h: torch.Tensor, p: dict[str, torch.Tensor], layers: tuple, spec
     if h.shape[-1] != 1:
         raise NotImplementedError(f"{spec.name}: f must end in a dense layer with one output")
     return h[..., 0]
-
-
-def _dense_suffix_logits(x: torch.Tensor, eff: dict[str, torch.Tensor], spec: ArchSpec,
-                         columns: torch.Tensor | None, chunk: int) -> torch.Tensor:
-    """Suffix = global pool + dense layers: pool every image ONCE, then only the (tiny) dense layers run
-    per (verifier, image) pair — with personal_from = "pool" a training step is the shared prefix alone."""
-    pooled = x.mean(dim=(2, 3))  # (M, C)
-    parts = {key: torch.split(v, chunk) for key, v in eff.items()}
-    first_dense = spec.layers[1].name
-    col_parts = (None,) * len(parts[f"{first_dense}.weight"]) if columns is None else torch.split(columns, chunk)
-    outs = []
-    for i, cols in enumerate(col_parts):
-        p = {key: v[i] for key, v in parts.items()}
-        n = p[f"{first_dense}.weight"].shape[0]
-        h = pooled[:, None, :].expand(-1, n, -1) if cols is None else pooled[cols.t()]  # (m, n, C)
-        outs.append(_dense_head(h, p, spec.layers[1:], spec))
-    return torch.cat(outs, dim=1).t()
 
 
 def pairwise_logits_loop(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SPEC,
