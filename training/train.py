@@ -153,7 +153,8 @@ def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
 
 
 def allreduce_grads(params: list[nn.Parameter], world: int) -> None:
-    """Average gradients over ranks with one flat all-reduce."""
+    """Average gradients over ranks with one flat all-reduce (frozen parameters take no part)."""
+    params = [p for p in params if p.requires_grad]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
@@ -454,7 +455,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         (cfg.feature_distill * aux).backward()
         if self.world > 1:
-            allreduce_grads([p for p in self.params if p.requires_grad], self.world)
+            allreduce_grads(self.params, self.world)
         self.opt.step()
         nan = float("nan")
         aux_v = float(aux.detach())
@@ -491,11 +492,9 @@ class Trainer:
         elif self.distill_proj is not None:
             thetas = self.model(e)
             prefix, suffix, n_pre = self.split
-            if frozen:  # the prefix is a fixed feature extractor now: no backward through it
-                with torch.no_grad():
-                    feats = prefix_features(x, thetas[0, :n_pre], prefix)
-            else:
+            with torch.set_grad_enabled(not frozen):  # frozen: a fixed feature extractor, no backward through it
                 feats = prefix_features(x, thetas[0, :n_pre], prefix)
+            if not frozen:
                 aux = self._distill_loss(feats, e)
             logits = pairwise_logits(feats, thetas[:, n_pre:], suffix, columns=cols, chunk=cfg.chunk)
         else:
@@ -522,7 +521,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.world > 1:
-            allreduce_grads([p for p in self.params if p.requires_grad], self.world)
+            allreduce_grads(self.params, self.world)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.opt.step()
