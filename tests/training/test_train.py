@@ -213,7 +213,7 @@ def test_init_from_a_distilled_run(tmp_path, data):
         hgen.head.weight.zero_()  # only θ₀ left: what every person starts from
         th = tr.model(torch.from_numpy(data[0].embeddings[:3]))
     assert torch.equal(th[:, :n_a], src.expand(3, -1))
+    train(_cfg(tmp_path / "c", eval_every=0, total_steps=1), data, progress=False)  # a run without a shared θ
     with pytest.raises(ValueError, match="no shared"):
-        train(_cfg(tmp_path / "c", eval_every=0, total_steps=1), data, progress=False)
         Trainer(_cfg(tmp_path / "d", init_from=str(tmp_path / "c" / "run" / "model_final.pt")), *data,
                 progress=False)
