@@ -28,7 +28,8 @@ boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arra
         1  u8  flags (bit 0: fused ReLU, bit 1: per-channel weights)
         2  u16 n_out (output channels / features)
         4  u32 n_weights (int8 count; 0 for avgpool)
-        8  u32 n_quant (number of w_scales/multipliers/shifts: n_out per-channel, 1 per-tensor, 0 pool)
+        8  u32 n_quant (number of w_scales/multipliers/shifts: n_out for conv and dense, 1 for the pool,
+                        whose weights (all 1) and bias (0) are implicit: n_out = n_weights = 0)
         12 f32 in_scale     16 i32 in_zp     20 f32 out_scale    24 i32 out_zp
         28 i32 act_min      32 i32 act_max
         36 u32 off_weights  int8[n_weights]   conv OHWI, dense [out][in]
@@ -57,7 +58,7 @@ from codegen.quantize import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, QuantizedF, Qu
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 MAGIC = b"PVTB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-channel dense weights, the pool requantizes (one multiplier)
 HEADER_SIZE = 64
 CRC_SIZE = 4
 USER_ID_BYTES = 32
@@ -96,9 +97,9 @@ def _layer_counts(layer: object) -> tuple[int, int, int]:
     if isinstance(layer, Conv):
         return layer.out_ch, int(np.prod(layer.weight_shape)), layer.out_ch
     if isinstance(layer, Dense):
-        return layer.out_features, layer.in_features * layer.out_features, 1
+        return layer.out_features, layer.in_features * layer.out_features, layer.out_features
     if isinstance(layer, AvgPool):
-        return 0, 0, 0
+        return 0, 0, 1
     raise TypeError(layer)
 
 
@@ -301,6 +302,7 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC) -> tuple[BlobHeader, Quant
                 else layer.weight_shape
             ).astype(np.int8)
             q.bias = arr(o_b, n_out, "<i4", f"{layer.name} bias").astype(np.int32)
+        if n_q:
             q.multiplier = arr(o_m, n_q, "<i4", f"{layer.name} multipliers").astype(np.int32)
             q.shift = arr(o_s, n_q, "<i4", f"{layer.name} shifts").astype(np.int32)
             q.w_scales = arr(o_ws, n_q, "<f4", f"{layer.name} weight scales").astype(np.float32)

@@ -92,9 +92,10 @@ def _row(spec: ArchSpec, i: int, plan: ArenaPlan) -> dict[str, int]:
             n_quant=layer.out_ch,
         )
     elif isinstance(layer, AvgPool):
-        row.update(kernel=layer.kernel, stride=layer.kernel)
+        row.update(kernel=layer.kernel, stride=layer.kernel, n_quant=1)  # weights 1 and bias 0 implicit
     elif isinstance(layer, Dense):
-        row.update(in_h=1, in_w=1, in_c=layer.in_features, n_weights=math.prod(layer.weight_shape), n_quant=1)
+        row.update(in_h=1, in_w=1, in_c=layer.in_features, n_weights=math.prod(layer.weight_shape),
+                   n_quant=layer.out_features)
     return row
 
 

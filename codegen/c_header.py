@@ -60,7 +60,7 @@ def _layer_desc(layer) -> str:
         return (f"CONV_2D {layer.in_ch}->{layer.out_ch} k{layer.kernel} s{layer.stride} g{layer.groups} "
                 f"{layer.padding}{' +ReLU' if layer.relu else ''}")
     if isinstance(layer, AvgPool):
-        return f"AVERAGE_POOL_2D {layer.kernel}x{layer.kernel}"
+        return f"global mean {layer.kernel}x{layer.kernel} (requantized)"
     return f"FULLY_CONNECTED {layer.in_features}->{layer.out_features}{' +ReLU' if layer.relu else ''}"
 
 
@@ -73,11 +73,12 @@ def render_theta_header(qf: QuantizedF, user_id: str, threshold: float, blob: by
                  per_channel=int(q.per_channel), in_zp=q.in_zp, out_zp=q.out_zp, act_min=q.act_min,
                  act_max=q.act_max, in_scale=c_float(q.in_scale), out_scale=c_float(q.out_scale),
                  n_weights=0, n_out=0, n_quant=0)
-        if q.weights is not None:
-            assert q.bias is not None and q.multiplier is not None and q.shift is not None
-            d.update(n_weights=int(q.weights.size), n_out=int(q.bias.size), n_quant=int(q.multiplier.size),
-                     weights=c_array(q.weights, 24), bias=c_array(q.bias, 8), multiplier=c_array(q.multiplier, 6),
-                     shift=c_array(q.shift, 16))
+        assert q.multiplier is not None and q.shift is not None
+        d.update(n_quant=int(q.multiplier.size), multiplier=c_array(q.multiplier, 6), shift=c_array(q.shift, 16))
+        if q.weights is not None:  # the pool has none: its weights are 1 and its bias 0
+            assert q.bias is not None
+            d.update(n_weights=int(q.weights.size), n_out=int(q.bias.size), weights=c_array(q.weights, 24),
+                     bias=c_array(q.bias, 8))
         layers.append(d)
     fname = f"{user_id}_theta.h"
     return jinja_env().get_template("theta.h.j2").render(

@@ -8,10 +8,11 @@ must agree with :func:`run_int8` bit for bit. What it implements, op by op (TFLM
   point, i.e. contributes 0), ``+ bias[c]``, then ``MultiplyByQuantizedMultiplier(acc, M[c], shift[c])``
   = ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc · 2^left, M), right)`` (TFLM's default
   double rounding), ``+ out_zp``, clamp to [act_min, act_max]. Groups as TFLM: group = c / (O/G).
-- **AVERAGE_POOL_2D int8** (reference_integer_ops::AveragePool): raw int8 sum (in == out params), then
-  ``(sum ± count/2) / count`` with C's truncating division, clamp.
-- **FULLY_CONNECTED int8 per tensor** (reference_integer_ops::FullyConnected): as conv with one
-  multiplier and shift.
+- **The global pool** is deployed as a CONV_2D with one group per channel and all weights 1 (see
+  codegen.quantize: AVERAGE_POOL_2D could not change the scale): ``acc = Σ (x − in_zp)``, requantized
+  with its one multiplier and shift to its own output params.
+- **FULLY_CONNECTED int8 per channel** (reference_integer_ops::FullyConnectedPerChannel): as conv, one
+  multiplier and shift per output feature.
 
 Speed: the sums are done as float32 (or float64) matrix products, which are *exact*: every product is
 an integer of magnitude ≤ 255·127 and every partial sum ≤ K·255·127 < 2^24 for the depths K here, so
@@ -129,15 +130,14 @@ def conv_int8(x: np.ndarray, q: QuantLayer, layer: Conv) -> np.ndarray:
 
 
 def avgpool_int8(x: np.ndarray, q: QuantLayer, layer: AvgPool) -> np.ndarray:
-    """AVERAGE_POOL_2D, global (kernel = H = W, VALID): int8 (N, H, W, C) → int8 (N, 1, 1, C)."""
+    """The global pool as deployed: CONV_2D k×k VALID, one group per channel, weights 1, bias 0
+    (:func:`codegen.quantize.pool_weights`) — ``acc = Σ (x − in_zp)``, requantized to its own output
+    params. int8 (N, H, W, C) → int8 (N, 1, 1, C)."""
     n, h, w, c = x.shape
     if (h, w) != (layer.kernel, layer.kernel):
         raise ValueError(f"{layer.name}: global pool of {layer.kernel} over {h}×{w}")
-    count = h * w
-    acc = x.astype(np.int64).sum(axis=(1, 2))
-    num = np.where(acc > 0, acc + count // 2, acc - count // 2)
-    avg = np.where(num >= 0, num // count, -((-num) // count))  # C truncation
-    return np.clip(avg, q.act_min, q.act_max).astype(np.int8).reshape(n, 1, 1, c)
+    acc = (x.astype(np.int64) - q.in_zp).sum(axis=(1, 2))
+    return requantize(acc, q).reshape(n, 1, 1, c)
 
 
 def dense_int8(x: np.ndarray, q: QuantLayer) -> np.ndarray:

@@ -7,14 +7,23 @@ raw biases) — exactly what the float f applies — are turned into:
 
 - **Conv weights**: per output channel symmetric int8, zero point 0, ``scale_c = max|w_c| / 127``,
   values in [-127, 127], layout OHWI (TFLite CONV_2D: out, kh, kw, in/groups).
-- **Dense (FULLY_CONNECTED) weights**: per tensor symmetric int8 (TFLM's safe default), layout [out, in].
+- **Dense (FULLY_CONNECTED) weights**: per output feature symmetric int8, as conv (TFLM's
+  FULLY_CONNECTED takes per-channel filter scales; checked bit-exact in tests/codegen), layout [out, in].
+  Per tensor cost 1.3 points of decision agreement on the trained model: fc1's 24 rows differ in scale.
 - **Biases**: int32, scale ``in_scale * w_scale[c]`` (stored as float32, as a .tflite stores it), zp 0.
 - **Activations**: int8 with (scale, zero point). Input: ``q = u - 128``, scale 1/128, zp 0 (exact: f's
   input is x = (u - 128) / 128). ReLU outputs: range [0, hi], so zp = -128 and scale = hi / 255.
-  The average pool keeps its input's parameters (TFLM requires in == out for AVERAGE_POOL_2D).
+  The global average pool gets its OWN output range (see below).
   The output logit (no ReLU) gets its own asymmetric range [min(lo, 0), max(hi, 0)] with TFLite's
   nudged zero point.
-- **Requantization**: per output channel (conv) or per tensor (dense), the real multiplier
+- **The global pool requantizes**: TFLM's AVERAGE_POOL_2D keeps its input's scale, and the input is a
+  per-pixel ReLU map whose range is set by its strongest pixel: averaged over 7×7 pixels, the 96
+  pooled features then used codes up to 34 of 255 (median spread between faces 1.3 steps), which
+  alone cost 3 points of decision agreement with the float f (``python -m codegen.int8_layers``).
+  So the pool is deployed as what TFLM does requantize: a CONV_2D k×k VALID with one group per
+  channel, every weight 1 (scale 1/k², zero bias) — exactly the mean, with its own calibrated output
+  range. The blob and the C kernel store no weights for it (they are all 1), only the multiplier.
+- **Requantization**: per output channel (conv, dense) or per tensor (pool), the real multiplier
   ``double(in_scale) * double(w_scale) / double(out_scale)`` (float32 scales widened to double, the
   order of TFLM's ``PopulateConvolutionQuantizationParams`` / ``CalculateOpDataFullyConnected``) becomes
   a Q31 multiplier and a shift by :func:`quantize_multiplier`, a transcription of TFLM's
@@ -132,9 +141,11 @@ def activation_range(relu: bool, zp: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class QuantLayer:
-    """One deployed op (CONV_2D + fused ReLU, AVERAGE_POOL_2D or FULLY_CONNECTED) with every tensor's
+    """One deployed op (CONV_2D + fused ReLU, the global pool or FULLY_CONNECTED) with every tensor's
     quantization, complete enough to write a .tflite: input/output activation tensors (scale, zp),
-    weights (int8, per-channel scales, zp 0 on axis 0), bias (int32, scales ``bias_scales``, zp 0)."""
+    weights (int8, per-channel scales, zp 0 on axis 0), bias (int32, scales ``bias_scales``, zp 0).
+    The pool holds no weights or bias (its weights are all 1, its bias 0: :func:`pool_weights`),
+    only ``w_scales`` = [1/k²] and its multiplier and shift."""
 
     name: str
     kind: str  # KIND_CONV | KIND_AVGPOOL | KIND_DENSE
@@ -146,7 +157,7 @@ class QuantLayer:
     act_min: int  # int8 clamp of the output (fused activation)
     act_max: int
     weights: np.ndarray | None = None  # int8; conv OHWI (O, kh, kw, I/groups), dense (out, in)
-    w_scales: np.ndarray | None = None  # float32; (O,) per-channel conv, (1,) per-tensor dense
+    w_scales: np.ndarray | None = None  # float32; (O,) per channel (conv, dense), (1,) = 1/k² (pool)
     bias: np.ndarray | None = None  # int32 (O,)
     multiplier: np.ndarray | None = None  # int32, one per w_scale
     shift: np.ndarray | None = None  # int32, one per w_scale; > 0 = left shift (TFLM convention)
@@ -256,8 +267,15 @@ class QuantizedF:
             if not INT8_MIN <= q.act_min <= q.act_max <= INT8_MAX:
                 raise ValueError(f"{q.name}: activation range [{q.act_min}, {q.act_max}] invalid")
             if isinstance(la, AvgPool):
-                if (q.out_scale, q.out_zp) != (q.in_scale, q.in_zp):
-                    raise ValueError(f"{q.name}: AVERAGE_POOL_2D needs equal input and output params")
+                if q.weights is not None or q.bias is not None:
+                    raise ValueError(f"{q.name}: the pool's weights (1) and bias (0) are implicit")
+                for a, dt in ((q.multiplier, np.int32), (q.shift, np.int32), (q.w_scales, np.float32)):
+                    if a is None or a.dtype != dt or a.shape != (1,):
+                        raise ValueError(f"{q.name}: the pool needs one {np.dtype(dt)} multiplier/shift/scale")
+                if q.w_scales[0] != np.float32(pool_weight_scale(la)):
+                    raise ValueError(f"{q.name}: pool weight scale {q.w_scales[0]} != 1/{la.kernel}²")
+                if (q.multiplier < 0).any() or (q.shift < -31).any() or (q.shift > 30).any():
+                    raise ValueError(f"{q.name}: multiplier/shift out of range")
             else:
                 assert q.weights is not None and q.bias is not None and q.w_scales is not None
                 assert q.multiplier is not None and q.shift is not None
@@ -268,8 +286,7 @@ class QuantizedF:
                 )
                 if q.weights.shape != want or q.weights.dtype != np.int8:
                     raise ValueError(f"{q.name}: weights {q.weights.dtype}{q.weights.shape}, want int8{want}")
-                n_out = want[0]
-                n_q = n_out if isinstance(la, Conv) else 1
+                n_out = n_q = want[0]
                 for a, dt, n in (
                     (q.bias, np.int32, n_out),
                     (q.multiplier, np.int32, n_q),
@@ -285,6 +302,17 @@ class QuantizedF:
             prev = (q.out_scale, q.out_zp)
         if (self.logit_scale, self.logit_zp) != prev:
             raise ValueError(f"logit params {(self.logit_scale, self.logit_zp)} != last layer output {prev}")
+
+
+def pool_weight_scale(layer: AvgPool) -> float:
+    """The float32 scale of the pool's weights (all 1): 1/k², so that weight · scale is the mean."""
+    return f32(1.0 / (layer.kernel * layer.kernel))
+
+
+def pool_weights(layer: AvgPool, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pool as a CONV_2D with one group per channel: int8 weights OHWI (C, k, k, 1), all 1, and the
+    int32 zero bias — what the .tflite carries; the blob and the C kernel keep them implicit."""
+    return np.ones((channels, layer.kernel, layer.kernel, 1), np.int8), np.zeros(channels, np.int32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -390,13 +418,6 @@ def _quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return q.reshape(w.shape), scales
 
 
-def _quantize_weights_per_tensor(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    amax = float(np.abs(w).max())
-    scale = np.float32(amax / 127.0 if amax > 0 else 1.0 / 127.0)
-    q = np.clip(np.rint(w.astype(np.float64) / np.float64(scale)), -127, 127).astype(np.int8)
-    return q, np.array([scale], np.float32)
-
-
 def _quantize_bias(b: np.ndarray, bias_scales: np.ndarray, name: str) -> np.ndarray:
     q = np.rint(b.astype(np.float64) / bias_scales.astype(np.float64))
     if np.abs(q).max() > BIAS_LIMIT:
@@ -448,15 +469,11 @@ def quantize(
     ranges: dict[str, list[float]] = {}
     for layer in spec.layers:
         relu = bool(getattr(layer, "relu", False))
-        if isinstance(layer, AvgPool):
-            out_scale, out_zp = in_scale, in_zp
-            ranges[layer.name] = [float(acts[layer.name].min()), float(acts[layer.name].max())]
-        else:
-            lo, hi = _range(acts[layer.name], relu, cfg)
-            ranges[layer.name] = [lo, hi]
-            out_scale, out_zp = choose_qparams(lo, hi)
-            if relu:
-                out_scale, out_zp = f32(hi / 255.0), INT8_MIN  # [0, hi] exactly: zp -128
+        lo, hi = _range(acts[layer.name], relu, cfg)
+        ranges[layer.name] = [lo, hi]
+        out_scale, out_zp = choose_qparams(lo, hi)
+        if relu or (isinstance(layer, AvgPool) and lo >= 0.0):  # the mean of a ReLU map is >= 0 too
+            out_scale, out_zp = f32(hi / 255.0), INT8_MIN  # [0, hi] exactly: zp -128
         act_min, act_max = activation_range(relu, out_zp)
         q = QuantLayer(layer.name, layer.kind, relu, in_scale, in_zp, out_scale, out_zp, act_min, act_max)
         if isinstance(layer, Conv | Dense):
@@ -464,15 +481,15 @@ def quantize(
             b = params[f"{layer.name}.bias"].double().numpy()
             if isinstance(layer, Conv):
                 w = w.transpose(0, 2, 3, 1)  # OIHW → OHWI
-                q.weights, q.w_scales = _quantize_weights_per_channel(w)
-            else:
-                q.weights, q.w_scales = _quantize_weights_per_tensor(w)
-            q.bias = _quantize_bias(b, np.broadcast_to(q.bias_scales, b.shape), layer.name)
-            mults = [quantize_multiplier(real_multiplier(in_scale, float(s), out_scale)) for s in q.w_scales]
-            q.multiplier = np.array([m for m, _ in mults], np.int32)
-            q.shift = np.array([s for _, s in mults], np.int32)
-            if (q.shift > 30).any():
-                raise ValueError(f"{layer.name}: requantization multiplier ≥ 2^30 (scales degenerate)")
+            q.weights, q.w_scales = _quantize_weights_per_channel(w)
+            q.bias = _quantize_bias(b, q.bias_scales, layer.name)
+        else:
+            q.w_scales = np.array([pool_weight_scale(layer)], np.float32)
+        mults = [quantize_multiplier(real_multiplier(in_scale, float(s), out_scale)) for s in q.w_scales]
+        q.multiplier = np.array([m for m, _ in mults], np.int32)
+        q.shift = np.array([s for _, s in mults], np.int32)
+        if (q.shift > 30).any():
+            raise ValueError(f"{layer.name}: requantization multiplier ≥ 2^30 (scales degenerate)")
         layers.append(q)
         in_scale, in_zp = out_scale, out_zp
     qf = QuantizedF(

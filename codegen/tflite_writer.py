@@ -10,7 +10,9 @@ The graph (one subgraph, ops in spec order):
   input channels / filter input channels), weights OHWI int8 per output channel (quantized dimension 0,
   zero points 0), bias int32 (scale in_scale·w_scale[c]), TF 'SAME'/'VALID' padding (the spec uses TF's
   rule, so no PAD op), ReLU fused,
-- AVERAGE_POOL_2D (global 7×7, VALID), FULLY_CONNECTED (per-tensor int8 weights, int32 bias, fused ReLU),
+- the global 7×7 pool as a CONV_2D 7×7 VALID with one group per channel and all weights 1 (it must
+  requantize, which AVERAGE_POOL_2D cannot: see codegen.quantize), FULLY_CONNECTED (per-channel int8
+  weights, int32 bias, fused ReLU),
   a RESHAPE-free FC input: FULLY_CONNECTED flattens [1, 1, 1, 96] itself (keep_num_dims false),
 - output ``[1, 1]`` int8: the logit (real = scale · (q − zp)).
 
@@ -19,8 +21,8 @@ hash, user id, threshold on the logit, input/logit quantization — :func:`read_
 :func:`check_model` refuses a model whose arch hash differs from the spec's.
 
 Operator codes: one per builtin at the highest version its ops need, the versions onnx2tf's TFLite
-converter writes for the same graph (CONV_2D int8 grouped: 6, plain: 3; AVERAGE_POOL_2D int8: 2;
-FULLY_CONNECTED int8: 4). TFLM ignores them; LiteRT checks them.
+converter writes for the same graph (CONV_2D int8 grouped: 6, plain: 3; FULLY_CONNECTED int8 per
+channel: 12). TFLM ignores them; LiteRT checks them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import flatbuffers
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
-from codegen.quantize import QuantizedF
+from codegen.quantize import QuantizedF, pool_weights
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 TFLITE_FORMAT_VERSION = 1  # of our metadata record (the flatbuffer schema itself is version 3)
@@ -95,8 +97,8 @@ def _op_version(layer: object) -> int:
     if isinstance(layer, Conv):
         return 6 if layer.groups > 1 else 3
     if isinstance(layer, AvgPool):
-        return 2
-    return 4
+        return 6  # a grouped CONV_2D
+    return 12  # FULLY_CONNECTED with per-channel int8 weights
 
 
 def metadata_record(
@@ -171,45 +173,43 @@ def build_tflite(
         out_name = "logit" if last and n_layers == len(spec.layers) else f"{layer.name}/out"
         out = tensor(out_name, out_shape, fb.TensorType.INT8, _q(q.out_scale, q.out_zp))
         act = fb.ActivationFunctionType.RELU if q.relu else fb.ActivationFunctionType.NONE
-        if isinstance(layer, Conv | Dense):
-            assert q.weights is not None and q.w_scales is not None and q.bias is not None
-            wt = tensor(
-                f"{layer.name}/weights",
-                q.weights.shape,
-                fb.TensorType.INT8,
-                _q(q.w_scales, np.zeros(q.w_scales.size, np.int64)),
-                q.weights.astype(np.int8),
-            )
-            bt = tensor(
-                f"{layer.name}/bias",
-                q.bias.shape,
-                fb.TensorType.INT32,
-                _q(q.bias_scales, np.zeros(q.w_scales.size, np.int64)),
-                q.bias.astype("<i4"),
-            )
-            op.inputs = [cur, wt, bt]
+        if isinstance(layer, AvgPool):  # the requantizing pool: CONV_2D k×k, one group per channel, weights 1
+            weights, bias = pool_weights(layer, shape[-1])
+        else:
+            weights, bias = q.weights, q.bias
+        assert weights is not None and q.w_scales is not None and bias is not None
+        wt = tensor(
+            f"{layer.name}/weights",
+            weights.shape,
+            fb.TensorType.INT8,
+            _q(q.w_scales, np.zeros(q.w_scales.size, np.int64)),
+            weights.astype(np.int8),
+        )
+        bt = tensor(
+            f"{layer.name}/bias",
+            bias.shape,
+            fb.TensorType.INT32,
+            _q(q.bias_scales, np.zeros(q.w_scales.size, np.int64)),
+            bias.astype("<i4"),
+        )
+        op.inputs = [cur, wt, bt]
+        if isinstance(layer, Conv | AvgPool):
+            op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, _op_version(layer))
+            opt = fb.Conv2DOptionsT()
             if isinstance(layer, Conv):
-                op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, _op_version(layer))
-                opt = fb.Conv2DOptionsT()
                 opt.padding = fb.Padding.SAME if layer.padding == "same" else fb.Padding.VALID
                 opt.strideW = opt.strideH = layer.stride
-                opt.dilationWFactor = opt.dilationHFactor = 1
-                opt.fusedActivationFunction = act
-                op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.Conv2DOptions, opt
             else:
-                op.opcodeIndex = opcode(fb.BuiltinOperator.FULLY_CONNECTED, _op_version(layer))
-                opt = fb.FullyConnectedOptionsT()
-                opt.fusedActivationFunction = act
-                opt.keepNumDims = False
-                op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.FullyConnectedOptions, opt
-        elif isinstance(layer, AvgPool):
-            op.inputs = [cur]
-            op.opcodeIndex = opcode(fb.BuiltinOperator.AVERAGE_POOL_2D, _op_version(layer))
-            opt = fb.Pool2DOptionsT()
-            opt.padding = fb.Padding.VALID
-            opt.strideW = opt.strideH = opt.filterWidth = opt.filterHeight = layer.kernel
+                opt.padding, opt.strideW, opt.strideH = fb.Padding.VALID, 1, 1
+            opt.dilationWFactor = opt.dilationHFactor = 1
             opt.fusedActivationFunction = act
-            op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.Pool2DOptions, opt
+            op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.Conv2DOptions, opt
+        elif isinstance(layer, Dense):
+            op.opcodeIndex = opcode(fb.BuiltinOperator.FULLY_CONNECTED, _op_version(layer))
+            opt = fb.FullyConnectedOptionsT()
+            opt.fusedActivationFunction = act
+            opt.keepNumDims = False
+            op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.FullyConnectedOptions, opt
         else:
             raise TypeError(layer)
         op.outputs = [out]

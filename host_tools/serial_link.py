@@ -42,6 +42,7 @@ FRAME_OVERHEAD = 8
 BLOB_HEADER = struct.Struct("<4sHHI8s32sfII")
 BLOB_HEADER_BYTES = 64
 BLOB_MAX_BYTES = 65536
+BLOB_FORMAT_VERSION = 2  # codegen/blob.py FORMAT_VERSION (the link stays free of the codegen stack; a test ties them)
 _POLL_S = 0.05  # longest single blocking read
 FRAME_ERROR_RESENDS = 4  # resends on the board's bad-frame reports, per allowed try
 
@@ -719,8 +720,9 @@ def check_blob(blob: bytes) -> None:
     if len(blob) < BLOB_HEADER_BYTES + 4 or len(blob) > BLOB_MAX_BYTES:
         raise ValueError(f"θ blob of {len(blob)} bytes: must be {BLOB_HEADER_BYTES + 4}..{BLOB_MAX_BYTES}")
     magic, version, hsize, total, *_ = BLOB_HEADER.unpack_from(blob)
-    if magic != b"PVTB" or version != 1 or hsize != BLOB_HEADER_BYTES or total != len(blob):
-        raise ValueError("not a θ blob (magic PVTB, version 1, 64-byte header, total_size = file size)")
+    if magic != b"PVTB" or version != BLOB_FORMAT_VERSION or hsize != BLOB_HEADER_BYTES or total != len(blob):
+        raise ValueError(f"not a θ blob of this firmware (magic PVTB, version {BLOB_FORMAT_VERSION}, 64-byte "
+                         f"header, total_size = file size; got {magic!r} version {version})")
 
 
 def make_blob(payload: bytes, *, arch_hash: str, user_id: str, threshold_logit: float = 0.0) -> bytes:

@@ -154,8 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         **report.to_dict(), "data_s": round(t_data, 2), "embed_s": round(timing["embed_s"], 2),
         "images": timing["images"], "total_s": round(time.perf_counter() - t0, 2),
     }
+    if agreements:
+        result["int8_vs_float"] = agreements
     atomic_write_json(out / "report.json", result)
     print(f"{label}: {report.summary()}")
+    for a in agreements:
+        print(f"int8 vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
+              f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
+              f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f} (float logit std {a['float_logit_std']:.3f})")
     print(f"time: data+alignment {t_data:.1f} s, embeddings {timing['embed_s']:.1f} s "
           f"({timing['images']} images); report in {out}")
     return 0
@@ -180,10 +186,10 @@ def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, 
     return out
 
 
-def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = True,
-                 int8: bool = False) -> np.ndarray:
-    """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``);
-    ``int8``: with the int8 golden model of each quantized θ instead of the float f."""
+def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, progress: bool = True,
+                    int8: bool = False) -> np.ndarray:
+    """f(crop[cols[i]]; h(crop[rows[i]])) for every i (image indices into ``pairs.crops``); ``int8``: with
+    the int8 golden model of each quantized θ instead of the float f."""
     import torch
     from tqdm import tqdm
 
@@ -195,28 +201,51 @@ def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = 
     thetas = torch.from_numpy(model.theta(emb))
     x_all = pairs.crops[ARCFACE112]
     if int8:
-        a, b = pairs.left, pairs.right
-        rows, cols = (a, b) if one_way else (np.concatenate([a, b]), np.concatenate([b, a]))
-        lg = _int8_logits(thetas, rows, cols, x_all, progress)
-        return lg if one_way else (lg[:len(a)] + lg[len(a):]) / 2
+        return _int8_logits(thetas, rows, cols, x_all, progress)
     out = []
-    step = 100
+    step = 200
     with torch.no_grad():
-        for s in tqdm(range(0, len(pairs.left), step), desc="pairs", unit="×100", disable=not progress):
-            a, b = pairs.left[s:s + step], pairs.right[s:s + step]
-            rows, cols = (a, b) if one_way else (np.concatenate([a, b]), np.concatenate([b, a]))
-            u, inv = np.unique(cols, return_inverse=True)
-            lg = pairwise_logits(to_input(x_all[u]), thetas[torch.from_numpy(rows)],
-                                 columns=torch.from_numpy(inv)[:, None])[:, 0].numpy()
-            out.append(lg if one_way else (lg[:len(a)] + lg[len(a):]) / 2)
+        for s in tqdm(range(0, len(rows), step), desc="pairs", unit="×200", disable=not progress):
+            r, c = rows[s:s + step], cols[s:s + step]
+            u, inv = np.unique(c, return_inverse=True)
+            out.append(pairwise_logits(to_input(x_all[u]), thetas[torch.from_numpy(r)],
+                                       columns=torch.from_numpy(inv)[:, None])[:, 0].numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+def _directions(pairs: PairSet, one_way: bool) -> tuple[np.ndarray, np.ndarray]:
+    a, b = pairs.left, pairs.right
+    return (a, b) if one_way else (np.concatenate([a, b]), np.concatenate([b, a]))
+
+
+def _pair_scores(lg: np.ndarray, n: int, one_way: bool) -> np.ndarray:
+    return lg if one_way else (lg[:n] + lg[n:]) / 2
+
+
+def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = True,
+                 int8: bool = False) -> np.ndarray:
+    """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``);
+    ``int8``: with the int8 golden model of each quantized θ instead of the float f."""
+    rows, cols = _directions(pairs, one_way)
+    return _pair_scores(directed_logits(pairs, model, rows, cols, progress, int8), len(pairs.left), one_way)
+
+
+def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> dict:
+    """Decision agreement of the int8 and float f at the model's threshold, over directed pairs (what a
+    device decides), and the |Δlogit| figures."""
+    d = np.abs(lg_int8 - lg_float)
+    return {"directed_pairs": int(len(d)), "threshold": float(threshold),
+            "decision_agreement": float(((lg_int8 >= threshold) == (lg_float >= threshold)).mean()),
+            "n_disagree": int(((lg_int8 >= threshold) != (lg_float >= threshold)).sum()),
+            "mean_abs_dlogit": float(d.mean()), "max_abs_dlogit": float(d.max()),
+            "float_logit_std": float(lg_float.std())}
 
 
 def main_model(args: argparse.Namespace, progress: bool) -> int:
     from training.hypermodel import HyperModel, HyperModelError
 
     t0 = time.perf_counter()
-    all_scores, all_same, all_folds, names = [], [], [], []
+    all_scores, all_same, all_folds, names, agreements = [], [], [], [], []
     try:
         models = [HyperModel.load(p) for p in args.model]
         for m in models:
@@ -228,7 +257,15 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
             keep = pairs.folds == fold if pairs.folds is not None else np.ones(len(pairs.same), bool)
             sub = PairSet(f"{pairs.name}-fold{fold}", pairs.crops, pairs.left[keep], pairs.right[keep],
                           pairs.same[keep], None)
-            sc = model_scores(sub, m, args.one_way, progress, int8=args.int8)
+            if args.int8:  # both arithmetics on every directed pair: the int8 scores and what int8 changes
+                rows, cols = _directions(sub, False)
+                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True)
+                lg_f = directed_logits(sub, m, rows, cols, progress, int8=False)
+                agreements.append(int8_agreement(lg_f, lg_q, m.threshold))
+                n = len(sub.left)
+                sc = _pair_scores(lg_q[:n] if args.one_way else lg_q, n, args.one_way)
+            else:
+                sc = model_scores(sub, m, args.one_way, progress)
             all_scores.append(sc)
             all_same.append(sub.same)
             all_folds.append(np.full(len(sc), fold) if len(models) > 1 else np.arange(len(sc)) % 10)
@@ -244,8 +281,14 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
     save_score_histogram_png(out / "scores.png", scores, same, threshold=report.best_threshold)
     result = {"models": [str(p) for p in args.model], "model_ids": [m.model_id for m in models], "scoring": tag,
               "pairs": int(len(scores)), **report.to_dict(), "total_s": round(time.perf_counter() - t0, 2)}
+    if agreements:
+        result["int8_vs_float"] = agreements
     atomic_write_json(out / "report.json", result)
     print(f"{label}: {report.summary()}")
+    for a in agreements:
+        print(f"int8 vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
+              f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
+              f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f} (float logit std {a['float_logit_std']:.3f})")
     print(f"{len(scores)} pairs; report in {out}")
     return 0
 

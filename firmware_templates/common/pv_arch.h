@@ -27,10 +27,10 @@
 #define PV_ARENA_BYTES 37632u
 
 /* θ blob (codegen/blob.py): fixed sizes for this architecture. */
-#define PV_BLOB_FORMAT_VERSION 1u
+#define PV_BLOB_FORMAT_VERSION 2u
 #define PV_BLOB_HEADER_BYTES 64u
-#define PV_PAYLOAD_BYTES 30164u
-#define PV_BLOB_BYTES 30232u
+#define PV_PAYLOAD_BYTES 30452u
+#define PV_BLOB_BYTES 30520u
 
 #define PV_KIND_CONV 1u
 #define PV_KIND_AVGPOOL 2u
@@ -65,8 +65,8 @@ typedef struct pv_layer_desc {
     { 1u, 1u, 14u, 14u, 48u, 7u, 7u, 96u, 3u, 2u, 12u, 0u, 0u, 3456u, 96u, 32928u }, /* b4_down */ \
     { 1u, 1u, 7u, 7u, 96u, 7u, 7u, 96u, 1u, 1u, 2u, 0u, 0u, 4608u, 96u, 0u }, /* b4_mix */ \
     { 1u, 1u, 7u, 7u, 96u, 7u, 7u, 96u, 3u, 1u, 24u, 1u, 1u, 3456u, 96u, 32928u }, /* b5_dw */ \
-    { 2u, 0u, 7u, 7u, 96u, 1u, 1u, 96u, 7u, 7u, 1u, 0u, 0u, 0u, 0u, 0u }, /* pool */ \
-    { 3u, 0u, 1u, 1u, 96u, 1u, 1u, 24u, 1u, 1u, 1u, 0u, 0u, 2304u, 1u, 37608u }, /* fc1 */ \
+    { 2u, 0u, 7u, 7u, 96u, 1u, 1u, 96u, 7u, 7u, 1u, 0u, 0u, 0u, 1u, 0u }, /* pool */ \
+    { 3u, 0u, 1u, 1u, 96u, 1u, 1u, 24u, 1u, 1u, 1u, 0u, 0u, 2304u, 24u, 37608u }, /* fc1 */ \
     { 3u, 0u, 1u, 1u, 24u, 1u, 1u, 1u, 1u, 1u, 1u, 0u, 0u, 24u, 1u, 0u }, /* head */ \
 }
 

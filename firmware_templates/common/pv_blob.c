@@ -123,8 +123,7 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
         if (lp->bias[i] < -BIAS_LIMIT || lp->bias[i] > BIAS_LIMIT) return PV_ERR_PARAM;
     }
     if (d->kind == PV_KIND_AVGPOOL) {
-        /* TFLM AVERAGE_POOL_2D: output params == input params; global pool only in this kernel */
-        if (lp->in_scale != lp->out_scale_layer || lp->in_zp != lp->out_zp) return PV_ERR_PARAM;
+        /* the global mean requantizes with one multiplier (weights 1 and bias 0 implicit) */
         if (d->kernel != d->in_h || d->kernel != d->in_w || d->out_h != 1u || d->out_w != 1u)
             return PV_ERR_LAYOUT;
     }

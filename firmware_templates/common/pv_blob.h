@@ -44,7 +44,7 @@ typedef struct pv_layer_params {
     const int32_t *mult;    /* [n_quant] Q31 multipliers */
     const int32_t *shift;   /* [n_quant] > 0: left shift */
     const float *w_scales;  /* [n_quant] (not used by the integer kernel) */
-    uint32_t n_quant;       /* out_c (per channel), 1 (per tensor) or 0 (pool) */
+    uint32_t n_quant;       /* out_c (conv, dense; 1 for a one-output dense) or 1 (the global mean) */
     uint32_t flags;         /* bit 0 ReLU, bit 1 per channel */
     float in_scale;
     float out_scale_layer;

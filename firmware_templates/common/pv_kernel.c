@@ -901,12 +901,15 @@ static void pv_conv_layer(const pv_layer_desc_t *d, const pv_layer_params_t *p, 
 /* ---------------------------------------------------------------------------------------------- */
 /* Pool, dense                                                                                     */
 /* ---------------------------------------------------------------------------------------------- */
-/* AVERAGE_POOL_2D, global (kernel = in_h = in_w, checked at parse): TFLM int8 reference rounding. In
+/* The global mean (kernel = in_h = in_w, checked at parse), as deployed in the .tflite: CONV_2D k x k
+ * with one group per channel, weights 1, bias 0, so acc = sum(x - in_zp), requantized with the layer's
+ * one multiplier to its own output params (codegen/quantize.py says why it is not AVERAGE_POOL_2D). In
  * place: out[c] is written after the last read of channel c, and no later channel reads byte c. */
 static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
                        uint8_t *scratch) {
     const uint32_t n = d->in_h * d->in_w, c_n = d->in_c;
-    const int32_t count = (int32_t)n;
+    const int32_t zp_sum = (int32_t)n * p->in_zp;
+    const pv_requant_params_t rq = pv_rq(p);
     uint32_t c, i;
 #if defined(PV_USE_DSP)
     if ((c_n & 3u) == 0u && n <= 255u) { /* 16-bit lane sums (|sum| <= 255 * 128), 4 channels a word */
@@ -923,11 +926,8 @@ static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, con
         }
         for (c = 0; c < c_n; c++) { /* all reads done: the output may overwrite the input */
             const int32_t word = acc[(c & ~3u) / 2u + (c & 1u)];
-            int32_t a = (int32_t)(int16_t)(uint16_t)((uint32_t)word >> ((c & 2u) ? 16 : 0));
-            a = a > 0 ? (a + count / 2) / count : (a - count / 2) / count;
-            if (a < p->act_min) a = p->act_min;
-            if (a > p->act_max) a = p->act_max;
-            out[c] = (int8_t)a;
+            const int32_t a = (int32_t)(int16_t)(uint16_t)((uint32_t)word >> ((c & 2u) ? 16 : 0));
+            out[c] = pv_requant(a - zp_sum, 0u, &rq);
         }
         return;
     }
@@ -937,14 +937,11 @@ static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, con
     for (c = 0; c < c_n; c++) {
         int32_t acc = 0;
         for (i = 0; i < n; i++) acc += in[(size_t)i * c_n + c];
-        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-        if (acc < p->act_min) acc = p->act_min;
-        if (acc > p->act_max) acc = p->act_max;
-        out[c] = (int8_t)acc;
+        out[c] = pv_requant(acc - zp_sum, 0u, &rq);
     }
 }
 
-/* FULLY_CONNECTED int8 (per tensor when n_quant == 1); the input is copied to the scratch first, so
+/* FULLY_CONNECTED int8 (per channel; n_quant == 1 for one output); the input is copied to the scratch first, so
  * the output may overwrite it. */
 static void pv_dense(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
                      uint8_t *scratch) {

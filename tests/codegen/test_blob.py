@@ -49,7 +49,7 @@ def test_round_trip(qf: QuantizedF, blob: bytes) -> None:
 
 def test_fixed_header_layout(blob: bytes) -> None:
     assert blob[:4] == b"PVTB"
-    assert struct.unpack_from("<HHI", blob, 4) == (1, 64, len(blob))
+    assert struct.unpack_from("<HHI", blob, 4) == (2, 64, len(blob))  # format version 2
     assert blob[12:20] == bytes.fromhex(F_SPEC.arch_hash())
     assert blob[20:52] == b"alice" + b"\0" * 27
     assert struct.unpack_from("<f", blob, 52)[0] == -0.25
@@ -81,8 +81,8 @@ def corruptions(blob: bytes) -> dict[str, tuple[bytes, str]]:
     bad[0:4] = b"PVTX"
     out["magic"] = (bytes(bad), "bad magic")
     bad = bytearray(b)
-    struct.pack_into("<H", bad, 4, 2)
-    out["version"] = (recrc(bad), "version 2")
+    struct.pack_into("<H", bad, 4, 1)  # the previous format (the pool did not requantize)
+    out["version"] = (recrc(bad), "version 1")
     bad = bytearray(b)
     struct.pack_into("<H", bad, 6, 48)
     out["header_size"] = (recrc(bad), "header size 48")

@@ -184,7 +184,8 @@ def test_c_parse_refuses_bad_bias_and_pool_params(pv_test_bin: Path, c_blob: byt
 
     pool = [la.name for la in F_SPEC.layers].index("pool")
     assert patched(1, 40, "<i", 2**30 + 1, array=True) == "PV_ERR_PARAM"  # bias beyond 2^30
-    assert patched(pool, 24, "<i", 5) == "PV_ERR_PARAM"  # pool out zp != in zp
+    assert patched(pool, 48, "<i", 31, array=True) == "PV_ERR_PARAM"  # the pool's shift beyond 30
+    assert patched(pool, 24, "<i", 5) == "PV_ERR_PARAM"  # pool out zp 5: the next layer's input does not chain
     assert patched(2, 16, "<i", 3) == "PV_ERR_PARAM"  # input params do not chain
     assert patched(3, 32, "<i", 200) == "PV_ERR_PARAM"  # act_max beyond int8
     assert patched(3, 28, "<i", 127) == "PV_OK"  # a (silly) clamp range that is still valid

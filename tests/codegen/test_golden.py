@@ -63,12 +63,11 @@ def loop_conv(x: np.ndarray, q, la: Conv) -> np.ndarray:
 
 
 def loop_avgpool(x: np.ndarray, q) -> np.ndarray:
-    n = x.shape[0] * x.shape[1]
+    """The global mean as deployed: CONV_2D k×k, one group per channel, weights 1, bias 0."""
     out = []
     for c in range(x.shape[2]):
-        acc = int(x[:, :, c].astype(np.int64).sum())
-        num = acc + n // 2 if acc > 0 else acc - n // 2
-        v = int(num / n)  # C truncation (exact for these magnitudes)
+        acc = sum(int(v) - q.in_zp for v in x[:, :, c].reshape(-1))
+        v = _mbqm(acc, int(q.multiplier[0]), int(q.shift[0])) + q.out_zp
         out.append(min(max(v, q.act_min), q.act_max))
     return np.array(out, np.int8).reshape(1, 1, -1)
 
@@ -78,7 +77,7 @@ def loop_dense(x: np.ndarray, q) -> np.ndarray:
     out = []
     for o in range(q.weights.shape[0]):
         acc = sum(int(q.weights[o, i]) * (int(xf[i]) - q.in_zp) for i in range(xf.size)) + int(q.bias[o])
-        v = _mbqm(acc, int(q.multiplier[0]), int(q.shift[0])) + q.out_zp
+        v = _mbqm(acc, int(q.multiplier[o]), int(q.shift[o])) + q.out_zp  # per output feature
         out.append(min(max(v, q.act_min), q.act_max))
     return np.array(out, np.int8)
 

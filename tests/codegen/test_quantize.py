@@ -106,14 +106,19 @@ def test_quantized_record_is_consistent(qf0) -> None:
     assert [q.name for q in qf0.layers] == [la.name for la in F_SPEC.layers]
     assert qf0.input_scale == 1 / 128 and qf0.input_zp == 0
     assert (qf0.logit_scale, qf0.logit_zp) == (qf0.layers[-1].out_scale, qf0.layers[-1].out_zp)
+    # the global mean requantizes: weights (1) and bias (0) implicit, scale 1/49, its own output range —
+    # finer than its input's (a mean of 49 ReLU pixels is far below their max), starting at 0
     pool = qf0.layer("pool")
-    assert (pool.in_scale, pool.in_zp) == (pool.out_scale, pool.out_zp)
+    assert pool.weights is None and pool.bias is None
+    assert pool.w_scales.tolist() == [np.float32(1 / 49)] and pool.multiplier.shape == (1,)
+    assert pool.out_scale < pool.in_scale / 2 and pool.out_zp == INT8_MIN
+    assert pool.out_range[1] >= qf0.calibration["ranges"]["pool"][1] * 0.999
     for q, la in zip(qf0.layers, F_SPEC.layers):
         if getattr(la, "relu", False):
             assert q.out_zp == INT8_MIN and q.act_min == INT8_MIN
         if q.weights is not None:
             assert q.weights.dtype == np.int8 and np.abs(q.weights.astype(int)).max() == 127
-            assert q.per_channel == isinstance(la, Conv)
+            assert q.per_channel == (q.weights.shape[0] > 1)  # conv and dense: per output channel
 
 
 def test_weights_are_the_effective_weights(qf0) -> None:
@@ -126,7 +131,7 @@ def test_weights_are_the_effective_weights(qf0) -> None:
             w = w.transpose(0, 2, 3, 1)  # OHWI
             scales = q.w_scales.astype(np.float64).reshape(-1, 1, 1, 1)
         else:
-            scales = np.float64(q.w_scales[0])
+            scales = q.w_scales.astype(np.float64).reshape(-1, 1)
         err = np.abs(q.weights * scales - w)
         assert (err <= scales / 2 * (1 + 1e-6)).all()
         b = eff[f"{la.name}.bias"].double().numpy()

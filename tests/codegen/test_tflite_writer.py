@@ -36,9 +36,8 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
     sg = m.subgraphs[0]
     codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
     n_conv = sum(isinstance(la, Conv) for la in F_SPEC.layers)
-    assert codes == [fb.BuiltinOperator.CONV_2D] * n_conv + [fb.BuiltinOperator.AVERAGE_POOL_2D] + [
-        fb.BuiltinOperator.FULLY_CONNECTED
-    ] * 2
+    # the global mean is one more CONV_2D (7×7, one group per channel, weights 1): it requantizes
+    assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1) + [fb.BuiltinOperator.FULLY_CONNECTED] * 2
     inp, out = sg.tensors[sg.inputs[0]], sg.tensors[sg.outputs[0]]
     assert list(inp.shape) == [1, 112, 112, 3] and inp.type == fb.TensorType.INT8
     assert list(out.shape) == [1, 1] and out.type == fb.TensorType.INT8 and len(sg.outputs) == 1
@@ -55,6 +54,13 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
         assert op.builtinOptions.fusedActivationFunction == fb.ActivationFunctionType.RELU
         got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8)
         assert np.array_equal(got, q.weights.reshape(-1))
+    i_pool = [la.name for la in F_SPEC.layers].index("pool")
+    pool_w = sg.tensors[sg.operators[i_pool].inputs[1]]
+    assert list(pool_w.shape) == [96, 7, 7, 1] and list(pool_w.quantization.scale) == [np.float32(1 / 49)]
+    assert set(np.asarray(m.buffers[pool_w.buffer].data).tolist()) == {1}
+    for op in sg.operators[i_pool + 1 :]:  # FULLY_CONNECTED with per-output-feature weight scales
+        w = sg.tensors[op.inputs[1]]
+        assert len(w.quantization.scale) == w.shape[0]
     assert all(t.type == fb.TensorType.INT8 for t in sg.tensors if t.buffer == 0)
 
 

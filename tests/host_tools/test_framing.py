@@ -149,3 +149,13 @@ def test_c_decoder_survives_random_garbage(frame_tool: Path) -> None:
         stream += encode_frame(f.cmd, f.seq, f.payload, leading_delimiter=True)
     events = c_decode(frame_tool, bytes(stream))
     assert [e for e in events if isinstance(e, Frame)] == frames
+
+
+def test_link_reads_the_blob_format_codegen_writes() -> None:
+    """serial_link keeps its own copy of the blob header constants (no codegen import): they must agree."""
+    from codegen import blob
+    from host_tools import serial_link
+
+    assert serial_link.BLOB_FORMAT_VERSION == blob.FORMAT_VERSION
+    assert serial_link.BLOB_HEADER.format == blob._HEADER.format
+    assert serial_link.BLOB_HEADER_BYTES == blob.HEADER_SIZE

@@ -64,7 +64,7 @@ int main(void) {
     memcpy(board.name, "apptest", 7);
 
     if (pv_app_init(&board, &flash) != 0) return fail("first init", pv_app_seed_error(), 0);
-    if (pv_app_seed_result() != PV_APP_SEED_WRITTEN) return fail("built-in θ not written", pv_app_seed_result(), 1);
+    if (pv_app_seed_result() != PV_APP_SEED_WRITTEN) return fail("built-in θ not written (store error)", pv_app_seed_error(), 0);
     if (pv_app_init(&board, &flash) != 0) return fail("second init", pv_app_seed_error(), 0);
     if (pv_app_seed_result() != PV_APP_SEED_NONE) return fail("built-in θ written twice", pv_app_seed_result(), 0);
 
