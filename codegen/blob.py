@@ -11,7 +11,8 @@ Header (64 bytes, FIXED — the firmware θ store is written against it; all lit
     20  32   user_id UTF-8, NUL-padded
     52  4    f32 threshold_logit (decision: dequantized logit >= threshold)
     56  4    u32 payload_size
-    60  4    u32 reserved = 0
+    60  4    u32 prefix_id: a base blob: the id of its shared layers [0, split); a personal blob: the id
+                 of the base it needs; 0 otherwise (see "Shared prefix" below)
     64  ...  payload
     end 4    u32 CRC-32 (zlib.crc32, IEEE) over bytes [0, total_size - 4)
 
@@ -22,8 +23,9 @@ boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arra
     4   u32 record_size = 64
     8   f32 input_scale       12  i32 input_zp     (1/128 and 0: q = u - 128)
     16  f32 logit_scale       20  i32 logit_zp     (= the last layer's output params)
-    24  u32 reserved[2] = 0
-    32  n_layers layer records of 64 bytes, in spec order:
+    24  u32 first_layer       (0: a full blob; k > 0: a personal blob with the records of layers [k, n))
+    28  u32 split             (a full blob usable as a base: its layers [0, split) are shared; else 0)
+    32  the layer records of 64 bytes (n_layers − first_layer of them), in spec order:
         0  u8  kind (1 conv, 2 avgpool, 3 dense)
         1  u8  flags (bit 0: fused ReLU, bit 1: per-channel weights)
         2  u16 n_out (output channels / features)
@@ -44,6 +46,17 @@ boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arra
 
 The payload size is fixed by the spec (:func:`payload_size`); ``codegen.c_arch`` emits it as
 ``PV_PAYLOAD_BYTES`` / ``PV_BLOB_BYTES``.
+
+Shared prefix (base + personal blobs)
+-------------------------------------
+With a hypernetwork that generates only f's last layers (``personal_from``, e.g. the shipped model:
+pool, fc1 and head), the layers before them are the same for every user. A firmware then keeps them
+ONCE, as a compiled-in **base blob** (a full blob whose ``split`` names the first personal layer, its
+prefix quantized on the package faces only, so every user of the model gets the same int8 prefix),
+and each user's θ store slot holds a **personal blob**: the records and arrays of layers [split, n)
+only (2.9 KB instead of 30.5 KB), bound to the base by ``prefix_id`` — a CRC-32 of the int8 prefix's
+arithmetic (:func:`prefix_id`), which the board compares and never recomputes. This is what fits the
+whole firmware with both A/B slots in 64 KB of flash (firmware_templates/README.md).
 """
 
 from __future__ import annotations
@@ -68,7 +81,7 @@ KIND_CODES = {KIND_CONV: 1, KIND_AVGPOOL: 2, KIND_DENSE: 3}
 KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 FLAG_RELU, FLAG_PER_CHANNEL = 1, 2
 
-_HEADER = struct.Struct("<4sHHI8s32sfII")
+_HEADER = struct.Struct("<4sHHI8s32sfII")  # ..., payload_size, prefix_id
 _PAYLOAD_HEAD = struct.Struct("<IIfifiII")
 _RECORD = struct.Struct("<BBHIIfifiiiIIIIIII")
 assert _HEADER.size == HEADER_SIZE and _PAYLOAD_HEAD.size == PAYLOAD_HEAD_SIZE and _RECORD.size == RECORD_SIZE
@@ -86,6 +99,7 @@ class BlobHeader:
     user_id: str
     threshold_logit: float
     payload_size: int
+    prefix_id: int = 0
 
 
 def _pad4(n: int) -> int:
@@ -103,17 +117,33 @@ def _layer_counts(layer: object) -> tuple[int, int, int]:
     raise TypeError(layer)
 
 
-def payload_size(spec: ArchSpec = F_SPEC) -> int:
-    """Bytes of the payload for ``spec`` (fixed by the architecture)."""
-    n = PAYLOAD_HEAD_SIZE + RECORD_SIZE * len(spec.layers)
-    for layer in spec.layers:
+def payload_size(spec: ArchSpec = F_SPEC, first_layer: int = 0) -> int:
+    """Bytes of the payload for ``spec`` (fixed by the architecture; a personal blob: layers from
+    ``first_layer`` on)."""
+    n = PAYLOAD_HEAD_SIZE + RECORD_SIZE * (len(spec.layers) - first_layer)
+    for layer in spec.layers[first_layer:]:
         n_out, n_w, n_q = _layer_counts(layer)
         n += _pad4(n_w) + 4 * n_out + 3 * 4 * n_q
     return n
 
 
-def blob_size(spec: ArchSpec = F_SPEC) -> int:
-    return HEADER_SIZE + payload_size(spec) + CRC_SIZE
+def blob_size(spec: ArchSpec = F_SPEC, first_layer: int = 0) -> int:
+    return HEADER_SIZE + payload_size(spec, first_layer) + CRC_SIZE
+
+
+def prefix_id(qf: QuantizedF, split: int) -> int:
+    """The id of qf's int8 layers [0, split): CRC-32 over every number their arithmetic uses (never 0)."""
+    if not 0 < split < len(qf.layers):
+        raise BlobError(f"shared prefix split {split}: must be in 1..{len(qf.layers) - 1}")
+    crc = zlib.crc32(qf.arch_hash.encode())
+    for q in qf.layers[:split]:
+        head = struct.pack("<8sBfifiii", q.name.encode()[:8], KIND_CODES[q.kind], q.in_scale, q.in_zp,
+                           q.out_scale, q.out_zp, q.act_min, q.act_max)
+        crc = zlib.crc32(head, crc)
+        for a in (q.weights, q.bias, q.multiplier, q.shift, q.w_scales):
+            if a is not None:
+                crc = zlib.crc32(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).tobytes(), crc)
+    return (crc & 0xFFFFFFFF) or 1
 
 
 def _encode_user_id(user_id: str) -> bytes:
@@ -126,14 +156,20 @@ def _encode_user_id(user_id: str) -> bytes:
     return raw.ljust(USER_ID_BYTES, b"\0")
 
 
-def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSpec = F_SPEC) -> bytes:
-    """The θ blob of one user: header, payload, CRC."""
+def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSpec = F_SPEC, *,
+              split: int = 0, personal: bool = False) -> bytes:
+    """The θ blob of one user: header, payload, CRC. ``split`` > 0: a base blob whose layers [0, split)
+    are shared (``personal=False``), or the personal blob with layers [split, n) only (``personal=True``)."""
     qf.check(spec)
     if not np.isfinite(threshold_logit):
         raise BlobError(f"threshold_logit {threshold_logit} is not finite")
+    if personal and not split:
+        raise BlobError("a personal blob needs the split (its first layer)")
     uid = _encode_user_id(user_id)
+    pid = prefix_id(qf, split) if split else 0
+    first = split if personal else 0
     records, data = [], bytearray()
-    data_start = PAYLOAD_HEAD_SIZE + RECORD_SIZE * len(qf.layers)
+    data_start = PAYLOAD_HEAD_SIZE + RECORD_SIZE * (len(qf.layers) - first)
 
     def put(arr: np.ndarray | None) -> int:
         if arr is None or arr.size == 0:
@@ -143,7 +179,7 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
         data.extend(raw + b"\0" * (_pad4(len(raw)) - len(raw)))
         return off
 
-    for q, layer in zip(qf.layers, spec.layers):
+    for q, layer in list(zip(qf.layers, spec.layers))[first:]:
         n_out, n_w, n_q = _layer_counts(layer)
         flags = (FLAG_RELU if q.relu else 0) | (FLAG_PER_CHANNEL if q.per_channel else 0)
         offs = [put(q.weights), put(q.bias), put(q.multiplier), put(q.shift), put(q.w_scales)]
@@ -167,13 +203,14 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
         )
     payload = (
         _PAYLOAD_HEAD.pack(
-            len(qf.layers), RECORD_SIZE, qf.input_scale, qf.input_zp, qf.logit_scale, qf.logit_zp, 0, 0
+            len(qf.layers), RECORD_SIZE, qf.input_scale, qf.input_zp, qf.logit_scale, qf.logit_zp, first,
+            0 if personal else split,
         )
         + b"".join(records)
         + bytes(data)
     )
-    if len(payload) != payload_size(spec):
-        raise AssertionError(f"payload {len(payload)} bytes, layout says {payload_size(spec)}")
+    if len(payload) != payload_size(spec, first):
+        raise AssertionError(f"payload {len(payload)} bytes, layout says {payload_size(spec, first)}")
     total = HEADER_SIZE + len(payload) + CRC_SIZE
     header = _HEADER.pack(
         MAGIC,
@@ -184,7 +221,7 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
         uid,
         threshold_logit,
         len(payload),
-        0,
+        pid,
     )
     body = header + payload
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
@@ -195,7 +232,7 @@ def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
     blob = bytes(blob)
     if len(blob) < HEADER_SIZE + CRC_SIZE:
         raise BlobError(f"θ blob truncated: {len(blob)} bytes, a header alone is {HEADER_SIZE}")
-    magic, version, hsize, total, arch, uid, thr, psize, _res = _HEADER.unpack_from(blob)
+    magic, version, hsize, total, arch, uid, thr, psize, pid = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise BlobError(f"bad magic {magic!r}: not a θ blob (expected {MAGIC!r})")
     if version != FORMAT_VERSION:
@@ -225,19 +262,44 @@ def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
         user_id = uid.rstrip(b"\0").decode("utf-8")
     except UnicodeDecodeError as e:
         raise BlobError(f"θ blob user id is not UTF-8: {uid!r}") from e
-    return BlobHeader(version, total, arch_hex, user_id, float(thr), psize)
+    return BlobHeader(version, total, arch_hex, user_id, float(thr), psize, pid)
 
 
-def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC) -> tuple[BlobHeader, QuantizedF]:
-    """Parse and check a θ blob; the QuantizedF is arithmetically identical to the packed one."""
+def blob_split(blob: bytes) -> tuple[int, int]:
+    """(first_layer, split) of a blob whose header checked out: (0, 0) full, (0, k) base, (k, 0) personal."""
+    first, split = struct.unpack_from("<II", bytes(blob), HEADER_SIZE + 24)
+    return int(first), int(split)
+
+
+def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None) -> tuple[BlobHeader, QuantizedF]:
+    """Parse and check a θ blob; the QuantizedF is arithmetically identical to the packed one. A personal
+    blob needs its ``base`` blob (whose shared layers it completes)."""
     blob = bytes(blob)
     header = unpack_header(blob, spec)
     payload = blob[HEADER_SIZE : HEADER_SIZE + header.payload_size]
-    if header.payload_size != payload_size(spec):
+    if header.payload_size < PAYLOAD_HEAD_SIZE:
+        raise BlobError(f"θ blob payload is {header.payload_size} bytes, less than its {PAYLOAD_HEAD_SIZE}-byte head")
+    n_layers, rec_size, in_scale, in_zp, logit_scale, logit_zp, first, split = _PAYLOAD_HEAD.unpack_from(payload)
+    base_layers: list[QuantLayer] = []
+    if first >= len(spec.layers) or split >= len(spec.layers):
+        raise BlobError(f"θ blob first layer {first} / split {split}: {spec.name} has {len(spec.layers)} layers")
+    if first:
+        if base is None:
+            raise BlobError(f"personal θ blob (layers {first}.. only): it needs the base blob of its model")
+        bh, bqf = unpack_blob(base, spec)
+        b_first, b_split = blob_split(base)
+        if b_split != first or bh.prefix_id != header.prefix_id:
+            raise BlobError(
+                f"personal θ blob for shared prefix {header.prefix_id:08x} (layers < {first}), the base has "
+                f"{bh.prefix_id:08x} (layers < {b_split}): emit θ again for this firmware's model"
+            )
+        base_layers = bqf.layers[:first]
+    elif split and header.prefix_id == 0:
+        raise BlobError("base θ blob without a prefix id")
+    if header.payload_size != payload_size(spec, first):
         raise BlobError(
-            f"θ blob payload is {header.payload_size} bytes, {spec.name} needs {payload_size(spec)}"
+            f"θ blob payload is {header.payload_size} bytes, {spec.name} needs {payload_size(spec, first)}"
         )
-    n_layers, rec_size, in_scale, in_zp, logit_scale, logit_zp, _r0, _r1 = _PAYLOAD_HEAD.unpack_from(payload)
     if n_layers != len(spec.layers) or rec_size != RECORD_SIZE:
         raise BlobError(
             f"θ blob has {n_layers} layers of {rec_size}-byte records, "
@@ -254,8 +316,8 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC) -> tuple[BlobHeader, Quant
             )
         return np.frombuffer(payload, dtype, count, off).copy()
 
-    layers = []
-    for i, layer in enumerate(spec.layers):
+    layers = list(base_layers)
+    for i, layer in list(enumerate(spec.layers))[first:]:
         (
             kind,
             flags,
@@ -275,7 +337,7 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC) -> tuple[BlobHeader, Quant
             o_ws,
             _a,
             _b,
-        ) = _RECORD.unpack_from(payload, PAYLOAD_HEAD_SIZE + i * RECORD_SIZE)
+        ) = _RECORD.unpack_from(payload, PAYLOAD_HEAD_SIZE + (i - first) * RECORD_SIZE)
         want = _layer_counts(layer)
         if KIND_NAMES.get(kind) != layer.kind or (n_out, n_w, n_q) != want:
             raise BlobError(
@@ -320,6 +382,8 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC) -> tuple[BlobHeader, Quant
         qf.check(spec)
     except ValueError as e:
         raise BlobError(f"θ blob parameters invalid: {e}") from e
+    if split and prefix_id(qf, split) != header.prefix_id:
+        raise BlobError(f"base θ blob: prefix id {header.prefix_id:08x} is not its layers' {prefix_id(qf, split):08x}")
     return header, qf
 
 

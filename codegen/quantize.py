@@ -445,9 +445,15 @@ def quantize(
     cfg: QuantConfig = QuantConfig(),
     spec: ArchSpec = F_SPEC,
     calib_u8: np.ndarray | None = None,
+    base: QuantizedF | None = None,
+    split: int = 0,
 ) -> QuantizedF:
     """Quantize one flat θ. Ranges come from ``calib_u8`` if given, else from :func:`calibration_images`
-    built around ``enroll_u8`` (the user's aligned uint8 112×112×3 crop; None: package faces only)."""
+    built around ``enroll_u8`` (the user's aligned uint8 112×112×3 crop; None: package faces only).
+
+    ``base`` and ``split`` > 0: layers [0, split) are the base's int8 layers as they are (a firmware's
+    shared prefix, see codegen.blob), only layers [split, n) are quantized and calibrated here; θ's
+    own prefix must quantize to the base's int8 weights (ValueError otherwise: it is not that model's)."""
     theta_t = (
         torch.as_tensor(np.asarray(theta, np.float32))
         if not isinstance(theta, torch.Tensor)
@@ -467,8 +473,22 @@ def quantize(
     layers: list[QuantLayer] = []
     in_scale, in_zp = f32(INPUT_SCALE), INPUT_ZP
     ranges: dict[str, list[float]] = {}
-    for layer in spec.layers:
+    if split and base is None:
+        raise ValueError("split > 0 needs the base QuantizedF whose prefix it keeps")
+    for i, layer in enumerate(spec.layers):
         relu = bool(getattr(layer, "relu", False))
+        if base is not None and i < split:
+            q = base.layers[i]
+            if isinstance(layer, Conv | Dense):
+                w = params[f"{layer.name}.weight"].double().numpy()
+                w = w.transpose(0, 2, 3, 1) if isinstance(layer, Conv) else w
+                if not np.array_equal(_quantize_weights_per_channel(w)[0], q.weights):
+                    raise ValueError(f"θ's layer {layer.name} is not the base's shared prefix: this θ needs "
+                                     "a full blob (or a firmware built with its own model's base)")
+            layers.append(q)
+            ranges[layer.name] = base.calibration.get("ranges", {}).get(layer.name, [])
+            in_scale, in_zp = q.out_scale, q.out_zp
+            continue
         lo, hi = _range(acts[layer.name], relu, cfg)
         ranges[layer.name] = [lo, hi]
         out_scale, out_zp = choose_qparams(lo, hi)
@@ -504,6 +524,7 @@ def quantize(
             "margin": cfg.margin,
             "enrollment": enroll_u8 is not None,
             "ranges": ranges,
+            "shared_prefix_layers": split if base is not None else 0,
         },
     )
     qf.check(spec)

@@ -33,6 +33,7 @@ const char *pv_status_name(int status) {
     case PV_ERR_LAYOUT: return "PV_ERR_LAYOUT";
     case PV_ERR_PARAM: return "PV_ERR_PARAM";
     case PV_ERR_MODEL: return "PV_ERR_MODEL";
+    case PV_ERR_BASE: return "PV_ERR_BASE";
     default: return "PV_ERR_UNKNOWN";
     }
 }
@@ -77,10 +78,22 @@ static int array_ok(uint32_t off, uint32_t count, uint32_t elem, uint32_t data_s
     return 1;
 }
 
+/* Payload bytes of a blob holding layers [first, PV_N_LAYERS) (codegen/blob.py payload_size). */
+static uint32_t payload_bytes_from(uint32_t first) {
+    uint32_t n = PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * RECORD_BYTES, i;
+    for (i = first; i < PV_N_LAYERS; i++) {
+        const pv_layer_desc_t *d = &pv_arch_layers[i];
+        const uint32_t n_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
+        n += ((d->n_weights + 3u) & ~3u) + 4u * n_out + 12u * d->n_quant;
+    }
+    return n;
+}
+
+/* Layer index's record in a payload whose records start at layer first. */
 static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const uint8_t *payload,
-                       uint32_t psize, uint32_t index) {
-    const uint8_t *r = payload + PAYLOAD_HEAD_BYTES + index * RECORD_BYTES;
-    const uint32_t data_start = PAYLOAD_HEAD_BYTES + PV_N_LAYERS * RECORD_BYTES;
+                       uint32_t psize, uint32_t index, uint32_t first) {
+    const uint8_t *r = payload + PAYLOAD_HEAD_BYTES + (index - first) * RECORD_BYTES;
+    const uint32_t data_start = PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * RECORD_BYTES;
     const uint32_t kind = r[0], flags = r[1], n_out = rd_u16(r + 2);
     const uint32_t n_weights = rd_u32(r + 4), n_quant = rd_u32(r + 8);
     const uint32_t off_w = rd_u32(r + 36), off_b = rd_u32(r + 40), off_m = rd_u32(r + 44);
@@ -130,9 +143,13 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
     return PV_OK;
 }
 
+/* The firmware's base (shared prefix), set once at boot. */
+static pv_model_t s_base;
+static uint32_t s_base_split, s_base_prefix_id;
+
 int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     static const uint8_t arch[8] = PV_ARCH_HASH;
-    uint32_t total, psize, i;
+    uint32_t total, psize, first, i;
     const uint8_t *payload;
     float prev_scale;
     int32_t prev_zp, q;
@@ -151,11 +168,17 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     if (total < HDR_BYTES + CRC_BYTES || psize != total - HDR_BYTES - CRC_BYTES) return PV_ERR_SIZE;
     if (pv_crc32(0u, blob, total - CRC_BYTES) != rd_u32(blob + total - CRC_BYTES)) return PV_ERR_CRC;
     if (memcmp(blob + 12, arch, 8) != 0) return PV_ERR_ARCH;
-    if (psize != PV_PAYLOAD_BYTES) return PV_ERR_SIZE;
+    if (psize < PAYLOAD_HEAD_BYTES) return PV_ERR_SIZE;
+    payload = blob + HDR_BYTES;
+    first = rd_u32(payload + 24);
+    if (first >= PV_N_LAYERS || rd_u32(payload + 28) >= PV_N_LAYERS) return PV_ERR_LAYOUT;
+    if (first != 0u && (s_base.ready != PV_MODEL_READY || first != s_base_split ||
+                        rd_u32(blob + 60) != s_base_prefix_id))
+        return PV_ERR_BASE;
+    if (psize != payload_bytes_from(first)) return PV_ERR_SIZE;
     if (((uintptr_t)(const void *)blob & 3u) != 0u) return PV_ERR_ALIGN;
     if (!is_little_endian()) return PV_ERR_ENDIAN;
 
-    payload = blob + HDR_BYTES;
     if (rd_u32(payload) != PV_N_LAYERS || rd_u32(payload + 4) != RECORD_BYTES) return PV_ERR_LAYOUT;
     m->input_scale = rd_f32(payload + 8);
     m->input_zero_point = rd_i32(payload + 12);
@@ -168,8 +191,12 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     prev_scale = m->input_scale;
     prev_zp = m->input_zero_point;
     for (i = 0; i < PV_N_LAYERS; i++) {
-        rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i);
-        if (rc != PV_OK) return rc;
+        if (i < first) {
+            m->layer[i] = s_base.layer[i]; /* the shared prefix: arrays in the base blob */
+        } else {
+            rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i, first);
+            if (rc != PV_OK) return rc;
+        }
         if (m->layer[i].in_scale != prev_scale || m->layer[i].in_zp != prev_zp) return PV_ERR_PARAM;
         prev_scale = m->layer[i].out_scale_layer;
         prev_zp = m->layer[i].out_zp;
@@ -194,6 +221,28 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     m->ready = PV_MODEL_READY;
     return PV_OK;
 }
+
+int pv_blob_set_base(const uint8_t *blob, uint32_t len) {
+    pv_model_t b;
+    uint32_t split, pid;
+    int rc;
+    memset(&s_base, 0, sizeof(s_base));
+    s_base_split = s_base_prefix_id = 0u;
+    if (blob == NULL) return PV_OK;
+    rc = pv_blob_parse(&b, blob, len); /* s_base is clear: a personal blob is refused here */
+    if (rc != PV_OK) return rc;
+    split = rd_u32(blob + HDR_BYTES + 28);
+    pid = rd_u32(blob + 60);
+    if (split == 0u || pid == 0u) return PV_ERR_BASE; /* a full blob, but not one made as a base */
+    s_base = b;
+    s_base_split = split;
+    s_base_prefix_id = pid;
+    return PV_OK;
+}
+
+uint32_t pv_blob_base_split(void) { return s_base_split; }
+
+uint32_t pv_blob_base_prefix_id(void) { return s_base_prefix_id; }
 
 float pv_dequantize_logit(const pv_model_t *m, int8_t logit) {
     if (m == NULL) return 0.0f;

@@ -29,7 +29,8 @@ typedef enum pv_status {
     PV_ERR_ENDIAN = -10,     /* big-endian host: the in-place arrays are little-endian */
     PV_ERR_LAYOUT = -11,     /* payload's layer table does not match pv_arch.h */
     PV_ERR_PARAM = -12,      /* a quantization parameter out of range (zp, clamp, shift, scale, bias) */
-    PV_ERR_MODEL = -13       /* pv_infer on a model that pv_blob_parse did not accept */
+    PV_ERR_MODEL = -13,      /* pv_infer on a model that pv_blob_parse did not accept */
+    PV_ERR_BASE = -14        /* personal blob: no base set, or not this base's shared prefix */
 } pv_status_t;
 
 /* Name of a pv_status_t value ("PV_ERR_CRC"), "PV_ERR_UNKNOWN" for anything else. */
@@ -74,8 +75,18 @@ typedef struct pv_model {
 extern const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS];
 
 /* Checks the blob (len may exceed the blob's total_size, e.g. a flash slot; the rest is ignored) and
- * fills *m. Returns PV_OK or a negative pv_status_t; on error *m is marked not ready. */
+ * fills *m. Returns PV_OK or a negative pv_status_t; on error *m is marked not ready.
+ * A personal blob (codegen/blob.py, "Shared prefix": the records of layers [split, n) only) takes
+ * layers [0, split) from the base set by pv_blob_set_base, after checking its prefix id. */
 int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len);
+
+/* The firmware's base blob (a full blob with split > 0, usually a const array in flash, which must
+ * outlive every model parsed against it). NULL clears it. Returns PV_OK or a pv_status_t. */
+int pv_blob_set_base(const uint8_t *blob, uint32_t len);
+
+/* The base's split (first personal layer) and prefix id; 0 and 0 when no base is set. */
+uint32_t pv_blob_base_split(void);
+uint32_t pv_blob_base_prefix_id(void);
 
 /* The device's decision on an int8 logit: 1 accept (dequantized logit >= threshold), 0 reject. */
 int pv_decide(const pv_model_t *m, int8_t logit);

@@ -5,7 +5,9 @@
  *   pv_test stream BLOB IMAGES OUT   the same through the input-row streaming API
  *   pv_test crc FILE                 print pv_crc32 of FILE (computed in two chunks) as 8 hex digits
  * IMAGES: raw uint8 RGB, N * PV_INPUT_BYTES; OUT: N int8 logits; LAYERS: every layer's int8 output,
- * image after image, layer after layer. Exit 0 on success, 1 on usage/IO errors, 2 on kernel errors. */
+ * image after image, layer after layer. Exit 0 on success, 1 on usage/IO errors, 2 on kernel errors.
+ * Environment PV_TEST_BASE=FILE: a base blob set with pv_blob_set_base first (personal blobs). */
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +27,10 @@ static union {
     uint32_t align_;
     uint8_t b[PV_ARENA_BYTES];
 } s_arena;
+static union {
+    uint32_t align_;
+    uint8_t b[BLOB_CAP + 8u];
+} s_base;
 static uint8_t s_u8[PV_INPUT_BYTES];
 static int8_t s_img[PV_INPUT_BYTES];
 static pv_model_t s_model;
@@ -94,6 +100,15 @@ int main(int argc, char **argv) {
     if (n < 0 || n > (long)BLOB_CAP) {
         fprintf(stderr, "cannot read %s (or larger than %u bytes)\n", argv[2], (unsigned)BLOB_CAP);
         return 1;
+    }
+    if (getenv("PV_TEST_BASE") != NULL) {
+        const long nb = read_file(getenv("PV_TEST_BASE"), s_base.b, BLOB_CAP);
+        if (nb < 0 || nb > (long)BLOB_CAP) return 1;
+        rc = pv_blob_set_base(s_base.b, (uint32_t)nb);
+        if (rc != PV_OK) {
+            printf("base %s\n", pv_status_name(rc));
+            return 2;
+        }
     }
     if (strcmp(argv[1], "crc") == 0) {
         const uint32_t half = (uint32_t)n / 2u;
