@@ -62,6 +62,7 @@ class EmitResult:
     theta_flash_bytes: int = 0
     arena_bytes: int = 0
     tflm_arena_bytes: int | None = None
+    shared_prefix: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -96,10 +97,11 @@ def load_enroll_crop(path: Path) -> np.ndarray:
 
 
 def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[str],
-                   timings: dict[str, float]) -> tuple[Artifacts, int | None]:
+                   timings: dict[str, float], personal_blob: bytes | None = None,
+                   base_header: tuple[str, bytes] | None = None) -> tuple[Artifacts, int | None]:
     t = time.perf_counter()
     try:
-        blob = pack_blob(qf, user_id, threshold)
+        blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
     except BlobError as e:
         raise EmitError(str(e)) from None
     timings["blob_s"] = time.perf_counter() - t
@@ -120,13 +122,19 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
         text = render_model_header(model, user_id, qf.arch_hash, threshold, tflm_arena + TFLM_ARENA_MARGIN)
         model_h = (f"{user_id}_model.h", text.encode())
     art = Artifacts(user_id, threshold, qf.arch_hash, theta_h, model_h,
-                    (f"{user_id}_theta.bin", blob) if "blob" in formats else None, tfl)
+                    (f"{user_id}_theta.bin", blob) if "blob" in formats else None, tfl, base_header)
     return art, tflm_arena
 
 
+SHARED_PREFIX_TARGETS = ("cortex-m-qemu",)  # boards whose firmware compiles pv_base_theta.h in
+
+
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
-         users_root: Path | None = None, enroll_crop: Path | None = None) -> EmitResult:
-    """Emit one user's artifacts (and project); raises EmitError on bad input, leaving nothing behind."""
+         users_root: Path | None = None, enroll_crop: Path | None = None,
+         shared_prefix: str | None = None) -> EmitResult:
+    """Emit one user's artifacts (and project); raises EmitError on bad input, leaving nothing behind.
+    ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
+    ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob."""
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise EmitError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
@@ -139,6 +147,17 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             raise EmitError(str(e)) from None
         if tgt.runtime == "tflm" and "tflite" not in formats:
             raise EmitError(f"target {target} runs the .tflite in TFLite Micro: use --format tflite or all")
+    split = 0
+    if shared_prefix is not None:
+        from codegen.shared_prefix import split_index
+
+        try:
+            split = split_index(shared_prefix)
+        except ValueError as e:
+            raise EmitError(f"--shared-prefix: {e}") from None
+        if target is not None and target not in SHARED_PREFIX_TARGETS:
+            raise EmitError(f"--shared-prefix: target {target} has no base-blob build yet; targets that have: "
+                            f"{', '.join(SHARED_PREFIX_TARGETS)} (or emit the artifacts only, without --target)")
     out = Path(out) if out is not None else REPO_ROOT / "out" / (f"{user_id}-{target}" if target else user_id)
     if out.exists() and not force:
         raise EmitError(f"output {out} exists; pass --force to replace it")
@@ -152,9 +171,20 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     crop = load_enroll_crop(enroll_crop) if enroll_crop is not None else _stored_crop(store, user_id)
     res = EmitResult(out, user_id, target)
     t = time.perf_counter()
-    qf = quantize(theta, enroll_u8=crop)
+    base_header = personal = None
+    if split:
+        from codegen.shared_prefix import make_base, make_personal, render_base_header
+
+        base, base_blob = make_base(theta, split, meta.threshold)
+        try:
+            qf, personal = make_personal(theta, crop, base, split, user_id, meta.threshold)
+        except ValueError as e:
+            raise EmitError(str(e)) from None
+        base_header = ("pv_base_theta.h", render_base_header(base_blob, base, split).encode())
+    else:
+        qf = quantize(theta, enroll_u8=crop)
     res.seconds["quantize_s"] = time.perf_counter() - t
-    art, tflm_arena = make_artifacts(qf, user_id, meta.threshold, formats, res.seconds)
+    art, tflm_arena = make_artifacts(qf, user_id, meta.threshold, formats, res.seconds, personal, base_header)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -164,7 +194,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             render_project(tgt, art, tmp)
             res.seconds["project_s"] = time.perf_counter() - t
         else:
-            for a in (art.blob, art.theta_header, art.tflite, art.model_header):
+            for a in (art.blob, art.theta_header, art.tflite, art.model_header, art.base_header):
                 if a:
                     (tmp / a[0]).write_bytes(a[1])
         os.chmod(tmp, 0o755)
@@ -179,7 +209,8 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     res.files = sorted((p, p.stat().st_size) for p in out.rglob("*") if p.is_file())
-    res.theta_flash_bytes = len(pack_blob(qf, user_id, meta.threshold)) + SLOT_HEADER_BYTES
+    res.theta_flash_bytes = len(art.blob[1] if art.blob else pack_blob(qf, user_id, meta.threshold)) + SLOT_HEADER_BYTES
+    res.shared_prefix = shared_prefix
     res.arena_bytes = kernel_arena_bytes()
     res.tflm_arena_bytes = tflm_arena
     res.seconds["total_s"] = time.perf_counter() - t0
@@ -193,8 +224,10 @@ def _report(res: EmitResult, verbose: bool) -> str:
         lines.append(f"  {p.relative_to(res.out).as_posix():<40} {n:>9,} B")
     if not verbose and len(shown) < len(res.files):
         lines.append(f"  (+ {len(res.files) - len(shown)} files of the portable core under pv/; -v lists them)")
-    lines.append(f"θ flash: {res.theta_flash_bytes:,} B (blob + {SLOT_HEADER_BYTES} B slot header; an A/B store "
-                 f"holds two slots)")
+    lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob + "
+                 f"{SLOT_HEADER_BYTES} B slot header; an A/B store holds two slots)"
+                 + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
+                    if res.shared_prefix else ""))
     lines.append(f"arena: {res.arena_bytes:,} B for the fixed kernel (PV_KERNEL_ARENA_BYTES)"
                  + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
                     if res.tflm_arena_bytes else ""))
@@ -217,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=Path, help="user store root (default: $FACEVERIF_USERS or ./users)")
     ap.add_argument("--enroll-crop", type=Path, help="the user's aligned 112×112 enrollment crop (image file), "
                                                      "added to the quantizer's calibration set")
+    ap.add_argument("--shared-prefix", metavar="LAYER",
+                    help="layers before LAYER are the model's shared prefix (a model trained with personal_from="
+                         "LAYER; the shipped one: pool): emitted once as pv_base_theta.h for the firmware, and "
+                         "the θ blob holds only the user's layers (3 KB instead of 30 KB: A/B slots in 64 KB)")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
     args = ap.parse_args(argv)
@@ -227,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--user is required (or --list-targets)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        res = emit(args.user, args.target, args.out, args.format, args.force, args.users, args.enroll_crop)
+        res = emit(args.user, args.target, args.out, args.format, args.force, args.users, args.enroll_crop,
+                   args.shared_prefix)
     except EmitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen.blob import BlobError, pack_blob, prefix_id
+from codegen.blob import BlobError, blob_size, pack_blob, prefix_id
 from codegen.quantize import QuantizedF, quantize
 from training.verifier.spec import F_SPEC, ArchSpec
 
@@ -66,7 +66,8 @@ def render_base_header(base_blob: bytes, base: QuantizedF, split: int, spec: Arc
         " * that defines PV_BASE_IMPLEMENTATION before including this file. */\n"
         "#ifndef PV_BASE_THETA_H\n#define PV_BASE_THETA_H\n\n#include <stdint.h>\n\n"
         f"#define PV_BASE_BLOB_BYTES {len(base_blob)}u\n#define PV_BASE_SPLIT {split}u\n"
-        f"#define PV_BASE_PREFIX_ID 0x{pid:08x}u\n\n"
+        f"#define PV_BASE_PREFIX_ID 0x{pid:08x}u\n"
+        f"#define PV_BASE_PERSONAL_BLOB_BYTES {blob_size(spec, split)}u /* a user's personal blob */\n\n"
         "typedef union {\n    uint8_t bytes[PV_BASE_BLOB_BYTES];\n    uint32_t align_;\n} pv_base_blob_t;\n"
         "extern const pv_base_blob_t pv_base_blob;\n\n#ifdef PV_BASE_IMPLEMENTATION\n"
         "const pv_base_blob_t pv_base_blob = {{\n"

@@ -1,14 +1,17 @@
 """Firmware benchmark on the emulated Cortex-M4 (QEMU mps2-an386, ``-icount shift=0``).
 
-Builds the firmware twice (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel), boots each on
-QEMU, installs a θ over the serial link, streams one face image over the UART (INFER, checked against the
+Builds the firmware three times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
+BASE=…``: the SMLAD kernel with the shipped model's shared prefix compiled in and A/B slots for personal θ
+blobs, see codegen/shared_prefix.py), boots each on QEMU, installs a θ over the serial link (a random full θ;
+for the base build a personal blob of the shipped model), streams one face image over the UART (INFER, checked against the
 golden model), reruns it on the board (BENCH) and reads the board's INFO. Printed and written as JSON:
 
 - instructions per inference and per MAC: BENCH's SysTick ticks at 25 MHz under ``-icount shift=0``, where
   one guest instruction takes 1 ns, so one tick = 40 instructions (BENCH starts on a tick edge: exact to
   one tick). An instruction count, not cycles of a real Cortex-M4;
 - flash: .isr_vector + .text + .data (``arm-none-eabi-size -A``), the θ blob, their sum with one θ slot
-  and with the two A/B slots;
+  and with the two A/B slots (blob + slot header each; for the base build also the slots as the firmware
+  reserves them, rounded up to the 4 KiB erase size);
 - RAM: .data + .bss (every static buffer: kernel arena, frame buffer, UART ring, state) plus the stack
   high-water mark the firmware measures (the stack is painted at boot; INFO bytes 100..103); the
   reserved stack section is reported too.
@@ -41,12 +44,37 @@ SLOT_HEADER_BYTES = 32  # pv_store slot header before each blob
 GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_bytes": 64 * 1024}
 
 
-def build(dsp: bool, build_dir: Path) -> Path:
-    """Cross-compiles the board firmware with (DSP=1) or without the SMLAD kernel; returns the ELF."""
+ERASE_BYTES = 4096  # the QEMU board's θ store erase size (main.c THETA_ERASE)
+
+
+def build(dsp: bool, build_dir: Path, base_dir: Path | None = None) -> Path:
+    """Cross-compiles the board firmware with (DSP=1) or without the SMLAD kernel, and with the shared
+    prefix of ``base_dir/pv_base_theta.h`` compiled in when given; returns the ELF."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise RuntimeError("arm-none-eabi-gcc not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    make(QEMU_DIR, f"DSP={1 if dsp else 0}", build_dir=build_dir)
+    make(QEMU_DIR, f"DSP={1 if dsp else 0}", *([f"BASE={base_dir}"] if base_dir else []), build_dir=build_dir)
     return build_dir / "pv_fw.elf"
+
+
+def shared_prefix_theta(out_dir: Path) -> tuple[bytes, bytes, np.ndarray, int]:
+    """The shipped model's base (written as out_dir/pv_base_theta.h), the personal blob of the θ it
+    generates for a fixed random unit embedding (the arithmetic is what is measured, not a decision),
+    one package face and its golden logit."""
+    from codegen.golden import run_int8
+    from codegen.quantize import package_faces
+    from codegen.shared_prefix import make_base, make_personal, render_base_header, split_index
+    from training.hypermodel import HyperModel
+
+    m = HyperModel.load()
+    split = split_index(str(m.meta["config"]["personal_from"]))
+    e = np.random.default_rng(1).normal(size=(1, 128)).astype(np.float32)
+    theta = m.theta(e / np.linalg.norm(e))[0]
+    base, base_blob = make_base(theta, split, m.threshold)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "pv_base_theta.h").write_text(render_base_header(base_blob, base, split))
+    face = package_faces()[:1]
+    qf, blob = make_personal(theta, face[0], base, split, "fw-bench", m.threshold)
+    return base_blob, blob, face[0], int(run_int8(qf, face)[0])
 
 
 def section_sizes(elf: Path) -> dict[str, int]:
@@ -110,13 +138,19 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
     macs = int(sum(F_SPEC.macs()))
     report: dict[str, Any] = {"macs": macs, "theta_blob_bytes": len(blob), "golden_logit": golden}
     with tempfile.TemporaryDirectory(prefix="pv-fw-bench-") as tmp:
-        for name, dsp in (("plain", False), ("dsp", True)):
-            elf = build(dsp, Path(tmp) / name)
+        base_blob, p_blob, p_image, p_golden = shared_prefix_theta(Path(tmp) / "base")
+        report["base_blob_bytes"], report["personal_blob_bytes"] = len(base_blob), len(p_blob)
+        for name, dsp, base_dir in (("plain", False, None), ("dsp", True, None), ("dsp_base", True, Path(tmp) / "base")):
+            elf = build(dsp, Path(tmp) / name, base_dir)
             sec = section_sizes(elf)
-            m = measure(elf, blob, image, golden, n_bench)
+            if base_dir is None:
+                m = measure(elf, blob, image, golden, n_bench)
+                theta_slot = len(blob) + SLOT_HEADER_BYTES
+            else:
+                m = measure(elf, p_blob, p_image, p_golden, n_bench)
+                theta_slot = len(p_blob) + SLOT_HEADER_BYTES
             fw_flash = sec.get(".isr_vector", 0) + sec.get(".text", 0) + sec.get(".data", 0) + sec.get(".ARM.exidx", 0)
             static = sec.get(".data", 0) + sec.get(".bss", 0)
-            theta_slot = len(blob) + SLOT_HEADER_BYTES
             report[name] = {
                 **m,
                 "instructions_per_mac": round(m["instructions_per_inference"] / macs, 3),
@@ -127,6 +161,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
                 "firmware_flash_bytes": fw_flash,
                 "flash_with_one_theta_bytes": fw_flash + theta_slot,
                 "flash_with_ab_theta_bytes": fw_flash + 2 * theta_slot,
+                "flash_with_ab_slots_reserved_bytes": fw_flash + 2 * (-(-theta_slot // ERASE_BYTES) * ERASE_BYTES),
                 "static_ram_bytes": static,
                 "peak_ram_bytes": static + m["stack_high_water_bytes"],
             }
@@ -136,6 +171,9 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
         "peak_ram<=48KiB": max(report[k]["peak_ram_bytes"] for k in ("plain", "dsp")) <= GOALS["peak_ram_bytes"],
         "flash_with_one_theta<=64KiB": dsp["flash_with_one_theta_bytes"] <= GOALS["flash_bytes"],
         "flash_with_ab_theta<=64KiB": dsp["flash_with_ab_theta_bytes"] <= GOALS["flash_bytes"],
+        "base_build_flash_with_ab_slots_reserved<=64KiB":
+            report["dsp_base"]["flash_with_ab_slots_reserved_bytes"] <= GOALS["flash_bytes"],
+        "peak_ram_base_build<=48KiB": report["dsp_base"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
@@ -143,7 +181,8 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
 
 
 def _print(report: dict[str, Any]) -> None:
-    print(f"MACs per inference: {report['macs']:,}   θ blob: {report['theta_blob_bytes']:,} B")
+    print(f"MACs per inference: {report['macs']:,}   θ blob: {report['theta_blob_bytes']:,} B   "
+          f"shared prefix: base blob {report['base_blob_bytes']:,} B, personal blob {report['personal_blob_bytes']:,} B")
     rows = [
         ("instructions / inference", "instructions_per_inference"),
         ("instructions / MAC", "instructions_per_mac"),
@@ -156,12 +195,14 @@ def _print(report: dict[str, Any]) -> None:
         ("flash: firmware B", "firmware_flash_bytes"),
         ("flash: + one θ B", "flash_with_one_theta_bytes"),
         ("flash: + A/B θ B", "flash_with_ab_theta_bytes"),
+        ("flash: + A/B slots (4 KiB) B", "flash_with_ab_slots_reserved_bytes"),
     ]
-    print(f"{'':28s}{'plain':>14s}{'dsp':>14s}")
+    builds = ("plain", "dsp", "dsp_base")
+    print(f"{'':30s}" + "".join(f"{b:>14s}" for b in builds))
     for label, key in rows:
-        a, b = report["plain"][key], report["dsp"][key]
-        fmt = (lambda v: f"{v:14.3f}") if isinstance(a, float) else (lambda v: f"{v:14,d}")
-        print(f"{label:28s}{fmt(a)}{fmt(b)}")
+        vals = [report[b][key] for b in builds]
+        fmt = (lambda v: f"{v:14.3f}") if isinstance(vals[0], float) else (lambda v: f"{v:14,d}")
+        print(f"{label:30s}" + "".join(fmt(v) for v in vals))
     for goal, ok in report["goals"].items():
         print(f"goal {goal}: {'met' if ok else 'NOT met'}")
 

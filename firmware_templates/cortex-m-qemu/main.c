@@ -1,7 +1,10 @@
 /* Firmware for QEMU mps2-an386: UART0 bytes -> frame decoder -> protocol; θ store in the NOLOAD
  * region at the end of the code SSRAM; bulk images preloaded in PSRAM (which stands in for external
  * memory: its last image slot keeps a copy of the last INFER image for BENCH). The stack is painted at
- * boot, so INFO reports its high-water mark. */
+ * boot, so INFO reports its high-water mark.
+ * Built with PV_BASE_THETA (make BASE=DIR, DIR holding codegen's pv_base_theta.h): the model's shared
+ * prefix is compiled in as the base blob, and the A/B slots are sized for personal blobs (a few KB
+ * each instead of 68 KB) — the build that fits 64 KB of flash with both slots. */
 #include <stdint.h>
 #include <string.h>
 
@@ -12,6 +15,15 @@
 #define PSRAM_BASE 0x21000000u
 #define PSRAM_BYTES 0x01000000u
 #define THETA_ERASE 4096u
+#if defined(PV_BASE_THETA)
+#define PV_BASE_IMPLEMENTATION
+#include "pv_base_theta.h"
+/* one slot: header + a personal blob, rounded up to the erase size */
+#define THETA_SLOT_BYTES \
+    (((PV_SLOT_HEADER_BYTES + PV_BASE_PERSONAL_BLOB_BYTES + THETA_ERASE - 1u) / THETA_ERASE) * THETA_ERASE)
+#else
+#define THETA_SLOT_BYTES (PV_BLOB_MAX_BYTES + THETA_ERASE)
+#endif
 
 #define KEEP_BYTES ((PV_IMAGE_BYTES + 7u) & ~7u)
 #define STACK_PAINT 0xA5u
@@ -79,11 +91,14 @@ int main(void) {
 
     memset(&flash, 0, sizeof(flash));
     flash.base = __theta_store_start;
-    flash.size = 2u * (PV_BLOB_MAX_BYTES + THETA_ERASE);
+    flash.size = 2u * THETA_SLOT_BYTES;
     flash.erase_size = THETA_ERASE;
     flash.erase = theta_erase;
     flash.write = theta_write;
     if ((uint32_t)(__theta_store_end - __theta_store_start) < flash.size) board_exit(0xFD);
+#if defined(PV_BASE_THETA)
+    if (pv_blob_set_base(pv_base_blob.bytes, PV_BASE_BLOB_BYTES) != PV_OK) board_exit(0xFB);
+#endif
     pv_store_init(&s_store, &flash);
 
     memset(&board, 0, sizeof(board));

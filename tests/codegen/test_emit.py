@@ -21,6 +21,7 @@ from codegen.quantize import quantize
 from codegen.tflite_writer import check_model
 from tests.codegen.users import make_store
 from training.user_store import UserStore
+from training.verifier.spec import F_SPEC
 
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-ffreestanding"]
@@ -231,3 +232,63 @@ def test_make_projects_build(store: UserStore, tmp_path: Path, capsys, target: s
     res = subprocess.run(["make", "-j1", "-C", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (out / "build" / ("pv_host" if target == "host" else "pv_fw.elf")).is_file()
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory) -> UserStore:
+    """dave, enrolled with the shipped hypernetwork (θ for a fixed unit embedding): its layers before pool
+    are the model's shared prefix."""
+    from codegen.quantize import package_faces
+    from training.hypermodel import HyperModel
+
+    m = HyperModel.load()
+    e = np.random.default_rng(5).normal(size=(1, 128)).astype(np.float32)
+    store = UserStore(tmp_path_factory.mktemp("model-store") / "users")
+    store.save("dave", m.theta(e / np.linalg.norm(e))[0], backbone=m.backbone, hypermodel_id=m.model_id,
+               threshold=m.threshold, source_image="dave.jpg", crop=package_faces()[0])
+    return store
+
+
+def test_shared_prefix_project_builds_in_64k(model_store: UserStore, tmp_path: Path, capsys) -> None:
+    """--shared-prefix pool: pv_base_theta.h in the project, a personal blob of 3 KB, and the emitted
+    firmware's flash (code + base) plus two 4 KiB θ slots within 64 KiB."""
+    from codegen.blob import blob_split, unpack_blob
+    from codegen.shared_prefix import split_index
+
+    need("arm-none-eabi-gcc")
+    out = tmp_path / "dave"
+    rc, text, err = run_cli(model_store, "--user", "dave", "--target", "cortex-m-qemu", "--shared-prefix", "pool",
+                            "--out", str(out), capsys=capsys)
+    assert rc == 0, err
+    blob = (out / "dave_theta.bin").read_bytes()
+    split = split_index("pool")
+    assert blob_split(blob) == (split, 0) and len(blob) == blob_size(first_layer=split)
+    assert f"θ flash: {len(blob) + SLOT_HEADER_BYTES:,} B (personal blob" in text
+    assert "#define PV_BASE_SPLIT 8u" in (out / "pv_base_theta.h").read_text()
+    res = subprocess.run(["make", "-j1", "-C", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    size = subprocess.run(["arm-none-eabi-size", "-A", str(out / "build" / "pv_fw.elf")], capture_output=True,
+                          text=True, check=True).stdout
+    sec = {p[0]: int(p[1]) for p in (ln.split() for ln in size.splitlines()) if len(p) == 3 and p[1].isdigit()}
+    flash = sec[".isr_vector"] + sec[".text"] + sec.get(".data", 0) + sec.get(".ARM.exidx", 0)
+    assert flash > blob_size() and flash + 2 * 4096 <= 64 * 1024, sec  # the base is in; A/B slots fit
+    _, qf = unpack_blob(blob, base=pack_from_header(out / "pv_base_theta.h"))  # the blob completes the base
+    assert [q.name for q in qf.layers] == [la.name for la in F_SPEC.layers]
+
+
+def pack_from_header(path: Path) -> bytes:
+    """The base blob's bytes back from the C array of pv_base_theta.h."""
+    import re
+
+    body = path.read_text().split("const pv_base_blob_t pv_base_blob = {{", 1)[1].split("}};", 1)[0]
+    return bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})\b", body))
+
+
+def test_shared_prefix_errors(model_store: UserStore, tmp_path: Path, capsys) -> None:
+    rc, _, err = run_cli(model_store, "--user", "dave", "--shared-prefix", "nope", "--out", str(tmp_path / "a"),
+                         capsys=capsys)
+    assert rc == 2 and "no layer 'nope'" in err
+    rc, _, err = run_cli(model_store, "--user", "dave", "--target", "esp32", "--shared-prefix", "pool",
+                         "--out", str(tmp_path / "b"), capsys=capsys)
+    assert rc == 2 and "no base-blob build" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
