@@ -725,7 +725,8 @@ def check_blob(blob: bytes) -> None:
                          f"header, total_size = file size; got {magic!r} version {version})")
 
 
-def make_blob(payload: bytes, *, arch_hash: str, user_id: str, threshold_logit: float = 0.0) -> bytes:
+def make_blob(payload: bytes, *, arch_hash: str, user_id: str, threshold_logit: float = 0.0,
+              prefix_id: int = 0) -> bytes:
     """Builds a θ blob around an opaque payload (header per firmware_templates/README.md, zlib CRC)."""
     uid = user_id.encode()
     if len(uid) > 32:
@@ -734,7 +735,8 @@ def make_blob(payload: bytes, *, arch_hash: str, user_id: str, threshold_logit: 
     if len(arch) != 8:
         raise ValueError(f"arch hash {arch_hash!r} is not 16 hex digits")
     total = BLOB_HEADER_BYTES + len(payload) + 4
-    head = BLOB_HEADER.pack(b"PVTB", 1, BLOB_HEADER_BYTES, total, arch, uid, threshold_logit, len(payload), 0)
+    head = BLOB_HEADER.pack(b"PVTB", BLOB_FORMAT_VERSION, BLOB_HEADER_BYTES, total, arch, uid, threshold_logit,
+                            len(payload), prefix_id)
     body = head + payload
     return body + struct.pack("<I", zlib.crc32(body))
 

@@ -30,6 +30,8 @@ class TrainConfig:
     detector: str = "dlib"  # which aligned-crop cache (training.face.cache.lfw_cache)
     missing_embeddings: Literal["compute", "drop"] = "compute"  # not in the embedding cache: compute or skip
     fold: int = 0  # people.txt fold held out (0–9): its people are never trained on; its pairs evaluate
+    val_fold: int = -1  # a second people.txt fold held out for model selection (−1: none): its pairs choose
+    # the checkpoint (model_best_val.pt) and the operating threshold, so the test fold is only reported
     min_images_per_id: int = 2  # identities with fewer images are left out of training
     # -- batch ----------------------------------------------------------------------------------------
     n_per_id: int = 4  # n: images per identity in a batch
@@ -112,6 +114,8 @@ class TrainConfig:
                 raise ValueError(f"{f.name} = {getattr(self, f.name)!r}; choose one of {', '.join(map(str, choices))}")
         if not 0 <= self.fold <= 9:
             raise ValueError(f"fold = {self.fold}: LFW View 2 has folds 0–9")
+        if self.val_fold != -1 and (not 0 <= self.val_fold <= 9 or self.val_fold == self.fold):
+            raise ValueError(f"val_fold = {self.val_fold}: −1 (none) or a fold 0–9 other than fold {self.fold}")
         checks = [(self.n_per_id >= 1, "n_per_id >= 1"), (self.b0 >= 2, "b0 >= 2"),
                   (self.b0 > self.beta, "b0 > beta (λ = 1 − β/B must stay positive)"),
                   (self.total_steps >= 1, "total_steps >= 1"), (self.lr > 0, "lr > 0"),

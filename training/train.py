@@ -88,11 +88,12 @@ def dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def build_data(cfg: TrainConfig, progress: bool = True) -> tuple[TrainSet, EvalPairs | None]:
+def build_data(cfg: TrainConfig, progress: bool = True) -> tuple:
+    """(training set, test pairs[, validation pairs when cfg.val_fold >= 0])."""
     if cfg.dataset == "random":
         return random_split(cfg.random_identities, cfg.random_images_per_id, seed=cfg.seed)
     return load_lfw_split(cfg.fold, cfg.backbone, cfg.detector, cfg.min_images_per_id, cfg.missing_embeddings,
-                          progress=progress)
+                          progress=progress, val_fold=cfg.val_fold)
 
 
 def build_model(cfg: TrainConfig, embeddings: np.ndarray) -> nn.Module:
@@ -256,9 +257,10 @@ class History:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: TrainSet, eval_pairs: EvalPairs | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, val_pairs: EvalPairs | None = None) -> None:
         self.cfg = cfg.validate()
         self.data, self.eval_pairs, self.progress = data, eval_pairs, progress
+        self.val_pairs = val_pairs  # model selection: model_best_val.pt and the threshold come from these
         self.rank, self.world = dist_info()
         self.out = Path(cfg.out_dir)
         self.ckpt_path = self.out / "checkpoints" / "last.pt"
@@ -377,6 +379,14 @@ class Trainer:
                     "student_dot_accuracy": drep.accuracy_mean}
             log.info("step %d — teacher·student dot product (a linear head's reach): %s", step, drep.summary())
             log.info("step %d — distilled prefix alone (cosine): %s", step, srep.summary())
+        if self.val_pairs is not None:
+            vrep = evaluate(self.model, self.val_pairs, self.cfg.chunk)
+            rec |= {"val_accuracy": vrep.accuracy_mean, "val_auc": vrep.auc}
+            log.info("step %d — validation %s: %s", step, self.val_pairs.name, vrep.summary())
+            best = max((e["val_accuracy"] for e in self.history.evals if "val_accuracy" in e), default=-1.0)
+            if rec["val_accuracy"] > best:  # the first of equals is kept: fewer steps
+                atomic_write(self.out / "model_best_val.pt", lambda f: torch.save(self._final(rec), f))
+                log.info("step %d — best validation accuracy so far: model_best_val.pt", step)
         rec["eval_s"] = time.perf_counter() - t0
         self.history.evals.append(rec)
         with open(self.out / "eval.jsonl", "a") as f:
@@ -389,14 +399,28 @@ class Trainer:
         return rec
 
     def _device_threshold(self) -> float:
-        if self.eval_pairs is None or isinstance(self.model, DirectF):
+        """The most accurate logit threshold for one-way scores (both directions) on the validation pairs
+        if there are any, else on the held-out test pairs."""
+        pairs = self.val_pairs if self.val_pairs is not None else self.eval_pairs
+        if pairs is None or isinstance(self.model, DirectF):
             return 0.0
         from training.eval.metrics import best_threshold
 
-        sc = pair_scores(self.model, self.eval_pairs, self.cfg.chunk, one_way=True)
-        thr, acc = best_threshold(sc, np.concatenate([self.eval_pairs.same, self.eval_pairs.same]))
-        log.info("device threshold (one-way scores, both directions): %.4f, accuracy there %.4f", thr, acc)
+        sc = pair_scores(self.model, pairs, self.cfg.chunk, one_way=True)
+        thr, acc = best_threshold(sc, np.concatenate([pairs.same, pairs.same]))
+        log.info("device threshold (%s, one-way scores, both directions): %.4f, accuracy there %.4f",
+                 pairs.name, thr, acc)
         return float(thr)
+
+    def _final(self, last_eval: dict | None) -> dict[str, Any]:
+        """What model_final.pt / model_best_val.pt hold: h_gen's weights, config, arch hash, threshold."""
+        return {"model": self.model.state_dict(), "config": self.cfg.to_dict(), "arch": F_SPEC.name,
+                "arch_hash": F_SPEC.arch_hash(), "embedding_dim": int(self.data.embeddings.shape[1]),
+                "direct_f": self.cfg.direct_f,
+                # operating threshold (logit): the most accurate one for ONE-WAY scores f(probe; θ_user)
+                # (both directions), as the device decides
+                "threshold": self._device_threshold(),
+                "eval": last_eval}
 
     # -- feature distillation ----------------------------------------------------------------------
     def _distill_target(self, e: torch.Tensor) -> torch.Tensor:
@@ -576,13 +600,7 @@ class Trainer:
         if last_eval is None and self.history.evals:  # resumed after the last evaluation
             last_eval = self.history.evals[-1]
         if self.rank == 0:
-            final = {"model": self.model.state_dict(), "config": cfg.to_dict(), "arch": F_SPEC.name,
-                     "arch_hash": F_SPEC.arch_hash(), "embedding_dim": int(self.data.embeddings.shape[1]),
-                     "direct_f": cfg.direct_f,
-                     # operating threshold (logit): the most accurate one for ONE-WAY scores f(probe; θ_user)
-                     # on the held-out pairs (both directions), as the device decides
-                     "threshold": self._device_threshold(),
-                     "eval": last_eval}
+            final = self._final(last_eval)
             atomic_write(self.out / "model_final.pt", lambda f: torch.save(final, f))
             if self.tb is not None:
                 self.tb.close()
@@ -592,8 +610,8 @@ class Trainer:
 def train(cfg: TrainConfig, data: tuple[TrainSet, EvalPairs | None] | None = None, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Build (or take) the data, train, return a summary. ``data`` lets tests inject synthetic sets."""
-    train_set, ev = data if data is not None else build_data(cfg, progress)
-    return Trainer(cfg, train_set, ev, progress).run(resume)
+    train_set, ev, *val = data if data is not None else build_data(cfg, progress)
+    return Trainer(cfg, train_set, ev, progress, val[0] if val else None).run(resume)
 
 
 def state_bytes(model: nn.Module) -> bytes:

@@ -217,3 +217,22 @@ def test_init_from_a_distilled_run(tmp_path, data):
     with pytest.raises(ValueError, match="no shared"):
         Trainer(_cfg(tmp_path / "d", init_from=str(tmp_path / "c" / "run" / "model_final.pt")), *data,
                 progress=False)
+
+
+def test_validation_pairs_choose_the_kept_model_and_threshold(tmp_path, data):
+    """With validation pairs: every evaluation scores them too, model_best_val.pt is the best one's h
+    (the first of equals), and the thresholds come from the validation pairs, not the test pairs."""
+    train_set, ev = data
+    val = random_split(12, 3, seed=1, n_eval_pairs=20)[1]
+    cfg = _cfg(tmp_path, total_steps=6, eval_every=2)
+    train(cfg, (train_set, ev, val), progress=False)
+    evals = [json.loads(ln) for ln in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4, 6] and all("val_accuracy" in e for e in evals)
+    best = max(evals, key=lambda e: (e["val_accuracy"], -e["step"]))
+    kept = torch.load(tmp_path / "run" / "model_best_val.pt", weights_only=False)
+    assert kept["eval"]["step"] == best["step"] and kept["eval"]["val_accuracy"] == best["val_accuracy"]
+    t = Trainer(cfg, train_set, ev, progress=False, val_pairs=val)
+    t.model.load_state_dict(kept["model"])
+    assert kept["threshold"] == t._device_threshold()  # computed on val: the same model gives it again
+    with pytest.raises(ValueError, match="val_fold"):
+        TrainConfig(val_fold=0, fold=0).validate()

@@ -98,8 +98,10 @@ def _embeddings(backbone: str, kind_crops: np.ndarray, rows: np.ndarray, missing
 
 
 def load_lfw_split(fold: int, backbone: str, detector: str = "dlib", min_images_per_id: int = 2,
-                   missing_embeddings: str = "compute", progress: bool = True) -> tuple[TrainSet, EvalPairs]:
-    """People-disjoint LFW split: train on the people of the nine other folds, evaluate on ``fold``'s pairs."""
+                   missing_embeddings: str = "compute", progress: bool = True,
+                   val_fold: int = -1) -> tuple[TrainSet, EvalPairs] | tuple[TrainSet, EvalPairs, EvalPairs]:
+    """People-disjoint LFW split: train on the people of the nine other folds, evaluate on ``fold``'s pairs.
+    ``val_fold`` ≥ 0: its people are left out of training too, and its pairs come back third (validation)."""
     from training.backbones import backbone_info
     from training.backbones.base import ARCFACE112
     from training.data import lfw
@@ -108,8 +110,7 @@ def load_lfw_split(fold: int, backbone: str, detector: str = "dlib", min_images_
     if not 0 <= fold < lfw.N_FOLDS:
         raise ValueError(f"fold must be 0..{lfw.N_FOLDS - 1}, got {fold}")
     people_folds = lfw.load_people_folds()
-    held_out = set(people_folds[fold])
-    train_people = sorted({p for i, f in enumerate(people_folds) if i != fold for p in f})
+    train_people = sorted({p for i, f in enumerate(people_folds) if i not in (fold, val_fold) for p in f})
     cache = lfw_cache(detector)
     status = cache.status
     pending = int((status == 0).sum())
@@ -139,22 +140,28 @@ def load_lfw_split(fold: int, backbone: str, detector: str = "dlib", min_images_
     log.info("LFW fold %d held out: training on %d images of %d people (of %d people in the other folds; "
              "min %d images each)", fold, len(train.images), train.n_identities, len(train_people), min_images_per_id)
 
-    pairs = [p for p in lfw.load_pairs("view2") if p.fold == fold]
-    for p in pairs:
-        for rel in (p.a, p.b):
-            if lfw.identity_of(rel) not in held_out:
-                raise RuntimeError(f"pairs.txt fold {fold} pair image {rel} is not a person of people.txt fold {fold}")
-    used = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    used_rows = cache.indices(used)
-    bad = used_rows[status[used_rows] <= 0]
-    if len(bad):
-        raise RuntimeError(f"{len(bad)} evaluation images failed alignment, e.g. {cache.paths[int(bad[0])]}")
-    # evaluation needs every pair: the few embeddings not cached are computed whatever the policy
-    e_emb, _ = _embeddings(backbone, kind_crops, used_rows, "compute", progress)
-    pos = {p: i for i, p in enumerate(used)}
-    ev = EvalPairs(crops, used_rows, e_emb, np.array([pos[p.a] for p in pairs]), np.array([pos[p.b] for p in pairs]),
-                   np.array([p.same for p in pairs]), name=f"lfw-view2-fold{fold}")
-    return train, ev
+    def fold_pairs(k: int) -> EvalPairs:
+        held_out = set(people_folds[k])
+        pairs = [p for p in lfw.load_pairs("view2") if p.fold == k]
+        for p in pairs:
+            for rel in (p.a, p.b):
+                if lfw.identity_of(rel) not in held_out:
+                    raise RuntimeError(f"pairs.txt fold {k} pair image {rel} is not a person of people.txt fold {k}")
+        used = sorted({p.a for p in pairs} | {p.b for p in pairs})
+        used_rows = cache.indices(used)
+        bad = used_rows[status[used_rows] <= 0]
+        if len(bad):
+            raise RuntimeError(f"{len(bad)} evaluation images failed alignment, e.g. {cache.paths[int(bad[0])]}")
+        # evaluation needs every pair: the few embeddings not cached are computed whatever the policy
+        e_emb, _ = _embeddings(backbone, kind_crops, used_rows, "compute", progress)
+        pos = {p: i for i, p in enumerate(used)}
+        return EvalPairs(crops, used_rows, e_emb, np.array([pos[p.a] for p in pairs]),
+                         np.array([pos[p.b] for p in pairs]), np.array([p.same for p in pairs]),
+                         name=f"lfw-view2-fold{k}")
+
+    if val_fold >= 0:
+        return train, fold_pairs(fold), fold_pairs(val_fold)
+    return train, fold_pairs(fold)
 
 
 def random_split(n_identities: int = 64, images_per_id: int = 4, dim: int = 128, hw: int = 112, seed: int = 0,
