@@ -1,6 +1,7 @@
 /* pv_kernel: the int8 verifier f, bit-exact with the golden model (codegen/golden.py), i.e. with
- * TFLite Micro's reference kernels (CONV_2D per channel + fused ReLU, AVERAGE_POOL_2D,
- * FULLY_CONNECTED; requantization by SaturatingRoundingDoublingHighMul + RoundingDivideByPOT).
+ * TFLite Micro's reference kernels (CONV_2D per channel + fused ReLU, the global mean as a CONV_2D
+ * of weights 1, FULLY_CONNECTED per channel; requantization by SaturatingRoundingDoublingHighMul +
+ * RoundingDivideByPOT).
  *
  * Static memory only: one caller-owned arena of PV_KERNEL_ARENA_BYTES holds every activation (each
  * layer overwrites its input in place, see pv_kernel.c) and the per-layer scratch; the input image is
