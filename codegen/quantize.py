@@ -46,7 +46,8 @@ shifts of a few pixels, Gaussian noise, grey-scale.
 
 The float f runs on that set; per layer output the range is ``hi = margin * percentile_p(values)``
 (``lo`` likewise at ``100 - p`` for the non-ReLU logit), with the defaults p = 100 (the max) and
-margin 1.2 (2.0 for the global mean), floored at :data:`MIN_RANGE`. Why max-plus-margin and not a tighter percentile: thanks to
+margin 1.2 (2.0 for the global mean), floored at :data:`MIN_RANGE`. Why max-plus-margin and not a
+tighter percentile: thanks to
 weight standardization every filter has L2 norm ``gain``, so each pre-activation is bounded by
 ``gain * ||patch|| + |b|`` and the observed maxima are stable across faces (they depend on the image
 contrast, which the augmentations vary); clipping a verifier's strongest responses costs more than the

@@ -3,8 +3,9 @@
 Builds the firmware three times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
 BASE=…``: the SMLAD kernel with the shipped model's shared prefix compiled in and A/B slots for personal θ
 blobs, see codegen/shared_prefix.py), boots each on QEMU, installs a θ over the serial link (a random full θ;
-for the base build a personal blob of the shipped model), streams one face image over the UART (INFER, checked against the
-golden model), reruns it on the board (BENCH) and reads the board's INFO. Printed and written as JSON:
+for the base build a personal blob of the shipped model), streams one face image over the UART (INFER,
+checked against the golden model), reruns it on the board (BENCH) and reads the board's INFO. Printed and
+written as JSON:
 
 - instructions per inference and per MAC: BENCH's SysTick ticks at 25 MHz under ``-icount shift=0``, where
   one guest instruction takes 1 ns, so one tick = 40 instructions (BENCH starts on a tick edge: exact to
@@ -140,7 +141,8 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pv-fw-bench-") as tmp:
         base_blob, p_blob, p_image, p_golden = shared_prefix_theta(Path(tmp) / "base")
         report["base_blob_bytes"], report["personal_blob_bytes"] = len(base_blob), len(p_blob)
-        for name, dsp, base_dir in (("plain", False, None), ("dsp", True, None), ("dsp_base", True, Path(tmp) / "base")):
+        builds = (("plain", False, None), ("dsp", True, None), ("dsp_base", True, Path(tmp) / "base"))
+        for name, dsp, base_dir in builds:
             elf = build(dsp, Path(tmp) / name, base_dir)
             sec = section_sizes(elf)
             if base_dir is None:
@@ -182,7 +184,8 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
 
 def _print(report: dict[str, Any]) -> None:
     print(f"MACs per inference: {report['macs']:,}   θ blob: {report['theta_blob_bytes']:,} B   "
-          f"shared prefix: base blob {report['base_blob_bytes']:,} B, personal blob {report['personal_blob_bytes']:,} B")
+          f"shared prefix: base blob {report['base_blob_bytes']:,} B, "
+          f"personal blob {report['personal_blob_bytes']:,} B")
     rows = [
         ("instructions / inference", "instructions_per_inference"),
         ("instructions / MAC", "instructions_per_mac"),

@@ -154,14 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         **report.to_dict(), "data_s": round(t_data, 2), "embed_s": round(timing["embed_s"], 2),
         "images": timing["images"], "total_s": round(time.perf_counter() - t0, 2),
     }
-    if agreements:
-        result["int8_vs_float"] = agreements
     atomic_write_json(out / "report.json", result)
     print(f"{label}: {report.summary()}")
-    for a in agreements:
-        print(f"int8 vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
-              f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
-              f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f} (float logit std {a['float_logit_std']:.3f})")
     print(f"time: data+alignment {t_data:.1f} s, embeddings {timing['embed_s']:.1f} s "
           f"({timing['images']} images); report in {out}")
     return 0

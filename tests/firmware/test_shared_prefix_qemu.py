@@ -6,7 +6,6 @@ large for a slot) and a personal blob of another model's prefix are refused, the
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
