@@ -27,14 +27,11 @@ BASE_USER_ID = "base"
 
 
 def split_index(layer: str, spec: ArchSpec = F_SPEC) -> int:
-    """Index of the first personal layer ``layer`` (ValueError for an unknown or the first layer)."""
-    names = [la.name for la in spec.layers]
-    if layer not in names:
-        raise ValueError(f"{spec.name} has no layer {layer!r} (layers: {', '.join(names)})")
-    i = names.index(layer)
-    if i == 0:
-        raise ValueError("the shared prefix cannot be empty: name a later layer than the first")
-    return i
+    """Index of the first personal layer ``layer`` — the cut training makes (``split_spec``); ValueError
+    for an unknown layer or the first one."""
+    from training.verifier.batched import split_spec
+
+    return len(split_spec(spec, layer)[0].layers)
 
 
 def make_base(theta: np.ndarray, split: int, threshold: float, spec: ArchSpec = F_SPEC) -> tuple[QuantizedF, bytes]:
