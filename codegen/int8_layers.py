@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codegen.quantize import QuantizedF, quantize
-from training.verifier.functional import effective_weights, layer_outputs, to_input
+from codegen.quantize import QuantizedF, deployed_weights, quantize
+from training.verifier.functional import layer_outputs, to_input
 from training.verifier.spec import F_SPEC, Conv, Dense
 
 
@@ -46,7 +46,7 @@ def _fake_quant(qf: QuantizedF, name: str):
 
 def logits_with_one_step(theta: np.ndarray, qf: QuantizedF, probes_u8: np.ndarray, step: str | None) -> np.ndarray:
     """Float f(probes; θ) with one step (``"wq:<layer>"``, ``"aq:<layer>"``, None = none) as in int8."""
-    params = effective_weights(torch.as_tensor(theta))
+    params = deployed_weights(torch.as_tensor(theta))  # what quantize() quantized (tail folded)
     after = None
     if step is not None:
         kind, name = step.split(":")

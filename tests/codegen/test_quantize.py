@@ -15,13 +15,14 @@ from codegen.quantize import (
     activation_range,
     calibration_images,
     choose_qparams,
+    deployed_weights,
     f32,
     package_faces,
     quantize,
     quantize_multiplier,
     real_multiplier,
 )
-from training.verifier.functional import effective_weights, random_theta
+from training.verifier.functional import apply_effective, effective_weights, f_apply, random_theta, to_input
 from training.verifier.spec import F_SPEC, Conv
 
 
@@ -122,7 +123,7 @@ def test_quantized_record_is_consistent(qf0) -> None:
 
 
 def test_weights_are_the_effective_weights(qf0) -> None:
-    eff = effective_weights(random_theta(0))
+    eff = deployed_weights(random_theta(0))  # effective weights, fc1·head folded
     for q, la in zip(qf0.layers, F_SPEC.layers):
         if q.weights is None:
             continue
@@ -176,3 +177,27 @@ def test_decision_rule(qf0) -> None:
     assert qf0.threshold_q(thr) == qs[140]
     assert qf0.decide(qs[140], thr) and not qf0.decide(qs[139], thr)
     assert qf0.threshold_q(1e9) == 128
+
+
+def test_linear_tail_fold_is_the_same_f_and_head_an_int8_identity(qf0) -> None:
+    theta = random_theta(0)
+    x = calibration_images(None, 2)
+    with torch.no_grad():
+        want = f_apply(to_input(x), theta)
+        got = apply_effective(to_input(x), deployed_weights(theta))
+    assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+    eff, dep = effective_weights(theta), deployed_weights(theta)
+    w_fold = eff["head.weight"].double() @ eff["fc1.weight"].double()
+    assert torch.allclose(dep["fc1.weight"][0].double(), w_fold[0], rtol=1e-5, atol=1e-7)
+    assert (dep["fc1.weight"][1:] == 0).all() and (dep["fc1.bias"][1:] == 0).all()
+    assert qf0.calibration["folded_tail"] == ["fc1", "head"]
+    fc1, head = qf0.layer("fc1"), qf0.layer("head")
+    assert (fc1.out_scale, fc1.out_zp) == (head.out_scale, head.out_zp)
+    assert head.weights.tolist() == [[127] + [0] * 23] and head.bias.tolist() == [0]
+    from codegen.golden import run_int8
+
+    q, layers = run_int8(qf0, x, return_layers=True)
+    assert np.array_equal(layers["fc1"][:, 0], q)  # head passes fc1's row 0 through, bit for bit
+    assert (layers["fc1"][:, 1:] == fc1.out_zp).all()  # the zero rows give exact zeros
+    unfolded = quantize(theta, cfg=QuantConfig(n_aug=4, fold_linear_tail=False))
+    assert unfolded.calibration["folded_tail"] == [] and (unfolded.layer("fc1").weights[1:] != 0).any()
