@@ -58,14 +58,15 @@ image gets deterministic augmentations (seeded RNG): horizontal flip, brightness
 shifts of a few pixels, Gaussian noise, grey-scale.
 
 The float f runs on that set; per layer output the range is ``hi = margin * percentile_p(values)``
-(``lo`` likewise at ``100 - p`` for the non-ReLU logit), with the defaults p = 100 (the max) and
-margin 1.2 (2.0 for the global mean), floored at :data:`MIN_RANGE`. Why max-plus-margin and not a
-tighter percentile: thanks to
-weight standardization every filter has L2 norm ``gain``, so each pre-activation is bounded by
-``gain * ||patch|| + |b|`` and the observed maxima are stable across faces (they depend on the image
-contrast, which the augmentations vary); clipping a verifier's strongest responses costs more than the
-resolution a tighter range would buy. The margin covers faces brighter or more contrasted than the
-calibration set. ``QuantConfig`` changes both.
+(``lo`` likewise at ``100 - p`` for the non-ReLU logit), with the defaults p = 99.99 and margin 1.2
+(2.0 for the global mean and the logit), floored at :data:`MIN_RANGE`. Weight standardization bounds
+every pre-activation by ``gain * ||patch|| + |b|``, so the ranges are stable across faces; the margin
+covers faces brighter or more contrasted than the calibration set. Why the 99.99th percentile and not
+the max: a ReLU map's max is about 20× its spread (e.g. the stem: max/std 24.6), so the rare strongest
+pixel sets the resolution of all the others. Measured on 600 directed LFW pairs of the held-out fold
+(the folded tail, mean |Δlogit| of the pairs whose float logit is within 1 of the threshold, which sets
+how many decisions can flip): max 0.0570, 99.99th percentile 0.0517, 99.95th 0.0550, 99.9th 0.0655;
+max with margin 1.0 0.0527, 1.5 0.0652. ``QuantConfig`` changes all of them.
 """
 
 from __future__ import annotations
@@ -460,7 +461,7 @@ def deployed_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC, fold: bool = 
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class QuantConfig:
-    percentile: float = 100.0  # of the layer's output values over the calibration set (100 = max)
+    percentile: float = 99.99  # of the layer's output values over the calibration set (100 = max)
     margin: float = 1.2  # the range is widened by this factor
     pool_margin: float = 2.0  # the same for the global mean's output (wider: see the module docstring)
     logit_margin: float = 2.0  # the same for the logit (no ReLU bounds it; see the module docstring)

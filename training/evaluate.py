@@ -226,12 +226,16 @@ def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = 
 
 def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> dict:
     """Decision agreement of the int8 and float f at the model's threshold, over directed pairs (what a
-    device decides), and the |Δlogit| figures."""
+    device decides), and the |Δlogit| figures. ``near_threshold_*``: over the pairs whose float logit is
+    within 1 of the threshold — the error that can flip a decision, a smoother figure than the few flips."""
     d = np.abs(lg_int8 - lg_float)
+    near = np.abs(lg_float - threshold) < 1.0
     return {"directed_pairs": int(len(d)), "threshold": float(threshold),
             "decision_agreement": float(((lg_int8 >= threshold) == (lg_float >= threshold)).mean()),
             "n_disagree": int(((lg_int8 >= threshold) != (lg_float >= threshold)).sum()),
             "mean_abs_dlogit": float(d.mean()), "max_abs_dlogit": float(d.max()),
+            "near_threshold_pairs": int(near.sum()),
+            "near_threshold_mean_abs_dlogit": float(d[near].mean()) if near.any() else float("nan"),
             "float_logit_std": float(lg_float.std())}
 
 
@@ -282,7 +286,9 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
     for a in agreements:
         print(f"int8 vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
               f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
-              f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f} (float logit std {a['float_logit_std']:.3f})")
+              f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f}, within 1 of the threshold "
+              f"{a['near_threshold_mean_abs_dlogit']:.4f} ({a['near_threshold_pairs']} pairs; float logit std "
+              f"{a['float_logit_std']:.3f})")
     print(f"{len(scores)} pairs; report in {out}")
     return 0
 
