@@ -489,13 +489,11 @@ def _quantize_bias(b: np.ndarray, bias_scales: np.ndarray, name: str) -> np.ndar
 
 def _range(values: torch.Tensor, relu: bool, cfg: QuantConfig, margin: float | None = None) -> tuple[float, float]:
     margin = cfg.margin if margin is None else margin
-    v = values.detach().double().flatten()
+    v = values.detach().double().flatten().numpy()
     if cfg.percentile >= 100.0:
         hi, lo = float(v.max()), float(v.min())
-    else:
-        v = v[torch.randperm(v.numel(), generator=torch.Generator().manual_seed(cfg.seed))[:4_000_000]]
-        hi = float(torch.quantile(v, cfg.percentile / 100.0))
-        lo = float(torch.quantile(v, 1.0 - cfg.percentile / 100.0))
+    else:  # exact, over every value (np.quantile partitions: O(n), ~10 ms for the stem's 0.7 M values)
+        lo, hi = (float(x) for x in np.quantile(v, [1.0 - cfg.percentile / 100.0, cfg.percentile / 100.0]))
     hi = max(hi * margin, MIN_RANGE) if hi > 0 else MIN_RANGE
     lo = 0.0 if relu else min(lo * margin, 0.0)
     return lo, hi

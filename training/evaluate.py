@@ -224,6 +224,17 @@ def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = 
     return _pair_scores(directed_logits(pairs, model, rows, cols, progress, int8), len(pairs.left), one_way)
 
 
+def expected_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> float:
+    """The agreement to expect if every near-threshold error (signed int8 − float of the pairs within 1 of
+    the threshold) could fall on any pair: the mean over pairs i and such errors e_j of [float_i and
+    float_i + e_j decide alike]. Steadier than the count of the few pairs that did flip."""
+    d = (lg_int8 - lg_float)[np.abs(lg_float - threshold) < 1.0]
+    if not d.size:
+        return 1.0
+    acc = lg_float >= threshold
+    return float(np.mean([((lg_float + e >= threshold) == acc).mean() for e in d]))
+
+
 def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> dict:
     """Decision agreement of the int8 and float f at the model's threshold, over directed pairs (what a
     device decides), and the |Δlogit| figures. ``near_threshold_*``: over the pairs whose float logit is
@@ -236,6 +247,7 @@ def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) 
             "mean_abs_dlogit": float(d.mean()), "max_abs_dlogit": float(d.max()),
             "near_threshold_pairs": int(near.sum()),
             "near_threshold_mean_abs_dlogit": float(d[near].mean()) if near.any() else float("nan"),
+            "expected_agreement": expected_agreement(lg_float, lg_int8, threshold),
             "float_logit_std": float(lg_float.std())}
 
 
@@ -288,7 +300,7 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
               f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
               f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f}, within 1 of the threshold "
               f"{a['near_threshold_mean_abs_dlogit']:.4f} ({a['near_threshold_pairs']} pairs; float logit std "
-              f"{a['float_logit_std']:.3f})")
+              f"{a['float_logit_std']:.3f}); expected agreement {100 * a['expected_agreement']:.2f} %")
     print(f"{len(scores)} pairs; report in {out}")
     return 0
 
