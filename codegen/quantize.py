@@ -38,8 +38,8 @@ raw biases) — exactly what the float f applies — are turned into:
   the product is quantized once, per output channel.
 - **The logit's range gets margin 2.0** (``logit_margin``): no ReLU bounds it and the calibration faces
   (the user and two package faces) show fewer strangers than a door sees: at 1.2 the logits of LFW faces
-  were clipped (0.8 % of them at +127, up to 12.5 % for one user; max |Δlogit| 3.04). At 2.0 the max is
-  1.52 and the mean |Δlogit| 0.069 (was 0.116 with the unfolded tail at 1.2).
+  were clipped (0.8 % of them at +127, up to 12.5 % for one user; max |Δlogit| 3.04). Folded and at 2.0 (before
+  the percentile ranges below) the max was 1.52 and the mean |Δlogit| 0.069 (0.116 unfolded at 1.2).
 - **Requantization**: per output channel (conv, dense) or per tensor (pool), the real multiplier
   ``double(in_scale) * double(w_scale) / double(out_scale)`` (float32 scales widened to double, the
   order of TFLM's ``PopulateConvolutionQuantizationParams`` / ``CalculateOpDataFullyConnected``) becomes

@@ -224,11 +224,14 @@ def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = 
     return _pair_scores(directed_logits(pairs, model, rows, cols, progress, int8), len(pairs.left), one_way)
 
 
+NEAR_THRESHOLD = 1.0  # logit units: the pairs whose float logit is this close to the threshold are "near" it
+
+
 def expected_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> float:
     """The agreement to expect if every near-threshold error (signed int8 − float of the pairs within 1 of
     the threshold) could fall on any pair: the mean over pairs i and such errors e_j of [float_i and
     float_i + e_j decide alike]. Steadier than the count of the few pairs that did flip."""
-    d = (lg_int8 - lg_float)[np.abs(lg_float - threshold) < 1.0]
+    d = (lg_int8 - lg_float)[np.abs(lg_float - threshold) < NEAR_THRESHOLD]
     if not d.size:
         return 1.0
     acc = lg_float >= threshold
@@ -240,7 +243,7 @@ def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) 
     device decides), and the |Δlogit| figures. ``near_threshold_*``: over the pairs whose float logit is
     within 1 of the threshold — the error that can flip a decision, a smoother figure than the few flips."""
     d = np.abs(lg_int8 - lg_float)
-    near = np.abs(lg_float - threshold) < 1.0
+    near = np.abs(lg_float - threshold) < NEAR_THRESHOLD
     return {"directed_pairs": int(len(d)), "threshold": float(threshold),
             "decision_agreement": float(((lg_int8 >= threshold) == (lg_float >= threshold)).mean()),
             "n_disagree": int(((lg_int8 >= threshold) != (lg_float >= threshold)).sum()),
