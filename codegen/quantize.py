@@ -71,6 +71,7 @@ max with margin 1.0 0.0527, 1.5 0.0652. ``QuantConfig`` changes all of them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from codegen.weight_rounding import equalize, gptq_conv, per_channel_scales
 from training.verifier.functional import INPUT_SCALE, effective_weights, layer_outputs, to_input
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
@@ -420,6 +422,19 @@ def float_activations(
 # --------------------------------------------------------------------------------------------------
 # The float weights that are quantized
 # --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuantConfig:
+    percentile: float = 99.99  # of the layer's output values over the calibration set (100 = max)
+    margin: float = 1.2  # the range is widened by this factor
+    pool_margin: float = 2.0  # the same for the global mean's output (wider: see the module docstring)
+    logit_margin: float = 2.0  # the same for the logit (no ReLU bounds it; see the module docstring)
+    fold_linear_tail: bool = True  # fc1 · head → fc1's row 0, head an int8 identity (module docstring)
+    equalize_alpha: float = 0.6  # cross-layer equalization strength, 0 = off (codegen.weight_rounding)
+    gptq: bool = True  # conv weights rounded by GPTQ instead of to nearest (codegen.weight_rounding)
+    n_aug: int = 12  # augmentations per calibration base image
+    seed: int = 0
+
+
 def linear_tail(spec: ArchSpec = F_SPEC) -> tuple[int, int] | None:
     """Indices (a, h) of the last two layers when they are Dense without ReLU and h has one output (f's
     fc1 and head): the pair :func:`fold_linear_tail` may fold. None otherwise."""
@@ -449,34 +464,65 @@ def fold_linear_tail(params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC) -
             f"{h}.weight": whn.float(), f"{h}.bias": torch.zeros_like(bh).float()}
 
 
-def deployed_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC, fold: bool = True) -> dict[str, torch.Tensor]:
+def package_calibration(cfg: QuantConfig) -> np.ndarray:
+    """The calibration set without any user's image (package faces + augmentations): what equalization and
+    GPTQ read, so that a layer's int8 weights depend on θ alone (see codegen.weight_rounding)."""
+    return _package_calibration(cfg.n_aug, cfg.seed).copy()  # cached; a copy, so no caller can alter it
+
+
+@functools.lru_cache(maxsize=4)
+def _package_calibration(n_aug: int, seed: int) -> np.ndarray:
+    return calibration_images(None, n_aug, seed)
+
+
+def deployed_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC, fold: bool = True,
+                     cfg: QuantConfig | None = None) -> dict[str, torch.Tensor]:
     """The float weights :func:`quantize` turns into int8: f's effective weights, with the linear tail
-    folded (``fold`` and the spec has one). The same function of the input as ``f_apply(·, θ)``."""
+    folded (``fold`` and the spec has one) and the conv channels equalized (``cfg.equalize_alpha`` > 0;
+    ``cfg`` None: QuantConfig()). The same function of the input as ``f_apply(·, θ)``."""
+    cfg = QuantConfig() if cfg is None else cfg
     params = effective_weights(theta, spec)
-    return fold_linear_tail(params, spec) if fold and linear_tail(spec) is not None else params
+    if fold and linear_tail(spec) is not None:
+        params = fold_linear_tail(params, spec)
+    if cfg.equalize_alpha > 0:
+        with torch.no_grad():
+            acts = float_activations(params, to_input(package_calibration(cfg)), spec)
+        params, _ = equalize(params, acts, spec, cfg.equalize_alpha, cfg.percentile)
+    return params
+
+
+def layer_inputs(params: dict[str, torch.Tensor], x: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str, torch.Tensor]:
+    """Every layer's float input for input x (N, 3, H, W) — what GPTQ's Hessians are made of."""
+    out, prev = {}, x
+    with torch.no_grad():
+        for layer, _pre, y in layer_outputs(x, params, spec):
+            out[layer.name], prev = prev, y
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
 # Quantization
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QuantConfig:
-    percentile: float = 99.99  # of the layer's output values over the calibration set (100 = max)
-    margin: float = 1.2  # the range is widened by this factor
-    pool_margin: float = 2.0  # the same for the global mean's output (wider: see the module docstring)
-    logit_margin: float = 2.0  # the same for the logit (no ReLU bounds it; see the module docstring)
-    fold_linear_tail: bool = True  # fc1 · head → fc1's row 0, head an int8 identity (module docstring)
-    n_aug: int = 12  # augmentations per calibration base image
-    seed: int = 0
-
-
 def _quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output channel (axis 0). An all-zero filter gets scale 1/127."""
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
-    amax = np.abs(flat).max(axis=1)
-    scales = np.where(amax > 0, amax / 127.0, 1.0 / 127.0).astype(np.float32)
+    scales = per_channel_scales(w)
     q = np.clip(np.rint(flat / scales.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
     return q.reshape(w.shape), scales
+
+
+def int8_weights(layer: Conv | Dense, params: dict[str, torch.Tensor], gptq_inputs: dict[str, torch.Tensor] | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's int8 weights (conv OHWI, dense (out, in)) and float32 per-channel scales: convs by GPTQ on
+    ``gptq_inputs`` (the package faces' layer inputs; None: round to nearest), dense layers to nearest."""
+    w = params[f"{layer.name}.weight"]
+    if isinstance(layer, Conv):
+        if gptq_inputs is not None:
+            q, scales = gptq_conv(w, layer, gptq_inputs[layer.name])
+        else:
+            q, scales = _quantize_weights_per_channel(w.double().numpy())
+        return np.ascontiguousarray(q.transpose(0, 2, 3, 1)), scales  # OIHW → OHWI
+    return _quantize_weights_per_channel(w.double().numpy())
 
 
 def _quantize_bias(b: np.ndarray, bias_scales: np.ndarray, name: str) -> np.ndarray:
@@ -530,8 +576,9 @@ def quantize(
     if tail is not None and tail[0] < split:
         tail = None  # the tail's first layer is in the base: it stays as the base has it
     with torch.no_grad():
-        params = deployed_weights(theta_t, spec, fold=tail is not None)
+        params = deployed_weights(theta_t, spec, fold=tail is not None, cfg=cfg)
         acts = float_activations(params, to_input(images), spec)
+    gptq_inputs = layer_inputs(params, to_input(package_calibration(cfg)), spec) if cfg.gptq else None
 
     layers: list[QuantLayer] = []
     in_scale, in_zp = f32(INPUT_SCALE), INPUT_ZP
@@ -543,9 +590,7 @@ def quantize(
         if base is not None and i < split:
             q = base.layers[i]
             if isinstance(layer, Conv | Dense):
-                w = params[f"{layer.name}.weight"].double().numpy()
-                w = w.transpose(0, 2, 3, 1) if isinstance(layer, Conv) else w
-                if not np.array_equal(_quantize_weights_per_channel(w)[0], q.weights):
+                if not np.array_equal(int8_weights(layer, params, gptq_inputs)[0], q.weights):
                     raise ValueError(f"θ's layer {layer.name} is not the base's shared prefix: this θ needs "
                                      "a full blob (or a firmware built with its own model's base)")
             layers.append(q)
@@ -564,11 +609,8 @@ def quantize(
         act_min, act_max = activation_range(relu, out_zp)
         q = QuantLayer(layer.name, layer.kind, relu, in_scale, in_zp, out_scale, out_zp, act_min, act_max)
         if isinstance(layer, Conv | Dense):
-            w = params[f"{layer.name}.weight"].double().numpy()
             b = params[f"{layer.name}.bias"].double().numpy()
-            if isinstance(layer, Conv):
-                w = w.transpose(0, 2, 3, 1)  # OIHW → OHWI
-            q.weights, q.w_scales = _quantize_weights_per_channel(w)
+            q.weights, q.w_scales = int8_weights(layer, params, gptq_inputs)
             q.bias = _quantize_bias(b, q.bias_scales, layer.name)
         else:
             q.w_scales = np.array([pool_weight_scale(layer)], np.float32)
@@ -593,6 +635,8 @@ def quantize(
             "ranges": ranges,
             "shared_prefix_layers": split if base is not None else 0,
             "folded_tail": [spec.layers[i].name for i in tail] if tail is not None else [],
+            "equalize_alpha": cfg.equalize_alpha,
+            "gptq": cfg.gptq,
         },
     )
     qf.check(spec)

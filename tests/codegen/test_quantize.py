@@ -17,12 +17,23 @@ from codegen.quantize import (
     choose_qparams,
     deployed_weights,
     f32,
+    float_activations,
+    layer_inputs,
+    package_calibration,
     package_faces,
     quantize,
     quantize_multiplier,
     real_multiplier,
 )
-from training.verifier.functional import apply_effective, effective_weights, f_apply, random_theta, to_input
+from codegen.weight_rounding import channel_percentiles, equalization_pairs
+from training.verifier.functional import (
+    apply_effective,
+    effective_weights,
+    f_apply,
+    layer_outputs,
+    random_theta,
+    to_input,
+)
 from training.verifier.spec import F_SPEC, Conv
 
 
@@ -122,23 +133,74 @@ def test_quantized_record_is_consistent(qf0) -> None:
             assert q.per_channel == (q.weights.shape[0] > 1)  # conv and dense: per output channel
 
 
-def test_weights_are_the_effective_weights(qf0) -> None:
-    eff = deployed_weights(random_theta(0))  # effective weights, fc1·head folded
+CFG0 = QuantConfig(n_aug=4)  # qf0's configuration
+
+
+def test_weights_are_the_deployed_weights(qf0) -> None:
+    """Scales max|w_c|/127 of the deployed (folded, equalized) weights; dense rows rounded to nearest; conv
+    filters by GPTQ, which may move a weight beyond half a step but makes the layer's output on the
+    package calibration faces closer to the float one than rounding to nearest does."""
+    eff = deployed_weights(random_theta(0), cfg=CFG0)
+    inputs = layer_inputs(eff, to_input(package_calibration(CFG0)))
     for q, la in zip(qf0.layers, F_SPEC.layers):
         if q.weights is None:
             continue
         w = eff[f"{la.name}.weight"].double().numpy()
+        flat = (w.transpose(0, 2, 3, 1) if isinstance(la, Conv) else w).reshape(len(w), -1)
+        scales = q.w_scales.astype(np.float64)
+        amax = np.abs(flat).max(1)
+        assert np.allclose(scales, np.where(amax > 0, amax / 127, 1 / 127), rtol=1e-6)  # 1/127: a zero row
+        deq = q.weights.reshape(len(w), -1) * scales[:, None]
         if isinstance(la, Conv):
-            w = w.transpose(0, 2, 3, 1)  # OHWI
-            scales = q.w_scales.astype(np.float64).reshape(-1, 1, 1, 1)
+            rtn = np.clip(np.rint(flat / scales[:, None]), -127, 127) * scales[:, None]
+            layer_err = {}
+            for name, wq in (("gptq", deq), ("nearest", rtn)):
+                wt = torch.from_numpy(wq.reshape(w.shape[0], *w.shape[2:], w.shape[1]).transpose(0, 3, 1, 2).copy())
+                one = {**eff, f"{la.name}.weight": wt.float()}
+                with torch.no_grad():
+                    *_, (_, _, ref) = layer_outputs(inputs[la.name], eff, _single(la))
+                    *_, (_, _, got) = layer_outputs(inputs[la.name], one, _single(la))
+                layer_err[name] = float(((got - ref) ** 2).mean())
+            assert layer_err["gptq"] < layer_err["nearest"], (la.name, layer_err)
         else:
-            scales = q.w_scales.astype(np.float64).reshape(-1, 1)
-        err = np.abs(q.weights * scales - w)
-        assert (err <= scales / 2 * (1 + 1e-6)).all()
+            assert (np.abs(deq - flat) <= scales[:, None] / 2 * (1 + 1e-6)).all()
         b = eff[f"{la.name}.bias"].double().numpy()
         assert np.allclose(
             q.bias * q.bias_scales.astype(np.float64), b, atol=float(q.bias_scales.max()) * 0.51 + 1e-12
         )
+
+
+def _single(layer):
+    """The layer alone, as the spec layer_outputs walks."""
+    import types
+
+    return types.SimpleNamespace(layers=(layer,))
+
+
+def test_equalization_is_the_same_f_and_balances_the_channels() -> None:
+    theta = random_theta(0)
+    x = to_input(calibration_images(None, 2))
+    plain = deployed_weights(theta, cfg=QuantConfig(n_aug=4, equalize_alpha=0.0))
+    eq = deployed_weights(theta, cfg=CFG0)
+    with torch.no_grad():
+        want = apply_effective(x, plain)
+        got = apply_effective(x, eq)
+        acts_p, acts_e = float_activations(plain, x), float_activations(eq, x)
+    assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+    for a, _b in equalization_pairs(F_SPEC):
+        rp, re = channel_percentiles(acts_p[a.name], 99.99), channel_percentiles(acts_e[a.name], 99.99)
+        live = rp > rp.max() / 100
+        assert (re[live].max() / re[live].min()) < (rp[live].max() / rp[live].min()), a.name
+
+
+def test_int8_weights_do_not_depend_on_the_enrollment_image() -> None:
+    """Equalization and GPTQ read the package faces only: the same θ gives the same int8 weights whoever
+    enrolled (a shared prefix is one base for all users); only activation ranges see the user's crop."""
+    theta = random_theta(1).numpy()
+    faces = package_faces()
+    qa, qb = quantize(theta, faces[0], CFG0), quantize(theta, faces[1], CFG0)
+    assert all(np.array_equal(a.weights, b.weights) for a, b in zip(qa.layers, qb.layers) if a.weights is not None)
+    assert qa.calibration["ranges"] != qb.calibration["ranges"]
 
 
 def test_multipliers_follow_tflm_formula(qf0) -> None:
@@ -186,7 +248,7 @@ def test_linear_tail_fold_is_the_same_f_and_head_an_int8_identity(qf0) -> None:
         want = f_apply(to_input(x), theta)
         got = apply_effective(to_input(x), deployed_weights(theta))
     assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
-    eff, dep = effective_weights(theta), deployed_weights(theta)
+    eff, dep = effective_weights(theta), deployed_weights(theta, cfg=QuantConfig(equalize_alpha=0.0))
     w_fold = eff["head.weight"].double() @ eff["fc1.weight"].double()
     assert torch.allclose(dep["fc1.weight"][0].double(), w_fold[0], rtol=1e-5, atol=1e-7)
     assert (dep["fc1.weight"][1:] == 0).all() and (dep["fc1.bias"][1:] == 0).all()
