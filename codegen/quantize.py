@@ -6,7 +6,10 @@ The *effective* weights of f (``training.verifier.functional.effective_weights``
 raw biases) — exactly what the float f applies — are turned into:
 
 - **Conv weights**: per output channel symmetric int8, zero point 0, ``scale_c = max|w_c| / 127``,
-  values in [-127, 127], layout OHWI (TFLite CONV_2D: out, kh, kw, in/groups).
+  values in [-127, 127], layout OHWI (TFLite CONV_2D: out, kh, kw, in/groups). Before that the conv
+  channels are **equalized** (``equalize_alpha``) and the filters are **rounded by GPTQ** (``gptq``),
+  not to nearest: both in :mod:`codegen.weight_rounding`, both from the package faces only, so the
+  int8 weights depend on θ alone. Same f, same graph; measured below.
 - **Dense (FULLY_CONNECTED) weights**: per output feature symmetric int8, as conv (TFLM's
   FULLY_CONNECTED takes per-channel filter scales; checked bit-exact in tests/codegen), layout [out, in].
   Per tensor cost 1.3 points of decision agreement on the trained model: fc1's 24 rows differ in scale.
@@ -66,7 +69,8 @@ the max: a ReLU map's max is about 20× its spread (e.g. the stem: max/std 24.6)
 pixel sets the resolution of all the others. Measured on 600 directed LFW pairs of the held-out fold
 (the folded tail, mean |Δlogit| of the pairs whose float logit is within 1 of the threshold, which sets
 how many decisions can flip): max 0.0570, 99.99th percentile 0.0517, 99.95th 0.0550, 99.9th 0.0655;
-max with margin 1.0 0.0527, 1.5 0.0652. ``QuantConfig`` changes all of them.
+max with margin 1.0 0.0527, 1.5 0.0652. ``QuantConfig`` changes all of them. (These were measured before
+equalization and GPTQ; with them the ranges are those of the equalized channels.)
 """
 
 from __future__ import annotations
