@@ -44,7 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.verifier.spec import ArchSpec, Conv, same_pads
+from training.verifier.functional import pad_same
+from training.verifier.spec import ArchSpec, Conv
 
 EQ_MAX_RATIO = 100.0  # cap on R / r_c: a channel silent on the calibration faces is not blown up without bound
 GPTQ_DAMP = 0.01  # Hessian damping, × mean diagonal (GPTQ's default): H of ~40 faces is near-singular
@@ -94,11 +95,7 @@ def equalize(params: dict[str, torch.Tensor], acts: dict[str, torch.Tensor], spe
 def _group_patches(x: torch.Tensor, layer: Conv, max_rows: int) -> np.ndarray:
     """The conv's input patches (groups, n, I/groups·kh·kw), in the order of its flattened OIHW filters;
     every k-th patch when there are more than ``max_rows`` (a Hessian of 36..96 inputs needs no more)."""
-    if layer.padding == "same":
-        ph = same_pads(x.shape[-2], layer.kernel, layer.stride)
-        pw = same_pads(x.shape[-1], layer.kernel, layer.stride)
-        x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-    u = F.unfold(x, layer.kernel, stride=layer.stride)  # (N, C·k·k, L): c, kh, kw
+    u = F.unfold(pad_same(x, layer), layer.kernel, stride=layer.stride)  # (N, C·k·k, L): c, kh, kw
     n, d_all, positions = u.shape
     u = u.transpose(1, 2).reshape(n * positions, layer.groups, d_all // layer.groups)
     u = u[:: max(1, -(-len(u) // max_rows))]

@@ -60,6 +60,15 @@ def effective_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str,
     return out
 
 
+def pad_same(x: torch.Tensor, layer: Conv) -> torch.Tensor:
+    """x (N, C, H, W) padded as the conv's TF-'same' rule pads it (unchanged for "valid" or no padding)."""
+    if layer.padding != "same":
+        return x
+    ph = same_pads(x.shape[-2], layer.kernel, layer.stride)
+    pw = same_pads(x.shape[-1], layer.kernel, layer.stride)
+    return F.pad(x, (pw[0], pw[1], ph[0], ph[1])) if any(ph + pw) else x
+
+
 def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC,
                   after: Callable[[Layer, torch.Tensor], torch.Tensor] | None = None,
                   ) -> Iterator[tuple[Layer, torch.Tensor, torch.Tensor]]:
@@ -71,11 +80,7 @@ def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSp
     a fake quantization: ``codegen.int8_layers``)."""
     for layer in spec.layers:
         if isinstance(layer, Conv):
-            if layer.padding == "same":
-                ph = same_pads(x.shape[-2], layer.kernel, layer.stride)
-                pw = same_pads(x.shape[-1], layer.kernel, layer.stride)
-                if any(ph + pw):
-                    x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+            x = pad_same(x, layer)
             x = F.conv2d(x, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"],
                          stride=layer.stride, groups=layer.groups)
         elif isinstance(layer, AvgPool):
