@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.backbones import backbone_info, load_backbone
     from training.backbones.base import ARCFACE112
     from training.backbones.embedding_cache import EmbeddingCache
-    from training.evaluate import lfw_pairs
+    from training.evaluate import PairSet, directions, fold_subset, lfw_pairs
     from training.hypermodel import HyperModel, HyperModelError
     from training.paths import SharedDataMissing
 
@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     fold = int(m.meta["config"]["fold"])
-    keep = np.flatnonzero(pairs.folds == fold)
-    sel = np.random.default_rng(0).choice(keep, min(args.pairs, len(keep)), replace=False)
-    rows = np.concatenate([pairs.left[sel], pairs.right[sel]])
-    cols = np.concatenate([pairs.right[sel], pairs.left[sel]])
+    sub = fold_subset(pairs, fold)
+    sel = np.random.default_rng(0).choice(len(sub.left), min(args.pairs, len(sub.left)), replace=False)
+    sub = PairSet(sub.name, sub.crops, sub.left[sel], sub.right[sel], sub.same[sel], None)
+    rows, cols = directions(sub, one_way=False)
     crops = pairs.crops[ARCFACE112]
     u = np.unique(rows)
     emb = EmbeddingCache(load_backbone(m.backbone)).embed(pairs.crops[backbone_info(m.backbone).input_kind][u],

@@ -24,8 +24,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where it is used: the cosine baseline's CLI starts without it
+    import torch
 
 from training.atomic import atomic_write_json
 from training.backbones import available_backbones, backbone_info, load_backbone, resolve_detector
@@ -180,19 +184,28 @@ def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, 
     return out
 
 
+def pair_thetas(pairs: PairSet, model, progress: bool = True) -> torch.Tensor:
+    """h(crop) of every image of ``pairs``: (images, θ_size), backbone embeddings from the cache."""
+    import torch
+
+    info = backbone_info(model.backbone)
+    emb = EmbeddingCache(load_backbone(model.backbone)).embed(pairs.crops[info.input_kind], progress=progress)
+    return torch.from_numpy(model.theta(emb))
+
+
 def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, progress: bool = True,
-                    int8: bool = False) -> np.ndarray:
+                    int8: bool = False, thetas: torch.Tensor | None = None) -> np.ndarray:
     """f(crop[cols[i]]; h(crop[rows[i]])) for every i (image indices into ``pairs.crops``); ``int8``: with
-    the int8 golden model of each quantized θ instead of the float f."""
+    the int8 golden model of each quantized θ instead of the float f. ``thetas``: :func:`pair_thetas`,
+    if already computed."""
     import torch
     from tqdm import tqdm
 
     from training.verifier.batched import pairwise_logits
     from training.verifier.functional import to_input
 
-    info = backbone_info(model.backbone)
-    emb = EmbeddingCache(load_backbone(model.backbone)).embed(pairs.crops[info.input_kind], progress=progress)
-    thetas = torch.from_numpy(model.theta(emb))
+    if thetas is None:
+        thetas = pair_thetas(pairs, model, progress)
     x_all = pairs.crops[ARCFACE112]
     if int8:
         return _int8_logits(thetas, rows, cols, x_all, progress)
@@ -207,7 +220,15 @@ def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, p
     return np.concatenate(out).astype(np.float64)
 
 
-def _directions(pairs: PairSet, one_way: bool) -> tuple[np.ndarray, np.ndarray]:
+def fold_subset(pairs: PairSet, fold: int) -> PairSet:
+    """The pairs of one View 2 fold (every pair when the set has no folds), in their file order."""
+    keep = pairs.folds == fold if pairs.folds is not None else np.ones(len(pairs.same), bool)
+    return PairSet(f"{pairs.name}-fold{fold}", pairs.crops, pairs.left[keep], pairs.right[keep], pairs.same[keep],
+                   None)
+
+
+def directions(pairs: PairSet, one_way: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(θ rows, probe columns) of the directed pairs: (a, b) only, or (a, b) then (b, a)."""
     a, b = pairs.left, pairs.right
     return (a, b) if one_way else (np.concatenate([a, b]), np.concatenate([b, a]))
 
@@ -220,7 +241,7 @@ def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = 
                  int8: bool = False) -> np.ndarray:
     """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``);
     ``int8``: with the int8 golden model of each quantized θ instead of the float f."""
-    rows, cols = _directions(pairs, one_way)
+    rows, cols = directions(pairs, one_way)
     return _pair_scores(directed_logits(pairs, model, rows, cols, progress, int8), len(pairs.left), one_way)
 
 
@@ -266,14 +287,12 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
             if args.dataset != "lfw":
                 fail("--model is evaluated on LFW (people-disjoint from its training folds)")
             fold = int(cfg["fold"])
-            pairs = lfw_pairs(args.view, m.detector, None, args.workers, progress)
-            keep = pairs.folds == fold if pairs.folds is not None else np.ones(len(pairs.same), bool)
-            sub = PairSet(f"{pairs.name}-fold{fold}", pairs.crops, pairs.left[keep], pairs.right[keep],
-                          pairs.same[keep], None)
+            sub = fold_subset(lfw_pairs(args.view, m.detector, None, args.workers, progress), fold)
             if args.int8:  # both arithmetics on every directed pair: the int8 scores and what int8 changes
-                rows, cols = _directions(sub, False)
-                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True)
-                lg_f = directed_logits(sub, m, rows, cols, progress, int8=False)
+                rows, cols = directions(sub, False)
+                thetas = pair_thetas(sub, m, progress)  # h once for both
+                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True, thetas=thetas)
+                lg_f = directed_logits(sub, m, rows, cols, progress, int8=False, thetas=thetas)
                 agreements.append(int8_agreement(lg_f, lg_q, m.threshold))
                 n = len(sub.left)
                 sc = _pair_scores(lg_q[:n] if args.one_way else lg_q, n, args.one_way)

@@ -55,7 +55,7 @@ from training.cli_common import fail, setup_logging
 from training.data.train_set import AugmentConfig, augment
 from training.verifier.batched import split_spec
 from training.verifier.functional import effective_weights, layer_outputs, to_input
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv
+from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Layer
 
 log = logging.getLogger("training.quant_robust")
 
@@ -144,7 +144,7 @@ def pooled_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpe
     cal = layer_outputs(x_cal, params, prefix)  # float calibration forward, one layer ahead of x's
     ranges: dict[str, tuple] = {}
 
-    def after(layer, out):  # noqa: ANN001 - layer_outputs' hook: quantize x's output of this layer
+    def after(layer: Layer, out: torch.Tensor) -> torch.Tensor:  # layer_outputs' hook: x's output of this layer
         _l, _pre, c = next(cal)
         relu = getattr(layer, "relu", False)
         k = equalization_scales(c, cfg.percentile, cfg.equalize_alpha).view(1, -1, 1, 1) \
