@@ -126,7 +126,9 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
     return art, tflm_arena
 
 
-SHARED_PREFIX_TARGETS = ("cortex-m-qemu",)  # boards whose firmware compiles pv_base_theta.h in
+# boards whose firmware compiles pv_base_theta.h in (the Makefile when the file is there; the ESP-IDF
+# projects through pv_app_config.h). Not the -tflm ones: their .tflite carries the whole model.
+SHARED_PREFIX_TARGETS = ("cortex-m-qemu", "esp32", "esp32s3", "esp32c3")
 
 
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,

@@ -133,6 +133,7 @@ def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]
         theta_header=art.theta_header[0] if art.theta_header else None,
         model_header=art.model_header[0] if art.model_header and target.runtime == "tflm" else None,
         blob_name=art.blob[0] if art.blob else None, board_name=(target.chip or "esp")[:7],
+        base_header=art.base_header[0] if art.base_header else None,
         sources=main_sources, extra_cflags="" if target.runtime == "pv" else " -Wno-missing-field-initializers",
         components=[TFLM_COMPONENT] if target.runtime == "tflm" else [],
         main_stack=8192 if target.runtime == "pv" else 12288,

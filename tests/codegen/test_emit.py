@@ -276,6 +276,44 @@ def test_shared_prefix_project_builds_in_64k(model_store: UserStore, tmp_path: P
     assert [q.name for q in qf.layers] == [la.name for la in F_SPEC.layers]
 
 
+def test_esp_idf_shared_prefix_app_runs_bit_exact(model_store: UserStore, tmp_path: Path, capsys,
+                                                   face_images: np.ndarray) -> None:
+    """--target esp32 --shared-prefix pool: pv_base_theta.h is compiled into the app (pv_app_config.h says
+    so), the built-in θ is the personal blob, and the project's portable part on the host — base set
+    before the store opens, personal blob seeded and parsed against it — gives the golden model's logits;
+    it compiles with arm-none-eabi-gcc too."""
+    from codegen.blob import blob_split
+    from codegen.shared_prefix import split_index
+
+    gcc = need("gcc")
+    out = tmp_path / "esp32"
+    rc, _, err = run_cli(model_store, "--user", "dave", "--target", "esp32", "--shared-prefix", "pool",
+                         "--out", str(out), capsys=capsys)
+    assert rc == 0, err
+    main = out / "main"
+    cfg = (main / "pv_app_config.h").read_text()
+    assert "#define PV_BASE_THETA 1" in cfg and '#define PV_BASE_HEADER "pv_base_theta.h"' in cfg
+    blob = (out / "dave_theta.bin").read_bytes()
+    assert blob_split(blob) == (split_index("pool"), 0) and len(blob) == blob_size(first_layer=split_index("pool"))
+    srcs = [str(main / "pv_app.c"), *map(str, sorted((main / "pv").glob("*.c")))]
+    exe = tmp_path / "app_test"
+    res = subprocess.run([gcc, *CFLAGS, f"-I{main}", f"-I{main / 'pv'}", *srcs, str(APP_TEST), "-o", str(exe), "-lm"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    imgs = face_images[:16]
+    res = subprocess.run([str(exe)], input=(imgs.astype(np.int16) - 128).astype(np.int8).tobytes(),
+                         capture_output=True)
+    assert res.returncode == 0, res.stderr.decode()
+    got = np.array([int(x) for x in res.stdout.split()], np.int8)
+    _, qf = unpack_blob(blob, base=pack_from_header(main / "pv_base_theta.h"))
+    assert len(got) == len(imgs) and np.array_equal(got, run_int8(qf, imgs))
+    arm = need("arm-none-eabi-gcc")
+    for src in srcs:
+        cmd = [arm, *CFLAGS, *ARM_FLAGS, f"-I{main}", f"-I{main / 'pv'}", "-c", src, "-o", str(tmp_path / "x.o")]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
+
+
 def pack_from_header(path: Path) -> bytes:
     """The base blob's bytes back from the C array of pv_base_theta.h."""
     import re
@@ -288,7 +326,7 @@ def test_shared_prefix_errors(model_store: UserStore, tmp_path: Path, capsys) ->
     rc, _, err = run_cli(model_store, "--user", "dave", "--shared-prefix", "nope", "--out", str(tmp_path / "a"),
                          capsys=capsys)
     assert rc == 2 and "no layer 'nope'" in err
-    rc, _, err = run_cli(model_store, "--user", "dave", "--target", "esp32", "--shared-prefix", "pool",
-                         "--out", str(tmp_path / "b"), capsys=capsys)
+    rc, _, err = run_cli(model_store, "--user", "dave", "--target", "esp32-tflm", "--shared-prefix", "pool",
+                         "--out", str(tmp_path / "b"), capsys=capsys)  # its .tflite is the whole model
     assert rc == 2 and "no base-blob build" in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -10,6 +10,13 @@
 #include PV_THETA_HEADER
 #endif
 
+#if defined(PV_BASE_THETA)
+/* codegen.emit --shared-prefix: layers [0, split) live here, once; every θ blob is a personal one */
+#define PV_BASE_IMPLEMENTATION
+#include PV_BASE_HEADER
+#include "pv_blob.h"
+#endif
+
 #define PV_APP_CHUNK 1024u
 
 static pv_store_t s_store;
@@ -39,7 +46,12 @@ static int seed_builtin(pv_store_t *s) {
 #endif
 
 int pv_app_init(const pv_board_t *board, const pv_flash_t *flash) {
-    int rc = pv_store_init(&s_store, flash);
+    int rc;
+#if defined(PV_BASE_THETA)
+    /* before the store opens: it parses the stored personal blob against the base */
+    if (pv_blob_set_base(pv_base_blob.bytes, PV_BASE_BLOB_BYTES) != PV_OK) return -101;
+#endif
+    rc = pv_store_init(&s_store, flash);
     if (rc != PV_STORE_OK) return rc;
 #if PV_THETA_BUILTIN
     s_seed_result = seed_builtin(&s_store);

@@ -21,7 +21,8 @@ enum {
 };
 
 /* Opens the θ store on *flash, writes the built-in θ (if compiled in) when no slot is valid, starts the
- * protocol and sends READY. Returns 0, or a negative pv_store_err_t / -100 when the protocol failed. */
+ * protocol and sends READY. Returns 0, or a negative pv_store_err_t / -100 when the protocol failed /
+ * -101 when the compiled-in base blob (PV_BASE_THETA) is rejected. */
 int pv_app_init(const pv_board_t *board, const pv_flash_t *flash);
 /* Feed received bytes: complete frames are handled and answered through board->send. */
 void pv_app_rx(const uint8_t *p, uint32_t n);
