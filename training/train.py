@@ -536,7 +536,10 @@ class Trainer:
         lam = bce_lambda(b, cfg.beta)
         alpha = alpha_norm_at(pstep, cfg.alpha_norm_final(), cfg.alpha_norm_start if not cfg.no_lnorm else 0.0,
                               cfg.alpha_norm_ramp_steps, cfg.alpha_norm_shape)
-        loss, bce, lnorm = total_loss(logits, y, thetas, lam, alpha, weights)
+        # L_norm on what this step trains: a frozen shared prefix is a constant (it only inflated the logged
+        # L_norm and loss, never a gradient)
+        normed = thetas[:, self.split[2]:] if frozen else thetas
+        loss, bce, lnorm = total_loss(logits, y, normed, lam, alpha, weights)
         if self.distill_proj is not None:
             loss = loss + cfg.feature_distill * aux
         lr = lr_at(pstep, cfg.lr, cfg.total_steps - cfg.distill_pretrain_steps, cfg.warmup_steps, cfg.final_lr_factor)

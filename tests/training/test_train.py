@@ -176,9 +176,15 @@ def test_two_stage_distill_then_frozen_prefix(tmp_path, data):
     assert s0["lr"] == pytest.approx(lr_at(0, 0.02, 2, min(2, 2 // 10)))
     tr.train_step(1)
     shared = tr.model.state_dict()["hgen.shared"].clone()
+    with torch.no_grad():  # ‖θ_personal‖² of every training image under the weights step 2 starts from
+        n_pre = tr.split[2]
+        personal = tr.model(torch.from_numpy(tr.data.embeddings))[:, n_pre:].square().sum(dim=1)
     s2 = tr.train_step(2)  # the pair stage's step 0
     after3 = tr.model.state_dict()
     assert s2["pairs"] > 0 and s2["lr"] == pytest.approx(lr_at(0, 0.01, 2, 2))
+    # L_norm covers what the pair stage trains: the frozen prefix's (constant) norm is not in it
+    assert float(personal.min()) * 0.999 <= s2["lnorm"] <= float(personal.max()) * 1.001
+    assert s2["lnorm"] < float(shared.square().sum())
     assert torch.equal(shared, after3["hgen.shared"])  # frozen
     assert not torch.equal(after1["hgen.head.weight"], after3["hgen.head.weight"])
 
