@@ -491,7 +491,7 @@ def deployed_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC, fold: bool = 
     if cfg.equalize_alpha > 0:
         with torch.no_grad():
             acts = float_activations(params, to_input(package_calibration(cfg)), spec)
-        params, _ = equalize(params, acts, spec, cfg.equalize_alpha, cfg.percentile)
+        params = equalize(params, acts, spec, cfg.equalize_alpha, cfg.percentile)
     return params
 
 

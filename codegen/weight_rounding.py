@@ -66,13 +66,12 @@ def equalization_pairs(spec: ArchSpec) -> list[tuple[Conv, Conv]]:
 
 
 def equalize(params: dict[str, torch.Tensor], acts: dict[str, torch.Tensor], spec: ArchSpec,
-             alpha: float, percentile: float) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+             alpha: float, percentile: float) -> dict[str, torch.Tensor]:
     """The same f with the output channels of every :func:`equalization_pairs` conv ``a`` scaled by
     ``k = (R / r)^alpha`` and the matching input channels of ``b`` by ``1 / k``. ``acts``: the float
     outputs of ``params`` on the calibration faces (one forward suffices: scaling (a, b) leaves b's
-    output, hence every later range, unchanged). Returns (params, k per equalized layer)."""
+    output, hence every later range, unchanged)."""
     out = dict(params)
-    scales: dict[str, np.ndarray] = {}
     for a, b in equalization_pairs(spec):
         r = channel_percentiles(acts[a.name], percentile)
         top = float(r.max())
@@ -80,7 +79,6 @@ def equalize(params: dict[str, torch.Tensor], acts: dict[str, torch.Tensor], spe
             continue  # a dead layer on these faces: nothing to balance
         ratio = np.clip(top / np.maximum(r, top / EQ_MAX_RATIO), 1.0, EQ_MAX_RATIO)
         k = ratio**alpha
-        scales[a.name] = k
         kt = torch.from_numpy(k)
         wa, ba = out[f"{a.name}.weight"].double(), out[f"{a.name}.bias"].double()
         out[f"{a.name}.weight"] = (wa * kt.view(-1, 1, 1, 1)).float()
@@ -89,7 +87,7 @@ def equalize(params: dict[str, torch.Tensor], acts: dict[str, torch.Tensor], spe
         cin_g, og = b.in_ch // b.groups, b.out_ch // b.groups
         k_in = kt.view(b.groups, 1, cin_g).expand(b.groups, og, cin_g).reshape(b.out_ch, cin_g)
         out[f"{b.name}.weight"] = (wb / k_in[:, :, None, None]).float()
-    return out, scales
+    return out
 
 
 def _group_patches(x: torch.Tensor, layer: Conv, max_rows: int) -> np.ndarray:
