@@ -28,9 +28,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # torch is imported where it is used: the cosine baseline's CLI starts without it
-    import torch
-
 from training.atomic import atomic_write_json
 from training.backbones import available_backbones, backbone_info, load_backbone, resolve_detector
 from training.backbones.base import ARCFACE112
@@ -39,6 +36,9 @@ from training.cli_common import fail, setup_logging
 from training.eval.metrics import VerificationReport
 from training.eval.plots import save_roc_png, save_score_histogram_png
 from training.paths import REPO_ROOT, SharedDataMissing
+
+if TYPE_CHECKING:  # for annotations only: the functions import torch where they use it, as before
+    import torch
 
 log = logging.getLogger(__name__)
 

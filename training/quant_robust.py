@@ -142,7 +142,7 @@ def pooled_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpe
     wq = {k: fake_quant_weight(v) if k.endswith(".weight") else v for k, v in params.items()} \
         if cfg.quant_weights else params
     cal = layer_outputs(x_cal, params, prefix)  # float calibration forward, one layer ahead of x's
-    ranges: dict[str, tuple] = {}
+    cal_outputs: dict[str, torch.Tensor] = {}  # each layer's float output on the calibration images
 
     def after(layer: Layer, out: torch.Tensor) -> torch.Tensor:  # layer_outputs' hook: x's output of this layer
         _l, _pre, c = next(cal)
@@ -151,12 +151,11 @@ def pooled_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpe
             if layer.name in equalized else None
         lo, hi = activation_range(c * k if k is not None else c, relu, cfg.percentile, cfg.margin,
                                   cfg.sample_elems, gen)
-        ranges[layer.name] = (c, k)
+        cal_outputs[layer.name] = c
         return fake_quant(out * k, lo, hi) / k if k is not None else fake_quant(out, lo, hi)
 
     *_, (_l, _pre, h) = layer_outputs(x, wq, prefix, after=after)
-    c_last, _ = ranges[prefix.layers[-1].name]
-    p_cal = F.avg_pool2d(c_last, pool.kernel).flatten(1)
+    p_cal = F.avg_pool2d(cal_outputs[prefix.layers[-1].name], pool.kernel).flatten(1)
     lo, hi = activation_range(p_cal, True, cfg.percentile, cfg.pool_margin, cfg.sample_elems, gen)
     return fake_quant(F.avg_pool2d(h, pool.kernel).flatten(1), lo, hi)
 
