@@ -199,6 +199,20 @@ def test_esp_idf_portable_c_compiles(store: UserStore, tmp_path: Path, capsys, t
         assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
 
 
+def run_app_test(gcc: str, main: Path, tmp_path: Path, imgs: np.ndarray) -> np.ndarray:
+    """Build c/app_test.c with an emitted ESP-IDF project's portable part (``main``) and run it on the
+    uint8 faces ``imgs``: the int8 logits it prints."""
+    exe = tmp_path / "app_test"
+    cmd = [gcc, *CFLAGS, f"-I{main}", f"-I{main / 'pv'}", str(main / "pv_app.c"),
+           *map(str, sorted((main / "pv").glob("*.c"))), str(APP_TEST), "-o", str(exe), "-lm"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([str(exe)], input=(imgs.astype(np.int16) - 128).astype(np.int8).tobytes(),
+                         capture_output=True)
+    assert res.returncode == 0, res.stderr.decode()
+    return np.array([int(x) for x in res.stdout.split()], np.int8)
+
+
 def test_esp_idf_app_runs_builtin_theta_bit_exact(store: UserStore, tmp_path: Path, capsys,
                                                   face_images: np.ndarray) -> None:
     """The emitted project's portable part on the host: first boot writes the built-in θ into the store,
@@ -206,17 +220,8 @@ def test_esp_idf_app_runs_builtin_theta_bit_exact(store: UserStore, tmp_path: Pa
     gcc = need("gcc")
     out = tmp_path / "esp32"
     assert run_cli(store, "--user", "carol", "--target", "esp32", "--out", str(out), capsys=capsys)[0] == 0
-    main = out / "main"
-    exe = tmp_path / "app_test"
-    cmd = [gcc, *CFLAGS, f"-I{main}", f"-I{main / 'pv'}", str(main / "pv_app.c"), *map(str, (main / "pv").glob("*.c")),
-           str(APP_TEST), "-o", str(exe), "-lm"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
     imgs = face_images[:32]
-    res = subprocess.run([str(exe)], input=(imgs.astype(np.int16) - 128).astype(np.int8).tobytes(),
-                         capture_output=True)
-    assert res.returncode == 0, res.stderr.decode()
-    got = np.array([int(x) for x in res.stdout.split()], np.int8)
+    got = run_app_test(gcc, out / "main", tmp_path, imgs)
     theta, _ = store.load("carol")
     want = run_int8(quantize(theta, enroll_u8=store.load_crop("carol")), imgs)
     assert np.array_equal(got, want)
@@ -295,20 +300,12 @@ def test_esp_idf_shared_prefix_app_runs_bit_exact(model_store: UserStore, tmp_pa
     assert "#define PV_BASE_THETA 1" in cfg and '#define PV_BASE_HEADER "pv_base_theta.h"' in cfg
     blob = (out / "dave_theta.bin").read_bytes()
     assert blob_split(blob) == (split_index("pool"), 0) and len(blob) == blob_size(first_layer=split_index("pool"))
-    srcs = [str(main / "pv_app.c"), *map(str, sorted((main / "pv").glob("*.c")))]
-    exe = tmp_path / "app_test"
-    res = subprocess.run([gcc, *CFLAGS, f"-I{main}", f"-I{main / 'pv'}", *srcs, str(APP_TEST), "-o", str(exe), "-lm"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
     imgs = face_images[:16]
-    res = subprocess.run([str(exe)], input=(imgs.astype(np.int16) - 128).astype(np.int8).tobytes(),
-                         capture_output=True)
-    assert res.returncode == 0, res.stderr.decode()
-    got = np.array([int(x) for x in res.stdout.split()], np.int8)
+    got = run_app_test(gcc, main, tmp_path, imgs)
     _, qf = unpack_blob(blob, base=pack_from_header(main / "pv_base_theta.h"))
     assert len(got) == len(imgs) and np.array_equal(got, run_int8(qf, imgs))
     arm = need("arm-none-eabi-gcc")
-    for src in srcs:
+    for src in [str(main / "pv_app.c"), *map(str, sorted((main / "pv").glob("*.c")))]:
         cmd = [arm, *CFLAGS, *ARM_FLAGS, f"-I{main}", f"-I{main / 'pv'}", "-c", src, "-o", str(tmp_path / "x.o")]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
