@@ -4,7 +4,9 @@
 θ_a = h(a), score = f(b; θ_a), averaged with f(a; θ_b) unless ``--one-way`` (what a device computes).
 ``--int8``: f(b; θ_a) is the int8 golden model's dequantized logit (what every device computes bit for
 bit), θ_a quantized by ``codegen.quantize`` with a's crop as the enrollment image — the accuracy cost of
-deployment on the same pairs and protocol.
+deployment on the same pairs and protocol. ``--mirror``: f(b) is the mean of f on b's crop and on its
+mirror image (two passes of f per probe, float and int8 alike: the int8 rounding noise of the two views
+partly cancels).
 LFW: a model trained with people.txt fold k held out is scored on View 2 fold k only (people-disjoint);
 give one model per fold (``--model run0/model_final.pt run1/...``) for the full 10-fold protocol.
 
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-way", action="store_true", help="--model: score f(b; h(a)) only, no symmetric average")
     ap.add_argument("--int8", action="store_true",
                     help="--model: score with the int8 golden model of each quantized θ (the device's arithmetic)")
+    ap.add_argument("--mirror", action="store_true",
+                    help="--model: f(b) = mean of f on b and on b mirrored (two passes per probe, float and int8)")
     ap.add_argument("--dataset", default="lfw", help="'lfw' or a path to an InsightFace .bin file")
     ap.add_argument("--view", default="view2", choices=["view2", "devtest", "devtrain"], help="LFW pair list")
     ap.add_argument("--detector", default="auto", choices=["auto", "dlib", "retinaface"],
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model:
         return main_model(args, progress)
+    if args.mirror:
+        fail("--mirror scores a hypermodel's f (--model), not a backbone")
     t0 = time.perf_counter()
     detector = resolve_detector(args.detector, args.backbone)
     try:
@@ -165,8 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool) -> np.ndarray:
-    """f_int8(crops[cols[i]]; quantize(θ[rows[i]], enrollment crop = crops[rows[i]])), dequantized."""
+def mirrored(crops_u8: np.ndarray) -> np.ndarray:
+    """The crops (N, H, W, C) mirrored left-right: the second view of ``--mirror``."""
+    return np.ascontiguousarray(crops_u8[:, :, ::-1])
+
+
+def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool,
+                 mirror: bool = False) -> np.ndarray:
+    """f_int8(crops[cols[i]]; quantize(θ[rows[i]], enrollment crop = crops[rows[i]])), dequantized;
+    ``mirror``: the mean of that and of f_int8 on the mirrored probe (same quantized θ)."""
     from tqdm import tqdm
 
     from codegen.golden import run_int8
@@ -180,7 +193,10 @@ def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, 
         idx = order[s:e]
         r = int(rows[idx[0]])
         qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])
-        out[idx] = qf.dequantize_logit(run_int8(qf, np.ascontiguousarray(crops[cols[idx]])))
+        probes = np.ascontiguousarray(crops[cols[idx]])
+        out[idx] = qf.dequantize_logit(run_int8(qf, probes))
+        if mirror:
+            out[idx] = (out[idx] + qf.dequantize_logit(run_int8(qf, mirrored(probes)))) / 2
     return out
 
 
@@ -194,10 +210,10 @@ def pair_thetas(pairs: PairSet, model, progress: bool = True) -> torch.Tensor:
 
 
 def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, progress: bool = True,
-                    int8: bool = False, thetas: torch.Tensor | None = None) -> np.ndarray:
+                    int8: bool = False, thetas: torch.Tensor | None = None, mirror: bool = False) -> np.ndarray:
     """f(crop[cols[i]]; h(crop[rows[i]])) for every i (image indices into ``pairs.crops``); ``int8``: with
     the int8 golden model of each quantized θ instead of the float f. ``thetas``: :func:`pair_thetas`,
-    if already computed."""
+    if already computed. ``mirror``: each logit the mean of f on the probe and on its mirror image."""
     import torch
     from tqdm import tqdm
 
@@ -208,15 +224,17 @@ def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, p
         thetas = pair_thetas(pairs, model, progress)
     x_all = pairs.crops[ARCFACE112]
     if int8:
-        return _int8_logits(thetas, rows, cols, x_all, progress)
+        return _int8_logits(thetas, rows, cols, x_all, progress, mirror)
     out = []
     step = 200
     with torch.no_grad():
         for s in tqdm(range(0, len(rows), step), desc="pairs", unit="×200", disable=not progress):
             r, c = rows[s:s + step], cols[s:s + step]
             u, inv = np.unique(c, return_inverse=True)
-            out.append(pairwise_logits(to_input(x_all[u]), thetas[torch.from_numpy(r)],
-                                       columns=torch.from_numpy(inv)[:, None])[:, 0].numpy())
+            views = [x_all[u], mirrored(x_all[u])] if mirror else [x_all[u]]
+            out.append(np.mean([pairwise_logits(to_input(v), thetas[torch.from_numpy(r)],
+                                                columns=torch.from_numpy(inv)[:, None])[:, 0].numpy()
+                                for v in views], axis=0))
     return np.concatenate(out).astype(np.float64)
 
 
@@ -238,11 +256,13 @@ def _pair_scores(lg: np.ndarray, n: int, one_way: bool) -> np.ndarray:
 
 
 def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = True,
-                 int8: bool = False) -> np.ndarray:
+                 int8: bool = False, mirror: bool = False) -> np.ndarray:
     """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``);
-    ``int8``: with the int8 golden model of each quantized θ instead of the float f."""
+    ``int8``: with the int8 golden model of each quantized θ instead of the float f; ``mirror``: every f
+    the mean over the probe and its mirror image."""
     rows, cols = directions(pairs, one_way)
-    return _pair_scores(directed_logits(pairs, model, rows, cols, progress, int8), len(pairs.left), one_way)
+    return _pair_scores(directed_logits(pairs, model, rows, cols, progress, int8, mirror=mirror),
+                        len(pairs.left), one_way)
 
 
 NEAR_THRESHOLD = 1.0  # logit units: the pairs whose float logit is this close to the threshold are "near" it
@@ -291,13 +311,13 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
             if args.int8:  # both arithmetics on every directed pair: the int8 scores and what int8 changes
                 rows, cols = directions(sub, False)
                 thetas = pair_thetas(sub, m, progress)  # h once for both
-                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True, thetas=thetas)
-                lg_f = directed_logits(sub, m, rows, cols, progress, int8=False, thetas=thetas)
+                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True, thetas=thetas, mirror=args.mirror)
+                lg_f = directed_logits(sub, m, rows, cols, progress, int8=False, thetas=thetas, mirror=args.mirror)
                 agreements.append(int8_agreement(lg_f, lg_q, m.threshold))
                 n = len(sub.left)
                 sc = _pair_scores(lg_q[:n] if args.one_way else lg_q, n, args.one_way)
             else:
-                sc = model_scores(sub, m, args.one_way, progress)
+                sc = model_scores(sub, m, args.one_way, progress, mirror=args.mirror)
             all_scores.append(sc)
             all_same.append(sub.same)
             all_folds.append(np.full(len(sc), fold) if len(models) > 1 else np.arange(len(sc)) % 10)
@@ -306,7 +326,7 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
         fail(str(e))
     scores, same, folds = np.concatenate(all_scores), np.concatenate(all_same), np.concatenate(all_folds)
     report = VerificationReport.from_scores(scores, same, folds)
-    tag = ("one-way" if args.one_way else "symmetric") + ("-int8" if args.int8 else "")
+    tag = "-".join(["one-way" if args.one_way else "symmetric"] + ["mirror"] * args.mirror + ["int8"] * args.int8)
     out = args.out or REPO_ROOT / "runs" / "eval" / f"lfw-hypernet-{models[0].model_id}-{tag}"
     label = f"h ({models[0].backbone}) on LFW {', '.join(names)} [{tag}]"
     save_roc_png(out / "roc.png", {label: (scores, same)})

@@ -15,7 +15,7 @@ from codegen.golden import run_int8
 from codegen.quantize import quantize
 from tests.codegen.users import make_store
 from tests.conftest import require_shared
-from training.verifier.functional import f_apply, to_input
+from training.verifier.functional import f_apply, random_theta, to_input
 
 
 def test_measure_matches_an_independent_computation(tmp_path, face_images: np.ndarray) -> None:
@@ -71,7 +71,6 @@ def test_bench_refuses_an_empty_store(tmp_path, capsys) -> None:
 def test_int8_pair_scores_quantize_each_theta_with_its_own_crop(face_images: np.ndarray) -> None:
     """training.evaluate --int8: row i is f_int8(crop[cols[i]]; quantize(θ[rows[i]], crop[rows[i]]))."""
     from training.evaluate import _int8_logits
-    from training.verifier.functional import random_theta
 
     crops = face_images[:4]
     thetas = torch.stack([random_theta(s) for s in range(4)])
@@ -82,11 +81,43 @@ def test_int8_pair_scores_quantize_each_theta_with_its_own_crop(face_images: np.
         assert got[i] == qf.dequantize_logit(run_int8(qf, crops[c:c + 1]))[0]
 
 
+def test_mirror_scores_average_the_probe_and_its_mirror_image(face_images: np.ndarray) -> None:
+    """training.evaluate --mirror: each directed logit is the mean of f on the probe and on the probe
+    mirrored left-right, in int8 (one quantized θ for both views) as in float."""
+    from training.evaluate import _int8_logits, mirrored
+
+    crops = face_images[:3]
+    m = mirrored(crops)
+    assert np.array_equal(m[:, :, 0], crops[:, :, -1]) and np.array_equal(mirrored(m), crops)
+    thetas = torch.stack([random_theta(s) for s in range(3)])
+    rows, cols = np.array([0, 1, 2]), np.array([1, 2, 0])
+    plain = _int8_logits(thetas, rows, cols, crops, progress=False)
+    both = _int8_logits(thetas, rows, cols, crops, progress=False, mirror=True)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])  # calibrated on the unmirrored enrollment crop
+        assert both[i] == (plain[i] + qf.dequantize_logit(run_int8(qf, m[c:c + 1]))[0]) / 2
+    assert not np.array_equal(both, plain)
+
+
+def test_mirror_float_logits_average_both_views(face_images: np.ndarray) -> None:
+    from training.backbones.base import ARCFACE112
+    from training.evaluate import PairSet, directed_logits, mirrored
+
+    crops = face_images[:3]
+    pairs = PairSet("t", {ARCFACE112: crops}, np.array([0]), np.array([1]), np.array([True]), None)
+    thetas = torch.stack([random_theta(s) for s in range(3)])
+    rows, cols = np.array([0, 1, 2]), np.array([1, 2, 0])
+    got = directed_logits(pairs, None, rows, cols, progress=False, thetas=thetas, mirror=True)
+    with torch.no_grad():
+        want = [(f_apply(to_input(crops[c:c + 1]), thetas[r]) + f_apply(to_input(mirrored(crops)[c:c + 1]), thetas[r]))
+                .item() / 2 for r, c in zip(rows, cols)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_int8_layers_one_step_at_a_time(face_images: np.ndarray) -> None:
     """codegen.int8_layers: no step = the float f; the head's output fake-quantized = the golden model's
     dequantized logit rounding of the float logit (within one output step); every step changes something."""
     from codegen.int8_layers import logits_with_one_step, steps
-    from training.verifier.functional import random_theta
 
     theta = random_theta(3).numpy()
     imgs = face_images[:8]
