@@ -32,7 +32,7 @@ import numpy as np
 
 from training.atomic import atomic_write_json
 from training.backbones import available_backbones, backbone_info, load_backbone, resolve_detector
-from training.backbones.base import ARCFACE112
+from training.backbones.base import ARCFACE112, mirrored
 from training.backbones.embedding_cache import EmbeddingCache
 from training.cli_common import fail, setup_logging
 from training.eval.metrics import VerificationReport
@@ -169,11 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"time: data+alignment {t_data:.1f} s, embeddings {timing['embed_s']:.1f} s "
           f"({timing['images']} images); report in {out}")
     return 0
-
-
-def mirrored(crops_u8: np.ndarray) -> np.ndarray:
-    """The crops (N, H, W, C) mirrored left-right: the second view of ``--mirror``."""
-    return np.ascontiguousarray(crops_u8[:, :, ::-1])
 
 
 def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool,

@@ -84,7 +84,8 @@ def test_int8_pair_scores_quantize_each_theta_with_its_own_crop(face_images: np.
 def test_mirror_scores_average_the_probe_and_its_mirror_image(face_images: np.ndarray) -> None:
     """training.evaluate --mirror: each directed logit is the mean of f on the probe and on the probe
     mirrored left-right, in int8 (one quantized θ for both views) as in float."""
-    from training.evaluate import _int8_logits, mirrored
+    from training.backbones.base import mirrored
+    from training.evaluate import _int8_logits
 
     crops = face_images[:3]
     m = mirrored(crops)
@@ -100,8 +101,8 @@ def test_mirror_scores_average_the_probe_and_its_mirror_image(face_images: np.nd
 
 
 def test_mirror_float_logits_average_both_views(face_images: np.ndarray) -> None:
-    from training.backbones.base import ARCFACE112
-    from training.evaluate import PairSet, directed_logits, mirrored
+    from training.backbones.base import ARCFACE112, mirrored
+    from training.evaluate import PairSet, directed_logits
 
     crops = face_images[:3]
     pairs = PairSet("t", {ARCFACE112: crops}, np.array([0]), np.array([1]), np.array([True]), None)

@@ -36,3 +36,9 @@ class BackboneInfo:
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def mirrored(crops: np.ndarray) -> np.ndarray:
+    """Crops (N, H, W, C) mirrored left-right, contiguous: the second view of flip test-time augmentation
+    (MobileFaceNet's ``flip_tta``, ``training.evaluate --mirror``)."""
+    return np.ascontiguousarray(np.asarray(crops)[:, :, ::-1])

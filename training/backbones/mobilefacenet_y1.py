@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.backbones.base import ARCFACE112, BackboneInfo, l2_normalize
+from training.backbones.base import ARCFACE112, BackboneInfo, l2_normalize, mirrored
 from training.backbones.mxnet_graph import MXNetGraph
 from training.paths import shared_path
 
@@ -68,7 +68,7 @@ class MobileFaceNetY1:
         """(N, 112, 112, 3) uint8 RGB ArcFace crops → (N, 128) float32, L2-normalised."""
         emb = self.raw_embed(images)
         if self.flip_tta:
-            emb = emb + self.raw_embed(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
+            emb = emb + self.raw_embed(mirrored(images))
         return l2_normalize(emb)
 
     def _check(self, images: np.ndarray) -> np.ndarray:
