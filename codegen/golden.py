@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.quantize import INT32_MAX, INT32_MIN, QuantizedF, QuantLayer
+from training.backbones.base import mirrored
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, same_pads
 
 
@@ -210,3 +211,19 @@ def run_int8(
     if return_layers:
         return logits, {k: np.concatenate(v) for k, v in layer_outs.items()}
     return logits
+
+
+def run_int8_views(qf: QuantizedF, images_u8: np.ndarray, views: int = 2, spec: ArchSpec = F_SPEC) -> np.ndarray:
+    """int8 logits (N, views) of f: column 0 on each image, column 1 (``views`` 2) on its mirror image
+    (each row reversed pixel by pixel) — the two passes the firmware makes per probe with PV_VIEWS 2
+    (firmware_templates/common/pv_protocol.h). Score and decide them with ``qf.dequantize_mean2`` /
+    ``qf.decide_mean2``."""
+    if views not in (1, 2):
+        raise ValueError(f"views must be 1 or 2, got {views}")
+    images_u8 = np.asarray(images_u8)
+    if images_u8.ndim == 3:
+        images_u8 = images_u8[None]
+    cols = [run_int8(qf, images_u8, spec)]
+    if views == 2:
+        cols.append(run_int8(qf, mirrored(images_u8), spec))
+    return np.stack(cols, axis=1)

@@ -252,6 +252,24 @@ class QuantizedF:
         """Accept (True) when the dequantized logit >= threshold — the device's rule."""
         return self.dequantize_logit(q) >= np.float32(threshold_logit)
 
+    # Two views of one probe (the image and its mirror image; the firmware's PV_VIEWS 2): the mean of
+    # the two dequantized logits, computed in float32 as the C kernel's pv_dequantize_mean2 does:
+    # float(q1 + q2 - 2 zp) * scale * 0.5 (the halving is exact).
+    def dequantize_mean2(self, q1: np.ndarray | int, q2: np.ndarray | int) -> np.ndarray:
+        """Mean of the dequantized logits of the two views, float32, bit for bit the device's."""
+        s = np.asarray(q1, np.int32) + np.asarray(q2, np.int32) - np.int32(2 * self.logit_zp)
+        return s.astype(np.float32) * np.float32(self.logit_scale) * np.float32(0.5)
+
+    def threshold_q2(self, threshold_logit: float) -> int:
+        """Smallest q1 + q2 whose mean (``dequantize_mean2``) is >= ``threshold_logit`` (255: none is)."""
+        qs = np.arange(2 * INT8_MIN, 2 * INT8_MAX + 1)
+        ok = self.dequantize_mean2(qs, 0) >= np.float32(threshold_logit)
+        return int(qs[ok][0]) if ok.any() else 2 * INT8_MAX + 1
+
+    def decide_mean2(self, q1: np.ndarray | int, q2: np.ndarray | int, threshold_logit: float) -> np.ndarray:
+        """Accept (True) when the two views' mean is >= threshold — the device's rule with PV_VIEWS 2."""
+        return self.dequantize_mean2(q1, q2) >= np.float32(threshold_logit)
+
     def equal_arithmetic(self, other: QuantizedF) -> bool:
         return (
             self.arch_hash == other.arch_hash

@@ -12,6 +12,10 @@ decision come back. They are compared with
     statistics (score = sigmoid(logit)) and the agreement of the accept/reject decisions at the user's
     threshold (device: dequantized int8 logit ≥ threshold; float: logit ≥ threshold).
 
+A two-view firmware (PV_VIEWS 2, the default: the INFER result carries the mirror image's logit too)
+is compared view by view: both int8 logits bit for bit with the golden model on the image and on its
+mirror image, the score and decision (the mean of the two) with the float f's mean over the same views.
+
 Writes ``parity.md``, ``parity.json`` (summary and every image) and ``scatter.png`` (device vs PyTorch
 score) to ``--out``. Exit code 0: bit-exact on every image and decision agreement ≥ ``--min-agreement``
 (default 99.5 %); 2: parity failed; 1: an error (bad port, unknown user, missing images, …).
@@ -42,9 +46,10 @@ import serial
 import torch
 
 from codegen.blob import BlobError
-from codegen.golden import images_to_int8, run_int8
+from codegen.golden import images_to_int8, run_int8_views
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll
 from host_tools.serial_link import DeviceError, InferResult, Info, LinkError, SerialLink
+from training.backbones.base import mirrored
 from training.user_store import UserStoreError
 from training.verifier.functional import f_apply, to_input
 
@@ -185,6 +190,7 @@ class ParityResult:
     tick_hz: int
     seconds: float
     images: list[dict[str, object]] = field(repr=False, default_factory=list)
+    views: int = 1  # passes of f per probe on the board (2: the image and its mirror, scored by their mean)
 
     @property
     def bit_exact_pct(self) -> float:
@@ -232,12 +238,20 @@ def compare(
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     seconds: float = 0.0,
 ) -> ParityResult:
-    golden_q = np.asarray(run_int8(ub.qf, images_u8)).astype(np.int64)
-    golden_dec = ub.qf.decide(golden_q, ub.threshold)
+    views = {len(r.logits) for r in device}
+    if len(views) > 1:
+        raise ParityError("the boards answer with different view counts (PV_VIEWS): compare them one at a time")
+    n_views = views.pop() if views else 1
+    golden_q = np.asarray(run_int8_views(ub.qf, images_u8, n_views)).astype(np.int64)  # (N, views)
     fl = float_logits(theta, images_u8).astype(np.float64)
+    if n_views == 2:
+        golden_dec = ub.qf.decide_mean2(golden_q[:, 0], golden_q[:, 1], ub.threshold)
+        fl = (fl + float_logits(theta, mirrored(images_u8)).astype(np.float64)) / 2
+    else:
+        golden_dec = ub.qf.decide(golden_q[:, 0], ub.threshold)
     fl_score = _sigmoid(fl)
     fl_dec = fl >= np.float32(ub.threshold)
-    dev_q = np.array([r.logit for r in device], np.int64)
+    dev_q = np.array([r.logits for r in device], np.int64).reshape(len(device), n_views)
     dev_real = np.array([r.logit_real for r in device], np.float64)
     dev_score = np.array([r.score for r in device], np.float64)
     dev_dec = np.array([r.decision for r in device], bool)
@@ -246,8 +260,8 @@ def compare(
     rows = [
         {
             "name": names[i],
-            "device_q": int(dev_q[i]),
-            "golden_q": int(golden_q[i]),
+            "device_q": [int(v) for v in dev_q[i]] if n_views == 2 else int(dev_q[i, 0]),
+            "golden_q": [int(v) for v in golden_q[i]] if n_views == 2 else int(golden_q[i, 0]),
             "device_logit": float(dev_real[i]),
             "device_score": float(dev_score[i]),
             "device_decision": bool(dev_dec[i]),
@@ -266,7 +280,7 @@ def compare(
         boards=[f"{b.board} fw {b.fw_version} arch {b.arch_hash}" for b in boards],
         threshold=float(ub.threshold),
         min_agreement=min_agreement,
-        bit_exact=int((dev_q == golden_q).sum()),
+        bit_exact=int((dev_q == golden_q).all(axis=1).sum()),
         golden_decision_agree=int((dev_dec == golden_dec).sum()),
         float_decision_agree=int((dev_dec == fl_dec).sum()),
         abs_dscore=_stats(np.abs(dev_score - fl_score)),
@@ -275,6 +289,7 @@ def compare(
         tick_hz=tick_hz,
         seconds=seconds,
         images=rows,
+        views=n_views,
     )
 
 
@@ -320,6 +335,8 @@ def markdown(r: ParityResult) -> str:
         f"- images: {r.n_images} ({r.source}); θ blob: {r.blob_source}",
         f"- boards: {'; '.join(r.boards)}",
         f"- threshold (logit): {r.threshold:.6g}; required decision agreement ≥ {r.min_agreement} %",
+        f"- views per probe: {r.views}" + (" (the image and its mirror image; score = their mean, float alike)"
+                                            if r.views == 2 else ""),
         f"- wall time on the link: {r.seconds:.1f} s ({r.n_images / max(r.seconds, 1e-9):.2f} images/s)",
         "",
         "| check | result |",

@@ -89,6 +89,7 @@ class FrameStatus(enum.IntEnum):
 
 
 ERRF_FRAME = 0x01
+RESULT_DONE, RESULT_MIRROR = 0x01, 0x02  # INFER result byte 2 (pv_protocol.h PV_RESULT_*)
 
 
 # ---- COBS + frames ---------------------------------------------------------------------------------------
@@ -265,6 +266,11 @@ class Info:
     def transfer_open(self) -> bool:
         return bool(self.flags & 0x04)
 
+    @property
+    def views(self) -> int:
+        """Passes of f per probe: 2 when results are the mean over the image and its mirror (flag bit 3)."""
+        return 2 if self.flags & 0x08 else 1
+
     @classmethod
     def parse(cls, p: bytes) -> Info:
         if len(p) < cls.FMT.size:
@@ -295,17 +301,24 @@ class Info:
 
 @dataclass(frozen=True)
 class InferResult:
-    logit: int  # int8 output of the kernel
-    logit_real: float  # dequantized logit
+    logit: int  # int8 output of the kernel on the image
+    logit_real: float  # dequantized logit (two views: the mean of both views' dequantized logits)
     score: float  # sigmoid(logit_real)
     decision: bool  # logit_real >= the θ's threshold_logit
-    ticks: int  # board ticks (INFO.tick_hz) the inference took
+    ticks: int  # board ticks (INFO.tick_hz) the inference took (two views: both passes)
     index: int = -1  # image index (INFER_BULK only)
+    logit_mirror: int | None = None  # int8 output on the mirror image (a PV_VIEWS 2 firmware), else None
+
+    @property
+    def logits(self) -> tuple[int, ...]:
+        """The int8 logit of every view: (image,) or (image, mirror image)."""
+        return (self.logit,) if self.logit_mirror is None else (self.logit, self.logit_mirror)
 
     @classmethod
     def parse(cls, p: bytes, index: int = -1) -> InferResult:
-        decision, q, _done, _rsv, real, score, ticks = struct.unpack_from("<BbBBffI", p)
-        return cls(q, real, score, bool(decision), ticks, index)
+        decision, q, flags, q_m, real, score, ticks = struct.unpack_from("<BbBbffI", p)
+        mirror = q_m if flags & RESULT_MIRROR else None
+        return cls(q, real, score, bool(decision), ticks, index, mirror)
 
 
 @dataclass(frozen=True)
@@ -316,6 +329,7 @@ class BenchResult:
     total_ticks: int
     logit: int
     tick_hz: int = 0
+    logit_mirror: int = 0  # the mirror view's last logit (0 on a one-view firmware)
 
     @property
     def mean_ticks(self) -> float:
@@ -626,15 +640,15 @@ class SerialLink:
         for off in range(0, max(len(data), 1), step):
             r = self.request(Cmd.INFER, struct.pack("<II", len(data), off) + data[off : off + step])
             reply = r.payload
-        if len(reply) < 20 or reply[2] != 1:
+        if len(reply) < 20 or not reply[2] & RESULT_DONE:
             raise LinkError("INFER: the board did not report a result after the last chunk")
         return InferResult.parse(reply)
 
     def bench(self, n: int, *, per_inference_s: float = 1.0) -> BenchResult:
         """Runs n inferences on the last image (board-side timing)."""
         r = self.request(Cmd.BENCH, struct.pack("<I", n), timeout=self.timeout + n * per_inference_s)
-        n_, mn, mx, lo, hi, q = struct.unpack_from("<IIIIIb", r.payload)
-        return BenchResult(n_, mn, mx, lo | (hi << 32), q, self.tick_hz)
+        n_, mn, mx, lo, hi, q, q_m = struct.unpack_from("<IIIIIbb", r.payload)
+        return BenchResult(n_, mn, mx, lo | (hi << 32), q, self.tick_hz, q_m)
 
     def infer_bulk(self, start: int, count: int, *, per_inference_s: float = 1.0) -> list[InferResult]:
         """Runs the images preloaded in the board's bulk memory; results stream back one frame each."""

@@ -177,7 +177,7 @@ def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, 
     ``mirror``: the mean of that and of f_int8 on the mirrored probe (same quantized θ)."""
     from tqdm import tqdm
 
-    from codegen.golden import run_int8
+    from codegen.golden import run_int8, run_int8_views
     from codegen.quantize import quantize
 
     out = np.empty(len(rows), np.float64)
@@ -189,9 +189,11 @@ def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, 
         r = int(rows[idx[0]])
         qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])
         probes = np.ascontiguousarray(crops[cols[idx]])
-        out[idx] = qf.dequantize_logit(run_int8(qf, probes))
-        if mirror:
-            out[idx] = (out[idx] + qf.dequantize_logit(run_int8(qf, mirrored(probes)))) / 2
+        if mirror:  # the device's two-view score (PV_VIEWS 2), bit for bit
+            q = run_int8_views(qf, probes, views=2)
+            out[idx] = qf.dequantize_mean2(q[:, 0], q[:, 1])
+        else:
+            out[idx] = qf.dequantize_logit(run_int8(qf, probes))
     return out
 
 

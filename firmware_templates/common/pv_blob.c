@@ -214,6 +214,13 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
             break;
         }
     }
+    m->threshold_q2 = 255;
+    for (q = -256; q <= 254; q++) {
+        if ((float)(q - 2 * m->out_zero_point) * m->out_scale * 0.5f >= m->threshold_logit) {
+            m->threshold_q2 = q;
+            break;
+        }
+    }
     m->blob = blob;
     m->len = total;
     m->payload = payload;
@@ -252,4 +259,14 @@ float pv_dequantize_logit(const pv_model_t *m, int8_t logit) {
 int pv_decide(const pv_model_t *m, int8_t logit) {
     if (m == NULL || m->ready != PV_MODEL_READY) return 0;
     return (int32_t)logit >= m->threshold_q ? 1 : 0;
+}
+
+float pv_dequantize_mean2(const pv_model_t *m, int8_t q1, int8_t q2) {
+    if (m == NULL) return 0.0f;
+    return (float)((int32_t)q1 + (int32_t)q2 - 2 * m->out_zero_point) * m->out_scale * 0.5f;
+}
+
+int pv_decide_mean2(const pv_model_t *m, int8_t q1, int8_t q2) {
+    if (m == NULL || m->ready != PV_MODEL_READY) return 0;
+    return (int32_t)q1 + (int32_t)q2 >= m->threshold_q2 ? 1 : 0;
 }

@@ -64,6 +64,7 @@ typedef struct pv_model {
     char user_id[PV_USER_ID_BYTES + 1u]; /* NUL-terminated */
     float threshold_logit;    /* accept when dequantized logit >= threshold_logit */
     int32_t threshold_q;      /* the same rule on the int8 logit: accept when q >= threshold_q (128: never) */
+    int32_t threshold_q2;     /* two views (pv_decide_mean2): accept when q1 + q2 >= threshold_q2 (255: never) */
     float out_scale;          /* output logit: real = out_scale * (q - out_zero_point) */
     int32_t out_zero_point;
     float input_scale;        /* 1/128 */
@@ -93,5 +94,12 @@ int pv_decide(const pv_model_t *m, int8_t logit);
 
 /* Dequantized logit, computed in float exactly as the host's QuantizedF.dequantize_logit. */
 float pv_dequantize_logit(const pv_model_t *m, int8_t logit);
+
+/* Two views of one probe (the image and its mirror image, the same θ; pv_protocol with PV_VIEWS 2):
+ * the mean of the two dequantized logits, computed as (float)(q1 + q2 - 2 zp) * out_scale * 0.5f
+ * (exactly the host's QuantizedF.dequantize_mean2), and the decision mean >= threshold_logit, which
+ * is q1 + q2 >= threshold_q2. */
+float pv_dequantize_mean2(const pv_model_t *m, int8_t q1, int8_t q2);
+int pv_decide_mean2(const pv_model_t *m, int8_t q1, int8_t q2);
 
 #endif /* PV_BLOB_H */

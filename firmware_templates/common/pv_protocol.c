@@ -10,16 +10,22 @@
 #include "pv_kernel.h"
 
 typedef char pv_image_bytes_match_spec[(PV_INPUT_BYTES == PV_IMAGE_BYTES) ? 1 : -1];
+typedef char pv_views_is_1_or_2[(PV_VIEWS == 1u || PV_VIEWS == 2u) ? 1 : -1];
 
 #define BENCH_MAX 100000u
 
 /* Static buffers: the frame being received and the kernel's arena (activations in place + scratch; the
- * image streams through it). */
+ * image streams through it); with two views a second arena, through which the mirrored image streams
+ * at the same time. */
 static uint8_t s_rx_buf[PV_FRAME_BUF_BYTES(PV_FRAME_MAX_PAYLOAD)];
-static union {
+typedef union {
     uint8_t b[PV_KERNEL_ARENA_BYTES];
     uint64_t align_;
-} s_arena;
+} arena_t;
+static arena_t s_arena;
+#if PV_VIEWS == 2
+static arena_t s_arena_m;
+#endif
 
 /* ---- replies ---------------------------------------------------------------------------------------- */
 static void tx_sink(void *ctx, const uint8_t *b, uint32_t n) {
@@ -91,6 +97,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     out[12] = s->active;
     if (p->board.bulk != NULL && p->board.bulk_bytes >= PV_IMAGE_BYTES) flags |= PV_INFO_FLAG_BULK;
     if (s->xfer_open) flags |= PV_INFO_FLAG_XFER_OPEN;
+    if (PV_VIEWS == 2u) flags |= PV_INFO_FLAG_MIRROR;
     out[13] = flags;
     pv_wr16(out + 14, (uint16_t)p->dec.max_payload);
     pv_wr32(out + 16, s->counter);
@@ -100,7 +107,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     (void)pv_store_active_blob(s, &blob_len);
     pv_wr32(out + 56, blob_len);
     pv_wr32(out + 60, p->board.free_ram);
-    pv_wr32(out + 64, (uint32_t)PV_KERNEL_ARENA_BYTES);
+    pv_wr32(out + 64, (uint32_t)PV_KERNEL_ARENA_BYTES * PV_VIEWS);
     pv_wr32(out + 68, PV_IMAGE_BYTES);
     pv_wr32(out + 72, p->board.tick_hz);
     pv_wr32(out + 76, p->board.bulk != NULL ? p->board.bulk_bytes / PV_IMAGE_BYTES : 0u);
@@ -115,6 +122,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
 /* ---- inference -------------------------------------------------------------------------------------- */
 typedef struct {
     int8_t q;
+    int8_t q_mirror; /* PV_VIEWS 2: the mirror view's logit */
     uint8_t decision;
     float real;
     float score;
@@ -131,10 +139,57 @@ static uint32_t tick_edge(pv_proto_t *p) {
 }
 
 static void fill_result(const pv_model_t *m, infer_result_t *r) {
+#if PV_VIEWS == 2
+    r->real = pv_dequantize_mean2(m, r->q, r->q_mirror);
+    r->decision = pv_decide_mean2(m, r->q, r->q_mirror) ? 1u : 0u;
+#else
     r->real = pv_dequantize_logit(m, r->q);
-    r->score = 1.0f / (1.0f + expf(-r->real));
     r->decision = pv_decide(m, r->q) ? 1u : 0u;
+#endif
+    r->score = 1.0f / (1.0f + expf(-r->real));
 }
+
+#if PV_VIEWS == 2
+/* Reverses the pixel order of one image row in place (the channels of a pixel keep their order). */
+static void mirror_row(int8_t *row) {
+    for (uint32_t a = 0, b = PV_ROW_BYTES - PV_INPUT_C; a < b; a += PV_INPUT_C, b -= PV_INPUT_C) {
+        for (uint32_t c = 0; c < PV_INPUT_C; c++) {
+            int8_t t = row[a + c];
+            row[a + c] = row[b + c];
+            row[b + c] = t;
+        }
+    }
+}
+
+/* Feeds n more image bytes to the mirror stream: row by row, each reversed once it is complete. */
+static int feed_mirror(pv_proto_t *p, const int8_t *d, uint32_t n) {
+    while (n > 0) {
+        uint32_t k = PV_ROW_BYTES - p->row_fill;
+        if (k > n) k = n;
+        memcpy(p->row + p->row_fill, d, k);
+        p->row_fill += k;
+        d += k;
+        n -= k;
+        if (p->row_fill == PV_ROW_BYTES) {
+            int rc;
+            p->row_fill = 0;
+            mirror_row(p->row);
+            rc = pv_stream_feed(&p->stream_m, p->row, PV_ROW_BYTES);
+            if (rc != PV_OK) return rc;
+        }
+    }
+    return PV_OK;
+}
+
+/* The mirror view of a whole image in memory. */
+static int infer_mirror(pv_proto_t *p, const int8_t *img, int8_t *q) {
+    int rc = pv_stream_begin(&p->stream_m, &p->store->model, s_arena_m.b);
+    p->row_fill = 0;
+    if (rc == PV_OK) rc = feed_mirror(p, img, PV_IMAGE_BYTES);
+    if (rc == PV_OK) rc = pv_stream_end(&p->stream_m, q);
+    return rc;
+}
+#endif
 
 /* A whole image in memory (BENCH, INFER_BULK); ends any INFER being streamed (the arena is shared). */
 static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
@@ -144,6 +199,9 @@ static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
     p->img_received = 0;
     t0 = tick_edge(p);
     rc = pv_infer(m, img, &r->q, s_arena.b);
+#if PV_VIEWS == 2
+    if (rc == PV_OK) rc = infer_mirror(p, img, &r->q_mirror);
+#endif
     t1 = p->board.ticks(p->board.ctx);
     r->ticks = t1 - t0;
     if (rc != 0) return rc;
@@ -154,8 +212,13 @@ static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
 static void put_result(uint8_t *b, const infer_result_t *r) { /* 16 bytes */
     b[0] = r->decision;
     b[1] = (uint8_t)r->q;
+#if PV_VIEWS == 2
+    b[2] = PV_RESULT_MIRROR;
+    b[3] = (uint8_t)r->q_mirror;
+#else
     b[2] = 0;
     b[3] = 0;
+#endif
     memcpy(b + 4, &r->real, 4);
     memcpy(b + 8, &r->score, 4);
     pv_wr32(b + 12, r->ticks);
@@ -260,6 +323,10 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
         p->img_ticks = 0;
         p->img_complete = 0;
         rc = pv_stream_begin(&p->stream, &p->store->model, s_arena.b);
+#if PV_VIEWS == 2
+        p->row_fill = 0;
+        if (rc == PV_OK) rc = pv_stream_begin(&p->stream_m, &p->store->model, s_arena_m.b);
+#endif
         if (rc != PV_OK) {
             reply_err(p, f, PV_E_INFER_FAILED, rc);
             return;
@@ -274,6 +341,9 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
         if (p->board.keep_image != NULL) memcpy(p->board.keep_image + p->img_received, f->payload + 8 + skip, n - skip);
         t0 = p->board.ticks(p->board.ctx);
         rc = pv_stream_feed(&p->stream, (const int8_t *)(f->payload + 8 + skip), n - skip);
+#if PV_VIEWS == 2
+        if (rc == PV_OK) rc = feed_mirror(p, (const int8_t *)(f->payload + 8 + skip), n - skip);
+#endif
         p->img_ticks += p->board.ticks(p->board.ctx) - t0;
         if (rc != PV_OK) {
             p->img_received = 0;
@@ -290,6 +360,9 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
     }
     t0 = p->board.ticks(p->board.ctx);
     rc = pv_stream_end(&p->stream, &r.q);
+#if PV_VIEWS == 2
+    if (rc == PV_OK) rc = pv_stream_end(&p->stream_m, &r.q_mirror);
+#endif
     p->img_ticks += p->board.ticks(p->board.ctx) - t0;
     p->img_received = 0; /* the next image starts at offset 0 */
     if (rc != PV_OK) {
@@ -300,7 +373,7 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
     r.ticks = p->img_ticks;
     fill_result(&p->store->model, &r);
     put_result(b, &r);
-    b[2] = 1; /* done */
+    b[2] |= PV_RESULT_DONE;
     pv_wr32(b + 16, PV_IMAGE_BYTES);
     reply_ok(p, f, b, sizeof(b));
 }
@@ -345,6 +418,7 @@ static void cmd_bench(pv_proto_t *p, const pv_frame_t *f) {
     pv_wr32(b + 12, (uint32_t)total);
     pv_wr32(b + 16, (uint32_t)(total >> 32));
     b[20] = (uint8_t)r.q;
+    b[21] = PV_VIEWS == 2u ? (uint8_t)r.q_mirror : 0u;
     reply_ok(p, f, b, sizeof(b));
 }
 

@@ -96,7 +96,11 @@ def test_mirror_scores_average_the_probe_and_its_mirror_image(face_images: np.nd
     both = _int8_logits(thetas, rows, cols, crops, progress=False, mirror=True)
     for i, (r, c) in enumerate(zip(rows, cols)):
         qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])  # calibrated on the unmirrored enrollment crop
-        assert both[i] == (plain[i] + qf.dequantize_logit(run_int8(qf, m[c:c + 1]))[0]) / 2
+        q1, q2 = int(run_int8(qf, crops[c:c + 1])[0]), int(run_int8(qf, m[c:c + 1])[0])
+        assert plain[i] == qf.dequantize_logit(q1)
+        # the device's two-view score (PV_VIEWS 2): float32 (q1 + q2 - 2 zp) * scale / 2, bit for bit
+        assert both[i] == qf.dequantize_mean2(q1, q2)
+        assert both[i] == pytest.approx((plain[i] + qf.dequantize_logit(q2)) / 2, abs=1e-5)
     assert not np.array_equal(both, plain)
 
 
