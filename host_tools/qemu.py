@@ -39,11 +39,13 @@ PSRAM_BASE = 0x21000000
 PSRAM_BYTES = 16 * 1024 * 1024
 
 
-def make(directory: Path, *targets: str, build_dir: Path | None = None) -> None:
+def make(directory: Path, *targets: str, build_dir: Path | None = None, extra_cflags: str = "") -> None:
     """Runs make in a firmware folder; raises with make's output on failure."""
     cmd = ["make", "-C", str(directory), *targets]
     if build_dir is not None:
         cmd.append(f"BUILD={build_dir}")
+    if extra_cflags:
+        cmd.append(f"EXTRA_CFLAGS={extra_cflags}")
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
@@ -59,9 +61,9 @@ def build_qemu_firmware(build_dir: Path | None = None) -> Path:
     return (build_dir or QEMU_DIR / "build") / "pv_fw.elf"
 
 
-def build_host_sim(build_dir: Path | None = None) -> Path:
-    """Compiles the host simulator; returns the executable."""
-    make(HOST_DIR, build_dir=build_dir)
+def build_host_sim(build_dir: Path | None = None, extra_cflags: str = "") -> Path:
+    """Compiles the host simulator (``extra_cflags``, e.g. ``-DPV_VIEWS=2u``); returns the executable."""
+    make(HOST_DIR, build_dir=build_dir, extra_cflags=extra_cflags)
     return (build_dir or HOST_DIR / "build") / "pv_host"
 
 
