@@ -260,12 +260,6 @@ class QuantizedF:
         s = np.asarray(q1, np.int32) + np.asarray(q2, np.int32) - np.int32(2 * self.logit_zp)
         return s.astype(np.float32) * np.float32(self.logit_scale) * np.float32(0.5)
 
-    def threshold_q2(self, threshold_logit: float) -> int:
-        """Smallest q1 + q2 whose mean (``dequantize_mean2``) is >= ``threshold_logit`` (255: none is)."""
-        qs = np.arange(2 * INT8_MIN, 2 * INT8_MAX + 1)
-        ok = self.dequantize_mean2(qs, 0) >= np.float32(threshold_logit)
-        return int(qs[ok][0]) if ok.any() else 2 * INT8_MAX + 1
-
     def decide_mean2(self, q1: np.ndarray | int, q2: np.ndarray | int, threshold_logit: float) -> np.ndarray:
         """Accept (True) when the two views' mean is >= threshold — the device's rule with PV_VIEWS 2."""
         return self.dequantize_mean2(q1, q2) >= np.float32(threshold_logit)

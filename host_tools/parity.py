@@ -12,7 +12,7 @@ decision come back. They are compared with
     statistics (score = sigmoid(logit)) and the agreement of the accept/reject decisions at the user's
     threshold (device: dequantized int8 logit ≥ threshold; float: logit ≥ threshold).
 
-A two-view firmware (PV_VIEWS 2, the default: the INFER result carries the mirror image's logit too)
+A two-view firmware (built with -DPV_VIEWS=2u: the INFER result carries the mirror image's logit too)
 is compared view by view: both int8 logits bit for bit with the golden model on the image and on its
 mirror image, the score and decision (the mean of the two) with the float f's mean over the same views.
 

@@ -147,6 +147,11 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
 static pv_model_t s_base;
 static uint32_t s_base_split, s_base_prefix_id;
 
+/* The two views' mean logit from q1 + q2: one expression for pv_dequantize_mean2 and threshold_q2. */
+static float mean2_of_sum(const pv_model_t *m, int32_t sum) {
+    return (float)(sum - 2 * m->out_zero_point) * m->out_scale * 0.5f;
+}
+
 int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     static const uint8_t arch[8] = PV_ARCH_HASH;
     uint32_t total, psize, first, i;
@@ -216,7 +221,7 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     }
     m->threshold_q2 = 255;
     for (q = -256; q <= 254; q++) {
-        if ((float)(q - 2 * m->out_zero_point) * m->out_scale * 0.5f >= m->threshold_logit) {
+        if (mean2_of_sum(m, q) >= m->threshold_logit) {
             m->threshold_q2 = q;
             break;
         }
@@ -263,7 +268,7 @@ int pv_decide(const pv_model_t *m, int8_t logit) {
 
 float pv_dequantize_mean2(const pv_model_t *m, int8_t q1, int8_t q2) {
     if (m == NULL) return 0.0f;
-    return (float)((int32_t)q1 + (int32_t)q2 - 2 * m->out_zero_point) * m->out_scale * 0.5f;
+    return mean2_of_sum(m, (int32_t)q1 + (int32_t)q2);
 }
 
 int pv_decide_mean2(const pv_model_t *m, int8_t q1, int8_t q2) {

@@ -418,7 +418,7 @@ static void cmd_bench(pv_proto_t *p, const pv_frame_t *f) {
     pv_wr32(b + 12, (uint32_t)total);
     pv_wr32(b + 16, (uint32_t)(total >> 32));
     b[20] = (uint8_t)r.q;
-    b[21] = PV_VIEWS == 2u ? (uint8_t)r.q_mirror : 0u;
+    b[21] = (uint8_t)r.q_mirror; /* 0 with one view (r is cleared) */
     reply_ok(p, f, b, sizeof(b));
 }
 
