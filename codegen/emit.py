@@ -35,7 +35,16 @@ import numpy as np
 from codegen.blob import BlobError, pack_blob
 from codegen.c_arch import arena_plan
 from codegen.c_header import render_model_header, render_theta_header
-from codegen.project import COMMON, Artifacts, ProjectError, Target, get_target, list_targets, render_project
+from codegen.project import (
+    COMMON,
+    Artifacts,
+    ProjectError,
+    Target,
+    check_views,
+    get_target,
+    list_targets,
+    render_project,
+)
 from codegen.quantize import QuantizedF, quantize
 from codegen.tflite_writer import build_tflite, tflm_arena_bytes
 from training.paths import REPO_ROOT
@@ -63,6 +72,7 @@ class EmitResult:
     arena_bytes: int = 0
     tflm_arena_bytes: int | None = None
     shared_prefix: str | None = None
+    views: int = 1  # PV_VIEWS the project is built for (codegen.project.Target.views)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -133,10 +143,11 @@ SHARED_PREFIX_TARGETS = ("cortex-m-qemu", "esp32", "esp32s3", "esp32c3")
 
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
          users_root: Path | None = None, enroll_crop: Path | None = None,
-         shared_prefix: str | None = None) -> EmitResult:
+         shared_prefix: str | None = None, views: int | None = None) -> EmitResult:
     """Emit one user's artifacts (and project); raises EmitError on bad input, leaving nothing behind.
     ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
-    ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob."""
+    ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
+    ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default)."""
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise EmitError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
@@ -149,6 +160,12 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             raise EmitError(str(e)) from None
         if tgt.runtime == "tflm" and "tflite" not in formats:
             raise EmitError(f"target {target} runs the .tflite in TFLite Micro: use --format tflite or all")
+        try:
+            views = check_views(tgt, views)
+        except ProjectError as e:
+            raise EmitError(str(e)) from None
+    elif views is not None:
+        raise EmitError("--views sets the firmware project's build: it needs --target")
     split = 0
     if shared_prefix is not None:
         from codegen.shared_prefix import split_index
@@ -171,7 +188,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
         raise EmitError(f"user {user_id!r}: corrupt entry ({e})") from None
     store = UserStore(users_root)
     crop = load_enroll_crop(enroll_crop) if enroll_crop is not None else _stored_crop(store, user_id)
-    res = EmitResult(out, user_id, target)
+    res = EmitResult(out, user_id, target, views=views or 1)
     t = time.perf_counter()
     base_header = personal = None
     if split:
@@ -193,7 +210,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     try:
         if tgt is not None:
             t = time.perf_counter()
-            render_project(tgt, art, tmp)
+            render_project(tgt, art, tmp, views)
             res.seconds["project_s"] = time.perf_counter() - t
         else:
             for a in (art.blob, art.theta_header, art.tflite, art.model_header, art.base_header):
@@ -230,7 +247,11 @@ def _report(res: EmitResult, verbose: bool) -> str:
                  f"{SLOT_HEADER_BYTES} B slot header; an A/B store holds two slots)"
                  + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
                     if res.shared_prefix else ""))
-    lines.append(f"arena: {res.arena_bytes:,} B for the fixed kernel (PV_KERNEL_ARENA_BYTES)"
+    if res.target:
+        lines.append(f"views per probe: {res.views}" + (" (f on the image and its mirror, the mean decides: "
+                                                        "2x MACs, one arena per view)" if res.views == 2 else ""))
+    lines.append(f"arena: {res.arena_bytes * res.views:,} B for the fixed kernel "
+                 f"({res.views} x PV_KERNEL_ARENA_BYTES)"
                  + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
                     if res.tflm_arena_bytes else ""))
     lines.append(f"time: {res.seconds['total_s']:.2f} s")
@@ -256,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="layers before LAYER are the model's shared prefix (a model trained with personal_from="
                          "LAYER; the shipped one: pool): emitted once as pv_base_theta.h for the firmware, and "
                          "the θ blob holds only the user's layers (3 KB instead of 30 KB: A/B slots in 64 KB)")
+    ap.add_argument("--views", type=int, choices=(1, 2),
+                    help="views per probe the firmware scores: 1 = one pass of f, 2 = the mean of f on the "
+                         "image and its mirror (closer int8-vs-float decisions, 2x MACs, +32 KB RAM); "
+                         "default: the target's (--list-targets)")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
     args = ap.parse_args(argv)
@@ -267,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         res = emit(args.user, args.target, args.out, args.format, args.force, args.users, args.enroll_crop,
-                   args.shared_prefix)
+                   args.shared_prefix, args.views)
     except EmitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

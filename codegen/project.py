@@ -43,14 +43,21 @@ class Target:
     description: str
     uart: int = 0
     baud: int = 921600
+    # Views per probe the firmware scores by default (PV_VIEWS, firmware_templates/common/pv_protocol.h):
+    # 2 = the mean of f on the image and its mirror (int8 decisions agree with float f more often, at
+    # twice the MACs and a second 32 KB arena, which the ESP32s' ≥ 320 KB of SRAM has to spare); 1 keeps
+    # the Cortex-M build in its 48 KB RAM budget. TFLM runs the .tflite once per image: 1 only.
+    views: int = 1
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("esp32", "esp-idf", "pv", "esp32", "ESP32 (Xtensa LX6), ESP-IDF project, fixed int8 kernel"),
-        Target("esp32s3", "esp-idf", "pv", "esp32s3", "ESP32-S3 (Xtensa LX7), ESP-IDF project, fixed int8 kernel"),
-        Target("esp32c3", "esp-idf", "pv", "esp32c3", "ESP32-C3 (RISC-V), ESP-IDF project, fixed int8 kernel"),
+        Target("esp32", "esp-idf", "pv", "esp32", "ESP32 (Xtensa LX6), ESP-IDF project, fixed int8 kernel", views=2),
+        Target("esp32s3", "esp-idf", "pv", "esp32s3", "ESP32-S3 (Xtensa LX7), ESP-IDF project, fixed int8 kernel",
+               views=2),
+        Target("esp32c3", "esp-idf", "pv", "esp32c3", "ESP32-C3 (RISC-V), ESP-IDF project, fixed int8 kernel",
+               views=2),
         Target("esp32-tflm", "esp-idf", "tflm", "esp32", "ESP32, ESP-IDF project, TFLite Micro on the .tflite"),
         Target("esp32s3-tflm", "esp-idf", "tflm", "esp32s3", "ESP32-S3, ESP-IDF project, TFLite Micro"),
         Target("esp32c3-tflm", "esp-idf", "tflm", "esp32c3", "ESP32-C3, ESP-IDF project, TFLite Micro"),
@@ -99,16 +106,29 @@ def _core_files(runtime: str) -> dict[str, bytes]:
     return out
 
 
-def render_project(target: Target, art: Artifacts, out: Path) -> list[Path]:
-    """Write the project of ``target`` into the (new, empty) folder ``out``; returns the files written."""
+def check_views(target: Target, views: int | None) -> int:
+    """The views per probe a project of ``target`` is built for: ``views``, or the target's default."""
+    v = target.views if views is None else views
+    if v not in (1, 2):
+        raise ProjectError(f"views must be 1 or 2, not {v}")
+    if v == 2 and target.runtime == "tflm":
+        raise ProjectError(f"target {target.name} runs the .tflite in TFLite Micro, one view per image; "
+                           "two views need the fixed kernel's streamed input (use the target without -tflm)")
+    return v
+
+
+def render_project(target: Target, art: Artifacts, out: Path, views: int | None = None) -> list[Path]:
+    """Write the project of ``target`` into the (new, empty) folder ``out``; returns the files written.
+    ``views``: PV_VIEWS of the build (None: the target's default)."""
     if target.runtime == "tflm" and art.model_header is None:
         raise ProjectError(f"target {target.name} runs the .tflite: emit it with --format tflite or all")
+    views = check_views(target, views)
     files: dict[str, bytes] = {}
     ident = c_ident(art.user_id)
     if target.kind == "esp-idf":
-        _esp_idf(target, art, ident, files)
+        _esp_idf(target, art, ident, files, views)
     else:
-        _make(target, art, files)
+        _make(target, art, files, views)
     written = []
     for rel, data in files.items():
         p = out / rel
@@ -118,7 +138,7 @@ def render_project(target: Target, art: Artifacts, out: Path) -> list[Path]:
     return written
 
 
-def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]) -> None:
+def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes], views: int) -> None:
     src = TEMPLATES / "esp32"
     env = jinja_env(src, TEMPLATES / "esp32-tflm")
     core = _core_files(target.runtime)
@@ -134,7 +154,8 @@ def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]
         model_header=art.model_header[0] if art.model_header and target.runtime == "tflm" else None,
         blob_name=art.blob[0] if art.blob else None, board_name=(target.chip or "esp")[:7],
         base_header=art.base_header[0] if art.base_header else None,
-        sources=main_sources, extra_cflags="" if target.runtime == "pv" else " -Wno-missing-field-initializers",
+        sources=main_sources, views=views,
+        extra_cflags=f" -DPV_VIEWS={views}u" + ("" if target.runtime == "pv" else " -Wno-missing-field-initializers"),
         components=[TFLM_COMPONENT] if target.runtime == "tflm" else [],
         main_stack=8192 if target.runtime == "pv" else 12288,
         runtime_desc="fixed int8 kernel" if target.runtime == "pv" else "TFLite Micro",
@@ -181,9 +202,12 @@ CC := $(CROSS)gcc
 OBJCOPY := $(CROSS)objcopy
 SIZE := $(CROSS)size
 BUILD ?= build
+# views per probe: 1 = one pass of f; 2 = the mean of f on the image and its mirror (2x MACs, +32 KB RAM)
+PV_VIEWS ?= {views}
 ARCH_FLAGS := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
 CFLAGS := $(ARCH_FLAGS) -O2 -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \\
-  -fdata-sections -DPV_USE_DSP $(if $(wildcard pv_base_theta.h),-DPV_BASE_THETA) -Ipv -I. $(EXTRA_CFLAGS)
+  -fdata-sections -DPV_USE_DSP $(if $(wildcard pv_base_theta.h),-DPV_BASE_THETA) -DPV_VIEWS=$(PV_VIEWS)u -Ipv -I. \\
+  $(EXTRA_CFLAGS)
 LDFLAGS := $(ARCH_FLAGS) -nostartfiles --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -T mps2_an386.ld
 SRCS := startup.c board.c main.c $(wildcard pv/*.c)
 
@@ -207,8 +231,10 @@ clean:
 #   make                        build/pv_host
 #   build/pv_host --socket 0    serve the protocol on 127.0.0.1; θ: send {blob} (python -m host_tools.enroll)
 BUILD ?= build
+# views per probe: 1 = one pass of f; 2 = the mean of f on the image and its mirror (2x MACs, +32 KB RAM)
+PV_VIEWS ?= {views}
 CFLAGS ?= -O2 -g
-PV_CFLAGS := -std=c99 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -Ipv
+PV_CFLAGS := -std=c99 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -DPV_VIEWS=$(PV_VIEWS)u -Ipv
 SRCS := main.c $(wildcard pv/*.c)
 
 all: $(BUILD)/pv_host
@@ -225,7 +251,7 @@ clean:
 }
 
 
-def _make(target: Target, art: Artifacts, files: dict[str, bytes]) -> None:
+def _make(target: Target, art: Artifacts, files: dict[str, bytes], views: int) -> None:
     src = TEMPLATES / target.name
     board_files = (["startup.c", "board.c", "board.h", "main.c", "mps2_an386.ld"]
                    if target.name == "cortex-m-qemu" else ["main.c"])
@@ -234,10 +260,11 @@ def _make(target: Target, art: Artifacts, files: dict[str, bytes]) -> None:
     for name, data in _core_files("pv").items():
         files[f"pv/{name}"] = data
     blob = art.blob[0] if art.blob else "the θ blob (--format blob)"
-    files["Makefile"] = MAKEFILES[target.name].format(user=art.user_id, blob=blob).encode()
+    files["Makefile"] = MAKEFILES[target.name].format(user=art.user_id, blob=blob, views=views).encode()
     _put_artifacts(art, files, "", "pv")
 
 
 def list_targets() -> str:
     w = max(len(n) for n in TARGETS)
-    return "\n".join(f"{t.name:<{w}}  {t.description}" for t in TARGETS.values())
+    return "\n".join(f"{t.name:<{w}}  {t.description}; {t.views} view{'s' if t.views > 1 else ''} per probe"
+                     for t in TARGETS.values())

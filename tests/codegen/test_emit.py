@@ -5,6 +5,7 @@ each leaving nothing half-written."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from codegen import emit as emit_mod
 from codegen.blob import blob_size, unpack_blob
 from codegen.emit import SLOT_HEADER_BYTES
-from codegen.golden import run_int8
+from codegen.golden import images_to_int8, run_int8, run_int8_views
 from codegen.project import TARGETS, THETA_PARTITION_OFFSET, THETA_SLOT_BYTES
 from codegen.quantize import quantize
 from codegen.tflite_writer import check_model
@@ -184,6 +185,71 @@ def test_esp_idf_project_files(store: UserStore, tmp_path: Path, capsys, target:
     assert "esp_partition_mmap" in app and "uart_driver_install" in app and "{{" not in app
 
 
+def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
+    """ESP32 projects score two views by default (RAM to spare), the Cortex-M and host builds one (the
+    48 KB budget); --views overrides; the build flag is in the project, and the report says it."""
+    out = tmp_path / "esp32"
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--out", str(out), capsys=capsys)
+    assert rc == 0, err
+    assert project_defines(out / "main") == ["-DPV_VIEWS=2u"]
+    assert "Two views per probe" in (out / "README.md").read_text()
+    arena = emit_mod.kernel_arena_bytes()
+    assert "views per probe: 2" in text and f"arena: {2 * arena:,} B" in text
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--views", "1", "--out", str(out),
+                            "--force", capsys=capsys)
+    assert rc == 0, err
+    assert project_defines(out / "main") == ["-DPV_VIEWS=1u"] and f"arena: {arena:,} B" in text
+    assert "Two views" not in (out / "README.md").read_text()
+    for target, views in (("cortex-m-qemu", 1), ("host", 1), ("esp32-tflm", 1)):
+        out = tmp_path / target
+        assert run_cli(store, "--user", "carol", "--target", target, "--out", str(out), capsys=capsys)[0] == 0
+        if TARGETS[target].kind == "make":
+            assert f"PV_VIEWS ?= {views}" in (out / "Makefile").read_text()
+        else:
+            assert project_defines(out / "main") == [f"-DPV_VIEWS={views}u"]
+    assert emit_mod.main(["--list-targets"]) == 0
+    listed = capsys.readouterr().out
+    assert "esp32    " in listed and "2 views per probe" in listed and "1 view per probe" in listed
+
+
+def test_views_refused(store: UserStore, tmp_path: Path, capsys) -> None:
+    _refused(store, tmp_path, capsys, ["--user", "alice", "--target", "esp32-tflm", "--views", "2"],
+             "one view per image")
+    _refused(store, tmp_path, capsys, ["--user", "alice", "--views", "2"], "needs --target")
+
+
+def test_two_view_host_project_serves_both_views(store: UserStore, tmp_path: Path, capsys,
+                                                face_images: np.ndarray) -> None:
+    """An emitted host project built with --views 2 answers INFER with both views' logits, each bit-exact
+    with the golden model, and decides on their mean as QuantizedF.decide_mean2 does."""
+    from host_tools.qemu import HostBoard
+    from host_tools.serial_link import SerialLink
+
+    need("make")
+    need("gcc")
+    out = tmp_path / "host"
+    assert run_cli(store, "--user", "bob", "--target", "host", "--views", "2", "--format", "blob",
+                   "--out", str(out), capsys=capsys)[0] == 0
+    res = subprocess.run(["make", "-j2", "-C", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    theta, meta = store.load("bob")
+    qf = quantize(theta, enroll_u8=store.load_crop("bob"))
+    imgs = face_images[:4]
+    want = run_int8_views(qf, imgs, views=2)
+    board = HostBoard(tmp_path / "store.bin", exe=out / "build" / "pv_host")
+    url = board.start()
+    try:
+        with SerialLink(url, timeout=5.0) as link:
+            assert link.info().views == 2
+            link.install_theta((out / "bob_theta.bin").read_bytes())
+            for img, (q, q_m) in zip(imgs, want):
+                r = link.infer(images_to_int8(img))
+                assert r.logits == (int(q), int(q_m))
+                assert r.decision == bool(qf.decide_mean2(q, q_m, meta.threshold))
+    finally:
+        board.stop()
+
+
 @pytest.mark.parametrize("cc,flags", [("gcc", []), ("arm-none-eabi-gcc", ARM_FLAGS)])
 @pytest.mark.parametrize("target", ["esp32", "esp32c3-tflm"])
 def test_esp_idf_portable_c_compiles(store: UserStore, tmp_path: Path, capsys, target: str, cc: str,
@@ -194,16 +260,24 @@ def test_esp_idf_portable_c_compiles(store: UserStore, tmp_path: Path, capsys, t
     assert run_cli(store, "--user", "alice", "--target", target, "--out", str(out), capsys=capsys)[0] == 0
     main = out / "main"
     for src in [main / "pv_app.c", *sorted((main / "pv").glob("*.c"))]:
-        cmd = [exe, *CFLAGS, *flags, f"-I{main}", f"-I{main / 'pv'}", "-c", str(src), "-o", str(tmp_path / "x.o")]
+        cmd = [exe, *CFLAGS, *flags, *project_defines(main), f"-I{main}", f"-I{main / 'pv'}", "-c", str(src),
+               "-o", str(tmp_path / "x.o")]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
 
 
+def project_defines(main: Path) -> list[str]:
+    """The -D options an emitted ESP-IDF project's main/CMakeLists.txt compiles its sources with."""
+    opts = re.search(r"target_compile_options\([^)]*\)", (main / "CMakeLists.txt").read_text())
+    assert opts is not None
+    return re.findall(r"-D[^\s)]+", opts.group(0))
+
+
 def run_app_test(gcc: str, main: Path, tmp_path: Path, imgs: np.ndarray) -> np.ndarray:
-    """Build c/app_test.c with an emitted ESP-IDF project's portable part (``main``) and run it on the
-    uint8 faces ``imgs``: the int8 logits it prints."""
+    """Build c/app_test.c with an emitted ESP-IDF project's portable part (``main``, with the project's
+    own -D options) and run it on the uint8 faces ``imgs``: the int8 logits it prints."""
     exe = tmp_path / "app_test"
-    cmd = [gcc, *CFLAGS, f"-I{main}", f"-I{main / 'pv'}", str(main / "pv_app.c"),
+    cmd = [gcc, *CFLAGS, *project_defines(main), f"-I{main}", f"-I{main / 'pv'}", str(main / "pv_app.c"),
            *map(str, sorted((main / "pv").glob("*.c"))), str(APP_TEST), "-o", str(exe), "-lm"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
