@@ -1,8 +1,9 @@
 """Firmware benchmark on the emulated Cortex-M4 (QEMU mps2-an386, ``-icount shift=0``).
 
-Builds the firmware three times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
+Builds the firmware four times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
 BASE=…``: the SMLAD kernel with the shipped model's shared prefix compiled in and A/B slots for personal θ
-blobs, see codegen/shared_prefix.py), boots each on QEMU, installs a θ over the serial link (a random full θ;
+blobs, see codegen/shared_prefix.py; ``DSP=1 EXTRA_CFLAGS=-DPV_VIEWS=2u``: two views per probe, the image
+and its mirror, as the ESP32 projects are built), boots each on QEMU, installs a θ over the serial link (a random full θ;
 for the base build a personal blob of the shipped model), streams one face image over the UART (INFER,
 checked against the golden model), reruns it on the board (BENCH) and reads the board's INFO. Printed and
 written as JSON:
@@ -48,12 +49,14 @@ GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_by
 ERASE_BYTES = 4096  # the QEMU board's θ store erase size (main.c THETA_ERASE)
 
 
-def build(dsp: bool, build_dir: Path, base_dir: Path | None = None) -> Path:
-    """Cross-compiles the board firmware with (DSP=1) or without the SMLAD kernel, and with the shared
-    prefix of ``base_dir/pv_base_theta.h`` compiled in when given; returns the ELF."""
+def build(dsp: bool, build_dir: Path, base_dir: Path | None = None, views: int = 1) -> Path:
+    """Cross-compiles the board firmware with (DSP=1) or without the SMLAD kernel, with the shared
+    prefix of ``base_dir/pv_base_theta.h`` compiled in when given, for ``views`` views per probe;
+    returns the ELF."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise RuntimeError("arm-none-eabi-gcc not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    make(QEMU_DIR, f"DSP={1 if dsp else 0}", *([f"BASE={base_dir}"] if base_dir else []), build_dir=build_dir)
+    make(QEMU_DIR, f"DSP={1 if dsp else 0}", *([f"BASE={base_dir}"] if base_dir else []), build_dir=build_dir,
+         extra_cflags=f"-DPV_VIEWS={views}u" if views != 1 else "")
     return build_dir / "pv_fw.elf"
 
 
@@ -103,19 +106,22 @@ def test_theta_and_image() -> tuple[Any, bytes, np.ndarray, int]:
     return qf, pack_blob(qf, "fw-bench", 0.0), face[0], int(run_int8(qf, face)[0])
 
 
-def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: int, n_bench: int) -> dict[str, Any]:
-    """Boots one firmware on QEMU and measures it over the serial link."""
+def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...], n_bench: int) -> dict[str, Any]:
+    """Boots one firmware on QEMU and measures it over the serial link. ``golden``: the golden model's
+    logit of each view the firmware scores (the image; with two views, then its mirror)."""
     from codegen.golden import images_to_int8
 
     with QemuBoard(elf) as url, SerialLink(url, timeout=10.0) as link:
-        link.info()
+        if link.info().views != len(golden):
+            raise RuntimeError(f"{elf}: INFO reports {link.info().views} views per probe, expected {len(golden)}")
         link.install_theta(blob)
         r = link.infer(images_to_int8(image_u8))
-        if r.logit != golden:
-            raise RuntimeError(f"{elf}: INFER over the UART gave logit {r.logit}, the golden model {golden}")
-        b = link.bench(n_bench, per_inference_s=5.0)
-        if b.logit != golden:
-            raise RuntimeError(f"{elf}: BENCH gave logit {b.logit}, the golden model {golden}")
+        if r.logits != golden:
+            raise RuntimeError(f"{elf}: INFER over the UART gave logits {r.logits}, the golden model {golden}")
+        b = link.bench(n_bench, per_inference_s=5.0 * len(golden))
+        got = (b.logit,) if len(golden) == 1 else (b.logit, b.logit_mirror)
+        if got != golden:
+            raise RuntimeError(f"{elf}: BENCH gave logits {got}, the golden model {golden}")
         raw = link.request(Cmd.INFO).payload
         info = link.info()
         stack_hwm, static_ram = struct.unpack_from("<II", raw, 100) if len(raw) >= 108 else (0, 0)
@@ -133,29 +139,33 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: int, n_bench: 
 
 
 def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
+    from codegen.golden import run_int8_views
     from training.verifier.spec import F_SPEC
 
-    _qf, blob, image, golden = test_theta_and_image()
+    qf, blob, image, golden = test_theta_and_image()
+    golden2 = tuple(int(v) for v in run_int8_views(qf, image[None], views=2)[0])
     macs = int(sum(F_SPEC.macs()))
     report: dict[str, Any] = {"macs": macs, "theta_blob_bytes": len(blob), "golden_logit": golden}
     with tempfile.TemporaryDirectory(prefix="pv-fw-bench-") as tmp:
         base_blob, p_blob, p_image, p_golden = shared_prefix_theta(Path(tmp) / "base")
         report["base_blob_bytes"], report["personal_blob_bytes"] = len(base_blob), len(p_blob)
-        builds = (("plain", False, None), ("dsp", True, None), ("dsp_base", True, Path(tmp) / "base"))
-        for name, dsp, base_dir in builds:
-            elf = build(dsp, Path(tmp) / name, base_dir)
+        builds = (("plain", False, None, 1), ("dsp", True, None, 1), ("dsp_base", True, Path(tmp) / "base", 1),
+                  ("dsp_2views", True, None, 2))
+        for name, dsp, base_dir, views in builds:
+            elf = build(dsp, Path(tmp) / name, base_dir, views)
             sec = section_sizes(elf)
             if base_dir is None:
-                m = measure(elf, blob, image, golden, n_bench)
+                m = measure(elf, blob, image, (golden,) if views == 1 else golden2, n_bench)
                 theta_slot = len(blob) + SLOT_HEADER_BYTES
             else:
-                m = measure(elf, p_blob, p_image, p_golden, n_bench)
+                m = measure(elf, p_blob, p_image, (p_golden,), n_bench)
                 theta_slot = len(p_blob) + SLOT_HEADER_BYTES
             fw_flash = sec.get(".isr_vector", 0) + sec.get(".text", 0) + sec.get(".data", 0) + sec.get(".ARM.exidx", 0)
             static = sec.get(".data", 0) + sec.get(".bss", 0)
             report[name] = {
                 **m,
-                "instructions_per_mac": round(m["instructions_per_inference"] / macs, 3),
+                "views": views,
+                "instructions_per_mac": round(m["instructions_per_inference"] / (macs * views), 3),
                 "text_bytes": sec.get(".isr_vector", 0) + sec.get(".text", 0),
                 "data_bytes": sec.get(".data", 0),
                 "bss_bytes": sec.get(".bss", 0),
@@ -187,6 +197,7 @@ def _print(report: dict[str, Any]) -> None:
           f"shared prefix: base blob {report['base_blob_bytes']:,} B, "
           f"personal blob {report['personal_blob_bytes']:,} B")
     rows = [
+        ("views per probe", "views"),
         ("instructions / inference", "instructions_per_inference"),
         ("instructions / MAC", "instructions_per_mac"),
         (".text (+vectors) B", "text_bytes"),
@@ -200,7 +211,7 @@ def _print(report: dict[str, Any]) -> None:
         ("flash: + A/B θ B", "flash_with_ab_theta_bytes"),
         ("flash: + A/B slots (4 KiB) B", "flash_with_ab_slots_reserved_bytes"),
     ]
-    builds = ("plain", "dsp", "dsp_base")
+    builds = ("plain", "dsp", "dsp_base", "dsp_2views")
     print(f"{'':30s}" + "".join(f"{b:>14s}" for b in builds))
     for label, key in rows:
         vals = [report[b][key] for b in builds]

@@ -51,13 +51,13 @@ def make(directory: Path, *targets: str, build_dir: Path | None = None, extra_cf
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
 
 
-def build_qemu_firmware(build_dir: Path | None = None) -> Path:
-    """Cross-compiles the mps2-an386 firmware; returns the ELF."""
+def build_qemu_firmware(build_dir: Path | None = None, extra_cflags: str = "") -> Path:
+    """Cross-compiles the mps2-an386 firmware (``extra_cflags``, e.g. ``-DPV_VIEWS=2u``); returns the ELF."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise RuntimeError(
             "arm-none-eabi-gcc not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
         )
-    make(QEMU_DIR, build_dir=build_dir)
+    make(QEMU_DIR, build_dir=build_dir, extra_cflags=extra_cflags)
     return (build_dir or QEMU_DIR / "build") / "pv_fw.elf"
 
 

@@ -1,4 +1,4 @@
-"""The two-view firmware build (-DPV_VIEWS=2u) on the host simulator: every INFER runs f on the image
+"""The two-view firmware build (-DPV_VIEWS=2u) on the host simulator and on QEMU: every INFER runs f on the image
 and on its mirror image (rows reversed as they stream in), both int8 logits bit-exact with the golden
 model, the score and decision the device's mean rule (QuantizedF.dequantize_mean2 / decide_mean2)."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from codegen.golden import images_to_int8, run_int8_views
-from host_tools.qemu import HostBoard, build_host_sim
+from host_tools.qemu import HostBoard, QemuBoard, build_host_sim, build_qemu_firmware
 from host_tools.serial_link import SerialLink
 from tests.firmware.conftest import User
 
@@ -41,3 +41,20 @@ def test_two_view_build_scores_the_image_and_its_mirror(
             assert (b.logit, b.logit_mirror) == (int(want[2, 0]), int(want[2, 1]))
     finally:
         board.stop()
+
+
+@pytest.mark.slow
+def test_two_view_build_on_qemu_bit_exact(tmp_path: Path, users: dict[str, User], images: np.ndarray) -> None:
+    """The Cortex-M4 firmware (DSP kernel) built with two views, over the UART: both views' logits of
+    every face equal the golden model's, the decision is the mean rule, for two users' θ."""
+    elf = build_qemu_firmware(tmp_path / "build", extra_cflags="-DPV_VIEWS=2u")
+    with QemuBoard(elf) as url, SerialLink(url, timeout=20.0) as link:
+        assert link.info().views == 2
+        for name in ("alice", "carol"):
+            u = users[name]
+            link.install_theta(u.blob)
+            want = run_int8_views(u.qf, images[:8], views=2)
+            for img, (q, q_m) in zip(images[:8], want):
+                r = link.infer(images_to_int8(img))
+                assert r.logits == (int(q), int(q_m))
+                assert r.decision == bool(u.qf.decide_mean2(q, q_m, u.threshold))
