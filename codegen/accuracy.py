@@ -7,6 +7,9 @@ Reports, at the user's operating threshold (meta.threshold, on f's logit): decis
 accept == int8 accept, where int8 accepts when its dequantized logit >= threshold, the device's rule),
 the accept rates of both, mean / max |Δlogit| (dequantized int8 − float) in logit units and in int8
 steps of the logit (LSB), and the float logits' spread for scale. Works for any user-store entry.
+``--views 2`` scores as the two-view firmware does (the ESP32 projects' default): f(b) is the mean over the
+image and its mirror image, in int8 (``QuantizedF.dequantize_mean2`` / ``decide_mean2``, bit for bit the
+device's rule) and in float alike.
 """
 
 from __future__ import annotations
@@ -23,28 +26,45 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u8: np.ndarray | None = None) -> dict:
-    """Agreement and |Δlogit| of int8 vs float f for one θ on uint8 (N, 112, 112, 3) images."""
+def _float_logits(theta: np.ndarray, images_u8: np.ndarray) -> np.ndarray:
     import torch
 
-    from codegen.golden import run_int8
-    from codegen.quantize import quantize
     from training.verifier.functional import f_apply, to_input
 
-    qf = quantize(theta, enroll_u8=enroll_u8)
-    q = run_int8(qf, images_u8)
-    dq = qf.dequantize_logit(q).astype(np.float64)
     with torch.no_grad():
-        fl = np.concatenate([
+        return np.concatenate([
             f_apply(to_input(np.ascontiguousarray(images_u8[i : i + 256])), torch.as_tensor(theta)).double().numpy()
             for i in range(0, len(images_u8), 256)
         ])
+
+
+def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u8: np.ndarray | None = None,
+            views: int = 1) -> dict:
+    """Agreement and |Δlogit| of int8 vs float f for one θ on uint8 (N, 112, 112, 3) images; ``views`` 2:
+    both scored as the mean over each image and its mirror image (the two-view firmware's rule)."""
+    from codegen.golden import run_int8, run_int8_views
+    from codegen.quantize import quantize
+    from training.backbones.base import mirrored
+
+    if views not in (1, 2):
+        raise ValueError(f"views must be 1 or 2, not {views}")
+    qf = quantize(theta, enroll_u8=enroll_u8)
+    if views == 1:
+        q = run_int8(qf, images_u8)
+        dq = qf.dequantize_logit(q).astype(np.float64)
+        acc_q = qf.decide(q, threshold)
+        fl = _float_logits(theta, images_u8)
+    else:
+        qv = run_int8_views(qf, images_u8, views=2)
+        dq = qf.dequantize_mean2(qv[:, 0], qv[:, 1]).astype(np.float64)
+        acc_q = qf.decide_mean2(qv[:, 0], qv[:, 1], threshold)
+        fl = 0.5 * (_float_logits(theta, images_u8) + _float_logits(theta, mirrored(images_u8)))
     d = np.abs(dq - fl)
     acc_f = fl >= threshold
-    acc_q = qf.decide(q, threshold)
     near = np.abs(fl - threshold) <= qf.logit_scale
     return {
         "n_images": int(len(images_u8)),
+        "views": views,
         "threshold": float(threshold),
         "decision_agreement": float((acc_f == acc_q).mean()),
         "n_disagree": int((acc_f != acc_q).sum()),
@@ -69,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="lfw", help="lfw, or an image folder (one sub-folder per person)")
     ap.add_argument("--limit", type=int, default=1000, help="number of images, spread over the dataset")
     ap.add_argument("--threshold", type=float, help="override the stored operating threshold")
+    ap.add_argument("--views", type=int, choices=(1, 2), default=1,
+                    help="1: one pass of f per image; 2: the mean over the image and its mirror, as the "
+                         "two-view firmware (the ESP32 projects) scores (default 1)")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -91,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     thr = meta.threshold if args.threshold is None else args.threshold
     rep = {"user": args.user, "dataset": args.dataset, "hypermodel_id": meta.hypermodel_id,
-           **measure(theta, imgs, thr, crop), "seconds": round(time.perf_counter() - t0, 1)}
+           **measure(theta, imgs, thr, crop, args.views), "seconds": round(time.perf_counter() - t0, 1)}
     text = json.dumps(rep, indent=2)
     print(text)
     if args.json:

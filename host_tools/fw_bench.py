@@ -3,8 +3,8 @@
 Builds the firmware four times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
 BASE=…``: the SMLAD kernel with the shipped model's shared prefix compiled in and A/B slots for personal θ
 blobs, see codegen/shared_prefix.py; ``DSP=1 EXTRA_CFLAGS=-DPV_VIEWS=2u``: two views per probe, the image
-and its mirror, as the ESP32 projects are built), boots each on QEMU, installs a θ over the serial link (a random full θ;
-for the base build a personal blob of the shipped model), streams one face image over the UART (INFER,
+and its mirror, as the ESP32 projects are built), boots each on QEMU, installs a θ over the serial link (a
+random full θ; for the base build a personal blob of the shipped model), streams one face image over the UART (INFER,
 checked against the golden model), reruns it on the board (BENCH) and reads the board's INFO. Printed and
 written as JSON:
 

@@ -11,7 +11,7 @@ import torch
 from codegen import accuracy, bench
 from codegen.blob import blob_size
 from codegen.emit import SLOT_HEADER_BYTES
-from codegen.golden import run_int8
+from codegen.golden import run_int8, run_int8_views
 from codegen.quantize import quantize
 from tests.codegen.users import make_store
 from tests.conftest import require_shared
@@ -34,14 +34,37 @@ def test_measure_matches_an_independent_computation(tmp_path, face_images: np.nd
     assert rep["mean_abs_dlogit_lsb"] == pytest.approx(np.abs(dq - fl).mean() / qf.logit_scale, rel=1e-6)
 
 
+def test_measure_two_views_is_the_devices_mean_rule(tmp_path, face_images: np.ndarray) -> None:
+    """--views 2: int8 decisions by decide_mean2 on both views' golden logits, float by the mean of f on
+    each image and on its mirror image (np.flip here, not the code under test's helper)."""
+    store = make_store(tmp_path / "users")
+    theta, meta = store.load("carol")
+    crop = store.load_crop("carol")
+    imgs = face_images[:48]
+    rep = accuracy.measure(theta, imgs, meta.threshold, crop, views=2)
+    qf = quantize(theta, enroll_u8=crop)
+    qv = run_int8_views(qf, imgs, views=2)
+    acc_q = qf.decide_mean2(qv[:, 0], qv[:, 1], meta.threshold)
+    with torch.no_grad():
+        fl = 0.5 * (f_apply(to_input(imgs), torch.as_tensor(theta)).double().numpy()
+                    + f_apply(to_input(np.flip(imgs, axis=2).copy()), torch.as_tensor(theta)).double().numpy())
+    dq = qf.dequantize_mean2(qv[:, 0], qv[:, 1]).astype(np.float64)
+    assert rep["views"] == 2 and rep["n_images"] == 48
+    assert rep["decision_agreement"] == pytest.approx((acc_q == (fl >= meta.threshold)).mean())
+    assert rep["max_abs_dlogit"] == pytest.approx(np.abs(dq - fl).max(), rel=1e-6)
+    with pytest.raises(ValueError, match="views"):
+        accuracy.measure(theta, imgs, meta.threshold, crop, views=3)
+
+
 @pytest.mark.slow
 def test_accuracy_cli_on_lfw(tmp_path, capsys) -> None:
     require_shared("data", "lfw")
     store = make_store(tmp_path / "users")
     out = tmp_path / "acc.json"
-    assert accuracy.main(["--users", str(store.root), "--user", "bob", "--limit", "200", "--json", str(out)]) == 0
+    assert accuracy.main(["--users", str(store.root), "--user", "bob", "--limit", "200", "--views", "2",
+                          "--json", str(out)]) == 0
     rep = json.loads(out.read_text())
-    assert rep["n_images"] == 200 and rep["user"] == "bob"
+    assert rep["n_images"] == 200 and rep["user"] == "bob" and rep["views"] == 2
     assert rep["n_disagree"] == round((1 - rep["decision_agreement"]) * 200)
     print(json.dumps(rep, indent=1))
 
