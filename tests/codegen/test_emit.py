@@ -266,6 +266,34 @@ def test_esp_idf_portable_c_compiles(store: UserStore, tmp_path: Path, capsys, t
         assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
 
 
+@pytest.mark.parametrize("target", ["esp32", "esp32c3-tflm"])
+def test_esp_idf_portable_part_links_against_its_runtime(store: UserStore, tmp_path: Path, capsys,
+                                                        target: str) -> None:
+    """Every pv_* function the portable part calls is defined: by pv/ itself (fixed kernel), or by
+    main/pv_tflm.cc for the TFLM targets (pv_infer and the pv_stream_* the protocol streams INFER
+    through). pv_tflm.cc needs TFLM's headers, so its definitions are read from its source."""
+    gcc, nm = need("gcc"), need("nm")
+    out = tmp_path / target
+    assert run_cli(store, "--user", "alice", "--target", target, "--out", str(out), capsys=capsys)[0] == 0
+    main = out / "main"
+    undefined: set[str] = set()
+    defined: set[str] = set()
+    for i, src in enumerate([main / "pv_app.c", *sorted((main / "pv").glob("*.c"))]):
+        obj = tmp_path / f"{i}.o"
+        cmd = [gcc, *CFLAGS, *project_defines(main), f"-I{main}", f"-I{main / 'pv'}", "-c", str(src), "-o", str(obj)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        for line in subprocess.run([nm, str(obj)], capture_output=True, text=True, check=True).stdout.splitlines():
+            kind, name = line.split()[-2:]
+            (undefined if kind == "U" else defined).add(name)
+    missing = {n for n in undefined - defined if n.startswith("pv_")}
+    tflm = main / "pv_tflm.cc"
+    provided = set(re.findall(r'extern "C" [\w\s*]+?\b(pv_\w+)\(', tflm.read_text())) if tflm.exists() else set()
+    assert missing <= provided, f"undefined at link time: {sorted(missing - provided)}"
+    if TARGETS[target].runtime == "tflm":
+        assert {"pv_infer", "pv_stream_begin", "pv_stream_feed", "pv_stream_end"} <= missing
+
+
 def project_defines(main: Path) -> list[str]:
     """The -D options an emitted ESP-IDF project's main/CMakeLists.txt compiles its sources with."""
     opts = re.search(r"target_compile_options\([^)]*\)", (main / "CMakeLists.txt").read_text())

@@ -6,6 +6,9 @@
 // θ sent over the link for another user cannot silently run this user's network.
 // The protocol's own arena (PV_ARENA_BYTES, sized for the fixed kernel) is not used: TFLM gets its own,
 // PV_MODEL_TFLM_ARENA_BYTES as measured by codegen with the tflite-micro interpreter.
+// pv_protocol streams INFER chunks through pv_stream_*: here they are copied into the interpreter's
+// input tensor (TFLM needs the whole image there anyway) and pv_stream_end invokes it. One view per
+// image (codegen.emit refuses --views 2 for the -tflm targets).
 #include <stdint.h>
 #include <string.h>
 
@@ -53,6 +56,43 @@ extern "C" int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit,
     int rc = setup();
     if (rc != PV_OK) return rc;
     memcpy(s_interp->input(0)->data.int8, image, PV_INPUT_BYTES);
+    if (s_interp->Invoke() != kTfLiteOk) return PV_ERR_MODEL;
+    *logit = s_interp->output(0)->data.int8[0];
+    return PV_OK;
+}
+
+// ---- pv_stream_* on the input tensor: the same contract as the fixed kernel's (pv_kernel.h) ---------
+// s->fill counts the image bytes received; s->band is unused; s->status is sticky as in pv_kernel.c.
+extern "C" int pv_stream_begin(pv_stream_t *s, const pv_model_t *m, uint8_t *arena) {
+    if (s == nullptr) return PV_ERR_ARG;
+    memset(s, 0, sizeof(*s));
+    s->m = m;
+    s->arena = arena;
+    if (m == nullptr || m->ready != PV_MODEL_READY || strcmp(m->user_id, PV_MODEL_USER_ID) != 0)
+        return s->status = PV_ERR_MODEL;
+    return s->status = setup();
+}
+
+extern "C" int pv_stream_feed(pv_stream_t *s, const int8_t *data, uint32_t n) {
+    if (s == nullptr || (data == nullptr && n > 0u)) return PV_ERR_ARG;
+    if (s->status != PV_OK) return s->status;
+    if (n > PV_INPUT_BYTES - s->fill) return s->status = PV_ERR_ARG;  // past the image
+    memcpy(s_interp->input(0)->data.int8 + s->fill, data, n);
+    s->fill += n;
+    return PV_OK;
+}
+
+extern "C" int pv_stream_rows(pv_stream_t *s, const int8_t *rows, uint32_t n_bytes) {
+    return pv_stream_feed(s, rows, n_bytes);
+}
+
+extern "C" uint32_t pv_stream_received(const pv_stream_t *s) { return s->fill; }
+
+extern "C" int pv_stream_end(pv_stream_t *s, int8_t *logit) {
+    if (s == nullptr || logit == nullptr) return PV_ERR_ARG;
+    if (s->status != PV_OK) return s->status;
+    if (s->fill != PV_INPUT_BYTES) return PV_ERR_ARG;
+    s->status = PV_ERR_ARG;  // one result per begin
     if (s_interp->Invoke() != kTfLiteOk) return PV_ERR_MODEL;
     *logit = s_interp->output(0)->data.int8[0];
     return PV_OK;
