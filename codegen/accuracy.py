@@ -26,25 +26,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def _float_logits(theta: np.ndarray, images_u8: np.ndarray) -> np.ndarray:
-    import torch
-
-    from training.verifier.functional import f_apply, to_input
-
-    with torch.no_grad():
-        return np.concatenate([
-            f_apply(to_input(np.ascontiguousarray(images_u8[i : i + 256])), torch.as_tensor(theta)).double().numpy()
-            for i in range(0, len(images_u8), 256)
-        ])
-
-
 def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u8: np.ndarray | None = None,
             views: int = 1) -> dict:
     """Agreement and |Δlogit| of int8 vs float f for one θ on uint8 (N, 112, 112, 3) images; ``views`` 2:
     both scored as the mean over each image and its mirror image (the two-view firmware's rule)."""
     from codegen.golden import run_int8, run_int8_views
     from codegen.quantize import quantize
-    from training.backbones.base import mirrored
+    from training.verifier.functional import f_logits_u8
 
     if views not in (1, 2):
         raise ValueError(f"views must be 1 or 2, not {views}")
@@ -53,12 +41,11 @@ def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u
         q = run_int8(qf, images_u8)
         dq = qf.dequantize_logit(q).astype(np.float64)
         acc_q = qf.decide(q, threshold)
-        fl = _float_logits(theta, images_u8)
     else:
         qv = run_int8_views(qf, images_u8, views=2)
         dq = qf.dequantize_mean2(qv[:, 0], qv[:, 1]).astype(np.float64)
         acc_q = qf.decide_mean2(qv[:, 0], qv[:, 1], threshold)
-        fl = 0.5 * (_float_logits(theta, images_u8) + _float_logits(theta, mirrored(images_u8)))
+    fl = f_logits_u8(theta, images_u8, views)
     d = np.abs(dq - fl)
     acc_f = fl >= threshold
     near = np.abs(fl - threshold) <= qf.logit_scale

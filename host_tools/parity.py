@@ -43,15 +43,13 @@ from pathlib import Path
 
 import numpy as np
 import serial
-import torch
 
 from codegen.blob import BlobError
 from codegen.golden import images_to_int8, run_int8_views
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll
 from host_tools.serial_link import DeviceError, InferResult, Info, LinkError, SerialLink
-from training.backbones.base import mirrored
 from training.user_store import UserStoreError
-from training.verifier.functional import f_apply, to_input
+from training.verifier.functional import f_logits_u8
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +121,6 @@ def load_lfw(limit: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
 
 
 # ---- the comparison --------------------------------------------------------------------------------------
-def float_logits(theta: np.ndarray, images_u8: np.ndarray, batch: int = 64) -> np.ndarray:
-    """f(x; θ) in float32 PyTorch for uint8 crops (N, 112, 112, 3)."""
-    t = torch.as_tensor(np.asarray(theta, np.float32))
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(images_u8), batch):
-            out.append(f_apply(to_input(images_u8[s : s + batch]), t).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
 def device_outputs(
     urls: Sequence[str],
     images_u8: np.ndarray,
@@ -243,10 +231,9 @@ def compare(
         raise ParityError("the boards answer with different view counts (PV_VIEWS): compare them one at a time")
     n_views = views.pop() if views else 1
     golden_q = np.asarray(run_int8_views(ub.qf, images_u8, n_views)).astype(np.int64)  # (N, views)
-    fl = float_logits(theta, images_u8).astype(np.float64)
+    fl = f_logits_u8(theta, images_u8, n_views)
     if n_views == 2:
         golden_dec = ub.qf.decide_mean2(golden_q[:, 0], golden_q[:, 1], ub.threshold)
-        fl = (fl + float_logits(theta, mirrored(images_u8)).astype(np.float64)) / 2
     else:
         golden_dec = ub.qf.decide(golden_q[:, 0], ub.threshold)
     fl_score = _sigmoid(fl)

@@ -106,6 +106,25 @@ def f_apply(x: torch.Tensor, theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> to
     return apply_effective(x, effective_weights(theta, spec), spec)
 
 
+def f_logits_u8(theta: np.ndarray | torch.Tensor, images_u8: np.ndarray, views: int = 1,
+                batch: int = 64) -> np.ndarray:
+    """float64 (N,) logits of the float32 f(x; θ) on uint8 crops (N, 112, 112, 3); ``views`` 2: the mean
+    over each crop and its mirror image — the float twin of ``codegen.golden.run_int8_views`` scored by
+    ``QuantizedF.dequantize_mean2`` (the two-view firmware)."""
+    from training.backbones.base import mirrored
+
+    if views not in (1, 2):
+        raise ValueError(f"views must be 1 or 2, not {views}")
+    eff = effective_weights(torch.as_tensor(np.asarray(theta, np.float32)))
+    sets = [np.asarray(images_u8)] + ([mirrored(images_u8)] if views == 2 else [])
+    out = np.zeros(len(images_u8), np.float64)
+    with torch.no_grad():
+        for imgs in sets:
+            out += np.concatenate([apply_effective(to_input(np.ascontiguousarray(imgs[s : s + batch])), eff).numpy()
+                                   for s in range(0, len(imgs), batch)] or [np.zeros(0, np.float32)])
+    return out / len(sets)
+
+
 class VerifierModule(torch.nn.Module):
     """f as an ordinary nn.Module holding one θ's effective weights — for FLOP counters and ONNX export."""
 
