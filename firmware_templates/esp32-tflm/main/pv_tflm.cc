@@ -49,18 +49,6 @@ int setup() {
 }
 }  // namespace
 
-extern "C" int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena) {
-    (void)arena;
-    if (m == nullptr || image == nullptr || logit == nullptr) return PV_ERR_ARG;
-    if (m->ready != PV_MODEL_READY || strcmp(m->user_id, PV_MODEL_USER_ID) != 0) return PV_ERR_MODEL;
-    int rc = setup();
-    if (rc != PV_OK) return rc;
-    memcpy(s_interp->input(0)->data.int8, image, PV_INPUT_BYTES);
-    if (s_interp->Invoke() != kTfLiteOk) return PV_ERR_MODEL;
-    *logit = s_interp->output(0)->data.int8[0];
-    return PV_OK;
-}
-
 // ---- pv_stream_* on the input tensor: the same contract as the fixed kernel's (pv_kernel.h) ---------
 // s->fill counts the image bytes received; s->band is unused; s->status is sticky as in pv_kernel.c.
 extern "C" int pv_stream_begin(pv_stream_t *s, const pv_model_t *m, uint8_t *arena) {
@@ -96,4 +84,14 @@ extern "C" int pv_stream_end(pv_stream_t *s, int8_t *logit) {
     if (s_interp->Invoke() != kTfLiteOk) return PV_ERR_MODEL;
     *logit = s_interp->output(0)->data.int8[0];
     return PV_OK;
+}
+
+// The whole image at once: the streaming calls above in one go (one copy into the input tensor either way).
+extern "C" int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena) {
+    pv_stream_t s;
+    if (m == nullptr || image == nullptr || logit == nullptr) return PV_ERR_ARG;
+    int rc = pv_stream_begin(&s, m, arena);
+    if (rc == PV_OK) rc = pv_stream_feed(&s, image, PV_INPUT_BYTES);
+    if (rc == PV_OK) rc = pv_stream_end(&s, logit);
+    return rc;
 }
