@@ -112,8 +112,9 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...
     from codegen.golden import images_to_int8
 
     with QemuBoard(elf) as url, SerialLink(url, timeout=10.0) as link:
-        if link.info().views != len(golden):
-            raise RuntimeError(f"{elf}: INFO reports {link.info().views} views per probe, expected {len(golden)}")
+        views = link.info().views
+        if views != len(golden):
+            raise RuntimeError(f"{elf}: INFO reports {views} views per probe, expected {len(golden)}")
         link.install_theta(blob)
         r = link.infer(images_to_int8(image_u8))
         if r.logits != golden:
