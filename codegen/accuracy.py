@@ -27,16 +27,17 @@ log = logging.getLogger(__name__)
 
 
 def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u8: np.ndarray | None = None,
-            views: int = 1) -> dict:
+            views: int = 1, activations: str = "int8") -> dict:
     """Agreement and |Δlogit| of int8 vs float f for one θ on uint8 (N, 112, 112, 3) images; ``views`` 2:
-    both scored as the mean over each image and its mirror image (the two-view firmware's rule)."""
+    both scored as the mean over each image and its mirror image (the two-view firmware's rule);
+    ``activations`` "int16": the 16x8 model (int16 activations, int8 weights) instead of full int8."""
     from codegen.golden import run_int8, run_int8_views
-    from codegen.quantize import quantize
+    from codegen.quantize import QuantConfig, quantize
     from training.verifier.functional import f_logits_u8
 
     if views not in (1, 2):
         raise ValueError(f"views must be 1 or 2, not {views}")
-    qf = quantize(theta, enroll_u8=enroll_u8)
+    qf = quantize(theta, enroll_u8=enroll_u8, cfg=QuantConfig(activations=activations))
     if views == 1:
         q = run_int8(qf, images_u8)
         dq = qf.dequantize_logit(q).astype(np.float64)
@@ -52,6 +53,7 @@ def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u
     return {
         "n_images": int(len(images_u8)),
         "views": views,
+        "activations": activations,
         "threshold": float(threshold),
         "decision_agreement": float((acc_f == acc_q).mean()),
         "n_disagree": int((acc_f != acc_q).sum()),
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--views", type=int, choices=(1, 2), default=1,
                     help="1: one pass of f per image; 2: the mean over the image and its mirror, as the "
                          "two-view firmware (the ESP32 projects) scores (default 1)")
+    ap.add_argument("--activations", choices=("int8", "int16"), default="int8",
+                    help="int8 (default): the full-int8 model every target runs; int16: TFLM's 16x8 model "
+                         "(int16 activations, int8 weights; the -tflm targets with --activations int16)")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -101,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     thr = meta.threshold if args.threshold is None else args.threshold
     rep = {"user": args.user, "dataset": args.dataset, "hypermodel_id": meta.hypermodel_id,
-           **measure(theta, imgs, thr, crop, args.views), "seconds": round(time.perf_counter() - t0, 1)}
+           **measure(theta, imgs, thr, crop, args.views, args.activations),
+           "seconds": round(time.perf_counter() - t0, 1)}
     text = json.dumps(rep, indent=2)
     print(text)
     if args.json:

@@ -91,10 +91,16 @@ def render_theta_header(qf: QuantizedF, user_id: str, threshold: float, blob: by
     )
 
 
-def render_model_header(model: bytes, user_id: str, arch_hash: str, threshold: float, arena_bytes: int,
+def render_model_header(model: bytes, qf: QuantizedF, user_id: str, threshold: float, arena_bytes: int,
                         spec: ArchSpec = F_SPEC) -> str:
+    """The .tflite of ``qf`` as a C array with its facts: arch hash, user, threshold, arena, and the activation
+    type, the logit's scale and zero point and the integer threshold (for a TFLM app's own decision)."""
+    int16 = qf.activations == "int16"
     return jinja_env().get_template("model.h.j2").render(
+        kind="16x8 (int16 activations, int8 weights)" if int16 else "int8", act_type="int16" if int16 else "int8",
+        int16=int(int16), logit_scale=c_float(qf.logit_scale), logit_zp=qf.logit_zp,
+        threshold_q=qf.threshold_q(threshold),
         fname=f"{user_id}_model.h", guard=f"PV_MODEL_{c_ident(user_id).upper()}_H", user_id=user_id,
-        arch=spec.name, arch_hash=arch_hash, threshold=c_float(threshold), size=len(model), arena=arena_bytes,
+        arch=spec.name, arch_hash=qf.arch_hash, threshold=c_float(threshold), size=len(model), arena=arena_bytes,
         data=c_array(np.frombuffer(model, np.uint8), 16, "0x{:02x}"),
     )

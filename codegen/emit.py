@@ -9,7 +9,8 @@ kept in the store entry), and writes
 
     blob       <user>_theta.bin    the θ blob (codegen/blob.py): serial link or θ partition
     c-header   <user>_theta.h      const arrays + the blob, compiled in
-    tflite     <user>.tflite       int8 .tflite (codegen/tflite_writer.py) and <user>_model.h (C array, TFLM)
+    tflite     <user>.tflite       int8 .tflite (codegen/tflite_writer.py) and <user>_model.h (C array, TFLM);
+                                   with --activations int16 the 16x8 one (int16 activations), alone
 
 Atomic: everything is built in a hidden temp folder beside the output and renamed into place at the
 end, so an error leaves nothing half-written; an existing output folder is refused unless ``--force``
@@ -45,7 +46,7 @@ from codegen.project import (
     list_targets,
     render_project,
 )
-from codegen.quantize import QuantizedF, quantize
+from codegen.quantize import ACTIVATIONS, QuantConfig, QuantizedF, quantize
 from codegen.tflite_writer import build_tflite, tflm_arena_bytes
 from training.paths import REPO_ROOT
 from training.user_store import UserStore, UserStoreError
@@ -73,6 +74,7 @@ class EmitResult:
     tflm_arena_bytes: int | None = None
     shared_prefix: str | None = None
     views: int = 1  # PV_VIEWS the project is built for (codegen.project.Target.views)
+    activations: str = "int8"  # or "int16": the 16x8 .tflite only
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -110,10 +112,12 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
                    timings: dict[str, float], personal_blob: bytes | None = None,
                    base_header: tuple[str, bytes] | None = None) -> tuple[Artifacts, int | None]:
     t = time.perf_counter()
-    try:
-        blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
-    except BlobError as e:
-        raise EmitError(str(e)) from None
+    blob = b""
+    if qf.activations == "int8":  # the blob is the fixed kernel's: int8 only (the 16x8 model is .tflite only)
+        try:
+            blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
+        except BlobError as e:
+            raise EmitError(str(e)) from None
     timings["blob_s"] = time.perf_counter() - t
     theta_h = model_h = tfl = None
     tflm_arena = None
@@ -129,7 +133,7 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
         tflm_arena = tflm_arena_bytes(model)
         timings["tflm_arena_s"] = time.perf_counter() - t
         tfl = (f"{user_id}.tflite", model)
-        text = render_model_header(model, user_id, qf.arch_hash, threshold, tflm_arena + TFLM_ARENA_MARGIN)
+        text = render_model_header(model, qf, user_id, threshold, tflm_arena + TFLM_ARENA_MARGIN)
         model_h = (f"{user_id}_model.h", text.encode())
     art = Artifacts(user_id, threshold, qf.arch_hash, theta_h, model_h,
                     (f"{user_id}_theta.bin", blob) if "blob" in formats else None, tfl, base_header)
@@ -143,15 +147,22 @@ SHARED_PREFIX_TARGETS = ("cortex-m-qemu", "esp32", "esp32s3", "esp32c3")
 
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
          users_root: Path | None = None, enroll_crop: Path | None = None,
-         shared_prefix: str | None = None, views: int | None = None) -> EmitResult:
+         shared_prefix: str | None = None, views: int | None = None, activations: str = "int8") -> EmitResult:
     """Emit one user's artifacts (and project); raises EmitError on bad input, leaving nothing behind.
     ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
     ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
-    ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default)."""
+    ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default).
+    ``activations`` "int16": the 16x8 .tflite (int16 activations, int8 weights), ``--format tflite`` only."""
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise EmitError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     formats = {"c-header", "tflite", "blob"} if fmt == "all" else {fmt}
+    if activations not in ACTIVATIONS:
+        raise EmitError(f"unknown activations {activations!r}; choose from {', '.join(ACTIVATIONS)}")
+    if activations == "int16" and (fmt != "tflite" or target is not None or shared_prefix is not None):
+        raise EmitError("--activations int16 writes the 16x8 .tflite for a TFLite Micro app of your own: it needs "
+                        "--format tflite and no --target/--shared-prefix (the θ blob, C header and firmware "
+                        "projects run the fixed kernel's full-int8 arithmetic)")
     tgt: Target | None = None
     if target is not None:
         try:
@@ -201,7 +212,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             raise EmitError(str(e)) from None
         base_header = ("pv_base_theta.h", render_base_header(base_blob, base, split).encode())
     else:
-        qf = quantize(theta, enroll_u8=crop)
+        qf = quantize(theta, enroll_u8=crop, cfg=QuantConfig(activations=activations))
     res.seconds["quantize_s"] = time.perf_counter() - t
     art, tflm_arena = make_artifacts(qf, user_id, meta.threshold, formats, res.seconds, personal, base_header)
 
@@ -228,7 +239,13 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     res.files = sorted((p, p.stat().st_size) for p in out.rglob("*") if p.is_file())
-    res.theta_flash_bytes = len(art.blob[1] if art.blob else pack_blob(qf, user_id, meta.threshold)) + SLOT_HEADER_BYTES
+    if qf.activations == "int8":
+        blob = art.blob[1] if art.blob else pack_blob(qf, user_id, meta.threshold)
+        res.theta_flash_bytes = len(blob) + SLOT_HEADER_BYTES
+    else:  # the 16x8 model: the .tflite is all there is
+        assert art.tflite is not None
+        res.theta_flash_bytes = len(art.tflite[1])
+    res.activations = activations
     res.shared_prefix = shared_prefix
     res.arena_bytes = kernel_arena_bytes()
     res.tflm_arena_bytes = tflm_arena
@@ -243,17 +260,23 @@ def _report(res: EmitResult, verbose: bool) -> str:
         lines.append(f"  {p.relative_to(res.out).as_posix():<40} {n:>9,} B")
     if not verbose and len(shown) < len(res.files):
         lines.append(f"  (+ {len(res.files) - len(shown)} files of the portable core under pv/; -v lists them)")
-    lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob + "
-                 f"{SLOT_HEADER_BYTES} B slot header; an A/B store holds two slots)"
-                 + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
-                    if res.shared_prefix else ""))
+    if res.activations == "int16":
+        lines.append(f"θ flash: {res.theta_flash_bytes:,} B (the 16x8 .tflite: int16 activations, int8 weights)")
+    else:
+        lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob + "
+                     f"{SLOT_HEADER_BYTES} B slot header; an A/B store holds two slots)"
+                     + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
+                        if res.shared_prefix else ""))
     if res.target:
         lines.append(f"views per probe: {res.views}" + (" (f on the image and its mirror, the mean decides: "
                                                         "2x MACs, one arena per view)" if res.views == 2 else ""))
-    lines.append(f"arena: {res.arena_bytes * res.views:,} B for the fixed kernel "
-                 f"({res.views} x PV_KERNEL_ARENA_BYTES)"
-                 + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
-                    if res.tflm_arena_bytes else ""))
+    if res.activations == "int16":
+        lines.append(f"arena: TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)")
+    else:
+        lines.append(f"arena: {res.arena_bytes * res.views:,} B for the fixed kernel "
+                     f"({res.views} x PV_KERNEL_ARENA_BYTES)"
+                     + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
+                        if res.tflm_arena_bytes else ""))
     lines.append(f"time: {res.seconds['total_s']:.2f} s")
     return "\n".join(lines)
 
@@ -281,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="views per probe the firmware scores: 1 = one pass of f, 2 = the mean of f on the "
                          "image and its mirror (closer int8-vs-float decisions, 2x MACs, +32 KB RAM); "
                          "default: the target's (--list-targets)")
+    ap.add_argument("--activations", choices=ACTIVATIONS, default="int8",
+                    help="int8 (default): full int8, what the θ blob, C header and every firmware project run; "
+                         "int16: TFLM's 16x8 .tflite (int16 activations, int8 weights; closer to float — "
+                         "README) for a TFLite Micro app of your own, with --format tflite and no --target")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
     args = ap.parse_args(argv)
@@ -292,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         res = emit(args.user, args.target, args.out, args.format, args.force, args.users, args.enroll_crop,
-                   args.shared_prefix, args.views)
+                   args.shared_prefix, args.views, args.activations)
     except EmitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

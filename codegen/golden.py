@@ -14,9 +14,15 @@ must agree with :func:`run_int8` bit for bit. What it implements, op by op (TFLM
 - **FULLY_CONNECTED int8 per channel** (reference_integer_ops::FullyConnectedPerChannel): as conv, one
   multiplier and shift per output feature.
 
+**16x8** (``qf.activations == "int16"``, TFLM's int16-activation kernels with int32 biases): the same
+ops and the same int32 accumulator and double-rounding requantization (the ``AccumScalar = int32_t``
+instantiations of the same reference kernels), on int16 activations with zero point 0, clamped to int16.
+Every accumulator stays below 2^31: |acc| ≤ depth · 127 · 32767 < 2^29 for depths ≤ 96, plus |bias| ≤ 2^30.
+
 Speed: the sums are done as float32 (or float64) matrix products, which are *exact*: every product is
 an integer of magnitude ≤ 255·127 and every partial sum ≤ K·255·127 < 2^24 for the depths K here, so
-no rounding can occur whatever order BLAS sums in (float64 is used if a layer's K would break that).
+no rounding can occur whatever order BLAS sums in (float64, exact below 2^53, is used if a layer's K or
+int16 activations would break that).
 1000 images take a few seconds on 2 cores.
 """
 
@@ -86,18 +92,21 @@ def multiply_by_quantized_multiplier(
     )
 
 
-def requantize(acc: np.ndarray, q: QuantLayer) -> np.ndarray:
-    """int32 accumulators (…, C) incl. bias → int8 outputs of layer q."""
+def requantize(acc: np.ndarray, q: QuantLayer, dtype: type = np.int8) -> np.ndarray:
+    """int32 accumulators (…, C) incl. bias → int8 (or, 16x8, int16) outputs of layer q."""
     assert q.multiplier is not None and q.shift is not None
     out = multiply_by_quantized_multiplier(acc, q.multiplier.astype(np.int64), q.shift.astype(np.int64))
-    return np.clip(out + q.out_zp, q.act_min, q.act_max).astype(np.int8)
+    return np.clip(out + q.out_zp, q.act_min, q.act_max).astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------------
 # Ops
 # --------------------------------------------------------------------------------------------------
-def _exact_dtype(depth: int) -> type:
-    return np.float32 if depth * 255 * 128 < 2**24 else np.float64
+def _exact_dtype(depth: int, x: np.ndarray | None = None) -> type:
+    """float32 when every partial sum of ``depth`` products of an int8 weight and an activation is below
+    2^24 (exact), else float64 (exact below 2^53: int16 activations too)."""
+    amax = 255 if x is None or x.dtype == np.int8 else 65535
+    return np.float32 if depth * amax * 128 < 2**24 else np.float64
 
 
 def conv_int8(x: np.ndarray, q: QuantLayer, layer: Conv) -> np.ndarray:
@@ -107,7 +116,7 @@ def conv_int8(x: np.ndarray, q: QuantLayer, layer: Conv) -> np.ndarray:
     k, s, g = layer.kernel, layer.stride, layer.groups
     cin_g, o = c // g, layer.out_ch
     depth = k * k * cin_g
-    dt = _exact_dtype(depth)
+    dt = _exact_dtype(depth, x)
     xs = x.astype(dt) - dt(q.in_zp)  # pads are then 0 == the input zero point
     if layer.padding == "same":
         (pt, pb), (pl, pr) = same_pads(h, k, s), same_pads(w, k, s)
@@ -127,7 +136,7 @@ def conv_int8(x: np.ndarray, q: QuantLayer, layer: Conv) -> np.ndarray:
     acc[...] = acc_g.transpose(1, 0, 2)
     acc = acc.reshape(n, ho, wo, o)
     acc += q.bias.astype(np.int64)
-    return requantize(wrap_int32(acc), q)
+    return requantize(wrap_int32(acc), q, x.dtype.type)
 
 
 def avgpool_int8(x: np.ndarray, q: QuantLayer, layer: AvgPool) -> np.ndarray:
@@ -138,26 +147,27 @@ def avgpool_int8(x: np.ndarray, q: QuantLayer, layer: AvgPool) -> np.ndarray:
     if (h, w) != (layer.kernel, layer.kernel):
         raise ValueError(f"{layer.name}: global pool of {layer.kernel} over {h}×{w}")
     acc = (x.astype(np.int64) - q.in_zp).sum(axis=(1, 2))
-    return requantize(acc, q).reshape(n, 1, 1, c)
+    return requantize(acc, q, x.dtype.type).reshape(n, 1, 1, c)
 
 
 def dense_int8(x: np.ndarray, q: QuantLayer) -> np.ndarray:
     """FULLY_CONNECTED int8: (N, …) flattened in HWC order → (N, out)."""
     assert q.weights is not None and q.bias is not None
     xf = x.reshape(x.shape[0], -1)
-    dt = _exact_dtype(xf.shape[1])
+    dt = _exact_dtype(xf.shape[1], xf)
     acc = (xf.astype(dt) - dt(q.in_zp)) @ q.weights.astype(dt).T
-    return requantize(wrap_int32(acc.astype(np.int64) + q.bias.astype(np.int64)), q)
+    return requantize(wrap_int32(acc.astype(np.int64) + q.bias.astype(np.int64)), q, x.dtype.type)
 
 
 # --------------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------------
-def images_to_int8(images_u8: np.ndarray) -> np.ndarray:
-    """uint8 RGB (N, 112, 112, 3) → the int8 input q = u − 128 (scale 1/128, zp 0)."""
+def images_to_int8(images_u8: np.ndarray, dtype: type = np.int8) -> np.ndarray:
+    """uint8 RGB (N, 112, 112, 3) → the int8 input q = u − 128 (scale 1/128, zp 0); ``dtype`` int16: the
+    same values in the 16x8 model's int16 input."""
     if images_u8.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {images_u8.dtype}")
-    return (images_u8.astype(np.int16) - 128).astype(np.int8)
+    return (images_u8.astype(np.int16) - 128).astype(dtype)
 
 
 def run_int8_q(
@@ -199,7 +209,7 @@ def run_int8(
     outs: list[np.ndarray] = []
     layer_outs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images_u8), batch):
-        res = run_int8_q(qf, images_to_int8(images_u8[start : start + batch]), spec, return_layers)
+        res = run_int8_q(qf, images_to_int8(images_u8[start : start + batch], qf.act_dtype), spec, return_layers)
         if return_layers:
             logits, acts = res
             for k, v in acts.items():
@@ -207,7 +217,7 @@ def run_int8(
         else:
             logits = res
         outs.append(logits)
-    logits = np.concatenate(outs) if outs else np.zeros(0, np.int8)
+    logits = np.concatenate(outs) if outs else np.zeros(0, qf.act_dtype)
     if return_layers:
         return logits, {k: np.concatenate(v) for k, v in layer_outs.items()}
     return logits

@@ -93,11 +93,11 @@ def _q(scales, zps, dim: int = 0) -> fb.QuantizationParametersT:
     return q
 
 
-def _op_version(layer: object) -> int:
-    if isinstance(layer, Conv):
-        return 6 if layer.groups > 1 else 3
-    if isinstance(layer, AvgPool):
-        return 6  # a grouped CONV_2D
+def _op_version(layer: object, activations: str = "int8") -> int:
+    if isinstance(layer, Conv | AvgPool):
+        if isinstance(layer, AvgPool) or layer.groups > 1:
+            return 6  # a grouped CONV_2D
+        return 4 if activations == "int16" else 3  # 16x8: version 4
     return 12  # FULLY_CONNECTED with per-channel int8 weights
 
 
@@ -114,6 +114,7 @@ def metadata_record(
         "input_zero_point": int(qf.input_zp),
         "logit_scale": float(qf.logit_scale),
         "logit_zero_point": int(qf.logit_zp),
+        "activations": qf.activations,
         "producer": "codegen.tflite_writer",
     }
 
@@ -163,7 +164,8 @@ def build_tflite(
         return len(opcodes) - 1
 
     h, w = spec.input_hw
-    cur = tensor("input", [1, h, w, spec.input_ch], fb.TensorType.INT8, _q(qf.input_scale, qf.input_zp))
+    act_type = fb.TensorType.INT16 if qf.activations == "int16" else fb.TensorType.INT8
+    cur = tensor("input", [1, h, w, spec.input_ch], act_type, _q(qf.input_scale, qf.input_zp))
     inp = cur
     outputs = []
     for layer, q, shape in list(zip(spec.layers, qf.layers, spec.shapes[1:]))[:n_layers]:
@@ -171,7 +173,7 @@ def build_tflite(
         out_shape = [1, *shape] if not isinstance(layer, Dense) else [1, shape[-1]]
         last = layer is spec.layers[n_layers - 1]
         out_name = "logit" if last and n_layers == len(spec.layers) else f"{layer.name}/out"
-        out = tensor(out_name, out_shape, fb.TensorType.INT8, _q(q.out_scale, q.out_zp))
+        out = tensor(out_name, out_shape, act_type, _q(q.out_scale, q.out_zp))
         act = fb.ActivationFunctionType.RELU if q.relu else fb.ActivationFunctionType.NONE
         if isinstance(layer, AvgPool):  # the requantizing pool: CONV_2D k×k, one group per channel, weights 1
             weights, bias = pool_weights(layer, shape[-1])
@@ -194,7 +196,7 @@ def build_tflite(
         )
         op.inputs = [cur, wt, bt]
         if isinstance(layer, Conv | AvgPool):
-            op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, _op_version(layer))
+            op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, _op_version(layer, qf.activations))
             opt = fb.Conv2DOptionsT()
             if isinstance(layer, Conv):
                 opt.padding = fb.Padding.SAME if layer.padding == "same" else fb.Padding.VALID
@@ -205,7 +207,7 @@ def build_tflite(
             opt.fusedActivationFunction = act
             op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.Conv2DOptions, opt
         elif isinstance(layer, Dense):
-            op.opcodeIndex = opcode(fb.BuiltinOperator.FULLY_CONNECTED, _op_version(layer))
+            op.opcodeIndex = opcode(fb.BuiltinOperator.FULLY_CONNECTED, _op_version(layer, qf.activations))
             opt = fb.FullyConnectedOptionsT()
             opt.fusedActivationFunction = act
             opt.keepNumDims = False
@@ -222,7 +224,8 @@ def build_tflite(
     sg.outputs = outputs if layer_outputs else [cur]
     model = fb.ModelT()
     model.version = SCHEMA_VERSION
-    model.description = f"{spec.name} {qf.arch_hash} int8" + (f" user {user_id}" if user_id else "")
+    kind = "16x8" if qf.activations == "int16" else "int8"
+    model.description = f"{spec.name} {qf.arch_hash} {kind}" + (f" user {user_id}" if user_id else "")
     meta = fb.MetadataT()
     meta.name = METADATA_NAME
     meta.buffer = add_buffer(json.dumps(metadata_record(qf, user_id, threshold, spec), sort_keys=True).encode())
@@ -283,9 +286,10 @@ def run_tflm(model: bytes, images_u8: np.ndarray, n_outputs: int = 1, arena_size
     from tflite_micro import runtime
 
     it = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+    in_type = np.int16 if read_metadata(model).get("activations") == "int16" else np.int8
     per_out: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
     for img in np.asarray(images_u8):
-        it.set_input((img.astype(np.int16) - 128).astype(np.int8)[None], 0)
+        it.set_input((img.astype(np.int16) - 128).astype(in_type)[None], 0)
         it.invoke()
         for k in range(n_outputs):
             per_out[k].append(np.array(it.get_output(k)).reshape(-1))
@@ -293,8 +297,9 @@ def run_tflm(model: bytes, images_u8: np.ndarray, n_outputs: int = 1, arena_size
 
 
 def tflm_logits(model: bytes, images_u8: np.ndarray) -> np.ndarray:
-    """int8 logits (N,) of the deployable model in TFLM."""
-    return run_tflm(model, images_u8, 1)[0].reshape(-1).astype(np.int8)
+    """Integer logits (N,) of the deployable model in TFLM: int8 (int16 for a 16x8 model)."""
+    out = run_tflm(model, images_u8, 1)[0].reshape(-1)
+    return out.astype(np.int16 if out.dtype == np.int16 else np.int8)
 
 
 @contextlib.contextmanager
@@ -321,7 +326,8 @@ def tflm_arena_bytes(model: bytes, lo: int = 1024, hi: int = 1 << 22) -> int:
     own bookkeeping on top (see TOOLCHAIN.md for a measured figure)."""
     from tflite_micro import runtime
 
-    x = np.zeros((1, *F_SPEC.input_hw, F_SPEC.input_ch), np.int8)
+    in_type = np.int16 if read_metadata(model).get("activations") == "int16" else np.int8
+    x = np.zeros((1, *F_SPEC.input_hw, F_SPEC.input_ch), in_type)
 
     def ok(n: int) -> bool:
         with _quiet_fds():  # TFLM prints every failed allocation to stdout/stderr from C

@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-way", action="store_true", help="--model: score f(b; h(a)) only, no symmetric average")
     ap.add_argument("--int8", action="store_true",
                     help="--model: score with the int8 golden model of each quantized θ (the device's arithmetic)")
+    ap.add_argument("--activations", choices=["int8", "int16"], default="int8",
+                    help="--int8: the integer model's activation type — int8 (full int8, default) or int16 "
+                         "(TFLM's 16x8: int16 activations, int8 weights)")
     ap.add_argument("--mirror", action="store_true",
                     help="--model: f(b) = mean of f on b and on b mirrored (two passes per probe, float and int8)")
     ap.add_argument("--dataset", default="lfw", help="'lfw' or a path to an InsightFace .bin file")
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     progress = not args.no_progress
 
+    if args.activations != "int8" and not args.int8:
+        fail("--activations chooses the integer model of --int8: give --int8 too")
     if args.model:
         return main_model(args, progress)
     if args.mirror:
@@ -172,13 +177,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool,
-                 mirror: bool = False) -> np.ndarray:
+                 mirror: bool = False, activations: str = "int8") -> np.ndarray:
     """f_int8(crops[cols[i]]; quantize(θ[rows[i]], enrollment crop = crops[rows[i]])), dequantized;
     ``mirror``: the mean of that and of f_int8 on the mirrored probe (same quantized θ)."""
     from tqdm import tqdm
 
     from codegen.golden import run_int8, run_int8_views
-    from codegen.quantize import quantize
+    from codegen.quantize import QuantConfig, quantize
 
     out = np.empty(len(rows), np.float64)
     order = np.argsort(rows, kind="stable")  # every θ quantized once, for all of its probes
@@ -187,7 +192,7 @@ def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, 
     for s, e in tqdm(list(zip(starts, ends)), desc="int8", unit="θ", disable=not progress):
         idx = order[s:e]
         r = int(rows[idx[0]])
-        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])
+        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r], cfg=QuantConfig(activations=activations))
         probes = np.ascontiguousarray(crops[cols[idx]])
         if mirror:  # the device's two-view score (PV_VIEWS 2), bit for bit
             q = run_int8_views(qf, probes, views=2)
@@ -207,7 +212,8 @@ def pair_thetas(pairs: PairSet, model, progress: bool = True) -> torch.Tensor:
 
 
 def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, progress: bool = True,
-                    int8: bool = False, thetas: torch.Tensor | None = None, mirror: bool = False) -> np.ndarray:
+                    int8: bool = False, thetas: torch.Tensor | None = None, mirror: bool = False,
+                    activations: str = "int8") -> np.ndarray:
     """f(crop[cols[i]]; h(crop[rows[i]])) for every i (image indices into ``pairs.crops``); ``int8``: with
     the int8 golden model of each quantized θ instead of the float f. ``thetas``: :func:`pair_thetas`,
     if already computed. ``mirror``: each logit the mean of f on the probe and on its mirror image."""
@@ -221,7 +227,7 @@ def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, p
         thetas = pair_thetas(pairs, model, progress)
     x_all = pairs.crops[ARCFACE112]
     if int8:
-        return _int8_logits(thetas, rows, cols, x_all, progress, mirror)
+        return _int8_logits(thetas, rows, cols, x_all, progress, mirror, activations)
     out = []
     step = 200
     with torch.no_grad():
@@ -308,7 +314,8 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
             if args.int8:  # both arithmetics on every directed pair: the int8 scores and what int8 changes
                 rows, cols = directions(sub, False)
                 thetas = pair_thetas(sub, m, progress)  # h once for both
-                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True, thetas=thetas, mirror=args.mirror)
+                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True, thetas=thetas, mirror=args.mirror,
+                                       activations=args.activations)
                 lg_f = directed_logits(sub, m, rows, cols, progress, int8=False, thetas=thetas, mirror=args.mirror)
                 agreements.append(int8_agreement(lg_f, lg_q, m.threshold))
                 n = len(sub.left)
@@ -323,7 +330,8 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
         fail(str(e))
     scores, same, folds = np.concatenate(all_scores), np.concatenate(all_same), np.concatenate(all_folds)
     report = VerificationReport.from_scores(scores, same, folds)
-    tag = "-".join(["one-way" if args.one_way else "symmetric"] + ["mirror"] * args.mirror + ["int8"] * args.int8)
+    kind = "int8" if args.activations == "int8" else "16x8"
+    tag = "-".join(["one-way" if args.one_way else "symmetric"] + ["mirror"] * args.mirror + [kind] * args.int8)
     out = args.out or REPO_ROOT / "runs" / "eval" / f"lfw-hypernet-{models[0].model_id}-{tag}"
     label = f"h ({models[0].backbone}) on LFW {', '.join(names)} [{tag}]"
     save_roc_png(out / "roc.png", {label: (scores, same)})
@@ -335,7 +343,7 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
     atomic_write_json(out / "report.json", result)
     print(f"{label}: {report.summary()}")
     for a in agreements:
-        print(f"int8 vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
+        print(f"{kind} vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
               f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
               f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f}, within 1 of the threshold "
               f"{a['near_threshold_mean_abs_dlogit']:.4f} ({a['near_threshold_pairs']} pairs; float logit std "

@@ -97,6 +97,39 @@ def test_single_formats(store: UserStore, tmp_path: Path, capsys, fmt: str, want
 # --------------------------------------------------------------------------------------------------
 # Refusals: a clear message, exit code 2, nothing written
 # --------------------------------------------------------------------------------------------------
+def test_16x8_tflite(store: UserStore, tmp_path: Path, capsys, face_images: np.ndarray) -> None:
+    """--activations int16: the 16x8 .tflite and its C array only; TFLM runs it bit-exact with the golden
+    model, and the header's integer threshold is the dequantized rule's."""
+    from codegen.quantize import QuantConfig
+    from codegen.tflite_writer import tflm_logits
+
+    out = tmp_path / "o16"
+    rc, text, err = run_cli(store, "--user", "carol", "--out", str(out), "--format", "tflite",
+                            "--activations", "int16", capsys=capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["carol.tflite", "carol_model.h"]
+    assert "16x8" in text and "TFLM needs" in text
+    model = (out / "carol.tflite").read_bytes()
+    assert check_model(model)["activations"] == "int16"
+    theta, meta = store.load("carol")
+    qf = quantize(theta, enroll_u8=store.load_crop("carol"), cfg=QuantConfig(activations="int16"))
+    imgs = face_images[:8]
+    got = tflm_logits(model, imgs)
+    assert got.dtype == np.int16 and np.array_equal(got, run_int8(qf, imgs))
+    h = (out / "carol_model.h").read_text()
+    assert "#define PV_MODEL_ACTIVATIONS_INT16 1" in h
+    assert f"#define PV_MODEL_THRESHOLD_Q {qf.threshold_q(meta.threshold)}" in h
+    assert np.array_equal(got >= qf.threshold_q(meta.threshold), qf.decide(got, meta.threshold))
+
+
+@pytest.mark.parametrize("args", [["--format", "all"], ["--format", "blob"],
+                                  ["--format", "tflite", "--target", "esp32-tflm"],
+                                  ["--format", "tflite", "--shared-prefix", "pool"]])
+def test_16x8_refused_outside_the_tflite(store: UserStore, tmp_path: Path, capsys, args: list[str]) -> None:
+    _refused(store, tmp_path, capsys, ["--user", "alice", "--activations", "int16", *args],
+             "--activations int16 writes the 16x8 .tflite")
+
+
 def _entry_copy(store: UserStore, tmp_path: Path) -> UserStore:
     root = tmp_path / "users"
     shutil.copytree(store.root, root)

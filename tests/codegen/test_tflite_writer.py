@@ -10,7 +10,7 @@ import pytest
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
 from codegen.golden import run_int8
-from codegen.quantize import QuantizedF, quantize
+from codegen.quantize import QuantConfig, QuantizedF, quantize
 from codegen.tflite_writer import (
     METADATA_NAME,
     TfliteError,
@@ -109,9 +109,60 @@ def test_tflm_arena(model: bytes) -> None:
     assert 2 * 28 * 28 * 24 <= n < 1 << 20
 
 
+def test_16x8_model_is_int16_throughout_and_equals_golden_layer_by_layer(face_images: np.ndarray) -> None:
+    """The 16x8 model (int16 activations, int8 weights, int32 biases): every activation tensor int16 with
+    zero point 0, and TFLM's output of EVERY layer equals the golden model's, on package faces."""
+    from codegen.tflite_writer import run_tflm
+    from training.verifier.functional import random_theta
+
+    imgs = face_images[:8]
+    qf = quantize(random_theta(3).numpy(), enroll_u8=imgs[0], cfg=QuantConfig(activations="int16"))
+    assert qf.activations == "int16" and qf.act_dtype is np.int16
+    model = build_tflite(qf, layer_outputs=True)
+    assert read_metadata(model)["activations"] == "int16"
+    m = fb.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    sg = m.subgraphs[0]
+    acts = [t for t in sg.tensors if t.buffer == 0]
+    assert len(acts) == len(F_SPEC.layers) + 1  # input + every layer's output
+    assert all(t.type == fb.TensorType.INT16 and list(t.quantization.zeroPoint) == [0] for t in acts)
+    assert all(sg.tensors[op.inputs[2]].type == fb.TensorType.INT32 for op in sg.operators)  # int32 bias
+    outs = run_tflm(model, imgs, len(F_SPEC.layers))
+    _, golden = run_int8(qf, imgs, return_layers=True)
+    for layer, theirs in zip(F_SPEC.layers, outs):
+        mine = golden[layer.name].reshape(len(imgs), -1)
+        assert mine.dtype == np.int16 and theirs.dtype == np.int16
+        assert np.array_equal(mine, theirs.reshape(len(imgs), -1)), f"{layer.name} differs"
+    assert len(np.unique(golden[F_SPEC.layers[-1].name])) > 1
+
+
+def test_16x8_residual_logit_row_is_the_same_f(face_images: np.ndarray) -> None:
+    """16x8 splits the folded logit's weights into their int8 grid values (fc1 row 0) and the residual
+    (row 1), summed by head: the same f in float, and the int16 logit closer to it than int8's."""
+    import torch
+
+    from codegen.quantize import deployed_weights, residual_logit_row
+    from training.verifier.functional import apply_effective, f_logits_u8, random_theta, to_input
+
+    theta = random_theta(4).numpy()
+    params = deployed_weights(torch.as_tensor(theta))
+    split = residual_logit_row(params)
+    x = to_input(face_images[:12])
+    with torch.no_grad():
+        assert torch.allclose(apply_effective(x, params), apply_effective(x, split), atol=1e-4)
+    assert split["fc1.weight"][1].abs().max() < split["fc1.weight"][0].abs().max() / 100
+    fl = f_logits_u8(theta, face_images[:12], 1)
+    err = {}
+    for act in ("int8", "int16"):
+        qf = quantize(theta, enroll_u8=face_images[0], cfg=QuantConfig(activations=act))
+        err[act] = np.abs(qf.dequantize_logit(run_int8(qf, face_images[:12])) - fl).mean()
+    assert err["int16"] < err["int8"] / 2, err
+
+
 @pytest.mark.slow
-def test_tflm_bit_exact_on_lfw_three_users(tmp_path) -> None:
-    """≥500 aligned LFW crops × 3 users from a user store: TFLM's int8 logit == the golden model's, all."""
+@pytest.mark.parametrize("activations", ["int8", "int16"])
+def test_tflm_bit_exact_on_lfw_three_users(tmp_path, activations: str) -> None:
+    """≥500 aligned LFW crops × 3 users from a user store: TFLM's integer logit == the golden model's, all
+    (int8: the full-int8 model every target runs; int16: the 16x8 model of ``--activations int16``)."""
     require_shared("data", "lfw")
     from codegen.faces import load_crops
 
@@ -121,12 +172,13 @@ def test_tflm_bit_exact_on_lfw_three_users(tmp_path) -> None:
     total = 0
     for user in USERS:
         theta, meta = store.load(user)
-        qf = quantize(theta, enroll_u8=crops[0])
+        qf = quantize(theta, enroll_u8=crops[0], cfg=QuantConfig(activations=activations))
         model = build_tflite(qf, user_id=user, threshold=meta.threshold)
         mine = run_int8(qf, crops)
         theirs = tflm_logits(model, crops)
         n_diff = int((mine != theirs).sum())
-        assert n_diff == 0, f"{user}: {n_diff} of {len(crops)} int8 logits differ between TFLM and the golden model"
+        assert n_diff == 0, f"{user}: {n_diff} of {len(crops)} logits differ between TFLM and the golden model"
+        assert mine.dtype == qf.act_dtype
         assert len(np.unique(mine)) > 1  # the logits really depend on the face
         total += len(crops)
-    print(f"TFLM == golden on {total} logits ({len(crops)} LFW crops × {len(USERS)} users)")
+    print(f"TFLM == golden on {total} {activations} logits ({len(crops)} LFW crops × {len(USERS)} users)")
