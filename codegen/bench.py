@@ -25,14 +25,15 @@ from training.paths import REPO_ROOT
 log = logging.getLogger(__name__)
 
 
-def bench(users_root: Path, users: list[str], target: str | None, fmt: str = "all") -> list[dict]:
+def bench(users_root: Path, users: list[str], target: str | None, fmt: str = "all",
+          activations: str = "int8") -> list[dict]:
     from codegen.emit import emit
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="pv-bench-") as tmp:
         for u in users:
-            res = emit(u, target, Path(tmp) / u, fmt, users_root=users_root)
-            rows.append({"user": u, "target": target, "format": fmt,
+            res = emit(u, target, Path(tmp) / u, fmt, users_root=users_root, activations=activations)
+            rows.append({"user": u, "target": target, "format": fmt, "activations": activations,
                          "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
                          "bytes": sum(n for _, n in res.files), "n_files": len(res.files),
                          "theta_flash_bytes": res.theta_flash_bytes, "arena_bytes": res.arena_bytes,
@@ -46,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--user", action="append", help="user id (repeatable; default: every enrolled user)")
     ap.add_argument("--target", default="esp32", help="firmware project to render (default esp32; 'none': artifacts)")
     ap.add_argument("--format", default="all", help="artifacts (default all)")
+    ap.add_argument("--activations", default="int8", choices=("int8", "int16"),
+                    help="int16: the 16x8 .tflite (needs --target none --format tflite)")
     ap.add_argument("--random", type=int, default=0, help="bench N random-θ users in a temporary store instead")
     ap.add_argument("--json", type=Path, default=REPO_ROOT / "runs" / "bench" / "codegen.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    from codegen.emit import EmitError
     from training.user_store import UserStore
     from training.verifier.functional import random_theta
 
@@ -67,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no users in {store.root}; enroll some (python -m training.enroll) or use --random N",
                   file=sys.stderr)
             return 2
-        rows = bench(store.root, users, target, args.format)
+        try:
+            rows = bench(store.root, users, target, args.format, args.activations)
+        except EmitError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     for r in rows:
         s = r["seconds"]
         parts = "  ".join(f"{k[:-2]} {v:.3f}" for k, v in s.items() if k != "total_s")
