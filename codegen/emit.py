@@ -260,23 +260,22 @@ def _report(res: EmitResult, verbose: bool) -> str:
         lines.append(f"  {p.relative_to(res.out).as_posix():<40} {n:>9,} B")
     if not verbose and len(shown) < len(res.files):
         lines.append(f"  (+ {len(res.files) - len(shown)} files of the portable core under pv/; -v lists them)")
-    if res.activations == "int16":
+    if res.activations == "int16":  # the 16x8 .tflite alone: no blob, no project (emit refuses them)
         lines.append(f"θ flash: {res.theta_flash_bytes:,} B (the 16x8 .tflite: int16 activations, int8 weights)")
-    else:
-        lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob + "
-                     f"{SLOT_HEADER_BYTES} B slot header; an A/B store holds two slots)"
-                     + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
-                        if res.shared_prefix else ""))
+        lines.append(f"arena: TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)")
+        lines.append(f"time: {res.seconds['total_s']:.2f} s")
+        return "\n".join(lines)
+    lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob + "
+                 f"{SLOT_HEADER_BYTES} B slot header; an A/B store holds two slots)"
+                 + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
+                    if res.shared_prefix else ""))
     if res.target:
         lines.append(f"views per probe: {res.views}" + (" (f on the image and its mirror, the mean decides: "
                                                         "2x MACs, one arena per view)" if res.views == 2 else ""))
-    if res.activations == "int16":
-        lines.append(f"arena: TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)")
-    else:
-        lines.append(f"arena: {res.arena_bytes * res.views:,} B for the fixed kernel "
-                     f"({res.views} x PV_KERNEL_ARENA_BYTES)"
-                     + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
-                        if res.tflm_arena_bytes else ""))
+    lines.append(f"arena: {res.arena_bytes * res.views:,} B for the fixed kernel "
+                 f"({res.views} x PV_KERNEL_ARENA_BYTES)"
+                 + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
+                    if res.tflm_arena_bytes else ""))
     lines.append(f"time: {res.seconds['total_s']:.2f} s")
     return "\n".join(lines)
 

@@ -281,12 +281,17 @@ def check_model(model: bytes, spec: ArchSpec = F_SPEC) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # Running it in the TFLite Micro interpreter (the `tflite-micro` package)
 # --------------------------------------------------------------------------------------------------
+def input_dtype(model: bytes) -> type:
+    """The NumPy type of the model's input (and every activation): int16 for a 16x8 model, else int8."""
+    return np.int16 if read_metadata(model).get("activations") == "int16" else np.int8
+
+
 def run_tflm(model: bytes, images_u8: np.ndarray, n_outputs: int = 1, arena_size: int = 1 << 20) -> list[np.ndarray]:
     """Every output of the model for each uint8 image, fed as q = u − 128: list over outputs of (N, …)."""
     from tflite_micro import runtime
 
     it = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
-    in_type = np.int16 if read_metadata(model).get("activations") == "int16" else np.int8
+    in_type = input_dtype(model)
     per_out: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
     for img in np.asarray(images_u8):
         it.set_input((img.astype(np.int16) - 128).astype(in_type)[None], 0)
@@ -326,7 +331,7 @@ def tflm_arena_bytes(model: bytes, lo: int = 1024, hi: int = 1 << 22) -> int:
     own bookkeeping on top (see TOOLCHAIN.md for a measured figure)."""
     from tflite_micro import runtime
 
-    in_type = np.int16 if read_metadata(model).get("activations") == "int16" else np.int8
+    in_type = input_dtype(model)
     x = np.zeros((1, *F_SPEC.input_hw, F_SPEC.input_ch), in_type)
 
     def ok(n: int) -> bool:
