@@ -4,7 +4,7 @@ Header (64 bytes, FIXED — the firmware θ store is written against it; all lit
 
     off size field
     0   4    magic b"PVTB"
-    4   2    u16 format_version = 1
+    4   2    u16 format_version = 2 (full int8), 3 (16x8: int16 activations, the same layout)
     6   2    u16 header_size = 64
     8   4    u32 total_size (header + payload + 4-byte CRC)
     12  8    arch_hash: the spec's 16 hex digits as 8 raw bytes
@@ -72,6 +72,10 @@ from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 MAGIC = b"PVTB"
 FORMAT_VERSION = 2  # 2: per-channel dense weights, the pool requantizes (one multiplier)
+# 3: the same layout holding a 16x8 model (``QuantizedF.activations == "int16"``: int16 activations with
+# zero point 0 and int16 clamps); firmware runs it with pv_kernel16.c, an int8-only firmware refuses it
+FORMAT_VERSION_16X8 = 3
+FORMAT_VERSIONS = {FORMAT_VERSION: "int8", FORMAT_VERSION_16X8: "int16"}  # version -> activations
 HEADER_SIZE = 64
 CRC_SIZE = 4
 USER_ID_BYTES = 32
@@ -214,7 +218,7 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
     total = HEADER_SIZE + len(payload) + CRC_SIZE
     header = _HEADER.pack(
         MAGIC,
-        FORMAT_VERSION,
+        FORMAT_VERSION_16X8 if qf.activations == "int16" else FORMAT_VERSION,
         HEADER_SIZE,
         total,
         bytes.fromhex(qf.arch_hash),
@@ -235,9 +239,9 @@ def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
     magic, version, hsize, total, arch, uid, thr, psize, pid = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise BlobError(f"bad magic {magic!r}: not a θ blob (expected {MAGIC!r})")
-    if version != FORMAT_VERSION:
+    if version not in FORMAT_VERSIONS:
         raise BlobError(
-            f"θ blob format version {version}, this tool reads version {FORMAT_VERSION}: "
+            f"θ blob format version {version}, this tool reads versions {sorted(FORMAT_VERSIONS)}: "
             "regenerate the blob with this toolchain"
         )
     if hsize != HEADER_SIZE:
@@ -377,7 +381,10 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None)
         logit_zp=logit_zp,
         input_scale=in_scale,
         input_zp=in_zp,
+        activations=FORMAT_VERSIONS[header.format_version],
     )
+    if base_layers and bqf.activations != qf.activations:
+        raise BlobError(f"personal θ blob is {qf.activations}, its base {bqf.activations}: one type per model")
     try:
         qf.check(spec)
     except ValueError as e:

@@ -16,9 +16,8 @@ import re
 import jinja2
 import numpy as np
 
-from codegen.blob import FORMAT_VERSION as BLOB_VERSION
-from codegen.blob import KIND_CODES
-from codegen.quantize import QuantizedF
+from codegen.blob import FORMAT_VERSION, FORMAT_VERSION_16X8, KIND_CODES
+from codegen.quantize import QuantizedF, act_limits
 from training.paths import REPO_ROOT
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv
 
@@ -87,7 +86,9 @@ def render_theta_header(qf: QuantizedF, user_id: str, threshold: float, blob: by
         threshold=c_float(threshold), threshold_q=qf.threshold_q(threshold), input_scale=c_float(qf.input_scale),
         input_zp=qf.input_zp, logit_scale=c_float(qf.logit_scale), logit_zp=qf.logit_zp, layers=layers,
         blob_len=len(blob), blob=c_array(np.frombuffer(blob, np.uint8), 16, "0x{:02x}"),
-        blob_version=BLOB_VERSION, producer=PRODUCER,
+        blob_version=FORMAT_VERSION_16X8 if qf.activations == "int16" else FORMAT_VERSION, producer=PRODUCER,
+        kind="16x8 (int16 activations, int8 weights)" if qf.activations == "int16" else "int8",
+        act_type=qf.activations, never=act_limits(qf.activations)[1] + 1,
     )
 
 

@@ -74,7 +74,8 @@ class EmitResult:
     tflm_arena_bytes: int | None = None
     shared_prefix: str | None = None
     views: int = 1  # PV_VIEWS the project is built for (codegen.project.Target.views)
-    activations: str = "int8"  # or "int16": the 16x8 .tflite only
+    activations: str = "int8"  # or "int16": 16x8 (blob format 3 for pv_kernel16, or the 16x8 .tflite)
+    flash_is_blob: bool = True  # False: --format tflite without a target (the .tflite is the θ in flash)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -83,6 +84,14 @@ def kernel_arena_bytes() -> int:
     (the kernel checks its plan against it), else the ping-pong plan of pv_arch.h (PV_ARENA_BYTES)."""
     m = re.search(r"#define\s+PV_KERNEL_ARENA_BYTES\s+(\d+)u?", (COMMON / "pv_kernel.h").read_text())
     return int(m.group(1)) if m else arena_plan(F_SPEC).size
+
+
+def kernel16_arena_bytes(spec=F_SPEC) -> int:
+    """The arena of the 16x8 kernel (pv_kernel16.c pv_kernel16_arena_need): two int16 buffers of the largest
+    layer output and one int16 band of the stem's input rows (tests/codegen/test_c_kernel16.py ties them)."""
+    stem = spec.layers[0]
+    band = stem.kernel * spec.input_hw[1] * spec.input_ch
+    return 2 * 2 * max(int(np.prod(s)) for s in spec.shapes[1:]) + 2 * band
 
 
 def _stored_crop(store: UserStore, user_id: str) -> np.ndarray | None:
@@ -113,11 +122,10 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
                    base_header: tuple[str, bytes] | None = None) -> tuple[Artifacts, int | None]:
     t = time.perf_counter()
     blob = b""
-    if qf.activations == "int8":  # the blob is the fixed kernel's: int8 only (the 16x8 model is .tflite only)
-        try:
-            blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
-        except BlobError as e:
-            raise EmitError(str(e)) from None
+    try:  # int8: format version 2 (pv_kernel.c); 16x8: version 3 (pv_kernel16.c)
+        blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
+    except BlobError as e:
+        raise EmitError(str(e)) from None
     timings["blob_s"] = time.perf_counter() - t
     theta_h = model_h = tfl = None
     tflm_arena = None
@@ -136,7 +144,8 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
         text = render_model_header(model, qf, user_id, threshold, tflm_arena + TFLM_ARENA_MARGIN)
         model_h = (f"{user_id}_model.h", text.encode())
     art = Artifacts(user_id, threshold, qf.arch_hash, theta_h, model_h,
-                    (f"{user_id}_theta.bin", blob) if "blob" in formats else None, tfl, base_header)
+                    (f"{user_id}_theta.bin", blob) if "blob" in formats else None, tfl, base_header,
+                    qf.activations)
     return art, tflm_arena
 
 
@@ -159,10 +168,9 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     formats = {"c-header", "tflite", "blob"} if fmt == "all" else {fmt}
     if activations not in ACTIVATIONS:
         raise EmitError(f"unknown activations {activations!r}; choose from {', '.join(ACTIVATIONS)}")
-    if activations == "int16" and (fmt != "tflite" or target is not None or shared_prefix is not None):
-        raise EmitError("--activations int16 writes the 16x8 .tflite for a TFLite Micro app of your own: it needs "
-                        "--format tflite and no --target/--shared-prefix (the θ blob, C header and firmware "
-                        "projects run the fixed kernel's full-int8 arithmetic)")
+    if activations == "int16" and shared_prefix is not None:
+        raise EmitError("--activations int16 with --shared-prefix: a 16x8 base blob is not built yet "
+                        "(emit the whole 16x8 θ, without --shared-prefix)")
     tgt: Target | None = None
     if target is not None:
         try:
@@ -171,6 +179,15 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             raise EmitError(str(e)) from None
         if tgt.runtime == "tflm" and "tflite" not in formats:
             raise EmitError(f"target {target} runs the .tflite in TFLite Micro: use --format tflite or all")
+        if activations == "int16" and tgt.runtime == "tflm":
+            raise EmitError(f"--activations int16: target {target}'s pv_tflm.cc feeds an int8 input and reads an "
+                            f"int8 logit; use {target.removesuffix('-tflm')} (the fixed kernel runs 16x8 θ "
+                            "blobs) or --format tflite without --target for a TFLite Micro app of your own")
+        if activations == "int16":
+            if views == 2:
+                raise EmitError("--activations int16 runs one view per probe (pv_kernel16; its rounding leaves "
+                                "nothing for a mirror view to average out): drop --views 2")
+            views = 1
         try:
             views = check_views(tgt, views)
         except ProjectError as e:
@@ -239,15 +256,16 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     res.files = sorted((p, p.stat().st_size) for p in out.rglob("*") if p.is_file())
-    if qf.activations == "int8":
-        blob = art.blob[1] if art.blob else pack_blob(qf, user_id, meta.threshold)
-        res.theta_flash_bytes = len(blob) + SLOT_HEADER_BYTES
-    else:  # the 16x8 model: the .tflite is all there is
+    res.flash_is_blob = formats != {"tflite"} or tgt is not None
+    if not res.flash_is_blob:  # the .tflite alone (a TFLite Micro app holds it in flash)
         assert art.tflite is not None
         res.theta_flash_bytes = len(art.tflite[1])
+    else:
+        blob = art.blob[1] if art.blob else pack_blob(qf, user_id, meta.threshold)
+        res.theta_flash_bytes = len(blob) + SLOT_HEADER_BYTES
     res.activations = activations
     res.shared_prefix = shared_prefix
-    res.arena_bytes = kernel_arena_bytes()
+    res.arena_bytes = kernel16_arena_bytes() if activations == "int16" else kernel_arena_bytes()
     res.tflm_arena_bytes = tflm_arena
     res.seconds["total_s"] = time.perf_counter() - t0
     return res
@@ -260,20 +278,22 @@ def _report(res: EmitResult, verbose: bool) -> str:
         lines.append(f"  {p.relative_to(res.out).as_posix():<40} {n:>9,} B")
     if not verbose and len(shown) < len(res.files):
         lines.append(f"  (+ {len(res.files) - len(shown)} files of the portable core under pv/; -v lists them)")
-    if res.activations == "int16":  # the 16x8 .tflite alone: no blob, no project (emit refuses them)
-        lines.append(f"θ flash: {res.theta_flash_bytes:,} B (the 16x8 .tflite: int16 activations, int8 weights)")
-        lines.append(f"arena: TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)")
-        lines.append(f"time: {res.seconds['total_s']:.2f} s")
-        return "\n".join(lines)
-    lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob + "
-                 f"{SLOT_HEADER_BYTES} B slot header; an A/B store holds two slots)"
-                 + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
-                    if res.shared_prefix else ""))
+    int16 = res.activations == "int16"
+    kind = "16x8: int16 activations, int8 weights" if int16 else "full int8"
+    if res.flash_is_blob:
+        lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob "
+                     f"format {'3' if int16 else '2'}, {kind}, + {SLOT_HEADER_BYTES} B slot header; an A/B store "
+                     "holds two slots)"
+                     + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
+                        if res.shared_prefix else ""))
+    else:
+        lines.append(f"θ flash: {res.theta_flash_bytes:,} B (the .tflite, {kind})")
     if res.target:
         lines.append(f"views per probe: {res.views}" + (" (f on the image and its mirror, the mean decides: "
                                                         "2x MACs, one arena per view)" if res.views == 2 else ""))
-    lines.append(f"arena: {res.arena_bytes * res.views:,} B for the fixed kernel "
-                 f"({res.views} x PV_KERNEL_ARENA_BYTES)"
+    kernel = ("the 16x8 kernel (PV_KERNEL16_ARENA_BYTES; a PV_WITH_16X8 firmware)" if int16
+              else f"the fixed kernel ({res.views} x PV_KERNEL_ARENA_BYTES)")
+    lines.append(f"arena: {res.arena_bytes * res.views:,} B for {kernel}"
                  + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
                     if res.tflm_arena_bytes else ""))
     lines.append(f"time: {res.seconds['total_s']:.2f} s")
@@ -304,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
                          "image and its mirror (closer int8-vs-float decisions, 2x MACs, +32 KB RAM); "
                          "default: the target's (--list-targets)")
     ap.add_argument("--activations", choices=ACTIVATIONS, default="int8",
-                    help="int8 (default): full int8, what the θ blob, C header and every firmware project run; "
-                         "int16: TFLM's 16x8 .tflite (int16 activations, int8 weights; closer to float — "
-                         "README) for a TFLite Micro app of your own, with --format tflite and no --target")
+                    help="int8 (default): full int8 (θ blob format 2, the fixed kernel pv_kernel.c); int16: TFLM's "
+                         "16x8 (int16 activations, int8 weights; decisions closer to float — README): θ blob "
+                         "format 3 for pv_kernel16.c (the project is built with PV_WITH_16X8=1, one view) and "
+                         "the 16x8 .tflite; not for -tflm targets or --shared-prefix")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
     args = ap.parse_args(argv)

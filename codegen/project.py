@@ -91,6 +91,12 @@ class Artifacts:
     blob: tuple[str, bytes] | None
     tflite: tuple[str, bytes] | None
     base_header: tuple[str, bytes] | None = None  # pv_base_theta.h (codegen.shared_prefix), blob is then personal
+    activations: str = "int8"  # "int16": a 16x8 θ blob (format 3): the firmware is built with PV_WITH_16X8=1
+
+    @property
+    def with16(self) -> int:
+        """PV_WITH_16X8 of the build (firmware_templates/common/pv_protocol.h)."""
+        return int(self.activations == "int16")
 
 
 def _core_files(runtime: str) -> dict[str, bytes]:
@@ -99,7 +105,7 @@ def _core_files(runtime: str) -> dict[str, bytes]:
     for p in sorted(COMMON.iterdir()):
         if p.suffix not in (".c", ".h") or p.name == "pv_arch.h":
             continue
-        if runtime == "tflm" and p.name == "pv_kernel.c":
+        if runtime == "tflm" and p.name in ("pv_kernel.c", "pv_kernel16.c"):
             continue
         out[p.name] = p.read_bytes()
     out["pv_arch.h"] = render_arch_h(F_SPEC).encode()
@@ -155,12 +161,16 @@ def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]
         blob_name=art.blob[0] if art.blob else None, board_name=(target.chip or "esp")[:7],
         base_header=art.base_header[0] if art.base_header else None,
         sources=main_sources, views=views,
-        extra_cflags=f" -DPV_VIEWS={views}u" + ("" if target.runtime == "pv" else " -Wno-missing-field-initializers"),
+        extra_cflags=f" -DPV_VIEWS={views}u" + (" -DPV_WITH_16X8=1" if art.with16 else "")
+        + ("" if target.runtime == "pv" else " -Wno-missing-field-initializers"),
         components=[TFLM_COMPONENT] if target.runtime == "tflm" else [],
         main_stack=8192 if target.runtime == "pv" else 12288,
-        runtime_desc="fixed int8 kernel" if target.runtime == "pv" else "TFLite Micro",
+        runtime_desc=("fixed 16x8 kernel" if art.with16 else "fixed int8 kernel") if target.runtime == "pv"
+        else "TFLite Micro",
         runtime_note=("`main/pv_tflm.cc` runs the .tflite in TFLite Micro in place of the fixed kernel."
-                      if target.runtime == "tflm" else "The fixed int8 kernel (`pv/pv_kernel.c`) runs θ in place."),
+                      if target.runtime == "tflm" else
+                      "The 16x8 kernel (`pv/pv_kernel16.c`, built with PV_WITH_16X8=1) runs the 16x8 θ in place."
+                      if art.with16 else "The fixed int8 kernel (`pv/pv_kernel.c`) runs θ in place."),
     )
     for tpl, rel in (("CMakeLists.txt.j2", "CMakeLists.txt"), ("partitions.csv.j2", "partitions.csv"),
                      ("sdkconfig.defaults.j2", "sdkconfig.defaults"), ("README.md.j2", "README.md"),
@@ -204,9 +214,12 @@ SIZE := $(CROSS)size
 BUILD ?= build
 # views per probe: 1 = one pass of f; 2 = the mean of f on the image and its mirror (2x MACs, +32 KB RAM)
 PV_VIEWS ?= {views}
+# 1: the 16x8 kernel too (θ blobs of format 3; +45 KB RAM: the arena holds int16 activations)
+PV_WITH_16X8 ?= {with16}
 ARCH_FLAGS := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
 CFLAGS := $(ARCH_FLAGS) -O2 -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \\
-  -fdata-sections -DPV_USE_DSP $(if $(wildcard pv_base_theta.h),-DPV_BASE_THETA) -DPV_VIEWS=$(PV_VIEWS)u -Ipv -I. \\
+  -fdata-sections -DPV_USE_DSP $(if $(wildcard pv_base_theta.h),-DPV_BASE_THETA) -DPV_VIEWS=$(PV_VIEWS)u \\
+  -DPV_WITH_16X8=$(PV_WITH_16X8) -Ipv -I. \\
   $(EXTRA_CFLAGS)
 LDFLAGS := $(ARCH_FLAGS) -nostartfiles --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -T mps2_an386.ld
 SRCS := startup.c board.c main.c $(wildcard pv/*.c)
@@ -233,8 +246,11 @@ clean:
 BUILD ?= build
 # views per probe: 1 = one pass of f; 2 = the mean of f on the image and its mirror (2x MACs, +32 KB RAM)
 PV_VIEWS ?= {views}
+# 1: the 16x8 kernel too (θ blobs of format 3; +45 KB RAM: the arena holds int16 activations)
+PV_WITH_16X8 ?= {with16}
 CFLAGS ?= -O2 -g
-PV_CFLAGS := -std=c99 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -DPV_VIEWS=$(PV_VIEWS)u -Ipv
+PV_CFLAGS := -std=c99 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -DPV_VIEWS=$(PV_VIEWS)u \\
+  -DPV_WITH_16X8=$(PV_WITH_16X8) -Ipv
 SRCS := main.c $(wildcard pv/*.c)
 
 all: $(BUILD)/pv_host
@@ -260,7 +276,8 @@ def _make(target: Target, art: Artifacts, files: dict[str, bytes], views: int) -
     for name, data in _core_files("pv").items():
         files[f"pv/{name}"] = data
     blob = art.blob[0] if art.blob else "the θ blob (--format blob)"
-    files["Makefile"] = MAKEFILES[target.name].format(user=art.user_id, blob=blob, views=views).encode()
+    text = MAKEFILES[target.name].format(user=art.user_id, blob=blob, views=views, with16=art.with16)
+    files["Makefile"] = text.encode()
     _put_artifacts(art, files, "", "pv")
 
 

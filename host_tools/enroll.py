@@ -29,7 +29,7 @@ import numpy as np
 import serial
 
 from codegen.blob import BlobError, pack_blob, unpack_blob
-from codegen.quantize import QuantizedF, quantize
+from codegen.quantize import QuantConfig, QuantizedF, quantize
 from host_tools.serial_link import DeviceError, ErrorCode, Info, LinkError, LinkLost, SerialLink
 from training.user_store import UserMeta, UserStore, UserStoreError
 
@@ -55,19 +55,21 @@ class UserBlob:
 
 
 def blob_from_store(
-    user_id: str, store: UserStore | str | Path | None = None, *, enroll_u8: np.ndarray | None = None
+    user_id: str, store: UserStore | str | Path | None = None, *, enroll_u8: np.ndarray | None = None,
+    activations: str = "int8",
 ) -> tuple[UserBlob, np.ndarray, UserMeta]:
     """Quantizes the user's stored θ and packs its blob. Returns (blob, float θ, metadata).
 
     Calibration as ``codegen.emit`` does it: package faces plus the user's aligned enrollment crop
     (``enroll_u8``, default: the one kept in the store entry). The quantization is deterministic, so
-    this gives the same blob as ``codegen.emit`` for the same entry.
+    this gives the same blob as ``codegen.emit`` for the same entry. ``activations`` "int16": the 16x8 blob
+    (format 3) that ``codegen.emit --activations int16`` writes, for a PV_WITH_16X8 firmware.
     """
     st = store if isinstance(store, UserStore) else UserStore(store)
     theta, meta = st.load(user_id)
     if enroll_u8 is None:
         enroll_u8 = st.load_crop(user_id)
-    qf = quantize(theta, enroll_u8)
+    qf = quantize(theta, enroll_u8, cfg=QuantConfig(activations=activations))
     blob = pack_blob(qf, user_id, meta.threshold)
     return UserBlob(user_id, blob, qf, meta.threshold, f"user store {st.root}"), theta, meta
 
@@ -124,6 +126,11 @@ def enroll(
         raise EnrollError(
             f"the board runs firmware for arch {info.arch_hash}, the θ of {ub.user_id!r} is for "
             f"{ub.qf.arch_hash}: {_FATAL[ErrorCode.ARCH_MISMATCH]}"
+        )
+    if ub.qf.activations == "int16" and not info.runs_16x8:
+        raise EnrollError(
+            f"the θ of {ub.user_id!r} is a 16x8 model (blob format 3) and this firmware runs int8 θ only: build it "
+            "with PV_WITH_16X8=1 (codegen.emit --activations int16 --target ...) or enroll the int8 θ"
         )
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
@@ -187,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--blob", type=Path, help="send this θ blob (from codegen) instead of building it from the store")
     ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    ap.add_argument("--activations", choices=("int8", "int16"), default="int8",
+                    help="the θ built from the store: int8 (blob format 2) or int16 (16x8, format 3: a firmware "
+                         "built with PV_WITH_16X8=1, codegen.emit --activations int16)")
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer")
     ap.add_argument("--attempts", type=int, default=3, help="whole-transfer attempts when the board loses it")
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             if ub.user_id != args.user:
                 raise EnrollError(f"{args.blob} holds the θ of {ub.user_id!r}, not of {args.user!r}")
         else:
-            ub = blob_from_store(args.user, args.users)[0]
+            ub = blob_from_store(args.user, args.users, activations=args.activations)[0]
         from tqdm import tqdm
 
         with SerialLink(args.port, baudrate=args.baud, timeout=args.timeout) as link:

@@ -404,7 +404,8 @@ def print_summary(r: ParityResult) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m host_tools.parity",
-        description="Device int8 outputs vs the golden int8 model (bit-exact) and PyTorch float f (decisions).",
+        description="Device outputs (int8, or a 16x8 model's int16) vs the golden model (bit-exact) and PyTorch "
+        "float f (decisions).",
     )
     ap.add_argument("--user", required=True, help="user id in the user store (θ, threshold)")
     ap.add_argument("--port", action="append", required=True, help="pyserial URL; repeat to use several boards")
@@ -415,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the dataset sample")
     ap.add_argument("--blob", type=Path, help="the θ blob the board holds (default: built from the user store)")
     ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    ap.add_argument("--activations", choices=("int8", "int16"), default="int8",
+                    help="the θ built from the store: int8 (blob format 2) or int16 (16x8, format 3: a firmware "
+                         "built with PV_WITH_16X8=1, codegen.emit --activations int16)")
     ap.add_argument("--enroll", action="store_true", help="install the user's θ on every board first")
     ap.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, help="percent (default 99.5)")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer")
@@ -425,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be ≥ 1")
     try:
-        ub, theta, _meta = blob_from_store(args.user, args.users)
+        ub, theta, _meta = blob_from_store(args.user, args.users, activations=args.activations)
         if args.blob is not None:
             ub = blob_from_file(args.blob)
             if ub.user_id != args.user:

@@ -43,6 +43,7 @@ BLOB_HEADER = struct.Struct("<4sHHI8s32sfII")
 BLOB_HEADER_BYTES = 64
 BLOB_MAX_BYTES = 65536
 BLOB_FORMAT_VERSION = 2  # codegen/blob.py FORMAT_VERSION (the link stays free of the codegen stack; a test ties them)
+BLOB_FORMAT_VERSION_16X8 = 3  # codegen/blob.py FORMAT_VERSION_16X8: a 16x8 model (PV_WITH_16X8 firmware only)
 _POLL_S = 0.05  # longest single blocking read
 FRAME_ERROR_RESENDS = 4  # resends on the board's bad-frame reports, per allowed try
 
@@ -89,7 +90,7 @@ class FrameStatus(enum.IntEnum):
 
 
 ERRF_FRAME = 0x01
-RESULT_DONE, RESULT_MIRROR = 0x01, 0x02  # INFER result byte 2 (pv_protocol.h PV_RESULT_*)
+RESULT_DONE, RESULT_MIRROR, RESULT_LOGIT16 = 0x01, 0x02, 0x04  # INFER result byte 2 (pv_protocol.h PV_RESULT_*)
 
 
 # ---- COBS + frames ---------------------------------------------------------------------------------------
@@ -271,6 +272,11 @@ class Info:
         """Passes of f per probe: 2 when results are the mean over the image and its mirror (flag bit 3)."""
         return 2 if self.flags & 0x08 else 1
 
+    @property
+    def runs_16x8(self) -> bool:
+        """The firmware runs 16x8 θ blobs (format version 3) too (PV_WITH_16X8, flag bit 4)."""
+        return bool(self.flags & 0x10)
+
     @classmethod
     def parse(cls, p: bytes) -> Info:
         if len(p) < cls.FMT.size:
@@ -301,13 +307,14 @@ class Info:
 
 @dataclass(frozen=True)
 class InferResult:
-    logit: int  # int8 output of the kernel on the image
+    logit: int  # output of the kernel on the image: int8, or int16 for a 16x8 model (logit16)
     logit_real: float  # dequantized logit (two views: the mean of both views' dequantized logits)
     score: float  # sigmoid(logit_real)
     decision: bool  # logit_real >= the θ's threshold_logit
     ticks: int  # board ticks (INFO.tick_hz) the inference took (two views: both passes)
     index: int = -1  # image index (INFER_BULK only)
     logit_mirror: int | None = None  # int8 output on the mirror image (a PV_VIEWS 2 firmware), else None
+    logit16: bool = False  # a 16x8 model's int16 logit (bytes 1 and 3 of the result)
 
     @property
     def logits(self) -> tuple[int, ...]:
@@ -317,6 +324,9 @@ class InferResult:
     @classmethod
     def parse(cls, p: bytes, index: int = -1) -> InferResult:
         decision, q, flags, q_m, real, score, ticks = struct.unpack_from("<BbBbffI", p)
+        if flags & RESULT_LOGIT16:  # int16 logit: low byte 1, high byte 3
+            q16 = struct.unpack("<h", bytes((p[1], p[3])))[0]
+            return cls(q16, real, score, bool(decision), ticks, index, None, True)
         mirror = q_m if flags & RESULT_MIRROR else None
         return cls(q, real, score, bool(decision), ticks, index, mirror)
 
@@ -330,6 +340,7 @@ class BenchResult:
     logit: int
     tick_hz: int = 0
     logit_mirror: int = 0  # the mirror view's last logit (0 on a one-view firmware)
+    logit16: int = 0  # bytes 20-21 as one int16: the last logit of a 16x8 model
 
     @property
     def mean_ticks(self) -> float:
@@ -648,7 +659,8 @@ class SerialLink:
         """Runs n inferences on the last image (board-side timing)."""
         r = self.request(Cmd.BENCH, struct.pack("<I", n), timeout=self.timeout + n * per_inference_s)
         n_, mn, mx, lo, hi, q, q_m = struct.unpack_from("<IIIIIbb", r.payload)
-        return BenchResult(n_, mn, mx, lo | (hi << 32), q, self.tick_hz, q_m)
+        (q16,) = struct.unpack_from("<h", r.payload, 20)
+        return BenchResult(n_, mn, mx, lo | (hi << 32), q, self.tick_hz, q_m, q16)
 
     def infer_bulk(self, start: int, count: int, *, per_inference_s: float = 1.0) -> list[InferResult]:
         """Runs the images preloaded in the board's bulk memory; results stream back one frame each."""
@@ -734,8 +746,9 @@ def check_blob(blob: bytes) -> None:
     if len(blob) < BLOB_HEADER_BYTES + 4 or len(blob) > BLOB_MAX_BYTES:
         raise ValueError(f"θ blob of {len(blob)} bytes: must be {BLOB_HEADER_BYTES + 4}..{BLOB_MAX_BYTES}")
     magic, version, hsize, total, *_ = BLOB_HEADER.unpack_from(blob)
-    if magic != b"PVTB" or version != BLOB_FORMAT_VERSION or hsize != BLOB_HEADER_BYTES or total != len(blob):
-        raise ValueError(f"not a θ blob of this firmware (magic PVTB, version {BLOB_FORMAT_VERSION}, 64-byte "
+    versions = (BLOB_FORMAT_VERSION, BLOB_FORMAT_VERSION_16X8)
+    if magic != b"PVTB" or version not in versions or hsize != BLOB_HEADER_BYTES or total != len(blob):
+        raise ValueError(f"not a θ blob of this firmware (magic PVTB, version {versions}, 64-byte "
                          f"header, total_size = file size; got {magic!r} version {version})")
 
 

@@ -15,7 +15,15 @@ const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS] = PV_ARCH_LAYER_TABLE;
 #define RECORD_BYTES 64u
 #define FLAG_RELU 1u
 #define FLAG_PER_CHANNEL 2u
+/* 16x8 blobs (format version 3) are accepted only by builds that can run them (pv_protocol.h) */
+#ifndef PV_WITH_16X8
+#define PV_WITH_16X8 0
+#endif
 #define BIAS_LIMIT 1073741824 /* 2^30: keeps the int32 accumulator free of overflow */
+
+int pv_blob_version_supported(uint32_t version) {
+    return version == PV_BLOB_FORMAT_VERSION || (PV_WITH_16X8 && version == PV_BLOB_FORMAT_VERSION_16X8);
+}
 
 const char *pv_status_name(int status) {
     switch (status) {
@@ -68,7 +76,11 @@ static int is_little_endian(void) {
 /* finite and > 0 (NaN fails every comparison) */
 static int scale_ok(float s) { return s > 0.0f && s <= 3.0e38f; }
 
-static int zp_ok(int32_t zp) { return zp >= -128 && zp <= 127; }
+/* int8 zero points in [-128, 127]; 16x8: 0 (TFLM's int16 kernels are symmetric) */
+static int zp_ok(int32_t zp, uint32_t bits) { return bits == 16u ? zp == 0 : zp >= -128 && zp <= 127; }
+
+static int32_t act_lo(uint32_t bits) { return bits == 16u ? -32768 : -128; }
+static int32_t act_hi(uint32_t bits) { return bits == 16u ? 32767 : 127; }
 
 /* An array of count elements of elem bytes at payload offset off: aligned, after the records, inside. */
 static int array_ok(uint32_t off, uint32_t count, uint32_t elem, uint32_t data_start, uint32_t psize) {
@@ -91,7 +103,7 @@ static uint32_t payload_bytes_from(uint32_t first) {
 
 /* Layer index's record in a payload whose records start at layer first. */
 static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const uint8_t *payload,
-                       uint32_t psize, uint32_t index, uint32_t first) {
+                       uint32_t psize, uint32_t index, uint32_t first, uint32_t bits) {
     const uint8_t *r = payload + PAYLOAD_HEAD_BYTES + (index - first) * RECORD_BYTES;
     const uint32_t data_start = PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * RECORD_BYTES;
     const uint32_t kind = r[0], flags = r[1], n_out = rd_u16(r + 2);
@@ -118,8 +130,9 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
     lp->act_max = rd_i32(r + 32);
     lp->n_quant = n_quant;
     lp->flags = flags;
-    if (!scale_ok(lp->in_scale) || !scale_ok(lp->out_scale_layer) || !zp_ok(lp->in_zp) || !zp_ok(lp->out_zp) ||
-        lp->act_min < -128 || lp->act_max > 127 || lp->act_min > lp->act_max)
+    if (!scale_ok(lp->in_scale) || !scale_ok(lp->out_scale_layer) || !zp_ok(lp->in_zp, bits) ||
+        !zp_ok(lp->out_zp, bits) || lp->act_min < act_lo(bits) || lp->act_max > act_hi(bits) ||
+        lp->act_min > lp->act_max)
         return PV_ERR_PARAM;
 
     /* In-place views (alignment checked: payload and offsets are multiples of 4). */
@@ -144,7 +157,7 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
 }
 
 /* The firmware's base (shared prefix), set once at boot. */
-static pv_model_t s_base;
+static pv_model_t s_base; /* its act_bits: a personal blob must have the same */
 static uint32_t s_base_split, s_base_prefix_id;
 
 /* The two views' mean logit from q1 + q2: one expression for pv_dequantize_mean2 and threshold_q2. */
@@ -154,7 +167,7 @@ static float mean2_of_sum(const pv_model_t *m, int32_t sum) {
 
 int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     static const uint8_t arch[8] = PV_ARCH_HASH;
-    uint32_t total, psize, first, i;
+    uint32_t total, psize, first, i, version, bits;
     const uint8_t *payload;
     float prev_scale;
     int32_t prev_zp, q;
@@ -165,7 +178,9 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     if (blob == NULL) return PV_ERR_ARG;
     if (len < HDR_BYTES + CRC_BYTES) return PV_ERR_TRUNCATED;
     if (memcmp(blob, "PVTB", 4) != 0) return PV_ERR_MAGIC;
-    if (rd_u16(blob + 4) != PV_BLOB_FORMAT_VERSION) return PV_ERR_VERSION;
+    version = rd_u16(blob + 4);
+    if (!pv_blob_version_supported(version)) return PV_ERR_VERSION;
+    bits = version == PV_BLOB_FORMAT_VERSION_16X8 ? 16u : 8u;
     if (rd_u16(blob + 6) != HDR_BYTES) return PV_ERR_HEADER_SIZE;
     total = rd_u32(blob + 8);
     psize = rd_u32(blob + 56);
@@ -178,7 +193,7 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     first = rd_u32(payload + 24);
     if (first >= PV_N_LAYERS || rd_u32(payload + 28) >= PV_N_LAYERS) return PV_ERR_LAYOUT;
     if (first != 0u && (s_base.ready != PV_MODEL_READY || first != s_base_split ||
-                        rd_u32(blob + 60) != s_base_prefix_id))
+                        rd_u32(blob + 60) != s_base_prefix_id || bits != s_base.act_bits))
         return PV_ERR_BASE;
     if (psize != payload_bytes_from(first)) return PV_ERR_SIZE;
     if (((uintptr_t)(const void *)blob & 3u) != 0u) return PV_ERR_ALIGN;
@@ -191,7 +206,7 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     m->out_zero_point = rd_i32(payload + 20);
     /* the kernel's input contract: q = u - 128, scale 1/128, zero point 0 */
     if (m->input_scale != 0.0078125f || m->input_zero_point != 0) return PV_ERR_PARAM;
-    if (!scale_ok(m->out_scale) || !zp_ok(m->out_zero_point)) return PV_ERR_PARAM;
+    if (!scale_ok(m->out_scale) || !zp_ok(m->out_zero_point, bits)) return PV_ERR_PARAM;
 
     prev_scale = m->input_scale;
     prev_zp = m->input_zero_point;
@@ -199,7 +214,7 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
         if (i < first) {
             m->layer[i] = s_base.layer[i]; /* the shared prefix: arrays in the base blob */
         } else {
-            rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i, first);
+            rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i, first, bits);
             if (rc != PV_OK) return rc;
         }
         if (m->layer[i].in_scale != prev_scale || m->layer[i].in_zp != prev_zp) return PV_ERR_PARAM;
@@ -212,20 +227,22 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     m->user_id[PV_USER_ID_BYTES] = '\0';
     m->threshold_logit = rd_f32(blob + 52);
     if (!(m->threshold_logit >= -3.0e38f && m->threshold_logit <= 3.0e38f)) return PV_ERR_PARAM;
-    m->threshold_q = 128;
-    for (q = -128; q <= 127; q++) {
+    /* the smallest integer logit (and sum of two) that the float rule accepts; monotone in q */
+    m->threshold_q = act_hi(bits) + 1;
+    for (q = act_lo(bits); q <= act_hi(bits); q++) {
         if ((float)(q - m->out_zero_point) * m->out_scale >= m->threshold_logit) {
             m->threshold_q = q;
             break;
         }
     }
-    m->threshold_q2 = 255;
-    for (q = -256; q <= 254; q++) {
+    m->threshold_q2 = 2 * act_hi(bits) + 1;
+    for (q = 2 * act_lo(bits); q <= 2 * act_hi(bits); q++) {
         if (mean2_of_sum(m, q) >= m->threshold_logit) {
             m->threshold_q2 = q;
             break;
         }
     }
+    m->act_bits = bits;
     m->blob = blob;
     m->len = total;
     m->payload = payload;
@@ -262,6 +279,16 @@ float pv_dequantize_logit(const pv_model_t *m, int8_t logit) {
 }
 
 int pv_decide(const pv_model_t *m, int8_t logit) {
+    if (m == NULL || m->ready != PV_MODEL_READY) return 0;
+    return (int32_t)logit >= m->threshold_q ? 1 : 0;
+}
+
+float pv_dequantize_logit16(const pv_model_t *m, int16_t logit) {
+    if (m == NULL) return 0.0f;
+    return (float)((int32_t)logit - m->out_zero_point) * m->out_scale;
+}
+
+int pv_decide16(const pv_model_t *m, int16_t logit) {
     if (m == NULL || m->ready != PV_MODEL_READY) return 0;
     return (int32_t)logit >= m->threshold_q ? 1 : 0;
 }

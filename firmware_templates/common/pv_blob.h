@@ -37,6 +37,14 @@ typedef enum pv_status {
 const char *pv_status_name(int status);
 
 #define PV_USER_ID_BYTES 32u
+/* A θ blob of format version PV_BLOB_FORMAT_VERSION_16X8 holds a 16x8 model (TFLM's int16 activations,
+ * int8 weights, int32 biases; every activation zero point 0): the same layout as the int8 format
+ * PV_BLOB_FORMAT_VERSION, run by pv_kernel16.h (pv_infer refuses it, and pv_infer16 an int8 model). */
+#define PV_BLOB_FORMAT_VERSION_16X8 3u
+
+/* 1 when this build reads blobs of that format version: PV_BLOB_FORMAT_VERSION always, and
+ * PV_BLOB_FORMAT_VERSION_16X8 in builds with -DPV_WITH_16X8=1 (which run pv_kernel16). */
+int pv_blob_version_supported(uint32_t version);
 #define PV_MODEL_READY 0x59444552u /* "REDY" */
 
 typedef struct pv_layer_params {
@@ -63,8 +71,11 @@ typedef struct pv_model {
     uint32_t payload_size;
     char user_id[PV_USER_ID_BYTES + 1u]; /* NUL-terminated */
     float threshold_logit;    /* accept when dequantized logit >= threshold_logit */
-    int32_t threshold_q;      /* the same rule on the int8 logit: accept when q >= threshold_q (128: never) */
-    int32_t threshold_q2;     /* two views (pv_decide_mean2): accept when q1 + q2 >= threshold_q2 (255: never) */
+    uint32_t act_bits;        /* 8: full int8 (pv_infer); 16: 16x8 (pv_infer16) */
+    int32_t threshold_q;      /* the same rule on the integer logit: accept when q >= threshold_q
+                                 (int8: 128 never; 16x8: 32768 never) */
+    int32_t threshold_q2;     /* two views (pv_decide_mean2): accept when q1 + q2 >= threshold_q2
+                                 (int8: 255 never; 16x8: 65535 never) */
     float out_scale;          /* output logit: real = out_scale * (q - out_zero_point) */
     int32_t out_zero_point;
     float input_scale;        /* 1/128 */
@@ -94,6 +105,10 @@ int pv_decide(const pv_model_t *m, int8_t logit);
 
 /* Dequantized logit, computed in float exactly as the host's QuantizedF.dequantize_logit. */
 float pv_dequantize_logit(const pv_model_t *m, int8_t logit);
+
+/* The same two on the int16 logit of a 16x8 model (pv_infer16). */
+int pv_decide16(const pv_model_t *m, int16_t logit);
+float pv_dequantize_logit16(const pv_model_t *m, int16_t logit);
 
 /* Two views of one probe (the image and its mirror image, the same θ; pv_protocol with PV_VIEWS 2):
  * the mean of the two dequantized logits, computed as (float)(q1 + q2 - 2 zp) * out_scale * 0.5f

@@ -24,6 +24,7 @@
  * input word, weights of a block interleaved so that one pointer with immediate offsets reaches all.
  */
 #include "pv_kernel.h"
+#include "pv_fixedpoint.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -82,44 +83,6 @@ static inline int32_t pv_ror8(int32_t x) {
     return (int32_t)((u >> 8) | (u << 24));
 }
 #endif
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Fixed-point primitives (gemmlowp / TFLM)                                                        */
-/* ---------------------------------------------------------------------------------------------- */
-
-/* Arithmetic shift right without implementation-defined behaviour (compiles to ASR). */
-static inline int32_t pv_asr(int32_t x, int32_t n) { return x < 0 ? ~(~x >> n) : x >> n; }
-
-/* gemmlowp SaturatingRoundingDoublingHighMul. gemmlowp writes it as (ab + nudge) / 2^31 with C's
- * truncating division and nudge = 2^30 (ab >= 0) or 1 - 2^30 (ab < 0); for integers both cases equal
- * floor((ab + 2^30) / 2^31) (for ab < 0: trunc(v / 2^31) = ceil(v / 2^31) = floor((v + 2^31 - 1) / 2^31)
- * with v = ab + 1 - 2^30), which is one add and one arithmetic shift: what this computes. The only
- * saturating case, INT32_MIN * INT32_MIN, is kept. tests/codegen/test_fixedpoint.py checks the identity. */
-static inline int32_t pv_srdhm(int32_t a, int32_t b) {
-    const int64_t v = (int64_t)a * (int64_t)b + ((int64_t)1 << 30);
-    if (a == b && a == INT32_MIN) return INT32_MAX;
-    /* floor(v / 2^31) without implementation-defined shifts of negative values */
-    return (int32_t)(v >= 0 ? v / ((int64_t)1 << 31) : -((-v + (((int64_t)1 << 31) - 1)) / ((int64_t)1 << 31)));
-}
-
-static inline int32_t pv_rdbpot(int32_t x, int32_t exponent) {
-    const int32_t mask = (int32_t)(((uint32_t)1u << exponent) - 1u);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return pv_asr(x, exponent) + (remainder > threshold ? 1 : 0);
-}
-
-static inline int32_t pv_wrap_i32(uint32_t u) {
-    int32_t v;
-    PV_LOAD32(v, &u);
-    return v;
-}
-
-static inline int32_t pv_mbqm(int32_t x, int32_t mult, int32_t shift) {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    return pv_rdbpot(pv_srdhm(pv_wrap_i32((uint32_t)x << left), mult), right);
-}
 
 typedef struct pv_requant_params {
     const int32_t *mult, *shift;
@@ -959,7 +922,7 @@ static void pv_dense(const pv_layer_desc_t *d, const pv_layer_params_t *p, const
 
 static int pv_check(const pv_model_t *m, const void *a, const void *b) {
     if (m == NULL || a == NULL || b == NULL) return PV_ERR_ARG;
-    if (m->ready != PV_MODEL_READY) return PV_ERR_MODEL;
+    if (m->ready != PV_MODEL_READY || m->act_bits != 8u) return PV_ERR_MODEL; /* 16x8: pv_infer16 */
     return PV_OK;
 }
 

@@ -18,14 +18,19 @@ typedef char pv_views_is_1_or_2[(PV_VIEWS == 1u || PV_VIEWS == 2u) ? 1 : -1];
  * image streams through it); with two views a second arena, through which the mirrored image streams
  * at the same time. */
 static uint8_t s_rx_buf[PV_FRAME_BUF_BYTES(PV_FRAME_MAX_PAYLOAD)];
-typedef union {
-    uint8_t b[PV_KERNEL_ARENA_BYTES];
+static union {
+    uint8_t b[PV_PROTO_ARENA_BYTES];
     uint64_t align_;
-} arena_t;
-static arena_t s_arena;
+} s_arena;
 #if PV_VIEWS == 2
-static arena_t s_arena_m;
+static union {
+    uint8_t b[PV_KERNEL_ARENA_BYTES]; /* int8 only: a 16x8 model runs one view */
+    uint64_t align_;
+} s_arena_m;
 #endif
+
+/* The committed model is a 16x8 one (pv_kernel16), which this build runs with one view. */
+static int model16(const pv_proto_t *p) { return PV_WITH_16X8 && p->store->model.act_bits == 16u; }
 
 /* ---- replies ---------------------------------------------------------------------------------------- */
 static void tx_sink(void *ctx, const uint8_t *b, uint32_t n) {
@@ -98,6 +103,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     if (p->board.bulk != NULL && p->board.bulk_bytes >= PV_IMAGE_BYTES) flags |= PV_INFO_FLAG_BULK;
     if (s->xfer_open) flags |= PV_INFO_FLAG_XFER_OPEN;
     if (PV_VIEWS == 2u) flags |= PV_INFO_FLAG_MIRROR;
+    if (PV_WITH_16X8) flags |= PV_INFO_FLAG_16X8;
     out[13] = flags;
     pv_wr16(out + 14, (uint16_t)p->dec.max_payload);
     pv_wr32(out + 16, s->counter);
@@ -107,7 +113,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     (void)pv_store_active_blob(s, &blob_len);
     pv_wr32(out + 56, blob_len);
     pv_wr32(out + 60, p->board.free_ram);
-    pv_wr32(out + 64, (uint32_t)PV_KERNEL_ARENA_BYTES * PV_VIEWS);
+    pv_wr32(out + 64, (uint32_t)PV_PROTO_ARENA_BYTES + (uint32_t)PV_KERNEL_ARENA_BYTES * (PV_VIEWS - 1u));
     pv_wr32(out + 68, PV_IMAGE_BYTES);
     pv_wr32(out + 72, p->board.tick_hz);
     pv_wr32(out + 76, p->board.bulk != NULL ? p->board.bulk_bytes / PV_IMAGE_BYTES : 0u);
@@ -123,6 +129,8 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
 typedef struct {
     int8_t q;
     int8_t q_mirror; /* PV_VIEWS 2: the mirror view's logit */
+    uint8_t is16;    /* a 16x8 model: q16 holds the logit (one view) */
+    int16_t q16;
     uint8_t decision;
     float real;
     float score;
@@ -139,6 +147,12 @@ static uint32_t tick_edge(pv_proto_t *p) {
 }
 
 static void fill_result(const pv_model_t *m, infer_result_t *r) {
+    if (r->is16) {
+        r->real = pv_dequantize_logit16(m, r->q16);
+        r->decision = pv_decide16(m, r->q16) ? 1u : 0u;
+        r->score = 1.0f / (1.0f + expf(-r->real));
+        return;
+    }
 #if PV_VIEWS == 2
     r->real = pv_dequantize_mean2(m, r->q, r->q_mirror);
     r->decision = pv_decide_mean2(m, r->q, r->q_mirror) ? 1u : 0u;
@@ -197,11 +211,19 @@ static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
     uint32_t t0, t1;
     int rc;
     p->img_received = 0;
+    r->is16 = (uint8_t)model16(p);
     t0 = tick_edge(p);
-    rc = pv_infer(m, img, &r->q, s_arena.b);
-#if PV_VIEWS == 2
-    if (rc == PV_OK) rc = infer_mirror(p, img, &r->q_mirror);
+#if PV_WITH_16X8
+    if (r->is16) {
+        rc = pv_infer16(m, img, &r->q16, s_arena.b);
+    } else
 #endif
+    {
+        rc = pv_infer(m, img, &r->q, s_arena.b);
+#if PV_VIEWS == 2
+        if (rc == PV_OK) rc = infer_mirror(p, img, &r->q_mirror);
+#endif
+    }
     t1 = p->board.ticks(p->board.ctx);
     r->ticks = t1 - t0;
     if (rc != 0) return rc;
@@ -211,6 +233,15 @@ static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
 
 static void put_result(uint8_t *b, const infer_result_t *r) { /* 16 bytes */
     b[0] = r->decision;
+    if (r->is16) {
+        b[1] = (uint8_t)((uint16_t)r->q16 & 0xFFu);
+        b[2] = PV_RESULT_LOGIT16;
+        b[3] = (uint8_t)((uint16_t)r->q16 >> 8);
+        memcpy(b + 4, &r->real, 4);
+        memcpy(b + 8, &r->score, 4);
+        pv_wr32(b + 12, r->ticks);
+        return;
+    }
     b[1] = (uint8_t)r->q;
 #if PV_VIEWS == 2
     b[2] = PV_RESULT_MIRROR;
@@ -322,11 +353,18 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
         p->img_received = 0;
         p->img_ticks = 0;
         p->img_complete = 0;
-        rc = pv_stream_begin(&p->stream, &p->store->model, s_arena.b);
-#if PV_VIEWS == 2
-        p->row_fill = 0;
-        if (rc == PV_OK) rc = pv_stream_begin(&p->stream_m, &p->store->model, s_arena_m.b);
+#if PV_WITH_16X8
+        if (model16(p)) {
+            rc = pv_stream16_begin(&p->stream16, &p->store->model, s_arena.b);
+        } else
 #endif
+        {
+            rc = pv_stream_begin(&p->stream, &p->store->model, s_arena.b);
+#if PV_VIEWS == 2
+            p->row_fill = 0;
+            if (rc == PV_OK) rc = pv_stream_begin(&p->stream_m, &p->store->model, s_arena_m.b);
+#endif
+        }
         if (rc != PV_OK) {
             reply_err(p, f, PV_E_INFER_FAILED, rc);
             return;
@@ -340,10 +378,17 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
     if (n > skip) {
         if (p->board.keep_image != NULL) memcpy(p->board.keep_image + p->img_received, f->payload + 8 + skip, n - skip);
         t0 = p->board.ticks(p->board.ctx);
-        rc = pv_stream_feed(&p->stream, (const int8_t *)(f->payload + 8 + skip), n - skip);
-#if PV_VIEWS == 2
-        if (rc == PV_OK) rc = feed_mirror(p, (const int8_t *)(f->payload + 8 + skip), n - skip);
+#if PV_WITH_16X8
+        if (model16(p)) {
+            rc = pv_stream16_feed(&p->stream16, (const int8_t *)(f->payload + 8 + skip), n - skip);
+        } else
 #endif
+        {
+            rc = pv_stream_feed(&p->stream, (const int8_t *)(f->payload + 8 + skip), n - skip);
+#if PV_VIEWS == 2
+            if (rc == PV_OK) rc = feed_mirror(p, (const int8_t *)(f->payload + 8 + skip), n - skip);
+#endif
+        }
         p->img_ticks += p->board.ticks(p->board.ctx) - t0;
         if (rc != PV_OK) {
             p->img_received = 0;
@@ -359,10 +404,19 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
         return;
     }
     t0 = p->board.ticks(p->board.ctx);
-    rc = pv_stream_end(&p->stream, &r.q);
-#if PV_VIEWS == 2
-    if (rc == PV_OK) rc = pv_stream_end(&p->stream_m, &r.q_mirror);
+    memset(&r, 0, sizeof(r));
+    r.is16 = (uint8_t)model16(p);
+#if PV_WITH_16X8
+    if (r.is16) {
+        rc = pv_stream16_end(&p->stream16, &r.q16);
+    } else
 #endif
+    {
+        rc = pv_stream_end(&p->stream, &r.q);
+#if PV_VIEWS == 2
+        if (rc == PV_OK) rc = pv_stream_end(&p->stream_m, &r.q_mirror);
+#endif
+    }
     p->img_ticks += p->board.ticks(p->board.ctx) - t0;
     p->img_received = 0; /* the next image starts at offset 0 */
     if (rc != PV_OK) {
@@ -417,8 +471,13 @@ static void cmd_bench(pv_proto_t *p, const pv_frame_t *f) {
     pv_wr32(b + 8, mx);
     pv_wr32(b + 12, (uint32_t)total);
     pv_wr32(b + 16, (uint32_t)(total >> 32));
-    b[20] = (uint8_t)r.q;
-    b[21] = (uint8_t)r.q_mirror; /* 0 with one view (r is cleared) */
+    if (r.is16) { /* the int16 logit, little-endian */
+        b[20] = (uint8_t)((uint16_t)r.q16 & 0xFFu);
+        b[21] = (uint8_t)((uint16_t)r.q16 >> 8);
+    } else {
+        b[20] = (uint8_t)r.q;
+        b[21] = (uint8_t)r.q_mirror; /* 0 with one view (r is cleared) */
+    }
     reply_ok(p, f, b, sizeof(b));
 }
 

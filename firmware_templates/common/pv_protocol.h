@@ -14,6 +14,22 @@
 #include "pv_kernel.h"
 #include "pv_store.h"
 
+/* 16x8 models (θ blobs of format version 3, pv_kernel16.h): -DPV_WITH_16X8=1 builds the handler with the
+ * 16x8 kernel too and one arena big enough for either kernel (PV_PROTO_ARENA_BYTES); the blob parser then
+ * accepts version 3 (pv_blob.c). Each INFER runs the kernel of the committed model. A 16x8 model always
+ * runs one view (its int16 rounding leaves nothing for a mirror view to average out). Default 0: int8
+ * only, an int8 firmware's RAM unchanged, and a 16x8 blob refused at COMMIT (PV_ERR_VERSION). */
+#ifndef PV_WITH_16X8
+#define PV_WITH_16X8 0
+#endif
+#if PV_WITH_16X8
+#include "pv_kernel16.h"
+#define PV_PROTO_ARENA_BYTES \
+    (PV_KERNEL16_ARENA_BYTES > PV_KERNEL_ARENA_BYTES ? PV_KERNEL16_ARENA_BYTES : PV_KERNEL_ARENA_BYTES)
+#else
+#define PV_PROTO_ARENA_BYTES PV_KERNEL_ARENA_BYTES
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -69,11 +85,14 @@ enum {
 #define PV_INFO_FLAG_BULK 0x01u
 #define PV_INFO_FLAG_XFER_OPEN 0x04u
 #define PV_INFO_FLAG_MIRROR 0x08u /* PV_VIEWS == 2: results are the mean over the image and its mirror */
+#define PV_INFO_FLAG_16X8 0x10u   /* PV_WITH_16X8: the firmware runs 16x8 blobs (format version 3) too */
 
 /* INFER / INFER_BULK result, byte 2 (flags): bit 0 done (INFER: the image is complete), bit 1 two views
- * (byte 3 is then the mirror view's int8 logit; logit_real, score and decision are the two views' mean). */
+ * (byte 3 is then the mirror view's int8 logit; logit_real, score and decision are the two views' mean),
+ * bit 2 a 16x8 model's int16 logit (one view): its low byte in byte 1, its high byte in byte 3. */
 #define PV_RESULT_DONE 0x01u
 #define PV_RESULT_MIRROR 0x02u
+#define PV_RESULT_LOGIT16 0x04u
 
 #define PV_RESET_REBOOT 0u
 #define PV_RESET_EXIT 1u /* leave the emulator / host process with an exit code */
@@ -102,6 +121,9 @@ typedef struct {
     pv_store_t *store;
     pv_frame_decoder_t dec;
     pv_stream_t stream;    /* the INFER image streaming through the kernel */
+#if PV_WITH_16X8
+    pv_stream16_t stream16; /* the same for a 16x8 model (the same arena) */
+#endif
 #if PV_VIEWS == 2
     pv_stream_t stream_m;  /* the same image mirrored, through a second arena */
     uint32_t row_fill;     /* bytes of the current image row in row[] */

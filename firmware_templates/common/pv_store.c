@@ -96,7 +96,7 @@ static int flash_write_checked(pv_store_t *s, uint32_t off, const uint8_t *p, ui
 static int32_t check_blob_header(const pv_store_t *s, const uint8_t *h) {
     static const uint8_t arch[] = PV_ARCH_HASH_INIT;
     uint32_t total, payload;
-    if (memcmp(h, "PVTB", 4) != 0 || pv_rd16(h + 4) != PV_BLOB_FORMAT_VERSION ||
+    if (memcmp(h, "PVTB", 4) != 0 || !pv_blob_version_supported(pv_rd16(h + 4)) ||
         pv_rd16(h + 6) != PV_BLOB_HEADER_BYTES) {
         return PV_STORE_ERR_HEADER;
     }

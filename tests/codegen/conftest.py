@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 N_IMAGES = 256
 COMMON = REPO_ROOT / "firmware_templates" / "common"
-KERNEL_SOURCES = ("pv_kernel.c", "pv_blob.c", "pv_crc32.c")
+KERNEL_SOURCES = ("pv_kernel.c", "pv_kernel16.c", "pv_blob.c", "pv_crc32.c")
 TEST_MAIN = Path(__file__).parent / "c" / "pv_test_main.c"
 HOST_CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 
@@ -99,6 +99,7 @@ def build_host(out: Path, extra_flags: list[str] | None = None) -> Path:
     cmd = [
         cc,
         *HOST_CFLAGS,
+        "-DPV_WITH_16X8=1",  # the parser accepts 16x8 blobs (tests/codegen/test_c_kernel16.py)
         *(extra_flags or []),
         f"-I{COMMON}",
         *(str(COMMON / s) for s in KERNEL_SOURCES),

@@ -122,12 +122,39 @@ def test_16x8_tflite(store: UserStore, tmp_path: Path, capsys, face_images: np.n
     assert np.array_equal(got >= qf.threshold_q(meta.threshold), qf.decide(got, meta.threshold))
 
 
-@pytest.mark.parametrize("args", [["--format", "all"], ["--format", "blob"],
-                                  ["--format", "tflite", "--target", "esp32-tflm"],
-                                  ["--format", "tflite", "--shared-prefix", "pool"]])
-def test_16x8_refused_outside_the_tflite(store: UserStore, tmp_path: Path, capsys, args: list[str]) -> None:
-    _refused(store, tmp_path, capsys, ["--user", "alice", "--activations", "int16", *args],
-             "--activations int16 writes the 16x8 .tflite")
+@pytest.mark.parametrize("args,match", [
+    (["--format", "tflite", "--target", "esp32-tflm"], "pv_tflm.cc feeds an int8 input"),
+    (["--format", "tflite", "--shared-prefix", "pool"], "a 16x8 base blob is not built yet"),
+    (["--target", "esp32", "--views", "2"], "runs one view per probe"),
+])
+def test_16x8_refusals(store: UserStore, tmp_path: Path, capsys, args: list[str], match: str) -> None:
+    _refused(store, tmp_path, capsys, ["--user", "alice", "--activations", "int16", *args], match)
+
+
+def test_16x8_esp32_project_runs_bit_exact(store: UserStore, tmp_path: Path, capsys,
+                                           face_images: np.ndarray) -> None:
+    """--activations int16 --target esp32: a blob of format 3, a project built with PV_WITH_16X8=1 and one
+    view, whose portable part (on the host) runs the built-in 16x8 θ bit-exact with the golden model."""
+    from codegen.blob import FORMAT_VERSION_16X8
+    from codegen.emit import kernel16_arena_bytes
+    from codegen.quantize import QuantConfig
+
+    gcc = need("gcc")
+    out = tmp_path / "esp32-16"
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--activations", "int16",
+                            "--out", str(out), capsys=capsys)
+    assert rc == 0, err
+    assert "blob format 3" in text and "views per probe: 1" in text and f"{kernel16_arena_bytes():,} B" in text
+    header, qf_blob = unpack_blob((out / "carol_theta.bin").read_bytes())
+    assert header.format_version == FORMAT_VERSION_16X8 and qf_blob.activations == "int16"
+    defines = project_defines(out / "main")
+    assert "-DPV_WITH_16X8=1" in defines and "-DPV_VIEWS=1u" in defines
+    imgs = face_images[:16]
+    got = run_app_test(gcc, out / "main", tmp_path, imgs)
+    theta, _ = store.load("carol")
+    qf = quantize(theta, enroll_u8=store.load_crop("carol"), cfg=QuantConfig(activations="int16"))
+    assert qf.equal_arithmetic(qf_blob)
+    assert np.array_equal(got, run_int8(qf, imgs))
 
 
 def _entry_copy(store: UserStore, tmp_path: Path) -> UserStore:
@@ -345,7 +372,7 @@ def run_app_test(gcc: str, main: Path, tmp_path: Path, imgs: np.ndarray) -> np.n
     res = subprocess.run([str(exe)], input=(imgs.astype(np.int16) - 128).astype(np.int8).tobytes(),
                          capture_output=True)
     assert res.returncode == 0, res.stderr.decode()
-    return np.array([int(x) for x in res.stdout.split()], np.int8)
+    return np.array([int(x) for x in res.stdout.split()], np.int64)  # int8, or a 16x8 θ's int16
 
 
 def test_esp_idf_app_runs_builtin_theta_bit_exact(store: UserStore, tmp_path: Path, capsys,
@@ -362,13 +389,15 @@ def test_esp_idf_app_runs_builtin_theta_bit_exact(store: UserStore, tmp_path: Pa
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("target", ["host", "cortex-m-qemu"])
-def test_make_projects_build(store: UserStore, tmp_path: Path, capsys, target: str) -> None:
+@pytest.mark.parametrize("target,activations", [("host", "int8"), ("cortex-m-qemu", "int8"), ("host", "int16"),
+                                                ("cortex-m-qemu", "int16")])
+def test_make_projects_build(store: UserStore, tmp_path: Path, capsys, target: str, activations: str) -> None:
     need("make")
     need("gcc" if target == "host" else "arm-none-eabi-gcc")
     out = tmp_path / target
     assert run_cli(store, "--user", "bob", "--target", target, "--out", str(out), "--format", "blob",
-                   capsys=capsys)[0] == 0
+                   "--activations", activations, capsys=capsys)[0] == 0
+    assert f"PV_WITH_16X8 ?= {int(activations == 'int16')}" in (out / "Makefile").read_text()
     res = subprocess.run(["make", "-j1", "-C", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (out / "build" / ("pv_host" if target == "host" else "pv_fw.elf")).is_file()

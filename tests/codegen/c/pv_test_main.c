@@ -4,9 +4,13 @@
  *   pv_test infer BLOB IMAGES OUT [LAYERS]
  *   pv_test stream BLOB IMAGES OUT   the same through the input-row streaming API
  *   pv_test crc FILE                 print pv_crc32 of FILE (computed in two chunks) as 8 hex digits
+ *   pv_test arena16                  print pv_kernel16_arena_need() and PV_KERNEL16_ARENA_BYTES
  * IMAGES: raw uint8 RGB, N * PV_INPUT_BYTES; OUT: N int8 logits; LAYERS: every layer's int8 output,
- * image after image, layer after layer. Exit 0 on success, 1 on usage/IO errors, 2 on kernel errors.
- * Environment PV_TEST_BASE=FILE: a base blob set with pv_blob_set_base first (personal blobs). */
+ * image after image, layer after layer. A 16x8 blob (format version 3) runs pv_kernel16 instead: OUT and
+ * LAYERS then hold int16 values (little-endian), and "stream" feeds the image in chunks of 1000 bytes
+ * (bands split across chunks). Exit 0 on success, 1 on usage/IO errors, 2 on kernel errors.
+ * Environment PV_TEST_BASE=FILE: a base blob set with pv_blob_set_base first (personal blobs);
+ * PV_TEST_KERNEL=8 or 16: run that kernel whatever the model (to test that each refuses the other's). */
 #include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +20,7 @@
 #include "pv_blob.h"
 #include "pv_crc32.h"
 #include "pv_kernel.h"
+#include "pv_kernel16.h"
 
 #define BLOB_CAP (PV_BLOB_BYTES + 4096u)
 
@@ -31,6 +36,10 @@ static union {
     uint32_t align_;
     uint8_t b[BLOB_CAP + 8u];
 } s_base;
+static union {
+    uint32_t align_;
+    uint8_t b[PV_KERNEL16_ARENA_BYTES];
+} s_arena16;
 static uint8_t s_u8[PV_INPUT_BYTES];
 static int8_t s_img[PV_INPUT_BYTES];
 static pv_model_t s_model;
@@ -48,6 +57,32 @@ static long read_file(const char *path, uint8_t *buf, uint32_t cap) {
 static void layer_hook(void *ctx, uint32_t layer, const int8_t *out, uint32_t n) {
     (void)layer;
     if (fwrite(out, 1, n, (FILE *)ctx) != n) fprintf(stderr, "short write of layer %u\n", (unsigned)layer);
+}
+
+static void layer16_hook(void *ctx, uint32_t layer, const int16_t *out, uint32_t n) {
+    if (fwrite(out, 2, n, (FILE *)ctx) != n) fprintf(stderr, "short write of layer %u\n", (unsigned)layer);
+}
+
+/* One image through the 16x8 kernel, whole or streamed in 1000-byte chunks. */
+static int run16(const char *mode, FILE *fo, FILE *fl) {
+    int16_t logit = 0;
+    int rc;
+    if (strcmp(mode, "stream") == 0) {
+        pv_stream16_t st;
+        uint32_t at = 0u;
+        rc = pv_stream16_begin(&st, &s_model, s_arena16.b);
+        while (rc == PV_OK && at < PV_INPUT_BYTES) {
+            const uint32_t k = PV_INPUT_BYTES - at < 1000u ? PV_INPUT_BYTES - at : 1000u;
+            rc = pv_stream16_feed(&st, s_img + at, k);
+            at += k;
+        }
+        if (rc == PV_OK && pv_stream16_received(&st) != PV_INPUT_BYTES) rc = PV_ERR_ARG;
+        if (rc == PV_OK) rc = pv_stream16_end_ex(&st, &logit, fl ? layer16_hook : NULL, fl);
+    } else {
+        rc = pv_infer16_ex(&s_model, s_img, &logit, s_arena16.b, fl ? layer16_hook : NULL, fl);
+    }
+    if (rc == PV_OK && fwrite(&logit, 2, 1, fo) != 1) rc = PV_ERR_ARG;
+    return rc;
 }
 
 static int run(const char *mode, const char *images, const char *out_path, const char *layers_path) {
@@ -68,6 +103,14 @@ static int run(const char *mode, const char *images, const char *out_path, const
     while (fread(s_u8, 1, PV_INPUT_BYTES, fi) == PV_INPUT_BYTES) {
         int8_t logit = 0;
         for (i = 0; i < PV_INPUT_BYTES; i++) s_img[i] = (int8_t)((int32_t)s_u8[i] - 128);
+        if (getenv("PV_TEST_KERNEL") != NULL ? strcmp(getenv("PV_TEST_KERNEL"), "16") == 0 : s_model.act_bits == 16u) {
+            rc = run16(mode, fo, fl);
+            if (rc != PV_OK) {
+                fprintf(stderr, "inference failed: %s\n", pv_status_name(rc));
+                break;
+            }
+            continue;
+        }
         if (strcmp(mode, "stream") == 0) {
             pv_stream_t st;
             rc = pv_stream_begin(&st, &s_model, s_arena.b);
@@ -92,8 +135,12 @@ static int run(const char *mode, const char *images, const char *out_path, const
 int main(int argc, char **argv) {
     long n;
     int rc;
+    if (argc == 2 && strcmp(argv[1], "arena16") == 0) {
+        printf("%lu %lu\n", (unsigned long)pv_kernel16_arena_need(), (unsigned long)PV_KERNEL16_ARENA_BYTES);
+        return 0;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: %s crc|parse|parse-misaligned|infer|stream BLOB [IMAGES OUT [LAYERS]]\n", argv[0]);
+        fprintf(stderr, "usage: %s arena16 | crc|parse|parse-misaligned|infer|stream BLOB [IMAGES OUT [LAYERS]]\n", argv[0]);
         return 1;
     }
     n = read_file(argv[2], s_blob.b, BLOB_CAP);
