@@ -82,3 +82,28 @@ def test_parity_cli_with_activations_int16(tmp_path: Path, host_exe16: Path, sto
         )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"bit-exact with golden {len(crops)}/{len(crops)}" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_16x8_theta_bit_exact_on_qemu_cortex_m4(tmp_path: Path, blob16, crops) -> None:
+    """The cross-compiled Cortex-M4 firmware (PV_WITH_16X8=1) on QEMU mps2-an386: the 16x8 θ over the UART,
+    every crop bit-exact with the golden int16 model, and the board's instruction count per inference."""
+    import json
+
+    from host_tools.bench import run_bench
+    from host_tools.qemu import QemuBoard, build_qemu_firmware
+
+    ub, theta = blob16
+    elf = build_qemu_firmware(tmp_path / "fw16", extra_cflags="-DPV_WITH_16X8=1")
+    with QemuBoard(elf) as url:
+        with SerialLink(url) as link:
+            assert link.info().runs_16x8
+            enroll(link, ub)
+        res = run_parity([url], ub, theta, crops, [str(i) for i in range(len(crops))], source="t",
+                         show_progress=False)
+        bench = run_bench(url, n=3, link_n=1)
+    assert res.bit_exact == res.n_images == len(crops)
+    assert bench["ticks_max"] - bench["ticks_min"] <= 1
+    print(json.dumps({"16x8 on qemu": f"{res.bit_exact}/{res.n_images} bit-exact",
+                      "instructions_mean": bench["instructions_mean"],
+                      "instructions_per_mac": bench["instructions_per_mac"]}))
