@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 
 
 def bench(users_root: Path, users: list[str], target: str | None, fmt: str = "all",
-          activations: str = "int8") -> list[dict]:
+          activations: str | None = None) -> list[dict]:
     from codegen.emit import emit
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="pv-bench-") as tmp:
         for u in users:
             res = emit(u, target, Path(tmp) / u, fmt, users_root=users_root, activations=activations)
-            rows.append({"user": u, "target": target, "format": fmt, "activations": activations,
+            rows.append({"user": u, "target": target, "format": fmt, "activations": res.activations,
                          "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
                          "bytes": sum(n for _, n in res.files), "n_files": len(res.files),
                          "theta_flash_bytes": res.theta_flash_bytes, "arena_bytes": res.arena_bytes,
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--user", action="append", help="user id (repeatable; default: every enrolled user)")
     ap.add_argument("--target", default="esp32", help="firmware project to render (default esp32; 'none': artifacts)")
     ap.add_argument("--format", default="all", help="artifacts (default all)")
-    ap.add_argument("--activations", default="int8", choices=("int8", "int16"),
-                    help="int16: the 16x8 .tflite (needs --target none --format tflite)")
+    ap.add_argument("--activations", choices=("int8", "int16"),
+                    help="the θ emitted (codegen.emit --activations; default: the target's, esp32: int16)")
     ap.add_argument("--random", type=int, default=0, help="bench N random-θ users in a temporary store instead")
     ap.add_argument("--json", type=Path, default=REPO_ROOT / "runs" / "bench" / "codegen.json")
     args = ap.parse_args(argv)

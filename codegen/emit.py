@@ -38,6 +38,7 @@ from codegen.c_arch import arena_plan
 from codegen.c_header import render_model_header, render_theta_header
 from codegen.project import (
     COMMON,
+    TARGETS,
     Artifacts,
     ProjectError,
     Target,
@@ -156,16 +157,21 @@ SHARED_PREFIX_TARGETS = ("cortex-m-qemu", "esp32", "esp32s3", "esp32c3")
 
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
          users_root: Path | None = None, enroll_crop: Path | None = None,
-         shared_prefix: str | None = None, views: int | None = None, activations: str = "int8") -> EmitResult:
+         shared_prefix: str | None = None, views: int | None = None, activations: str | None = None) -> EmitResult:
     """Emit one user's artifacts (and project); raises EmitError on bad input, leaving nothing behind.
     ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
     ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
     ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default).
-    ``activations`` "int16": the 16x8 .tflite (int16 activations, int8 weights), ``--format tflite`` only."""
+    ``activations``: "int8" (blob format 2, pv_kernel.c) or "int16" (16x8: blob format 3, pv_kernel16.c, one
+    view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for the ESP32
+    projects of the fixed kernel) unless ``views`` 2 or ``shared_prefix`` ask for int8, else int8."""
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise EmitError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     formats = {"c-header", "tflite", "blob"} if fmt == "all" else {fmt}
+    if activations is None:  # the target's default, where nothing asked for int8
+        default = TARGETS[target].activations if target in TARGETS else "int8"
+        activations = "int8" if views == 2 or shared_prefix is not None else default
     if activations not in ACTIVATIONS:
         raise EmitError(f"unknown activations {activations!r}; choose from {', '.join(ACTIVATIONS)}")
     if activations == "int16" and shared_prefix is not None:
@@ -323,11 +329,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="views per probe the firmware scores: 1 = one pass of f, 2 = the mean of f on the "
                          "image and its mirror (closer int8-vs-float decisions, 2x MACs, +32 KB RAM); "
                          "default: the target's (--list-targets)")
-    ap.add_argument("--activations", choices=ACTIVATIONS, default="int8",
-                    help="int8 (default): full int8 (θ blob format 2, the fixed kernel pv_kernel.c); int16: TFLM's "
-                         "16x8 (int16 activations, int8 weights; decisions closer to float — README): θ blob "
-                         "format 3 for pv_kernel16.c (the project is built with PV_WITH_16X8=1, one view) and "
-                         "the 16x8 .tflite; not for -tflm targets or --shared-prefix")
+    ap.add_argument("--activations", choices=ACTIVATIONS,
+                    help="int8: full int8 (θ blob format 2, the fixed kernel pv_kernel.c); int16: TFLM's 16x8 "
+                         "(int16 activations, int8 weights; decisions closer to float — README): θ blob format 3 "
+                         "for pv_kernel16.c (the project built with PV_WITH_16X8=1, one view) and the 16x8 "
+                         ".tflite; not for -tflm targets or --shared-prefix. Default: the target's "
+                         "(--list-targets: int16 for esp32, esp32s3, esp32c3, unless --views 2 or "
+                         "--shared-prefix), else int8")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
     args = ap.parse_args(argv)

@@ -47,17 +47,23 @@ class Target:
     # 2 = the mean of f on the image and its mirror (int8 decisions agree with float f more often, at
     # twice the MACs and a second 32 KB arena, which the ESP32s' ≥ 320 KB of SRAM has to spare); 1 keeps
     # the Cortex-M build in its 48 KB RAM budget. TFLM runs the .tflite once per image: 1 only.
+    # (the default of an int8 build; a 16x8 build always runs one view)
     views: int = 1
+    # The θ the project runs by default (codegen.emit --activations overrides): "int16", TFLM's 16x8 with
+    # pv_kernel16.c, where RAM allows its 78 KB arena (the ESP32s; on LFW its decisions agree with float f
+    # more often than int8's two views, at about the same MACs cost); "int8" elsewhere.
+    activations: str = "int8"
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("esp32", "esp-idf", "pv", "esp32", "ESP32 (Xtensa LX6), ESP-IDF project, fixed int8 kernel", views=2),
-        Target("esp32s3", "esp-idf", "pv", "esp32s3", "ESP32-S3 (Xtensa LX7), ESP-IDF project, fixed int8 kernel",
-               views=2),
-        Target("esp32c3", "esp-idf", "pv", "esp32c3", "ESP32-C3 (RISC-V), ESP-IDF project, fixed int8 kernel",
-               views=2),
+        Target("esp32", "esp-idf", "pv", "esp32", "ESP32 (Xtensa LX6), ESP-IDF project, fixed kernel", views=2,
+               activations="int16"),
+        Target("esp32s3", "esp-idf", "pv", "esp32s3", "ESP32-S3 (Xtensa LX7), ESP-IDF project, fixed kernel",
+               views=2, activations="int16"),
+        Target("esp32c3", "esp-idf", "pv", "esp32c3", "ESP32-C3 (RISC-V), ESP-IDF project, fixed kernel",
+               views=2, activations="int16"),
         Target("esp32-tflm", "esp-idf", "tflm", "esp32", "ESP32, ESP-IDF project, TFLite Micro on the .tflite"),
         Target("esp32s3-tflm", "esp-idf", "tflm", "esp32s3", "ESP32-S3, ESP-IDF project, TFLite Micro"),
         Target("esp32c3-tflm", "esp-idf", "tflm", "esp32c3", "ESP32-C3, ESP-IDF project, TFLite Micro"),
@@ -160,7 +166,7 @@ def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]
         model_header=art.model_header[0] if art.model_header and target.runtime == "tflm" else None,
         blob_name=art.blob[0] if art.blob else None, board_name=(target.chip or "esp")[:7],
         base_header=art.base_header[0] if art.base_header else None,
-        sources=main_sources, views=views,
+        sources=main_sources, views=views, with16=art.with16,
         extra_cflags=f" -DPV_VIEWS={views}u" + (" -DPV_WITH_16X8=1" if art.with16 else "")
         + ("" if target.runtime == "pv" else " -Wno-missing-field-initializers"),
         components=[TFLM_COMPONENT] if target.runtime == "tflm" else [],
@@ -283,5 +289,11 @@ def _make(target: Target, art: Artifacts, files: dict[str, bytes], views: int) -
 
 def list_targets() -> str:
     w = max(len(n) for n in TARGETS)
-    return "\n".join(f"{t.name:<{w}}  {t.description}; {t.views} view{'s' if t.views > 1 else ''} per probe"
-                     for t in TARGETS.values())
+
+    def default(t: Target) -> str:
+        if t.activations == "int16":
+            return (f"default 16x8 θ, 1 view per probe (--activations int8: {t.views} view"
+                    f"{'s' if t.views > 1 else ''} per probe)")
+        return f"int8 θ, {t.views} view{'s' if t.views > 1 else ''} per probe"
+
+    return "\n".join(f"{t.name:<{w}}  {t.description}; {default(t)}" for t in TARGETS.values())

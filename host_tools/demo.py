@@ -5,7 +5,7 @@
 1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo with
    the hypernetwork shipped in the repository (``training.enroll.enroll_image``: dlib detection and
    alignment, dlib-resnet embedding, h_gen → θ) into a demo user store (``runs/demo/users``).
-2. **Emit** her int8 verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers,
+2. **Emit** her verifier for ``cortex-m-qemu`` (int8) and ``esp32`` (16x8) (``codegen.emit``: θ blob, C headers,
    .tflite, firmware projects).
 3. **Build and boot** the emitted Cortex-M4 project on QEMU mps2-an386 (``--boards`` instances).
 4. **Enroll over serial**: the emitted θ blob goes to each board in chunks, COMMIT, checked with INFO.
@@ -169,7 +169,8 @@ def run_demo(
     # ESP32: offline flash plan of the θ partition (ESP-IDF is not available to build the app here)
     esp_dir = emitted["esp32"]
     parts = flash.parse_partitions_csv(esp_dir / "partitions.csv")
-    item = flash.theta_item(ub.blob, parts)
+    esp_blob = blob_from_file(esp_dir / f"{ENROLLED}_theta.bin")  # its own θ: 16x8 (the ESP32 default)
+    item = flash.theta_item(esp_blob.blob, parts)
     flash.merge(flash.TARGETS["esp32"], [item], out / "esp32_theta_partition_merged.bin")
     esp_plan = {"theta_partition_offset": hex(item.offset), "theta_partition_bytes": len(item.data),
                 "project": str(esp_dir)}  # fmt: skip

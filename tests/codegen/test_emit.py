@@ -133,7 +133,7 @@ def test_16x8_refusals(store: UserStore, tmp_path: Path, capsys, args: list[str]
 
 def test_16x8_esp32_project_runs_bit_exact(store: UserStore, tmp_path: Path, capsys,
                                            face_images: np.ndarray) -> None:
-    """--activations int16 --target esp32: a blob of format 3, a project built with PV_WITH_16X8=1 and one
+    """--target esp32 (16x8 by default): a blob of format 3, a project built with PV_WITH_16X8=1 and one
     view, whose portable part (on the host) runs the built-in 16x8 θ bit-exact with the golden model."""
     from codegen.blob import FORMAT_VERSION_16X8
     from codegen.emit import kernel16_arena_bytes
@@ -141,8 +141,7 @@ def test_16x8_esp32_project_runs_bit_exact(store: UserStore, tmp_path: Path, cap
 
     gcc = need("gcc")
     out = tmp_path / "esp32-16"
-    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--activations", "int16",
-                            "--out", str(out), capsys=capsys)
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--out", str(out), capsys=capsys)
     assert rc == 0, err
     assert "blob format 3" in text and "views per probe: 1" in text and f"{kernel16_arena_bytes():,} B" in text
     header, qf_blob = unpack_blob((out / "carol_theta.bin").read_bytes())
@@ -246,17 +245,30 @@ def test_esp_idf_project_files(store: UserStore, tmp_path: Path, capsys, target:
 
 
 def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
-    """ESP32 projects score two views by default (RAM to spare), the Cortex-M and host builds one (the
-    48 KB budget); --views overrides; the build flag is in the project, and the report says it."""
+    """ESP32 projects run the 16x8 θ by default (one view; RAM to spare), and with --activations int8 two
+    int8 views; the Cortex-M and host builds one int8 view (the 48 KB budget); --views overrides; the build
+    flags are in the project, and the report says them."""
     out = tmp_path / "esp32"
     rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--out", str(out), capsys=capsys)
+    assert rc == 0, err
+    assert project_defines(out / "main") == ["-DPV_VIEWS=1u", "-DPV_WITH_16X8=1"]
+    readme = (out / "README.md").read_text()
+    assert "16x8 θ" in readme and "Two views" not in readme
+    assert "views per probe: 1" in text and f"arena: {emit_mod.kernel16_arena_bytes():,} B" in text
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--activations", "int8", "--out",
+                            str(out), "--force", capsys=capsys)
     assert rc == 0, err
     assert project_defines(out / "main") == ["-DPV_VIEWS=2u"]
     assert "Two views per probe" in (out / "README.md").read_text()
     arena = emit_mod.kernel_arena_bytes()
     assert "views per probe: 2" in text and f"arena: {2 * arena:,} B" in text
-    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--views", "1", "--out", str(out),
-                            "--force", capsys=capsys)
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--views", "2", "--out", str(out),
+                            "--force", capsys=capsys)  # two views ask for int8
+    assert rc == 0, err
+    assert project_defines(out / "main") == ["-DPV_VIEWS=2u"] and unpack_blob(
+        (out / "carol_theta.bin").read_bytes())[0].format_version == 2
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--activations", "int8", "--views", "1",
+                            "--out", str(out), "--force", capsys=capsys)
     assert rc == 0, err
     assert project_defines(out / "main") == ["-DPV_VIEWS=1u"] and f"arena: {arena:,} B" in text
     assert "Two views" not in (out / "README.md").read_text()
@@ -265,11 +277,13 @@ def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
         assert run_cli(store, "--user", "carol", "--target", target, "--out", str(out), capsys=capsys)[0] == 0
         if TARGETS[target].kind == "make":
             assert f"PV_VIEWS ?= {views}" in (out / "Makefile").read_text()
+            assert "PV_WITH_16X8 ?= 0" in (out / "Makefile").read_text()
         else:
             assert project_defines(out / "main") == [f"-DPV_VIEWS={views}u"]
     assert emit_mod.main(["--list-targets"]) == 0
     listed = capsys.readouterr().out
-    assert "esp32    " in listed and "2 views per probe" in listed and "1 view per probe" in listed
+    assert "esp32    " in listed and "default 16x8 θ, 1 view per probe (--activations int8: 2 views" in listed
+    assert "int8 θ, 1 view per probe" in listed
 
 
 def test_views_refused(store: UserStore, tmp_path: Path, capsys) -> None:
@@ -381,7 +395,8 @@ def test_esp_idf_app_runs_builtin_theta_bit_exact(store: UserStore, tmp_path: Pa
     its const arrays equal the blob's, and its kernel's logits equal the golden model's."""
     gcc = need("gcc")
     out = tmp_path / "esp32"
-    assert run_cli(store, "--user", "carol", "--target", "esp32", "--out", str(out), capsys=capsys)[0] == 0
+    assert run_cli(store, "--user", "carol", "--target", "esp32", "--activations", "int8", "--out", str(out),
+                   capsys=capsys)[0] == 0
     imgs = face_images[:32]
     got = run_app_test(gcc, out / "main", tmp_path, imgs)
     theta, _ = store.load("carol")

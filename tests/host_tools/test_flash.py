@@ -267,13 +267,14 @@ def test_cli_cortex_m_qemu_boots_the_built_firmware(tmp_path: Path) -> None:
         SerialLink(url).open()
 
 
-def test_theta_only_on_an_emitted_esp32_project(tmp_path: Path, store, blobs) -> None:
+def test_theta_only_on_an_emitted_esp32_project(tmp_path: Path, store) -> None:
     """codegen.emit's ESP-IDF project: its partitions.csv places the θ partition, and the blob host_tools
-    builds from the store is the one emit wrote (same quantization)."""
+    builds from the store is the one emit wrote (same quantization; the ESP32 default: 16x8)."""
     from codegen.emit import emit
+    from host_tools.enroll import blob_from_store
 
     res = emit("alice", "esp32", out=tmp_path / "esp32", users_root=store.root)
-    ub, _ = blobs["alice"]
+    ub = blob_from_store("alice", store, activations="int16")[0]
     assert (res.out / "alice_theta.bin").read_bytes() == ub.blob
     part = flash.find_partition(flash.parse_partitions_csv(res.out / "partitions.csv"), "theta")
     out = tmp_path / "m.bin"
