@@ -88,11 +88,17 @@ def kernel_arena_bytes() -> int:
 
 
 def kernel16_arena_bytes(spec=F_SPEC) -> int:
-    """The arena of the 16x8 kernel (pv_kernel16.c pv_kernel16_arena_need): two int16 buffers of the largest
-    layer output and one int16 band of the stem's input rows (tests/codegen/test_c_kernel16.py ties them)."""
-    stem = spec.layers[0]
-    band = stem.kernel * spec.input_hw[1] * spec.input_ch
-    return 2 * 2 * max(int(np.prod(s)) for s in spec.shapes[1:]) + 2 * band
+    """The arena of the 16x8 kernel's memory plan (pv_kernel16.c, pv_kernel16_arena_need; tests/codegen/
+    test_c_kernel16.py ties the two): the layers up to the first whose output is smaller than the stem's run
+    row by row while the image streams in; buffer A holds the last of them whole, the layers after it
+    ping-pong between A and B, and the stem band and the streamed layers' rings of `kernel` input rows share
+    B's space. int16 values, 2 bytes each."""
+    sizes = [int(np.prod(s)) for s in spec.shapes[1:]]  # output values per layer
+    rows_in = [int(np.prod(s[1:])) for s in spec.shapes[:-1]]  # values per input row of each layer
+    streamed = next(i + 1 for i in range(1, len(sizes)) if sizes[i] < sizes[0])
+    buf = max(sizes[streamed - 1:])
+    scratch = spec.layers[0].kernel * rows_in[0] + sum(spec.layers[i].kernel * rows_in[i] for i in range(1, streamed))
+    return 2 * (buf + max(buf, scratch))
 
 
 def _stored_crop(store: UserStore, user_id: str) -> np.ndarray | None:
@@ -163,8 +169,9 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
     ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default).
     ``activations``: "int8" (blob format 2, pv_kernel.c) or "int16" (16x8: blob format 3, pv_kernel16.c, one
-    view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for the ESP32
-    projects of the fixed kernel) unless ``views`` 2 or ``shared_prefix`` ask for int8, else int8."""
+    view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for every project
+    of the fixed kernel, int8 for the -tflm ones) unless ``views`` 2 or ``shared_prefix`` ask for int8;
+    without a target int8 (the full-int8 .tflite the issue asks for, and its blob)."""
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise EmitError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
@@ -334,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(int16 activations, int8 weights; decisions closer to float — README): θ blob format 3 "
                          "for pv_kernel16.c (the project built with PV_WITH_16X8=1, one view) and the 16x8 "
                          ".tflite; not for -tflm targets or --shared-prefix. Default: the target's "
-                         "(--list-targets: int16 for esp32, esp32s3, esp32c3, unless --views 2 or "
-                         "--shared-prefix), else int8")
+                         "(--list-targets: int16 for the fixed-kernel targets esp32, esp32s3, esp32c3, "
+                         "cortex-m-qemu and host, unless --views 2 or --shared-prefix), else int8")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
     args = ap.parse_args(argv)

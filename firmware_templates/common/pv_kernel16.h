@@ -5,10 +5,10 @@
  * PV_BLOB_FORMAT_VERSION_16X8 (pv_blob.h); pv_infer16 refuses an int8 model with PV_ERR_MODEL.
  *
  * Why a second kernel: full int8 rounds every activation to 8 bits, and on LFW that flips 0.7-1 % of the
- * decisions against float f; 16x8 flips 0.25 % (README, "int8 accuracy"). It costs RAM: the int16
- * activations are twice the bytes, and this kernel keeps two whole activation buffers (ping-pong, no
- * in-place plan): PV_KERNEL16_ARENA_BYTES (about 76 KB for pv-gconv-s), which fits the ESP32 family and
- * the host, not the 48 KB budget of the Cortex-M board (firmware_templates/README.md).
+ * decisions against float f; 16x8 flips 0.25 % (README, "int8 accuracy"). int16 activations are twice
+ * the bytes; the memory plan of pv_kernel16.c keeps it in PV_KERNEL16_ARENA_BYTES = 37,632 B for
+ * pv-gconv-s (the int8 kernel: 32,448 B): the first layers run row by row while the image streams in, so
+ * their 28x28 outputs never exist whole.
  *
  * The arithmetic is plain C99 (no DSP path): per output value an int32 sum of int16 x int8 products
  * (|acc| <= depth * 32768 * 128 + 2^30 < 2^31 for depths <= 96, checked at begin), plus bias, then
@@ -25,12 +25,19 @@
 #include "pv_arch.h"
 #include "pv_blob.h"
 
-/* Two int16 activation buffers of the largest layer output and one int16 stem band. For pv-gconv-s the
- * int8 ping-pong arena PV_ARENA_BYTES (largest in + out bytes) is exactly 2 x the largest output, i.e. one
- * int16 buffer; pv_stream16_begin refuses with PV_ERR_LAYOUT when pv_kernel16_arena_need() is larger. */
-#define PV_KERNEL16_ARENA_BYTES (2u * PV_ARENA_BYTES + 2u * PV_STREAM_BAND_BYTES)
+/* The arena of pv_kernel16.c's plan for the layer table of pv_arch.h: buffer A + max(buffer B, stem band +
+ * the streamed layers' row rings); a test ties it to pv_kernel16_arena_need() and to the Python mirror
+ * codegen.emit.kernel16_arena_bytes. pv_stream16_begin refuses with PV_ERR_LAYOUT when the need is larger. */
+#ifndef PV_KERNEL16_ARENA_BYTES
+#define PV_KERNEL16_ARENA_BYTES 37632u
+#endif
 
-/* Called after every layer with its int16 output (n values, HWC) — layer-by-layer debugging. */
+/* Layers the plan may stream row by row (pv-gconv-s: 3, the stem, b1_dw and b2_down). */
+#define PV_KERNEL16_MAX_STREAMED 4u
+
+/* Called with each layer's int16 output, HWC: once per layer, except that a streamed layer's output comes
+ * one row (n = out_w * out_c values) per call, in row order, interleaved with the other streamed layers'
+ * rows. For layer-by-layer debugging. */
 typedef void (*pv_layer16_hook_t)(void *ctx, uint32_t layer, const int16_t *out, uint32_t n);
 
 /* Arena bytes this kernel needs for the layer table of pv_arch.h (<= PV_KERNEL16_ARENA_BYTES). */
@@ -41,16 +48,21 @@ typedef struct pv_stream16 {
     uint8_t *arena;
     uint32_t band; /* next output row of the stem */
     uint32_t fill; /* input values of the next band received */
+    uint16_t rows_in[PV_KERNEL16_MAX_STREAMED];  /* streamed layer i: input rows received in its ring */
+    uint16_t next_row[PV_KERNEL16_MAX_STREAMED]; /* streamed layer i: next output row to compute */
+    pv_layer16_hook_t hook;
+    void *hook_ctx;
     int status;
 } pv_stream16_t;
 
 /* The streaming API of pv_kernel.h for a 16x8 model: begin, feed PV_INPUT_BYTES int8 bytes in any chunks,
- * end. arena: PV_KERNEL16_ARENA_BYTES, 4-byte aligned. */
+ * end. arena: PV_KERNEL16_ARENA_BYTES, 4-byte aligned. begin_ex also takes a layer hook (or NULL). */
 int pv_stream16_begin(pv_stream16_t *s, const pv_model_t *m, uint8_t *arena);
+int pv_stream16_begin_ex(pv_stream16_t *s, const pv_model_t *m, uint8_t *arena, pv_layer16_hook_t hook,
+                         void *hook_ctx);
 int pv_stream16_feed(pv_stream16_t *s, const int8_t *data, uint32_t n);
 uint32_t pv_stream16_received(const pv_stream16_t *s);
 int pv_stream16_end(pv_stream16_t *s, int16_t *logit);
-int pv_stream16_end_ex(pv_stream16_t *s, int16_t *logit, pv_layer16_hook_t hook, void *hook_ctx);
 
 /* One whole image: image PV_INPUT_BYTES int8 q = u - 128 (HWC); logit receives the int16 logit
  * (pv_dequantize_logit16, pv_decide16). Returns PV_OK or a negative pv_status_t. */

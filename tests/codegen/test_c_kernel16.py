@@ -59,16 +59,20 @@ def test_blob_of_a_16x8_model_is_format_3_and_round_trips(quantized16: dict[str,
     assert back.equal_arithmetic(qf)
 
 
-@pytest.mark.parametrize("mode", ["infer", "stream"])
+@pytest.mark.parametrize(("mode", "build"), [("infer", "plain"), ("stream", "plain"), ("infer", "dsp")])
 def test_c_kernel16_bit_exact(
     pv_test_bin: Path,
+    pv_test_bin_dsp: Path,
     quantized16: dict[str, QuantizedF],
     face_images: np.ndarray,
     face_source: str,
     mode: str,
+    build: str,
     tmp_path: Path,
 ) -> None:
-    """Every θ: the C int16 logit == golden's on every image ("stream": fed in 1000-byte chunks, bands split)."""
+    """Every θ: the C int16 logit == golden's on every image ("stream": fed in 1000-byte chunks, bands split;
+    "dsp": the SMLAD path, its instructions emulated in C — QEMU runs the real ones, tests/host_tools)."""
+    pv_test_bin = pv_test_bin_dsp if build == "dsp" else pv_test_bin
     report = {}
     for name in THETA_NAMES:
         qf = quantized16[name]
@@ -79,15 +83,18 @@ def test_c_kernel16_bit_exact(
         report[name] = f"{int((c == golden).sum())}/{len(golden)} bit-exact"
         assert np.array_equal(c, golden), f"{name}: {(c != golden).sum()} of {len(golden)} logits differ"
         assert len(np.unique(golden)) > len(golden) // 4  # int16 logits: nearly all distinct
-    print(json.dumps({"mode": mode, "images": f"{len(face_images)} {face_source}", **report}))
+    print(json.dumps({"mode": mode, "build": build, "images": f"{len(face_images)} {face_source}", **report}))
 
 
+@pytest.mark.parametrize("mode", ["infer", "stream"])
 def test_c_kernel16_layer_by_layer(
-    pv_test_bin: Path, quantized16: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path
+    pv_test_bin: Path, quantized16: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path, mode: str
 ) -> None:
+    """Every layer's int16 output equals golden's, whole image or fed in 1000-byte chunks (the streamed
+    prefix's rows reach the hook one by one, interleaved; pv_test_main puts them back in place)."""
     qf, imgs = quantized16["random-1"], face_images[:4]
     _, acts = run_int8(qf, imgs, return_layers=True)
-    res, _, lay = c_logits16(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), imgs, layers=True)
+    res, _, lay = c_logits16(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), imgs, mode=mode, layers=True)
     assert res.returncode == 0, res.stderr
     per_image = sum(int(np.prod(s)) for s in F_SPEC.shapes[1:])
     lay = lay.reshape(len(imgs), per_image)
@@ -143,8 +150,18 @@ def test_int8_only_build_refuses_a_16x8_blob(quantized16: dict[str, QuantizedF],
 
 def test_arena16_constant_matches_the_need(pv_test_bin: Path) -> None:
     need, const = map(int, run_c(pv_test_bin, "arena16").stdout.split())
-    assert need == kernel16_arena_bytes() <= const
+    assert need == kernel16_arena_bytes() == const == 37_632  # the streamed plan: A + B of 18,816 B each
     print(json.dumps({"pv_kernel16_arena_need": need, "PV_KERNEL16_ARENA_BYTES": const}))
+
+
+def test_kernel16_refuses_an_arena_below_its_plan(
+    quantized16: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path
+) -> None:
+    """A build whose PV_KERNEL16_ARENA_BYTES is below the plan's need refuses to run (PV_ERR_LAYOUT)
+    instead of writing past the arena."""
+    exe = build_host(tmp_path / "pv_test_small", [f"-DPV_KERNEL16_ARENA_BYTES={kernel16_arena_bytes() - 4}u"])
+    res, _, _ = c_logits16(exe, tmp_path, pack_blob(quantized16["random-0"], "x", 0.0), face_images[:1])
+    assert res.returncode != 0 and "PV_ERR_LAYOUT" in res.stderr
 
 
 def test_kernel16_cross_compiles_for_cortex_m4(tmp_path: Path) -> None:

@@ -59,8 +59,42 @@ static void layer_hook(void *ctx, uint32_t layer, const int8_t *out, uint32_t n)
     if (fwrite(out, 1, n, (FILE *)ctx) != n) fprintf(stderr, "short write of layer %u\n", (unsigned)layer);
 }
 
+/* The 16x8 kernel's hook gives the streamed layers' outputs row by row, interleaved: collect every layer's
+ * values in place (s_lay16, layer after layer) and write the image's whole record once it is done. */
+#define LAYERS16_VALUES 131072u
+static int16_t s_lay16[LAYERS16_VALUES];
+static uint32_t s_lay16_fill[PV_N_LAYERS];
+
+static uint32_t layer16_offset(uint32_t layer) {
+    uint32_t i, off = 0u;
+    for (i = 0; i < layer; i++) off += pv_arch_layers[i].out_h * pv_arch_layers[i].out_w * pv_arch_layers[i].out_c;
+    return off;
+}
+
 static void layer16_hook(void *ctx, uint32_t layer, const int16_t *out, uint32_t n) {
-    if (fwrite(out, 2, n, (FILE *)ctx) != n) fprintf(stderr, "short write of layer %u\n", (unsigned)layer);
+    const pv_layer_desc_t *d = &pv_arch_layers[layer];
+    const uint32_t off = layer16_offset(layer) + s_lay16_fill[layer];
+    (void)ctx;
+    if (s_lay16_fill[layer] + n > d->out_h * d->out_w * d->out_c || off + n > LAYERS16_VALUES) {
+        fprintf(stderr, "layer %u: more values than its output\n", (unsigned)layer);
+        return;
+    }
+    memcpy(s_lay16 + off, out, 2u * n);
+    s_lay16_fill[layer] += n;
+}
+
+static int write_layers16(FILE *fl) {
+    const uint32_t n = layer16_offset(PV_N_LAYERS);
+    uint32_t i;
+    for (i = 0; i < PV_N_LAYERS; i++) {
+        const pv_layer_desc_t *d = &pv_arch_layers[i];
+        if (s_lay16_fill[i] != d->out_h * d->out_w * d->out_c) {
+            fprintf(stderr, "layer %u: %u of its values reached the hook\n", (unsigned)i, (unsigned)s_lay16_fill[i]);
+            return PV_ERR_ARG;
+        }
+        s_lay16_fill[i] = 0u;
+    }
+    return fwrite(s_lay16, 2, n, fl) == n ? PV_OK : PV_ERR_ARG;
 }
 
 /* One image through the 16x8 kernel, whole or streamed in 1000-byte chunks. */
@@ -70,17 +104,18 @@ static int run16(const char *mode, FILE *fo, FILE *fl) {
     if (strcmp(mode, "stream") == 0) {
         pv_stream16_t st;
         uint32_t at = 0u;
-        rc = pv_stream16_begin(&st, &s_model, s_arena16.b);
+        rc = pv_stream16_begin_ex(&st, &s_model, s_arena16.b, fl ? layer16_hook : NULL, NULL);
         while (rc == PV_OK && at < PV_INPUT_BYTES) {
             const uint32_t k = PV_INPUT_BYTES - at < 1000u ? PV_INPUT_BYTES - at : 1000u;
             rc = pv_stream16_feed(&st, s_img + at, k);
             at += k;
         }
         if (rc == PV_OK && pv_stream16_received(&st) != PV_INPUT_BYTES) rc = PV_ERR_ARG;
-        if (rc == PV_OK) rc = pv_stream16_end_ex(&st, &logit, fl ? layer16_hook : NULL, fl);
+        if (rc == PV_OK) rc = pv_stream16_end(&st, &logit);
     } else {
-        rc = pv_infer16_ex(&s_model, s_img, &logit, s_arena16.b, fl ? layer16_hook : NULL, fl);
+        rc = pv_infer16_ex(&s_model, s_img, &logit, s_arena16.b, fl ? layer16_hook : NULL, NULL);
     }
+    if (rc == PV_OK && fl != NULL) rc = write_layers16(fl);
     if (rc == PV_OK && fwrite(&logit, 2, 1, fo) != 1) rc = PV_ERR_ARG;
     return rc;
 }

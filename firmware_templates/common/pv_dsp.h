@@ -1,0 +1,66 @@
+/* pv_dsp: the ARM DSP-extension instructions both kernels use (SXTB16, SMLAD, SMMULR, ...), as ACLE
+ * intrinsics on a core that has them (PV_USE_DSP, Cortex-M4/M7/M33+DSP), or in portable C with ARM's
+ * semantics for the host tests of the DSP code paths (PV_USE_DSP with PV_DSP_EMULATE). Also PV_LOAD32, the
+ * word load of the hot loops. Included by pv_kernel.c and pv_kernel16.c only. */
+#ifndef PV_DSP_H
+#define PV_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* Word loads in hot loops: memcpy is the strict-aliasing-safe idiom, but under -ffreestanding GCC no
+ * longer inlines memcpy, so ask for the builtin (one LDR on Cortex-M4, which allows unaligned LDR). */
+#if defined(__GNUC__)
+#define PV_LOAD32(dst, src) __builtin_memcpy(&(dst), (src), 4)
+#else
+#define PV_LOAD32(dst, src) memcpy(&(dst), (src), 4)
+#endif
+
+#if defined(PV_USE_DSP) && defined(PV_DSP_EMULATE)
+/* Host test of the DSP code path: the ARM SIMD instructions in portable C (ARM semantics). */
+static inline int32_t pv_lane(int32_t v, int hi) { return (int32_t)(int16_t)(uint16_t)((uint32_t)v >> (hi ? 16 : 0)); }
+static inline int32_t pv_pack(int32_t lo, int32_t hi) {
+    return (int32_t)(((uint32_t)(uint16_t)hi << 16) | (uint32_t)(uint16_t)lo);
+}
+static inline int32_t pv_sxtb16(int32_t x) {
+    const uint32_t u = (uint32_t)x;
+    return pv_pack((int32_t)(int8_t)(uint8_t)(u & 0xFFu), (int32_t)(int8_t)(uint8_t)((u >> 16) & 0xFFu));
+}
+static inline int32_t pv_ssub16(int32_t a, int32_t b) {
+    return pv_pack(pv_lane(a, 0) - pv_lane(b, 0), pv_lane(a, 1) - pv_lane(b, 1));
+}
+static inline int32_t pv_sadd16(int32_t a, int32_t b) {
+    return pv_pack(pv_lane(a, 0) + pv_lane(b, 0), pv_lane(a, 1) + pv_lane(b, 1));
+}
+static inline int32_t pv_uxtb16(int32_t x) { return (int32_t)((uint32_t)x & 0x00FF00FFu); }
+static inline int32_t pv_smlad(int32_t a, int32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(pv_lane(a, 0) * pv_lane(b, 0)) + (uint32_t)(pv_lane(a, 1) * pv_lane(b, 1)));
+}
+#elif defined(PV_USE_DSP)
+#if !defined(__ARM_FEATURE_DSP)
+#error "PV_USE_DSP needs a core with the DSP extension (Cortex-M4/M7/M33+DSP): add -mcpu=cortex-m4"
+#endif
+/* ACLE intrinsics (arm_acle.h): what CMSIS's __SXTB16, __SSUB16, __SADD16 and __SMLAD map to. */
+#include <arm_acle.h>
+#define pv_sxtb16(x) __sxtb16(x)
+#define pv_ssub16(a, b) __ssub16((a), (b))
+#define pv_sadd16(a, b) __sadd16((a), (b))
+#define pv_uxtb16(x) __uxtb16(x)
+#define pv_smlad(a, b, acc) __smlad((a), (b), (acc))
+#define PV_HAVE_SMMULR 1
+/* SMMULR: (a * b + 2^31) >> 32, the rounded high word (no ACLE intrinsic) */
+static inline int32_t pv_smmulr(int32_t a, int32_t b) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#define pv_ssat8(x) __ssat((x), 8)
+#endif
+#if defined(PV_USE_DSP)
+static inline int32_t pv_ror8(int32_t x) {
+    const uint32_t u = (uint32_t)x;
+    return (int32_t)((u >> 8) | (u << 24));
+}
+#endif
+
+#endif /* PV_DSP_H */
