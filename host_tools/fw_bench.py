@@ -1,10 +1,11 @@
 """Firmware benchmark on the emulated Cortex-M4 (QEMU mps2-an386, ``-icount shift=0``).
 
-Builds the firmware four times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
+Builds the firmware five times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
 BASE=…``: the SMLAD kernel with the shipped model's shared prefix compiled in and A/B slots for personal θ
 blobs, see codegen/shared_prefix.py; ``DSP=1 EXTRA_CFLAGS=-DPV_VIEWS=2u``: two views per probe, the image
-and its mirror, as the ESP32 projects are built), boots each on QEMU, installs a θ over the serial link (a
-random full θ; for the base build a personal blob of the shipped model), streams one face image over the UART (INFER,
+and its mirror; ``DSP=1 -DPV_WITH_16X8=1``: the 16x8 kernel, int16 activations, running a 16x8 θ),
+boots each on QEMU, installs a θ over the serial link (a random full θ, 16x8 for the 16x8 build; for the
+base build a personal blob of the shipped model), streams one face image over the UART (INFER,
 checked against the golden model), reruns it on the board (BENCH) and reads the board's INFO. Printed and
 written as JSON:
 
@@ -49,14 +50,14 @@ GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_by
 ERASE_BYTES = 4096  # the QEMU board's θ store erase size (main.c THETA_ERASE)
 
 
-def build(dsp: bool, build_dir: Path, base_dir: Path | None = None, views: int = 1) -> Path:
+def build(dsp: bool, build_dir: Path, base_dir: Path | None = None, views: int = 1, with16: bool = False) -> Path:
     """Cross-compiles the board firmware with (DSP=1) or without the SMLAD kernel, with the shared
-    prefix of ``base_dir/pv_base_theta.h`` compiled in when given, for ``views`` views per probe;
-    returns the ELF."""
+    prefix of ``base_dir/pv_base_theta.h`` compiled in when given, for ``views`` views per probe, and with
+    the 16x8 kernel (PV_WITH_16X8=1) for ``with16``; returns the ELF."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise RuntimeError("arm-none-eabi-gcc not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
     make(QEMU_DIR, f"DSP={1 if dsp else 0}", *([f"BASE={base_dir}"] if base_dir else []), build_dir=build_dir,
-         extra_cflags=f"-DPV_VIEWS={views}u" if views != 1 else "")
+         extra_cflags=" ".join([f"-DPV_VIEWS={views}u"] * (views != 1) + ["-DPV_WITH_16X8=1"] * with16))
     return build_dir / "pv_fw.elf"
 
 
@@ -92,17 +93,19 @@ def section_sizes(elf: Path) -> dict[str, int]:
     return sizes
 
 
-def test_theta_and_image() -> tuple[Any, bytes, np.ndarray, int]:
-    """A random θ (seed 1) quantized by codegen, its blob, one package face (uint8) and its golden logit."""
+def test_theta_and_image(activations: str = "int8") -> tuple[Any, bytes, np.ndarray, int]:
+    """A random θ (seed 1) quantized by codegen (full int8, or 16x8 for ``activations`` "int16"), its blob,
+    one package face (uint8) and its golden logit."""
     import torch
 
     from codegen.blob import pack_blob
     from codegen.golden import run_int8
-    from codegen.quantize import package_faces, quantize
+    from codegen.quantize import QuantConfig, package_faces, quantize
     from training.verifier.spec import F_SPEC
 
     face = package_faces()[:1]
-    qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(1)), enroll_u8=face[0])
+    qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(1)), enroll_u8=face[0],
+                  cfg=QuantConfig(activations=activations))
     return qf, pack_blob(qf, "fw-bench", 0.0), face[0], int(run_int8(qf, face)[0])
 
 
@@ -120,7 +123,7 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...
         if r.logits != golden:
             raise RuntimeError(f"{elf}: INFER over the UART gave logits {r.logits}, the golden model {golden}")
         b = link.bench(n_bench, per_inference_s=5.0 * len(golden))
-        got = (b.logit,) if len(golden) == 1 else (b.logit, b.logit_mirror)
+        got = (b.logit16 if r.logit16 else b.logit,) if len(golden) == 1 else (b.logit, b.logit_mirror)
         if got != golden:
             raise RuntimeError(f"{elf}: BENCH gave logits {got}, the golden model {golden}")
         raw = link.request(Cmd.INFO).payload
@@ -144,6 +147,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
     from training.verifier.spec import F_SPEC
 
     qf, blob, image, golden = test_theta_and_image()
+    _, blob16, _, golden16 = test_theta_and_image("int16")
     golden2 = tuple(int(v) for v in run_int8_views(qf, image[None], views=2)[0])
     macs = int(sum(F_SPEC.macs()))
     report: dict[str, Any] = {"macs": macs, "theta_blob_bytes": len(blob), "golden_logit": golden}
@@ -151,11 +155,15 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
         base_blob, p_blob, p_image, p_golden = shared_prefix_theta(Path(tmp) / "base")
         report["base_blob_bytes"], report["personal_blob_bytes"] = len(base_blob), len(p_blob)
         builds = (("plain", False, None, 1), ("dsp", True, None, 1), ("dsp_base", True, Path(tmp) / "base", 1),
-                  ("dsp_2views", True, None, 2))
+                  ("dsp_2views", True, None, 2), ("dsp_16x8", True, None, 1))
         for name, dsp, base_dir, views in builds:
-            elf = build(dsp, Path(tmp) / name, base_dir, views)
+            with16 = name == "dsp_16x8"
+            elf = build(dsp, Path(tmp) / name, base_dir, views, with16)
             sec = section_sizes(elf)
-            if base_dir is None:
+            if with16:
+                m = measure(elf, blob16, image, (golden16,), n_bench)
+                theta_slot = len(blob16) + SLOT_HEADER_BYTES
+            elif base_dir is None:
                 m = measure(elf, blob, image, (golden,) if views == 1 else golden2, n_bench)
                 theta_slot = len(blob) + SLOT_HEADER_BYTES
             else:
@@ -187,6 +195,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
         "base_build_flash_with_ab_slots_reserved<=64KiB":
             report["dsp_base"]["flash_with_ab_slots_reserved_bytes"] <= GOALS["flash_bytes"],
         "peak_ram_base_build<=48KiB": report["dsp_base"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
+        "peak_ram_16x8_build<=48KiB": report["dsp_16x8"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
@@ -212,7 +221,7 @@ def _print(report: dict[str, Any]) -> None:
         ("flash: + A/B θ B", "flash_with_ab_theta_bytes"),
         ("flash: + A/B slots (4 KiB) B", "flash_with_ab_slots_reserved_bytes"),
     ]
-    builds = ("plain", "dsp", "dsp_base", "dsp_2views")
+    builds = ("plain", "dsp", "dsp_base", "dsp_2views", "dsp_16x8")
     print(f"{'':30s}" + "".join(f"{b:>14s}" for b in builds))
     for label, key in rows:
         vals = [report[b][key] for b in builds]
