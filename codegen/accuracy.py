@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="1: one pass of f per image; 2: the mean over the image and its mirror, as the "
                          "two-view firmware (the ESP32 projects) scores (default 1)")
     ap.add_argument("--activations", choices=("int8", "int16"), default="int8",
-                    help="int8 (default): the full-int8 model every target runs; int16: TFLM's 16x8 model "
-                         "(int16 activations, int8 weights; the -tflm targets with --activations int16)")
+                    help="int8 (default): the full-int8 model (the -tflm targets, and --activations int8 "
+                         "builds); int16: TFLM's 16x8 model (int16 activations, int8 weights), which every "
+                         "fixed-kernel project runs by default")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -1,18 +1,18 @@
-"""The whole chain on one machine, no shared data needed: photo → θ → int8 firmware → emulated MCU → parity.
+"""The whole chain on one machine, no shared data needed: photo → θ → quantized firmware → emulated MCU → parity.
 
     python -m host_tools.demo                  # ≈ 5–10 min on 2 cores; reports under runs/demo/
 
 1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo with
    the hypernetwork shipped in the repository (``training.enroll.enroll_image``: dlib detection and
    alignment, dlib-resnet embedding, h_gen → θ) into a demo user store (``runs/demo/users``).
-2. **Emit** her verifier for ``cortex-m-qemu`` (int8) and ``esp32`` (16x8) (``codegen.emit``: θ blob, C headers,
-   .tflite, firmware projects).
+2. **Emit** her verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers, .tflite,
+   firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights).
 3. **Build and boot** the emitted Cortex-M4 project on QEMU mps2-an386 (``--boards`` instances).
 4. **Enroll over serial**: the emitted θ blob goes to each board in chunks, COMMIT, checked with INFO.
 5. **Parity**: views of the enrolled person and of a stranger (Grace Hopper, matplotlib's sample
    photo) — geometric and photometric variations of their aligned faces, ``--views`` each (default 100,
-   i.e. 200 images) — are sent over the serial link; the board's int8 outputs are compared with the
-   int8 golden model (bit-exact) and PyTorch float f (decision agreement), and the board's decisions
+   i.e. 200 images) — are sent over the serial link; the board's int16 logits are compared with the
+   golden model (bit-exact) and PyTorch float f (decision agreement), and the board's decisions
    are counted per person.
 6. The ESP32 project is only emitted (ESP-IDF is not installed here); the demo prints its θ-partition
    flash plan and writes the merged θ-partition image with esptool (offline).
@@ -162,14 +162,14 @@ def run_demo(
 
     blob_file = emitted["cortex-m-qemu"] / f"{ENROLLED}_theta.bin"
     ub = blob_from_file(blob_file)
-    same = blob_from_store(ENROLLED, users)[0].blob == ub.blob
+    same = blob_from_store(ENROLLED, users, activations=ub.qf.activations)[0].blob == ub.blob
     if not same:
         raise DemoError(f"{blob_file} differs from the blob host_tools builds from the user store")
 
     # ESP32: offline flash plan of the θ partition (ESP-IDF is not available to build the app here)
     esp_dir = emitted["esp32"]
     parts = flash.parse_partitions_csv(esp_dir / "partitions.csv")
-    esp_blob = blob_from_file(esp_dir / f"{ENROLLED}_theta.bin")  # its own θ: 16x8 (the ESP32 default)
+    esp_blob = blob_from_file(esp_dir / f"{ENROLLED}_theta.bin")  # its own θ (16x8 too, the default)
     item = flash.theta_item(esp_blob.blob, parts)
     flash.merge(flash.TARGETS["esp32"], [item], out / "esp32_theta_partition_merged.bin")
     esp_plan = {"theta_partition_offset": hex(item.offset), "theta_partition_bytes": len(item.data),
@@ -231,8 +231,8 @@ def run_demo(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m host_tools.demo",
-        description="Enroll a package photo, emit int8 firmware, boot the emulated Cortex-M4, enroll over "
-        "serial and check parity (device vs golden int8 vs PyTorch float) on 2×N views.",
+        description="Enroll a package photo, emit the firmware, boot the emulated Cortex-M4, enroll over "
+        "serial and check parity (device vs golden model vs PyTorch float) on 2×N views.",
     )
     ap.add_argument("--out", type=Path, default=DEMO_DIR, help="output folder (default runs/demo)")
     ap.add_argument("--views", type=int, default=100, help="views per person (default 100: 200 images)")

@@ -74,6 +74,14 @@ def blob_from_store(
     return UserBlob(user_id, blob, qf, meta.threshold, f"user store {st.root}"), theta, meta
 
 
+def firmware_activations(port: str, *, baudrate: int = 115200, timeout: float = 3.0) -> str:
+    """The θ a board's firmware runs by default: "int16" (16x8) when it was built with PV_WITH_16X8=1 (INFO
+    flag bit 4: codegen.emit's default for every fixed-kernel target), else "int8". For ``--activations
+    auto``."""
+    with SerialLink(port, baudrate=baudrate, timeout=timeout) as link:
+        return "int16" if link.info().runs_16x8 else "int8"
+
+
 def blob_from_file(path: str | Path) -> UserBlob:
     """A θ blob written by codegen (checked: magic, version, CRC, arch hash, every layer record)."""
     p = Path(path)
@@ -194,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--blob", type=Path, help="send this θ blob (from codegen) instead of building it from the store")
     ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
-    ap.add_argument("--activations", choices=("int8", "int16"), default="int8",
+    ap.add_argument("--activations", choices=("auto", "int8", "int16"), default="auto",
                     help="the θ built from the store: int8 (blob format 2) or int16 (16x8, format 3: a firmware "
-                         "built with PV_WITH_16X8=1, codegen.emit --activations int16)")
+                         "built with PV_WITH_16X8=1); auto (default): int16 when the board's INFO says its "
+                         "firmware runs 16x8 (codegen.emit's default build), else int8")
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer")
     ap.add_argument("--attempts", type=int, default=3, help="whole-transfer attempts when the board loses it")
@@ -210,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             if ub.user_id != args.user:
                 raise EnrollError(f"{args.blob} holds the θ of {ub.user_id!r}, not of {args.user!r}")
         else:
-            ub = blob_from_store(args.user, args.users, activations=args.activations)[0]
+            acts = args.activations
+            if acts == "auto":  # ask the board only once the user is known to exist
+                UserStore(args.users).load(args.user)
+                acts = firmware_activations(args.port, baudrate=args.baud, timeout=args.timeout)
+            ub = blob_from_store(args.user, args.users, activations=acts)[0]
         from tqdm import tqdm
 
         with SerialLink(args.port, baudrate=args.baud, timeout=args.timeout) as link:

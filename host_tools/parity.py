@@ -46,9 +46,9 @@ import serial
 
 from codegen.blob import BlobError
 from codegen.golden import images_to_int8, run_int8_views
-from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll
+from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll, firmware_activations
 from host_tools.serial_link import DeviceError, InferResult, Info, LinkError, SerialLink
-from training.user_store import UserStoreError
+from training.user_store import UserStore, UserStoreError
 from training.verifier.functional import f_logits_u8
 
 log = logging.getLogger(__name__)
@@ -416,9 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the dataset sample")
     ap.add_argument("--blob", type=Path, help="the θ blob the board holds (default: built from the user store)")
     ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
-    ap.add_argument("--activations", choices=("int8", "int16"), default="int8",
+    ap.add_argument("--activations", choices=("auto", "int8", "int16"), default="auto",
                     help="the θ built from the store: int8 (blob format 2) or int16 (16x8, format 3: a firmware "
-                         "built with PV_WITH_16X8=1, codegen.emit --activations int16)")
+                         "built with PV_WITH_16X8=1); auto (default): int16 when the first board's INFO says "
+                         "its firmware runs 16x8 (codegen.emit's default build), else int8")
     ap.add_argument("--enroll", action="store_true", help="install the user's θ on every board first")
     ap.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, help="percent (default 99.5)")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer")
@@ -429,11 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be ≥ 1")
     try:
-        ub, theta, _meta = blob_from_store(args.user, args.users, activations=args.activations)
-        if args.blob is not None:
-            ub = blob_from_file(args.blob)
-            if ub.user_id != args.user:
-                raise ParityError(f"{args.blob} holds the θ of {ub.user_id!r}, not of {args.user!r}")
+        UserStore(args.users).load(args.user)  # bad input first: an unknown user, then the images
         if args.dataset == "lfw":
             images, names = load_lfw(args.limit or 200, args.seed)
             source = f"LFW aligned crops, seeded sample (seed {args.seed})"
@@ -442,6 +439,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.limit:
                 images, names = images[: args.limit], names[: args.limit]
             source = str(args.images)
+        acts = args.activations
+        if acts == "auto" and args.blob is None:
+            acts = firmware_activations(args.port[0], timeout=args.timeout)
+        ub, theta, _meta = blob_from_store(args.user, args.users, activations="int8" if acts == "auto" else acts)
+        if args.blob is not None:
+            ub = blob_from_file(args.blob)
+            if ub.user_id != args.user:
+                raise ParityError(f"{args.blob} holds the θ of {ub.user_id!r}, not of {args.user!r}")
         if args.enroll:
             for url in args.port:
                 with SerialLink(url, timeout=args.timeout) as link:

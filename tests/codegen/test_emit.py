@@ -245,9 +245,9 @@ def test_esp_idf_project_files(store: UserStore, tmp_path: Path, capsys, target:
 
 
 def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
-    """ESP32 projects run the 16x8 θ by default (one view; RAM to spare), and with --activations int8 two
-    int8 views; the Cortex-M and host builds one int8 view (the 48 KB budget); --views overrides; the build
-    flags are in the project, and the report says them."""
+    """Every fixed-kernel project runs the 16x8 θ by default (one view); with --activations int8 the ESP32s
+    run two int8 views, the Cortex-M and host builds one (the 48 KB budget); -tflm: int8, one view; --views
+    overrides; the build flags are in the project, and the report says them."""
     out = tmp_path / "esp32"
     rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--out", str(out), capsys=capsys)
     assert rc == 0, err
@@ -272,18 +272,24 @@ def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
     assert rc == 0, err
     assert project_defines(out / "main") == ["-DPV_VIEWS=1u"] and f"arena: {arena:,} B" in text
     assert "Two views" not in (out / "README.md").read_text()
-    for target, views in (("cortex-m-qemu", 1), ("host", 1), ("esp32-tflm", 1)):
-        out = tmp_path / target
-        assert run_cli(store, "--user", "carol", "--target", target, "--out", str(out), capsys=capsys)[0] == 0
+    for target, acts, with16 in (("cortex-m-qemu", None, 1), ("host", None, 1), ("cortex-m-qemu", "int8", 0),
+                                 ("host", "int8", 0), ("esp32-tflm", None, 0)):
+        out = tmp_path / f"{target}-{acts}"
+        extra = ["--activations", acts] if acts else []
+        assert run_cli(store, "--user", "carol", "--target", target, "--out", str(out), *extra,
+                       capsys=capsys)[0] == 0
+        version = unpack_blob((out / "carol_theta.bin").read_bytes())[0].format_version
+        assert version == (3 if with16 else 2)
         if TARGETS[target].kind == "make":
-            assert f"PV_VIEWS ?= {views}" in (out / "Makefile").read_text()
-            assert "PV_WITH_16X8 ?= 0" in (out / "Makefile").read_text()
+            assert "PV_VIEWS ?= 1" in (out / "Makefile").read_text()
+            assert f"PV_WITH_16X8 ?= {with16}" in (out / "Makefile").read_text()
         else:
-            assert project_defines(out / "main") == [f"-DPV_VIEWS={views}u"]
+            assert project_defines(out / "main") == ["-DPV_VIEWS=1u"]
     assert emit_mod.main(["--list-targets"]) == 0
     listed = capsys.readouterr().out
     assert "esp32    " in listed and "default 16x8 θ, 1 view per probe (--activations int8: 2 views" in listed
-    assert "int8 θ, 1 view per probe" in listed
+    assert "cortex-m-qemu" in listed and "(--activations int8: 1 view per probe)" in listed
+    assert "int8 θ, 1 view per probe" in listed  # the -tflm targets
 
 
 def test_views_refused(store: UserStore, tmp_path: Path, capsys) -> None:
