@@ -4,7 +4,8 @@ Header (64 bytes, FIXED — the firmware θ store is written against it; all lit
 
     off size field
     0   4    magic b"PVTB"
-    4   2    u16 format_version = 2 (full int8), 3 (16x8: int16 activations, the same layout)
+    4   2    u16 format_version = 4 (full int8 whose pool passes its exact sums on, the default), 2 (full
+                 int8, every layer requantizes), 3 (16x8: int16 activations); one layout for all three
     6   2    u16 header_size = 64
     8   4    u32 total_size (header + payload + 4-byte CRC)
     12  8    arch_hash: the spec's 16 hex digits as 8 raw bytes
@@ -27,7 +28,8 @@ boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arra
     28  u32 split             (a full blob usable as a base: its layers [0, split) are shared; else 0)
     32  the layer records of 64 bytes (n_layers − first_layer of them), in spec order:
         0  u8  kind (1 conv, 2 avgpool, 3 dense)
-        1  u8  flags (bit 0: fused ReLU, bit 1: per-channel weights)
+        1  u8  flags (bit 0: fused ReLU, bit 1: per-channel weights, bit 2: exact sum — the pool
+                      outputs Σ(x − in_zp) unrounded, as int16, for the dense layer after it; version 4)
         2  u16 n_out (output channels / features)
         4  u32 n_weights (int8 count; 0 for avgpool)
         8  u32 n_quant (number of w_scales/multipliers/shifts: n_out for conv and dense, 1 for the pool,
@@ -71,11 +73,12 @@ from codegen.quantize import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, QuantizedF, Qu
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 MAGIC = b"PVTB"
-FORMAT_VERSION = 2  # 2: per-channel dense weights, the pool requantizes (one multiplier)
+FORMAT_VERSION = 4  # 4: the pool's exact sums feed fc1 (FLAG_EXACT_SUM; codegen.quantize "The exact pool")
+FORMAT_VERSION_REQUANT_POOL = 2  # 2: per-channel dense weights, the pool requantizes (one multiplier)
 # 3: the same layout holding a 16x8 model (``QuantizedF.activations == "int16"``: int16 activations with
 # zero point 0 and int16 clamps); firmware runs it with pv_kernel16.c, an int8-only firmware refuses it
 FORMAT_VERSION_16X8 = 3
-FORMAT_VERSIONS = {FORMAT_VERSION: "int8", FORMAT_VERSION_16X8: "int16"}  # version -> activations
+FORMAT_VERSIONS = {FORMAT_VERSION: "int8", FORMAT_VERSION_REQUANT_POOL: "int8", FORMAT_VERSION_16X8: "int16"}
 HEADER_SIZE = 64
 CRC_SIZE = 4
 USER_ID_BYTES = 32
@@ -83,7 +86,7 @@ PAYLOAD_HEAD_SIZE = 32
 RECORD_SIZE = 64
 KIND_CODES = {KIND_CONV: 1, KIND_AVGPOOL: 2, KIND_DENSE: 3}
 KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
-FLAG_RELU, FLAG_PER_CHANNEL = 1, 2
+FLAG_RELU, FLAG_PER_CHANNEL, FLAG_EXACT_SUM = 1, 2, 4
 
 _HEADER = struct.Struct("<4sHHI8s32sfII")  # ..., payload_size, prefix_id
 _PAYLOAD_HEAD = struct.Struct("<IIfifiII")
@@ -143,11 +146,18 @@ def prefix_id(qf: QuantizedF, split: int) -> int:
     for q in qf.layers[:split]:
         head = struct.pack("<8sBfifiii", q.name.encode()[:8], KIND_CODES[q.kind], q.in_scale, q.in_zp,
                            q.out_scale, q.out_zp, q.act_min, q.act_max)
-        crc = zlib.crc32(head, crc)
+        crc = zlib.crc32(head + (b"exact" if q.exact_sum else b""), crc)
         for a in (q.weights, q.bias, q.multiplier, q.shift, q.w_scales):
             if a is not None:
                 crc = zlib.crc32(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).tobytes(), crc)
     return (crc & 0xFFFFFFFF) or 1
+
+
+def format_version(qf: QuantizedF) -> int:
+    """The blob format version that ``qf`` needs (4 only when its pool passes exact sums on)."""
+    if qf.activations == "int16":
+        return FORMAT_VERSION_16X8
+    return FORMAT_VERSION if any(q.exact_sum for q in qf.layers) else FORMAT_VERSION_REQUANT_POOL
 
 
 def _encode_user_id(user_id: str) -> bytes:
@@ -185,7 +195,8 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
 
     for q, layer in list(zip(qf.layers, spec.layers))[first:]:
         n_out, n_w, n_q = _layer_counts(layer)
-        flags = (FLAG_RELU if q.relu else 0) | (FLAG_PER_CHANNEL if q.per_channel else 0)
+        flags = ((FLAG_RELU if q.relu else 0) | (FLAG_PER_CHANNEL if q.per_channel else 0)
+                 | (FLAG_EXACT_SUM if q.exact_sum else 0))
         offs = [put(q.weights), put(q.bias), put(q.multiplier), put(q.shift), put(q.w_scales)]
         records.append(
             _RECORD.pack(
@@ -218,7 +229,7 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
     total = HEADER_SIZE + len(payload) + CRC_SIZE
     header = _HEADER.pack(
         MAGIC,
-        FORMAT_VERSION_16X8 if qf.activations == "int16" else FORMAT_VERSION,
+        format_version(qf),
         HEADER_SIZE,
         total,
         bytes.fromhex(qf.arch_hash),
@@ -358,7 +369,12 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None)
             lo_zp,
             act_min,
             act_max,
+            exact_sum=bool(flags & FLAG_EXACT_SUM),
         )
+        if flags & ~(FLAG_RELU | FLAG_PER_CHANNEL | FLAG_EXACT_SUM) or (
+                q.exact_sum and header.format_version != FORMAT_VERSION):
+            raise BlobError(f"θ blob layer {i} ({layer.name}): flags {flags:#x} invalid for format version "
+                            f"{header.format_version}")
         if n_w:
             w = arr(o_w, n_w, "<i1", f"{layer.name} weights")
             assert w is not None

@@ -16,8 +16,8 @@ import re
 import jinja2
 import numpy as np
 
-from codegen.blob import FORMAT_VERSION, FORMAT_VERSION_16X8, KIND_CODES
-from codegen.quantize import QuantizedF, act_limits
+from codegen.blob import KIND_CODES, format_version
+from codegen.quantize import QuantizedF, QuantLayer, act_limits
 from training.paths import REPO_ROOT
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv
 
@@ -54,12 +54,12 @@ def c_array(values: np.ndarray, per_line: int = 16, fmt: str = "{}") -> str:
     return ",\n".join("    " + ln for ln in lines)
 
 
-def _layer_desc(layer) -> str:
+def _layer_desc(layer, q: QuantLayer) -> str:
     if isinstance(layer, Conv):
         return (f"CONV_2D {layer.in_ch}->{layer.out_ch} k{layer.kernel} s{layer.stride} g{layer.groups} "
                 f"{layer.padding}{' +ReLU' if layer.relu else ''}")
     if isinstance(layer, AvgPool):
-        return f"global mean {layer.kernel}x{layer.kernel} (requantized)"
+        return f"global mean {layer.kernel}x{layer.kernel} ({'exact int16 sums' if q.exact_sum else 'requantized'})"
     return f"FULLY_CONNECTED {layer.in_features}->{layer.out_features}{' +ReLU' if layer.relu else ''}"
 
 
@@ -68,9 +68,9 @@ def render_theta_header(qf: QuantizedF, user_id: str, threshold: float, blob: by
     qf.check(spec)
     layers = []
     for q, layer in zip(qf.layers, spec.layers):
-        d = dict(name=layer.name, desc=_layer_desc(layer), kind_code=KIND_CODES[q.kind], relu=int(q.relu),
-                 per_channel=int(q.per_channel), in_zp=q.in_zp, out_zp=q.out_zp, act_min=q.act_min,
-                 act_max=q.act_max, in_scale=c_float(q.in_scale), out_scale=c_float(q.out_scale),
+        d = dict(name=layer.name, desc=_layer_desc(layer, q), kind_code=KIND_CODES[q.kind], relu=int(q.relu),
+                 per_channel=int(q.per_channel), exact_sum=int(q.exact_sum), in_zp=q.in_zp, out_zp=q.out_zp,
+                 act_min=q.act_min, act_max=q.act_max, in_scale=c_float(q.in_scale), out_scale=c_float(q.out_scale),
                  n_weights=0, n_out=0, n_quant=0)
         assert q.multiplier is not None and q.shift is not None
         d.update(n_quant=int(q.multiplier.size), multiplier=c_array(q.multiplier, 6), shift=c_array(q.shift, 16))
@@ -86,7 +86,7 @@ def render_theta_header(qf: QuantizedF, user_id: str, threshold: float, blob: by
         threshold=c_float(threshold), threshold_q=qf.threshold_q(threshold), input_scale=c_float(qf.input_scale),
         input_zp=qf.input_zp, logit_scale=c_float(qf.logit_scale), logit_zp=qf.logit_zp, layers=layers,
         blob_len=len(blob), blob=c_array(np.frombuffer(blob, np.uint8), 16, "0x{:02x}"),
-        blob_version=FORMAT_VERSION_16X8 if qf.activations == "int16" else FORMAT_VERSION, producer=PRODUCER,
+        blob_version=format_version(qf), producer=PRODUCER,
         kind="16x8 (int16 activations, int8 weights)" if qf.activations == "int16" else "int8",
         act_type=qf.activations, never=act_limits(qf.activations)[1] + 1,
     )

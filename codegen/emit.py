@@ -129,7 +129,7 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
                    base_header: tuple[str, bytes] | None = None) -> tuple[Artifacts, int | None]:
     t = time.perf_counter()
     blob = b""
-    try:  # int8: format version 2 (pv_kernel.c); 16x8: version 3 (pv_kernel16.c)
+    try:  # int8: format version 4 (pv_kernel.c); 16x8: version 3 (pv_kernel16.c)
         blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
     except BlobError as e:
         raise EmitError(str(e)) from None

@@ -147,16 +147,21 @@ def avgpool_int8(x: np.ndarray, q: QuantLayer, layer: AvgPool) -> np.ndarray:
     if (h, w) != (layer.kernel, layer.kernel):
         raise ValueError(f"{layer.name}: global pool of {layer.kernel} over {h}×{w}")
     acc = (x.astype(np.int64) - q.in_zp).sum(axis=(1, 2))
+    if q.exact_sum:  # no requantization: the sums themselves (|sum| <= k²·255), int32
+        return acc.astype(np.int32).reshape(n, 1, 1, c)
     return requantize(acc, q, x.dtype.type).reshape(n, 1, 1, c)
 
 
-def dense_int8(x: np.ndarray, q: QuantLayer) -> np.ndarray:
-    """FULLY_CONNECTED int8: (N, …) flattened in HWC order → (N, out)."""
+def dense_int8(x: np.ndarray, q: QuantLayer, out_dtype: type | None = None) -> np.ndarray:
+    """FULLY_CONNECTED int8: (N, …) flattened in HWC order → (N, out). After an exact-sum pool x is its
+    int32 sums (in_zp 0) and the op is TFLM's CONV_2D k×k VALID with the weights repeated at every tap
+    (what the .tflite holds): Σ_c w_c Σ_p (x_pc − zp) = Σ_p Σ_c w_c (x_pc − zp), exactly."""
     assert q.weights is not None and q.bias is not None
     xf = x.reshape(x.shape[0], -1)
     dt = _exact_dtype(xf.shape[1], xf)
     acc = (xf.astype(dt) - dt(q.in_zp)) @ q.weights.astype(dt).T
-    return requantize(wrap_int32(acc.astype(np.int64) + q.bias.astype(np.int64)), q, x.dtype.type)
+    out = out_dtype or x.dtype.type
+    return requantize(wrap_int32(acc.astype(np.int64) + q.bias.astype(np.int64)), q, out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,7 +187,7 @@ def run_int8_q(
         elif isinstance(layer, AvgPool):
             x = avgpool_int8(x, q, layer)
         else:
-            x = dense_int8(x, q)
+            x = dense_int8(x, q, qf.act_dtype)
         if return_layers:
             acts[layer.name] = x
     logits = x.reshape(x.shape[0])

@@ -30,14 +30,16 @@ def _int8_weights(qf: QuantizedF, name: str) -> torch.Tensor:
     ql = qf.layer(name)
     if ql.weights.ndim == 4:  # OHWI → OIHW
         return torch.from_numpy(ql.weights.transpose(0, 3, 1, 2) * ql.w_scales[:, None, None, None]).float()
-    return torch.from_numpy(ql.weights * ql.w_scales.reshape(-1, 1)).float()
+    i = [q.name for q in qf.layers].index(name)
+    k2 = F_SPEC.layers[i - 1].kernel ** 2 if i > 0 and qf.layers[i - 1].exact_sum else 1  # it reads sums
+    return torch.from_numpy(ql.weights * ql.w_scales.reshape(-1, 1) * k2).float()
 
 
 def _fake_quant(qf: QuantizedF, name: str):
     ql = qf.layer(name)
 
     def after(layer, x: torch.Tensor) -> torch.Tensor:
-        if layer.name != name:
+        if layer.name != name or ql.exact_sum:  # an exact-sum pool does not round
             return x
         q = torch.clamp(torch.round(x / ql.out_scale) + ql.out_zp, ql.act_min, ql.act_max)
         return (q - ql.out_zp) * ql.out_scale

@@ -20,10 +20,11 @@ raw biases) — exactly what the float f applies — are turned into:
   The global average pool gets its OWN output range (see below).
   The output logit (no ReLU) gets its own asymmetric range [min(lo, 0), max(hi, 0)] with TFLite's
   nudged zero point.
-- **The global pool requantizes**: TFLM's AVERAGE_POOL_2D keeps its input's scale, and the input is a
-  per-pixel ReLU map whose range is set by its strongest pixel: averaged over 7×7 pixels, the 96
-  pooled features then used codes up to 34 of 255 (median spread between faces 1.3 steps), which
-  alone cost 3 points of decision agreement with the float f (``python -m codegen.int8_layers``).
+- **The global pool requantizes** (``exact_pool=False``; the default does not, below): TFLM's
+  AVERAGE_POOL_2D keeps its input's scale, and the input is a per-pixel ReLU map whose range is set
+  by its strongest pixel: averaged over 7×7 pixels, the 96 pooled features then used codes up to 34
+  of 255 (median spread between faces 1.3 steps), which alone cost 3 points of decision agreement
+  with the float f (``python -m codegen.int8_layers``).
   So the pool is deployed as what TFLM does requantize: a CONV_2D k×k VALID with one group per
   channel, every weight 1 (scale 1/k², zero bias) — exactly the mean, with its own calibrated output
   range. The blob and the C kernel store no weights for it (they are all 1), only the multiplier.
@@ -31,6 +32,18 @@ raw biases) — exactly what the float f applies — are turned into:
   more between faces than the few calibration faces show, and a clipped pooled feature moves the
   logit far (measured: one demo view of Grace Hopper, Δlogit −0.25 from the pool alone at 1.2; with
   2.0 the demo's decisions agree on 199/200 views and LFW's on 98.75 % of 400 pairs, as at 1.2).
+- **The exact pool** (``QuantConfig.exact_pool``, int8 only, the default since blob format version 4): the
+  pool's 96 means are not rounded to int8 at all. The pool passes the exact integer sums
+  ``S_c = Σ_p (x_pc − in_zp)`` (|S_c| ≤ 49·255, int16) to fc1, and fc1's weight scales carry the 1/k²
+  (``w_scale / 49``), so fc1 computes ``Σ_c w_c S_c`` — which is TFLM's CONV_2D 7×7 VALID over b5_dw's
+  map with fc1's weights repeated at every tap, exactly (int32 sums, no rounding between). The .tflite
+  holds that CONV_2D (with the folded tail only its logit row, 4.7 KB, and no head op:
+  ``codegen.tflite_writer._compact_tail``); the blob marks the pool record ``FLAG_EXACT_SUM`` and the C
+  kernel hands the int16 sums to the dense layer. The pool's record is then: output scale = input scale,
+  zp 0, weight scale 1, multiplier 1, range the sum's bounds (:func:`exact_sum_range`). Why: the pool's
+  int8 rounding was the second costliest step (``python -m codegen.int8_layers``: mean |Δlogit| 0.016
+  of 0.043); without it, emulated on the 1,200 held-out pairs, the near-threshold error fell 0.030 → 0.025.
+  ``exact_pool=False`` gives the requantizing pool below (blob format version 2).
 - **The linear tail is folded** (``QuantConfig.fold_linear_tail``): fc1 and head are both linear, so
   ``head(fc1(p)) = (w_h W_1) p + (w_h b_1 + b_h)``. Before quantizing, fc1's row 0 becomes that product
   (its other rows and biases 0) and head becomes [1, 0, …, 0] with bias 0 (:func:`fold_linear_tail`).
@@ -228,6 +241,9 @@ class QuantLayer:
     bias: np.ndarray | None = None  # int32 (O,)
     multiplier: np.ndarray | None = None  # int32, one per w_scale
     shift: np.ndarray | None = None  # int32, one per w_scale; > 0 = left shift (TFLM convention)
+    # the pool only: True = the exact sum Σ(x − in_zp), not requantized (see "The exact pool" in the module
+    # docstring): output scale = in_scale, zp 0, w_scales [1.0], multiplier 1, range the sum's bounds
+    exact_sum: bool = False
 
     @property
     def per_channel(self) -> bool:
@@ -247,7 +263,8 @@ class QuantLayer:
 
     def equal_arithmetic(self, other: QuantLayer) -> bool:
         """Same name, kind and every number that the int8 arithmetic uses."""
-        scalars = ("name", "kind", "relu", "in_scale", "in_zp", "out_scale", "out_zp", "act_min", "act_max")
+        scalars = ("name", "kind", "relu", "in_scale", "in_zp", "out_scale", "out_zp", "act_min", "act_max",
+                   "exact_sum")
         if any(getattr(self, a) != getattr(other, a) for a in scalars):
             return False
         for a in ("weights", "w_scales", "bias", "multiplier", "shift"):
@@ -343,6 +360,7 @@ class QuantizedF:
             )
         amin, amax = act_limits(self.activations)
         prev = (self.input_scale, self.input_zp)
+        prev_exact: QuantLayer | None = None
         for q, la in zip(self.layers, spec.layers):
             if (q.in_scale, q.in_zp) != prev:
                 raise ValueError(f"{q.name}: input params {(q.in_scale, q.in_zp)} != previous output {prev}")
@@ -351,6 +369,30 @@ class QuantizedF:
             for zp in (q.in_zp, q.out_zp):
                 if not INT8_MIN <= zp <= INT8_MAX or (self.activations == "int16" and zp != 0):
                     raise ValueError(f"{q.name}: zero point {zp} outside int8 (int16 activations: must be 0)")
+            if q.exact_sum:
+                if not isinstance(la, AvgPool) or self.activations != "int8":
+                    raise ValueError(f"{q.name}: only an int8 model's pool can pass its exact sum on")
+                ok = (
+                    (q.out_scale, q.out_zp) == (q.in_scale, 0)
+                    and (q.act_min, q.act_max) == exact_sum_range(la, q.in_zp)
+                    and q.w_scales is not None and q.w_scales.shape == (1,) and q.w_scales[0] == np.float32(1.0)
+                    and q.multiplier is not None and q.shift is not None
+                    and (int(q.multiplier[0]), int(q.shift[0])) == quantize_multiplier(1.0)
+                )
+                if not ok:
+                    raise ValueError(f"{q.name}: an exact-sum pool has output scale = input scale, zp 0, weight "
+                                     "scale 1, multiplier 1 and the sum's range")
+                if q.weights is not None or q.bias is not None:
+                    raise ValueError(f"{q.name}: the pool's weights (1) and bias (0) are implicit")
+                prev_exact, prev = q, (q.out_scale, q.out_zp)
+                continue
+            if prev_exact is not None:
+                n_in = la.in_features if isinstance(la, Dense) else 0
+                biggest = max(abs(prev_exact.act_min), abs(prev_exact.act_max))
+                if n_in == 0 or q.in_zp != 0 or n_in * 127 * biggest >= 2**31:
+                    raise ValueError(f"{q.name}: an exact-sum pool must feed a dense layer whose int32 sum cannot "
+                                     "overflow")
+                prev_exact = None
             if not amin <= q.act_min <= q.act_max <= amax:
                 raise ValueError(f"{q.name}: activation range [{q.act_min}, {q.act_max}] invalid")
             if isinstance(la, AvgPool):
@@ -394,6 +436,12 @@ class QuantizedF:
 def pool_weight_scale(layer: AvgPool) -> float:
     """The float32 scale of the pool's weights (all 1): 1/k², so that weight · scale is the mean."""
     return f32(1.0 / (layer.kernel * layer.kernel))
+
+
+def exact_sum_range(layer: AvgPool, in_zp: int) -> tuple[int, int]:
+    """The bounds of the exact pool's Σ(x − in_zp) over k×k int8 values: its 'activation range'."""
+    n = layer.kernel * layer.kernel
+    return n * (INT8_MIN - in_zp), n * (INT8_MAX - in_zp)
 
 
 def pool_weights(layer: AvgPool, channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -501,6 +549,7 @@ class QuantConfig:
     seed: int = 0
     # (layer, margin) pairs that override ``margin``: the last conv's map varies most (module docstring)
     layer_margins: tuple[tuple[str, float], ...] = (("b5_dw", 2.0),)
+    exact_pool: bool = True  # int8: the pool's exact sums feed fc1, no int8 rounding (module docstring)
     activations: str = "int8"  # "int16": TFLM 16x8 — int16 activations, int8 weights (module docstring)
     margin16: float = 4.0  # int16 activations: every range is margin16 × the calibration max (no percentile)
 
@@ -710,11 +759,23 @@ def quantize(
             if relu or (isinstance(layer, AvgPool) and lo >= 0.0):  # the mean of a ReLU map is >= 0 too
                 out_scale, out_zp = f32(hi / 255.0), INT8_MIN  # [0, hi] exactly: zp -128
         act_min, act_max = activation_range(relu, out_zp, cfg.activations)
-        q = QuantLayer(layer.name, layer.kind, relu, in_scale, in_zp, out_scale, out_zp, act_min, act_max)
+        exact = (isinstance(layer, AvgPool) and cfg.exact_pool and cfg.activations == "int8"
+                 and i + 1 < len(spec.layers) and isinstance(spec.layers[i + 1], Dense))
+        if exact:  # the sum Σ(x − in_zp) itself, in units of the input's scale
+            out_scale, out_zp = in_scale, 0
+            act_min, act_max = exact_sum_range(layer, in_zp)
+            ranges[layer.name] = []
+        q = QuantLayer(layer.name, layer.kind, relu, in_scale, in_zp, out_scale, out_zp, act_min, act_max,
+                       exact_sum=exact)
         if isinstance(layer, Conv | Dense):
             b = params[f"{layer.name}.bias"].double().numpy()
             q.weights, q.w_scales = int8_weights(layer, params, gptq_inputs)
+            if layers and layers[-1].exact_sum:  # it reads sums of k² inputs: its weights act on the mean
+                k2 = spec.layers[i - 1].kernel ** 2
+                q.w_scales = (q.w_scales.astype(np.float64) / k2).astype(np.float32)
             q.bias = _quantize_bias(b, q.bias_scales, layer.name)
+        elif exact:
+            q.w_scales = np.array([1.0], np.float32)
         else:
             q.w_scales = np.array([pool_weight_scale(layer)], np.float32)
         mults = [quantize_multiplier(real_multiplier(in_scale, float(s), out_scale)) for s in q.w_scales]

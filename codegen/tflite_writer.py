@@ -40,7 +40,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 from codegen.quantize import QuantizedF, pool_weights
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
-TFLITE_FORMAT_VERSION = 1  # of our metadata record (the flatbuffer schema itself is version 3)
+TFLITE_FORMAT_VERSION = 2  # of our metadata record (the flatbuffer schema itself is version 3); 2: exact pool
 METADATA_NAME = "pv_meta"
 FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
@@ -119,6 +119,34 @@ def metadata_record(
     }
 
 
+_PLAIN_CONV = Conv("sum", 1, 1, kernel=1, stride=1, groups=1, padding="valid", relu=False, gain=1.0)
+
+
+def _compact_tail(qf: QuantizedF, spec: ArchSpec) -> int | None:
+    """The index of fc1 when the deployable graph may end there: fc1 reads an exact-sum pool and the
+    folded tail (:func:`codegen.quantize.fold_linear_tail`) made fc1's row 0 the logit, its other rows
+    constant, and head an identity of row 0. Then the .tflite holds fc1 as a CONV_2D k×k with that one
+    row (its weights repeated k² times: 4.7 KB, not 113 KB for all 24) and no head op, and TFLM's logit
+    is still bit for bit the golden model's: checked here, for every int8 value row 0 can take, that
+    head maps it to itself when the other rows are what their zero weights give. None: the full graph."""
+    n = len(spec.layers)
+    if n < 3 or not qf.layers[n - 3].exact_sum or qf.activations != "int8":
+        return None
+    fc1, head = qf.layers[n - 2], qf.layers[n - 1]
+    assert fc1.weights is not None and fc1.bias is not None and head.weights is not None
+    if fc1.weights[1:].any() or fc1.bias[1:].any() or head.weights.shape[0] != 1:
+        return None
+    from codegen.golden import dense_int8
+
+    rest = np.clip(fc1.out_zp, fc1.act_min, fc1.act_max)  # rows 1… : requantize(0 + bias 0)
+    xs = np.arange(fc1.act_min, fc1.act_max + 1)
+    x = np.concatenate([xs[:, None], np.full((len(xs), fc1.weights.shape[0] - 1), rest)], axis=1).astype(np.int8)
+    if not np.array_equal(dense_int8(x, head).reshape(-1), xs) or (head.out_scale, head.out_zp) != (
+            fc1.out_scale, fc1.out_zp):
+        return None
+    return n - 2
+
+
 def build_tflite(
     qf: QuantizedF,
     spec: ArchSpec = F_SPEC,
@@ -168,35 +196,48 @@ def build_tflite(
     cur = tensor("input", [1, h, w, spec.input_ch], act_type, _q(qf.input_scale, qf.input_zp))
     inp = cur
     outputs = []
-    for layer, q, shape in list(zip(spec.layers, qf.layers, spec.shapes[1:]))[:n_layers]:
+    compact = _compact_tail(qf, spec) if n_layers == len(spec.layers) and not layer_outputs else None
+    for i, (layer, q, shape) in enumerate(list(zip(spec.layers, qf.layers, spec.shapes[1:]))[:n_layers]):
+        if q.exact_sum:  # no op and no tensor (not in layer_outputs either): the next layer reads the map
+            continue  # and sums it itself, as a CONV_2D k×k
+        if compact is not None and i == compact + 1:
+            break  # the folded head: an exact identity, left out (see _compact_tail)
         op = fb.OperatorT()
+        summed = i > 0 and qf.layers[i - 1].exact_sum  # a dense over an exact-sum pool: CONV_2D k×k VALID
         out_shape = [1, *shape] if not isinstance(layer, Dense) else [1, shape[-1]]
-        last = layer is spec.layers[n_layers - 1]
+        weights, bias, w_scales, bias_scales = q.weights, q.bias, q.w_scales, q.bias_scales
+        if summed:
+            k = spec.layers[i - 1].kernel
+            assert weights is not None
+            if compact is not None:  # only the logit's row
+                weights, bias, w_scales, bias_scales = weights[:1], bias[:1], w_scales[:1], bias_scales[:1]
+            weights = np.repeat(np.repeat(weights[:, None, None, :], k, axis=1), k, axis=2)  # (O, k, k, C)
+            out_shape = [1, 1, 1, weights.shape[0]]
+        last = layer is spec.layers[n_layers - 1] or (compact is not None and i == compact)
         out_name = "logit" if last and n_layers == len(spec.layers) else f"{layer.name}/out"
         out = tensor(out_name, out_shape, act_type, _q(q.out_scale, q.out_zp))
         act = fb.ActivationFunctionType.RELU if q.relu else fb.ActivationFunctionType.NONE
         if isinstance(layer, AvgPool):  # the requantizing pool: CONV_2D k×k, one group per channel, weights 1
             weights, bias = pool_weights(layer, shape[-1])
-        else:
-            weights, bias = q.weights, q.bias
-        assert weights is not None and q.w_scales is not None and bias is not None
+        assert weights is not None and w_scales is not None and bias is not None
         wt = tensor(
             f"{layer.name}/weights",
             weights.shape,
             fb.TensorType.INT8,
-            _q(q.w_scales, np.zeros(q.w_scales.size, np.int64)),
+            _q(w_scales, np.zeros(w_scales.size, np.int64)),
             weights.astype(np.int8),
         )
         bt = tensor(
             f"{layer.name}/bias",
             bias.shape,
             fb.TensorType.INT32,
-            _q(q.bias_scales, np.zeros(q.w_scales.size, np.int64)),
+            _q(bias_scales, np.zeros(w_scales.size, np.int64)),
             bias.astype("<i4"),
         )
         op.inputs = [cur, wt, bt]
-        if isinstance(layer, Conv | AvgPool):
-            op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, _op_version(layer, qf.activations))
+        if isinstance(layer, Conv | AvgPool) or summed:
+            op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, 6 if isinstance(layer, AvgPool) else
+                                    _op_version(layer if isinstance(layer, Conv) else _PLAIN_CONV, qf.activations))
             opt = fb.Conv2DOptionsT()
             if isinstance(layer, Conv):
                 opt.padding = fb.Padding.SAME if layer.padding == "same" else fb.Padding.VALID

@@ -42,7 +42,8 @@ FRAME_OVERHEAD = 8
 BLOB_HEADER = struct.Struct("<4sHHI8s32sfII")
 BLOB_HEADER_BYTES = 64
 BLOB_MAX_BYTES = 65536
-BLOB_FORMAT_VERSION = 2  # codegen/blob.py FORMAT_VERSION (the link stays free of the codegen stack; a test ties them)
+BLOB_FORMAT_VERSION = 4  # codegen/blob.py FORMAT_VERSION (the link stays free of the codegen stack; a test ties them)
+BLOB_FORMAT_VERSION_REQUANT_POOL = 2  # codegen/blob.py: int8 before the exact pool, still read
 BLOB_FORMAT_VERSION_16X8 = 3  # codegen/blob.py FORMAT_VERSION_16X8: a 16x8 model (PV_WITH_16X8 firmware only)
 _POLL_S = 0.05  # longest single blocking read
 FRAME_ERROR_RESENDS = 4  # resends on the board's bad-frame reports, per allowed try
@@ -746,7 +747,7 @@ def check_blob(blob: bytes) -> None:
     if len(blob) < BLOB_HEADER_BYTES + 4 or len(blob) > BLOB_MAX_BYTES:
         raise ValueError(f"θ blob of {len(blob)} bytes: must be {BLOB_HEADER_BYTES + 4}..{BLOB_MAX_BYTES}")
     magic, version, hsize, total, *_ = BLOB_HEADER.unpack_from(blob)
-    versions = (BLOB_FORMAT_VERSION, BLOB_FORMAT_VERSION_16X8)
+    versions = (BLOB_FORMAT_VERSION, BLOB_FORMAT_VERSION_REQUANT_POOL, BLOB_FORMAT_VERSION_16X8)
     if magic != b"PVTB" or version not in versions or hsize != BLOB_HEADER_BYTES or total != len(blob):
         raise ValueError(f"not a θ blob of this firmware (magic PVTB, version {versions}, 64-byte "
                          f"header, total_size = file size; got {magic!r} version {version})")

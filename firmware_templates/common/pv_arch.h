@@ -27,7 +27,7 @@
 #define PV_ARENA_BYTES 37632u
 
 /* θ blob (codegen/blob.py): fixed sizes for this architecture. */
-#define PV_BLOB_FORMAT_VERSION 2u
+#define PV_BLOB_FORMAT_VERSION 4u
 #define PV_BLOB_HEADER_BYTES 64u
 #define PV_PAYLOAD_BYTES 30452u
 #define PV_BLOB_BYTES 30520u

@@ -15,6 +15,7 @@ const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS] = PV_ARCH_LAYER_TABLE;
 #define RECORD_BYTES 64u
 #define FLAG_RELU 1u
 #define FLAG_PER_CHANNEL 2u
+/* FLAG_EXACT_SUM (pv_blob.h): the pool of a version-4 blob outputs its exact sums for the dense after it */
 /* 16x8 blobs (format version 3) are accepted only by builds that can run them (pv_protocol.h) */
 #ifndef PV_WITH_16X8
 #define PV_WITH_16X8 0
@@ -22,7 +23,8 @@ const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS] = PV_ARCH_LAYER_TABLE;
 #define BIAS_LIMIT 1073741824 /* 2^30: keeps the int32 accumulator free of overflow */
 
 int pv_blob_version_supported(uint32_t version) {
-    return version == PV_BLOB_FORMAT_VERSION || (PV_WITH_16X8 && version == PV_BLOB_FORMAT_VERSION_16X8);
+    return version == PV_BLOB_FORMAT_VERSION || version == PV_BLOB_FORMAT_VERSION_REQUANT_POOL ||
+           (PV_WITH_16X8 && version == PV_BLOB_FORMAT_VERSION_16X8);
 }
 
 const char *pv_status_name(int status) {
@@ -103,7 +105,7 @@ static uint32_t payload_bytes_from(uint32_t first) {
 
 /* Layer index's record in a payload whose records start at layer first. */
 static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const uint8_t *payload,
-                       uint32_t psize, uint32_t index, uint32_t first, uint32_t bits) {
+                       uint32_t psize, uint32_t index, uint32_t first, uint32_t bits, uint32_t version) {
     const uint8_t *r = payload + PAYLOAD_HEAD_BYTES + (index - first) * RECORD_BYTES;
     const uint32_t data_start = PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * RECORD_BYTES;
     const uint32_t kind = r[0], flags = r[1], n_out = rd_u16(r + 2);
@@ -112,9 +114,13 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
     const uint32_t off_s = rd_u32(r + 48), off_ws = rd_u32(r + 52);
     const uint32_t want_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
     const uint32_t want_flags = (d->relu ? FLAG_RELU : 0u) | (d->n_quant > 1u ? FLAG_PER_CHANNEL : 0u);
+    /* an exact-sum pool: only in version 4, and only before a dense layer (which then reads int16 sums) */
+    const int exact_ok = version == PV_BLOB_FORMAT_VERSION && d->kind == PV_KIND_AVGPOOL &&
+                         index + 1u < PV_N_LAYERS && pv_arch_layers[index + 1u].kind == PV_KIND_DENSE;
+    const int exact = flags == (want_flags | PV_FLAG_EXACT_SUM) && exact_ok;
     uint32_t i;
 
-    if (kind != d->kind || flags != want_flags || n_out != want_out || n_weights != d->n_weights ||
+    if (kind != d->kind || (flags != want_flags && !exact) || n_out != want_out || n_weights != d->n_weights ||
         n_quant != d->n_quant)
         return PV_ERR_LAYOUT;
     if (!array_ok(off_w, n_weights, 1u, data_start, psize) || !array_ok(off_b, n_out, 4u, data_start, psize) ||
@@ -131,9 +137,16 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
     lp->n_quant = n_quant;
     lp->flags = flags;
     if (!scale_ok(lp->in_scale) || !scale_ok(lp->out_scale_layer) || !zp_ok(lp->in_zp, bits) ||
-        !zp_ok(lp->out_zp, bits) || lp->act_min < act_lo(bits) || lp->act_max > act_hi(bits) ||
-        lp->act_min > lp->act_max)
+        !zp_ok(lp->out_zp, bits) || lp->act_min > lp->act_max)
         return PV_ERR_PARAM;
+    if (exact) { /* the sum's own bounds, output params = input scale and zp 0 (codegen/quantize.py) */
+        const int32_t n = (int32_t)(d->in_h * d->in_w);
+        if (lp->out_zp != 0 || lp->out_scale_layer != lp->in_scale || lp->act_min != n * (-128 - lp->in_zp) ||
+            lp->act_max != n * (127 - lp->in_zp) || n * 255 > 32767)
+            return PV_ERR_PARAM;
+    } else if (lp->act_min < act_lo(bits) || lp->act_max > act_hi(bits)) {
+        return PV_ERR_PARAM;
+    }
 
     /* In-place views (alignment checked: payload and offsets are multiples of 4). */
     lp->weights = n_weights ? (const int8_t *)(const void *)(payload + off_w) : NULL;
@@ -214,7 +227,7 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
         if (i < first) {
             m->layer[i] = s_base.layer[i]; /* the shared prefix: arrays in the base blob */
         } else {
-            rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i, first, bits);
+            rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i, first, bits, version);
             if (rc != PV_OK) return rc;
         }
         if (m->layer[i].in_scale != prev_scale || m->layer[i].in_zp != prev_zp) return PV_ERR_PARAM;

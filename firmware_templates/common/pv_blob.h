@@ -41,6 +41,12 @@ const char *pv_status_name(int status);
  * int8 weights, int32 biases; every activation zero point 0): the same layout as the int8 format
  * PV_BLOB_FORMAT_VERSION, run by pv_kernel16.h (pv_infer refuses it, and pv_infer16 an int8 model). */
 #define PV_BLOB_FORMAT_VERSION_16X8 3u
+/* Format version 2: the int8 layout of version PV_BLOB_FORMAT_VERSION (4) before the exact pool — every
+ * layer requantizes; still read. In version 4 the pool record may carry PV_FLAG_EXACT_SUM: it outputs
+ * its sums of (x - in_zp), unrounded, as int16 (output scale = input scale, zp 0), and the dense layer
+ * after it reads them (codegen/quantize.py, "The exact pool"). */
+#define PV_BLOB_FORMAT_VERSION_REQUANT_POOL 2u
+#define PV_FLAG_EXACT_SUM 4u
 
 /* 1 when this build reads blobs of that format version: PV_BLOB_FORMAT_VERSION always, and
  * PV_BLOB_FORMAT_VERSION_16X8 in builds with -DPV_WITH_16X8=1 (which run pv_kernel16). */
@@ -54,7 +60,7 @@ typedef struct pv_layer_params {
     const int32_t *shift;   /* [n_quant] > 0: left shift */
     const float *w_scales;  /* [n_quant] (not used by the integer kernel) */
     uint32_t n_quant;       /* out_c (conv, dense; 1 for a one-output dense) or 1 (the global mean) */
-    uint32_t flags;         /* bit 0 ReLU, bit 1 per channel */
+    uint32_t flags;         /* bit 0 ReLU, bit 1 per channel, bit 2 PV_FLAG_EXACT_SUM (the pool) */
     float in_scale;
     float out_scale_layer;
     int32_t in_zp;

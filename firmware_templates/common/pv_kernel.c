@@ -134,6 +134,12 @@ static inline int32_t pv_dot_col(const int16_t *col, const int8_t *w, uint32_t n
 
 static uint32_t pv_out_bytes(const pv_layer_desc_t *d) { return d->out_h * d->out_w * d->out_c; }
 
+/* A pool with PV_FLAG_EXACT_SUM writes its sums as int16: twice the bytes (the plan reserves them). */
+static int pv_exact_sum(const pv_layer_params_t *p) { return (p->flags & PV_FLAG_EXACT_SUM) != 0u; }
+static uint32_t pv_out_bytes_max(const pv_layer_desc_t *d) {
+    return d->kind == PV_KIND_AVGPOOL ? 2u * pv_out_bytes(d) : pv_out_bytes(d);
+}
+
 /* Input rows expanded (and so dead in the arena) before output row oy of a conv is computed. */
 static uint32_t pv_rows_ready(const pv_layer_desc_t *d, uint32_t oy) {
     int32_t e = (int32_t)(oy * d->stride) - (int32_t)d->pad_top + (int32_t)d->kernel;
@@ -205,7 +211,7 @@ void pv_plan(pv_plan_t *pl) {
         const uint32_t s = pv_scratch_bytes(d, i == 0u);
         if (i > 0u) off -= pv_lag(d);
         pl->out_offset[i] = off;
-        if (off + pv_out_bytes(d) > act) act = off + pv_out_bytes(d);
+        if (off + pv_out_bytes_max(d) > act) act = off + pv_out_bytes_max(d);
         if (s > scr) scr = s;
     }
     pl->scratch = PV_ALIGN8(act);
@@ -813,12 +819,16 @@ static void pv_conv_layer(const pv_layer_desc_t *d, const pv_layer_params_t *p, 
 /* The global mean (kernel = in_h = in_w, checked at parse), as deployed in the .tflite: CONV_2D k x k
  * with one group per channel, weights 1, bias 0, so acc = sum(x - in_zp), requantized with the layer's
  * one multiplier to its own output params (codegen/quantize.py says why it is not AVERAGE_POOL_2D). In
- * place: out[c] is written after the last read of channel c, and no later channel reads byte c. */
+ * place: out[c] is written after the last read of channel c, and no later channel reads byte c.
+ * PV_FLAG_EXACT_SUM (format version 4): no requantization — out holds the sums as int16 (|sum| <= k*k*255,
+ * checked at parse) for the dense layer after it; written after every read. */
 static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
                        uint8_t *scratch) {
     const uint32_t n = d->in_h * d->in_w, c_n = d->in_c;
     const int32_t zp_sum = (int32_t)n * p->in_zp;
     const pv_requant_params_t rq = pv_rq(p);
+    const int exact = pv_exact_sum(p);
+    int16_t *sums = (int16_t *)(void *)out; /* exact: int16 out (the arena offsets are 4-aligned) */
     uint32_t c, i;
 #if defined(PV_USE_DSP)
     if ((c_n & 3u) == 0u && n <= 255u) { /* 16-bit lane sums (|sum| <= 255 * 128), 4 channels a word */
@@ -836,13 +846,24 @@ static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, con
         for (c = 0; c < c_n; c++) { /* all reads done: the output may overwrite the input */
             const int32_t word = acc[(c & ~3u) / 2u + (c & 1u)];
             const int32_t a = (int32_t)(int16_t)(uint16_t)((uint32_t)word >> ((c & 2u) ? 16 : 0));
-            out[c] = pv_requant(a - zp_sum, 0u, &rq);
+            if (exact)
+                sums[c] = (int16_t)(a - zp_sum);
+            else
+                out[c] = pv_requant(a - zp_sum, 0u, &rq);
         }
         return;
     }
-#else
-    (void)scratch;
 #endif
+    if (exact) { /* all sums first (in the scratch): an int16 store would overwrite channels not yet read */
+        int16_t *tmp = (int16_t *)(void *)scratch;
+        for (c = 0; c < c_n; c++) {
+            int32_t acc = 0;
+            for (i = 0; i < n; i++) acc += in[(size_t)i * c_n + c];
+            tmp[c] = (int16_t)(acc - zp_sum);
+        }
+        memcpy(sums, tmp, (size_t)c_n * 2u);
+        return;
+    }
     for (c = 0; c < c_n; c++) {
         int32_t acc = 0;
         for (i = 0; i < n; i++) acc += in[(size_t)i * c_n + c];
@@ -851,15 +872,21 @@ static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, con
 }
 
 /* FULLY_CONNECTED int8 (per channel; n_quant == 1 for one output); the input is copied to the scratch first, so
- * the output may overwrite it. */
+ * the output may overwrite it. After an exact-sum pool (sums_in) the input is that pool's int16 sums, zp 0:
+ * the .tflite's CONV_2D k x k over the map with these weights at every tap, exactly. */
 static void pv_dense(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
-                     uint8_t *scratch) {
+                     uint8_t *scratch, int sums_in) {
     int16_t *col = pv_at16(scratch, 0u);
     const uint32_t n_in = d->in_h * d->in_w * d->in_c;
     const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
     const pv_requant_params_t rq = pv_rq(p);
     uint32_t o;
-    pv_col_fill(col, 0u, n_in & ~3u, in, n_in, p->in_zp);
+    if (sums_in) {
+        const int16_t *s = (const int16_t *)(const void *)in;
+        for (o = 0; o < n_in; o++) pv_col_put(col, o, n_in & ~3u, s[o]);
+    } else {
+        pv_col_fill(col, 0u, n_in & ~3u, in, n_in, p->in_zp);
+    }
     for (o = 0; o < d->out_c; o++) {
         const int32_t acc = pv_dot_col(col, p->weights + (size_t)o * n_in, n_in) + p->bias[o];
         out[o] = pv_requant(acc, o * qstep, &rq);
@@ -886,9 +913,9 @@ static int pv_run_rest(const pv_model_t *m, const pv_plan_t *pl, int8_t *logit, 
         } else if (d->kind == PV_KIND_AVGPOOL) {
             pv_avgpool(d, &m->layer[i], in, out, arena + pl->scratch);
         } else {
-            pv_dense(d, &m->layer[i], in, out, arena + pl->scratch);
+            pv_dense(d, &m->layer[i], in, out, arena + pl->scratch, pv_exact_sum(&m->layer[i - 1u]));
         }
-        if (hook != NULL) hook(hook_ctx, i, out, pv_out_bytes(d));
+        if (hook != NULL) hook(hook_ctx, i, out, pv_exact_sum(&m->layer[i]) ? 2u * pv_out_bytes(d) : pv_out_bytes(d));
     }
     *logit = *(const int8_t *)(arena + pl->out_offset[PV_N_LAYERS - 1u]);
     return PV_OK;

@@ -49,7 +49,7 @@ def test_round_trip(qf: QuantizedF, blob: bytes) -> None:
 
 def test_fixed_header_layout(blob: bytes) -> None:
     assert blob[:4] == b"PVTB"
-    assert struct.unpack_from("<HHI", blob, 4) == (2, 64, len(blob))  # format version 2
+    assert struct.unpack_from("<HHI", blob, 4) == (4, 64, len(blob))  # format version 4: the exact pool
     assert blob[12:20] == bytes.fromhex(F_SPEC.arch_hash())
     assert blob[20:52] == b"alice" + b"\0" * 27
     assert struct.unpack_from("<f", blob, 52)[0] == -0.25

@@ -111,12 +111,17 @@ def test_c_kernel_layer_by_layer(
     qf, imgs = quantized["hgen-7"], face_images[:8]
     _, acts = run_int8(qf, imgs, return_layers=True)
     _, lay = c_logits(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), imgs, layers=True)
-    per_image = sum(int(np.prod(s)) for s in F_SPEC.shapes[1:])
+    # every layer's output bytes; the exact pool's are its sums as int16 (little-endian)
+    width = {q.name: 2 if q.exact_sum else 1 for q in qf.layers}
+    assert width["pool"] == 2
+    per_image = sum(int(np.prod(s)) * width[la.name] for s, la in zip(F_SPEC.shapes[1:], F_SPEC.layers))
     lay = lay.reshape(len(imgs), per_image)
     off = 0
     for name, a in acts.items():
-        n = a[0].size
-        assert np.array_equal(lay[:, off : off + n], a.reshape(len(imgs), -1)), f"layer {name} differs"
+        n = a[0].size * width[name]
+        got = np.ascontiguousarray(lay[:, off : off + n])
+        got = got.view("<i2") if width[name] == 2 else got
+        assert np.array_equal(got, a.reshape(len(imgs), -1)), f"layer {name} differs"
         off += n
 
 

@@ -266,7 +266,7 @@ def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
                             "--force", capsys=capsys)  # two views ask for int8
     assert rc == 0, err
     assert project_defines(out / "main") == ["-DPV_VIEWS=2u"] and unpack_blob(
-        (out / "carol_theta.bin").read_bytes())[0].format_version == 2
+        (out / "carol_theta.bin").read_bytes())[0].format_version == 4
     rc, text, err = run_cli(store, "--user", "carol", "--target", "esp32", "--activations", "int8", "--views", "1",
                             "--out", str(out), "--force", capsys=capsys)
     assert rc == 0, err

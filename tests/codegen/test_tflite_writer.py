@@ -36,11 +36,13 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
     sg = m.subgraphs[0]
     codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
     n_conv = sum(isinstance(la, Conv) for la in F_SPEC.layers)
-    # the global mean is one more CONV_2D (7×7, one group per channel, weights 1): it requantizes
-    assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1) + [fb.BuiltinOperator.FULLY_CONNECTED] * 2
+    # the exact pool (the default) is no op: fc1 is a CONV_2D 7×7 VALID over b5_dw's map with its weights
+    # at every tap — and with the folded tail only its logit row, so the graph ends there (head is an
+    # identity): n_conv + 1 CONV_2D and nothing else
+    assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1)
     inp, out = sg.tensors[sg.inputs[0]], sg.tensors[sg.outputs[0]]
     assert list(inp.shape) == [1, 112, 112, 3] and inp.type == fb.TensorType.INT8
-    assert list(out.shape) == [1, 1] and out.type == fb.TensorType.INT8 and len(sg.outputs) == 1
+    assert list(out.shape) == [1, 1, 1, 1] and out.type == fb.TensorType.INT8 and len(sg.outputs) == 1
     qf = quantized["random-0"]
     for op, layer, q in zip(sg.operators, F_SPEC.layers, qf.layers):
         if not isinstance(layer, Conv):
@@ -54,6 +56,28 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
         assert op.builtinOptions.fusedActivationFunction == fb.ActivationFunctionType.RELU
         got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8)
         assert np.array_equal(got, q.weights.reshape(-1))
+    fc1 = qf.layer("fc1")
+    last = sg.operators[-1]
+    w = sg.tensors[last.inputs[1]]
+    assert sg.tensors[last.inputs[0]].name.decode() == "b5_dw/out" and last.builtinOptions.padding == fb.Padding.VALID
+    assert list(w.shape) == [1, 7, 7, 96] and list(w.quantization.scale) == [fc1.w_scales[0]]
+    got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8).reshape(49, 96)
+    assert (got == fc1.weights[0]).all()  # fc1's logit row at every one of the 49 taps
+    assert all(t.type == fb.TensorType.INT8 for t in sg.tensors if t.buffer == 0)
+
+
+def test_graph_with_the_requantizing_pool(quantized) -> None:
+    """exact_pool off (format version 2's model): the global mean is one more CONV_2D (7×7, one group per
+    channel, weights 1) that requantizes, then fc1 and head as FULLY_CONNECTED."""
+    from training.verifier.functional import random_theta
+
+    qf = quantize(random_theta(0), cfg=QuantConfig(n_aug=4, exact_pool=False))
+    m = fb.ModelT.InitFromPackedBuf(bytearray(build_tflite(qf)), 0)
+    sg = m.subgraphs[0]
+    codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
+    n_conv = sum(isinstance(la, Conv) for la in F_SPEC.layers)
+    assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1) + [fb.BuiltinOperator.FULLY_CONNECTED] * 2
+    assert list(sg.tensors[sg.outputs[0]].shape) == [1, 1]
     i_pool = [la.name for la in F_SPEC.layers].index("pool")
     pool_w = sg.tensors[sg.operators[i_pool].inputs[1]]
     assert list(pool_w.shape) == [96, 7, 7, 1] and list(pool_w.quantization.scale) == [np.float32(1 / 49)]
@@ -61,12 +85,11 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
     for op in sg.operators[i_pool + 1 :]:  # FULLY_CONNECTED with per-output-feature weight scales
         w = sg.tensors[op.inputs[1]]
         assert len(w.quantization.scale) == w.shape[0]
-    assert all(t.type == fb.TensorType.INT8 for t in sg.tensors if t.buffer == 0)
 
 
 def test_metadata_and_alignment(model: bytes) -> None:
     meta = read_metadata(model)
-    assert meta["arch_hash"] == F_SPEC.arch_hash() and meta["format_version"] == 1
+    assert meta["arch_hash"] == F_SPEC.arch_hash() and meta["format_version"] == 2
     assert meta["user_id"] == "alice" and meta["threshold_logit"] == 0.25
     assert check_model(model) == meta
     assert all(off % 16 == 0 for off, _ in buffer_offsets(model)) and len(buffer_offsets(model)) >= 19
