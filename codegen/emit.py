@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.blob import BlobError, pack_blob
+from codegen.blob import FORMAT_VERSION, FORMAT_VERSION_16X8, BlobError, pack_blob
 from codegen.c_arch import arena_plan
 from codegen.c_header import render_model_header, render_theta_header
 from codegen.project import (
@@ -168,7 +168,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
     ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
     ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default).
-    ``activations``: "int8" (blob format 2, pv_kernel.c) or "int16" (16x8: blob format 3, pv_kernel16.c, one
+    ``activations``: "int8" (blob format 4, pv_kernel.c) or "int16" (16x8: blob format 3, pv_kernel16.c, one
     view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for every project
     of the fixed kernel, int8 for the -tflm ones) unless ``views`` 2 or ``shared_prefix`` ask for int8;
     without a target int8 (the full-int8 .tflite the issue asks for, and its blob)."""
@@ -293,9 +293,10 @@ def _report(res: EmitResult, verbose: bool) -> str:
         lines.append(f"  (+ {len(res.files) - len(shown)} files of the portable core under pv/; -v lists them)")
     int16 = res.activations == "int16"
     kind = "16x8: int16 activations, int8 weights" if int16 else "full int8"
+    version = FORMAT_VERSION_16X8 if int16 else FORMAT_VERSION
     if res.flash_is_blob:
         lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob "
-                     f"format {'3' if int16 else '2'}, {kind}, + {SLOT_HEADER_BYTES} B slot header; an A/B store "
+                     f"format {version}, {kind}, + {SLOT_HEADER_BYTES} B slot header; an A/B store "
                      "holds two slots)"
                      + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
                         if res.shared_prefix else ""))
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                          "image and its mirror (closer int8-vs-float decisions, 2x MACs, +32 KB RAM); "
                          "default: the target's (--list-targets)")
     ap.add_argument("--activations", choices=ACTIVATIONS,
-                    help="int8: full int8 (θ blob format 2, the fixed kernel pv_kernel.c); int16: TFLM's 16x8 "
+                    help="int8: full int8 (θ blob format 4, the fixed kernel pv_kernel.c); int16: TFLM's 16x8 "
                          "(int16 activations, int8 weights; decisions closer to float — README): θ blob format 3 "
                          "for pv_kernel16.c (the project built with PV_WITH_16X8=1, one view) and the 16x8 "
                          ".tflite; not for -tflm targets or --shared-prefix. Default: the target's "
