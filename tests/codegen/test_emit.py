@@ -279,7 +279,7 @@ def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
         assert run_cli(store, "--user", "carol", "--target", target, "--out", str(out), *extra,
                        capsys=capsys)[0] == 0
         version = unpack_blob((out / "carol_theta.bin").read_bytes())[0].format_version
-        assert version == (3 if with16 else 2)
+        assert version == (3 if with16 else 4)
         if TARGETS[target].kind == "make":
             assert "PV_VIEWS ?= 1" in (out / "Makefile").read_text()
             assert f"PV_WITH_16X8 ?= {with16}" in (out / "Makefile").read_text()
