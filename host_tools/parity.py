@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blob", type=Path, help="the θ blob the board holds (default: built from the user store)")
     ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
     ap.add_argument("--activations", choices=("auto", "int8", "int16"), default="auto",
-                    help="the θ built from the store: int8 (blob format 2) or int16 (16x8, format 3: a firmware "
+                    help="the θ built from the store: int8 (blob format 4) or int16 (16x8, format 3: a firmware "
                          "built with PV_WITH_16X8=1); auto (default): int16 when the first board's INFO says "
                          "its firmware runs 16x8 (codegen.emit's default build), else int8")
     ap.add_argument("--enroll", action="store_true", help="install the user's θ on every board first")
