@@ -151,3 +151,17 @@ def test_arrays_survive_exactly(qf: QuantizedF, blob: bytes) -> None:
         for f in ("weights", "bias", "multiplier", "shift", "w_scales"):
             x, y = getattr(a, f), getattr(b, f)
             assert (x is None and y is None) or (x.dtype == y.dtype and np.array_equal(x, y))
+
+
+def test_format_2_the_requantizing_pool(qf: QuantizedF, blob: bytes) -> None:
+    """exact_pool off packs as format 2 (no exact-sum flag) and reads back; the flag is refused in a
+    blob that says format 2 — a format-2 reader would requantize those sums."""
+    q2 = quantize(random_theta(3), cfg=QuantConfig(n_aug=4, exact_pool=False))
+    b2 = pack_blob(q2, "alice", -0.25)
+    header, back = unpack_blob(b2)
+    assert header.format_version == 2 and back.equal_arithmetic(q2) and not back.layer("pool").exact_sum
+    assert unpack_header(blob).format_version == 4 and qf.layer("pool").exact_sum
+    forged = bytearray(blob)
+    struct.pack_into("<H", forged, 4, 2)
+    with pytest.raises(BlobError, match="flags"):
+        unpack_blob(recrc(forged))

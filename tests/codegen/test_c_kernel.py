@@ -143,6 +143,26 @@ def test_c_dsp_path_bit_exact_emulated(
         assert np.array_equal(c, run_int8(qf, face_images[:96])), name
 
 
+def test_c_kernel_runs_format_2_blobs(pv_test_bin: Path, face_images: np.ndarray, tmp_path: Path) -> None:
+    """A format-2 blob (the pool requantizes: QuantConfig(exact_pool=False)) still runs bit-exact; the
+    exact-sum flag in a blob that says format 2 is refused."""
+    import dataclasses
+
+    from codegen.quantize import QuantConfig, quantize
+    from training.verifier.functional import random_theta
+
+    q2 = quantize(random_theta(5), cfg=dataclasses.replace(QuantConfig(n_aug=4), exact_pool=False))
+    b2 = pack_blob(q2, "x", 0.0)
+    assert struct.unpack_from("<H", b2, 4)[0] == 2
+    c, _ = c_logits(pv_test_bin, tmp_path, b2, face_images[:64])
+    assert np.array_equal(c, run_int8(q2, face_images[:64]))
+    forged = bytearray(pack_blob(quantize(random_theta(5), cfg=QuantConfig(n_aug=4)), "x", 0.0))
+    struct.pack_into("<H", forged, 4, 2)
+    struct.pack_into("<I", forged, len(forged) - 4, zlib.crc32(bytes(forged[:-4])) & 0xFFFFFFFF)
+    (tmp_path / "f.bin").write_bytes(bytes(forged))
+    assert run_c(pv_test_bin, "parse", tmp_path / "f.bin").stdout.split()[0] == "PV_ERR_LAYOUT"
+
+
 # --------------------------------------------------------------------------------------------------
 # blob parsing in C
 # --------------------------------------------------------------------------------------------------
