@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.blob import FORMAT_VERSION, FORMAT_VERSION_16X8, BlobError, pack_blob
+from codegen.blob import BlobError, format_version, pack_blob
 from codegen.c_arch import arena_plan
 from codegen.c_header import render_model_header, render_theta_header
 from codegen.project import (
@@ -77,6 +77,7 @@ class EmitResult:
     views: int = 1  # PV_VIEWS the project is built for (codegen.project.Target.views)
     activations: str = "int8"  # or "int16": 16x8 (blob format 3 for pv_kernel16, or the 16x8 .tflite)
     flash_is_blob: bool = True  # False: --format tflite without a target (the .tflite is the θ in flash)
+    blob_format: int = 0  # the θ blob's format version (codegen.blob.format_version)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -277,6 +278,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
         blob = art.blob[1] if art.blob else pack_blob(qf, user_id, meta.threshold)
         res.theta_flash_bytes = len(blob) + SLOT_HEADER_BYTES
     res.activations = activations
+    res.blob_format = format_version(qf)
     res.shared_prefix = shared_prefix
     res.arena_bytes = kernel16_arena_bytes() if activations == "int16" else kernel_arena_bytes()
     res.tflm_arena_bytes = tflm_arena
@@ -293,10 +295,9 @@ def _report(res: EmitResult, verbose: bool) -> str:
         lines.append(f"  (+ {len(res.files) - len(shown)} files of the portable core under pv/; -v lists them)")
     int16 = res.activations == "int16"
     kind = "16x8: int16 activations, int8 weights" if int16 else "full int8"
-    version = FORMAT_VERSION_16X8 if int16 else FORMAT_VERSION
     if res.flash_is_blob:
         lines.append(f"θ flash: {res.theta_flash_bytes:,} B ({'personal ' if res.shared_prefix else ''}blob "
-                     f"format {version}, {kind}, + {SLOT_HEADER_BYTES} B slot header; an A/B store "
+                     f"format {res.blob_format}, {kind}, + {SLOT_HEADER_BYTES} B slot header; an A/B store "
                      "holds two slots)"
                      + (f"; layers before {res.shared_prefix} are in pv_base_theta.h, compiled into the firmware"
                         if res.shared_prefix else ""))

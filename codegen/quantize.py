@@ -369,31 +369,19 @@ class QuantizedF:
             for zp in (q.in_zp, q.out_zp):
                 if not INT8_MIN <= zp <= INT8_MAX or (self.activations == "int16" and zp != 0):
                     raise ValueError(f"{q.name}: zero point {zp} outside int8 (int16 activations: must be 0)")
-            if q.exact_sum:
-                if not isinstance(la, AvgPool) or self.activations != "int8":
-                    raise ValueError(f"{q.name}: only an int8 model's pool can pass its exact sum on")
-                ok = (
-                    (q.out_scale, q.out_zp) == (q.in_scale, 0)
-                    and (q.act_min, q.act_max) == exact_sum_range(la, q.in_zp)
-                    and q.w_scales is not None and q.w_scales.shape == (1,) and q.w_scales[0] == np.float32(1.0)
-                    and q.multiplier is not None and q.shift is not None
-                    and (int(q.multiplier[0]), int(q.shift[0])) == quantize_multiplier(1.0)
-                )
-                if not ok:
-                    raise ValueError(f"{q.name}: an exact-sum pool has output scale = input scale, zp 0, weight "
-                                     "scale 1, multiplier 1 and the sum's range")
-                if q.weights is not None or q.bias is not None:
-                    raise ValueError(f"{q.name}: the pool's weights (1) and bias (0) are implicit")
-                prev_exact, prev = q, (q.out_scale, q.out_zp)
-                continue
-            if prev_exact is not None:
-                n_in = la.in_features if isinstance(la, Dense) else 0
+            if q.exact_sum and (not isinstance(la, AvgPool) or self.activations != "int8"):
+                raise ValueError(f"{q.name}: only an int8 model's pool can pass its exact sum on")
+            if prev_exact is not None:  # the dense layer reading the sums: its int32 sum cannot overflow
                 biggest = max(abs(prev_exact.act_min), abs(prev_exact.act_max))
-                if n_in == 0 or q.in_zp != 0 or n_in * 127 * biggest >= 2**31:
+                if not isinstance(la, Dense) or q.in_zp != 0 or la.in_features * 127 * biggest >= 2**31:
                     raise ValueError(f"{q.name}: an exact-sum pool must feed a dense layer whose int32 sum cannot "
                                      "overflow")
-                prev_exact = None
-            if not amin <= q.act_min <= q.act_max <= amax:
+            prev_exact = q if q.exact_sum else None
+            if q.exact_sum:  # its "range" is the sum's bounds, exactly
+                range_ok = (q.act_min, q.act_max) == exact_sum_range(la, q.in_zp)
+            else:
+                range_ok = amin <= q.act_min <= q.act_max <= amax
+            if not range_ok:
                 raise ValueError(f"{q.name}: activation range [{q.act_min}, {q.act_max}] invalid")
             if isinstance(la, AvgPool):
                 if q.weights is not None or q.bias is not None:
@@ -401,7 +389,12 @@ class QuantizedF:
                 for a, dt in ((q.multiplier, np.int32), (q.shift, np.int32), (q.w_scales, np.float32)):
                     if a is None or a.dtype != dt or a.shape != (1,):
                         raise ValueError(f"{q.name}: the pool needs one {np.dtype(dt)} multiplier/shift/scale")
-                if q.w_scales[0] != np.float32(pool_weight_scale(la)):
+                if q.exact_sum:  # the sum itself: output = input scale and zp 0, weight scale 1, multiplier 1
+                    if (q.out_scale, q.out_zp) != (q.in_scale, 0) or q.w_scales[0] != np.float32(1.0) or (
+                            int(q.multiplier[0]), int(q.shift[0])) != quantize_multiplier(1.0):
+                        raise ValueError(f"{q.name}: an exact-sum pool has output scale = input scale, zp 0, "
+                                         "weight scale 1 and multiplier 1")
+                elif q.w_scales[0] != np.float32(pool_weight_scale(la)):
                     raise ValueError(f"{q.name}: pool weight scale {q.w_scales[0]} != 1/{la.kernel}²")
                 if (q.multiplier < 0).any() or (q.shift < -31).any() or (q.shift > 30).any():
                     raise ValueError(f"{q.name}: multiplier/shift out of range")
@@ -745,26 +738,28 @@ def quantize(
             ranges[layer.name] = base.calibration.get("ranges", {}).get(layer.name, [])
             in_scale, in_zp = q.out_scale, q.out_zp
             continue
-        if i == len(spec.layers) - 1 or (tail is not None and i in tail):
-            # the logit, and (folded tail) fc1 whose row 0 carries it: one range, so that head is an identity
-            lo, hi = _range(acts[spec.layers[-1].name], relu, cfg, cfg.logit_margin)
-        else:
-            margin = dict(cfg.layer_margins).get(layer.name, cfg.pool_margin if isinstance(layer, AvgPool) else None)
-            lo, hi = _range(acts[layer.name], relu, cfg, margin)
-        ranges[layer.name] = [lo, hi]
-        if cfg.activations == "int16":
-            out_scale, out_zp = choose_qparams16(lo, hi)
-        else:
-            out_scale, out_zp = choose_qparams(lo, hi)
-            if relu or (isinstance(layer, AvgPool) and lo >= 0.0):  # the mean of a ReLU map is >= 0 too
-                out_scale, out_zp = f32(hi / 255.0), INT8_MIN  # [0, hi] exactly: zp -128
-        act_min, act_max = activation_range(relu, out_zp, cfg.activations)
         exact = (isinstance(layer, AvgPool) and cfg.exact_pool and cfg.activations == "int8"
                  and i + 1 < len(spec.layers) and isinstance(spec.layers[i + 1], Dense))
-        if exact:  # the sum Σ(x − in_zp) itself, in units of the input's scale
+        if exact:  # the sum Σ(x − in_zp) itself, in units of the input's scale: no range to calibrate
             out_scale, out_zp = in_scale, 0
             act_min, act_max = exact_sum_range(layer, in_zp)
             ranges[layer.name] = []
+        else:
+            if i == len(spec.layers) - 1 or (tail is not None and i in tail):
+                # the logit, and (folded tail) fc1 whose row 0 carries it: one range, so that head is an identity
+                lo, hi = _range(acts[spec.layers[-1].name], relu, cfg, cfg.logit_margin)
+            else:
+                margin = dict(cfg.layer_margins).get(layer.name,
+                                                     cfg.pool_margin if isinstance(layer, AvgPool) else None)
+                lo, hi = _range(acts[layer.name], relu, cfg, margin)
+            ranges[layer.name] = [lo, hi]
+            if cfg.activations == "int16":
+                out_scale, out_zp = choose_qparams16(lo, hi)
+            else:
+                out_scale, out_zp = choose_qparams(lo, hi)
+                if relu or (isinstance(layer, AvgPool) and lo >= 0.0):  # the mean of a ReLU map is >= 0 too
+                    out_scale, out_zp = f32(hi / 255.0), INT8_MIN  # [0, hi] exactly: zp -128
+            act_min, act_max = activation_range(relu, out_zp, cfg.activations)
         q = QuantLayer(layer.name, layer.kind, relu, in_scale, in_zp, out_scale, out_zp, act_min, act_max,
                        exact_sum=exact)
         if isinstance(layer, Conv | Dense):

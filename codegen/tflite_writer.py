@@ -37,6 +37,7 @@ import flatbuffers
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
+from codegen.golden import dense_int8
 from codegen.quantize import QuantizedF, pool_weights
 from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
@@ -93,11 +94,17 @@ def _q(scales, zps, dim: int = 0) -> fb.QuantizationParametersT:
     return q
 
 
+def _conv_version(groups: int, activations: str = "int8") -> int:
+    if groups > 1:
+        return 6  # a grouped CONV_2D
+    return 4 if activations == "int16" else 3  # 16x8: version 4
+
+
 def _op_version(layer: object, activations: str = "int8") -> int:
-    if isinstance(layer, Conv | AvgPool):
-        if isinstance(layer, AvgPool) or layer.groups > 1:
-            return 6  # a grouped CONV_2D
-        return 4 if activations == "int16" else 3  # 16x8: version 4
+    if isinstance(layer, AvgPool):
+        return _conv_version(2, activations)  # one group per channel
+    if isinstance(layer, Conv):
+        return _conv_version(layer.groups, activations)
     return 12  # FULLY_CONNECTED with per-channel int8 weights
 
 
@@ -119,9 +126,6 @@ def metadata_record(
     }
 
 
-_PLAIN_CONV = Conv("sum", 1, 1, kernel=1, stride=1, groups=1, padding="valid", relu=False, gain=1.0)
-
-
 def _compact_tail(qf: QuantizedF, spec: ArchSpec) -> int | None:
     """The index of fc1 when the deployable graph may end there: fc1 reads an exact-sum pool and the
     folded tail (:func:`codegen.quantize.fold_linear_tail`) made fc1's row 0 the logit, its other rows
@@ -136,8 +140,6 @@ def _compact_tail(qf: QuantizedF, spec: ArchSpec) -> int | None:
     assert fc1.weights is not None and fc1.bias is not None and head.weights is not None
     if fc1.weights[1:].any() or fc1.bias[1:].any() or head.weights.shape[0] != 1:
         return None
-    from codegen.golden import dense_int8
-
     rest = np.clip(fc1.out_zp, fc1.act_min, fc1.act_max)  # rows 1… : requantize(0 + bias 0)
     xs = np.arange(fc1.act_min, fc1.act_max + 1)
     x = np.concatenate([xs[:, None], np.full((len(xs), fc1.weights.shape[0] - 1), rest)], axis=1).astype(np.int8)
@@ -236,8 +238,8 @@ def build_tflite(
         )
         op.inputs = [cur, wt, bt]
         if isinstance(layer, Conv | AvgPool) or summed:
-            op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, 6 if isinstance(layer, AvgPool) else
-                                    _op_version(layer if isinstance(layer, Conv) else _PLAIN_CONV, qf.activations))
+            version = _conv_version(1, qf.activations) if summed else _op_version(layer, qf.activations)
+            op.opcodeIndex = opcode(fb.BuiltinOperator.CONV_2D, version)
             opt = fb.Conv2DOptionsT()
             if isinstance(layer, Conv):
                 opt.padding = fb.Padding.SAME if layer.padding == "same" else fb.Padding.VALID

@@ -136,6 +136,9 @@ static uint32_t pv_out_bytes(const pv_layer_desc_t *d) { return d->out_h * d->ou
 
 /* A pool with PV_FLAG_EXACT_SUM writes its sums as int16: twice the bytes (the plan reserves them). */
 static int pv_exact_sum(const pv_layer_params_t *p) { return (p->flags & PV_FLAG_EXACT_SUM) != 0u; }
+static uint32_t pv_layer_out_bytes(const pv_layer_desc_t *d, const pv_layer_params_t *p) {
+    return pv_exact_sum(p) ? 2u * pv_out_bytes(d) : pv_out_bytes(d);
+}
 static uint32_t pv_out_bytes_max(const pv_layer_desc_t *d) {
     return d->kind == PV_KIND_AVGPOOL ? 2u * pv_out_bytes(d) : pv_out_bytes(d);
 }
@@ -915,7 +918,7 @@ static int pv_run_rest(const pv_model_t *m, const pv_plan_t *pl, int8_t *logit, 
         } else {
             pv_dense(d, &m->layer[i], in, out, arena + pl->scratch, pv_exact_sum(&m->layer[i - 1u]));
         }
-        if (hook != NULL) hook(hook_ctx, i, out, pv_exact_sum(&m->layer[i]) ? 2u * pv_out_bytes(d) : pv_out_bytes(d));
+        if (hook != NULL) hook(hook_ctx, i, out, pv_layer_out_bytes(d, &m->layer[i]));
     }
     *logit = *(const int8_t *)(arena + pl->out_offset[PV_N_LAYERS - 1u]);
     return PV_OK;
