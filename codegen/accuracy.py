@@ -1,7 +1,13 @@
 """``python -m codegen.accuracy``: how much int8 costs — the int8 model (the golden model, i.e. what every
-device computes bit for bit) against the float f of a stored user, on aligned faces.
+device computes bit for bit) against the float f, for a stored user on aligned faces, or for a hypermodel
+on its held-out LFW pairs.
 
     python -m codegen.accuracy --user alice --dataset lfw --limit 1000 [--json FILE]
+    python -m codegen.accuracy --model training/pretrained/hgen_dlib_lfw.pt [--one-way] [--views 2]
+
+``--model``: every pair (a, b) of the model's held-out LFW fold, θ_a = h(a) quantized by ``codegen.quantize``
+with a's crop as the enrollment image, f_int8(b; θ_a) dequantized; the pairs' accuracy in integer arithmetic
+and the decision agreement with the float f over the 1,200 directed pairs, at the model's threshold.
 
 Reports, at the user's operating threshold (meta.threshold, on f's logit): decision agreement (float
 accept == int8 accept, where int8 accepts when its dequantized logit >= threshold, the device's rule),
@@ -70,10 +76,117 @@ def measure(theta: np.ndarray, images_u8: np.ndarray, threshold: float, enroll_u
     }
 
 
+def int8_pair_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool,
+                     mirror: bool = False, activations: str = "int8") -> np.ndarray:
+    """f_int8(crops[cols[i]]; quantize(θ[rows[i]], enrollment crop = crops[rows[i]])), dequantized;
+    ``mirror``: the mean of that and of f_int8 on the mirrored probe (same quantized θ)."""
+    from tqdm import tqdm
+
+    from codegen.golden import run_int8, run_int8_views
+    from codegen.quantize import QuantConfig, quantize
+
+    out = np.empty(len(rows), np.float64)
+    order = np.argsort(rows, kind="stable")  # every θ quantized once, for all of its probes
+    starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    for s, e in tqdm(list(zip(starts, ends)), desc="int8", unit="θ", disable=not progress):
+        idx = order[s:e]
+        r = int(rows[idx[0]])
+        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r], cfg=QuantConfig(activations=activations))
+        probes = np.ascontiguousarray(crops[cols[idx]])
+        if mirror:  # the device's two-view score (PV_VIEWS 2), bit for bit
+            q = run_int8_views(qf, probes, views=2)
+            out[idx] = qf.dequantize_mean2(q[:, 0], q[:, 1])
+        else:
+            out[idx] = qf.dequantize_logit(run_int8(qf, probes))
+    return out
+
+
+NEAR_THRESHOLD = 1.0  # logit units: the pairs whose float logit is this close to the threshold are "near" it
+
+
+def expected_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> float:
+    """The agreement to expect if every near-threshold error (signed int8 − float of the pairs within 1 of
+    the threshold) could fall on any pair: the mean over pairs i and such errors e_j of [float_i and
+    float_i + e_j decide alike]. Steadier than the count of the few pairs that did flip."""
+    d = (lg_int8 - lg_float)[np.abs(lg_float - threshold) < NEAR_THRESHOLD]
+    if not d.size:
+        return 1.0
+    acc = lg_float >= threshold
+    return float(np.mean([((lg_float + e >= threshold) == acc).mean() for e in d]))
+
+
+def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> dict:
+    """Decision agreement of the int8 and float f at the model's threshold, over directed pairs (what a
+    device decides), and the |Δlogit| figures. ``near_threshold_*``: over the pairs whose float logit is
+    within 1 of the threshold — the error that can flip a decision, a smoother figure than the few flips."""
+    d = np.abs(lg_int8 - lg_float)
+    near = np.abs(lg_float - threshold) < NEAR_THRESHOLD
+    return {"directed_pairs": int(len(d)), "threshold": float(threshold),
+            "decision_agreement": float(((lg_int8 >= threshold) == (lg_float >= threshold)).mean()),
+            "n_disagree": int(((lg_int8 >= threshold) != (lg_float >= threshold)).sum()),
+            "mean_abs_dlogit": float(d.mean()), "max_abs_dlogit": float(d.max()),
+            "near_threshold_pairs": int(near.sum()),
+            "near_threshold_mean_abs_dlogit": float(d[near].mean()) if near.any() else float("nan"),
+            "expected_agreement": expected_agreement(lg_float, lg_int8, threshold),
+            "float_logit_std": float(lg_float.std())}
+
+
+def main_pairs(args: argparse.Namespace) -> int:
+    """--model: the held-out LFW pairs of each model in the integer arithmetic (and the float f beside)."""
+    from pvcore.atomic import atomic_write_json
+    from pvcore.paths import REPO_ROOT, SharedDataMissing
+    from training.backbones.base import ARCFACE112
+    from training.eval.metrics import VerificationReport
+    from training.evaluate import directed_logits, directions, fold_subset, lfw_pairs, pair_scores, pair_thetas
+    from training.hypermodel import HyperModel, HyperModelError
+
+    t0 = time.perf_counter()
+    progress = not args.no_progress
+    kind = "int8" if args.activations == "int8" else "16x8"
+    results = []
+    try:
+        for path in args.model:
+            m = HyperModel.load(path)
+            fold = int(m.meta["config"]["fold"])
+            sub = fold_subset(lfw_pairs("view2", m.detector, None, 2, progress), fold)
+            rows, cols = directions(sub, False)
+            thetas = pair_thetas(sub, m, progress)  # h once for both arithmetics
+            lg_q = int8_pair_logits(thetas, rows, cols, sub.crops[ARCFACE112], progress, args.views == 2,
+                                    args.activations)
+            lg_f = directed_logits(sub, m, rows, cols, progress, thetas=thetas, mirror=args.views == 2)
+            n = len(sub.left)
+            sc = pair_scores(lg_q[:n] if args.one_way else lg_q, n, args.one_way)
+            report = VerificationReport.from_scores(sc, sub.same, np.arange(len(sc)) % 10)
+            a = int8_agreement(lg_f, lg_q, m.threshold)
+            results.append({"model": str(path), "model_id": m.model_id, "fold": fold, "scheme": kind,
+                            "views": args.views, "one_way": args.one_way, **report.to_dict(), "int8_vs_float": a})
+            print(f"{m.model_id} on LFW fold {fold} [{kind}, {'one-way' if args.one_way else 'symmetric'}, "
+                  f"{args.views} view(s)]: {report.summary()}")
+            print(f"{kind} vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
+                  f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
+                  f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f}, within 1 of the threshold "
+                  f"{a['near_threshold_mean_abs_dlogit']:.4f} ({a['near_threshold_pairs']} pairs; float logit std "
+                  f"{a['float_logit_std']:.3f}); expected agreement {100 * a['expected_agreement']:.2f} %")
+    except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = args.out or REPO_ROOT / "runs" / "eval" / f"int8-pairs-{kind}-v{args.views}"
+    atomic_write_json(out / "report.json", {"results": results, "total_s": round(time.perf_counter() - t0, 1)})
+    print(f"report in {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m codegen.accuracy",
                                  description="Decision agreement and |Δlogit| of a user's int8 f vs the float f.")
-    ap.add_argument("--user", required=True, help="user id in the user store")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--user", help="user id in the user store: its θ on --limit aligned faces")
+    src.add_argument("--model", type=Path, nargs="+",
+                     help="hypermodel file(s): every θ of the held-out LFW pairs, quantized (pair protocol)")
+    ap.add_argument("--one-way", action="store_true", help="--model: score f(b; θ_a) only, as a device does")
+    ap.add_argument("--out", type=Path, help="--model: report folder (default runs/eval/int8-pairs-...)")
+    ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--users", type=Path, help="user store root (default: $FACEVERIF_USERS or ./users)")
     ap.add_argument("--dataset", default="lfw", help="lfw, or an image folder (one sub-folder per person)")
     ap.add_argument("--limit", type=int, default=1000, help="number of images, spread over the dataset")
@@ -88,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.model:
+        return main_pairs(args)
     from codegen.faces import load_crops
-    from training.paths import SharedDataMissing
-    from training.user_store import UserStore, UserStoreError
+    from pvcore.paths import SharedDataMissing
+    from pvcore.user_store import UserStore, UserStoreError
 
     store = UserStore(args.users)
     try:
@@ -112,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(rep, indent=2)
     print(text)
     if args.json:
-        from training.atomic import atomic_write_bytes
+        from pvcore.atomic import atomic_write_bytes
 
         atomic_write_bytes(args.json, (text + "\n").encode())
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.paths import REPO_ROOT
+from pvcore.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from codegen.emit import EmitError
-    from training.user_store import UserStore
+    from pvcore.user_store import UserStore
     from training.verifier.functional import random_theta
 
     target = None if args.target == "none" else args.target
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
               "rows": rows, "mean_total_s": float(tot.mean()), "max_total_s": float(tot.max())}
-    from training.atomic import atomic_write_json
+    from pvcore.atomic import atomic_write_json
 
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")

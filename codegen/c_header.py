@@ -16,10 +16,10 @@ import re
 import jinja2
 import numpy as np
 
-from codegen.blob import KIND_CODES, format_version
-from codegen.quantize import QuantizedF, QuantLayer, act_limits
-from training.paths import REPO_ROOT
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv
+from pvcore.blob import KIND_CODES, format_version
+from pvcore.paths import REPO_ROOT
+from pvcore.qtheta import QuantizedF, QuantLayer, act_limits
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv
 
 TEMPLATES = REPO_ROOT / "codegen" / "templates"
 PRODUCER = "codegen.c_header"

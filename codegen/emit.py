@@ -3,11 +3,11 @@
     python -m codegen.emit --user alice --target esp32 [--out DIR] [--format all] [--force]
     python -m codegen.emit --list-targets
 
-Reads the user store (``training.user_store``: θ + meta with arch hash and threshold), quantizes θ
+Reads the user store (``pvcore.user_store``: θ + meta with arch hash and threshold), quantizes θ
 (``codegen.quantize``; calibration: package faces plus the enrollment crop — ``--enroll-crop`` or the one
 kept in the store entry), and writes
 
-    blob       <user>_theta.bin    the θ blob (codegen/blob.py): serial link or θ partition
+    blob       <user>_theta.bin    the θ blob (pvcore/blob.py): serial link or θ partition
     c-header   <user>_theta.h      const arrays + the blob, compiled in
     tflite     <user>.tflite       int8 .tflite (codegen/tflite_writer.py) and <user>_model.h (C array, TFLM);
                                    with --activations int16 the 16x8 one (int16 activations), alone
@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.blob import BlobError, format_version, pack_blob
 from codegen.c_arch import arena_plan
 from codegen.c_header import render_model_header, render_theta_header
 from codegen.project import (
@@ -47,11 +46,13 @@ from codegen.project import (
     list_targets,
     render_project,
 )
-from codegen.quantize import ACTIVATIONS, QuantConfig, QuantizedF, quantize
+from codegen.quantize import QuantConfig, quantize
 from codegen.tflite_writer import build_tflite, tflm_arena_bytes
-from training.paths import REPO_ROOT
-from training.user_store import UserStore, UserStoreError
-from training.verifier.spec import F_SPEC
+from pvcore.blob import BlobError, format_version, pack_blob
+from pvcore.paths import REPO_ROOT
+from pvcore.qtheta import ACTIVATIONS, QuantizedF
+from pvcore.spec import F_SPEC
+from pvcore.user_store import UserStore, UserStoreError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class EmitResult:
     views: int = 1  # PV_VIEWS the project is built for (codegen.project.Target.views)
     activations: str = "int8"  # or "int16": 16x8 (blob format 3 for pv_kernel16, or the 16x8 .tflite)
     flash_is_blob: bool = True  # False: --format tflite without a target (the .tflite is the θ in flash)
-    blob_format: int = 0  # the θ blob's format version (codegen.blob.format_version)
+    blob_format: int = 0  # the θ blob's format version (pvcore.blob.format_version)
     seconds: dict[str, float] = field(default_factory=dict)
 
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen.quantize import INT32_MAX, INT32_MIN, QuantizedF, QuantLayer
+from pvcore.qtheta import INT32_MAX, INT32_MIN, QuantizedF, QuantLayer
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, same_pads
 from training.backbones.base import mirrored
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, same_pads
 
 
 # --------------------------------------------------------------------------------------------------

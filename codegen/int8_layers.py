@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codegen.quantize import QuantizedF, deployed_weights, quantize
+from codegen.quantize import deployed_weights, quantize
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC, Conv, Dense
 from training.verifier.functional import layer_outputs, to_input
-from training.verifier.spec import F_SPEC, Conv, Dense
 
 
 def _int8_weights(qf: QuantizedF, name: str) -> torch.Tensor:
@@ -77,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=150, help="held-out pairs, drawn at random (seed 0); ×2 directions")
     ap.add_argument("--json", type=Path, help="also write the table here")
     args = ap.parse_args(argv)
+    from pvcore.paths import SharedDataMissing
     from training.backbones import backbone_info, load_backbone
     from training.backbones.base import ARCFACE112
     from training.backbones.embedding_cache import EmbeddingCache
     from training.evaluate import PairSet, directions, fold_subset, lfw_pairs
     from training.hypermodel import HyperModel, HyperModelError
-    from training.paths import SharedDataMissing
 
     torch.set_num_threads(1)
     try:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                      "mean_abs_dlogit": float(np.abs(q - fl).mean())}
         print(f"{st:<14} {100 * table[st]['agreement']:>8.2f}% {table[st]['mean_abs_dlogit']:>13.4f}", flush=True)
     if args.json:
-        from training.atomic import atomic_write_json
+        from pvcore.atomic import atomic_write_json
 
         atomic_write_json(args.json, {"model_id": m.model_id, "pairs": int(len(rows)), "threshold": thr,
                                       "steps": table})

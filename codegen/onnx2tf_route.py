@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.paths import REPO_ROOT
+from pvcore.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     from codegen.faces import load_crops
     from codegen.golden import run_int8
     from codegen.quantize import calibration_images, quantize
-    from training.user_store import UserStore, UserStoreError
+    from pvcore.user_store import UserStore, UserStoreError
 
     try:
         theta, meta = UserStore(args.users).load(args.user)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from codegen.c_arch import render as render_arch_h
 from codegen.c_header import c_ident, jinja_env
-from training.paths import REPO_ROOT
-from training.verifier.spec import F_SPEC
+from pvcore.paths import REPO_ROOT
+from pvcore.spec import F_SPEC
 
 TEMPLATES = REPO_ROOT / "firmware_templates"
 COMMON = TEMPLATES / "common"

@@ -5,7 +5,7 @@ layers from LAYER on; the layers before are one shared θ, the same for every us
 needs them once. This module makes
 
 - the **base**: θ's int8 f with its prefix calibrated on the package faces only (no user's image, so
-  every user of the model gets the same int8 prefix and the same :func:`codegen.blob.prefix_id`),
+  every user of the model gets the same int8 prefix and the same :func:`pvcore.blob.prefix_id`),
   packed as a full blob whose ``split`` names LAYER, and rendered as ``pv_base_theta.h`` (a const array
   the firmware passes to ``pv_blob_set_base`` at boot);
 - a user's **personal** int8 f: the base's prefix as it is + layers [split, n) quantized and calibrated
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen.blob import BlobError, blob_size, pack_blob, prefix_id
-from codegen.quantize import QuantizedF, quantize
-from training.verifier.spec import F_SPEC, ArchSpec
+from codegen.quantize import quantize
+from pvcore.blob import BlobError, blob_size, pack_blob, prefix_id
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC, ArchSpec
 
 BASE_USER_ID = "base"
 

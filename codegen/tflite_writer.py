@@ -38,8 +38,8 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
 from codegen.golden import dense_int8
-from codegen.quantize import QuantizedF, pool_weights
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
+from pvcore.qtheta import QuantizedF, pool_weights
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 TFLITE_FORMAT_VERSION = 2  # of our metadata record (the flatbuffer schema itself is version 3); 2: exact pool
 METADATA_NAME = "pv_meta"

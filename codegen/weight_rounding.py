@@ -44,8 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pvcore.spec import ArchSpec, Conv
 from training.verifier.functional import pad_same
-from training.verifier.spec import ArchSpec, Conv
 
 EQ_MAX_RATIO = 100.0  # cap on R / r_c: a channel silent on the calibration faces is not blown up without bound
 GPTQ_DAMP = 0.01  # Hessian damping, × mean diagonal (GPTQ's default): H of ~40 faces is near-singular

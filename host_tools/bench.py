@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from codegen.blob import BlobError
 from codegen.golden import images_to_int8
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll
 from host_tools.link_bench import measure
 from host_tools.serial_link import DeviceError, LinkError, SerialLink
-from training.user_store import UserStoreError
-from training.verifier.spec import F_SPEC
+from pvcore.blob import BlobError
+from pvcore.spec import F_SPEC
+from pvcore.user_store import UserStoreError
 
 log = logging.getLogger(__name__)
 

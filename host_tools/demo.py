@@ -100,8 +100,8 @@ class Enrolled:
 
 def enroll_person(user_id: str, image_rgb: np.ndarray, store_root: Path, model_path: Path | None) -> Enrolled:
     """training.enroll.enroll_image with the shipped hypernetwork (or ``model_path``)."""
+    from pvcore.user_store import UserStore
     from training.enroll import enroll_image
-    from training.user_store import UserStore
 
     store = UserStore(store_root)
     meta, res = enroll_image(user_id, image_rgb, model_path=model_path, store=store, force=True)
@@ -249,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     from host_tools.flash import FlashError
     from host_tools.parity import ParityError
     from host_tools.serial_link import DeviceError, LinkError
+    from pvcore.user_store import UserStoreError
     from training.face.errors import FaceError
     from training.hypermodel import HyperModelError
-    from training.user_store import UserStoreError
 
     try:
         summary = run_demo(

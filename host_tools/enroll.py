@@ -3,8 +3,8 @@
     python -m host_tools.enroll --user alice --port socket://127.0.0.1:4321
     python -m host_tools.enroll --user alice --port /dev/ttyUSB0 --blob out/alice/theta.blob
 
-The blob is built from the user store (``training.user_store``: θ and threshold) by ``codegen.quantize``
-and ``codegen.blob.pack_blob``, or read from ``--blob`` (e.g. what ``codegen.emit`` wrote). The board
+The blob is built from the user store (``pvcore.user_store``: θ and threshold) by ``codegen.quantize``
+and ``pvcore.blob.pack_blob``, or read from ``--blob`` (e.g. what ``codegen.emit`` wrote). The board
 writes it into its inactive θ slot and switches only after COMMIT has checked it, so a transfer that
 fails half-way leaves the board answering with its previous θ.
 
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from codegen.blob import BlobError, pack_blob, unpack_blob
-from codegen.quantize import QuantConfig, QuantizedF, quantize
 from host_tools.serial_link import DeviceError, ErrorCode, Info, LinkError, LinkLost, SerialLink
-from training.user_store import UserMeta, UserStore, UserStoreError
+from pvcore.blob import BlobError, pack_blob, unpack_blob
+from pvcore.qtheta import QuantizedF
+from pvcore.user_store import UserMeta, UserStore, UserStoreError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def blob_from_store(
     this gives the same blob as ``codegen.emit`` for the same entry. ``activations`` "int16": the 16x8 blob
     (format 3) that ``codegen.emit --activations int16`` writes, for a PV_WITH_16X8 firmware.
     """
+    from codegen.quantize import QuantConfig, quantize  # PyTorch: only this path needs it (a --blob file does not)
+
     st = store if isinstance(store, UserStore) else UserStore(store)
     theta, meta = st.load(user_id)
     if enroll_u8 is None:

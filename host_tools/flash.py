@@ -398,9 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, help="host: θ store file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from codegen.blob import BlobError
     from host_tools.enroll import EnrollError
-    from training.user_store import UserStoreError
+    from pvcore.blob import BlobError
+    from pvcore.user_store import UserStoreError
 
     try:
         if args.target in VIRTUAL_TARGETS:

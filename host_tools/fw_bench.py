@@ -98,10 +98,10 @@ def test_theta_and_image(activations: str = "int8") -> tuple[Any, bytes, np.ndar
     one package face (uint8) and its golden logit."""
     import torch
 
-    from codegen.blob import pack_blob
     from codegen.golden import run_int8
     from codegen.quantize import QuantConfig, package_faces, quantize
-    from training.verifier.spec import F_SPEC
+    from pvcore.blob import pack_blob
+    from pvcore.spec import F_SPEC
 
     face = package_faces()[:1]
     qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(1)), enroll_u8=face[0],
@@ -144,7 +144,7 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...
 
 def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
     from codegen.golden import run_int8_views
-    from training.verifier.spec import F_SPEC
+    from pvcore.spec import F_SPEC
 
     qf, blob, image, golden = test_theta_and_image()
     _, blob16, _, golden16 = test_theta_and_image("int16")

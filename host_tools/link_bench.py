@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     blob = None
     if not args.no_theta:
-        from codegen.blob import pack_blob
         from codegen.quantize import quantize
-        from training.verifier.spec import F_SPEC
+        from pvcore.blob import pack_blob
+        from pvcore.spec import F_SPEC
 
         qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(0)))
         blob = pack_blob(qf, "bench", 0.0)

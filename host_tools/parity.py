@@ -44,11 +44,11 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from codegen.blob import BlobError
 from codegen.golden import images_to_int8, run_int8_views
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll, firmware_activations
 from host_tools.serial_link import DeviceError, InferResult, Info, LinkError, SerialLink
-from training.user_store import UserStore, UserStoreError
+from pvcore.blob import BlobError
+from pvcore.user_store import UserStore, UserStoreError
 from training.verifier.functional import f_logits_u8
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def load_image_dir(path: str | Path) -> tuple[np.ndarray, list[str]]:
 
 def load_lfw(limit: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """A seeded random sample of ``limit`` aligned LFW crops from the aligned-crop cache."""
+    from pvcore.paths import SharedDataMissing
     from training.face.cache import FAILED, PENDING, lfw_cache
-    from training.paths import SharedDataMissing
 
     try:
         cache = lfw_cache("dlib")

@@ -38,13 +38,7 @@ IMAGE_SHAPE = (112, 112, 3)
 IMAGE_BYTES = 112 * 112 * 3
 DEFAULT_MAX_PAYLOAD = 4096
 FRAME_OVERHEAD = 8
-# magic, version, header_size, total_size, arch_hash, user_id, threshold_logit, payload_size, reserved
-BLOB_HEADER = struct.Struct("<4sHHI8s32sfII")
-BLOB_HEADER_BYTES = 64
 BLOB_MAX_BYTES = 65536
-BLOB_FORMAT_VERSION = 4  # codegen/blob.py FORMAT_VERSION (the link stays free of the codegen stack; a test ties them)
-BLOB_FORMAT_VERSION_REQUANT_POOL = 2  # codegen/blob.py: int8 before the exact pool, still read
-BLOB_FORMAT_VERSION_16X8 = 3  # codegen/blob.py FORMAT_VERSION_16X8: a 16x8 model (PV_WITH_16X8 firmware only)
 _POLL_S = 0.05  # longest single blocking read
 FRAME_ERROR_RESENDS = 4  # resends on the board's bad-frame reports, per allowed try
 
@@ -743,30 +737,17 @@ def image_bytes(image: Any) -> bytes:
 
 
 def check_blob(blob: bytes) -> None:
-    """Host-side sanity check of a θ blob before sending it (the board checks again)."""
-    if len(blob) < BLOB_HEADER_BYTES + 4 or len(blob) > BLOB_MAX_BYTES:
-        raise ValueError(f"θ blob of {len(blob)} bytes: must be {BLOB_HEADER_BYTES + 4}..{BLOB_MAX_BYTES}")
-    magic, version, hsize, total, *_ = BLOB_HEADER.unpack_from(blob)
-    versions = (BLOB_FORMAT_VERSION, BLOB_FORMAT_VERSION_REQUANT_POOL, BLOB_FORMAT_VERSION_16X8)
-    if magic != b"PVTB" or version not in versions or hsize != BLOB_HEADER_BYTES or total != len(blob):
-        raise ValueError(f"not a θ blob of this firmware (magic PVTB, version {versions}, 64-byte "
-                         f"header, total_size = file size; got {magic!r} version {version})")
+    """Host-side sanity check of a θ blob before sending it (the board checks again): size, magic, a
+    format version some firmware reads, header size and total size (``pvcore.blob`` defines the format)."""
+    from pvcore.blob import FORMAT_VERSIONS, HEADER_SIZE, HEADER_STRUCT, MAGIC
 
-
-def make_blob(payload: bytes, *, arch_hash: str, user_id: str, threshold_logit: float = 0.0,
-              prefix_id: int = 0) -> bytes:
-    """Builds a θ blob around an opaque payload (header per firmware_templates/README.md, zlib CRC)."""
-    uid = user_id.encode()
-    if len(uid) > 32:
-        raise ValueError(f"user id {user_id!r} longer than 32 bytes in UTF-8")
-    arch = bytes.fromhex(arch_hash)
-    if len(arch) != 8:
-        raise ValueError(f"arch hash {arch_hash!r} is not 16 hex digits")
-    total = BLOB_HEADER_BYTES + len(payload) + 4
-    head = BLOB_HEADER.pack(b"PVTB", BLOB_FORMAT_VERSION, BLOB_HEADER_BYTES, total, arch, uid, threshold_logit,
-                            len(payload), prefix_id)
-    body = head + payload
-    return body + struct.pack("<I", zlib.crc32(body))
+    if len(blob) < HEADER_SIZE + 4 or len(blob) > BLOB_MAX_BYTES:
+        raise ValueError(f"θ blob of {len(blob)} bytes: must be {HEADER_SIZE + 4}..{BLOB_MAX_BYTES}")
+    magic, version, hsize, total, *_ = HEADER_STRUCT.unpack_from(blob)
+    versions = tuple(sorted(FORMAT_VERSIONS))
+    if magic != MAGIC or version not in versions or hsize != HEADER_SIZE or total != len(blob):
+        raise ValueError(f"not a θ blob of this firmware (magic {MAGIC.decode()}, version {versions}, "
+                         f"{HEADER_SIZE}-byte header, total_size = file size; got {magic!r} version {version})")
 
 
 # ---- CLI -------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.paths import SHARED_ENV, shared_dir
+from pvcore.paths import SHARED_ENV, shared_dir
 
 
 def require_shared(*parts: str) -> Path:

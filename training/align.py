@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from training.cli_common import fail, setup_logging
-from training.paths import SharedDataMissing
+from pvcore.cli import fail, setup_logging
+from pvcore.paths import SharedDataMissing
 
 
 def main(argv: list[str] | None = None) -> int:

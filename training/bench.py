@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.atomic import atomic_write_json
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import fail, setup_logging
+from pvcore.paths import REPO_ROOT, SharedDataMissing
 from training.backbones import backbone_info, load_backbone
-from training.cli_common import fail, setup_logging
-from training.paths import REPO_ROOT, SharedDataMissing
 
 
 def _rate(fn, n_items: int, repeats: int = 1) -> float:

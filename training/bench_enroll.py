@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.atomic import atomic_write_json
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import setup_logging
+from pvcore.paths import REPO_ROOT
+from pvcore.spec import F_SPEC
+from pvcore.user_store import UserStore
 from training.backbones import backbone_info, load_backbone
 from training.backbones.base import ARCFACE112
-from training.cli_common import setup_logging
 from training.hypermodel import DEFAULT_MODEL, Generator, HyperModel
-from training.paths import REPO_ROOT
-from training.user_store import UserStore
 from training.verifier.hypernet import HGen, HGenConfig
-from training.verifier.spec import F_SPEC
 
 
 def sample_face() -> tuple[np.ndarray, np.ndarray]:

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-from training.atomic import atomic_write_json
-from training.cli_common import setup_logging
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import setup_logging
+from pvcore.spec import F_SPEC
 from training.losses import bce_lambda, identity_targets, weighted_bce
 from training.samplers import select_columns
 from training.verifier.batched import (
@@ -40,7 +41,6 @@ from training.verifier.batched import (
     split_spec,
 )
 from training.verifier.functional import random_theta
-from training.verifier.spec import F_SPEC
 
 log = logging.getLogger(__name__)
 

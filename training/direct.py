@@ -15,9 +15,9 @@ import math
 import torch
 from torch import nn
 
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 from training.verifier.batched import CL, _conv, effective_weights_batched
 from training.verifier.functional import random_theta
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 
 class DirectF(nn.Module):

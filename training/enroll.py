@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli_common import fail, setup_logging
+from pvcore.cli import fail, setup_logging
+from pvcore.user_store import UserMeta, UserStore, UserStoreError, check_user_id
 from training.hypermodel import Enroller, Enrollment, HyperModel, HyperModelError
-from training.user_store import UserMeta, UserStore, UserStoreError, check_user_id
 
 
 def enroll_image(user_id: str, image: np.ndarray | str | Path, model_path: str | Path | None = None,

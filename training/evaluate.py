@@ -2,11 +2,8 @@
 
 ``--model``: a trained hypernetwork (``model_final.pt`` of ``training.train``). For a pair (a, b):
 θ_a = h(a), score = f(b; θ_a), averaged with f(a; θ_b) unless ``--one-way`` (what a device computes).
-``--int8``: f(b; θ_a) is the int8 golden model's dequantized logit (what every device computes bit for
-bit), θ_a quantized by ``codegen.quantize`` with a's crop as the enrollment image — the accuracy cost of
-deployment on the same pairs and protocol. ``--mirror``: f(b) is the mean of f on b's crop and on its
-mirror image (two passes of f per probe, float and int8 alike: the int8 rounding noise of the two views
-partly cancels).
+``--views 2``: f(b) is the mean of f on b's crop and on its mirror image (two passes of f per probe).
+The same pairs in the device's integer arithmetic: ``python -m codegen.accuracy --model FILE``.
 LFW: a model trained with people.txt fold k held out is scored on View 2 fold k only (people-disjoint);
 give one model per fold (``--model run0/model_final.pt run1/...``) for the full 10-fold protocol.
 
@@ -30,14 +27,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training.atomic import atomic_write_json
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import fail, setup_logging
+from pvcore.paths import REPO_ROOT, SharedDataMissing
 from training.backbones import available_backbones, backbone_info, load_backbone, resolve_detector
 from training.backbones.base import ARCFACE112, mirrored
 from training.backbones.embedding_cache import EmbeddingCache
-from training.cli_common import fail, setup_logging
 from training.eval.metrics import VerificationReport
 from training.eval.plots import save_roc_png, save_score_histogram_png
-from training.paths import REPO_ROOT, SharedDataMissing
 
 if TYPE_CHECKING:  # for annotations only: the functions import torch where they use it, as before
     import torch
@@ -113,13 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--backbone", choices=available_backbones(), help="frozen backbone to evaluate (cosine baseline)")
     src.add_argument("--model", type=Path, nargs="+", help="trained hypermodel file(s), one per held-out LFW fold")
     ap.add_argument("--one-way", action="store_true", help="--model: score f(b; h(a)) only, no symmetric average")
-    ap.add_argument("--int8", action="store_true",
-                    help="--model: score with the int8 golden model of each quantized θ (the device's arithmetic)")
-    ap.add_argument("--activations", choices=["int8", "int16"], default="int8",
-                    help="--int8: the integer model's activation type — int8 (full int8, default) or int16 "
-                         "(TFLM's 16x8: int16 activations, int8 weights)")
-    ap.add_argument("--mirror", action="store_true",
-                    help="--model: f(b) = mean of f on b and on b mirrored (two passes per probe, float and int8)")
+    ap.add_argument("--views", type=int, choices=(1, 2), default=1,
+                    help="--model: 2 = f(b) is the mean of f on b and on b mirrored (two passes per probe)")
     ap.add_argument("--dataset", default="lfw", help="'lfw' or a path to an InsightFace .bin file")
     ap.add_argument("--view", default="view2", choices=["view2", "devtest", "devtrain"], help="LFW pair list")
     ap.add_argument("--detector", default="auto", choices=["auto", "dlib", "retinaface"],
@@ -136,12 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     progress = not args.no_progress
 
-    if args.activations != "int8" and not args.int8:
-        fail("--activations chooses the integer model of --int8: give --int8 too")
     if args.model:
         return main_model(args, progress)
-    if args.mirror:
-        fail("--mirror scores a hypermodel's f (--model), not a backbone")
+    if args.views != 1:
+        fail("--views 2 scores a hypermodel's f (--model), not a backbone")
     t0 = time.perf_counter()
     detector = resolve_detector(args.detector, args.backbone)
     try:
@@ -176,32 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _int8_logits(thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool,
-                 mirror: bool = False, activations: str = "int8") -> np.ndarray:
-    """f_int8(crops[cols[i]]; quantize(θ[rows[i]], enrollment crop = crops[rows[i]])), dequantized;
-    ``mirror``: the mean of that and of f_int8 on the mirrored probe (same quantized θ)."""
-    from tqdm import tqdm
-
-    from codegen.golden import run_int8, run_int8_views
-    from codegen.quantize import QuantConfig, quantize
-
-    out = np.empty(len(rows), np.float64)
-    order = np.argsort(rows, kind="stable")  # every θ quantized once, for all of its probes
-    starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    for s, e in tqdm(list(zip(starts, ends)), desc="int8", unit="θ", disable=not progress):
-        idx = order[s:e]
-        r = int(rows[idx[0]])
-        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r], cfg=QuantConfig(activations=activations))
-        probes = np.ascontiguousarray(crops[cols[idx]])
-        if mirror:  # the device's two-view score (PV_VIEWS 2), bit for bit
-            q = run_int8_views(qf, probes, views=2)
-            out[idx] = qf.dequantize_mean2(q[:, 0], q[:, 1])
-        else:
-            out[idx] = qf.dequantize_logit(run_int8(qf, probes))
-    return out
-
-
 def pair_thetas(pairs: PairSet, model, progress: bool = True) -> torch.Tensor:
     """h(crop) of every image of ``pairs``: (images, θ_size), backbone embeddings from the cache."""
     import torch
@@ -212,11 +176,10 @@ def pair_thetas(pairs: PairSet, model, progress: bool = True) -> torch.Tensor:
 
 
 def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, progress: bool = True,
-                    int8: bool = False, thetas: torch.Tensor | None = None, mirror: bool = False,
-                    activations: str = "int8") -> np.ndarray:
-    """f(crop[cols[i]]; h(crop[rows[i]])) for every i (image indices into ``pairs.crops``); ``int8``: with
-    the int8 golden model of each quantized θ instead of the float f. ``thetas``: :func:`pair_thetas`,
-    if already computed. ``mirror``: each logit the mean of f on the probe and on its mirror image."""
+                    thetas: torch.Tensor | None = None, mirror: bool = False) -> np.ndarray:
+    """Float f(crop[cols[i]]; h(crop[rows[i]])) for every i (image indices into ``pairs.crops``).
+    ``thetas``: :func:`pair_thetas`, if already computed. ``mirror``: each logit the mean of f on the probe
+    and on its mirror image. (The device's integer arithmetic on the same pairs: ``codegen.accuracy``.)"""
     import torch
     from tqdm import tqdm
 
@@ -226,8 +189,6 @@ def directed_logits(pairs: PairSet, model, rows: np.ndarray, cols: np.ndarray, p
     if thetas is None:
         thetas = pair_thetas(pairs, model, progress)
     x_all = pairs.crops[ARCFACE112]
-    if int8:
-        return _int8_logits(thetas, rows, cols, x_all, progress, mirror, activations)
     out = []
     step = 200
     with torch.no_grad():
@@ -254,55 +215,24 @@ def directions(pairs: PairSet, one_way: bool) -> tuple[np.ndarray, np.ndarray]:
     return (a, b) if one_way else (np.concatenate([a, b]), np.concatenate([b, a]))
 
 
-def _pair_scores(lg: np.ndarray, n: int, one_way: bool) -> np.ndarray:
+def pair_scores(lg: np.ndarray, n: int, one_way: bool) -> np.ndarray:
+    """Directed logits (a→b then b→a) → pair scores: the first half alone, or both directions' mean."""
     return lg if one_way else (lg[:n] + lg[n:]) / 2
 
 
 def model_scores(pairs: PairSet, model, one_way: bool = False, progress: bool = True,
-                 int8: bool = False, mirror: bool = False) -> np.ndarray:
+                 mirror: bool = False) -> np.ndarray:
     """Hypernetwork scores of ``pairs``: f(b; h(a)) (and f(a; h(b)) averaged in, unless ``one_way``);
-    ``int8``: with the int8 golden model of each quantized θ instead of the float f; ``mirror``: every f
-    the mean over the probe and its mirror image."""
+    ``mirror``: every f the mean over the probe and its mirror image."""
     rows, cols = directions(pairs, one_way)
-    return _pair_scores(directed_logits(pairs, model, rows, cols, progress, int8, mirror=mirror),
-                        len(pairs.left), one_way)
-
-
-NEAR_THRESHOLD = 1.0  # logit units: the pairs whose float logit is this close to the threshold are "near" it
-
-
-def expected_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> float:
-    """The agreement to expect if every near-threshold error (signed int8 − float of the pairs within 1 of
-    the threshold) could fall on any pair: the mean over pairs i and such errors e_j of [float_i and
-    float_i + e_j decide alike]. Steadier than the count of the few pairs that did flip."""
-    d = (lg_int8 - lg_float)[np.abs(lg_float - threshold) < NEAR_THRESHOLD]
-    if not d.size:
-        return 1.0
-    acc = lg_float >= threshold
-    return float(np.mean([((lg_float + e >= threshold) == acc).mean() for e in d]))
-
-
-def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) -> dict:
-    """Decision agreement of the int8 and float f at the model's threshold, over directed pairs (what a
-    device decides), and the |Δlogit| figures. ``near_threshold_*``: over the pairs whose float logit is
-    within 1 of the threshold — the error that can flip a decision, a smoother figure than the few flips."""
-    d = np.abs(lg_int8 - lg_float)
-    near = np.abs(lg_float - threshold) < NEAR_THRESHOLD
-    return {"directed_pairs": int(len(d)), "threshold": float(threshold),
-            "decision_agreement": float(((lg_int8 >= threshold) == (lg_float >= threshold)).mean()),
-            "n_disagree": int(((lg_int8 >= threshold) != (lg_float >= threshold)).sum()),
-            "mean_abs_dlogit": float(d.mean()), "max_abs_dlogit": float(d.max()),
-            "near_threshold_pairs": int(near.sum()),
-            "near_threshold_mean_abs_dlogit": float(d[near].mean()) if near.any() else float("nan"),
-            "expected_agreement": expected_agreement(lg_float, lg_int8, threshold),
-            "float_logit_std": float(lg_float.std())}
+    return pair_scores(directed_logits(pairs, model, rows, cols, progress, mirror=mirror), len(pairs.left), one_way)
 
 
 def main_model(args: argparse.Namespace, progress: bool) -> int:
     from training.hypermodel import HyperModel, HyperModelError
 
     t0 = time.perf_counter()
-    all_scores, all_same, all_folds, names, agreements = [], [], [], [], []
+    all_scores, all_same, all_folds, names = [], [], [], []
     try:
         models = [HyperModel.load(p) for p in args.model]
         for m in models:
@@ -311,17 +241,7 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
                 fail("--model is evaluated on LFW (people-disjoint from its training folds)")
             fold = int(cfg["fold"])
             sub = fold_subset(lfw_pairs(args.view, m.detector, None, args.workers, progress), fold)
-            if args.int8:  # both arithmetics on every directed pair: the int8 scores and what int8 changes
-                rows, cols = directions(sub, False)
-                thetas = pair_thetas(sub, m, progress)  # h once for both
-                lg_q = directed_logits(sub, m, rows, cols, progress, int8=True, thetas=thetas, mirror=args.mirror,
-                                       activations=args.activations)
-                lg_f = directed_logits(sub, m, rows, cols, progress, int8=False, thetas=thetas, mirror=args.mirror)
-                agreements.append(int8_agreement(lg_f, lg_q, m.threshold))
-                n = len(sub.left)
-                sc = _pair_scores(lg_q[:n] if args.one_way else lg_q, n, args.one_way)
-            else:
-                sc = model_scores(sub, m, args.one_way, progress, mirror=args.mirror)
+            sc = model_scores(sub, m, args.one_way, progress, mirror=args.views == 2)
             all_scores.append(sc)
             all_same.append(sub.same)
             all_folds.append(np.full(len(sc), fold) if len(models) > 1 else np.arange(len(sc)) % 10)
@@ -330,24 +250,15 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
         fail(str(e))
     scores, same, folds = np.concatenate(all_scores), np.concatenate(all_same), np.concatenate(all_folds)
     report = VerificationReport.from_scores(scores, same, folds)
-    kind = "int8" if args.activations == "int8" else "16x8"
-    tag = "-".join(["one-way" if args.one_way else "symmetric"] + ["mirror"] * args.mirror + [kind] * args.int8)
+    tag = "-".join(["one-way" if args.one_way else "symmetric"] + ["mirror"] * (args.views == 2))
     out = args.out or REPO_ROOT / "runs" / "eval" / f"lfw-hypernet-{models[0].model_id}-{tag}"
     label = f"h ({models[0].backbone}) on LFW {', '.join(names)} [{tag}]"
     save_roc_png(out / "roc.png", {label: (scores, same)})
     save_score_histogram_png(out / "scores.png", scores, same, threshold=report.best_threshold)
     result = {"models": [str(p) for p in args.model], "model_ids": [m.model_id for m in models], "scoring": tag,
               "pairs": int(len(scores)), **report.to_dict(), "total_s": round(time.perf_counter() - t0, 2)}
-    if agreements:
-        result["int8_vs_float"] = agreements
     atomic_write_json(out / "report.json", result)
     print(f"{label}: {report.summary()}")
-    for a in agreements:
-        print(f"{kind} vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
-              f"agree {100 * a['decision_agreement']:.2f} % ({a['n_disagree']} differ), |Δlogit| mean "
-              f"{a['mean_abs_dlogit']:.4f} max {a['max_abs_dlogit']:.4f}, within 1 of the threshold "
-              f"{a['near_threshold_mean_abs_dlogit']:.4f} ({a['near_threshold_pairs']} pairs; float logit std "
-              f"{a['float_logit_std']:.3f}); expected agreement {100 * a['expected_agreement']:.2f} %")
     print(f"{len(scores)} pairs; report in {out}")
     return 0
 

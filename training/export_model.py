@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from training.atomic import atomic_write
-from training.cli_common import fail, setup_logging
+from pvcore.atomic import atomic_write
+from pvcore.cli import fail, setup_logging
 
 
 def export(src: Path, dst: Path) -> int:

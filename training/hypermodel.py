@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pvcore.spec import F_SPEC
 from training.verifier.hypernet import HGen, HGenConfig
-from training.verifier.spec import F_SPEC
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "hgen_dlib_lfw.pt"
 

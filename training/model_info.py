@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from training.verifier.spec import F_SPEC, AvgPool, Conv
+from pvcore.spec import F_SPEC, AvgPool, Conv
 
 
 def count_with_ptflops() -> tuple[int, int]:

@@ -53,8 +53,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from training.atomic import atomic_write, atomic_write_json
-from training.cli_common import fail, setup_logging
+from pvcore.atomic import atomic_write, atomic_write_json
+from pvcore.cli import fail, setup_logging
+from pvcore.spec import F_SPEC
 from training.config import TrainConfig, config_diff, load_config
 from training.data.train_set import AugmentConfig, EvalPairs, TrainSet, augment, load_lfw_split, random_split
 from training.direct import DirectF
@@ -66,7 +67,6 @@ from training.schedules import alpha_norm_at, batch_identities_at, lr_at
 from training.verifier.batched import pairwise_logits, pairwise_logits_split, prefix_features, split_spec
 from training.verifier.functional import to_input
 from training.verifier.hypernet import HGen, HGenConfig
-from training.verifier.spec import F_SPEC
 
 log = logging.getLogger(__name__)
 

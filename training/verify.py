@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.cli_common import fail, setup_logging
-from training.user_store import UserStore, UserStoreError
+from pvcore.cli import fail, setup_logging
+from pvcore.user_store import UserStore, UserStoreError
 from training.verifier.functional import f_apply, to_input
 
 NO_MATCH_EXIT = 3

@@ -1,4 +1,4 @@
-/* pv_blob: θ blob parser (format: codegen/blob.py). Reads header fields byte by byte; the arrays are
+/* pv_blob: θ blob parser (format: pvcore/blob.py). Reads header fields byte by byte; the arrays are
  * used in place. */
 #include "pv_blob.h"
 
@@ -92,7 +92,7 @@ static int array_ok(uint32_t off, uint32_t count, uint32_t elem, uint32_t data_s
     return 1;
 }
 
-/* Payload bytes of a blob holding layers [first, PV_N_LAYERS) (codegen/blob.py payload_size). */
+/* Payload bytes of a blob holding layers [first, PV_N_LAYERS) (pvcore/blob.py payload_size). */
 static uint32_t payload_bytes_from(uint32_t first) {
     uint32_t n = PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * RECORD_BYTES, i;
     for (i = first; i < PV_N_LAYERS; i++) {

@@ -1,6 +1,6 @@
 /* pv_blob: parse and check a θ blob (one user's int8 verifier) in place.
  *
- * Format: see codegen/blob.py (64-byte header, payload of per-layer quantization records and 4-byte
+ * Format: see pvcore/blob.py (64-byte header, payload of per-layer quantization records and 4-byte
  * aligned arrays, CRC-32). pv_blob_parse() checks everything the kernel relies on — magic, version,
  * sizes, CRC, arch hash against PV_ARCH_HASH, and every layer record against the layer table of
  * pv_arch.h (kinds, counts, offsets inside the payload, zero points, clamp ranges, shift range, bias
@@ -94,7 +94,7 @@ extern const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS];
 
 /* Checks the blob (len may exceed the blob's total_size, e.g. a flash slot; the rest is ignored) and
  * fills *m. Returns PV_OK or a negative pv_status_t; on error *m is marked not ready.
- * A personal blob (codegen/blob.py, "Shared prefix": the records of layers [split, n) only) takes
+ * A personal blob (pvcore/blob.py, "Shared prefix": the records of layers [split, n) only) takes
  * layers [0, split) from the base set by pv_blob_set_base, after checking its prefix id. */
 int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len);
 

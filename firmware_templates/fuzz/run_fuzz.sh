@@ -30,9 +30,9 @@ for i, (c, p) in enumerate(reqs):
     (out / "seeds" / f"rec{i}").write_bytes(b"\x01" + struct.pack("<BBH", c, i, len(p)) + p)
 try:
     import torch
-    from codegen.blob import pack_blob
+    from pvcore.blob import pack_blob
     from codegen.quantize import quantize
-    from training.verifier.spec import F_SPEC
+    from pvcore.spec import F_SPEC
     qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(0)))
     (out / "theta.bin").write_bytes(pack_blob(qf, "fuzz", 0.0))
 except Exception as e:  # the fuzzer still runs, without a committed θ

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from codegen.quantize import QuantizedF, augment, package_faces, quantize
-from training.paths import CACHE_ENV, REPO_ROOT
+from codegen.quantize import augment, package_faces, quantize
+from pvcore.paths import CACHE_ENV, REPO_ROOT
+from pvcore.qtheta import QuantizedF
 from training.verifier.functional import random_theta
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from codegen import accuracy, bench
-from codegen.blob import blob_size
 from codegen.emit import SLOT_HEADER_BYTES
 from codegen.golden import run_int8, run_int8_views
 from codegen.quantize import quantize
+from pvcore.blob import blob_size
 from tests.codegen.users import make_store
 from tests.conftest import require_shared
 from training.verifier.functional import f_apply, random_theta, to_input
@@ -92,31 +92,31 @@ def test_bench_refuses_an_empty_store(tmp_path, capsys) -> None:
 
 
 def test_int8_pair_scores_quantize_each_theta_with_its_own_crop(face_images: np.ndarray) -> None:
-    """training.evaluate --int8: row i is f_int8(crop[cols[i]]; quantize(θ[rows[i]], crop[rows[i]]))."""
-    from training.evaluate import _int8_logits
+    """codegen.accuracy --model: row i is f_int8(crop[cols[i]]; quantize(θ[rows[i]], crop[rows[i]]))."""
+    from codegen.accuracy import int8_pair_logits
 
     crops = face_images[:4]
     thetas = torch.stack([random_theta(s) for s in range(4)])
     rows, cols = np.array([2, 0, 2, 1]), np.array([1, 3, 0, 2])
-    got = _int8_logits(thetas, rows, cols, crops, progress=False)
+    got = int8_pair_logits(thetas, rows, cols, crops, progress=False)
     for i, (r, c) in enumerate(zip(rows, cols)):
         qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])
         assert got[i] == qf.dequantize_logit(run_int8(qf, crops[c:c + 1]))[0]
 
 
 def test_mirror_scores_average_the_probe_and_its_mirror_image(face_images: np.ndarray) -> None:
-    """training.evaluate --mirror: each directed logit is the mean of f on the probe and on the probe
+    """codegen.accuracy --views 2: each directed logit is the mean of f on the probe and on the probe
     mirrored left-right, in int8 (one quantized θ for both views) as in float."""
+    from codegen.accuracy import int8_pair_logits
     from training.backbones.base import mirrored
-    from training.evaluate import _int8_logits
 
     crops = face_images[:3]
     m = mirrored(crops)
     assert np.array_equal(m[:, :, 0], crops[:, :, -1]) and np.array_equal(mirrored(m), crops)
     thetas = torch.stack([random_theta(s) for s in range(3)])
     rows, cols = np.array([0, 1, 2]), np.array([1, 2, 0])
-    plain = _int8_logits(thetas, rows, cols, crops, progress=False)
-    both = _int8_logits(thetas, rows, cols, crops, progress=False, mirror=True)
+    plain = int8_pair_logits(thetas, rows, cols, crops, progress=False)
+    both = int8_pair_logits(thetas, rows, cols, crops, progress=False, mirror=True)
     for i, (r, c) in enumerate(zip(rows, cols)):
         qf = quantize(thetas[r].numpy(), enroll_u8=crops[r])  # calibrated on the unmirrored enrollment crop
         q1, q2 = int(run_int8(qf, crops[c:c + 1])[0]), int(run_int8(qf, m[c:c + 1])[0])

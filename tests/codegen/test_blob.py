@@ -8,7 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
-from codegen.blob import (
+from codegen.quantize import QuantConfig, quantize
+from pvcore.blob import (
     HEADER_SIZE,
     BlobError,
     blob_size,
@@ -18,9 +19,9 @@ from codegen.blob import (
     unpack_header,
     write_blob,
 )
-from codegen.quantize import QuantConfig, QuantizedF, quantize
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC
 from training.verifier.functional import random_theta
-from training.verifier.spec import F_SPEC
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.blob import pack_blob
 from codegen.c_arch import DEFAULT_OUT, arena_plan, render, streaming
 from codegen.golden import run_int8
-from codegen.quantize import QuantizedF
+from pvcore.blob import pack_blob
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC
 from tests.codegen.conftest import COMMON, KERNEL_SOURCES, THETA_NAMES, in_ci
 from tests.codegen.test_blob import CORRUPTIONS, corruptions
-from training.verifier.spec import F_SPEC
 
 ARM_FLAGS = [
     "-mcpu=cortex-m4",

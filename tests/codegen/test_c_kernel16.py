@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from codegen.blob import FORMAT_VERSION_16X8, pack_blob, unpack_blob
 from codegen.emit import kernel16_arena_bytes
 from codegen.golden import run_int8
-from codegen.quantize import QuantConfig, QuantizedF, quantize
+from codegen.quantize import QuantConfig, quantize
+from pvcore.blob import FORMAT_VERSION_16X8, pack_blob, unpack_blob
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC
 from tests.codegen.conftest import COMMON, THETA_NAMES, build_host
 from tests.codegen.test_c_kernel import ARM_FLAGS, _arm_gcc, run_c
 from tests.codegen.users import USERS, make_store
 from tests.conftest import require_shared
-from training.verifier.spec import F_SPEC
 
 INT16 = QuantConfig(activations="int16")
 

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 
 from codegen import emit as emit_mod
-from codegen.blob import blob_size, unpack_blob
 from codegen.emit import SLOT_HEADER_BYTES
 from codegen.golden import images_to_int8, run_int8, run_int8_views
 from codegen.project import TARGETS, THETA_PARTITION_OFFSET, THETA_SLOT_BYTES
 from codegen.quantize import quantize
 from codegen.tflite_writer import check_model
+from pvcore.blob import blob_size, unpack_blob
+from pvcore.spec import F_SPEC
+from pvcore.user_store import UserStore
 from tests.codegen.users import make_store
-from training.user_store import UserStore
-from training.verifier.spec import F_SPEC
 
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-ffreestanding"]
@@ -135,9 +135,9 @@ def test_16x8_esp32_project_runs_bit_exact(store: UserStore, tmp_path: Path, cap
                                            face_images: np.ndarray) -> None:
     """--target esp32 (16x8 by default): a blob of format 3, a project built with PV_WITH_16X8=1 and one
     view, whose portable part (on the host) runs the built-in 16x8 θ bit-exact with the golden model."""
-    from codegen.blob import FORMAT_VERSION_16X8
     from codegen.emit import kernel16_arena_bytes
     from codegen.quantize import QuantConfig
+    from pvcore.blob import FORMAT_VERSION_16X8
 
     gcc = need("gcc")
     out = tmp_path / "esp32-16"
@@ -442,8 +442,8 @@ def model_store(tmp_path_factory) -> UserStore:
 def test_shared_prefix_project_builds_in_64k(model_store: UserStore, tmp_path: Path, capsys) -> None:
     """--shared-prefix pool: pv_base_theta.h in the project, a personal blob of 3 KB, and the emitted
     firmware's flash (code + base) plus two 4 KiB θ slots within 64 KiB."""
-    from codegen.blob import blob_split, unpack_blob
     from codegen.shared_prefix import split_index
+    from pvcore.blob import blob_split, unpack_blob
 
     need("arm-none-eabi-gcc")
     out = tmp_path / "dave"
@@ -472,8 +472,8 @@ def test_esp_idf_shared_prefix_app_runs_bit_exact(model_store: UserStore, tmp_pa
     so), the built-in θ is the personal blob, and the project's portable part on the host — base set
     before the store opens, personal blob seeded and parsed against it — gives the golden model's logits;
     it compiles with arm-none-eabi-gcc too."""
-    from codegen.blob import blob_split
     from codegen.shared_prefix import split_index
+    from pvcore.blob import blob_split
 
     gcc = need("gcc")
     out = tmp_path / "esp32"

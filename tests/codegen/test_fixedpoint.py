@@ -11,7 +11,7 @@ from codegen.golden import (
     saturating_rounding_doubling_high_mul,
     wrap_int32,
 )
-from codegen.quantize import INT32_MAX, INT32_MIN
+from pvcore.qtheta import INT32_MAX, INT32_MIN
 
 srdhm = saturating_rounding_doubling_high_mul
 

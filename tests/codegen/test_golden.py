@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from codegen.golden import avgpool_int8, conv_int8, dense_int8, run_int8
-from codegen.quantize import QuantizedF, quantize_multiplier, real_multiplier
+from pvcore.qtheta import QuantizedF, quantize_multiplier, real_multiplier
+from pvcore.spec import F_SPEC, AvgPool, Conv, Dense, same_pads
 from tests.codegen.conftest import THETA_NAMES, in_ci
 from training.verifier.functional import f_apply, to_input
-from training.verifier.spec import F_SPEC, AvgPool, Conv, Dense, same_pads
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.blob import pack_blob
 from codegen.golden import run_int8
-from codegen.quantize import QuantizedF
+from pvcore.blob import pack_blob
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC
 from tests.codegen.conftest import COMMON, KERNEL_SOURCES, in_ci
-from training.verifier.spec import F_SPEC
 
 M4 = Path(__file__).parent / "c" / "m4"
 FLAGS = [

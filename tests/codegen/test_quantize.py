@@ -10,23 +10,19 @@ import pytest
 import torch
 
 from codegen.quantize import (
-    INT8_MIN,
     PACKAGE_FACES,
     QuantConfig,
-    activation_range,
     calibration_images,
-    choose_qparams,
     deployed_weights,
-    f32,
     float_activations,
     layer_inputs,
     package_calibration,
     package_faces,
     quantize,
-    quantize_multiplier,
-    real_multiplier,
 )
 from codegen.weight_rounding import channel_percentiles, equalization_pairs
+from pvcore.qtheta import INT8_MIN, activation_range, choose_qparams, f32, quantize_multiplier, real_multiplier
+from pvcore.spec import F_SPEC, Conv
 from training.verifier.functional import (
     apply_effective,
     effective_weights,
@@ -35,7 +31,6 @@ from training.verifier.functional import (
     random_theta,
     to_input,
 )
-from training.verifier.spec import F_SPEC, Conv
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.blob import BlobError, blob_size, blob_split, pack_blob, prefix_id, unpack_blob
 from codegen.golden import run_int8
 from codegen.shared_prefix import make_base, make_personal, render_base_header, split_index
+from pvcore.blob import BlobError, blob_size, blob_split, pack_blob, prefix_id, unpack_blob
+from pvcore.spec import F_SPEC
 from training.hypermodel import HyperModel
 from training.verifier.functional import random_theta
-from training.verifier.spec import F_SPEC
 
 SPLIT = split_index("pool")
 

@@ -10,7 +10,7 @@ import pytest
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
 from codegen.golden import run_int8
-from codegen.quantize import QuantConfig, QuantizedF, quantize
+from codegen.quantize import QuantConfig, quantize
 from codegen.tflite_writer import (
     METADATA_NAME,
     TfliteError,
@@ -21,9 +21,10 @@ from codegen.tflite_writer import (
     tflm_arena_bytes,
     tflm_logits,
 )
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC, Conv
 from tests.codegen.users import USERS, make_store
 from tests.conftest import require_shared
-from training.verifier.spec import F_SPEC, Conv
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Three enrolled users in a temporary user store, as training.user_store writes them: two random θ
+"""Three enrolled users in a temporary user store, as pvcore.user_store writes them: two random θ
 (``random_theta``) and one θ from the (untrained) generator h_gen. Used by the emitter tests."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pvcore.user_store import UserStore
 from tests.codegen.conftest import hgen_theta
-from training.user_store import UserStore
 from training.verifier.functional import random_theta
 
 USERS = {

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from codegen.blob import pack_blob
-from codegen.quantize import QuantizedF, quantize
+from codegen.quantize import quantize
 from host_tools.qemu import HostBoard, QemuBoard, build_host_sim, build_qemu_firmware
-from training.verifier.spec import F_SPEC
+from pvcore.blob import pack_blob
+from pvcore.qtheta import QuantizedF
+from pvcore.spec import F_SPEC
 
 HOST_BUILD = Path(__file__).resolve().parents[2] / "firmware_templates" / "host" / "build"
 
@@ -40,7 +41,7 @@ def _user(name: str, seed: int, threshold: float) -> User:
 
 @pytest.fixture(scope="session")
 def users() -> dict[str, User]:
-    """Three users' real θ blobs (random θ, quantized by codegen, packed by codegen.blob)."""
+    """Three users' real θ blobs (random θ, quantized by codegen, packed by pvcore.blob)."""
     return {u.name: u for u in (_user("alice", 1, 0.5), _user("bob", 2, -0.25), _user("carol", 3, 0.0))}
 
 

@@ -34,7 +34,7 @@ def _lfw_crops(n: int) -> np.ndarray | None:
     """n aligned LFW crops spread over the dataset; aligned on demand into the cache (RetinaFace, 2 workers,
     ≈ 1 min for 1,000 images on a fresh clone). None without the shared data folder."""
     from codegen.faces import load_crops
-    from training.paths import SharedDataMissing
+    from pvcore.paths import SharedDataMissing
 
     try:
         crops, _ = load_crops("lfw", n + 16, detector="retinaface", workers=2)  # a few may fail alignment

@@ -23,8 +23,8 @@ from host_tools.serial_link import (
     cobs_encode,
     encode_frame,
 )
+from pvcore.spec import F_SPEC
 from tests.firmware.conftest import BOARD_KINDS, BoardHandle, User, start_board
-from training.verifier.spec import F_SPEC
 
 IMAGE_BYTES = 112 * 112 * 3
 

@@ -75,7 +75,7 @@ def test_slots_switch_and_mismatches_are_refused(setup) -> None:
         with pytest.raises(DeviceError) as ei:  # another model's prefix: refused at COMMIT
             link.install_theta(setup["foreign"])
         assert ei.value.code == ErrorCode.BLOB_INVALID and ei.value.detail == -14  # PV_ERR_BASE
-        from codegen.blob import pack_blob
+        from pvcore.blob import pack_blob
 
         full = pack_blob(setup["base_qf"], "full", 0.0)  # 30.5 KB: larger than a slot of this build
         with pytest.raises(DeviceError):

@@ -11,7 +11,7 @@ import pytest
 from codegen.quantize import augment, package_faces
 from host_tools.enroll import UserBlob, blob_from_store
 from host_tools.qemu import build_host_sim
-from training.user_store import UserStore
+from pvcore.user_store import UserStore
 from training.verifier.functional import random_theta
 
 

@@ -6,23 +6,25 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from codegen.blob import pack_blob
 from codegen.quantize import QuantConfig, quantize
 from host_tools.bench import run_bench
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, enroll
 from host_tools.parity import ParityError, load_image_dir, run_parity, write_reports
 from host_tools.qemu import HostBoard
-from host_tools.serial_link import SerialLink, make_blob
+from host_tools.serial_link import SerialLink
+from pvcore.blob import pack_blob
+from pvcore.spec import F_SPEC
 from tests.conftest import require_shared
-from training.verifier.spec import F_SPEC
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,7 +85,9 @@ def test_enroll_refuses_a_theta_for_another_architecture(board: str, blobs) -> N
     """A blob whose arch hash differs from the firmware's: the board refuses it (ARCH_MISMATCH) and the
     tool says what to do; nothing is installed."""
     ub, _ = blobs["alice"]
-    other = make_blob(ub.blob[64:-4], arch_hash="0123456789abcdef", user_id="alice", threshold_logit=0.0)
+    head = bytearray(ub.blob[:-4])
+    head[12:20] = bytes.fromhex("0123456789abcdef")  # the header's arch hash (pvcore.blob.HEADER_STRUCT)
+    other = bytes(head) + struct.pack("<I", zlib.crc32(head))
     fake = UserBlob("alice", other, ub.qf, 0.0, "test")  # host-side record says the right arch: the board decides
     with SerialLink(board) as link:
         with pytest.raises(EnrollError, match="ARCH_MISMATCH.*rebuild and flash the firmware"):

@@ -151,11 +151,24 @@ def test_c_decoder_survives_random_garbage(frame_tool: Path) -> None:
     assert [e for e in events if isinstance(e, Frame)] == frames
 
 
-def test_link_reads_the_blob_format_codegen_writes() -> None:
-    """serial_link keeps its own copy of the blob header constants (no codegen import): they must agree."""
-    from codegen import blob
-    from host_tools import serial_link
+def test_check_blob_reads_the_blob_format() -> None:
+    """The link's pre-send check reads pvcore.blob's header: every format version a firmware reads passes,
+    any other version, magic or size is refused."""
+    import struct
+    import zlib
 
-    assert serial_link.BLOB_FORMAT_VERSION == blob.FORMAT_VERSION
-    assert serial_link.BLOB_HEADER.format == blob._HEADER.format
-    assert serial_link.BLOB_HEADER_BYTES == blob.HEADER_SIZE
+    import pytest
+
+    from host_tools.serial_link import check_blob
+    from pvcore import blob
+
+    def make(version: int, magic: bytes = blob.MAGIC) -> bytes:
+        body = blob.HEADER_STRUCT.pack(magic, version, blob.HEADER_SIZE, blob.HEADER_SIZE + 4, bytes(8), b"u",
+                                       0.0, 0, 0)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    for v in blob.FORMAT_VERSIONS:
+        check_blob(make(v))
+    for bad in (make(99), make(blob.FORMAT_VERSION, b"XXXX"), make(blob.FORMAT_VERSION)[:-1]):
+        with pytest.raises(ValueError):
+            check_blob(bad)

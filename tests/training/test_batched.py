@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from pvcore.spec import F_SPEC
 from training.verifier.batched import (
     effective_weights_batched,
     pairwise_logits,
@@ -10,7 +11,6 @@ from training.verifier.batched import (
     pairwise_logits_vmap,
 )
 from training.verifier.functional import effective_weights, flatten, random_theta, unflatten
-from training.verifier.spec import F_SPEC
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pvcore.user_store import UserStore, UserStoreError
 from training import enroll as enroll_cli
 from training import verify as verify_cli
 from training.config import TrainConfig
@@ -17,7 +18,6 @@ from training.export_model import export
 from training.face.errors import NoFaceError
 from training.hypermodel import HyperModel, HyperModelError
 from training.train import train
-from training.user_store import UserStore, UserStoreError
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pvcore.paths import shared_path
 from training.backbones.base import ARCFACE112
 from training.backbones.mobilefacenet_y1 import MobileFaceNetY1, params_path, symbol_path
 from training.backbones.mxnet_graph import MXNetGraph, UnsupportedOp
@@ -23,7 +24,6 @@ from training.backbones.mxnet_params import (
     parse_params,
     split_arg_aux,
 )
-from training.paths import shared_path
 
 # fc1 output of the official MXNet 1.9.1 runtime (Module, CPU) for the synthetic image below.
 MXNET_PATTERN_FC1_FIRST8 = [0.40559542, -0.02362107, 0.09070305, -0.10196785,

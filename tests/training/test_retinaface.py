@@ -12,6 +12,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
+from pvcore.paths import shared_path
 from training.face.retinaface import (
     Detection,
     RetinaFaceDetector,
@@ -21,7 +22,6 @@ from training.face.retinaface import (
     nms,
     priors_for,
 )
-from training.paths import shared_path
 
 LFW_IMAGES = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "George_W_Bush/George_W_Bush_0001.jpg",
               "Serena_Williams/Serena_Williams_0001.jpg"]  # fmt: skip

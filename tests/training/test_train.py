@@ -203,8 +203,8 @@ def test_two_stage_run_reports_the_distilled_prefix(tmp_path, data):
 def test_init_from_a_distilled_run(tmp_path, data):
     """A run that generates more layers starts from another run's shared θ: shared layers copied, the
     now-personal layers as h_gen's θ₀ — at initialization every generated θ's prefix is the source's."""
+    from pvcore.spec import F_SPEC
     from training.verifier.batched import split_spec
-    from training.verifier.spec import F_SPEC
 
     src_cfg = _cfg(tmp_path / "a", personal_from="pool", feature_distill=1.0, distill_batch=16,
                    distill_pretrain_steps=2, total_steps=3, eval_every=0)

@@ -39,7 +39,7 @@ def test_missing_and_bad_files(tmp_path):
 
 
 def test_shipped_example_config_loads():
-    from training.paths import REPO_ROOT
+    from pvcore.paths import REPO_ROOT
 
     c = load_config(REPO_ROOT / "training" / "configs" / "lfw_fold0.toml")
     assert c.dataset == "lfw" and c.fold == 0 and c.b0 * 2 ** c.batch_doublings == 32

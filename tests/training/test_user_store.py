@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from training.user_store import ArchMismatch, UnknownUser, UserExists, UserStore, UserStoreError
-from training.verifier.spec import F_SPEC
+from pvcore.spec import F_SPEC
+from pvcore.user_store import ArchMismatch, UnknownUser, UserExists, UserStore, UserStoreError
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@ import dataclasses
 
 import torch
 
+from pvcore.spec import F_SPEC
 from training.model_info import info
 from training.verifier.functional import VerifierModule, f_apply, random_theta, standardize
-from training.verifier.spec import F_SPEC
 
 
 def test_budget_counted_by_ptflops():

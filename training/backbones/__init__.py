@@ -74,8 +74,8 @@ def resolve_detector(detector: str, backbone_name: str) -> str:
         return detector
     preferred = backbone_info(backbone_name).preferred_detector
     if preferred == "retinaface":
+        from pvcore.paths import SharedDataMissing
         from training.face.retinaface import default_weights
-        from training.paths import SharedDataMissing
 
         try:
             default_weights()

@@ -40,5 +40,5 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 def mirrored(crops: np.ndarray) -> np.ndarray:
     """Crops (N, H, W, C) mirrored left-right, contiguous: the second view of flip test-time augmentation
-    (MobileFaceNet's ``flip_tta``, ``training.evaluate --mirror``)."""
+    (MobileFaceNet's ``flip_tta``, ``training.evaluate --views 2``)."""
     return np.ascontiguousarray(np.asarray(crops)[:, :, ::-1])

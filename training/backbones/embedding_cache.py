@@ -15,9 +15,9 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from training.atomic import atomic_write
+from pvcore.atomic import atomic_write
+from pvcore.paths import cache_dir
 from training.backbones.base import Backbone
-from training.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

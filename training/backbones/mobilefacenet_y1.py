@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pvcore.paths import shared_path
 from training.backbones.base import ARCFACE112, BackboneInfo, l2_normalize, mirrored
 from training.backbones.mxnet_graph import MXNetGraph
-from training.paths import shared_path
 
 WEIGHTS_DIR = ("weights", "insightface_mobilefacenet_y1")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from training.paths import shared_path
+from pvcore.paths import shared_path
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from training.atomic import atomic_write, atomic_write_json
+from pvcore.atomic import atomic_write, atomic_write_json
+from pvcore.paths import cache_dir
 from training.backbones.base import ARCFACE112, DLIB150
 from training.face.errors import FaceError
 from training.face.pipeline import FacePipeline
-from training.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

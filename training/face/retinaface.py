@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.paths import shared_path
+from pvcore.paths import shared_path
 
 MIN_SIZES = ((10, 20), (32, 64), (128, 256))  # anchor side lengths in pixels, per pyramid level
 STEPS = (8, 16, 32)  # stride of each pyramid level

@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
 from training.verifier.functional import WS_EPS, apply_effective, effective_weights
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
 
 CL = torch.channels_last
 # Verifiers folded per call. One thread: chunk 1 is best by 2–8 % (nB 32: 494 vs 506 ms, nB 64: 1951 vs 2124 ms);

@@ -3,7 +3,7 @@
 Layer by layer, with the gains found so far, run f with θ from a freshly initialised h_gen on real
 aligned faces (256 LFW crops of the dlib cache) and divide the layer's gain by the standard deviation of
 its pre-activation output, so that every layer starts with unit variance. Prints the gains that
-``training.verifier.spec.F_SPEC`` holds (they are constants of the architecture and part of its hash;
+``pvcore.spec.F_SPEC`` holds (they are constants of the architecture and part of its hash;
 re-running on other faces gives values within a few per cent).
 """
 
@@ -15,9 +15,9 @@ import dataclasses
 import numpy as np
 import torch
 
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool
 from training.verifier.functional import effective_weights, layer_outputs, to_input
 from training.verifier.hypernet import HGen, HGenConfig
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool
 
 
 def _run(spec: ArchSpec, theta: torch.Tensor, x: torch.Tensor, upto: int) -> torch.Tensor:

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, Layer, same_pads
+from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense, Layer, same_pads
 
 WS_EPS = 1e-5
 INPUT_ZERO = 128.0
-INPUT_SCALE = 1.0 / 128.0  # x = (u - 128) / 128: int8 q = u - 128 exactly
 
 
 def to_input(images_u8: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pvcore.spec import F_SPEC, ArchSpec
 from training.verifier.batched import split_spec
-from training.verifier.spec import F_SPEC, ArchSpec
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
  * every byte written during an update (and at many points of the erase). Prints "N passed, M failed".
  *
  *   pv_store_test [--stride N] A.bin B.bin C.bin
- * A, B, C: valid θ blobs of three users (codegen.blob.pack_blob). --stride N reboots after every Nth
+ * A, B, C: valid θ blobs of three users (pvcore.blob.pack_blob). --stride N reboots after every Nth
  * written byte instead of every byte (the slot header, the commit point, is always cut at every byte).
  */
 #include <stdio.h>

@@ -51,14 +51,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.atomic import atomic_write_bytes, atomic_write_json
-from training.cli_common import fail, setup_logging
+from pvcore.atomic import atomic_write_bytes, atomic_write_json
+from pvcore.cli import fail, setup_logging
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Layer
 from training.data.train_set import AugmentConfig, augment
 from training.verifier.batched import split_spec
 from training.verifier.functional import effective_weights, layer_outputs, to_input
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Layer
 
-log = logging.getLogger("training.quant_robust")
+log = logging.getLogger("codegen.quant_robust")
 
 
 @dataclass
@@ -319,7 +319,7 @@ def write_model(model_path: Path, theta: torch.Tensor, dest: Path, summary: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m training.quant_robust", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m codegen.quant_robust", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="hypermodel file (personal_from = 'pool')")
     ap.add_argument("dest", type=Path, help="where the fine-tuned hypermodel file goes")

@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Literal
 
+INPUT_SCALE = 1.0 / 128.0  # the input u8 crop u is x = (u - 128) / 128 in f: int8 q = u - 128 exactly
+
 Padding = Literal["same", "valid"]
 
 

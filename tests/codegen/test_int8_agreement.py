@@ -1,8 +1,8 @@
-"""training.evaluate's int8-vs-float figures: decision agreement, near-threshold error, expected agreement."""
+"""codegen.accuracy's int8-vs-float figures: decision agreement, near-threshold error, expected agreement."""
 
 import numpy as np
 
-from training.evaluate import expected_agreement, int8_agreement
+from codegen.accuracy import expected_agreement, int8_agreement
 
 
 def test_agreement_figures_by_hand() -> None:

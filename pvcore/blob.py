@@ -69,8 +69,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codegen.quantize import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, QuantizedF, QuantLayer
-from training.verifier.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
+from pvcore.qtheta import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, QuantizedF, QuantLayer
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 MAGIC = b"PVTB"
 FORMAT_VERSION = 4  # 4: the pool's exact sums feed fc1 (FLAG_EXACT_SUM; codegen.quantize "The exact pool")
@@ -88,10 +88,10 @@ KIND_CODES = {KIND_CONV: 1, KIND_AVGPOOL: 2, KIND_DENSE: 3}
 KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 FLAG_RELU, FLAG_PER_CHANNEL, FLAG_EXACT_SUM = 1, 2, 4
 
-_HEADER = struct.Struct("<4sHHI8s32sfII")  # ..., payload_size, prefix_id
+HEADER_STRUCT = struct.Struct("<4sHHI8s32sfII")  # ..., payload_size, prefix_id
 _PAYLOAD_HEAD = struct.Struct("<IIfifiII")
 _RECORD = struct.Struct("<BBHIIfifiiiIIIIIII")
-assert _HEADER.size == HEADER_SIZE and _PAYLOAD_HEAD.size == PAYLOAD_HEAD_SIZE and _RECORD.size == RECORD_SIZE
+assert HEADER_STRUCT.size == HEADER_SIZE and _PAYLOAD_HEAD.size == PAYLOAD_HEAD_SIZE and _RECORD.size == RECORD_SIZE
 
 
 class BlobError(ValueError):
@@ -227,7 +227,7 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
     if len(payload) != payload_size(spec, first):
         raise AssertionError(f"payload {len(payload)} bytes, layout says {payload_size(spec, first)}")
     total = HEADER_SIZE + len(payload) + CRC_SIZE
-    header = _HEADER.pack(
+    header = HEADER_STRUCT.pack(
         MAGIC,
         format_version(qf),
         HEADER_SIZE,
@@ -247,7 +247,7 @@ def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
     blob = bytes(blob)
     if len(blob) < HEADER_SIZE + CRC_SIZE:
         raise BlobError(f"θ blob truncated: {len(blob)} bytes, a header alone is {HEADER_SIZE}")
-    magic, version, hsize, total, arch, uid, thr, psize, pid = _HEADER.unpack_from(blob)
+    magic, version, hsize, total, arch, uid, thr, psize, pid = HEADER_STRUCT.unpack_from(blob)
     if magic != MAGIC:
         raise BlobError(f"bad magic {magic!r}: not a θ blob (expected {MAGIC!r})")
     if version not in FORMAT_VERSIONS:
@@ -412,6 +412,6 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None)
 
 def write_blob(path, qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSpec = F_SPEC):
     """Pack and write atomically (temp file + rename)."""
-    from training.atomic import atomic_write_bytes
+    from pvcore.atomic import atomic_write_bytes
 
     return atomic_write_bytes(path, pack_blob(qf, user_id, threshold_logit, spec))

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.paths import REPO_ROOT
-from training.verifier.spec import F_SPEC, ArchSpec
+from pvcore.paths import REPO_ROOT
+from pvcore.spec import F_SPEC, ArchSpec
 
 FORMAT_VERSION = 1
 USERS_ENV = "FACEVERIF_USERS"

@@ -1,4 +1,4 @@
-"""The int8 emulation of training.quant_robust: it must round as codegen does, pass gradients the way the
+"""The int8 emulation of codegen.quant_robust: it must round as codegen does, pass gradients the way the
 fine-tune relies on, and its folded head must give f's logit."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from codegen.quantize import choose_qparams
-from training.quant_robust import QRConfig, fake_quant, folded_heads, pooled_features
+from codegen.quant_robust import QRConfig, fake_quant, folded_heads, pooled_features
+from pvcore.qtheta import choose_qparams
+from pvcore.spec import F_SPEC
 from training.verifier.batched import split_spec
 from training.verifier.functional import f_apply, random_theta
-from training.verifier.spec import F_SPEC
 
 
 def test_fake_quant_rounds_like_codegen() -> None:
