@@ -14,8 +14,8 @@ kept in the store entry), and writes
 
 Atomic: everything is built in a hidden temp folder beside the output and renamed into place at the
 end, so an error leaves nothing half-written; an existing output folder is refused unless ``--force``
-(then replaced only once the new one is complete). Exit codes: 0 ok, 2 bad input (unknown user or
-target, θ of another architecture, corrupt θ, existing output), 1 anything else.
+(then replaced only once the new one is complete). Exit codes (``pvcore.cli``): 0 ok, 1 an error (unknown
+user, θ of another architecture, corrupt θ, existing output, …), 2 a wrong command line (unknown target).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,10 +36,8 @@ from codegen.c_arch import arena_plan
 from codegen.c_header import render_model_header, render_theta_header
 from codegen.project import (
     COMMON,
-    TARGETS,
     Artifacts,
     ProjectError,
-    Target,
     check_views,
     get_target,
     list_targets,
@@ -49,9 +46,11 @@ from codegen.project import (
 from codegen.quantize import QuantConfig, quantize
 from codegen.tflite_writer import build_tflite, tflm_arena_bytes
 from pvcore.blob import BlobError, format_version, pack_blob
+from pvcore.cli import add_target_arg, add_user_store_args, fail, setup_logging
 from pvcore.paths import REPO_ROOT
 from pvcore.qtheta import ACTIVATIONS, QuantizedF
 from pvcore.spec import F_SPEC
+from pvcore.targets import TARGETS, Target
 from pvcore.user_store import UserStore, UserStoreError
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ TFLM_ARENA_MARGIN = 1024  # on top of the Python interpreter's figure, for a boa
 
 
 class EmitError(ValueError):
-    """Bad input: the message names it and the way out (exit code 2)."""
+    """Bad input: the message names it and the way out (exit code 1)."""
 
 
 @dataclass
@@ -75,7 +74,7 @@ class EmitResult:
     arena_bytes: int = 0
     tflm_arena_bytes: int | None = None
     shared_prefix: str | None = None
-    views: int = 1  # PV_VIEWS the project is built for (codegen.project.Target.views)
+    views: int = 1  # PV_VIEWS the project is built for (pvcore.targets.Target.views)
     activations: str = "int8"  # or "int16": 16x8 (blob format 3 for pv_kernel16, or the 16x8 .tflite)
     flash_is_blob: bool = True  # False: --format tflite without a target (the .tflite is the θ in flash)
     blob_format: int = 0  # the θ blob's format version (pvcore.blob.format_version)
@@ -158,11 +157,6 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
     return art, tflm_arena
 
 
-# boards whose firmware compiles pv_base_theta.h in (the Makefile when the file is there; the ESP-IDF
-# projects through pv_app_config.h). Not the -tflm ones: their .tflite carries the whole model.
-SHARED_PREFIX_TARGETS = ("cortex-m-qemu", "esp32", "esp32s3", "esp32c3")
-
-
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
          users_root: Path | None = None, enroll_crop: Path | None = None,
          shared_prefix: str | None = None, views: int | None = None, activations: str | None = None) -> EmitResult:
@@ -192,9 +186,9 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             tgt = get_target(target)
         except ProjectError as e:
             raise EmitError(str(e)) from None
-        if tgt.runtime == "tflm" and "tflite" not in formats:
+        if tgt.kernel == "tflm" and "tflite" not in formats:
             raise EmitError(f"target {target} runs the .tflite in TFLite Micro: use --format tflite or all")
-        if activations == "int16" and tgt.runtime == "tflm":
+        if activations == "int16" and tgt.kernel == "tflm":
             raise EmitError(f"--activations int16: target {target}'s pv_tflm.cc feeds an int8 input and reads an "
                             f"int8 logit; use {target.removesuffix('-tflm')} (the fixed kernel runs 16x8 θ "
                             "blobs) or --format tflite without --target for a TFLite Micro app of your own")
@@ -217,9 +211,10 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             split = split_index(shared_prefix)
         except ValueError as e:
             raise EmitError(f"--shared-prefix: {e}") from None
-        if target is not None and target not in SHARED_PREFIX_TARGETS:
+        if tgt is not None and not tgt.shared_prefix:
+            have = ", ".join(t.name for t in TARGETS.values() if t.shared_prefix)
             raise EmitError(f"--shared-prefix: target {target} has no base-blob build yet; targets that have: "
-                            f"{', '.join(SHARED_PREFIX_TARGETS)} (or emit the artifacts only, without --target)")
+                            f"{have} (or emit the artifacts only, without --target)")
     out = Path(out) if out is not None else REPO_ROOT / "out" / (f"{user_id}-{target}" if target else user_id)
     if out.exists() and not force:
         raise EmitError(f"output {out} exists; pass --force to replace it")
@@ -321,14 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m codegen.emit",
         description="Emit one enrolled user's int8 verifier: θ blob, C header, .tflite, and a firmware project "
                     "for --target. Writes atomically; refuses an existing output folder without --force.",
-        epilog="Targets: python -m codegen.emit --list-targets. The user store is $FACEVERIF_USERS or ./users.",
+        epilog="Targets: python -m codegen.emit --list-targets. Exit status: 0 ok, 1 error, 2 usage.",
     )
     ap.add_argument("--user", help="user id in the user store")
-    ap.add_argument("--target", help="firmware project to render (see --list-targets); none: artifacts only")
+    add_target_arg(ap, help="firmware project to render (--list-targets); without it: the artifacts only")
     ap.add_argument("--out", type=Path, help="output folder (default: out/<user>[-<target>])")
     ap.add_argument("--format", default="all", choices=FORMATS, help="which θ artifacts (default: all)")
     ap.add_argument("--force", action="store_true", help="replace an existing output folder")
-    ap.add_argument("--users", type=Path, help="user store root (default: $FACEVERIF_USERS or ./users)")
+    add_user_store_args(ap)
     ap.add_argument("--enroll-crop", type=Path, help="the user's aligned 112×112 enrollment crop (image file), "
                                                      "added to the quantizer's calibration set")
     ap.add_argument("--shared-prefix", metavar="LAYER",
@@ -354,16 +349,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.user:
         ap.error("--user is required (or --list-targets)")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(quiet=True)  # stdout is the report; -v lists the files, not debug logs
     try:
         res = emit(args.user, args.target, args.out, args.format, args.force, args.users, args.enroll_crop,
                    args.shared_prefix, args.views, args.activations)
     except EmitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
     print(_report(res, args.verbose))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""Firmware projects rendered with jinja2 from ``firmware_templates/``: one entry per target in
-:data:`TARGETS` (esptool style: one table, one record per chip).
+"""Firmware projects rendered with jinja2 from ``firmware_templates/``, one per target of the registry
+(:data:`pvcore.targets.TARGETS`: the family, kernel, chip, flash layout and defaults of each board).
 
 - ``esp32``, ``esp32s3``, ``esp32c3``: ESP-IDF projects (CMakeLists.txt, main/ with app_main + UART +
   θ partition, partitions.csv with a θ data partition, sdkconfig.defaults, idf_component.yml) built from
@@ -20,62 +20,13 @@ from pathlib import Path
 
 from codegen.c_arch import render as render_arch_h
 from codegen.c_header import c_ident, jinja_env
+from pvcore import targets
 from pvcore.paths import REPO_ROOT
 from pvcore.spec import F_SPEC
+from pvcore.targets import TARGETS, Target
 
 TEMPLATES = REPO_ROOT / "firmware_templates"
 COMMON = TEMPLATES / "common"
-
-THETA_PARTITION = "theta"
-THETA_SUBTYPE = "0x40"  # a custom data subtype
-THETA_PARTITION_OFFSET = 0x190000  # 64 KiB aligned (MMU page): memory-mapped in place
-THETA_SLOT_BYTES = 65536 + 4096  # PV_BLOB_MAX_BYTES + slot header, erase-aligned (as pv_store boards use)
-THETA_PARTITION_SIZE = 2 * THETA_SLOT_BYTES
-APP_SIZE = 0x180000
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    kind: str  # "esp-idf" | "make"
-    runtime: str  # "pv" (the fixed C kernel) | "tflm" (TFLite Micro on the .tflite)
-    chip: str | None
-    description: str
-    uart: int = 0
-    baud: int = 921600
-    # Views per probe the firmware scores by default (PV_VIEWS, firmware_templates/common/pv_protocol.h):
-    # 2 = the mean of f on the image and its mirror (int8 decisions agree with float f more often, at
-    # twice the MACs and a second 32 KB arena, which the ESP32s' ≥ 320 KB of SRAM has to spare); 1 keeps
-    # the Cortex-M build in its 48 KB RAM budget. TFLM runs the .tflite once per image: 1 only.
-    # (the default of an int8 build; a 16x8 build always runs one view)
-    views: int = 1
-    # The θ the project runs by default (codegen.emit --activations overrides): "int16", TFLM's 16x8 with
-    # pv_kernel16.c, for every fixed-kernel target: over all 13,233 LFW faces its decisions agree with float
-    # f on 99.6-99.9 % per user, full int8's on 98.4-99.6 % (README). Its arena is 37,632 B (int8: 32,448),
-    # inside the Cortex-M's 48 KB (peak RAM 47,496 B on QEMU); it costs speed there (20.8 M instructions per
-    # probe against int8 SMLAD's 4.9 M). The TFLM projects run the int8 .tflite.
-    activations: str = "int16"
-
-
-TARGETS: dict[str, Target] = {
-    t.name: t
-    for t in (
-        Target("esp32", "esp-idf", "pv", "esp32", "ESP32 (Xtensa LX6), ESP-IDF project, fixed kernel", views=2,
-               activations="int16"),
-        Target("esp32s3", "esp-idf", "pv", "esp32s3", "ESP32-S3 (Xtensa LX7), ESP-IDF project, fixed kernel",
-               views=2, activations="int16"),
-        Target("esp32c3", "esp-idf", "pv", "esp32c3", "ESP32-C3 (RISC-V), ESP-IDF project, fixed kernel",
-               views=2, activations="int16"),
-        Target("esp32-tflm", "esp-idf", "tflm", "esp32", "ESP32, ESP-IDF project, TFLite Micro on the .tflite",
-               activations="int8"),
-        Target("esp32s3-tflm", "esp-idf", "tflm", "esp32s3", "ESP32-S3, ESP-IDF project, TFLite Micro",
-               activations="int8"),
-        Target("esp32c3-tflm", "esp-idf", "tflm", "esp32c3", "ESP32-C3, ESP-IDF project, TFLite Micro",
-               activations="int8"),
-        Target("cortex-m-qemu", "make", "pv", None, "Cortex-M4 on QEMU mps2-an386 (arm-none-eabi-gcc, Makefile)"),
-        Target("host", "make", "pv", None, "POSIX simulator of a board (gcc, Makefile)"),
-    )
-}
 
 TFLM_COMPONENT = ("espressif/esp-tflite-micro", "^1.3.3")
 
@@ -85,9 +36,10 @@ class ProjectError(ValueError):
 
 
 def get_target(name: str) -> Target:
-    if name not in TARGETS:
-        raise ProjectError(f"unknown target {name!r}; targets: {', '.join(TARGETS)} (--list-targets)")
-    return TARGETS[name]
+    try:
+        return targets.get_target(name)
+    except targets.UnknownTarget as e:
+        raise ProjectError(f"{e} (--list-targets)") from None
 
 
 @dataclass(frozen=True)
@@ -110,13 +62,13 @@ class Artifacts:
         return int(self.activations == "int16")
 
 
-def _core_files(runtime: str) -> dict[str, bytes]:
+def _core_files(kernel: str) -> dict[str, bytes]:
     """The portable core: common/*.c|h (minus the fixed kernel for TFLM) and a fresh pv_arch.h."""
     out = {}
     for p in sorted(COMMON.iterdir()):
         if p.suffix not in (".c", ".h") or p.name == "pv_arch.h":
             continue
-        if runtime == "tflm" and p.name in ("pv_kernel.c", "pv_kernel16.c"):
+        if kernel == "tflm" and p.name in ("pv_kernel.c", "pv_kernel16.c"):
             continue
         out[p.name] = p.read_bytes()
     out["pv_arch.h"] = render_arch_h(F_SPEC).encode()
@@ -128,7 +80,7 @@ def check_views(target: Target, views: int | None) -> int:
     v = target.views if views is None else views
     if v not in (1, 2):
         raise ProjectError(f"views must be 1 or 2, not {v}")
-    if v == 2 and target.runtime == "tflm":
+    if v == 2 and target.kernel == "tflm":
         raise ProjectError(f"target {target.name} runs the .tflite in TFLite Micro, one view per image; "
                            "two views need the fixed kernel's streamed input (use the target without -tflm)")
     return v
@@ -137,12 +89,12 @@ def check_views(target: Target, views: int | None) -> int:
 def render_project(target: Target, art: Artifacts, out: Path, views: int | None = None) -> list[Path]:
     """Write the project of ``target`` into the (new, empty) folder ``out``; returns the files written.
     ``views``: PV_VIEWS of the build (None: the target's default)."""
-    if target.runtime == "tflm" and art.model_header is None:
+    if target.kernel == "tflm" and art.model_header is None:
         raise ProjectError(f"target {target.name} runs the .tflite: emit it with --format tflite or all")
     views = check_views(target, views)
     files: dict[str, bytes] = {}
     ident = c_ident(art.user_id)
-    if target.kind == "esp-idf":
+    if target.family == "esp-idf":
         _esp_idf(target, art, ident, files, views)
     else:
         _make(target, art, files, views)
@@ -156,30 +108,32 @@ def render_project(target: Target, art: Artifacts, out: Path, views: int | None 
 
 
 def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes], views: int) -> None:
-    src = TEMPLATES / "esp32"
+    src = TEMPLATES / target.firmware
     env = jinja_env(src, TEMPLATES / "esp32-tflm")
-    core = _core_files(target.runtime)
+    core = _core_files(target.kernel)
+    flash = target.flash
+    assert flash is not None, f"{target.name}: an esp-idf target without a flash layout"
     main_sources = ["app_main.c", "pv_app.c"] + [f"pv/{n}" for n in core if n.endswith(".c")]
-    if target.runtime == "tflm":
+    if target.kernel == "tflm":
         main_sources.append("pv_tflm.cc")
     ctx = dict(
         user_id=art.user_id, ident=ident, target=target.name, chip=target.chip, uart=target.uart,
-        baud=target.baud, partition=THETA_PARTITION, subtype=THETA_SUBTYPE,
-        partition_offset=f"0x{THETA_PARTITION_OFFSET:x}", partition_size=f"0x{THETA_PARTITION_SIZE:x}",
-        app_size=f"0x{APP_SIZE:x}", arch=F_SPEC.name, arch_hash=art.arch_hash,
+        baud=target.baud, partition=flash.theta_partition, subtype=f"0x{flash.theta_subtype:x}",
+        partition_offset=f"0x{flash.theta_offset:x}", partition_size=f"0x{flash.theta_size:x}",
+        app_size=f"0x{flash.app_size:x}", arch=F_SPEC.name, arch_hash=art.arch_hash,
         theta_header=art.theta_header[0] if art.theta_header else None,
-        model_header=art.model_header[0] if art.model_header and target.runtime == "tflm" else None,
+        model_header=art.model_header[0] if art.model_header and target.kernel == "tflm" else None,
         blob_name=art.blob[0] if art.blob else None, board_name=(target.chip or "esp")[:7],
         base_header=art.base_header[0] if art.base_header else None,
         sources=main_sources, views=views, with16=art.with16,
         extra_cflags=f" -DPV_VIEWS={views}u" + (" -DPV_WITH_16X8=1" if art.with16 else "")
-        + ("" if target.runtime == "pv" else " -Wno-missing-field-initializers"),
-        components=[TFLM_COMPONENT] if target.runtime == "tflm" else [],
-        main_stack=8192 if target.runtime == "pv" else 12288,
-        runtime_desc=("fixed 16x8 kernel" if art.with16 else "fixed int8 kernel") if target.runtime == "pv"
+        + ("" if target.kernel == "fixed" else " -Wno-missing-field-initializers"),
+        components=[TFLM_COMPONENT] if target.kernel == "tflm" else [],
+        main_stack=8192 if target.kernel == "fixed" else 12288,
+        runtime_desc=("fixed 16x8 kernel" if art.with16 else "fixed int8 kernel") if target.kernel == "fixed"
         else "TFLite Micro",
         runtime_note=("`main/pv_tflm.cc` runs the .tflite in TFLite Micro in place of the fixed kernel."
-                      if target.runtime == "tflm" else
+                      if target.kernel == "tflm" else
                       "The 16x8 kernel (`pv/pv_kernel16.c`, built with PV_WITH_16X8=1) runs the 16x8 θ in place."
                       if art.with16 else "The fixed int8 kernel (`pv/pv_kernel.c`) runs θ in place."),
     )
@@ -192,18 +146,18 @@ def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]
         files[rel] = env.get_template(tpl).render(**ctx).encode()
     for name in ("pv_app.c", "pv_app.h"):
         files[f"main/{name}"] = (src / "main" / name).read_bytes()
-    if target.runtime == "tflm":
+    if target.kernel == "tflm":
         files["main/pv_tflm.cc"] = (TEMPLATES / "esp32-tflm" / "main" / "pv_tflm.cc").read_bytes()
     for name, data in core.items():
         files[f"main/pv/{name}"] = data
-    _put_artifacts(art, files, "main/", target.runtime)
+    _put_artifacts(art, files, "main/", target.kernel)
 
 
-def _put_artifacts(art: Artifacts, files: dict[str, bytes], header_dir: str, runtime: str) -> None:
+def _put_artifacts(art: Artifacts, files: dict[str, bytes], header_dir: str, kernel: str) -> None:
     if art.theta_header:
         files[header_dir + art.theta_header[0]] = art.theta_header[1]
     if art.model_header:
-        files[(header_dir if runtime == "tflm" else "") + art.model_header[0]] = art.model_header[1]
+        files[(header_dir if kernel == "tflm" else "") + art.model_header[0]] = art.model_header[1]
     for a in (art.blob, art.tflite):
         if a:
             files[a[0]] = a[1]
@@ -279,17 +233,17 @@ clean:
 
 
 def _make(target: Target, art: Artifacts, files: dict[str, bytes], views: int) -> None:
-    src = TEMPLATES / target.name
+    src = TEMPLATES / target.firmware
     board_files = (["startup.c", "board.c", "board.h", "main.c", "mps2_an386.ld"]
-                   if target.name == "cortex-m-qemu" else ["main.c"])
+                   if target.family == "cortex-m-qemu" else ["main.c"])
     for name in board_files:
         files[name] = (src / name).read_bytes()
-    for name, data in _core_files("pv").items():
+    for name, data in _core_files("fixed").items():
         files[f"pv/{name}"] = data
     blob = art.blob[0] if art.blob else "the θ blob (--format blob)"
-    text = MAKEFILES[target.name].format(user=art.user_id, blob=blob, views=views, with16=art.with16)
+    text = MAKEFILES[target.family].format(user=art.user_id, blob=blob, views=views, with16=art.with16)
     files["Makefile"] = text.encode()
-    _put_artifacts(art, files, "", "pv")
+    _put_artifacts(art, files, "", "fixed")
 
 
 def list_targets() -> str:

@@ -10,15 +10,15 @@
 3. **Build and boot** the emitted Cortex-M4 project on QEMU mps2-an386 (``--boards`` instances).
 4. **Enroll over serial**: the emitted θ blob goes to each board in chunks, COMMIT, checked with INFO.
 5. **Parity**: views of the enrolled person and of a stranger (Grace Hopper, matplotlib's sample
-   photo) — geometric and photometric variations of their aligned faces, ``--views`` each (default 100,
+   photo) — geometric and photometric variations of their aligned faces, ``--per-person`` each (default 100,
    i.e. 200 images) — are sent over the serial link; the board's int16 logits are compared with the
    golden model (bit-exact) and PyTorch float f (decision agreement), and the board's decisions
    are counted per person.
 6. The ESP32 project is only emitted (ESP-IDF is not installed here); the demo prints its θ-partition
    flash plan and writes the merged θ-partition image with esptool (offline).
 
-Exit code 0 when parity passed (100 % bit-exact, agreement ≥ ``--min-agreement``), 2 when it failed,
-1 on an error (missing toolchain, no face found, …).
+Exit code 0 when parity passed (100 % bit-exact, agreement ≥ ``--min-agreement``), 3 when it failed,
+1 on an error (missing toolchain, no face found, …) (``pvcore.cli``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -35,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pvcore.cli import EXIT_CHECK_FAILED, EXIT_OK, fail, setup_logging
+from pvcore.targets import TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +173,7 @@ def run_demo(
     parts = flash.parse_partitions_csv(esp_dir / "partitions.csv")
     esp_blob = blob_from_file(esp_dir / f"{ENROLLED}_theta.bin")  # its own θ (16x8 too, the default)
     item = flash.theta_item(esp_blob.blob, parts)
-    flash.merge(flash.TARGETS["esp32"], [item], out / "esp32_theta_partition_merged.bin")
+    flash.merge(TARGETS["esp32"], [item], out / "esp32_theta_partition_merged.bin")
     esp_plan = {"theta_partition_offset": hex(item.offset), "theta_partition_bytes": len(item.data),
                 "project": str(esp_dir)}  # fmt: skip
 
@@ -235,15 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         "serial and check parity (device vs golden model vs PyTorch float) on 2×N views.",
     )
     ap.add_argument("--out", type=Path, default=DEMO_DIR, help="output folder (default runs/demo)")
-    ap.add_argument("--views", type=int, default=100, help="views per person (default 100: 200 images)")
+    ap.add_argument("--per-person", type=int, default=100,
+                    help="variations of each person's face sent to the boards (default 100: 200 images)")
     ap.add_argument("--boards", type=int, default=2, help="QEMU boards sharing the images (default 2)")
     ap.add_argument("--model", type=Path, help="hypermodel file (default: the one shipped in the repository)")
     ap.add_argument("--min-agreement", type=float, default=99.5, help="percent (default 99.5)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.views < 1 or args.boards < 1:
-        ap.error("--views and --boards must be ≥ 1")
+    setup_logging(quiet=True)
+    if args.per_person < 1 or args.boards < 1:
+        ap.error("--per-person and --boards must be ≥ 1")
     from codegen.emit import EmitError
     from host_tools.enroll import EnrollError
     from host_tools.flash import FlashError
@@ -255,15 +258,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = run_demo(
-            args.out, n_views=args.views, boards=args.boards, model_path=args.model,
+            args.out, n_views=args.per_person, boards=args.boards, model_path=args.model,
             min_agreement=args.min_agreement, show_progress=not args.no_progress,
         )  # fmt: skip
     except (DemoError, EmitError, EnrollError, FlashError, ParityError, LinkError, DeviceError, FaceError,
             HyperModelError, UserStoreError, RuntimeError, OSError) as e:  # fmt: skip
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0 if summary["passed"] else 2
+        fail(str(e))
+    return EXIT_OK if summary["passed"] else EXIT_CHECK_FAILED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

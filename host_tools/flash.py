@@ -5,9 +5,9 @@
     python -m host_tools.flash --target cortex-m-qemu [--build DIR | --elf FILE]   # prints socket://…
     python -m host_tools.flash --target host [--store FILE]                        # the host simulator
 
-ESP32 family (``TARGETS``: one record per chip, as esptool's chip table): the ESP-IDF build folder's
-bootloader, partition table and app are written at the chip's offsets — bootloader 0x1000 on the ESP32,
-0x0 on the ESP32-S3/-C3; partition table 0x8000; app 0x10000. When the build folder has ESP-IDF's
+ESP32 family (the ``esp-idf`` targets of ``pvcore.targets``, each with its chip's flash layout): the ESP-IDF
+build folder's bootloader, partition table and app are written at the chip's offsets — bootloader 0x1000 on
+the ESP32, 0x0 on the ESP32-S3/-C3; partition table 0x8000; app 0x10000. When the build folder has ESP-IDF's
 ``flasher_args.json`` its offsets and flash settings are used (and checked against the table). The θ
 partition's offset and size come from the build's ``partition_table/partition-table.bin`` or from the
 project's ``partitions.csv`` (``--partitions``; empty offsets are placed as ESP-IDF's gen_esp32part does).
@@ -30,12 +30,14 @@ import logging
 import re
 import signal
 import struct
-import sys
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pvcore.cli import add_port_args, add_target_arg, add_user_store_args, fail, setup_logging
+from pvcore.targets import TARGETS, FlashLayout, Target
 
 if TYPE_CHECKING:
     from host_tools.qemu import _ChildBoard
@@ -48,22 +50,14 @@ class FlashError(RuntimeError):
 
 
 # ---- targets ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EspChip:
-    name: str  # --target and esptool's chip name
-    esptool_name: str  # ESPLoader.CHIP_NAME of the connected chip
-    bootloader_offset: int
-
-
-TARGETS: dict[str, EspChip] = {
-    "esp32": EspChip("esp32", "ESP32", 0x1000),
-    "esp32s3": EspChip("esp32s3", "ESP32-S3", 0x0),
-    "esp32c3": EspChip("esp32c3", "ESP32-C3", 0x0),
-}
-VIRTUAL_TARGETS = ("cortex-m-qemu", "host")
-PARTITION_TABLE_OFFSET = 0x8000
-APP_OFFSET = 0x10000
 FLASH_SECTOR = 0x1000
+PARTITION_TABLE_OFFSET = FlashLayout.partition_table_offset  # ESP-IDF's default, where no target is at hand
+
+
+def _layout(target: Target) -> FlashLayout:
+    if target.flash is None or target.chip is None:
+        raise FlashError(f"target {target.name} is not flashed with esptool (an {target.family} board)")
+    return target.flash
 
 
 # ---- partition table -------------------------------------------------------------------------------------
@@ -204,24 +198,26 @@ def _read(path: Path, what: str) -> bytes:
     return path.read_bytes()
 
 
-def firmware_items(chip: EspChip, build: Path) -> tuple[list[FlashItem], dict[str, str]]:
+def firmware_items(target: Target, build: Path) -> tuple[list[FlashItem], dict[str, str]]:
     """Bootloader, partition table and app of an ESP-IDF build folder, with their offsets and the
     flash settings (flash_mode/size/freq: 'keep' unless flasher_args.json gives them)."""
+    fl = _layout(target)
     root = _build_root(build)
     settings = {"flash_mode": "keep", "flash_size": "keep", "flash_freq": "keep"}
     fa = root / "flasher_args.json"
-    want = {chip.bootloader_offset: "bootloader", PARTITION_TABLE_OFFSET: "partition table", APP_OFFSET: "app"}
+    want = {fl.bootloader_offset: "bootloader", fl.partition_table_offset: "partition table", fl.app_offset: "app"}
     if fa.is_file():
         meta = json.loads(fa.read_text())
         fchip = meta.get("extra_esptool_args", {}).get("chip")
-        if fchip and fchip != chip.name:
-            raise FlashError(f"{fa} is a build for {fchip}, not {chip.name}: pass --target {fchip}")
+        if fchip and fchip != target.chip:
+            raise FlashError(f"{fa} is a build for {fchip}, not {target.chip}: pass --target {fchip}")
         files = {int(k, 16): root / v for k, v in meta.get("flash_files", {}).items()}
         for off, what in want.items():
             if off not in files:
                 raise FlashError(
-                    f"{fa}: nothing at 0x{off:x} ({what}); {chip.name} expects bootloader 0x"
-                    f"{chip.bootloader_offset:x}, partition table 0x{PARTITION_TABLE_OFFSET:x}, app 0x{APP_OFFSET:x}"
+                    f"{fa}: nothing at 0x{off:x} ({what}); {target.chip} expects bootloader 0x"
+                    f"{fl.bootloader_offset:x}, partition table 0x{fl.partition_table_offset:x}, app "
+                    f"0x{fl.app_offset:x}"
                 )
         for k in settings:
             settings[k] = meta.get("flash_settings", {}).get(k, "keep")
@@ -235,13 +231,13 @@ def firmware_items(chip: EspChip, build: Path) -> tuple[list[FlashItem], dict[st
             "ESP-IDF build folder"
         )
     items = [
-        FlashItem(chip.bootloader_offset, _read(root / "bootloader" / "bootloader.bin", "bootloader"), "bootloader"),
+        FlashItem(fl.bootloader_offset, _read(root / "bootloader" / "bootloader.bin", "bootloader"), "bootloader"),
         FlashItem(
-            PARTITION_TABLE_OFFSET,
+            fl.partition_table_offset,
             _read(root / "partition_table" / "partition-table.bin", "partition table"),
             "partition table",
         ),
-        FlashItem(APP_OFFSET, apps[0].read_bytes(), f"app {apps[0].name}"),
+        FlashItem(fl.app_offset, apps[0].read_bytes(), f"app {apps[0].name}"),
     ]
     return items, settings
 
@@ -273,16 +269,17 @@ def check_overlaps(items: list[FlashItem]) -> None:
 
 
 # ---- esptool ---------------------------------------------------------------------------------------------
-def merge(chip: EspChip, items: list[FlashItem], out: Path, settings: dict[str, str] | None = None) -> int:
+def merge(target: Target, items: list[FlashItem], out: Path, settings: dict[str, str] | None = None) -> int:
     """esptool merge-bin (offline): one raw image with every item at its offset, starting at the lowest
     offset (returned: where the image is to be flashed)."""
     from esptool.cmds import merge_bin
 
+    _layout(target)
     s = settings or {}
     base = min(it.offset for it in items)
     merge_bin(
         [(it.offset, it.data) for it in items],
-        chip.name,
+        target.chip,
         output=str(out),
         flash_mode=s.get("flash_mode", "keep"),
         flash_size=s.get("flash_size", "keep"),
@@ -293,7 +290,7 @@ def merge(chip: EspChip, items: list[FlashItem], out: Path, settings: dict[str, 
 
 
 def write(
-    chip: EspChip,
+    target: Target,
     port: str,
     items: list[FlashItem],
     *,
@@ -305,11 +302,12 @@ def write(
     from esptool.cmds import attach_flash, detect_chip, reset_chip, run_stub, write_flash
     from esptool.util import FatalError
 
+    fl = _layout(target)
     s = settings or {}
     try:
         with detect_chip(port, connect_attempts=connect_attempts) as esp:
-            if esp.CHIP_NAME != chip.esptool_name:
-                raise FlashError(f"{port} has an {esp.CHIP_NAME}, not an {chip.esptool_name}: check --target")
+            if esp.CHIP_NAME != fl.esptool_chip:
+                raise FlashError(f"{port} has an {esp.CHIP_NAME}, not an {fl.esptool_chip}: check --target")
             esp = run_stub(esp)
             if baud != esp.ESP_ROM_BAUD:
                 esp.change_baud(baud)
@@ -382,31 +380,32 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m host_tools.flash",
         description="Flash an ESP32-family board with esptool, or boot the emulated Cortex-M4 / host simulator.",
     )
-    ap.add_argument("--target", required=True, choices=[*TARGETS, *VIRTUAL_TARGETS])
-    ap.add_argument("--port", help="ESP32: serial port (/dev/ttyUSB0, rfc2217://host:port)")
+    add_target_arg(ap, required=True, help="the board")
+    add_port_args(ap, required=False, baud=460800, timeout=None,
+                  port_help="ESP32: serial port (/dev/ttyUSB0, rfc2217://host:port); --baud: for writing")
     ap.add_argument("--build", type=Path, help="ESP-IDF build folder / virtual board build folder")
-    ap.add_argument("--baud", type=int, default=460800, help="ESP32: baud rate for writing")
     ap.add_argument("--connect-attempts", type=int, default=7, help="ESP32: esptool connection attempts")
     ap.add_argument("--theta-only", action="store_true", help="ESP32: write only the θ partition")
     ap.add_argument("--theta", type=Path, help="θ blob for --theta-only (or to add to a full flash)")
     ap.add_argument("--user", help="θ of this user (from the user store) for --theta-only")
-    ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    add_user_store_args(ap)
     ap.add_argument("--partitions", type=Path, help="ESP32: partitions.csv (default: from the build folder)")
-    ap.add_argument("--theta-partition", default="theta", help="name of the θ partition (default theta)")
+    ap.add_argument("--theta-partition", help="name of the θ partition (default: the target's, theta)")
     ap.add_argument("--merged", type=Path, help="ESP32: write one merged image here (esptool merge-bin), no port")
     ap.add_argument("--elf", type=Path, help="cortex-m-qemu: firmware ELF to boot")
     ap.add_argument("--store", type=Path, help="host: θ store file")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from host_tools.enroll import EnrollError
     from pvcore.blob import BlobError
     from pvcore.user_store import UserStoreError
 
+    target = TARGETS[args.target]
     try:
-        if args.target in VIRTUAL_TARGETS:
+        if target.virtual:
             from host_tools.qemu import HostBoard, QemuBoard
 
-            if args.target == "host":
+            if target.family == "host":
                 exe = None
                 if args.build is not None:
                     exe = args.build / "pv_host" if (args.build / "pv_host").is_file() else None
@@ -416,33 +415,32 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 board = QemuBoard(qemu_elf(args.build, args.elf))
             return serve(board)
-        chip = TARGETS[args.target]
         items: list[FlashItem] = []
         settings: dict[str, str] = {}
         if not args.theta_only:
             if args.build is None:
-                raise FlashError(f"--target {chip.name} needs --build (the ESP-IDF build folder)")
-            items, settings = firmware_items(chip, args.build)
+                raise FlashError(f"--target {target.name} needs --build (the ESP-IDF build folder)")
+            items, settings = firmware_items(target, args.build)
         if args.theta_only or args.theta is not None or args.user:
-            items.append(theta_item(_blob(args), partitions_of(args.build, args.partitions), args.theta_partition))
+            part = args.theta_partition or _layout(target).theta_partition
+            items.append(theta_item(_blob(args), partitions_of(args.build, args.partitions), part))
         check_overlaps(items)
         for it in items:
             print(f"0x{it.offset:06x}  {len(it.data):8d} B  {it.what}")
         if args.merged is not None:
-            base = merge(chip, items, args.merged, settings)
+            base = merge(target, items, args.merged, settings)
             print(f"merged image: {args.merged} ({args.merged.stat().st_size} bytes), to be written at 0x{base:x}")
             return 0
         if not args.port:
-            raise FlashError(f"--target {chip.name} needs --port (e.g. /dev/ttyUSB0) or --merged FILE")
-        write(chip, args.port, items, baud=args.baud, settings=settings, connect_attempts=args.connect_attempts)
-        print(f"flashed {len(items)} image(s) to {chip.name} on {args.port}")
+            raise FlashError(f"--target {target.name} needs --port (e.g. /dev/ttyUSB0) or --merged FILE")
+        write(target, args.port, items, baud=args.baud, settings=settings, connect_attempts=args.connect_attempts)
+        print(f"flashed {len(items)} image(s) to {target.chip} on {args.port}")
     except KeyboardInterrupt:
         return 0
     except (FlashError, EnrollError, UserStoreError, BlobError, ValueError, RuntimeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        fail(str(e))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

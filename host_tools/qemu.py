@@ -22,19 +22,21 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import IO
 
 from host_tools.serial_link import Info, LinkError, SerialLink
+from pvcore.cli import add_target_arg, fail, setup_logging
+from pvcore.targets import TARGETS, VIRTUAL_FAMILIES
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "firmware_templates"
-QEMU_DIR = TEMPLATES / "cortex-m-qemu"
-HOST_DIR = TEMPLATES / "host"
+QEMU = TARGETS["cortex-m-qemu"]
+QEMU_DIR = TEMPLATES / QEMU.firmware
+HOST_DIR = TEMPLATES / TARGETS["host"].firmware
 PSRAM_BASE = 0x21000000
 PSRAM_BYTES = 16 * 1024 * 1024
 
@@ -193,7 +195,7 @@ class QemuBoard(_ChildBoard):
         elf: Path | None = None,
         *,
         bulk: Path | None = None,
-        machine: str = "mps2-an386",
+        machine: str | None = QEMU.qemu_machine,
         icount: bool = True,
         build: bool = True,
         **kw: object,
@@ -270,17 +272,18 @@ def main(argv: list[str] | None = None) -> int:
         description="Build and boot a virtual board (QEMU mps2-an386 or the host simulator); print its URL "
         "and serve until Ctrl-C.",
     )
-    ap.add_argument("--target", choices=("qemu", "host"), default="qemu")
+    add_target_arg(ap, families=VIRTUAL_FAMILIES, default="cortex-m-qemu",
+                   help="the virtual board (default cortex-m-qemu)")
     ap.add_argument("--bulk", type=Path, help="raw int8 images (112*112*3 each) preloaded for INFER_BULK")
     ap.add_argument("--store", type=Path, help="host simulator: θ store file")
     ap.add_argument(
         "--no-icount", action="store_true", help="QEMU: run without -icount (faster, no exact ticks)"
     )
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         board: _ChildBoard
-        if args.target == "qemu":
+        if args.target == "cortex-m-qemu":
             board = QemuBoard(bulk=args.bulk, icount=not args.no_icount)
         else:
             board = HostBoard(args.store, bulk=args.bulk)
@@ -291,10 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except (RuntimeError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        fail(str(e))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -16,11 +16,12 @@ import pytest
 from codegen import emit as emit_mod
 from codegen.emit import SLOT_HEADER_BYTES
 from codegen.golden import images_to_int8, run_int8, run_int8_views
-from codegen.project import TARGETS, THETA_PARTITION_OFFSET, THETA_SLOT_BYTES
 from codegen.quantize import quantize
 from codegen.tflite_writer import check_model
 from pvcore.blob import blob_size, unpack_blob
+from pvcore.cli import EXIT_ERROR, EXIT_USAGE
 from pvcore.spec import F_SPEC
+from pvcore.targets import TARGETS
 from pvcore.user_store import UserStore
 from tests.codegen.users import make_store
 
@@ -35,7 +36,10 @@ def store(tmp_path_factory) -> UserStore:
 
 
 def run_cli(store: UserStore, *args: str, capsys) -> tuple[int, str, str]:
-    rc = emit_mod.main(["--users", str(store.root), *args])
+    try:
+        rc = emit_mod.main(["--users", str(store.root), *args])
+    except SystemExit as e:  # pvcore.cli.fail and argparse exit with the status
+        rc = e.code
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -162,10 +166,11 @@ def _entry_copy(store: UserStore, tmp_path: Path) -> UserStore:
     return UserStore(root)
 
 
-def _refused(store: UserStore, tmp_path: Path, capsys, args: list[str], match: str) -> None:
+def _refused(store: UserStore, tmp_path: Path, capsys, args: list[str], match: str,
+             code: int = EXIT_ERROR) -> None:
     out = tmp_path / "out" / "proj"
     rc, _, err = run_cli(store, *args, "--out", str(out), capsys=capsys)
-    assert rc == 2 and match in err, err
+    assert rc == code and match in err, err
     assert not out.exists() and leftovers(out.parent) == []
 
 
@@ -174,7 +179,8 @@ def test_unknown_user(store: UserStore, tmp_path: Path, capsys) -> None:
 
 
 def test_unknown_target(store: UserStore, tmp_path: Path, capsys) -> None:
-    _refused(store, tmp_path, capsys, ["--user", "alice", "--target", "esp8266"], "unknown target 'esp8266'")
+    _refused(store, tmp_path, capsys, ["--user", "alice", "--target", "esp8266"], "unknown target 'esp8266'",
+             EXIT_USAGE)
 
 
 def test_tflm_target_needs_the_tflite(store: UserStore, tmp_path: Path, capsys) -> None:
@@ -207,7 +213,7 @@ def test_existing_output_refused_then_forced(store: UserStore, tmp_path: Path, c
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     rc, _, err = run_cli(store, "--user", "alice", "--out", str(out), capsys=capsys)
-    assert rc == 2 and "exists" in err and "--force" in err
+    assert rc == EXIT_ERROR and "exists" in err and "--force" in err
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and leftovers(tmp_path) == []
     rc, _, err = run_cli(store, "--user", "alice", "--out", str(out), "--format", "blob", "--force", capsys=capsys)
     assert rc == 0, err
@@ -231,11 +237,11 @@ def test_esp_idf_project_files(store: UserStore, tmp_path: Path, capsys, target:
         assert (out / rel).is_file(), rel
     assert f'CONFIG_IDF_TARGET="{t.chip}"' in (out / "sdkconfig.defaults").read_text()
     theta = find_partition(parse_partitions_csv(out / "partitions.csv"), "theta")
-    assert theta.offset == THETA_PARTITION_OFFSET and theta.offset % 0x10000 == 0
-    assert theta.size >= 2 * THETA_SLOT_BYTES
+    assert theta.offset == t.flash.theta_offset and theta.offset % 0x10000 == 0
+    assert theta.size >= 2 * t.flash.theta_slot_bytes
     comp = (out / "main" / "idf_component.yml").read_text()
     srcs = (out / "main" / "CMakeLists.txt").read_text()
-    if t.runtime == "tflm":
+    if t.kernel == "tflm":
         assert "espressif/esp-tflite-micro" in comp and '"pv_tflm.cc"' in srcs and "pv_kernel.c" not in srcs
         assert (out / "main" / "carol_model.h").is_file() and not (out / "main" / "pv" / "pv_kernel.c").exists()
     else:
@@ -280,7 +286,7 @@ def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
                        capsys=capsys)[0] == 0
         version = unpack_blob((out / "carol_theta.bin").read_bytes())[0].format_version
         assert version == (3 if with16 else 4)
-        if TARGETS[target].kind == "make":
+        if TARGETS[target].family != "esp-idf":
             assert "PV_VIEWS ?= 1" in (out / "Makefile").read_text()
             assert f"PV_WITH_16X8 ?= {with16}" in (out / "Makefile").read_text()
         else:
@@ -370,7 +376,7 @@ def test_esp_idf_portable_part_links_against_its_runtime(store: UserStore, tmp_p
     tflm = main / "pv_tflm.cc"
     provided = set(re.findall(r'extern "C" [\w\s*]+?\b(pv_\w+)\(', tflm.read_text())) if tflm.exists() else set()
     assert missing <= provided, f"undefined at link time: {sorted(missing - provided)}"
-    if TARGETS[target].runtime == "tflm":
+    if TARGETS[target].kernel == "tflm":
         assert {"pv_infer", "pv_stream_begin", "pv_stream_feed", "pv_stream_end"} <= missing
 
 
@@ -507,8 +513,8 @@ def pack_from_header(path: Path) -> bytes:
 def test_shared_prefix_errors(model_store: UserStore, tmp_path: Path, capsys) -> None:
     rc, _, err = run_cli(model_store, "--user", "dave", "--shared-prefix", "nope", "--out", str(tmp_path / "a"),
                          capsys=capsys)
-    assert rc == 2 and "no layer 'nope'" in err
+    assert rc == EXIT_ERROR and "no layer 'nope'" in err
     rc, _, err = run_cli(model_store, "--user", "dave", "--target", "esp32-tflm", "--shared-prefix", "pool",
                          "--out", str(tmp_path / "b"), capsys=capsys)  # its .tflite is the whole model
-    assert rc == 2 and "no base-blob build" in err
+    assert rc == EXIT_ERROR and "no base-blob build" in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

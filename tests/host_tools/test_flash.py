@@ -19,7 +19,6 @@ import serial
 from codegen.golden import run_int8
 from host_tools import flash
 from host_tools.flash import (
-    TARGETS,
     FlashError,
     Partition,
     firmware_items,
@@ -31,6 +30,8 @@ from host_tools.flash import (
 )
 from host_tools.qemu import HostBoard
 from host_tools.serial_link import LinkError, SerialLink
+from pvcore.cli import EXIT_ERROR, EXIT_USAGE
+from pvcore.targets import TARGETS
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_STORE_BYTES = 2 * (65536 + 4096)  # firmware_templates/host/main.c STORE_BYTES
@@ -111,7 +112,7 @@ def _esp_idf_like_build(root: Path, chip: str) -> Path:
     table = struct.pack("<2sBBII16sI", b"\xaa\x50", 1, 0x40, 0x110000, 0x22000, b"theta", 0)
     (b / "partition_table" / "partition-table.bin").write_bytes(table + b"\xff" * 32)
     (b / "pv_app.bin").write_bytes(b"APPL" * 1000)
-    boot = TARGETS[chip].bootloader_offset
+    boot = TARGETS[chip].flash.bootloader_offset
     (b / "flasher_args.json").write_text(
         json.dumps(
             {
@@ -134,7 +135,7 @@ def test_flash_plan_offsets_merged_by_esptool_on_a_synthetic_build(tmp_path: Pat
     build = _esp_idf_like_build(tmp_path, chip)
     items, settings = firmware_items(TARGETS[chip], tmp_path)  # the project folder: build/ is found
     items.append(theta_item(ub.blob, flash.partitions_of(build, None)))
-    assert [it.offset for it in items] == sorted([TARGETS[chip].bootloader_offset, 0x8000, 0x10000]) + [0x110000]
+    assert [it.offset for it in items] == sorted([TARGETS[chip].flash.bootloader_offset, 0x8000, 0x10000]) + [0x110000]
     out = tmp_path / "merged.bin"
     base = merge(TARGETS[chip], items, out, settings)
     assert base == min(it.offset for it in items)
@@ -241,9 +242,11 @@ def test_cli_host_target_boots_and_prints_its_url(host_exe: Path, tmp_path: Path
 def test_cli_help_and_usage_errors() -> None:
     assert run_cli("--help").returncode == 0
     r = run_cli("--target", "esp32", "--theta-only")
-    assert r.returncode == 1 and "--theta-only needs the θ" in r.stderr
+    assert r.returncode == EXIT_ERROR and "--theta-only needs the θ" in r.stderr
     r = run_cli("--target", "esp32")
-    assert r.returncode == 1 and "needs --build" in r.stderr
+    assert r.returncode == EXIT_ERROR and "needs --build" in r.stderr
+    r = run_cli("--target", "esp8266")
+    assert r.returncode == EXIT_USAGE and "unknown target 'esp8266'; targets: esp32, esp32s3" in r.stderr
 
 
 @pytest.mark.slow
