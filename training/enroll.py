@@ -1,8 +1,14 @@
-"""Enroll a person: ``python -m training.enroll --user alice --image alice.jpg [--model FILE] [--force]``.
+"""Enroll a person: ``python -m training.enroll --user alice --image a.jpg [--image b.jpg …] [--far 1e-3]``.
 
-One photo → face detection and alignment → frozen backbone embedding e → θ = h_gen(e) → a user-store
-entry (θ, arch hash, backbone and model ids, operating threshold, time). The entry is written
-atomically; an existing user is only replaced with ``--force``.
+Photos → face detection and alignment (the model's detector; a face it misses goes to YuNet) → frozen
+backbone embeddings of each photo and of ``--views`` augmented views of it → their mean e → θ = h_gen(e)
+→ a user-store entry (θ, arch hash, backbone and model ids, operating threshold, time). The entry is
+written atomically; an existing user is only replaced with ``--force``.
+
+The threshold: the hypermodel's global one, or with ``--far F`` the user's own, set by scoring the user's
+f on an impostor cohort so that a share F of strangers would be accepted (``training.calibration``; the
+cohort is LFW's aligned faces from the shared data folder, or ``--cohort FOLDER``). Without a cohort at hand
+(no shared folder) the global threshold is kept and the tool says so.
 
 Without ``--model`` the hypernetwork shipped in the repository is used (dlib-resnet backbone, dlib
 detector: no shared data folder needed). ``--aligned`` takes an already aligned 112×112 crop (the
@@ -27,8 +33,17 @@ from training.hypermodel import Enroller, Enrollment, HyperModel, HyperModelErro
 def enroll_image(user_id: str, image: np.ndarray | str | Path, model_path: str | Path | None = None,
                  store: UserStore | None = None, force: bool = False,
                  enroller: Enroller | None = None) -> tuple[UserMeta, Enrollment]:
-    """Enroll ``user_id`` from an RGB uint8 image (or an image file). Raises FaceError, HyperModelError,
-    UserStoreError (UserExists without ``force``) with a message fit for the user."""
+    """Enroll ``user_id`` from one RGB uint8 image (or an image file) at the global threshold. Raises
+    FaceError, HyperModelError, UserStoreError (UserExists without ``force``) with a message fit for the user."""
+    return enroll_images(user_id, [image], model_path, store, force, enroller=enroller)
+
+
+def enroll_images(user_id: str, images: list[np.ndarray | str | Path], model_path: str | Path | None = None,
+                  store: UserStore | None = None, force: bool = False, views: int = 1, far: float | None = None,
+                  cohort: str = "lfw", cohort_size: int = 3000,
+                  enroller: Enroller | None = None) -> tuple[UserMeta, Enrollment]:
+    """Enroll ``user_id`` from several photos (RGB uint8 arrays or files) and ``views`` views of each; with
+    ``far``, the user's threshold from the cohort (``"lfw"``, an image folder, or ``"none"``: global)."""
     from training.face.pipeline import read_image_rgb
 
     check_user_id(user_id)
@@ -36,20 +51,64 @@ def enroll_image(user_id: str, image: np.ndarray | str | Path, model_path: str |
     if store.exists(user_id) and not force:  # refuse before the costly part
         raise UserStoreError(f"user {user_id!r} already enrolled at {store.path(user_id)}; pass --force to replace it")
     enroller = enroller or Enroller(HyperModel.load(model_path))
-    source = str(image) if isinstance(image, str | Path) else "<array>"
-    rgb = read_image_rgb(image) if isinstance(image, str | Path) else image
-    res = enroller.from_image(rgb)
+    rgbs = [read_image_rgb(im) if isinstance(im, str | Path) else im for im in images]
+    res = enroller.from_images(rgbs, views)
     m = enroller.model
-    meta = store.save(user_id, res.theta, backbone=m.backbone, hypermodel_id=m.model_id, threshold=m.threshold,
-                      source_image=source, force=force, crop=res.arcface112)
+    threshold, calibration = m.threshold, {"method": "global"}
+    if far is not None:
+        cal = user_calibration(res.theta, far, m, cohort, cohort_size, exclude=user_id)
+        if cal is not None:
+            threshold, calibration = cal.threshold, cal.to_dict()
+    source = ",".join(str(im) if isinstance(im, str | Path) else "<array>" for im in images)
+    meta = store.save(user_id, res.theta, backbone=m.backbone, hypermodel_id=m.model_id, threshold=threshold,
+                      source_image=source, force=force, crop=res.arcface112, n_photos=len(images),
+                      calibration=calibration)
     return meta, res
+
+
+def user_calibration(theta: np.ndarray, far: float, model: HyperModel, cohort: str, size: int,
+                     exclude: str = ""):
+    """The cohort calibration of one θ (``training.calibration``), or None when no cohort is at hand."""
+    import logging
+
+    from pvcore.paths import SharedDataMissing
+    from training import calibration
+
+    log = logging.getLogger(__name__)
+    if cohort == "none":
+        return None
+    try:
+        if cohort == "lfw":
+            crops = calibration.lfw_cohort(model.detector, size, exclude_people={exclude})
+        else:
+            from training.face.cache import folder_cache
+
+            cache = folder_cache(cohort, model.detector)
+            cache.ensure()
+            crops = np.ascontiguousarray(cache.crops()[np.flatnonzero(cache.status > 0)[:size]])
+    except SharedDataMissing as e:
+        log.warning("no impostor cohort (%s): keeping the global threshold %+.3f", e, model.threshold)
+        return None
+    if len(crops) == 0:
+        raise UserStoreError(f"the cohort {cohort!r} holds no aligned face")
+    return calibration.calibrate(theta, crops, far, model.threshold, cohort)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.enroll", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--user", required=True, help="user id (letters, digits, _ and -)")
-    ap.add_argument("--image", required=True, type=Path, help="a photo with one face")
+    ap.add_argument("--image", required=True, type=Path, action="append",
+                    help="a photo with one face; repeat for several photos of the person (their mean enrolls)")
+    ap.add_argument("--views", type=int, default=1, choices=range(1, 5), metavar="{1..4}",
+                    help="views of each photo: 1 the photo, 2 + its mirror, 3 + grayscale, 4 + grayscale mirror")
+    ap.add_argument("--far", type=float, default=None,
+                    help="the user's own threshold for this false-accept rate (e.g. 1e-3), from an impostor "
+                         "cohort; default: the hypermodel's global threshold")
+    ap.add_argument("--cohort", default="lfw",
+                    help="impostor cohort for --far: 'lfw' (the shared folder's LFW, default), an image folder "
+                         "(one sub-folder per person), or 'none'")
+    ap.add_argument("--cohort-size", type=int, default=3000, help="faces of the cohort to score (default 3000)")
     ap.add_argument("--model", type=Path, default=None, help="hypermodel file (default: the shipped one)")
     ap.add_argument("--users", type=Path, default=None, help="user-store folder (default: $FACEVERIF_USERS or ./users)")
     ap.add_argument("--force", action="store_true", help="replace an existing user")
@@ -59,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     from training.face.errors import FaceError
 
-    if not args.image.is_file():
-        fail(f"image not found: {args.image}")
+    for image in args.image:
+        if not image.is_file():
+            fail(f"image not found: {image}")
+    if args.far is not None and not 0.0 < args.far < 1.0:
+        fail(f"--far must be a rate in (0, 1), e.g. 1e-3; got {args.far}")
     try:
-        meta, res = enroll_image(args.user, args.image, args.model, UserStore(args.users), args.force)
+        meta, res = enroll_images(args.user, args.image, args.model, UserStore(args.users), args.force, args.views,
+                                  args.far, args.cohort, args.cohort_size)
     except (FaceError, HyperModelError, UserStoreError) as e:
         fail(str(e))
     if args.json:
@@ -70,9 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         t = ", ".join(f"{k} {v:.1f} ms" for k, v in res.timings_ms.items())
         print(f"enrolled {meta.user_id!r}: θ {meta.theta_size} values, arch {meta.arch} ({meta.arch_hash}), "
-              f"backbone {meta.backbone}, model {meta.hypermodel_id}, threshold {meta.threshold:+.3f} ({t})",
+              f"backbone {meta.backbone}, model {meta.hypermodel_id}, {meta.n_photos} photo(s), "
+              f"threshold {meta.threshold:+.3f} ({_threshold_origin(meta)}) ({t})",
               file=sys.stdout)
     return 0
+
+
+def _threshold_origin(meta: UserMeta) -> str:
+    cal = meta.calibration or {"method": "global"}
+    if cal.get("far_target") is None:
+        return "the model's global threshold"
+    how = "the global threshold was stricter" if cal["method"] == "global" else cal["method"]
+    return (f"for FAR {cal['far_target']:g} on {cal['cohort_size']} {cal['cohort']} cohort faces: "
+            f"{100 * cal['cohort_far']:.2f} % accepted; {how}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,31 @@ class Enrollment:
     timings_ms: dict[str, float]
 
 
+FALLBACK_DETECTOR = "yunet"
+ENROLLMENT_VIEWS = 4  # the views enrollment_views knows
+
+
+def mean_embedding(emb: np.ndarray) -> np.ndarray:
+    """The template of several embeddings (N, d) of one person: their mean, rescaled to their mean norm (the
+    backbone's embeddings keep their usual scale for h_gen's standardization). One embedding: itself."""
+    if len(emb) == 1:
+        return np.array(emb[0], copy=True)
+    mean = emb.mean(axis=0)
+    return mean * (np.linalg.norm(emb, axis=1).mean() / max(float(np.linalg.norm(mean)), 1e-12))
+
+
+def enrollment_views(crop: np.ndarray, n: int) -> np.ndarray:
+    """``n`` (1–4) views of one aligned uint8 crop for enrollment: the crop, its mirror image, its grayscale
+    (BT.601 luma in all three channels: the cameras of the boards we target are often grayscale) and the
+    grayscale mirror image. Pure pixel operations on the aligned crop: no second detection."""
+    if not 1 <= n <= ENROLLMENT_VIEWS:
+        raise ValueError(f"enrollment views must be 1..{ENROLLMENT_VIEWS}, not {n}")
+    c = np.asarray(crop, np.uint8)
+    luma = np.rint(c.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 255).astype(np.uint8)
+    gray = np.repeat(luma[..., None], 3, axis=-1)
+    return np.stack([c, c[:, ::-1], gray, gray[:, ::-1]][:n])
+
+
 class Enroller:
     """Image → face → backbone embedding → θ. Holds the (slow to load) detector and backbone."""
 
@@ -116,7 +141,10 @@ class Enroller:
         from training.face.pipeline import FacePipeline
 
         self.model = model
-        self.pipeline = FacePipeline(model.detector, multi_face="error")
+        # A face the model's detector misses (profile, dark or grayscale photos) goes to YuNet, which needs
+        # no shared data, instead of failing the enrollment.
+        fallback = None if model.detector == FALLBACK_DETECTOR else FALLBACK_DETECTOR
+        self.pipeline = FacePipeline(model.detector, multi_face="error", fallback_detector=fallback)
         self.backbone = load_backbone(model.backbone)
         self.kind = backbone_info(model.backbone).input_kind
 
@@ -127,6 +155,28 @@ class Enroller:
         theta = self.model.theta(emb)[0]
         t2 = time.perf_counter()
         return Enrollment(theta, emb[0], arcface112, {"backbone": (t1 - t0) * 1e3, "h_gen": (t2 - t1) * 1e3})
+
+    def from_images(self, images_rgb: list[np.ndarray], views: int = 1) -> Enrollment:
+        """Several photos of one person (and ``views`` augmented views of each: :func:`enrollment_views`)
+        → one θ from their mean backbone embedding, rescaled to the mean norm (a template average, as
+        embedding systems enroll several photos). The stored crop is the first photo's."""
+        from training.backbones.base import ARCFACE112
+
+        if not images_rgb:
+            raise ValueError("no enrollment photo")
+        t0 = time.perf_counter()
+        faces = [self.pipeline.process(im) for im in images_rgb]
+        t_align = (time.perf_counter() - t0) * 1e3
+        crops = np.concatenate([enrollment_views(f.arcface112 if self.kind == ARCFACE112 else f.dlib150, views)
+                                for f in faces])
+        t1 = time.perf_counter()
+        emb = self.backbone.embed(crops)
+        t2 = time.perf_counter()
+        mean = mean_embedding(emb)
+        theta = self.model.theta(mean[None])[0]
+        t3 = time.perf_counter()
+        return Enrollment(theta, mean, faces[0].arcface112,
+                          {"detect_align": t_align, "backbone": (t2 - t1) * 1e3, "h_gen": (t3 - t2) * 1e3})
 
     def from_image(self, image_rgb: np.ndarray) -> Enrollment:
         from training.backbones.base import ARCFACE112

@@ -1,0 +1,177 @@
+"""How enrollment choices change the deployed decision: ``python -m training.eval.enrollment_study --model M``.
+
+The protocol (people never trained on): the people of the model's held-out LFW fold with at least
+``MIN_IMAGES`` photos are enrolled from their first k photos (k in ``--photos``, e.g. 1, 3, 5; each photo
+with ``--views`` augmented views, ``training.hypermodel.enrollment_views``). Every enrolled f scores, one way
+as the board does, the SAME probes for every k: the person's photos from number ``MIN_IMAGES`` on
+(genuine) and every photo of the fold's other people (impostors). Reported per setting, pooled over the
+enrolled people: AUC, TAR at FAR 1e-2 and 1e-3, and FAR / FRR at the hypermodel's global threshold and at
+each user's own threshold for ``--far`` (``training.calibration``; the cohort is LFW people outside the
+held-out fold, i.e. people the model was trained on — their impostor scores may be lower than unseen
+people's, so the cohort-calibrated FAR on unseen people is the figure to read, not the target).
+
+Float f (the board's 16x8 decisions equal the float ones on ≥ 99.6 % of faces: docs/quantization.md).
+Writes ``report.json`` and ``report.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pvcore.atomic import atomic_write_bytes, atomic_write_json
+from pvcore.cli import fail, setup_logging
+from pvcore.paths import REPO_ROOT, SharedDataMissing
+
+MIN_IMAGES = 6  # enrollment photos come from the first 5, probes from the 6th on: the same probes for every k
+
+
+def _roc_points(genuine: np.ndarray, impostor: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y = np.r_[np.ones(len(genuine)), np.zeros(len(impostor))]
+    s = np.r_[genuine, impostor]
+    fpr, tpr, _ = roc_curve(y, s)
+    tar = {f"tar_at_far_{f:g}": float(np.interp(f, fpr, tpr)) for f in (1e-2, 1e-3)}
+    return {"auc": float(roc_auc_score(y, s)), **tar}
+
+
+def run_study(model_path: Path | None, photos: list[int], views: list[int], far: float, cohort_size: int,
+              progress: bool = True) -> dict:
+    import torch
+
+    from training import calibration
+    from training.backbones import backbone_info, load_backbone
+    from training.backbones.base import ARCFACE112
+    from training.backbones.embedding_cache import EmbeddingCache
+    from training.data import lfw
+    from training.face.cache import lfw_cache
+    from training.hypermodel import HyperModel, enrollment_views, mean_embedding
+    from training.verifier.batched import pairwise_logits_split
+    from training.verifier.functional import to_input
+
+    m = HyperModel.load(model_path)
+    personal_from = str(m.meta["config"].get("personal_from", ""))
+    fold = int(m.meta["config"]["fold"])
+    fold_people = set(lfw.load_people_folds()[fold])
+    paths = lfw.all_images()
+    cache = lfw_cache(m.detector)
+    idx_by_person: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        if lfw.identity_of(p) in fold_people:
+            idx_by_person.setdefault(lfw.identity_of(p), []).append(i)
+    all_idx = np.array(sorted(i for v in idx_by_person.values() for i in v), np.int64)
+    cache.ensure(all_idx)
+    ok = set(np.flatnonzero(cache.status > 0).tolist())
+    idx_by_person = {k: [i for i in v if i in ok] for k, v in idx_by_person.items()}
+    enrolled = sorted(k for k, v in idx_by_person.items() if len(v) >= MIN_IMAGES)
+    probe_idx = np.array(sorted(i for v in idx_by_person.values() for i in v), np.int64)
+    probe_owner = np.array([lfw.identity_of(paths[i]) for i in probe_idx])
+    probe_pos = {int(i): j for j, i in enumerate(probe_idx)}
+    crops112 = np.ascontiguousarray(cache.crops(ARCFACE112)[probe_idx])
+    kind = backbone_info(m.backbone).input_kind
+    emb_cache = EmbeddingCache(load_backbone(m.backbone))
+    cohort = calibration.lfw_cohort(m.detector, cohort_size, exclude_people=fold_people)
+    x = to_input(np.concatenate([crops112, cohort]))
+    n_probe = len(crops112)
+
+    results = []
+    for v in views:
+        for k in photos:
+            t0 = time.perf_counter()
+            thetas = []
+            for person in enrolled:
+                src = cache.crops(kind)[np.array(idx_by_person[person][:k])]
+                emb = emb_cache.embed(np.concatenate([enrollment_views(c, v) for c in src]), progress=False)
+                thetas.append(m.theta(mean_embedding(emb)[None])[0])
+            th = torch.from_numpy(np.stack(thetas))
+            with torch.no_grad():
+                if personal_from:
+                    lg = pairwise_logits_split(x, th, personal_from).numpy().astype(np.float64)
+                else:
+                    from training.verifier.batched import pairwise_logits
+
+                    lg = pairwise_logits(x, th).numpy().astype(np.float64)
+            genuine, impostor, g_user, i_user = [], [], [], []
+            for u, person in enumerate(enrolled):
+                gen_cols = [probe_pos[i] for i in idx_by_person[person][MIN_IMAGES - 1:]]
+                imp_cols = np.flatnonzero(probe_owner != person)
+                genuine.append(lg[u, gen_cols])
+                impostor.append(lg[u, imp_cols])
+                g_user.append(np.full(len(gen_cols), u))
+                i_user.append(np.full(len(imp_cols), u))
+            g, i_ = np.concatenate(genuine), np.concatenate(impostor)
+            gu, iu = np.concatenate(g_user), np.concatenate(i_user)
+            user_thr = np.array([calibration.threshold_for_far(lg[u, n_probe:], far, m.threshold)[0]
+                                 for u in range(len(enrolled))])
+            row = {"photos": k, "views": v, "users": len(enrolled), "genuine": int(len(g)), "impostor": int(len(i_)),
+                   **_roc_points(g, i_),
+                   "global_threshold": m.threshold,
+                   "far_global": float((i_ >= m.threshold).mean()), "frr_global": float((g < m.threshold).mean()),
+                   "far_target": far,
+                   "far_calibrated": float((i_ >= user_thr[iu]).mean()),
+                   "frr_calibrated": float((g < user_thr[gu]).mean()),
+                   "user_threshold_median": float(np.median(user_thr)),
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            results.append(row)
+            print(f"views {v} photos {k}: AUC {row['auc']:.4f}, TAR@1e-2 {100 * row['tar_at_far_0.01']:.1f} %, "
+                  f"TAR@1e-3 {100 * row['tar_at_far_0.001']:.1f} %, global thr: FAR {100 * row['far_global']:.2f} % "
+                  f"FRR {100 * row['frr_global']:.1f} %; own thr (FAR {far:g}): "
+                  f"FAR {100 * row['far_calibrated']:.2f} % FRR {100 * row['frr_calibrated']:.1f} %", flush=True)
+    return {"model": str(m.path), "model_id": m.model_id, "fold": fold, "enrolled_people": len(enrolled),
+            "probes": int(n_probe), "cohort": f"{len(cohort)} LFW crops of people outside fold {fold}",
+            "results": results}
+
+
+def render_markdown(rep: dict) -> str:
+    lines = [f"# Enrollment study: model {rep['model_id']}, LFW fold {rep['fold']} (people never trained on)", "",
+             f"{rep['enrolled_people']} people enrolled, {rep['probes']} probe photos; cohort: {rep['cohort']}.", "",
+             "| photos | views | AUC | TAR@FAR 1e-2 | TAR@FAR 1e-3 | FAR / FRR, global threshold | "
+             "FAR / FRR, own threshold (target FAR) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rep["results"]:
+        lines.append(f"| {r['photos']} | {r['views']} | {r['auc']:.4f} | {100 * r['tar_at_far_0.01']:.1f} % | "
+                     f"{100 * r['tar_at_far_0.001']:.1f} % | "
+                     f"{100 * r['far_global']:.2f} % / {100 * r['frr_global']:.1f} % | "
+                     f"{100 * r['far_calibrated']:.2f} % / {100 * r['frr_calibrated']:.1f} % ({r['far_target']:g}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.eval.enrollment_study", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=None, help="hypermodel file (default: the shipped one)")
+    ap.add_argument("--photos", default="1,3,5", help="enrollment photos per person, comma-separated (≤ 5)")
+    ap.add_argument("--views", default="1", help="views per photo, comma-separated (1–4)")
+    ap.add_argument("--far", type=float, default=1e-2, help="target false-accept rate of the users' own thresholds")
+    ap.add_argument("--cohort-size", type=int, default=3000)
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "enroll_study", help="report folder")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        photos = [int(p) for p in args.photos.split(",")]
+        views = [int(v) for v in args.views.split(",")]
+    except ValueError:
+        fail(f"--photos and --views take comma-separated integers, got {args.photos!r} / {args.views!r}")
+    if not all(1 <= p < MIN_IMAGES for p in photos) or not all(1 <= v <= 4 for v in views):
+        fail(f"--photos must be in 1..{MIN_IMAGES - 1} and --views in 1..4")
+    try:
+        rep = run_study(args.model, photos, views, args.far, args.cohort_size)
+    except (SharedDataMissing, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    atomic_write_json(args.out / "report.json", rep)
+    atomic_write_bytes(args.out / "report.md", render_markdown(rep).encode())
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    print(f"report in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
