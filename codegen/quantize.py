@@ -1,112 +1,39 @@
-"""Quantize one θ of the verifier f the TensorFlow Lite Micro way: int8 weights and activations (or,
-``activations="int16"``, TFLM's 16x8: int16 activations — section below).
+"""Quantize one θ of the verifier f the TensorFlow Lite Micro way into a :class:`pvcore.qtheta.QuantizedF`:
+full int8 (``QuantConfig.activations="int8"``) or TFLM's 16x8 (``"int16"``: int16 activations, int8
+weights). Why each choice, its measurements, and what was tried and not kept: docs/quantization.md.
 
-What is quantized
------------------
-The *effective* weights of f (``training.verifier.functional.effective_weights``: standardized filters,
-raw biases) — exactly what the float f applies — are turned into:
+What every consumer (golden model, .tflite writer, blob and C header writers) may rely on:
 
-- **Conv weights**: per output channel symmetric int8, zero point 0, ``scale_c = max|w_c| / 127``,
-  values in [-127, 127], layout OHWI (TFLite CONV_2D: out, kh, kw, in/groups). Before that the conv
-  channels are **equalized** (``equalize_alpha``) and the filters are **rounded by GPTQ** (``gptq``),
-  not to nearest: both in :mod:`codegen.weight_rounding`, both from the package faces only, so the
-  int8 weights depend on θ alone. Same f, same graph; measured below.
-- **Dense (FULLY_CONNECTED) weights**: per output feature symmetric int8, as conv (TFLM's
-  FULLY_CONNECTED takes per-channel filter scales; checked bit-exact in tests/codegen), layout [out, in].
-  Per tensor cost 1.3 points of decision agreement on the trained model: fc1's 24 rows differ in scale.
-- **Biases**: int32, scale ``in_scale * w_scale[c]`` (stored as float32, as a .tflite stores it), zp 0.
-- **Activations**: int8 with (scale, zero point). Input: ``q = u - 128``, scale 1/128, zp 0 (exact: f's
-  input is x = (u - 128) / 128). ReLU outputs: range [0, hi], so zp = -128 and scale = hi / 255.
-  The global average pool gets its OWN output range (see below).
-  The output logit (no ReLU) gets its own asymmetric range [min(lo, 0), max(hi, 0)] with TFLite's
-  nudged zero point.
-- **The global pool requantizes** (``exact_pool=False``; the default does not, below): TFLM's
-  AVERAGE_POOL_2D keeps its input's scale, and the input is a per-pixel ReLU map whose range is set
-  by its strongest pixel: averaged over 7×7 pixels, the 96 pooled features then used codes up to 34
-  of 255 (median spread between faces 1.3 steps), which alone cost 3 points of decision agreement
-  with the float f (``python -m codegen.int8_layers``).
-  So the pool is deployed as what TFLM does requantize: a CONV_2D k×k VALID with one group per
-  channel, every weight 1 (scale 1/k², zero bias) — exactly the mean, with its own calibrated output
-  range. The blob and the C kernel store no weights for it (they are all 1), only the multiplier.
-  Its range gets a wider margin (``pool_margin`` 2.0 instead of 1.2): a mean over 49 pixels varies
-  more between faces than the few calibration faces show, and a clipped pooled feature moves the
-  logit far (measured: one demo view of Grace Hopper, Δlogit −0.25 from the pool alone at 1.2; with
-  2.0 the demo's decisions agree on 199/200 views and LFW's on 98.75 % of 400 pairs, as at 1.2).
-- **The exact pool** (``QuantConfig.exact_pool``, int8 only, the default since blob format version 4): the
-  pool's 96 means are not rounded to int8 at all. The pool passes the exact integer sums
-  ``S_c = Σ_p (x_pc − in_zp)`` (|S_c| ≤ 49·255, int16) to fc1, and fc1's weight scales carry the 1/k²
-  (``w_scale / 49``), so fc1 computes ``Σ_c w_c S_c`` — which is TFLM's CONV_2D 7×7 VALID over b5_dw's
-  map with fc1's weights repeated at every tap, exactly (int32 sums, no rounding between). The .tflite
-  holds that CONV_2D (with the folded tail only its logit row, 4.7 KB, and no head op:
-  ``codegen.tflite_writer._compact_tail``); the blob marks the pool record ``FLAG_EXACT_SUM`` and the C
-  kernel hands the int16 sums to the dense layer. The pool's record is then: output scale = input scale,
-  zp 0, weight scale 1, multiplier 1, range the sum's bounds (:func:`exact_sum_range`). Why: the pool's
-  int8 rounding was the second costliest step (``python -m codegen.int8_layers``: mean |Δlogit| 0.016
-  of 0.043); without it, emulated on the 1,200 held-out pairs, the near-threshold error fell 0.030 → 0.025.
-  ``exact_pool=False`` gives the requantizing pool below (blob format version 2).
-- **The linear tail is folded** (``QuantConfig.fold_linear_tail``): fc1 and head are both linear, so
-  ``head(fc1(p)) = (w_h W_1) p + (w_h b_1 + b_h)``. Before quantizing, fc1's row 0 becomes that product
-  (its other rows and biases 0) and head becomes [1, 0, …, 0] with bias 0 (:func:`fold_linear_tail`).
-  The float f is the same function; the deployed graph keeps its ops, shapes, blob layout and C kernel.
-  In int8 fc1's row 0 then *is* the logit, fc1 and head share the logit's range, and head is an exact
-  identity (weight 127 at scale 1/127, the same input and output parameters: bit for bit, tested). Why:
-  quantizing fc1's 24 outputs, fc1's weights and head's weights were three of the four costliest steps
-  (``python -m codegen.int8_layers``: mean |Δlogit| 0.031, 0.023, 0.025 each on 1,200 LFW pairs); folded,
-  the product is quantized once, per output channel.
-- **The logit's range gets margin 2.0** (``logit_margin``): no ReLU bounds it and the calibration faces
-  (the user and two package faces) show fewer strangers than a door sees: at 1.2 the logits of LFW faces
-  were clipped (0.8 % of them at +127, up to 12.5 % for one user; max |Δlogit| 3.04). Folded and at 2.0 (before
-  the percentile ranges below) the max was 1.52 and the mean |Δlogit| 0.069 (0.116 unfolded at 1.2).
-- **Requantization**: per output channel (conv, dense) or per tensor (pool), the real multiplier
-  ``double(in_scale) * double(w_scale) / double(out_scale)`` (float32 scales widened to double, the
-  order of TFLM's ``PopulateConvolutionQuantizationParams`` / ``CalculateOpDataFullyConnected``) becomes
-  a Q31 multiplier and a shift by :func:`quantize_multiplier`, a transcription of TFLM's
-  ``QuantizeMultiplier`` (frexp, round half away from zero to Q31, the q == 2^31 carry, flush to zero
-  below 2^-31). ``shift > 0`` is a left shift (TFLM's sign convention).
+- The record passes ``QuantizedF.check(spec)``; ``pvcore.blob.format_version`` names its blob format
+  (4: int8 with the exact pool, 2: int8 with a requantizing pool, 3: 16x8).
+- It quantizes :func:`deployed_weights` — f's effective weights with the linear tail folded (fc1's row 0
+  is the logit, head an exact int8 identity: :func:`fold_linear_tail`) and the conv channels equalized —
+  the same function of the input as the float f.
+- Weights: symmetric int8 per output channel (dense: per output feature), zero point 0, in [-127, 127],
+  conv OHWI, dense (out, in); convs rounded by GPTQ (``gptq``), dense to nearest. Equalization and GPTQ
+  read the package faces only, so a layer's int8 weights depend on θ alone: a shared prefix (``base``,
+  ``split``) is one base for every user. Biases: int32 at ``in_scale · w_scale[c]``, clipped to ±2^30.
+- Requantization per output channel (per tensor for a pool): ``double(in_scale) · double(w_scale) /
+  double(out_scale)`` becomes a Q31 multiplier and shift by TFLM's ``QuantizeMultiplier``
+  (:func:`pvcore.qtheta.quantize_multiplier`; shift > 0 shifts left); a shift > 30 is refused.
+- int8 activations: the input ``u − 128`` at scale 1/128, zp 0 (exact); a ReLU output covers [0, hi]
+  (zp −128, scale hi/255); the logit (and, folded, fc1 that carries it) covers [min(lo, 0), max(hi, 0)]
+  with TFLite's nudged zero point. 16x8: int16, symmetric, zp 0 (TFLM's int16 kernels require it), and
+  the folded logit row is split into its int8 grid values plus the residual (:func:`residual_logit_row`).
+- The global pool. int8 with ``exact_pool`` (the default): not rounded — it passes the exact sums
+  ``S_c = Σ_p (x_pc − in_zp)`` (:func:`pvcore.qtheta.exact_sum_range`, int16) to fc1, whose weight
+  scales carry the 1/k²; its record has output scale = input scale, zp 0, weight scale 1, multiplier 1,
+  ``exact_sum`` set (in a .tflite: one CONV_2D k×k VALID with fc1's weights at every tap). Otherwise
+  (``exact_pool=False``, or 16x8) it requantizes to its own calibrated range: a CONV_2D k×k with one
+  group per channel, weights 1 at scale 1/k² — TFLM's AVERAGE_POOL_2D would keep its input's scale.
 
-- **The last conv's range gets margin 2.0** (``layer_margins``: b5_dw, the map the pool averages): its
-  values depend most on the face, and the calibration faces (the user and two package faces) show too
-  few. Measured on 1,000 LFW faces per user, 4 users enrolled from one LFW photo each
-  (``python -m codegen.accuracy``): with int16 activations (no rounding to speak of), clipping b5_dw
-  alone at the 1.2 range added 8 flips in 1,000 decisions for one user (3 → 11). In int8, margin
-  1.2 → 2.0: decisions that differ from float 17+22+18+2 → 8+12+12+3 (one view), mean |Δlogit| −20 %; on the 1,200
-  held-out LFW pairs (``codegen.accuracy --model``) the mean |Δlogit| 0.053 → 0.043 and the expected
-  agreement 99.28 → 99.30 % (near-threshold error unchanged, 0.036 → 0.035).
-
-16x8: int16 activations (``activations="int16"``)
--------------------------------------------------
-TFLM's second integer scheme (TFLite's "16x8" quantization): int8 weights as above, **int16 activations**
-with zero point 0 (symmetric; TFLM's int16 kernels require it), int32 biases. The int8 model's
-decisions are limited by activation rounding spread over every layer (``python -m codegen.int8_layers``),
-which int16 divides by 256. Ranges: ``margin16`` (4.0) × the calibration max — with 65,536 codes a wide
-range still leaves a step ~64× finer than int8's, and nothing real clips. The folded logit's weights
-are split into their int8 grid values and the residual (:func:`residual_logit_row`): ~15-bit personal
-weights, which int16's fine fc1 outputs resolve. The golden model and TFLM's interpreter agree bit for
-bit (tests/codegen/test_tflite_writer.py); the θ blob, the C header and the fixed C kernel are int8
-only, so the 16x8 model is a .tflite (``codegen.emit --activations int16 --format tflite``). Cost: the
-TFLM arena doubles (≈ 121 KB instead of 65 KB) and the reference int16 kernels have no SIMD path.
-
-Calibration (activation ranges)
--------------------------------
-Needs nothing beyond a fresh machine. The calibration set (:func:`calibration_images`) is the user's
-enrollment crop (uint8 112×112×3) plus face images shipped by installed packages — scikit-image's
-``astronaut()`` and matplotlib's ``grace_hopper.jpg`` — cropped to the face by a fixed, hand-chosen box
-(the face roughly where ArcFace alignment puts it: eyes near row 51, about 35 px apart) and resized to
-112×112. No detector is needed for that; the boxes are documented in :data:`PACKAGE_FACES`. Each base
-image gets deterministic augmentations (seeded RNG): horizontal flip, brightness/contrast changes,
-shifts of a few pixels, Gaussian noise, grey-scale.
-
-The float f runs on that set; per layer output the range is ``hi = margin * percentile_p(values)``
-(``lo`` likewise at ``100 - p`` for the non-ReLU logit), with the defaults p = 99.99 and margin 1.2
-(2.0 for the global mean and the logit), floored at :data:`MIN_RANGE`. Weight standardization bounds
-every pre-activation by ``gain * ||patch|| + |b|``, so the ranges are stable across faces; the margin
-covers faces brighter or more contrasted than the calibration set. Why the 99.99th percentile and not
-the max: a ReLU map's max is about 20× its spread (e.g. the stem: max/std 24.6), so the rare strongest
-pixel sets the resolution of all the others. Measured on 600 directed LFW pairs of the held-out fold
-(the folded tail, mean |Δlogit| of the pairs whose float logit is within 1 of the threshold, which sets
-how many decisions can flip): max 0.0570, 99.99th percentile 0.0517, 99.95th 0.0550, 99.9th 0.0655;
-max with margin 1.0 0.0527, 1.5 0.0652. ``QuantConfig`` changes all of them. (These were measured before
-equalization and GPTQ; with them the ranges are those of the equalized channels.)
+Calibration: the float f runs on :func:`calibration_images` — the enrollment crop and the installed
+packages' faces (:data:`PACKAGE_FACES`, fixed boxes, no detector), each with ``n_aug`` seeded
+augmentations — so the ranges are deterministic and need no data set. int8: ``hi = margin ·
+percentile_p`` of a layer's outputs (the logit's ``lo`` likewise at 100 − p), p = 99.99, margin 1.2,
+and 2.0 where the calibration faces show too few of the values real faces produce: the last conv's map
+(``layer_margins``), a requantizing pool (``pool_margin``), the logit (``logit_margin``). 16x8:
+``margin16`` × the calibration max. Every range is floored at ``MIN_RANGE``.
 """
 
 from __future__ import annotations
@@ -231,14 +158,14 @@ def float_activations(
 class QuantConfig:
     percentile: float = 99.99  # of the layer's output values over the calibration set (100 = max)
     margin: float = 1.2  # the range is widened by this factor
-    pool_margin: float = 2.0  # the same for the global mean's output (wider: see the module docstring)
-    logit_margin: float = 2.0  # the same for the logit (no ReLU bounds it; see the module docstring)
+    pool_margin: float = 2.0  # the same for a requantizing pool's output (why wider: docs/quantization.md)
+    logit_margin: float = 2.0  # the same for the logit (no ReLU bounds it; docs/quantization.md)
     fold_linear_tail: bool = True  # fc1 · head → fc1's row 0, head an int8 identity (module docstring)
     equalize_alpha: float = 0.6  # cross-layer equalization strength, 0 = off (codegen.weight_rounding)
     gptq: bool = True  # conv weights rounded by GPTQ instead of to nearest (codegen.weight_rounding)
     n_aug: int = 12  # augmentations per calibration base image
     seed: int = 0
-    # (layer, margin) pairs that override ``margin``: the last conv's map varies most (module docstring)
+    # (layer, margin) pairs that override ``margin``: the last conv's map varies most (docs/quantization.md)
     layer_margins: tuple[tuple[str, float], ...] = (("b5_dw", 2.0),)
     exact_pool: bool = True  # int8: the pool's exact sums feed fc1, no int8 rounding (module docstring)
     activations: str = "int8"  # "int16": TFLM 16x8 — int16 activations, int8 weights (module docstring)
@@ -290,7 +217,7 @@ def residual_logit_row(params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC)
     ``w0 = q(w) · s`` (exactly what int8 stores) and row 1 the residual ``w − w0`` (its own, ~127× finer
     per-channel scale); head = [1, 1, 0, …] adds the two. The same f in float; in int16 the logit's
     weights carry ~15 bits instead of 8 (int16 outputs resolve the small residual: with int8 outputs it
-    would round away). fc1's weight rounding was the largest personal int8 cost (module docstring)."""
+    would round away). Why: docs/quantization.md, "The schemes"."""
     ia, ih = linear_tail(spec) or (None, None)
     if ia is None:
         raise ValueError(f"{spec.name} has no linear tail to split")
@@ -372,7 +299,7 @@ def _range(values: torch.Tensor, relu: bool, cfg: QuantConfig, margin: float | N
     margin = cfg.margin if margin is None else margin
     if cfg.percentile >= 100.0:
         hi, lo = float(v.max()), float(v.min())
-    else:  # exact, over every value (np.quantile partitions: O(n), ~10 ms for the stem's 0.7 M values)
+    else:  # exact, over every value (np.quantile partitions: O(n), no sort)
         lo, hi = (float(x) for x in np.quantile(v, [1.0 - cfg.percentile / 100.0, cfg.percentile / 100.0]))
     hi = max(hi * margin, MIN_RANGE) if hi > 0 else MIN_RANGE
     lo = 0.0 if relu else min(lo * margin, 0.0)
