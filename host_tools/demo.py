@@ -1,6 +1,6 @@
 """The whole chain on one machine, no shared data needed: photo → θ → quantized firmware → emulated MCU → parity.
 
-    python -m host_tools.demo                  # ≈ 5–10 min on 2 cores; reports under runs/demo/
+    python -m host_tools.demo                  # a few minutes on 2 cores; reports under runs/demo/
 
 1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo with
    the hypernetwork shipped in the repository (``training.enroll.enroll_image``: dlib detection and
