@@ -67,7 +67,7 @@ class TrainConfig:
     standardize_embeddings: bool = True  # h_gen sees (e − μ)/σ over the training set (see train.Generator)
     hgen_hidden: int = 512
     hgen_rank: int = 192
-    # Two-stage training (beyond the paper, for a CPU and LFW's size; README "Training"): the first
+    # Two-stage training (beyond the paper, for a CPU and LFW's size; docs/training.md): the first
     # ``distill_pretrain_steps`` steps only distill the backbone into the shared prefix, on batches of
     # ``distill_batch`` random training images (people with one image count too); the pair stage's
     # schedules (LR warm-up and cosine, batch doubling, α_norm ramp, KCS start) count from its first step.

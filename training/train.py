@@ -9,13 +9,14 @@ One step (paper §IV-C, Fig. 3):
    plus k negatives (pair subsampling, :func:`training.samplers.select_columns`);
 5. L = L_bce (λ = 1 − β/B) + α_norm L_norm (eqs. 6–9); SGD with momentum, cosine LR after a warm-up.
 
-Two stages (``distill_pretrain_steps`` > 0, the shipped configuration; beyond the paper, measured in the
-README): first the shared prefix of f alone regresses the frozen backbone's embedding of random training
-images through a training-only linear map (:meth:`Trainer._distill_only_step`); then the steps above,
-with the prefix frozen (``freeze_shared_in_pairs``) so that only h_gen learns to generate the personal
-layers. Each stage has its own LR warm-up and cosine; the pair stage's schedules count from its first step.
-Every evaluation then also reports the distilled prefix alone (cosine of its embeddings) and the
-teacher·student dot product a linear personal head can reach.
+Two stages (``distill_pretrain_steps`` > 0, the shipped configuration; beyond the paper, why and its
+figures: docs/training.md, "The shipped recipe"): first the shared prefix of f alone regresses the frozen
+backbone's embedding of random training images through a training-only linear map
+(:meth:`Trainer._distill_only_step`); then the steps above, with the prefix frozen
+(``freeze_shared_in_pairs``) so that only h_gen learns to generate the personal layers. Each stage has its
+own LR warm-up and cosine; the pair stage's schedules count from its first step. Every evaluation then
+also reports the distilled prefix alone (cosine of its embeddings) and the teacher·student dot product a
+linear personal head can reach.
 
 Outputs under ``out_dir``: ``checkpoints/last.pt`` (model, optimizer, next step, sampler state, config,
 arch hash, history — written atomically every ``checkpoint_every`` steps and at the end),
@@ -282,7 +283,7 @@ class Trainer:
         # Feature distillation (beyond the paper, measured as an ablation): the shared prefix's pooled features,
         # through a training-only linear map, regress the backbone's (standardized) embedding of the same image.
         # A dense target for every image, where the pair loss gives a few bits per pair: without it neither h
-        # nor a directly trained f got beyond ~57 % on the held-out fold in the first 1,000 steps.
+        # nor a directly trained f learns face features on LFW (docs/results.md, "The verifier on held-out LFW").
         self.distill_proj: nn.Linear | None = None
         if cfg.feature_distill > 0 and not cfg.direct_f:
             if not cfg.personal_from:
