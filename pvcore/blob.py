@@ -58,7 +58,8 @@ prefix quantized on the package faces only, so every user of the model gets the 
 and each user's θ store slot holds a **personal blob**: the records and arrays of layers [split, n)
 only (2.9 KB instead of 30.5 KB), bound to the base by ``prefix_id`` — a CRC-32 of the int8 prefix's
 arithmetic (:func:`prefix_id`), which the board compares and never recomputes. This is what fits the
-whole firmware with both A/B slots in 64 KB of flash (firmware_templates/README.md).
+whole firmware with both A/B slots in 64 KB of flash (docs/firmware.md, "The 64 KB build"; the format
+itself: docs/theta_blob.md).
 """
 
 from __future__ import annotations
