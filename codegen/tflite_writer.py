@@ -370,8 +370,8 @@ def _quiet_fds():
 
 def tflm_arena_bytes(model: bytes, lo: int = 1024, hi: int = 1 << 22) -> int:
     """The smallest arena (bytes, to 16) the TFLM Python interpreter accepts for ``model`` and invokes
-    with — found by bisection, since the package exposes no arena_used_bytes. TFLM on a board adds its
-    own bookkeeping on top (see TOOLCHAIN.md for a measured figure)."""
+    with — found by bisection, since the package exposes no arena_used_bytes. A board's TFLM build may need
+    more for its own bookkeeping (its ``MicroInterpreter::arena_used_bytes()`` says how much)."""
     from tflite_micro import runtime
 
     in_type = input_dtype(model)

@@ -7,33 +7,24 @@ layer depend on θ alone, never on whose enrollment crop calibrated the activati
 quantizes to the same base for every user of the model (``codegen.shared_prefix``).
 
 **Cross-layer equalization** (:func:`equalize`, Nagel et al. 2019, "Data-Free Quantization"): TFLM's
-activations are per tensor, and the channels of one layer's output differ in range (stem: 99.99th
-percentiles over the package faces spread ≈ 10×), so the weak channels get few of the 256 codes. For a
-conv ``a`` with ReLU followed by a conv ``b``, ReLU(k·z) = k·ReLU(z) for k > 0: scaling output channel c
-of ``a`` (its filter and bias) by ``k_c`` and input channel c of ``b`` by ``1/k_c`` is the same f.
-``k_c = (R / r_c)^alpha`` with ``r_c`` the channel's percentile on the calibration faces and R the
-largest: alpha = 1 would make every channel use the full range, but it moves the spread into ``b``'s
-per-output-channel weight scales (the weak inputs' weights shrink next to the others); measured on 1,200
-held-out LFW pairs, near-threshold mean |Δlogit| (with GPTQ): alpha 0.6 0.035, 0.75 0.035, 0.9 0.045,
-1.0 0.056; without equalization 0.043. Only conv → conv pairs: the pool's weights are fixed (all 1), and
-equalizing b5_dw through the pool into fc1 cost more in fc1's one weight scale than it gained (0.041 at
-alpha 0.25, 0.077 at 1.0).
+activations are per tensor, and the channels of one layer's output differ in range, so the weak channels
+get few of the 256 codes. For a conv ``a`` with ReLU followed by a conv ``b``, ReLU(k·z) = k·ReLU(z) for
+k > 0: scaling output channel c of ``a`` (its filter and bias) by ``k_c`` and input channel c of ``b`` by
+``1/k_c`` is the same f. ``k_c = (R / r_c)^alpha`` (R / r_c capped at ``EQ_MAX_RATIO``) with ``r_c`` the
+channel's percentile on the calibration faces and R the largest: alpha = 1 would give every channel the full range,
+but it moves the spread into ``b``'s per-output-channel weight scales, so alpha < 1 balances the two.
+Only conv → conv pairs (:func:`equalization_pairs`): the pool's weights are fixed (all 1).
 
 **GPTQ rounding** (:func:`gptq_conv`, Frantar et al. 2022, the error-compensating rounding of Optimal
 Brain Quantization): round-to-nearest rounds each weight alone; GPTQ rounds a filter's weights one at a
 time and moves each rounding error onto the weights not yet rounded, along the inverse of the Hessian
 ``H = E[x xᵀ]`` of the layer's input patches, so the filter's *output* on real inputs changes least. The
-per-channel scales stay ``max|w_c| / 127``, values stay in [-127, 127]. Measured, the same way: the
-weight-only part of the int8 error (every conv's and fc1's weights in int8, activations float) 0.032 →
-0.011; of the stem alone 0.016 → 0.003. The dense layers keep round-to-nearest: fc1's one folded row has
-96 inputs and the calibration set only ~40 pooled vectors (GPTQ on them, tried: near-threshold 0.0364
-→ 0.0355, within the noise; not kept).
+per-channel scales stay ``max|w_c| / 127``, values stay in [-127, 127]. The dense layers keep
+round-to-nearest: fc1's folded row has 96 inputs and the calibration set gives only a few dozen pooled
+vectors to estimate its Hessian from.
 
-**The whole pipeline** (``python -m training.evaluate --model training/pretrained/hgen_dlib_lfw.pt
---dataset lfw --int8``, 1,200 directed pairs of the held-out fold, every θ quantized with its own crop):
-near-threshold mean |Δlogit| 0.051 → 0.036, mean |Δlogit| 0.068 → 0.053, expected agreement 99.00 →
-99.28 %. Retuned around it, on the same pairs (near-threshold; none kept, being within the noise or
-worse): conv margin 1.0 0.043, 1.4 0.036; pool margin 1.2 0.034, 1.4 0.034; alpha 0.75 (pool 1.4) 0.035.
+What each step buys, the alpha sweep and what was tried around them: docs/quantization.md, "What each
+step bought" (``python -m codegen.accuracy --model M``, ``python -m codegen.int8_layers``).
 """
 
 from __future__ import annotations
