@@ -22,17 +22,16 @@ Design (why it looks like this):
 - **Generated per-channel gains** (θ holds, per layer, weight, bias and gain slots): the effective filter
   of output channel c is ``standardize(w_c) · gain_layer · (1 + g_c)``. Without them, every filter has a
   fixed norm and f cannot scale its own features: the logits of a generated f then barely vary from
-  image to image (measured: held-out accuracy at chance). With them h can sharpen or mute channels per
+  image to image (docs/training.md). With them h can sharpen or mute channels per
   person, as NF-Nets' learned gains do. L_norm pulls g towards 0 (gain 1); like the standardization,
   the gains fold into the per-channel int8 weight scales, so the deployed graph does not change.
 - **Padding "same" with TensorFlow's rule** (extra pad at the end for stride 2 on even sizes), so the
   .tflite needs no PAD op and every implementation pads the same way.
 - **Head**: global 7×7 average pool → fully connected (24, linear) → fully connected →
   one logit ("this is the enrolled person").
-- **fc1 without ReLU** (spec v3): with a ReLU there, training drove 94 % of fc1's units dead for every
-  generated θ (measured on the enrolled astronaut: fc1 positive on 5.8 % of units over 64 LFW faces, the
-  logit's std over 1,000 faces 0.0004) — the constant output that minimizes the loss when features are
-  weak. The pooled features are post-ReLU averages of 96 channels × 49 positions and cannot all die.
+- **fc1 without ReLU** (spec v3): with a ReLU there, training drove most of fc1's units dead for every
+  generated θ (docs/training.md) — the constant output that minimizes the loss when features are weak.
+  The pooled features are post-ReLU averages of 96 channels × 49 positions and cannot all die.
 """
 
 from __future__ import annotations
@@ -197,10 +196,9 @@ class ArchSpec:
 
 
 # Fixed gains, LSUV-style (python -m training.verifier.calibrate_gains): with them, at initialization, on
-# 256 LFW faces, every layer's pre-activation output has unit standard deviation. With He's √2 instead,
-# the zero-mean (standardized) filters cancel most of the strongly correlated input (a 4×4 patch of a face
-# is mostly its mean) and every layer shrinks the signal: the logit varied by 0.004 from face to face and
-# training could not start (held-out accuracy at chance after 400 steps).
+# real faces, every layer's pre-activation output has unit standard deviation. With He's √2 instead, the
+# zero-mean (standardized) filters cancel most of the strongly correlated input (a 4×4 patch of a face is
+# mostly its mean) and every layer shrinks the signal until training cannot start (docs/training.md).
 
 F_SPEC = ArchSpec(
     name="pv-gconv-s",
