@@ -3,13 +3,12 @@
 ``pairwise_logits(x, thetas)`` gives ``logits[j, k] = f(x_k; θ_j)``; with ``columns`` (pair subsampling)
 verifier j sees only the images ``columns[j]``. Three implementations, equal to 1e-5:
 
-* :func:`pairwise_logits` — the fast one, used in training. Measured on this project's CPU (AMD EPYC,
-  AVX-512, oneDNN 3.12; ``python -m training.bench_train``), what makes it fast is, in order:
+* :func:`pairwise_logits` — the fast one, used in training. What makes it fast is, in order (the
+  figures, measured with ``python -m training.bench_train``: docs/results.md, "Costs"):
 
   1. **channels_last (NHWC) activations.** oneDNN's grouped 3×3 convolution with 4 channels per group
-     runs its *backward* about 4× faster in NHWC than in NCHW (micro-benchmark, 24→24 g6 on 32×28×28:
-     2.8 ms vs 10.9 ms forward+backward). The backward is two thirds of a training step, so this alone
-     halves the step. Every layer keeps NHWC: the stem writes it, convolutions preserve it, the one
+     runs its *backward* several times faster in NHWC than in NCHW, and the backward dominates a
+     training step. Every layer keeps NHWC: the stem writes it, convolutions preserve it, the one
      explicit pad is made NHWC again.
   2. **Networks folded into channels, in small chunks.** ``chunk`` verifiers are run as one
      convolution with ``chunk × groups`` groups (activations (m, chunk·C, H, W)). Folding *all* nB
@@ -25,10 +24,9 @@ verifier j sees only the images ``columns[j]``. Three implementations, equal to 
      ``torch.split`` (whose backward is one concatenation, where slicing would allocate and zero a
      full-size gradient per slot).
 
-  Alternatives measured and dropped (same script, nB=32, one thread, forward+backward): the vmap
-  version (≈2.5× slower than the loop), all networks folded in NCHW (≈2×) or NHWC (≈1.3× slower),
-  im2col/unfold + einsum for the grouped 3×3 layers (≈10× slower per layer than oneDNN: its inner
-  dimensions are 36×4, far too small for a GEMM), and densifying the groups (6× the MACs).
+  Alternatives measured and dropped (docs/results.md, "Costs"): the vmap version, all networks folded
+  in one call (NCHW or NHWC), im2col/unfold + einsum for the grouped 3×3 layers (its inner dimensions,
+  36×4, are far too small for a GEMM), and densifying the groups (6× the MACs).
 
 * :func:`pairwise_logits_loop` — the obvious loop over networks in NCHW (the reference for the tests
   and the baseline of the benchmark); ``memory_format=torch.channels_last`` gives the loop with only
@@ -49,9 +47,9 @@ from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
 from training.verifier.functional import WS_EPS, apply_effective, effective_weights
 
 CL = torch.channels_last
-# Verifiers folded per call. One thread: chunk 1 is best by 2–8 % (nB 32: 494 vs 506 ms, nB 64: 1951 vs 2124 ms);
-# two threads: chunk 4 is 1.5× faster than chunk 1 (nB 32: 526 vs 814 ms), a single network per call leaving
-# too little work to split. 4 is the compromise (python -m training.bench_train).
+# Verifiers folded per call. With one thread chunk 1 is slightly best; with two, a single network per call
+# leaves too little work to split and chunk 4 is much faster. 4 is the compromise (python -m
+# training.bench_train; the figures: docs/results.md, "Costs").
 DEFAULT_CHUNK = 4
 
 
@@ -180,7 +178,7 @@ def pairwise_logits(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SP
     else:  # a dense-only suffix (personal_from = the global pool): x are features, pooled ONCE per image
         pooled = x.mean(dim=(2, 3))  # (M, C)
     # torch.split, not slicing: the backward of a split is one concatenation, where each slice would
-    # allocate and zero a full-size gradient (measured: ~5 % of the step at nB=32).
+    # allocate and zero a full-size gradient (a few % of the step: docs/results.md, "Costs").
     parts = {key: torch.split(v, chunk) for key, v in eff.items()}
     n_chunks = len(next(iter(parts.values())))
     col_parts = (None,) * n_chunks if columns is None else torch.split(columns, chunk)
