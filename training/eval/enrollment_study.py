@@ -10,7 +10,8 @@ each user's own threshold for ``--far`` (``training.calibration``; the cohort is
 held-out fold, i.e. people the model was trained on — their impostor scores may be lower than unseen
 people's, so the cohort-calibrated FAR on unseen people is the figure to read, not the target).
 
-Float f (the board's 16x8 decisions equal the float ones on ≥ 99.6 % of faces: docs/quantization.md).
+Float f: the board's 16x8 decisions equal the float ones on all but a fraction of a percent of faces
+(docs/results.md, "Device decisions vs float f").
 Writes ``report.json`` and ``report.md`` to ``--out``.
 """
 
