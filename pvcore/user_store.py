@@ -5,8 +5,11 @@
               operating threshold (on f's logit), enrollment image name, creation time
 
 Writes are atomic at the folder level: the entry is assembled in a hidden temp folder and renamed into
-place, so a reader sees the old entry or the new one, never half of one. An existing user is only
-replaced with ``force=True``; the old entry is kept until the new one is in place.
+place, so a reader sees the old entry or the new one, never half of one. Creating an entry is
+create-or-fail (``pvcore.atomic.publish_folder``): of two enrollments of one user at the same time exactly
+one is stored, the other gets ``UserExists``. An existing user is only replaced with ``force=True``; the old
+entry is kept until the new one is in place. Every failure, a damaged entry included, is a
+``UserStoreError`` whose message names the file and the way out.
 
 The store's root is ``$FACEVERIF_USERS`` (default: ``users/`` in the repository, ignored by git).
 """
@@ -14,17 +17,18 @@ The store's root is ``$FACEVERIF_USERS`` (default: ``users/`` in the repository,
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
-import tempfile
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from pvcore.atomic import FolderExists, publish_folder, replace_folder, temp_folder_beside
 from pvcore.paths import REPO_ROOT
 from pvcore.spec import F_SPEC, ArchSpec
 
@@ -60,9 +64,25 @@ class UserMeta:
     backbone: str
     hypermodel_id: str
     threshold: float  # decision: f's logit >= threshold
-    source_image: str
+    source_image: str  # the enrollment photo(s), comma-separated
     created: str
     format_version: int = FORMAT_VERSION
+    n_photos: int = 1  # photos whose embeddings were averaged into θ's
+    # how ``threshold`` was set: {"method": "global"} (the hypermodel's), or a cohort calibration's record
+    # (training.calibration.Calibration: target false-accept rate, cohort, method, …)
+    calibration: dict | None = None
+
+
+# meta.json's JSON types, by UserMeta's annotations (a string under ``from __future__ import annotations``)
+_META_TYPES = {"str": "a string", "int": "an integer", "float": "a finite number", "dict | None": "an object or null"}
+
+
+def _is_a(v: object, kind: str) -> bool:
+    if isinstance(v, bool):  # JSON true/false is no number here
+        return False
+    return {"a string": isinstance(v, str), "an integer": isinstance(v, int),
+            "a finite number": isinstance(v, int | float) and math.isfinite(v),
+            "an object or null": v is None or isinstance(v, dict)}[kind]
 
 
 def users_root() -> Path:
@@ -94,52 +114,106 @@ class UserStore:
 
     def save(self, user_id: str, theta: np.ndarray, *, backbone: str, hypermodel_id: str, threshold: float,
              source_image: str = "", force: bool = False, spec: ArchSpec = F_SPEC,
-             crop: np.ndarray | None = None) -> UserMeta:
-        """Write the entry atomically. ``crop``: the aligned 112×112×3 uint8 enrollment face (codegen
-        calibrates the int8 ranges on it)."""
+             crop: np.ndarray | None = None, n_photos: int = 1, calibration: dict | None = None) -> UserMeta:
+        """Write the entry atomically; without ``force`` only a new user (create-or-fail: UserExists, also when
+        another process enrolled the user meanwhile). ``crop``: the aligned 112×112×3 uint8 enrollment face
+        (codegen calibrates the int8 ranges on it)."""
         theta = np.ascontiguousarray(theta, dtype=np.float32).reshape(-1)
         if theta.size != spec.theta_size:
             raise ArchMismatch(f"θ has {theta.size} values; {spec.name} ({spec.arch_hash()}) needs {spec.theta_size}")
         if not np.isfinite(theta).all():
             raise UserStoreError("θ contains NaN or infinite values; refusing to store it")
+        if crop is not None:
+            crop = np.asarray(crop)
+            if crop.dtype != np.uint8 or crop.shape != (*spec.input_hw, spec.input_ch):
+                raise UserStoreError(f"enrollment crop must be uint8 {(*spec.input_hw, spec.input_ch)}, "
+                                     f"got {crop.dtype} {crop.shape}")
         dest = self.path(user_id)
-        if dest.exists() and not force:
-            raise UserExists(f"user {user_id!r} already enrolled at {dest}; pass --force to replace it")
+        exists = f"user {user_id!r} already enrolled at {dest}; pass --force to replace it"
+        if os.path.lexists(dest) and not force:
+            raise UserExists(exists)
         meta = UserMeta(user_id=user_id, arch=spec.name, arch_hash=spec.arch_hash(), theta_size=int(theta.size),
                         theta_crc32=zlib.crc32(theta.tobytes()), backbone=backbone, hypermodel_id=hypermodel_id,
                         threshold=float(threshold), source_image=source_image,
-                        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{user_id}.tmp-"))
+                        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), n_photos=int(n_photos),
+                        calibration=calibration)
+        tmp: Path | None = None
         try:
+            tmp = temp_folder_beside(dest)
             np.save(tmp / "theta.npy", theta)
             if crop is not None:
-                crop = np.asarray(crop)
-                if crop.dtype != np.uint8 or crop.shape != (*spec.input_hw, spec.input_ch):
-                    raise UserStoreError(f"enrollment crop must be uint8 {(*spec.input_hw, spec.input_ch)}, "
-                                         f"got {crop.dtype} {crop.shape}")
                 np.save(tmp / "crop.npy", crop)
             (tmp / "meta.json").write_text(json.dumps(asdict(meta), indent=2) + "\n")
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
             os.chmod(tmp, 0o755)
-            if dest.exists():
-                old = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{user_id}.old-"))
-                os.replace(dest, old / "entry")  # the old entry stays intact until the new one is in place
-                os.replace(tmp, dest)
-                shutil.rmtree(old, ignore_errors=True)
+            for _attempt in range(3):  # forced: an entry another writer put there meanwhile is replaced in turn
+                try:
+                    if force and os.path.lexists(dest):
+                        if dest.is_symlink() or not dest.is_dir():
+                            raise UserStoreError(f"{dest} is not a user entry (a file or a link); move it out of "
+                                                 "the user store yourself, then enroll again")
+                        replace_folder(tmp, dest)  # the old entry stays whole until the new one is in place
+                    else:
+                        publish_folder(tmp, dest)
+                    break
+                except FolderExists:
+                    if not force:
+                        raise
             else:
-                os.replace(tmp, dest)
+                raise UserStoreError(f"user {user_id!r}: {dest} keeps being rewritten by other processes; try again")
+        except FolderExists:
+            raise UserExists(f"{exists} (another enrollment stored it while this one ran)") from None
+        except OSError as e:
+            raise UserStoreError(f"cannot write user {user_id!r} to the user store {self.root}: {e}; check the "
+                                 f"folder (--users or ${USERS_ENV}), its permissions and free space") from None
         finally:
-            if tmp.exists():
+            if tmp is not None and tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return meta
 
     def load_crop(self, user_id: str) -> np.ndarray | None:
         """The aligned enrollment face stored with the entry, or None (entries made from a bare θ)."""
         p = self.path(user_id) / "crop.npy"
-        return np.load(p, allow_pickle=False) if p.is_file() else None
+        if not p.is_file():
+            return None
+        try:
+            crop = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise UserStoreError(f"user {user_id!r}: {p} is unreadable ({e}): {self._reenroll(user_id)}") from None
+        if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+            raise UserStoreError(f"user {user_id!r}: {p} holds {crop.dtype} {crop.shape}, not an RGB uint8 crop: "
+                                 f"{self._reenroll(user_id)}")
+        return crop
+
+    @staticmethod
+    def _reenroll(user_id: str) -> str:
+        return (f"the entry is corrupt; enroll the user again (python -m training.enroll --user {user_id} "
+                "--image PHOTO --force)")
+
+    def _read_meta(self, user_id: str, path: Path) -> UserMeta:
+        """meta.json → UserMeta, every field present and of its type (a hand-edited or damaged file is refused
+        here, not met as a TypeError later)."""
+        bad = f"user {user_id!r}: {path}"
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise UserStoreError(f"{bad} is not readable JSON ({e}): {self._reenroll(user_id)}") from None
+        if not isinstance(raw, dict):
+            raise UserStoreError(f"{bad} holds a {type(raw).__name__}, not an object: {self._reenroll(user_id)}")
+        known = {f.name: f for f in fields(UserMeta)}
+        missing = [k for k, f in known.items() if k not in raw and f.default is MISSING]
+        extra = [k for k in raw if k not in known]
+        if missing or extra:
+            what = "; ".join(x for x in (missing and f"missing {', '.join(missing)}",
+                                         extra and f"unknown {', '.join(extra)}") if x)
+            raise UserStoreError(f"{bad}: {what}: {self._reenroll(user_id)}")
+        for k, v in raw.items():
+            kind = _META_TYPES.get(str(known[k].type))
+            if kind is not None and not _is_a(v, kind):
+                raise UserStoreError(f"{bad}: {k} is {v!r}, not {kind}: {self._reenroll(user_id)}")
+        return UserMeta(**{**raw, "threshold": float(raw["threshold"])})
 
     def load(self, user_id: str, spec: ArchSpec = F_SPEC) -> tuple[np.ndarray, UserMeta]:
         d = self.path(user_id)
@@ -147,18 +221,20 @@ class UserStore:
             known = ", ".join(self.list()) or "none"
             raise UnknownUser(f"unknown user {user_id!r} in {self.root} (enrolled: {known}); "
                               "enroll with python -m training.enroll")
-        try:
-            raw = json.loads((d / "meta.json").read_text())
-            meta = UserMeta(**raw)
-            theta = np.load(d / "theta.npy", allow_pickle=False)
-        except (OSError, ValueError, TypeError) as e:
-            raise UserStoreError(f"user {user_id!r}: corrupt entry in {d}: {e}") from None
+        meta = self._read_meta(user_id, d / "meta.json")
         if meta.format_version != FORMAT_VERSION:
             raise UserStoreError(f"user {user_id!r}: format version {meta.format_version}, expected {FORMAT_VERSION}")
         if meta.arch_hash != spec.arch_hash():
             raise ArchMismatch(f"user {user_id!r} was enrolled for architecture {meta.arch} ({meta.arch_hash}); "
                                f"this code builds {spec.name} ({spec.arch_hash()}): re-enroll the user")
+        p = d / "theta.npy"
+        try:
+            theta = np.load(p, allow_pickle=False)  # 0 bytes: EOFError; cut short: ValueError
+        except (OSError, ValueError, EOFError) as e:
+            raise UserStoreError(f"user {user_id!r}: {p} is unreadable ({e or type(e).__name__}): "
+                                 f"{self._reenroll(user_id)}") from None
         ok = theta.dtype == np.float32 and theta.shape == (meta.theta_size,)
         if not ok or zlib.crc32(theta.tobytes()) != meta.theta_crc32:
-            raise UserStoreError(f"user {user_id!r}: θ in {d} does not match its metadata (size or CRC): corrupt entry")
+            raise UserStoreError(f"user {user_id!r}: θ in {p} does not match its metadata (size or CRC): "
+                                 f"{self._reenroll(user_id)}")
         return theta, meta
