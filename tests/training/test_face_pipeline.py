@@ -1,3 +1,6 @@
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -52,6 +55,34 @@ def test_corrupt_file(pipe, tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ImageReadError):
         read_image_rgb(empty)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose IHDR states width × height over a few bytes of pixel data (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width,height", [(100_000, 100_000), (30_000, 30_000), (8_000, 6_500)])
+def test_huge_claimed_size_is_refused_before_decoding(tmp_path, width, height):
+    """Over MAX_IMAGE_PIXELS (50 MP) by the header alone: 10^10 px (over OpenCV's and Pillow's own limits,
+    once a cv2.error), 9·10^8 px (under OpenCV's 2^30: it would try to allocate 2.7 GB), 52 MP."""
+    p = tmp_path / "bomb.png"
+    p.write_bytes(png_claiming(width, height))
+    with pytest.raises(ImageReadError, match=f"claims {width * height:,} pixels, more than the 50,000,000"):
+        read_image_rgb(p)
+
+
+def test_huge_image_in_a_format_pillow_does_not_read(tmp_path):
+    """Radiance HDR (OpenCV reads it, Pillow does not): OpenCV's own pixel limit, as a message."""
+    p = tmp_path / "bomb.hdr"
+    p.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 100000 +X 100000\n\x02\x02\x00\x00")
+    with pytest.raises(ImageReadError, match="OpenCV cannot decode it"):
+        read_image_rgb(p)
 
 
 def test_no_face(pipe):
