@@ -8,9 +8,11 @@ must agree with :func:`run_int8` bit for bit. What it implements, op by op (TFLM
   point, i.e. contributes 0), ``+ bias[c]``, then ``MultiplyByQuantizedMultiplier(acc, M[c], shift[c])``
   = ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc · 2^left, M), right)`` (TFLM's default
   double rounding), ``+ out_zp``, clamp to [act_min, act_max]. Groups as TFLM: group = c / (O/G).
-- **The global pool** is deployed as a CONV_2D with one group per channel and all weights 1 (see
-  codegen.quantize: AVERAGE_POOL_2D could not change the scale): ``acc = Σ (x − in_zp)``, requantized
-  with its one multiplier and shift to its own output params.
+- **The global pool** is deployed as a CONV_2D with one group per channel and all weights 1
+  (AVERAGE_POOL_2D could not change the scale): ``acc = Σ (x − in_zp)``, requantized with its one
+  multiplier and shift to its own output params — or, an exact-sum pool (``q.exact_sum``, blob format 4),
+  passed on as the int32 sums themselves: the FULLY_CONNECTED after it is then TFLM's CONV_2D k×k VALID
+  with its weights at every tap (:func:`dense_int8`).
 - **FULLY_CONNECTED int8 per channel** (reference_integer_ops::FullyConnectedPerChannel): as conv, one
   multiplier and shift per output feature.
 

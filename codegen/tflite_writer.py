@@ -1,4 +1,4 @@
-"""A QuantizedF as a full-int8 .tflite, written directly as a flatbuffer — no TensorFlow.
+"""A QuantizedF as a .tflite (full int8, or TFLM's 16x8), written directly as a flatbuffer — no TensorFlow.
 
 The schema module is the one shipped inside the ``tflite-micro`` package
 (``tflite_micro/tensorflow/lite/micro/python/schema_py_generated.py``), packed with ``flatbuffers``.
@@ -10,11 +10,16 @@ The graph (one subgraph, ops in spec order):
   input channels / filter input channels), weights OHWI int8 per output channel (quantized dimension 0,
   zero points 0), bias int32 (scale in_scale·w_scale[c]), TF 'SAME'/'VALID' padding (the spec uses TF's
   rule, so no PAD op), ReLU fused,
-- the global 7×7 pool as a CONV_2D 7×7 VALID with one group per channel and all weights 1 (it must
-  requantize, which AVERAGE_POOL_2D cannot: see codegen.quantize), FULLY_CONNECTED (per-channel int8
-  weights, int32 bias, fused ReLU),
-  a RESHAPE-free FC input: FULLY_CONNECTED flattens [1, 1, 1, 96] itself (keep_num_dims false),
+- the global 7×7 pool: an exact-sum pool (``QuantLayer.exact_sum``, int8) has no op of its own — fc1
+  becomes one CONV_2D 7×7 VALID over the last conv's map with fc1's weights at every tap, and with the
+  folded tail only the logit's row of it and no head op (:func:`_compact_tail`); a requantizing pool is a
+  CONV_2D 7×7 VALID with one group per channel and all weights 1 (AVERAGE_POOL_2D cannot change the
+  scale), followed by FULLY_CONNECTED (per-channel int8 weights, int32 bias, ReLU fused where the spec
+  has one), which flattens [1, 1, 1, 96] itself (keep_num_dims false: no RESHAPE),
 - output ``[1, 1]`` int8: the logit (real = scale · (q − zp)).
+
+16x8 (``qf.activations == "int16"``): the same graph with int16 activations, the input included (q = u −
+128, zero point 0), int8 weights and int32 biases; TFLM runs it with its int16-activation kernels.
 
 Metadata (``Model.metadata`` entry :data:`METADATA_NAME`, a JSON buffer): format version, arch name and
 hash, user id, threshold on the logit, input/logit quantization — :func:`read_metadata` reads it back,
