@@ -21,9 +21,9 @@ Several faces (``multi_face``):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -48,10 +48,10 @@ DLIB_CHIP_PADDING = 0.25
 MIN_IMAGE_SIDE = 40  # px; below this no detector here is reliable
 MIN_EYE_DISTANCE = 12.0  # px between eye centres in the original image
 DETECT_MAX_SIDE = 640  # larger images are detected on a downscaled copy (HOG cost grows with area)
-
 # Photos larger than this are refused before decoding: 50 MP is a large phone photo and decodes to 150 MB of
 # RGB (plus OpenCV's BGR copy); a header claiming 100000×100000 would ask for 30 GB.
 MAX_IMAGE_PIXELS = 50_000_000
+
 MultiFacePolicy = Literal["error", "largest", "center"]
 
 
@@ -76,7 +76,6 @@ class AlignedFace:
     source: str  # which detector found the face, or "fixed-box" for the dataset fallback
 
 
-def read_image_rgb(path: str | Path) -> np.ndarray:
 def _claimed_pixels(path: Path) -> int | None:
     """Width × height as the file's header states it (Pillow reads the header only), or None where Pillow does
     not know the format (OpenCV's own limit, CV_IO_MAX_IMAGE_PIXELS = 2^30, then applies)."""
@@ -95,16 +94,17 @@ def _claimed_pixels(path: Path) -> int | None:
     return w * h
 
 
+def read_image_rgb(path: str | Path) -> np.ndarray:
     """Read any OpenCV-decodable image as uint8 RGB (grey and alpha images are converted). An image whose header
     claims more than MAX_IMAGE_PIXELS is refused before decoding."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    data = np.fromfile(str(path), dtype=np.uint8)
     pixels = _claimed_pixels(path)
     if pixels is not None and pixels > MAX_IMAGE_PIXELS:
         raise ImageReadError(f"{path}: the image claims {pixels:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
                              "this tool decodes (about 50 megapixels); scale the photo down")
+    data = np.fromfile(str(path), dtype=np.uint8)
     try:
         img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error as e:  # e.g. over OpenCV's pixel limit in a format Pillow does not read
