@@ -26,8 +26,8 @@ hash, user id, threshold on the logit, input/logit quantization — :func:`read_
 :func:`check_model` refuses a model whose arch hash differs from the spec's.
 
 Operator codes: one per builtin at the highest version its ops need, the versions onnx2tf's TFLite
-converter writes for the same graph (CONV_2D int8 grouped: 6, plain: 3; FULLY_CONNECTED int8 per
-channel: 12). TFLM ignores them; LiteRT checks them.
+converter writes for the same graph (CONV_2D grouped: 6, plain: 3, plain 16x8: 4; FULLY_CONNECTED
+with per-channel int8 weights: 12). TFLM ignores them; LiteRT checks them.
 """
 
 from __future__ import annotations
