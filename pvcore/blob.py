@@ -74,7 +74,7 @@ from pvcore.qtheta import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, QuantizedF, Quant
 from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
 
 MAGIC = b"PVTB"
-FORMAT_VERSION = 4  # 4: the pool's exact sums feed fc1 (FLAG_EXACT_SUM; codegen.quantize "The exact pool")
+FORMAT_VERSION = 4  # 4: the pool's exact sums feed fc1 (FLAG_EXACT_SUM; QuantConfig.exact_pool, docs/theta_blob.md)
 FORMAT_VERSION_REQUANT_POOL = 2  # 2: per-channel dense weights, the pool requantizes (one multiplier)
 # 3: the same layout holding a 16x8 model (``QuantizedF.activations == "int16"``: int16 activations with
 # zero point 0 and int16 clamps); firmware runs it with pv_kernel16.c, an int8-only firmware refuses it
