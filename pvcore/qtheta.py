@@ -131,8 +131,8 @@ class QuantLayer:
     bias: np.ndarray | None = None  # int32 (O,)
     multiplier: np.ndarray | None = None  # int32, one per w_scale
     shift: np.ndarray | None = None  # int32, one per w_scale; > 0 = left shift (TFLM convention)
-    # the pool only: True = the exact sum Σ(x − in_zp), not requantized (see "The exact pool" in the module
-    # docstring): output scale = in_scale, zp 0, w_scales [1.0], multiplier 1, range the sum's bounds
+    # the pool only: True = the exact sum Σ(x − in_zp), not requantized (codegen.quantize, blob format 4):
+    # output scale = in_scale, zp 0, w_scales [1.0], multiplier 1, range the sum's bounds
     exact_sum: bool = False
 
     @property
