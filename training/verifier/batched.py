@@ -31,7 +31,7 @@ verifier j sees only the images ``columns[j]``. Three implementations, equal to 
 * :func:`pairwise_logits_loop` — the obvious loop over networks in NCHW (the reference for the tests
   and the baseline of the benchmark); ``memory_format=torch.channels_last`` gives the loop with only
   idea 1, to show how much of the gain is the layout alone.
-* :func:`pairwise_logits_vmap` — ``torch.func.vmap`` over θ (the first implementation; kept for the
+* :func:`pairwise_logits_vmap` — ``torch.func.vmap`` over θ (a third reference, compared in the
   benchmark).
 """
 
