@@ -2,8 +2,11 @@
 device computes bit for bit) against the float f, for a stored user on aligned faces, or for a hypermodel
 on its held-out LFW pairs.
 
-    python -m codegen.accuracy --user alice --dataset lfw --limit 1000 [--json FILE]
+    python -m codegen.accuracy --user alice --dataset lfw --limit 1000 [--json] [--out FILE]
     python -m codegen.accuracy --model training/pretrained/hgen_dlib_lfw.pt [--one-way] [--views 2]
+
+``--json`` prints the report as JSON (else a summary); ``--out FILE`` writes it (``--model``: by default to
+runs/eval/int8-pairs-<scheme>-v<views>/report.json).
 
 ``--model``: every pair (a, b) of the model's held-out LFW fold, θ_a = h(a) quantized by ``codegen.quantize``
 with a's crop as the enrollment image, f_int8(b; θ_a) dequantized; the pairs' accuracy in integer arithmetic
@@ -23,11 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import add_user_store_args, fail, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +139,6 @@ def int8_agreement(lg_float: np.ndarray, lg_int8: np.ndarray, threshold: float) 
 
 def main_pairs(args: argparse.Namespace) -> int:
     """--model: the held-out LFW pairs of each model in the integer arithmetic (and the float f beside)."""
-    from pvcore.atomic import atomic_write_json
     from pvcore.paths import REPO_ROOT, SharedDataMissing
     from training.backbones.base import ARCFACE112
     from training.eval.metrics import VerificationReport
@@ -161,6 +165,8 @@ def main_pairs(args: argparse.Namespace) -> int:
             a = int8_agreement(lg_f, lg_q, m.threshold)
             results.append({"model": str(path), "model_id": m.model_id, "fold": fold, "scheme": kind,
                             "views": args.views, "one_way": args.one_way, **report.to_dict(), "int8_vs_float": a})
+            if args.json:
+                continue
             print(f"{m.model_id} on LFW fold {fold} [{kind}, {'one-way' if args.one_way else 'symmetric'}, "
                   f"{args.views} view(s)]: {report.summary()}")
             print(f"{kind} vs float, {a['directed_pairs']} directed pairs at threshold {a['threshold']:.4f}: decisions "
@@ -169,11 +175,14 @@ def main_pairs(args: argparse.Namespace) -> int:
                   f"{a['near_threshold_mean_abs_dlogit']:.4f} ({a['near_threshold_pairs']} pairs; float logit std "
                   f"{a['float_logit_std']:.3f}); expected agreement {100 * a['expected_agreement']:.2f} %")
     except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    out = args.out or REPO_ROOT / "runs" / "eval" / f"int8-pairs-{kind}-v{args.views}"
-    atomic_write_json(out / "report.json", {"results": results, "total_s": round(time.perf_counter() - t0, 1)})
-    print(f"report in {out}")
+        fail(str(e))
+    out = args.out or REPO_ROOT / "runs" / "eval" / f"int8-pairs-{kind}-v{args.views}" / "report.json"
+    rep = {"results": results, "total_s": round(time.perf_counter() - t0, 1)}
+    atomic_write_json(out, rep)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(f"report: {out}")
     return 0
 
 
@@ -185,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--model", type=Path, nargs="+",
                      help="hypermodel file(s): every θ of the held-out LFW pairs, quantized (pair protocol)")
     ap.add_argument("--one-way", action="store_true", help="--model: score f(b; θ_a) only, as a device does")
-    ap.add_argument("--out", type=Path, help="--model: report folder (default runs/eval/int8-pairs-...)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON (instead of a summary)")
+    ap.add_argument("--out", type=Path, help="write the JSON report here (--model: by default "
+                                             "runs/eval/int8-pairs-<scheme>-v<views>/report.json)")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--users", type=Path, help="user store root (default: $FACEVERIF_USERS or ./users)")
+    add_user_store_args(ap)
     ap.add_argument("--dataset", default="lfw", help="lfw, or an image folder (one sub-folder per person)")
     ap.add_argument("--limit", type=int, default=1000, help="number of images, spread over the dataset")
     ap.add_argument("--threshold", type=float, help="override the stored operating threshold")
@@ -198,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="int8 (default): the full-int8 model (the -tflm targets, and --activations int8 "
                          "builds); int16: TFLM's 16x8 model (int16 activations, int8 weights), which every "
                          "fixed-kernel project runs by default")
-    ap.add_argument("--json", type=Path, help="also write the report here")
+    ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(args.verbose)
     if args.model:
         return main_pairs(args)
     from codegen.faces import load_crops
@@ -212,26 +223,31 @@ def main(argv: list[str] | None = None) -> int:
         theta, meta = store.load(args.user)
         crop = store.load_crop(args.user) if hasattr(store, "load_crop") else None
     except UserStoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
     t0 = time.perf_counter()
     try:
         imgs, _ = load_crops(args.dataset, args.limit)
     except (ValueError, FileNotFoundError, SharedDataMissing) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
     thr = meta.threshold if args.threshold is None else args.threshold
     rep = {"user": args.user, "dataset": args.dataset, "hypermodel_id": meta.hypermodel_id,
            **measure(theta, imgs, thr, crop, args.views, args.activations),
            "seconds": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(rep, indent=2)
-    print(text)
+    if args.out:
+        atomic_write_json(args.out, rep)
     if args.json:
-        from pvcore.atomic import atomic_write_bytes
-
-        atomic_write_bytes(args.json, (text + "\n").encode())
+        print(json.dumps(rep, indent=2))
+    else:
+        kind = "int8" if args.activations == "int8" else "16x8"
+        print(f"{args.user} on {rep['n_images']} {args.dataset} images [{kind}, {args.views} view(s)], threshold "
+              f"{thr:.4f}: {kind} vs float decisions agree {100 * rep['decision_agreement']:.2f} % "
+              f"({rep['n_disagree']} differ; {rep['n_within_1lsb_of_threshold']} within 1 LSB of the threshold), "
+              f"accept rate float {100 * rep['accept_rate_float']:.2f} % / {kind} {100 * rep['accept_rate_int8']:.2f} "
+              f"%, |Δlogit| mean {rep['mean_abs_dlogit']:.4f} max {rep['max_abs_dlogit']:.4f} "
+              f"({rep['mean_abs_dlogit_lsb']:.2f} / {rep['max_abs_dlogit_lsb']:.2f} LSB)"
+              + (f"; report: {args.out}" if args.out else ""))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

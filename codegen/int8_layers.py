@@ -1,6 +1,6 @@
 """``python -m codegen.int8_layers``: which quantization step costs the int8 decisions, layer by layer.
 
-    python -m codegen.int8_layers [--model FILE] [--pairs 150] [--json FILE]
+    python -m codegen.int8_layers [--model FILE] [--pairs 150] [--out FILE] [--json]
 
 On held-out LFW View 2 pairs of the model's fold, one-way in both directions (θ = h(a), probe b, and
 back): every θ is quantized as ``codegen.emit`` does (its own crop as the enrollment image), then the
@@ -14,6 +14,7 @@ Needs the shared folder (LFW).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from codegen.quantize import deployed_weights, quantize
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import fail, setup_logging
 from pvcore.qtheta import QuantizedF
 from pvcore.spec import F_SPEC, Conv, Dense
 from training.verifier.functional import layer_outputs, to_input
@@ -76,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="hypermodel file (default: the shipped one)")
     ap.add_argument("--pairs", type=int, default=150, help="held-out pairs, drawn at random (seed 0); ×2 directions")
-    ap.add_argument("--json", type=Path, help="also write the table here")
+    ap.add_argument("--out", type=Path, help="write the table as JSON here")
+    ap.add_argument("--json", action="store_true", help="print the table as JSON (instead of text)")
     args = ap.parse_args(argv)
+    setup_logging(quiet=True)
     from pvcore.paths import SharedDataMissing
     from training.backbones import backbone_info, load_backbone
     from training.backbones.base import ARCFACE112
@@ -90,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         m = HyperModel.load(args.model)
         pairs = lfw_pairs("view2", m.detector, None, 2, False)
     except (HyperModelError, SharedDataMissing, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
     fold = int(m.meta["config"]["fold"])
     sub = fold_subset(pairs, fold)
     sel = np.random.default_rng(0).choice(len(sub.left), min(args.pairs, len(sub.left)), replace=False)
@@ -113,20 +117,22 @@ def main(argv: list[str] | None = None) -> int:
 
     fl, thr = all_logits(None), m.threshold
     table = {}
-    print(f"{len(rows)} one-way pairs of LFW fold {fold}, threshold {thr:.4f}")
-    print(f"{'step':<14} {'agreement':>9} {'mean |Δlogit|':>13}")
+    text = sys.stderr if args.json else sys.stdout  # --json: stdout is the JSON alone, the table goes to stderr
+    print(f"{len(rows)} one-way pairs of LFW fold {fold}, threshold {thr:.4f}", file=text)
+    print(f"{'step':<14} {'agreement':>9} {'mean |Δlogit|':>13}", file=text)
     for st in steps():
         q = all_logits(st)
         table[st] = {"agreement": float(((q >= thr) == (fl >= thr)).mean()),
                      "mean_abs_dlogit": float(np.abs(q - fl).mean())}
-        print(f"{st:<14} {100 * table[st]['agreement']:>8.2f}% {table[st]['mean_abs_dlogit']:>13.4f}", flush=True)
+        print(f"{st:<14} {100 * table[st]['agreement']:>8.2f}% {table[st]['mean_abs_dlogit']:>13.4f}", file=text,
+              flush=True)
+    rep = {"model_id": m.model_id, "pairs": int(len(rows)), "threshold": thr, "steps": table}
+    if args.out:
+        atomic_write_json(args.out, rep)
     if args.json:
-        from pvcore.atomic import atomic_write_json
-
-        atomic_write_json(args.json, {"model_id": m.model_id, "pairs": int(len(rows)), "threshold": thr,
-                                      "steps": table})
+        print(json.dumps(rep, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

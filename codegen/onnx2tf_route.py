@@ -15,8 +15,8 @@ drives that venv through subprocesses:
 onnx2tf does its own quantization (its ranges, TF's converter), so its model needn't be bit-exact with
 our golden model; what we report is its agreement with the float f and with ours.
 
-CLI: ``python -m codegen.onnx2tf_route --user alice [--out DIR] [--limit N]`` converts a stored user's θ
-and prints the agreement figures.
+CLI: ``python -m codegen.onnx2tf_route --user alice [--work DIR] [--limit N] [--json] [--out FILE]`` converts
+a stored user's θ and prints the agreement figures (``--json``: the report as JSON; ``--out``: written there).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import add_user_store_args, fail, setup_logging
 from pvcore.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -201,12 +203,15 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Convert a stored user's θ by torch → ONNX → onnx2tf and check "
                                              "the int8 .tflite in TFLM against the float f.")
     ap.add_argument("--user", required=True)
-    ap.add_argument("--users", help="user store root (default: $FACEVERIF_USERS or ./users)")
-    ap.add_argument("--out", type=Path, help="work folder (default: runs/onnx2tf/<user>)")
+    add_user_store_args(ap)
+    ap.add_argument("--work", type=Path, help="work folder: ONNX, SavedModel, .tflite (default: runs/onnx2tf/<user>)")
     ap.add_argument("--dataset", default="lfw", help="faces to compare on: lfw or an image folder")
     ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--json", action="store_true", help="print the report as JSON (instead of a summary)")
+    ap.add_argument("--out", type=Path, help="write the JSON report here")
+    ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(args.verbose)
     from codegen.faces import load_crops
     from codegen.golden import run_int8
     from codegen.quantize import calibration_images, quantize
@@ -215,15 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         theta, meta = UserStore(args.users).load(args.user)
     except UserStoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    work = args.out or REPO_ROOT / "runs" / "onnx2tf" / args.user
+        fail(str(e))
+    work = args.work or REPO_ROOT / "runs" / "onnx2tf" / args.user
     t0 = time.perf_counter()
     try:
         path = convert(theta, calibration_images(), work)
     except Onnx2tfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        fail(str(e))
     t_conv = time.perf_counter() - t0
     imgs, _ = load_crops(args.dataset, args.limit)
     qf = quantize(theta)
@@ -231,9 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     model = path.read_bytes()
     rep = {"tflite": str(path), "convert_s": round(t_conv, 1), "graph": asdict(summarize(model)),
            **compare(model, theta, imgs, meta.threshold, golden)}
-    print(json.dumps(rep, indent=2))
+    if args.out:
+        atomic_write_json(args.out, rep)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(f"{path} ({rep['convert_s']} s): on {rep['n_images']} {args.dataset} images at threshold "
+              f"{rep['threshold']:.4f}, decisions agree with float f {100 * rep['agreement_vs_float']:.2f} % "
+              f"(|Δlogit| mean {rep['mean_abs_dlogit_vs_float']:.4f} max {rep['max_abs_dlogit_vs_float']:.4f}), "
+              f"with our golden model {100 * rep['agreement_vs_golden']:.2f} %")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

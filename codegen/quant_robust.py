@@ -318,7 +318,7 @@ def write_model(model_path: Path, theta: torch.Tensor, dest: Path, summary: dict
     atomic_write_bytes(dest, buf.getvalue())
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m codegen.quant_robust", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="hypermodel file (personal_from = 'pool')")
@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, RuntimeError) as e:
         fail(str(e))
     print(f"wrote {args.dest}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

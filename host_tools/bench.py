@@ -1,6 +1,6 @@
 """Benchmark a board over its serial link: per-inference board ticks (BENCH) and the link's throughput.
 
-    python -m host_tools.bench --port socket://127.0.0.1:4321 --out runs/bench/qemu.json
+    python -m host_tools.bench --port socket://127.0.0.1:4321 --out runs/bench/qemu.json   # --json: print it
     python -m host_tools.bench --port /dev/ttyUSB0 --user alice      # installs alice's θ first
 
 The board times its own inferences (BENCH reruns the last image n times, from a tick edge). Ticks are
@@ -27,7 +27,9 @@ from codegen.golden import images_to_int8
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll
 from host_tools.link_bench import measure
 from host_tools.serial_link import DeviceError, LinkError, SerialLink
+from pvcore.atomic import atomic_write_json
 from pvcore.blob import BlobError
+from pvcore.cli import add_port_args, add_user_store_args, fail, setup_logging
 from pvcore.spec import F_SPEC
 from pvcore.user_store import UserStoreError
 
@@ -55,12 +57,13 @@ def run_bench(
     link_n: int = 30,
     image_u8: np.ndarray | None = None,
     timeout: float = 5.0,
+    baudrate: int = 115200,
     install: UserBlob | None = None,
 ) -> dict[str, object]:
     """Board ticks per inference and link throughput; ``install``: a UserBlob to enroll first."""
     img = images_to_int8(bench_image(None) if image_u8 is None else image_u8)
     res: dict[str, object] = {"port": url}
-    with SerialLink(url, timeout=timeout) as link:
+    with SerialLink(url, baudrate=baudrate, timeout=timeout) as link:
         info = link.info()
         res.update(board=info.board, firmware=info.fw_version, arch_hash=info.arch_hash, tick_hz=info.tick_hz,
                    arena_bytes=info.arena_bytes, free_ram=info.free_ram)  # fmt: skip
@@ -100,18 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m host_tools.bench",
         description="Board ticks per inference (BENCH) and serial link throughput; prints and writes JSON.",
     )
-    ap.add_argument("--port", required=True, help="pyserial URL: /dev/ttyUSB0, socket://127.0.0.1:PORT, ...")
+    add_port_args(ap, timeout=5.0)
     ap.add_argument("--n", type=int, default=20, help="inferences timed by the board (1..100000)")
     ap.add_argument("--link-n", type=int, default=30, help="PING frames per link figure (0: skip)")
     who = ap.add_mutually_exclusive_group()
     who.add_argument("--user", help="install this user's θ (from the user store) first")
     who.add_argument("--blob", type=Path, help="install this θ blob first")
-    ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    add_user_store_args(ap)
     ap.add_argument("--image", type=Path, help="image to time (default: a package face crop)")
-    ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON (instead of key: value lines)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if not 1 <= args.n <= 100000:
         ap.error("--n must be in 1..100000")
     try:
@@ -121,22 +124,23 @@ def main(argv: list[str] | None = None) -> int:
         elif args.blob:
             install = blob_from_file(args.blob)
         img = bench_image(args.image) if args.image else None
-        res = run_bench(args.port, n=args.n, link_n=args.link_n, image_u8=img, timeout=args.timeout, install=install)
+        res = run_bench(args.port, n=args.n, link_n=args.link_n, image_u8=img, timeout=args.timeout,
+                        baudrate=args.baud, install=install)
     except (EnrollError, UserStoreError, LinkError, DeviceError, BlobError, ValueError, serial.SerialException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for k, v in res.items():
+        fail(str(e))
+    if args.json:
+        print(json.dumps(res, indent=2))
+    for k, v in ([] if args.json else res.items()):
         if isinstance(v, dict):
             for k2, v2 in v.items():
                 print(f"{k}.{k2}: {v2:.1f}" if isinstance(v2, float) else f"{k}.{k2}: {v2}")
         else:
             print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        atomic_write_json(args.out, res)
+        print(f"wrote {args.out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import serial
 
 from host_tools.serial_link import DeviceError, ErrorCode, Info, LinkError, LinkLost, SerialLink
 from pvcore.blob import BlobError, pack_blob, unpack_blob
+from pvcore.cli import add_port_args, add_user_store_args, fail, setup_logging
 from pvcore.qtheta import QuantizedF
 from pvcore.user_store import UserMeta, UserStore, UserStoreError
 
@@ -199,22 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         description="Enroll a user on a board over serial: θ blob in chunks, COMMIT, check with INFO.",
     )
     ap.add_argument("--user", required=True, help="user id in the user store")
-    ap.add_argument(
-        "--port", required=True, help="pyserial URL: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://host:port"
-    )
+    add_port_args(ap, baud=115200, timeout=3.0)
     ap.add_argument("--blob", type=Path, help="send this θ blob (from codegen) instead of building it from the store")
-    ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    add_user_store_args(ap)
     ap.add_argument("--activations", choices=("auto", "int8", "int16"), default="auto",
                     help="the θ built from the store: int8 (blob format 4) or int16 (16x8, format 3: a firmware "
                          "built with PV_WITH_16X8=1); auto (default): int16 when the board's INFO says its "
                          "firmware runs 16x8 (codegen.emit's default build), else int8")
-    ap.add_argument("--baud", type=int, default=115200)
-    ap.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer")
     ap.add_argument("--attempts", type=int, default=3, help="whole-transfer attempts when the board loses it")
     ap.add_argument("--wait-ready", action="store_true", help="wait for the board's READY frame first")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         if args.blob is not None:
             ub = blob_from_file(args.blob)
@@ -238,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 res = enroll(link, ub, attempts=args.attempts, progress=progress)
     except (EnrollError, UserStoreError, LinkError, DeviceError, BlobError, serial.SerialException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        fail(str(e))
     i = res.info
     print(
         f"{res.user_id} enrolled on {i.board} (firmware {i.fw_version}, arch {i.arch_hash}): slot {res.slot}, "
@@ -250,4 +245,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -19,7 +19,7 @@ written as JSON:
   high-water mark the firmware measures (the stack is painted at boot; INFO bytes 100..103); the
   reserved stack section is reported too.
 
-    python -m host_tools.fw_bench [--out FILE] [--bench N]
+    python -m host_tools.fw_bench [--out FILE] [--bench N] [--json]
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import numpy as np
 
 from host_tools.qemu import QEMU_DIR, QemuBoard, make
 from host_tools.serial_link import Cmd, SerialLink
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import fail, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +199,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
         "peak_ram_base_build<=48KiB": report["dsp_base"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
         "peak_ram_16x8_build<=48KiB": report["dsp_16x8"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_json(out, report)
     return report
 
 
@@ -235,17 +236,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m host_tools.fw_bench", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT})")
     ap.add_argument("--bench", type=int, default=3, help="BENCH repetitions per build (default 3)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON (instead of the table)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(quiet=True)
     try:
         report = run(args.out, args.bench)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    _print(report)
-    print(f"written: {args.out}")
+        fail(str(e))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print(report)
+    print(f"written: {args.out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

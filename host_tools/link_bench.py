@@ -1,6 +1,6 @@
 """Measures the serial link of a virtual board: frames/s, bytes/s each way, θ install and INFER times.
 
-    python -m host_tools.link_bench --target qemu --out runs/link_bench_qemu.json
+    python -m host_tools.link_bench --target cortex-m-qemu --out runs/link_bench_qemu.json   # --json: print it
 
 Figures are wall-clock on this machine (the emulated UART's speed is QEMU's, not a real UART's); the
 INFER tick count is the board's own (on QEMU with -icount shift=0: 40 instructions per tick).
@@ -20,6 +20,8 @@ import torch
 
 from host_tools.qemu import HostBoard, QemuBoard
 from host_tools.serial_link import SerialLink
+from pvcore.atomic import atomic_write_json
+from pvcore.cli import add_target_arg, fail, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,14 @@ def measure(url: str, *, n: int, blob: bytes | None) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m host_tools.link_bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--target", choices=("qemu", "host"), default="qemu")
+    add_target_arg(ap, families=("cortex-m-qemu", "host"), default="cortex-m-qemu",
+                   help="the virtual board (default cortex-m-qemu)")
     ap.add_argument("--n", type=int, default=30, help="frames per measurement")
     ap.add_argument("--no-theta", action="store_true", help="skip the θ install and INFER figures")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON (instead of key: value lines)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     blob = None
     if not args.no_theta:
         from codegen.quantize import quantize
@@ -77,22 +81,24 @@ def main(argv: list[str] | None = None) -> int:
 
         qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(0)))
         blob = pack_blob(qf, "bench", 0.0)
-    board = QemuBoard() if args.target == "qemu" else HostBoard()
+    board = QemuBoard() if args.target == "cortex-m-qemu" else HostBoard()
     try:
         t0 = time.perf_counter()
         with board as url:
             figures = {"target": args.target, "boot_to_ready_s": time.perf_counter() - t0}
             figures.update(measure(url, n=args.n, blob=blob))
     except (RuntimeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for k, v in figures.items():
-        print(f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}")
+        fail(str(e))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        for k, v in figures.items():
+            print(f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2))
+        atomic_write_json(args.out, figures)
+        print(f"wrote {args.out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

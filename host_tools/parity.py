@@ -17,8 +17,9 @@ is compared view by view: both int8 logits bit for bit with the golden model on 
 mirror image, the score and decision (the mean of the two) with the float f's mean over the same views.
 
 Writes ``parity.md``, ``parity.json`` (summary and every image) and ``scatter.png`` (device vs PyTorch
-score) to ``--out``. Exit code 0: bit-exact on every image and decision agreement ≥ ``--min-agreement``
-(default 99.5 %); 2: parity failed; 1: an error (bad port, unknown user, missing images, …).
+score) to ``--out`` (``--json``: the summary printed as JSON too). Exit code (``pvcore.cli``) 0: bit-exact on
+every image and decision agreement ≥ ``--min-agreement`` (default 99.5 %); 3: parity failed; 1: an error (bad
+port, unknown user, missing images, …); 2: a wrong command line.
 
 Images: ``--images DIR`` (image files; a 112×112 image is taken as an aligned crop, any other size is
 detected and aligned with the dlib pipeline first; or one .npy of uint8 (N, 112, 112, 3)), or
@@ -33,7 +34,6 @@ import argparse
 import json
 import logging
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +47,9 @@ import serial
 from codegen.golden import images_to_int8, run_int8_views
 from host_tools.enroll import EnrollError, UserBlob, blob_from_file, blob_from_store, enroll, firmware_activations
 from host_tools.serial_link import DeviceError, InferResult, Info, LinkError, SerialLink
+from pvcore.atomic import atomic_write, atomic_write_bytes
 from pvcore.blob import BlobError
+from pvcore.cli import EXIT_CHECK_FAILED, EXIT_OK, add_port_args, add_user_store_args, fail, setup_logging
 from pvcore.user_store import UserStore, UserStoreError
 from training.verifier.functional import f_logits_u8
 
@@ -127,6 +129,7 @@ def device_outputs(
     *,
     user_id: str,
     timeout: float = 5.0,
+    baudrate: int = 115200,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[InferResult], list[Info]]:
     """Runs every image on the boards (shared round-robin, one thread per board); results in image order."""
@@ -136,7 +139,7 @@ def device_outputs(
     lock = threading.Lock()
 
     def work(k: int) -> None:
-        with SerialLink(urls[k], timeout=timeout) as link:
+        with SerialLink(urls[k], baudrate=baudrate, timeout=timeout) as link:
             info = link.info()
             if info.active_slot is None:
                 raise ParityError(f"{urls[k]}: the board holds no θ; enroll {user_id!r} first (or pass --enroll)")
@@ -290,6 +293,7 @@ def run_parity(
     source: str,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     timeout: float = 5.0,
+    baudrate: int = 115200,
     show_progress: bool = True,
 ) -> ParityResult:
     """Device outputs for every image, compared with golden and float f."""
@@ -299,7 +303,8 @@ def run_parity(
         raise ParityError("no images to compare")
     t0 = time.monotonic()
     with tqdm(total=len(images_u8), unit="img", desc="parity", disable=not show_progress) as bar:
-        device, infos = device_outputs(urls, images_u8, user_id=ub.user_id, timeout=timeout, progress=bar.update)
+        device, infos = device_outputs(urls, images_u8, user_id=ub.user_id, timeout=timeout, baudrate=baudrate,
+                                       progress=bar.update)
     dt = time.monotonic() - t0
     for info in infos:
         if info.theta_bytes != len(ub.blob) or np.float32(info.threshold_logit) != np.float32(ub.threshold):
@@ -377,15 +382,15 @@ def scatter(r: ParityResult, path: Path) -> None:
     )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
 def write_reports(r: ParityResult, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "parity.md", "json": out / "parity.json", "png": out / "scatter.png"}
-    paths["md"].write_text(markdown(r))
-    paths["json"].write_text(json.dumps({"summary": r.summary(), "images": r.images}, indent=2) + "\n")
+    atomic_write_bytes(paths["md"], markdown(r).encode())
+    report = json.dumps({"summary": r.summary(), "images": r.images}, indent=2) + "\n"
+    atomic_write_bytes(paths["json"], report.encode())
     scatter(r, paths["png"])
     return paths
 
@@ -408,25 +413,25 @@ def main(argv: list[str] | None = None) -> int:
         "float f (decisions).",
     )
     ap.add_argument("--user", required=True, help="user id in the user store (θ, threshold)")
-    ap.add_argument("--port", action="append", required=True, help="pyserial URL; repeat to use several boards")
+    add_port_args(ap, multiple=True, timeout=5.0)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder of images (or a .npy of uint8 (N,112,112,3) crops)")
     src.add_argument("--dataset", choices=("lfw",), help="aligned crops from the dataset's cache")
     ap.add_argument("--limit", type=int, help="at most N images (lfw default: 200)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the dataset sample")
     ap.add_argument("--blob", type=Path, help="the θ blob the board holds (default: built from the user store)")
-    ap.add_argument("--users", type=Path, help="user store folder (default: $FACEVERIF_USERS or users/)")
+    add_user_store_args(ap)
     ap.add_argument("--activations", choices=("auto", "int8", "int16"), default="auto",
                     help="the θ built from the store: int8 (blob format 4) or int16 (16x8, format 3: a firmware "
                          "built with PV_WITH_16X8=1); auto (default): int16 when the first board's INFO says "
                          "its firmware runs 16x8 (codegen.emit's default build), else int8")
     ap.add_argument("--enroll", action="store_true", help="install the user's θ on every board first")
     ap.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, help="percent (default 99.5)")
-    ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer")
     ap.add_argument("--out", type=Path, help="report folder (default runs/parity/USER)")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON (instead of one line)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be ≥ 1")
     try:
@@ -441,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             source = str(args.images)
         acts = args.activations
         if acts == "auto" and args.blob is None:
-            acts = firmware_activations(args.port[0], timeout=args.timeout)
+            acts = firmware_activations(args.port[0], baudrate=args.baud, timeout=args.timeout)
         ub, theta, _meta = blob_from_store(args.user, args.users, activations="int8" if acts == "auto" else acts)
         if args.blob is not None:
             ub = blob_from_file(args.blob)
@@ -449,21 +454,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise ParityError(f"{args.blob} holds the θ of {ub.user_id!r}, not of {args.user!r}")
         if args.enroll:
             for url in args.port:
-                with SerialLink(url, timeout=args.timeout) as link:
+                with SerialLink(url, baudrate=args.baud, timeout=args.timeout) as link:
                     enroll(link, ub)
         r = run_parity(
             args.port, ub, theta, images, names, source=source, min_agreement=args.min_agreement,
-            timeout=args.timeout, show_progress=not args.no_progress,
+            timeout=args.timeout, baudrate=args.baud, show_progress=not args.no_progress,
         )  # fmt: skip
     except (ParityError, EnrollError, UserStoreError, LinkError, DeviceError, BlobError, serial.SerialException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        fail(str(e))
     out = args.out or Path("runs") / "parity" / args.user
     paths = write_reports(r, out)
-    print_summary(r)
-    print(f"reports: {paths['md']}, {paths['json']}, {paths['png']}")
-    return 0 if r.passed else 2
+    if args.json:
+        print(json.dumps({**r.summary(), "reports": {k: str(p) for k, p in paths.items()}}, indent=2))
+    else:
+        print_summary(r)
+        print(f"reports: {paths['md']}, {paths['json']}, {paths['png']}")
+    return EXIT_OK if r.passed else EXIT_CHECK_FAILED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -23,7 +23,6 @@ import logging
 import random
 import socket
 import struct
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -752,10 +751,10 @@ def check_blob(blob: bytes) -> None:
 
 # ---- CLI -------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    from pvcore.cli import add_port_args, fail, setup_logging
+
     ap = argparse.ArgumentParser(prog="python -m host_tools.serial_link", description=__doc__.split("\n")[0])
-    ap.add_argument("url", help="pyserial URL: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://host:port")
-    ap.add_argument("--baud", type=int, default=115200)
-    ap.add_argument("--timeout", type=float, default=2.0)
+    add_port_args(ap, positional=True, baud=115200, timeout=2.0)
     ap.add_argument("--wait-ready", action="store_true", help="wait for the READY frame first")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="print the board's INFO")
@@ -770,9 +769,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=4000)
     sub.add_parser("reset", help="reboot the board")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
-        with SerialLink(args.url, baudrate=args.baud, timeout=args.timeout) as link:
+        with SerialLink(args.port, baudrate=args.baud, timeout=args.timeout) as link:
             if args.wait_ready:
                 link.wait_ready()
             if args.cmd == "info":
@@ -807,10 +806,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.cmd == "reset":
                 print(link.reset())
     except (LinkError, DeviceError, ValueError, OSError, serial.SerialException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        fail(str(e))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

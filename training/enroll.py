@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pvcore.cli import fail, setup_logging
+from pvcore.cli import add_user_store_args, fail, setup_logging
 from pvcore.user_store import UserMeta, UserStore, UserStoreError, check_user_id
 from training.hypermodel import Enroller, Enrollment, HyperModel, HyperModelError
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(one sub-folder per person), or 'none'")
     ap.add_argument("--cohort-size", type=int, default=3000, help="faces of the cohort to score (default 3000)")
     ap.add_argument("--model", type=Path, default=None, help="hypermodel file (default: the shipped one)")
-    ap.add_argument("--users", type=Path, default=None, help="user-store folder (default: $FACEVERIF_USERS or ./users)")
+    add_user_store_args(ap)
     ap.add_argument("--force", action="store_true", help="replace an existing user")
     ap.add_argument("--json", action="store_true", help="print the entry as JSON")
     ap.add_argument("-v", "--verbose", action="store_true")

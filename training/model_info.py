@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from pvcore.cli import setup_logging
 from pvcore.spec import F_SPEC, AvgPool, Conv
 
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
+    setup_logging(quiet=True)
     d = info()
     if args.json:
         print(json.dumps(d, indent=2))

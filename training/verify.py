@@ -2,7 +2,8 @@
 
 Runs what the device runs, in float: the probe is detected and aligned (the same detector the user's
 hypermodel was trained with), then f(probe; θ_alice). Prints the logit, the score σ(logit) and the
-decision (logit ≥ the user's threshold). Exit status 0 for "match", 3 for "no match", 1 for errors.
+decision (logit ≥ the user's threshold). Exit status (``pvcore.cli``) 0 for "match", 3 for "no match" (the
+check failed), 1 for errors, 2 for a wrong command line.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pvcore.cli import fail, setup_logging
+from pvcore.cli import EXIT_CHECK_FAILED, EXIT_OK, add_user_store_args, fail, setup_logging
 from pvcore.user_store import UserStore, UserStoreError
 from training.verifier.functional import f_apply, to_input
 
-NO_MATCH_EXIT = 3
+NO_MATCH_EXIT = EXIT_CHECK_FAILED
 
 
 def verify_aligned(theta: np.ndarray, crops112: np.ndarray) -> np.ndarray:
@@ -32,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--user", required=True)
     ap.add_argument("--image", required=True, type=Path, help="probe photo with one face")
-    ap.add_argument("--users", type=Path, default=None, help="user-store folder (default: $FACEVERIF_USERS or ./users)")
+    add_user_store_args(ap)
     ap.add_argument("--detector", default=None, choices=["dlib", "retinaface"],
                     help="face detector (default: the one the user's hypermodel was trained with)")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{args.user}: logit {logit:+.3f} (score {res['score']:.3f}, threshold {meta.threshold:+.3f}) → "
               f"{'MATCH' if match else 'no match'}")
-    return 0 if match else NO_MATCH_EXIT
+    return EXIT_OK if match else NO_MATCH_EXIT
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from codegen.emit import SLOT_HEADER_BYTES
 from codegen.golden import run_int8, run_int8_views
 from codegen.quantize import quantize
 from pvcore.blob import blob_size
+from pvcore.cli import EXIT_ERROR, EXIT_USAGE
 from tests.codegen.users import make_store
 from tests.conftest import require_shared
 from training.verifier.functional import f_apply, random_theta, to_input
@@ -62,33 +63,46 @@ def test_accuracy_cli_on_lfw(tmp_path, capsys) -> None:
     store = make_store(tmp_path / "users")
     out = tmp_path / "acc.json"
     assert accuracy.main(["--users", str(store.root), "--user", "bob", "--limit", "200", "--views", "2",
-                          "--json", str(out)]) == 0
+                          "--out", str(out), "--json"]) == 0
     rep = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == rep  # --json prints what --out writes
     assert rep["n_images"] == 200 and rep["user"] == "bob" and rep["views"] == 2
     assert rep["n_disagree"] == round((1 - rep["decision_agreement"]) * 200)
-    print(json.dumps(rep, indent=1))
+    assert accuracy.main(["--users", str(store.root), "--user", "bob", "--limit", "200", "--views", "2"]) == 0
+    text = capsys.readouterr().out  # without --json: a summary line
+    assert text.startswith("bob on 200 lfw images [int8, 2 view(s)]") and f"({rep['n_disagree']} differ" in text
 
 
 def test_accuracy_cli_unknown_user(tmp_path, capsys) -> None:
     store = make_store(tmp_path / "users")
-    assert accuracy.main(["--users", str(store.root), "--user", "nobody"]) == 2
+    with pytest.raises(SystemExit) as e:
+        accuracy.main(["--users", str(store.root), "--user", "nobody"])
+    assert e.value.code == EXIT_ERROR
     assert "unknown user 'nobody'" in capsys.readouterr().err
 
 
 def test_bench_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "bench.json"
-    assert bench.main(["--random", "2", "--target", "host", "--format", "blob", "--json", str(out)]) == 0
+    assert bench.main(["--random", "2", "--target", "host", "--format", "blob", "--out", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert [r["user"] for r in rep["rows"]] == ["random0", "random1"]
     for r in rep["rows"]:
         assert r["seconds"]["total_s"] > 0 and "quantize_s" in r["seconds"] and "project_s" in r["seconds"]
         assert r["theta_flash_bytes"] == blob_size() + SLOT_HEADER_BYTES and r["n_files"] > 10
     assert "random0" in capsys.readouterr().out
+    assert bench.main(["--random", "1", "--target", "none", "--format", "blob", "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # --json: stdout is the report alone
+    assert printed == json.loads(out.read_text()) and printed["rows"][0]["target"] is None
 
 
 def test_bench_refuses_an_empty_store(tmp_path, capsys) -> None:
-    assert bench.main(["--users", str(tmp_path / "none"), "--json", str(tmp_path / "b.json")]) == 2
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--users", str(tmp_path / "none"), "--out", str(tmp_path / "b.json")])
+    assert e.value.code == EXIT_ERROR
     assert "no users" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--random", "1", "--target", "esp8266"])
+    assert e.value.code == EXIT_USAGE and "unknown target 'esp8266'" in capsys.readouterr().err
 
 
 def test_int8_pair_scores_quantize_each_theta_with_its_own_crop(face_images: np.ndarray) -> None:

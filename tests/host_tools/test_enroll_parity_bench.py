@@ -23,6 +23,7 @@ from host_tools.parity import ParityError, load_image_dir, run_parity, write_rep
 from host_tools.qemu import HostBoard
 from host_tools.serial_link import SerialLink
 from pvcore.blob import pack_blob
+from pvcore.cli import EXIT_CHECK_FAILED, EXIT_USAGE
 from pvcore.spec import F_SPEC
 from tests.conftest import require_shared
 
@@ -172,13 +173,18 @@ def test_parity_cli_with_an_image_folder(board: str, store, crops, tmp_path: Pat
             "--no-progress", store=store)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "bit-exact with golden 6/6 (100.00 %)" in r.stdout and "PASSED" in r.stdout
+    r = cli("parity", "--user", "alice", "--port", board, "--images", str(d), "--out", str(out), "--json",
+            "--no-progress", store=store)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)  # --json: stdout is the JSON summary alone
+    assert summary["bit_exact"] == 6 and summary["passed"] and summary["reports"]["json"] == str(out / "parity.json")
     names = [row["name"] for row in json.loads((out / "parity.json").read_text())["images"]]
     assert names == ["astronaut_full.png", "c0.png", "c1.png", "c2.png", "c3.png", "c4.png"]
     imgs, _ = load_image_dir(d)
     assert imgs.shape == (6, 112, 112, 3)
 
 
-def test_parity_cli_fails_with_exit_2_when_not_bit_exact(board: str, store, blobs, tmp_path: Path, crops) -> None:
+def test_parity_cli_fails_with_exit_3_when_not_bit_exact(board: str, store, blobs, tmp_path: Path, crops) -> None:
     ub, theta = blobs["alice"]
     qf2 = quantize(theta, cfg=QuantConfig(margin=2.0))
     with SerialLink(board) as link:
@@ -186,7 +192,7 @@ def test_parity_cli_fails_with_exit_2_when_not_bit_exact(board: str, store, blob
     np.save(tmp_path / "crops.npy", crops)
     r = cli("parity", "--user", "alice", "--port", board, "--images", str(tmp_path / "crops.npy"),
             "--out", str(tmp_path / "rep"), "--no-progress", store=store)  # fmt: skip
-    assert r.returncode == 2, r.stderr
+    assert r.returncode == EXIT_CHECK_FAILED, r.stderr
     assert "FAILED" in r.stdout
     assert "Images that differ" in (tmp_path / "rep" / "parity.md").read_text()
 
@@ -198,7 +204,7 @@ def test_parity_cli_errors(store, tmp_path: Path) -> None:
     r = cli("parity", "--user", "zed", "--port", "socket://127.0.0.1:9", "--dataset", "lfw", store=store)
     assert r.returncode == 1 and "unknown user 'zed'" in r.stderr
     r = cli("parity", "--user", "alice", "--port", "x")
-    assert r.returncode == 2 and "one of the arguments --images --dataset is required" in r.stderr
+    assert r.returncode == EXIT_USAGE and "one of the arguments --images --dataset is required" in r.stderr
     assert cli("parity", "--help").returncode == 0
 
 
@@ -221,6 +227,9 @@ def test_bench_cli(board: str, store, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["user"] == "bob"
     assert "ticks_mean" in r.stdout
+    r = cli("bench", "--port", board, "--n", "3", "--link-n", "0", "--json", store=store)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n"] == 3  # --json: stdout is the JSON report alone
 
 
 @pytest.mark.slow

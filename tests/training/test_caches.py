@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
+from pvcore.cli import EXIT_ERROR
 from training.align import main as align_main
 from training.backbones.embedding_cache import EmbeddingCache
 from training.face.cache import FAILED, PENDING, PRIMARY, folder_cache
@@ -51,7 +52,7 @@ def test_align_cli_on_a_folder(tmp_cache, small_folder, capsys):
 def test_align_cli_rejects_a_missing_folder(tmp_cache, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         align_main(["--dataset", str(tmp_path / "nowhere")])
-    assert e.value.code != 0 and "not found" in capsys.readouterr().err
+    assert e.value.code == EXIT_ERROR and "not found" in capsys.readouterr().err
 
 
 class CountingBackbone:

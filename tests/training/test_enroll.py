@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pvcore.cli import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK
 from pvcore.user_store import UserStore, UserStoreError
 from training import enroll as enroll_cli
 from training import verify as verify_cli
@@ -84,11 +85,11 @@ def test_enroll_then_verify(model_file, faces, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         enroll_cli.main(["--user", "astro", "--image", str(faces["grace"]), "--model", str(model_file),
                          "--users", str(users)])
-    assert e.value.code != 0 and "--force" in capsys.readouterr().err
+    assert e.value.code == EXIT_ERROR and "--force" in capsys.readouterr().err
     assert np.array_equal(UserStore(users).load("astro")[0], theta)  # old entry intact
     rc = verify_cli.main(["--user", "astro", "--image", str(faces["astro"]), "--users", str(users), "--json"])
     res = json.loads(capsys.readouterr().out)
-    assert rc in (0, verify_cli.NO_MATCH_EXIT) and res["match"] == (rc == 0)
+    assert rc in (EXIT_OK, EXIT_CHECK_FAILED) and res["match"] == (rc == EXIT_OK)
     assert res["match"] == (res["logit"] >= res["threshold"])
 
 
@@ -99,7 +100,7 @@ def test_enroll_bad_images(model_file, faces, tmp_path, capsys, which, msg):
     with pytest.raises(SystemExit) as e:
         enroll_cli.main(["--user", "u1", "--image", str(path), "--model", str(model_file),
                          "--users", str(tmp_path / "users")])
-    assert e.value.code != 0
+    assert e.value.code == EXIT_ERROR
     assert msg in capsys.readouterr().err.lower()
     assert not UserStore(tmp_path / "users").exists("u1")
 

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from pvcore.cli import EXIT_ERROR, EXIT_USAGE
 from training.data.insightface_bin import write_bin
 from training.evaluate import lfw_pairs
 from training.evaluate import main as evaluate_main
@@ -44,10 +45,10 @@ def test_bin_dataset_gives_the_same_pairs(lfw_dir, tmp_path):
 def test_evaluate_rejects_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         evaluate_main(["--backbone", "mobilefacenet-y1", "--dataset", str(tmp_path / "missing.bin")])
-    assert e.value.code != 0 and "neither" in capsys.readouterr().err
+    assert e.value.code == EXIT_ERROR and "neither" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         evaluate_main(["--backbone", "no-such-net", "--dataset", "lfw"])
-    assert e.value.code != 0
+    assert e.value.code == EXIT_USAGE
     with pytest.raises(SystemExit) as e:
         evaluate_main(["--backbone", "iresnet", "--dataset", str(tmp_path / "x.bin")])
-    assert e.value.code != 0
+    assert e.value.code == EXIT_ERROR

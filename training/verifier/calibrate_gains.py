@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from pvcore.cli import setup_logging
 from pvcore.spec import F_SPEC, ArchSpec, AvgPool
 from training.verifier.functional import effective_weights, layer_outputs, to_input
 from training.verifier.hypernet import HGen, HGenConfig
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faces", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    setup_logging()
     from training.face.cache import lfw_cache
 
     crops = lfw_cache("dlib").crops("arcface112")
