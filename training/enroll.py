@@ -1,7 +1,7 @@
 """Enroll a person: ``python -m training.enroll --user alice --image a.jpg [--image b.jpg …] [--far 1e-3]``.
 
 Photos → face detection and alignment (the model's detector; a face it misses goes to YuNet) → frozen
-backbone embeddings of each photo and of ``--views`` augmented views of it → their mean e → θ = h_gen(e)
+backbone embeddings of each photo and of ``--enroll-views`` augmented views of it → their mean e → θ = h_gen(e)
 → a user-store entry (θ, arch hash, backbone and model ids, operating threshold, time). The entry is
 written atomically; an existing user is only replaced with ``--force``.
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--user", required=True, help="user id (letters, digits, _ and -)")
     ap.add_argument("--image", required=True, type=Path, action="append",
                     help="a photo with one face; repeat for several photos of the person (their mean enrolls)")
-    ap.add_argument("--views", type=int, default=1, choices=range(1, 5), metavar="{1..4}",
+    ap.add_argument("--enroll-views", type=int, default=1, choices=range(1, 5), metavar="{1..4}",
                     help="views of each photo: 1 the photo, 2 + its mirror, 3 + grayscale, 4 + grayscale mirror")
     ap.add_argument("--far", type=float, default=None,
                     help="the user's own threshold for this false-accept rate (e.g. 1e-3), from an impostor "
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.far is not None and not 0.0 < args.far < 1.0:
         fail(f"--far must be a rate in (0, 1), e.g. 1e-3; got {args.far}")
     try:
-        meta, res = enroll_images(args.user, args.image, args.model, UserStore(args.users), args.force, args.views,
-                                  args.far, args.cohort, args.cohort_size)
+        meta, res = enroll_images(args.user, args.image, args.model, UserStore(args.users), args.force,
+                                  args.enroll_views, args.far, args.cohort, args.cohort_size)
     except (FaceError, HyperModelError, UserStoreError) as e:
         fail(str(e))
     if args.json:

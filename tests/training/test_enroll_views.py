@@ -96,8 +96,8 @@ def test_enroll_cli_several_photos_and_no_cohort(tmp_path: Path) -> None:
     cv2.imwrite(str(a), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(b), cv2.cvtColor(blurred_astronaut(), cv2.COLOR_RGB2BGR))
     r = subprocess.run([sys.executable, "-m", "training.enroll", "--user", "astro", "--users", str(tmp_path / "u"),
-                        "--image", str(a), "--image", str(b), "--views", "2", "--far", "1e-3", "--cohort", "none",
-                        "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                        "--image", str(a), "--image", str(b), "--enroll-views", "2", "--far", "1e-3",
+                        "--cohort", "none", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     meta = json.loads(r.stdout)
     assert meta["n_photos"] == 2 and meta["calibration"] == {"method": "global"}

@@ -2,7 +2,7 @@
 
 The protocol (people never trained on): the people of the model's held-out LFW fold with at least
 ``MIN_IMAGES`` photos are enrolled from their first k photos (k in ``--photos``, e.g. 1, 3, 5; each photo
-with ``--views`` augmented views, ``training.hypermodel.enrollment_views``). Every enrolled f scores, one way
+with ``--enroll-views`` augmented views, ``training.hypermodel.enrollment_views``). Every enrolled f scores, one way
 as the board does, the SAME probes for every k: the person's photos from number ``MIN_IMAGES`` on
 (genuine) and every photo of the fold's other people (impostors). Reported per setting, pooled over the
 enrolled people: AUC, TAR at FAR 1e-2 and 1e-3, and FAR / FRR at the hypermodel's global threshold and at
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None, help="hypermodel file (default: the shipped one)")
     ap.add_argument("--photos", default="1,3,5", help="enrollment photos per person, comma-separated (≤ 5)")
-    ap.add_argument("--views", default="1", help="views per photo, comma-separated (1–4)")
+    ap.add_argument("--enroll-views", default="1", help="enrollment views per photo, comma-separated (1–4)")
     ap.add_argument("--far", type=float, default=1e-2, help="target false-accept rate of the users' own thresholds")
     ap.add_argument("--cohort-size", type=int, default=3000)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "enroll_study", help="report folder")
@@ -157,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         photos = [int(p) for p in args.photos.split(",")]
-        views = [int(v) for v in args.views.split(",")]
+        views = [int(v) for v in args.enroll_views.split(",")]
     except ValueError:
-        fail(f"--photos and --views take comma-separated integers, got {args.photos!r} / {args.views!r}")
+        fail(f"--photos and --enroll-views take comma-separated integers, got {args.photos!r} / {args.enroll_views!r}")
     if not all(1 <= p < MIN_IMAGES for p in photos) or not all(1 <= v <= 4 for v in views):
-        fail(f"--photos must be in 1..{MIN_IMAGES - 1} and --views in 1..4")
+        fail(f"--photos must be in 1..{MIN_IMAGES - 1} and --enroll-views in 1..4")
     try:
         rep = run_study(args.model, photos, views, args.far, args.cohort_size)
     except (SharedDataMissing, FileNotFoundError, ValueError) as e:
