@@ -13,21 +13,28 @@ kept in the store entry), and writes
                                    with --activations int16 the 16x8 one (int16 activations), alone
 
 Atomic: everything is built in a hidden temp folder beside the output and renamed into place at the
-end, so an error leaves nothing half-written; an existing output folder is refused unless ``--force``
-(then replaced only once the new one is complete). Exit codes (``pvcore.cli``): 0 ok, 1 an error (unknown
+end, so an error leaves nothing half-written. Every output folder carries a marker, ``.pv-emit.json`` (tool,
+version, user, target, time). An existing output is refused unless ``--force``, and ``--force`` replaces
+only a folder with that marker (then only once the new one is complete): never the user store, a folder
+emit did not write, a file, the working folder or the repository. Two emits into one new folder: one
+writes it, the other is refused. Exit codes (``pvcore.cli``): 0 ok, 1 an error (unknown
 user, θ of another architecture, corrupt θ, existing output, …), 2 a wrong command line (unknown target).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import logging
 import os
 import re
 import shutil
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,7 @@ from codegen.project import (
 )
 from codegen.quantize import QuantConfig, quantize
 from codegen.tflite_writer import build_tflite, tflm_arena_bytes
+from pvcore.atomic import FolderExists, publish_folder, replace_folder, temp_folder_beside
 from pvcore.blob import BlobError, format_version, pack_blob
 from pvcore.cli import add_target_arg, add_user_store_args, fail, setup_logging
 from pvcore.paths import REPO_ROOT
@@ -117,12 +125,13 @@ def load_enroll_crop(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        img = np.asarray(Image.open(path).convert("RGB"))
-    except OSError as e:
+        with Image.open(path) as im:  # the header only: the size is checked before anything is decoded
+            if im.size != (112, 112):
+                raise EmitError(f"--enroll-crop {path}: an aligned 112×112 crop is needed, got "
+                                f"{im.size[0]}×{im.size[1]}")
+            return np.asarray(im.convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as e:
         raise EmitError(f"--enroll-crop {path}: cannot read the image ({e})") from None
-    if img.shape != (112, 112, 3):
-        raise EmitError(f"--enroll-crop {path}: an aligned 112×112 crop is needed, got {img.shape[1]}×{img.shape[0]}")
-    return img
 
 
 def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[str],
@@ -155,6 +164,111 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
                     (f"{user_id}_theta.bin", blob) if "blob" in formats else None, tfl, base_header,
                     qf.activations)
     return art, tflm_arena
+
+
+# ---- the output folder --------------------------------------------------------------------------------------
+# emit writes a marker into every folder it emits; --force replaces only a folder that carries it, so a
+# mistyped --out (the user store, a project, a file, the working folder) is refused, never deleted.
+MARKER = ".pv-emit.json"
+MARKER_TOOL = "codegen.emit"
+SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))  # kernel file systems: nothing to write there
+
+
+def _marker(user_id: str, target: str | None, activations: str) -> bytes:
+    try:
+        pkg = package_version("hyperverif-mcu")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed: the marker still names the tool
+        pkg = "unknown"
+    return (json.dumps({"tool": MARKER_TOOL, "version": pkg, "user": user_id, "target": target,
+                        "activations": activations,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n").encode()
+
+
+def check_replaceable(path: Path, shown: Path | str) -> None:
+    """Raise EmitError unless the existing ``path`` is a folder emit wrote (a real folder with its marker)."""
+    why = None
+    if path.is_symlink():
+        why = "is a symbolic link; point --out at a folder itself"
+    elif not path.is_dir():
+        why = "is a file, not a folder emit wrote"
+    else:
+        try:
+            if json.loads((path / MARKER).read_text()).get("tool") != MARKER_TOOL:
+                why = f"has a {MARKER} of another tool"
+        except FileNotFoundError:
+            why = f"was not written by codegen.emit (it has no {MARKER})"
+        except (OSError, ValueError, AttributeError):
+            why = f"has an unreadable {MARKER}"
+    if why is not None:
+        raise EmitError(f"--out {shown} {why}: --force replaces only a folder that codegen.emit wrote; choose "
+                        "another --out, or move it away yourself")
+
+
+def check_out(out: Path, force: bool, users_root: Path | None = None) -> Path:
+    """``out`` made absolute, once it is a folder emit may write: never the user store or a folder in or around
+    it, the file system root, the repository root, the working folder, the home folder or a parent of them,
+    or a kernel file system (/proc, /sys, /dev); an existing ``out`` only with ``force`` and only a folder emit
+    wrote (its marker). Raises EmitError naming the reason; touches nothing."""
+    dest = Path(os.path.abspath(out))
+    real = dest.resolve()
+    places = [(Path.cwd().resolve(), "the working folder"), (REPO_ROOT.resolve(), "the repository")]
+    try:
+        places.append((Path.home().resolve(), "the home folder"))
+    except RuntimeError:  # no home folder known
+        pass
+    for place, name in places:
+        if place.is_relative_to(real):
+            raise EmitError(f"--out {out} is {name} {place}{' or a folder above it' if place != real else ''}: "
+                            "emit writes a folder of its own; choose a new one, e.g. out/<user>")
+    for store in {UserStore(users_root).root.resolve(), UserStore().root.resolve()}:  # the one given, the default
+        if real.is_relative_to(store) or store.is_relative_to(real):
+            where = ("is the user store" if real == store else "is in the user store" if real.is_relative_to(store)
+                     else "holds the user store")
+            raise EmitError(f"--out {out} {where} {store}: choose another --out")
+    for sysdir in SYSTEM_DIRS:
+        if real.is_relative_to(sysdir):
+            raise EmitError(f"--out {out} is under {sysdir}, a kernel file system: choose a folder on disk")
+    above = next(p for p in real.parents if p.exists())
+    if not above.is_dir():
+        raise EmitError(f"--out {out}: {above} is a file, where a folder would have to be made")
+    if os.path.lexists(dest):
+        if not force:
+            raise EmitError(f"output {out} exists; pass --force to replace it (a folder codegen.emit wrote)")
+        check_replaceable(dest, out)
+    return dest
+
+
+def write_output(dest: Path, fill: Callable[[Path], None], marker: bytes, force: bool) -> None:
+    """Fill a temp folder beside ``dest``, mark it, and put it in place: create-or-fail, or with ``force`` the
+    atomic swap for a folder emit wrote (pvcore.atomic). On any failure ``dest`` is as it was and no temp
+    folder is left; an OSError becomes an EmitError naming the path."""
+    tmp: Path | None = None
+    try:
+        tmp = temp_folder_beside(dest)
+        fill(tmp)
+        (tmp / MARKER).write_bytes(marker)
+        os.chmod(tmp, 0o755)
+        for _attempt in range(2):  # a forced emit that lost a race for a new folder replaces the winner's
+            try:
+                if os.path.lexists(dest):
+                    if not force:
+                        raise FolderExists(errno.EEXIST, "exists", str(dest))
+                    check_replaceable(dest, dest)  # again: it may have changed while the θ was quantized
+                    replace_folder(tmp, dest)
+                else:
+                    publish_folder(tmp, dest)
+                return
+            except FolderExists:
+                if not force:
+                    raise EmitError(f"output {dest} was written by another process while this emit ran; nothing "
+                                    "written; pass --force to replace it") from None
+        raise EmitError(f"output {dest} keeps being written by other processes; nothing written")
+    except OSError as e:
+        what = f"{e.strerror} ({e.filename})" if e.strerror and e.filename else str(e)
+        raise EmitError(f"cannot write {dest}: {what}; choose a folder you can write to") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
@@ -216,8 +330,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             raise EmitError(f"--shared-prefix: target {target} has no base-blob build yet; targets that have: "
                             f"{have} (or emit the artifacts only, without --target)")
     out = Path(out) if out is not None else REPO_ROOT / "out" / (f"{user_id}-{target}" if target else user_id)
-    if out.exists() and not force:
-        raise EmitError(f"output {out} exists; pass --force to replace it")
+    dest = check_out(out, force, users_root)  # before the costly part; write_output checks again
     try:
         theta, meta = UserStore(users_root).load(user_id)
     except UserStoreError as e:
@@ -243,28 +356,17 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     res.seconds["quantize_s"] = time.perf_counter() - t
     art, tflm_arena = make_artifacts(qf, user_id, meta.threshold, formats, res.seconds, personal, base_header)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    def fill(folder: Path) -> None:
         if tgt is not None:
             t = time.perf_counter()
-            render_project(tgt, art, tmp, views)
+            render_project(tgt, art, folder, views)
             res.seconds["project_s"] = time.perf_counter() - t
         else:
             for a in (art.blob, art.theta_header, art.tflite, art.model_header, art.base_header):
                 if a:
-                    (tmp / a[0]).write_bytes(a[1])
-        os.chmod(tmp, 0o755)
-        if out.exists():  # --force: the old output stays whole until the new one is in place
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+                    (folder / a[0]).write_bytes(a[1])
+
+    write_output(dest, fill, _marker(user_id, target, activations), force)
     res.files = sorted((p, p.stat().st_size) for p in out.rglob("*") if p.is_file())
     res.flash_is_blob = formats != {"tflite"} or tgt is not None
     if not res.flash_is_blob:  # the .tflite alone (a TFLite Micro app holds it in flash)

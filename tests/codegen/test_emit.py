@@ -44,6 +44,13 @@ def run_cli(store: UserStore, *args: str, capsys) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+def emitted(out: Path) -> list[str]:
+    """The files of an emitted folder, beside its marker (which every emitted folder carries)."""
+    names = sorted(p.name for p in out.iterdir())
+    assert emit_mod.MARKER in names, names
+    return [n for n in names if n != emit_mod.MARKER]
+
+
 def leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if p.name.startswith(".")] if parent.exists() else []
 
@@ -74,7 +81,7 @@ def test_artifacts_only(store: UserStore, tmp_path: Path, capsys) -> None:
     out = tmp_path / "alice"
     rc, text, _ = run_cli(store, "--user", "alice", "--out", str(out), capsys=capsys)
     assert rc == 0, text
-    names = sorted(p.name for p in out.iterdir())
+    names = emitted(out)
     assert names == ["alice.tflite", "alice_model.h", "alice_theta.bin", "alice_theta.h"]
     for n in names:  # every output with its size, and the two memory figures
         assert f"{n}" in text and f"{(out / n).stat().st_size:,} B" in text
@@ -95,7 +102,7 @@ def test_artifacts_only(store: UserStore, tmp_path: Path, capsys) -> None:
 def test_single_formats(store: UserStore, tmp_path: Path, capsys, fmt: str, want: list[str]) -> None:
     rc, text, err = run_cli(store, "--user", "bob", "--out", str(tmp_path / "o"), "--format", fmt, capsys=capsys)
     assert rc == 0, err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(want)
+    assert emitted(tmp_path / "o") == sorted(want)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,7 +118,7 @@ def test_16x8_tflite(store: UserStore, tmp_path: Path, capsys, face_images: np.n
     rc, text, err = run_cli(store, "--user", "carol", "--out", str(out), "--format", "tflite",
                             "--activations", "int16", capsys=capsys)
     assert rc == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["carol.tflite", "carol_model.h"]
+    assert emitted(out) == ["carol.tflite", "carol_model.h"]
     assert "16x8" in text and "TFLM needs" in text
     model = (out / "carol.tflite").read_bytes()
     assert check_model(model)["activations"] == "int16"
@@ -209,15 +216,23 @@ def test_corrupt_theta(store: UserStore, tmp_path: Path, capsys) -> None:
 
 
 def test_existing_output_refused_then_forced(store: UserStore, tmp_path: Path, capsys) -> None:
+    """An existing output is refused; --force replaces a folder emit wrote, and only such a folder (the other
+    outputs --force refuses: tests/codegen/test_emit_output.py)."""
     out = tmp_path / "proj"
-    out.mkdir()
-    (out / "mine.txt").write_text("keep me")
+    rc, _, err = run_cli(store, "--user", "alice", "--out", str(out), "--format", "c-header", capsys=capsys)
+    assert rc == 0, err
     rc, _, err = run_cli(store, "--user", "alice", "--out", str(out), capsys=capsys)
     assert rc == EXIT_ERROR and "exists" in err and "--force" in err
-    assert [p.name for p in out.iterdir()] == ["mine.txt"] and leftovers(tmp_path) == []
+    assert emitted(out) == ["alice_theta.h"] and leftovers(tmp_path) == []
     rc, _, err = run_cli(store, "--user", "alice", "--out", str(out), "--format", "blob", "--force", capsys=capsys)
     assert rc == 0, err
-    assert [p.name for p in out.iterdir()] == ["alice_theta.bin"] and leftovers(tmp_path) == []
+    assert emitted(out) == ["alice_theta.bin"] and leftovers(tmp_path) == []
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "mine.txt").write_text("keep me")
+    rc, _, err = run_cli(store, "--user", "alice", "--out", str(mine), "--force", capsys=capsys)
+    assert rc == EXIT_ERROR and "not written by codegen.emit" in err
+    assert [p.name for p in mine.iterdir()] == ["mine.txt"] and leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------------------------------
