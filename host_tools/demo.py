@@ -2,9 +2,12 @@
 
     python -m host_tools.demo                  # a few minutes on 2 cores; reports under runs/demo/
 
-1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo with
-   the hypernetwork shipped in the repository (``training.enroll.enroll_image``: dlib detection and
-   alignment, dlib-resnet embedding, h_gen → θ) into a demo user store (``runs/demo/users``).
+1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo and
+   ``--enroll-views`` views of it (default 2: the photo and its mirror image) with the hypernetwork shipped
+   in the repository (``training.enroll.enroll_images``: dlib detection and alignment, YuNet where dlib
+   finds no face, dlib-resnet embeddings averaged, h_gen → θ) into a demo user store (``runs/demo/users``),
+   and report her threshold: the model's global one, or with ``--far`` her own from LFW's impostor
+   cohort when the shared data folder is there.
 2. **Emit** her verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers, .tflite,
    firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights).
 3. **Build and boot** the emitted Cortex-M4 project on QEMU mps2-an386 (``--boards`` instances).
@@ -98,20 +101,24 @@ class Enrolled:
     crop: np.ndarray
     threshold: float
     model_id: str
+    threshold_origin: str = "the model's global threshold"
 
 
-def enroll_person(user_id: str, image_rgb: np.ndarray, store_root: Path, model_path: Path | None) -> Enrolled:
-    """training.enroll.enroll_image with the shipped hypernetwork (or ``model_path``)."""
+def enroll_person(user_id: str, image_rgb: np.ndarray, store_root: Path, model_path: Path | None,
+                  enroll_views: int = 2, far: float | None = None) -> Enrolled:
+    """training.enroll.enroll_images with the shipped hypernetwork (or ``model_path``): one photo,
+    ``enroll_views`` views of it; with ``far``, her own threshold from the LFW cohort if it is at hand."""
     from pvcore.user_store import UserStore
-    from training.enroll import enroll_image
+    from training.enroll import enroll_images, threshold_origin
 
     store = UserStore(store_root)
-    meta, res = enroll_image(user_id, image_rgb, model_path=model_path, store=store, force=True)
+    meta, res = enroll_images(user_id, [image_rgb], model_path=model_path, store=store, force=True,
+                              views=enroll_views, far=far)
     theta, _ = store.load(user_id)
-    return Enrolled(user_id, theta, res.arcface112, meta.threshold, meta.hypermodel_id)
+    return Enrolled(user_id, theta, res.arcface112, meta.threshold, meta.hypermodel_id, threshold_origin(meta))
 
 
-EnrollFn = Callable[[str, np.ndarray, Path, "Path | None"], Enrolled]
+EnrollFn = Callable[..., Enrolled]
 
 
 # ---- the demo ---------------------------------------------------------------------------------------------
@@ -133,6 +140,8 @@ def run_demo(
     min_agreement: float = 99.5,
     enroll_fn: EnrollFn = enroll_person,
     show_progress: bool = True,
+    enroll_views: int = 2,
+    far: float | None = None,
 ) -> dict[str, object]:
     from codegen.emit import emit
     from host_tools import flash
@@ -153,8 +162,9 @@ def run_demo(
 
     t = time.monotonic()
     photo = package_photo(ENROLLED)
-    person = enroll_fn(ENROLLED, photo, users, model_path)
-    t = lap("enroll (detect, align, embed, h)", t)
+    person = enroll_fn(ENROLLED, photo, users, model_path, enroll_views=enroll_views, far=far)
+    t = lap(f"enroll (detect, align, {enroll_views} view(s) embedded, h)", t)
+    print(f"{ENROLLED}'s threshold: logit {person.threshold:+.3f} ({person.threshold_origin})", flush=True)
 
     emitted: dict[str, Path] = {}
     for target in ("cortex-m-qemu", "esp32"):
@@ -206,6 +216,8 @@ def run_demo(
         "enrolled": ENROLLED,
         "hypermodel_id": person.model_id,
         "threshold": person.threshold,
+        "threshold_origin": person.threshold_origin,
+        "enroll_views": enroll_views,
         "theta_install_s": [round(i.seconds, 2) for i in installs],
         "parity": r.summary(),
         "device_accepts": {k: f"{v}/{n_views}" for k, v in accepted.items()},
@@ -242,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boards", type=int, default=2, help="QEMU boards sharing the images (default 2)")
     ap.add_argument("--model", type=Path, help="hypermodel file (default: the one shipped in the repository)")
     ap.add_argument("--min-agreement", type=float, default=99.5, help="percent (default 99.5)")
+    ap.add_argument("--enroll-views", type=int, default=2, choices=range(1, 5), metavar="{1..4}",
+                    help="views of the enrollment photo averaged into her θ (default 2: the photo and its mirror)")
+    ap.add_argument("--far", type=float, default=None,
+                    help="her own threshold for this false-accept rate from LFW's impostor cohort (needs the "
+                         "shared data folder; without it the global threshold is kept)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     setup_logging(quiet=True)
@@ -259,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_demo(
             args.out, n_views=args.per_person, boards=args.boards, model_path=args.model,
-            min_agreement=args.min_agreement, show_progress=not args.no_progress,
+            min_agreement=args.min_agreement, show_progress=not args.no_progress, enroll_views=args.enroll_views,
+            far=args.far,
         )  # fmt: skip
     except (DemoError, EmitError, EnrollError, FlashError, ParityError, LinkError, DeviceError, FaceError,
             HyperModelError, UserStoreError, RuntimeError, OSError) as e:  # fmt: skip

@@ -134,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         t = ", ".join(f"{k} {v:.1f} ms" for k, v in res.timings_ms.items())
         print(f"enrolled {meta.user_id!r}: θ {meta.theta_size} values, arch {meta.arch} ({meta.arch_hash}), "
               f"backbone {meta.backbone}, model {meta.hypermodel_id}, {meta.n_photos} photo(s), "
-              f"threshold {meta.threshold:+.3f} ({_threshold_origin(meta)}) ({t})",
+              f"threshold {meta.threshold:+.3f} ({threshold_origin(meta)}) ({t})",
               file=sys.stdout)
     return 0
 
 
-def _threshold_origin(meta: UserMeta) -> str:
+def threshold_origin(meta: UserMeta) -> str:
+    """How the entry's threshold was set, in words (for reports)."""
     cal = meta.calibration or {"method": "global"}
     if cal.get("far_target") is None:
         return "the model's global threshold"
