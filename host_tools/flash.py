@@ -3,6 +3,7 @@
     python -m host_tools.flash --target esp32 --port /dev/ttyUSB0 --build out/alice/esp32/build
     python -m host_tools.flash --target esp32 --port /dev/ttyUSB0 --build DIR --theta-only --user alice
     python -m host_tools.flash --target cortex-m-qemu [--build DIR | --elf FILE]   # prints socket://…
+    python -m host_tools.flash --target riscv32-qemu [--build DIR | --elf FILE]    # the RV32IMC board
     python -m host_tools.flash --target host [--store FILE]                        # the host simulator
 
 ESP32 family (the ``esp-idf`` targets of ``pvcore.targets``, each with its chip's flash layout): the ESP-IDF
@@ -336,7 +337,7 @@ def qemu_elf(build: Path | None, elf: Path | None) -> Path | None:
             raise FlashError(f"--elf {elf}: no such file")
         return elf
     if build is None:
-        return None  # host_tools.qemu builds firmware_templates/cortex-m-qemu
+        return None  # host_tools.qemu builds the target's firmware_templates folder
     for cand in (build / "pv_fw.elf", build / "build" / "pv_fw.elf"):
         if cand.is_file():
             return cand
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=Path, help="ESP32: partitions.csv (default: from the build folder)")
     ap.add_argument("--theta-partition", help="name of the θ partition (default: the target's, theta)")
     ap.add_argument("--merged", type=Path, help="ESP32: write one merged image here (esptool merge-bin), no port")
-    ap.add_argument("--elf", type=Path, help="cortex-m-qemu: firmware ELF to boot")
+    ap.add_argument("--elf", type=Path, help="cortex-m-qemu, riscv32-qemu: firmware ELF to boot")
     ap.add_argument("--store", type=Path, help="host: θ store file")
     args = ap.parse_args(argv)
     setup_logging()
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     target = TARGETS[args.target]
     try:
         if target.virtual:
-            from host_tools.qemu import HostBoard, QemuBoard
+            from host_tools.qemu import HostBoard, QemuBoard, RiscvQemuBoard
 
             if target.family == "host":
                 exe = None
@@ -412,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                     if exe is None:
                         raise FlashError(f"--build {args.build}: no pv_host there (make -C firmware_templates/host)")
                 board = HostBoard(args.store, exe=exe)
+            elif target.family == "riscv32-qemu":
+                board = RiscvQemuBoard(qemu_elf(args.build, args.elf))
             else:
                 board = QemuBoard(qemu_elf(args.build, args.elf))
             return serve(board)

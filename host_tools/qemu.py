@@ -1,10 +1,14 @@
-"""Build and boot the virtual boards: the Cortex-M4 firmware on QEMU mps2-an386, or the host simulator.
+"""Build and boot the virtual boards: the Cortex-M4 firmware on QEMU mps2-an386, the RV32IMC firmware on
+QEMU virt, or the host simulator.
 
-Both are context managers that yield the serial URL once the board has sent its READY frame:
+All are context managers that yield the serial URL once the board has sent its READY frame:
 
     with QemuBoard() as url:                      # builds firmware_templates/cortex-m-qemu first
         with SerialLink(url) as link:
             print(link.info())
+
+    with RiscvQemuBoard() as url:                 # builds firmware_templates/riscv32-qemu first
+        ...
 
     with HostBoard(store=tmp / "theta.bin") as url:   # the same core as a Linux process
         ...
@@ -36,9 +40,12 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parents[1] / "firmware_templates"
 QEMU = TARGETS["cortex-m-qemu"]
 QEMU_DIR = TEMPLATES / QEMU.firmware
+RISCV = TARGETS["riscv32-qemu"]
+RISCV_DIR = TEMPLATES / RISCV.firmware
 HOST_DIR = TEMPLATES / TARGETS["host"].firmware
 PSRAM_BASE = 0x21000000
 PSRAM_BYTES = 16 * 1024 * 1024
+RISCV_BULK_BASE = 0x81000000  # riscv32-qemu/main.c BULK_BASE: the top 16 MiB of virt's default 128 MiB
 
 
 def make(directory: Path, *targets: str, build_dir: Path | None = None, extra_cflags: str = "") -> None:
@@ -61,6 +68,17 @@ def build_qemu_firmware(build_dir: Path | None = None, extra_cflags: str = "") -
         )
     make(QEMU_DIR, build_dir=build_dir, extra_cflags=extra_cflags)
     return (build_dir or QEMU_DIR / "build") / "pv_fw.elf"
+
+
+def build_riscv_firmware(build_dir: Path | None = None, extra_cflags: str = "") -> Path:
+    """Cross-compiles the RV32IMC firmware for QEMU virt (``extra_cflags``, e.g. ``-DPV_WITH_16X8=1``);
+    returns the ELF."""
+    if shutil.which("riscv64-unknown-elf-gcc") is None:
+        raise RuntimeError(
+            "riscv64-unknown-elf-gcc not found: apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"
+        )
+    make(RISCV_DIR, build_dir=build_dir, extra_cflags=extra_cflags)
+    return (build_dir or RISCV_DIR / "build") / "pv_fw.elf"
 
 
 def build_host_sim(build_dir: Path | None = None, extra_cflags: str = "") -> Path:
@@ -226,6 +244,45 @@ class QemuBoard(_ChildBoard):
         return cmd
 
 
+class RiscvQemuBoard(_ChildBoard):
+    """The RV32IMC firmware on QEMU virt (machine mode, -bios none), with -icount shift=0: its minstret
+    ticks (INFO tick_hz 10⁹) are then instructions."""
+
+    name = "qemu-riscv32-virt"
+
+    def __init__(
+        self,
+        elf: Path | None = None,
+        *,
+        bulk: Path | None = None,
+        icount: bool = True,
+        build: bool = True,
+        **kw: object,
+    ) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        if shutil.which("qemu-system-riscv32") is None:
+            raise RuntimeError("qemu-system-riscv32 not found: apt-get install qemu-system-misc")
+        self.elf = (
+            elf if elf is not None else (build_riscv_firmware() if build else RISCV_DIR / "build" / "pv_fw.elf")
+        )
+        self.bulk = bulk
+        self.icount = icount
+        if bulk is not None and bulk.stat().st_size > PSRAM_BYTES:
+            raise ValueError(f"{bulk}: {bulk.stat().st_size} bytes do not fit the 16 MiB bulk area")
+
+    def command(self, fd: int) -> list[str]:
+        cmd = [
+            "qemu-system-riscv32", "-M", str(RISCV.qemu_machine), "-bios", "none", "-display", "none",
+            "-monitor", "none", "-nodefaults", "-kernel", str(self.elf),
+            "-chardev", f"socket,id=ser0,fd={fd},server=on,wait=on,nodelay=on", "-serial", "chardev:ser0",
+        ]  # fmt: skip
+        if self.icount:
+            cmd += ["-icount", "shift=0"]
+        if self.bulk is not None:
+            cmd += ["-device", f"loader,file={self.bulk},addr=0x{RISCV_BULK_BASE:08x},force-raw=on"]
+        return cmd
+
+
 class HostBoard(_ChildBoard):
     """The same core as a Linux process (firmware_templates/host), θ store in a file."""
 
@@ -269,8 +326,8 @@ class HostBoard(_ChildBoard):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m host_tools.qemu",
-        description="Build and boot a virtual board (QEMU mps2-an386 or the host simulator); print its URL "
-        "and serve until Ctrl-C.",
+        description="Build and boot a virtual board (QEMU mps2-an386, QEMU virt RV32IMC or the host simulator); "
+        "print its URL and serve until Ctrl-C.",
     )
     add_target_arg(ap, families=VIRTUAL_FAMILIES, default="cortex-m-qemu",
                    help="the virtual board (default cortex-m-qemu)")
@@ -285,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         board: _ChildBoard
         if args.target == "cortex-m-qemu":
             board = QemuBoard(bulk=args.bulk, icount=not args.no_icount)
+        elif args.target == "riscv32-qemu":
+            board = RiscvQemuBoard(bulk=args.bulk, icount=not args.no_icount)
         else:
             board = HostBoard(args.store, bulk=args.bulk)
         with board as url:

@@ -9,6 +9,7 @@ Families:
 - ``esp-idf``: an ESP-IDF project (ESP32, ESP32-S3, ESP32-C3), flashed with esptool; ``flash`` holds
   its flash map and θ partition.
 - ``cortex-m-qemu``: the Cortex-M4 firmware on QEMU's mps2-an386 board (a Makefile project).
+- ``riscv32-qemu``: the RV32IMC firmware on QEMU's virt board, machine mode (a Makefile project).
 - ``host``: the POSIX simulator of a board (a Makefile project, a Linux process).
 
 Kernels: ``fixed`` (the C kernel of firmware_templates/common, runs θ blobs) or ``tflm`` (TFLite Micro
@@ -20,8 +21,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-FAMILIES = ("esp-idf", "cortex-m-qemu", "host")
-VIRTUAL_FAMILIES = ("cortex-m-qemu", "host")  # boards this machine boots (host_tools.qemu)
+FAMILIES = ("esp-idf", "cortex-m-qemu", "riscv32-qemu", "host")
+VIRTUAL_FAMILIES = ("cortex-m-qemu", "riscv32-qemu", "host")  # boards this machine boots (host_tools.qemu)
 KERNELS = ("fixed", "tflm")
 
 
@@ -74,7 +75,7 @@ class Target:
     # their .tflite carries the whole model.
     shared_prefix: bool = True
     flash: FlashLayout | None = None  # esp-idf only
-    qemu_machine: str | None = None  # cortex-m-qemu only: qemu-system-arm -M
+    qemu_machine: str | None = None  # the QEMU families: qemu-system-arm / qemu-system-riscv32 -M
 
     @property
     def virtual(self) -> bool:
@@ -104,6 +105,9 @@ TARGETS: dict[str, Target] = {
         Target("cortex-m-qemu", "cortex-m-qemu", "fixed", None,
                "Cortex-M4 on QEMU mps2-an386 (arm-none-eabi-gcc, Makefile)", "cortex-m-qemu",
                qemu_machine="mps2-an386"),
+        Target("riscv32-qemu", "riscv32-qemu", "fixed", None,
+               "RV32IMC on QEMU virt (riscv64-unknown-elf-gcc + picolibc, Makefile)", "riscv32-qemu",
+               shared_prefix=False, qemu_machine="virt"),
         Target("host", "host", "fixed", None, "POSIX simulator of a board (gcc, Makefile)", "host",
                shared_prefix=False),
     )

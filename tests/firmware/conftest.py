@@ -1,7 +1,8 @@
 """Fixtures for the firmware tests: real θ blobs from codegen, builds, and virtual boards.
 
-Boards come in two kinds with the same C core: the host simulator (fast, a Linux process) and the
-Cortex-M4 firmware on QEMU mps2-an386 (marked slow). Protocol tests run on both.
+Boards come in three kinds with the same C core: the host simulator (fast, a Linux process), the
+Cortex-M4 firmware on QEMU mps2-an386 and the RV32IMC firmware on QEMU virt (both marked slow). Protocol
+tests run on all three.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import pytest
 import torch
 
 from codegen.quantize import quantize
-from host_tools.qemu import HostBoard, QemuBoard, build_host_sim, build_qemu_firmware
+from host_tools.qemu import (
+    HostBoard,
+    QemuBoard,
+    RiscvQemuBoard,
+    build_host_sim,
+    build_qemu_firmware,
+    build_riscv_firmware,
+)
 from pvcore.blob import pack_blob
 from pvcore.qtheta import QuantizedF
 from pvcore.spec import F_SPEC
@@ -67,27 +75,37 @@ def qemu_elf() -> Path:
     return build_qemu_firmware()
 
 
+@pytest.fixture(scope="session")
+def rv32_elf() -> Path:
+    """The RV32IMC firmware as its Makefile builds it by default (int8 and 16x8 θ blobs)."""
+    if shutil.which("qemu-system-riscv32") is None or shutil.which("riscv64-unknown-elf-gcc") is None:
+        pytest.fail("qemu-system-riscv32 / riscv64-unknown-elf-gcc missing: run .ci/setup (apt packages)")
+    return build_riscv_firmware()
+
+
 @dataclass
 class BoardHandle:
     kind: str
     url: str
-    board: HostBoard | QemuBoard
+    board: HostBoard | QemuBoard | RiscvQemuBoard
 
 
 def start_board(
     kind: str, tmp: Path, request: pytest.FixtureRequest, bulk: Path | None = None
 ) -> BoardHandle:
     if kind == "host":
-        b: HostBoard | QemuBoard = HostBoard(
+        b: HostBoard | QemuBoard | RiscvQemuBoard = HostBoard(
             tmp / "store.bin", exe=request.getfixturevalue("host_exe"), bulk=bulk
         )
+    elif kind == "riscv32":
+        b = RiscvQemuBoard(request.getfixturevalue("rv32_elf"), bulk=bulk)
     else:
         b = QemuBoard(request.getfixturevalue("qemu_elf"), bulk=bulk)
     url = b.start()
     return BoardHandle(kind, url, b)
 
 
-BOARD_KINDS = ["host", pytest.param("qemu", marks=pytest.mark.slow)]
+BOARD_KINDS = ["host", pytest.param("qemu", marks=pytest.mark.slow), pytest.param("riscv32", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module", params=BOARD_KINDS)

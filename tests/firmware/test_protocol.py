@@ -1,6 +1,6 @@
-"""The serial protocol end to end on the virtual boards: the host simulator and the Cortex-M4 firmware
-on QEMU mps2-an386 (slow). Real θ blobs (codegen), a real byte stream through pyserial, and the C
-kernel's outputs checked against the int8 golden model bit for bit."""
+"""The serial protocol end to end on the virtual boards: the host simulator, the Cortex-M4 firmware on
+QEMU mps2-an386 and the RV32IMC firmware on QEMU virt (slow). Real θ blobs (codegen), a real byte stream
+through pyserial, and the C kernel's outputs checked against the int8 golden model bit for bit."""
 
 from __future__ import annotations
 
@@ -80,6 +80,12 @@ def test_ready_and_info(board: BoardHandle, link: SerialLink) -> None:
         budget = 48 * 1024 if info.views == 1 else 84 * 1024
         assert static + stack <= budget, f"peak RAM over {budget // 1024} KiB with {info.views} view(s)"
         assert info.arena_bytes == info.views * 32448
+    if board.kind == "riscv32":  # minstret at a nominal 1 GHz: under -icount shift=0, ticks = instructions
+        assert info.tick_hz == 1_000_000_000 and info.board == "rv32virt" and info.runs_16x8
+        assert info.bulk_images == (16 * 1024 * 1024 - IMAGE_BYTES) // IMAGE_BYTES
+        stack, static = struct.unpack_from("<II", link.request(Cmd.INFO).payload, 100)
+        assert 0 < stack < 4096 and 0 < static
+        assert static + stack <= 48 * 1024 and info.arena_bytes == 37632  # the 16x8 kernel's arena
 
 
 # ---- θ and inference -------------------------------------------------------------------------------------
