@@ -1,4 +1,4 @@
-"""Firmware benchmark on the emulated Cortex-M4 (QEMU mps2-an386, ``-icount shift=0``).
+"""Firmware benchmark on the emulated Cortex-M4 (QEMU mps2-an386) and RV32IMC (QEMU virt), ``-icount shift=0``.
 
 Builds the firmware five times (``make DSP=0``: the plain C kernel; ``DSP=1``: the SMLAD kernel; ``DSP=1
 BASE=…``: the SMLAD kernel with the shipped model's shared prefix compiled in and A/B slots for personal θ
@@ -19,6 +19,12 @@ written as JSON:
   high-water mark the firmware measures (the stack is painted at boot; INFO bytes 100..103); the
   reserved stack section is reported too.
 
+Then the RV32IMC firmware (firmware_templates/riscv32-qemu: the same portable kernel and protocol, plain C,
+no DSP) on QEMU virt, twice: ``PV_WITH_16X8=0`` running the int8 θ and ``PV_WITH_16X8=1`` running the 16x8
+θ; the same checks and figures, where the board's ticks are ``minstret`` at a nominal 1 GHz (under
+``-icount shift=0`` one instruction is 1 ns: ticks = instructions, exact) and flash is .text + .rodata +
+.data (``riscv64-unknown-elf-size -A``).
+
     python -m host_tools.fw_bench [--out FILE] [--bench N] [--json]
 """
 
@@ -37,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from host_tools.qemu import QEMU_DIR, QemuBoard, make
+from host_tools.qemu import QEMU_DIR, RISCV_DIR, QemuBoard, RiscvQemuBoard, make
 from host_tools.serial_link import Cmd, SerialLink
 from pvcore.atomic import atomic_write_json
 from pvcore.cli import fail, setup_logging
@@ -63,6 +69,15 @@ def build(dsp: bool, build_dir: Path, base_dir: Path | None = None, views: int =
     return build_dir / "pv_fw.elf"
 
 
+def build_rv32(with16: bool, build_dir: Path) -> Path:
+    """Cross-compiles the RV32IMC firmware with (PV_WITH_16X8=1) or without the 16x8 kernel; returns the ELF."""
+    if shutil.which("riscv64-unknown-elf-gcc") is None:
+        raise RuntimeError("riscv64-unknown-elf-gcc not found: apt-get install gcc-riscv64-unknown-elf "
+                           "picolibc-riscv64-unknown-elf")
+    make(RISCV_DIR, f"PV_WITH_16X8={int(with16)}", build_dir=build_dir)
+    return build_dir / "pv_fw.elf"
+
+
 def shared_prefix_theta(out_dir: Path) -> tuple[bytes, bytes, np.ndarray, int]:
     """The shipped model's base (written as out_dir/pv_base_theta.h), the personal blob of the θ it
     generates for a fixed random unit embedding (the arithmetic is what is measured, not a decision),
@@ -84,9 +99,9 @@ def shared_prefix_theta(out_dir: Path) -> tuple[bytes, bytes, np.ndarray, int]:
     return base_blob, blob, face[0], int(run_int8(qf, face)[0])
 
 
-def section_sizes(elf: Path) -> dict[str, int]:
-    """Section name → size from ``arm-none-eabi-size -A``."""
-    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+def section_sizes(elf: Path, size_tool: str = "arm-none-eabi-size") -> dict[str, int]:
+    """Section name → size from ``size -A`` (``size_tool``: the ELF's toolchain's)."""
+    out = subprocess.run([size_tool, "-A", str(elf)], capture_output=True, text=True, check=True).stdout
     sizes = {}
     for line in out.splitlines():
         parts = line.split()
@@ -111,12 +126,14 @@ def test_theta_and_image(activations: str = "int8") -> tuple[Any, bytes, np.ndar
     return qf, pack_blob(qf, "fw-bench", 0.0), face[0], int(run_int8(qf, face)[0])
 
 
-def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...], n_bench: int) -> dict[str, Any]:
-    """Boots one firmware on QEMU and measures it over the serial link. ``golden``: the golden model's
-    logit of each view the firmware scores (the image; with two views, then its mirror)."""
+def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...], n_bench: int,
+            board: type[QemuBoard] | type[RiscvQemuBoard] = QemuBoard) -> dict[str, Any]:
+    """Boots one firmware on QEMU (``board``: the Cortex-M4's or the RV32IMC's) and measures it over the
+    serial link. ``golden``: the golden model's logit of each view the firmware scores (the image; with
+    two views, then its mirror)."""
     from codegen.golden import images_to_int8
 
-    with QemuBoard(elf) as url, SerialLink(url, timeout=10.0) as link:
+    with board(elf) as url, SerialLink(url, timeout=10.0) as link:
         views = link.info().views
         if views != len(golden):
             raise RuntimeError(f"{elf}: INFO reports {views} views per probe, expected {len(golden)}")
@@ -188,6 +205,30 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
                 "static_ram_bytes": static,
                 "peak_ram_bytes": static + m["stack_high_water_bytes"],
             }
+        for name, with16 in (("rv32_int8", False), ("rv32_16x8", True)):
+            elf = build_rv32(with16, Path(tmp) / name)
+            sec = section_sizes(elf, "riscv64-unknown-elf-size")
+            m = measure(elf, blob16 if with16 else blob, image, (golden16 if with16 else golden,), n_bench,
+                        RiscvQemuBoard)
+            theta_slot = len(blob16 if with16 else blob) + SLOT_HEADER_BYTES
+            text = sec.get(".text", 0) + sec.get(".rodata", 0)
+            fw_flash = text + sec.get(".data", 0)
+            static = sec.get(".data", 0) + sec.get(".bss", 0)
+            report[name] = {
+                **m,
+                "views": 1,
+                "instructions_per_mac": round(m["instructions_per_inference"] / macs, 3),
+                "text_bytes": text,
+                "data_bytes": sec.get(".data", 0),
+                "bss_bytes": sec.get(".bss", 0),
+                "stack_reserved_bytes": sec.get(".stack", 0),
+                "firmware_flash_bytes": fw_flash,
+                "flash_with_one_theta_bytes": fw_flash + theta_slot,
+                "flash_with_ab_theta_bytes": fw_flash + 2 * theta_slot,
+                "flash_with_ab_slots_reserved_bytes": fw_flash + 2 * (-(-theta_slot // ERASE_BYTES) * ERASE_BYTES),
+                "static_ram_bytes": static,
+                "peak_ram_bytes": static + m["stack_high_water_bytes"],
+            }
     dsp = report["dsp"]
     report["goals"] = {
         "dsp_instructions_per_mac<=1.5": dsp["instructions_per_mac"] <= GOALS["instructions_per_mac_dsp"],
@@ -198,6 +239,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
             report["dsp_base"]["flash_with_ab_slots_reserved_bytes"] <= GOALS["flash_bytes"],
         "peak_ram_base_build<=48KiB": report["dsp_base"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
         "peak_ram_16x8_build<=48KiB": report["dsp_16x8"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
+        "peak_ram_rv32_16x8_build<=48KiB": report["rv32_16x8"]["peak_ram_bytes"] <= GOALS["peak_ram_bytes"],
     }
     atomic_write_json(out, report)
     return report
@@ -222,12 +264,14 @@ def _print(report: dict[str, Any]) -> None:
         ("flash: + A/B θ B", "flash_with_ab_theta_bytes"),
         ("flash: + A/B slots (4 KiB) B", "flash_with_ab_slots_reserved_bytes"),
     ]
-    builds = ("plain", "dsp", "dsp_base", "dsp_2views", "dsp_16x8")
-    print(f"{'':30s}" + "".join(f"{b:>14s}" for b in builds))
-    for label, key in rows:
-        vals = [report[b][key] for b in builds]
-        fmt = (lambda v: f"{v:14.3f}") if isinstance(vals[0], float) else (lambda v: f"{v:14,d}")
-        print(f"{label:30s}" + "".join(fmt(v) for v in vals))
+    for title, builds in (("Cortex-M4, QEMU mps2-an386", ("plain", "dsp", "dsp_base", "dsp_2views", "dsp_16x8")),
+                          ("RV32IMC, QEMU virt (plain C, bit-exact)", ("rv32_int8", "rv32_16x8"))):
+        print(title)
+        print(f"{'':30s}" + "".join(f"{b:>14s}" for b in builds))
+        for label, key in rows:
+            vals = [report[b][key] for b in builds]
+            fmt = (lambda v: f"{v:14.3f}") if isinstance(vals[0], float) else (lambda v: f"{v:14,d}")
+            print(f"{label:30s}" + "".join(fmt(v) for v in vals))
     for goal, ok in report["goals"].items():
         print(f"goal {goal}: {'met' if ok else 'NOT met'}")
 
