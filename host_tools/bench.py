@@ -4,9 +4,10 @@
     python -m host_tools.bench --port /dev/ttyUSB0 --user alice      # installs alice's θ first
 
 The board times its own inferences (BENCH reruns the last image n times, from a tick edge). Ticks are
-the board's clock (INFO ``tick_hz``). On QEMU mps2-an386 started with ``-icount shift=0`` (what
-``host_tools.qemu`` does) one instruction takes 1 ns of virtual time, so ticks × 10⁹ / tick_hz is an
-exact *instruction* count — not a cycle count of a real Cortex-M4. On a real board, ticks are its timer's.
+the board's clock (INFO ``tick_hz``). On QEMU (mps2-an386, or virt with the RV32IMC firmware, whose ticks
+are minstret at a nominal 1 GHz) started with ``-icount shift=0`` (what ``host_tools.qemu`` does) one
+instruction takes 1 ns of virtual time, so ticks × 10⁹ / tick_hz is an exact *instruction* count — not a
+cycle count of a real core. On a real board, ticks are its timer's.
 
 The link figures (``host_tools.link_bench.measure``) are wall-clock round trips of PING frames each way.
 """
@@ -35,7 +36,7 @@ from pvcore.user_store import UserStoreError
 
 log = logging.getLogger(__name__)
 
-QEMU_BOARDS = ("mps2386",)  # board names (INFO) whose ticks are instruction counts under -icount shift=0
+QEMU_BOARDS = ("mps2386", "rv32virt")  # board names (INFO) whose ticks are instruction counts under -icount shift=0
 
 
 def bench_image(path: Path | None) -> np.ndarray:
@@ -92,7 +93,7 @@ def run_bench(
             instr = b.mean_ticks * 1e9 / info.tick_hz
             res["instructions_mean"] = instr
             res["instructions_per_mac"] = instr / macs
-            res["instructions_note"] = "QEMU -icount shift=0: 1 instruction = 1 ns; not real Cortex-M4 cycles"
+            res["instructions_note"] = "QEMU -icount shift=0: 1 instruction = 1 ns; not cycles of a real core"
     if link_n > 0:
         res["link"] = measure(url, n=link_n, blob=None)
     return res
