@@ -438,9 +438,9 @@ def main(argv: list[str] | None = None) -> int:
                          "default: the target's (--list-targets)")
     ap.add_argument("--activations", choices=ACTIVATIONS,
                     help="int8: full int8 (θ blob format 4, the fixed kernel pv_kernel.c); int16: TFLM's 16x8 "
-                         "(int16 activations, int8 weights; decisions closer to float — README): θ blob format 3 "
-                         "for pv_kernel16.c (the project built with PV_WITH_16X8=1, one view) and the 16x8 "
-                         ".tflite; not for -tflm targets or --shared-prefix. Default: the target's "
+                         "(int16 activations, int8 weights; decisions closer to float: docs/quantization.md): "
+                         "θ blob format 3 for pv_kernel16.c (the project built with PV_WITH_16X8=1, one view) "
+                         "and the 16x8 .tflite; not for -tflm targets or --shared-prefix. Default: the target's "
                          "(--list-targets: int16 for the fixed-kernel targets esp32, esp32s3, esp32c3, "
                          "cortex-m-qemu and host, unless --views 2 or --shared-prefix), else int8")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")

@@ -4,9 +4,8 @@ NOT help; kept so that its figures can be reproduced and the next attempt starts
 Why it was tried: with ``personal_from = "pool"`` every convolution of f is ONE shared θ prefix and only
 the linear tail (fc1, head) is personal. After equalization, GPTQ and percentile ranges
 (``codegen.quantize``) what still separates the int8 f from the float f is mostly the rounding of the
-prefix's per-tensor int8 activations (≈ 86 % of the near-threshold error variance, ``python -m
-codegen.int8_layers``). Calibration cannot change that (calibrating on 400 LFW faces instead of the
-package faces gave the same error); the prefix's weights might.
+prefix's per-tensor int8 activations (``python -m codegen.int8_layers``). Calibration cannot change that
+(calibrating on LFW faces instead of the package faces gave the same error); the prefix's weights might.
 
 What it does: the prefix θ_s is fine-tuned on training faces (people of the model's training folds only)
 with
@@ -24,16 +23,12 @@ with
 - ‖v‖²_M = vᵀ M v, M = E_u[w_u w_uᵀ] with w_u the folded linear tail (w_head · W_fc1) of the θ h_gen makes
   for training faces: the squared change of the LOGIT that users' verifiers see.
 
-What it gave (default model, held-out fold 0, 1,200 directed pairs, real codegen + golden model;
-baseline near-threshold mean |Δlogit| 0.0364, expected agreement 99.28 %, mean |Δlogit| 0.0526): the
-emulated rms noise on training batches falls 2–4× (0.28 → 0.05–0.07) and the mean |Δlogit| by up to
-12 % (0.046 at μ 10), but the near-threshold error — what flips decisions — does not move (0.036–0.042
-over seven variants: per-batch ranges with or without equalization, RTN weights, augmentation, μ 1…10,
-an L1 int8 term).
-The README's int8 section has the table. The shipped model is not fine-tuned.
+What it gave: the emulated noise and the real mean |Δlogit| fall, but not the near-threshold error —
+what flips decisions (every variant's figures: docs/quantization.md, "Tried and not kept"). The shipped
+model is not fine-tuned.
 
 The result is a copy of the hypermodel file with the new shared prefix (a new model id; threshold kept:
-the float logits move by ``rms_logit_change_last`` of the run's summary, 0.05–0.11). Checkpoints every
+the float logits move by ``rms_logit_change_last`` of the run's summary). Checkpoints every
 ``--checkpoint-every`` steps; ``--resume`` continues a run.
 """
 

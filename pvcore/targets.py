@@ -65,10 +65,11 @@ class Target:
     # (the default of an int8 build; a 16x8 build always runs one view)
     views: int = 1
     # The θ the project runs by default (codegen.emit --activations overrides): "int16", TFLM's 16x8 with
-    # pv_kernel16.c, for every fixed-kernel target: over all 13,233 LFW faces its decisions agree with float
-    # f on 99.6-99.9 % per user, full int8's on 98.4-99.6 % (README). Its arena is 37,632 B (int8: 32,448),
-    # inside the Cortex-M's 48 KB (peak RAM 47,496 B on QEMU); it costs speed there (20.8 M instructions per
-    # probe against int8 SMLAD's 4.9 M). The TFLM projects run the int8 .tflite.
+    # pv_kernel16.c, for every fixed-kernel target: the scheme whose decisions agree with float f on ≥ 99.5 %
+    # of faces for every user measured, full int8's not for all of them (docs/results.md, "Device decisions
+    # vs float f"). Its arena, PV_KERNEL16_ARENA_BYTES = 37,632 B (int8: 32,448), fits the Cortex-M's 48 KB
+    # budget; the price is speed (≈ 4× int8's SMLAD instructions: docs/results.md, "Firmware on the
+    # emulated Cortex-M4"). The TFLM projects run the int8 .tflite.
     activations: str = "int16"
     # The firmware compiles a model's shared prefix in (pv_base_theta.h, codegen.emit --shared-prefix): the
     # Makefile when the file is there, the ESP-IDF projects through pv_app_config.h. Not the -tflm ones:
