@@ -28,7 +28,7 @@ from pvcore.atomic import atomic_write, atomic_write_json
 from pvcore.paths import cache_dir
 from training.backbones.base import ARCFACE112, DLIB150
 from training.face.errors import FaceError
-from training.face.pipeline import FacePipeline
+from training.face.pipeline import AlignedFace, FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,21 @@ class AlignedCache:
         return {name: int((s == code).sum()) for code, name in STATUS_NAMES.items()}
 
     # -- work --------------------------------------------------------------------------------------
+    def put(self, faces: dict[int, AlignedFace], code: int) -> None:
+        """Store faces aligned outside :meth:`ensure` (e.g. in a box from a dataset's own landmarks) under
+        status ``code``; the crops are flushed before the status says they are there, as in :meth:`ensure`."""
+        if code not in STATUS_NAMES or code in (PENDING, FAILED):
+            raise ValueError(f"status {code} is not one of an aligned face")
+        status, landmarks = self.status, self.landmarks
+        mm = {k: np.memmap(self.dir / f"{k}.u8", np.uint8, "r+", shape=(len(self.paths), *s))
+              for k, s in SHAPES.items()}
+        for idx, face in faces.items():
+            mm[ARCFACE112][idx], mm[DLIB150][idx], landmarks[idx] = face.arcface112, face.dlib150, face.landmarks5
+            status[idx] = code
+        for m in mm.values():
+            m.flush()
+        self._save_state(status, landmarks)
+
     def ensure(self, which: Sequence[int] | None = None, workers: int = 2, chunk: int = 256,
                progress: bool = True, retry_failed: bool = False) -> dict[str, int]:
         """Align every image in ``which`` (default: all) that is still pending (or failed, if asked)."""
