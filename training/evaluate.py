@@ -11,9 +11,15 @@ Baseline of a frozen backbone: score(a, b) = cosine similarity of the two embedd
 10-fold accuracy (threshold chosen on the other 9 folds, LFW View 2 protocol), TAR at FAR 1e-3 and 1e-2
 and ROC AUC, and writes ``report.json``, ``roc.png`` and ``scores.png`` to ``--out``.
 
-Datasets: ``lfw`` (View 2 pairs.txt, or View 1 ``--view devtest``; images aligned once and cached, see
-``python -m training.align``) or a path to an InsightFace verification ``.bin`` file (already aligned
-112×112 crops: lfw.bin, cfp_fp.bin, agedb_30.bin, calfw.bin, cplfw.bin, vgg2_fp.bin).
+Datasets (``--dataset``): ``lfw`` (View 2 pairs.txt, or View 1 ``--view devtest``; images aligned once and
+cached, see ``python -m training.align``); ``cfp-ff`` / ``cfp-fp`` (CFP's frontal-frontal and frontal-profile
+10-fold protocols, ``training.data.cfp``); an image folder (one sub-folder per person, any format OpenCV
+reads; its 10 people-disjoint folds of pairs are drawn by ``training.data.image_folder.verification_pairs``);
+or an InsightFace verification ``.bin`` file (already aligned 112×112 crops: lfw.bin, cfp_fp.bin,
+agedb_30.bin, calfw.bin, cplfw.bin, vgg2_fp.bin; dlib's chip is fitted in them, ``training.face.box_align``).
+``--variant gray|lowres``: the set's crops in grayscale or at 40×40 (``training.data.variants``).
+A ``--model`` is scored on the pairs it was not trained on (:func:`model_pairs`): on LFW its held-out
+fold; on CFP without the people whose names are in the LFW folds it saw; any other set whole.
 """
 
 from __future__ import annotations
@@ -21,18 +27,19 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pvcore.atomic import atomic_write_json
-from pvcore.cli import fail, setup_logging
+from pvcore.cli import EXIT_USAGE, fail, setup_logging
 from pvcore.paths import REPO_ROOT, SharedDataMissing
 from training.backbones import available_backbones, backbone_info, load_backbone, resolve_detector
-from training.backbones.base import ARCFACE112, mirrored
+from training.backbones.base import ARCFACE112, DLIB150, mirrored
 from training.backbones.embedding_cache import EmbeddingCache
+from training.data.variants import VARIANTS
 from training.eval.metrics import VerificationReport
 from training.eval.plots import save_roc_png, save_score_histogram_png
 
@@ -52,41 +59,201 @@ class PairSet:
     right: np.ndarray
     same: np.ndarray  # (P,) bool
     folds: np.ndarray | None  # (P,) fold id, or None for consecutive equal splits
+    info: dict = field(default_factory=dict)  # how the set was made: alignment paths, excluded pairs
+
+
+def spread(n_total: int, n: int | None) -> np.ndarray:
+    """``n`` indices spread evenly over range(n_total) (all of them for None or n >= n_total): on a pair
+    list laid out fold by fold, same pairs then different ones, every fold and both kinds keep their share."""
+    if n is None or n >= n_total:
+        return np.arange(n_total)
+    return np.unique(np.linspace(0, n_total - 1, n).round().astype(np.int64))
+
+
+def _limited(pairs: list, limit: int | None, info: dict) -> list:
+    """``pairs`` cut to ``limit`` by :func:`spread` (recorded in ``info``), before any image is aligned."""
+    if limit is None or limit >= len(pairs):
+        return pairs
+    info["limited_to_pairs"] = int(limit)
+    return [pairs[i] for i in spread(len(pairs), limit)]
+
+
+def _cached_pairs(name: str, cache, pairs: list, info: dict) -> PairSet:
+    """A PairSet of ``pairs`` (each with .a, .b image paths of ``cache``, .same, .fold) from aligned crops."""
+    from training.face.cache import DLIB150
+
+    used = sorted({p.a for p in pairs} | {p.b for p in pairs})
+    idx = cache.indices(used)
+    pos = {p: i for i, p in enumerate(used)}
+    crops = {ARCFACE112: np.asarray(cache.crops(ARCFACE112)[idx]), DLIB150: np.asarray(cache.crops(DLIB150)[idx])}
+    folds = np.array([p.fold for p in pairs])
+    return PairSet(name=name, crops=crops, left=np.array([pos[p.a] for p in pairs]),
+                   right=np.array([pos[p.b] for p in pairs]), same=np.array([p.same for p in pairs]),
+                   folds=folds if len(np.unique(folds)) >= 2 else None,
+                   info={"images": len(used), **info})
+
+
+def _alignment_counts(cache, idx: np.ndarray) -> dict[str, int]:
+    """How many of the images ``idx`` each alignment path handled (the cache's status names)."""
+    from training.face.cache import STATUS_NAMES
+
+    status = cache.status[np.asarray(idx, np.int64)]
+    return {name: int((status == code).sum()) for code, name in STATUS_NAMES.items()}
 
 
 def lfw_pairs(view: str = "view2", detector: str = "dlib", max_folds: int | None = None,
-              workers: int = 2, progress: bool = True) -> PairSet:
+              workers: int = 2, progress: bool = True, fold: int | None = None, limit: int | None = None) -> PairSet:
+    """LFW's ``view`` pairs (the first ``max_folds`` folds, or View 2 ``fold`` alone; ``limit`` of them)."""
     from training.data import lfw
-    from training.face.cache import DLIB150, lfw_cache
+    from training.face.cache import lfw_cache
 
     pairs = lfw.load_pairs(view)
     if max_folds is not None:
         pairs = [p for p in pairs if p.fold < max_folds]
+    if fold is not None:
+        pairs = [p for p in pairs if p.fold == fold]
+    info: dict = {"detector": detector}
+    pairs = _limited(pairs, limit, info)
     cache = lfw_cache(detector)
-    used = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    idx = cache.indices(used)
+    idx = cache.indices(sorted({p.a for p in pairs} | {p.b for p in pairs}))
     summary = cache.ensure(idx, workers=workers, progress=progress)
     log.info("LFW alignment cache: %s", summary)
-    pos = {p: i for i, p in enumerate(used)}
-    crops = {ARCFACE112: np.asarray(cache.crops(ARCFACE112)[idx]), DLIB150: np.asarray(cache.crops(DLIB150)[idx])}
-    folds = np.array([p.fold for p in pairs])
-    return PairSet(
-        name=f"lfw-{view}" + (f"-folds{max_folds}" if max_folds else ""),
-        crops=crops,
-        left=np.array([pos[p.a] for p in pairs]),
-        right=np.array([pos[p.b] for p in pairs]),
-        same=np.array([p.same for p in pairs]),
-        folds=folds if len(np.unique(folds)) >= 2 else None,
-    )
+    name = f"lfw-{view}" + (f"-folds{max_folds}" if max_folds else "") + (f"-fold{fold}" if fold is not None else "")
+    return _cached_pairs(name, cache, pairs, {**info, "alignment": _alignment_counts(cache, idx)})
 
 
-def bin_pairs(path: Path) -> PairSet:
+def cfp_pairs(protocol: str, detector: str = "dlib", workers: int = 2, progress: bool = True,
+              exclude_lfw_folds: tuple[int, ...] = (), limit: int | None = None) -> PairSet:
+    """CFP's ``protocol`` ("FF" or "FP"), 10 folds of 350 same + 350 different pairs; without the pairs of
+    people whose name is in one of the LFW people.txt folds ``exclude_lfw_folds`` (a model's training folds);
+    ``limit`` of them, spread over the folds.
+    Faces neither detector finds are aligned in the box of CFP's own fiducials (``training.data.cfp.align``)."""
+    from training.data import cfp, lfw
+
+    pairs = cfp.load_pairs(protocol)  # type: ignore[arg-type]
+    info: dict = {"protocol": protocol, "protocol_pairs": len(pairs), "detector": detector}
+    if exclude_lfw_folds:
+        overlap = cfp.lfw_overlap(cfp.load_names(), lfw.load_people_folds())
+        drop = {pid for pid, k in overlap.items() if k in set(exclude_lfw_folds)}
+        kept = [p for p in pairs if cfp.identity_of(p.a) not in drop and cfp.identity_of(p.b) not in drop]
+        info.update(lfw_name_overlap_people=len(overlap), excluded_lfw_folds=sorted(exclude_lfw_folds),
+                    excluded_people=len(drop), excluded_pairs=len(pairs) - len(kept))
+        pairs = kept
+    if not pairs:
+        raise ValueError(f"CFP {protocol}: no pair left after excluding the people of LFW folds {exclude_lfw_folds}")
+    pairs = _limited(pairs, limit, info)
+    cache = cfp.cfp_cache(detector)
+    idx = cache.indices(sorted({p.a for p in pairs} | {p.b for p in pairs}))
+    info["alignment"] = cfp.align(cache, idx, workers, progress)
+    return _cached_pairs(f"cfp-{protocol.lower()}", cache, pairs, info)
+
+
+def folder_pairs(root: str | Path, detector: str = "dlib", workers: int = 2, progress: bool = True,
+                 per_fold: int = 300, seed: int = 0, limit: int | None = None) -> PairSet:
+    """An image folder (one sub-folder per person): every image aligned (cached), the ones no detector
+    finds left out, then 10 people-disjoint folds of up to ``per_fold`` same and as many different pairs
+    (``training.data.image_folder.verification_pairs``)."""
+    from types import SimpleNamespace
+
+    from training.data.image_folder import verification_pairs
+    from training.face.cache import FAILED, folder_cache
+
+    cache = folder_cache(root, detector)
+    cache.ensure(None, workers=workers, progress=progress)
+    ok = np.flatnonzero(cache.status != FAILED)
+    identity = [p.split("/", 1)[0] for p in cache.paths]
+    _, labels = np.unique([identity[i] for i in ok], return_inverse=True)
+    a, b, same, fold = verification_pairs(labels, per_fold=per_fold, seed=seed)
+    pairs = [SimpleNamespace(a=cache.paths[ok[i]], b=cache.paths[ok[j]], same=bool(s), fold=int(f))
+             for i, j, s, f in zip(a, b, same, fold)]
+    info = {"detector": detector, "alignment": _alignment_counts(cache, np.arange(len(cache.paths))),
+            "pairs_per_fold": per_fold, "seed": seed}
+    pairs = _limited(pairs, limit, info)
+    return _cached_pairs(f"folder-{Path(root).resolve().name}", cache, pairs, info)
+
+
+def bin_pairs(path: Path, dlib_chips: bool = False, limit: int | None = None) -> PairSet:
+    """An InsightFace ``.bin`` set: its aligned 112×112 crops and pairs (consecutive 10-fold splits, as
+    InsightFace scores them; ``limit`` of them, spread); ``dlib_chips``: also dlib's 150×150 chip of each
+    crop, for dlib-resnet."""
     from training.data.insightface_bin import read_bin
 
     images, issame = read_bin(path)
+    keep = spread(len(issame), limit)
+    info: dict = {"alignment": {"as given (ArcFace crops of the file)": int(2 * len(keep))}}
+    if len(keep) < len(issame):
+        info["limited_to_pairs"] = int(len(keep))
+        images = np.ascontiguousarray(np.stack([images[0::2][keep], images[1::2][keep]], axis=1)
+                                      .reshape(-1, *images.shape[1:]))
+    issame = np.asarray(issame, bool)[keep]
     n = len(issame)
-    return PairSet(name=path.stem, crops={ARCFACE112: images}, left=np.arange(0, 2 * n, 2),
-                   right=np.arange(1, 2 * n, 2), same=np.asarray(issame, bool), folds=None)
+    crops = {ARCFACE112: images}
+    if dlib_chips:
+        from training.backbones.base import DLIB150
+        from training.face.box_align import dlib_chips_from_arcface
+
+        crops[DLIB150] = dlib_chips_from_arcface(images)
+        info["dlib150"] = "68-point fit in the ArcFace template's face box (training.face.box_align)"
+    return PairSet(name=path.stem, crops=crops, left=np.arange(0, 2 * n, 2), right=np.arange(1, 2 * n, 2),
+                   same=np.asarray(issame, bool), folds=None, info={"images": int(len(images)), **info})
+
+
+DATASETS_HELP = "lfw, cfp-ff, cfp-fp, an image folder (one sub-folder per person) or an InsightFace .bin file"
+
+
+def load_pairs(dataset: str, detector: str = "dlib", workers: int = 2, progress: bool = True,
+               view: str = "view2", max_folds: int | None = None, dlib_chips: bool = False,
+               exclude_lfw_folds: tuple[int, ...] = (), limit: int | None = None) -> PairSet:
+    """The pairs of ``dataset`` (:data:`DATASETS_HELP`; ``limit`` of them, spread over the list, chosen before
+    anything is aligned); ValueError naming the choices for anything else."""
+    if dataset == "lfw":
+        return lfw_pairs(view, detector, max_folds, workers, progress, limit=limit)
+    if dataset in ("cfp-ff", "cfp-fp"):
+        return cfp_pairs(dataset[4:].upper(), detector, workers, progress, exclude_lfw_folds, limit)
+    path = Path(dataset)
+    if path.is_dir():
+        return folder_pairs(path, detector, workers, progress, limit=limit)
+    if path.is_file() and path.suffix == ".bin":
+        return bin_pairs(path, dlib_chips, limit)
+    raise ValueError(f"dataset {dataset!r} is neither lfw, cfp-ff, cfp-fp, an image folder (one sub-folder per "
+                     "person) nor an InsightFace .bin file")
+
+
+def seen_lfw_folds(model) -> tuple[int, ...]:
+    """The LFW people.txt folds a hypermodel saw (trained on, or chose its checkpoint and threshold on):
+    every fold but its held-out ``fold``."""
+    from training.data.lfw import N_FOLDS
+
+    return tuple(k for k in range(N_FOLDS) if k != int(model.meta["config"]["fold"]))
+
+
+def model_pairs(dataset: str, model, workers: int = 2, progress: bool = True, view: str = "view2",
+                limit: int | None = None) -> PairSet:
+    """The pairs of ``dataset`` that ``model`` was not trained on: LFW's held-out fold only (its 600 pairs
+    dealt into 10 interleaved folds for the k-fold figures, as training scores it); CFP without the people
+    of the LFW folds it saw; any other set whole. ``limit``: that many of them (:func:`load_pairs`)."""
+    from training.backbones import backbone_info
+    from training.backbones.base import DLIB150
+
+    if dataset == "lfw":
+        fold = int(model.meta["config"]["fold"])
+        sub = lfw_pairs(view, model.detector, None, workers, progress, fold=fold, limit=limit)
+        sub.folds = np.arange(len(sub.same)) % 10
+        sub.info.update(held_out_fold=fold)
+        return sub
+    dlib = backbone_info(model.backbone).input_kind == DLIB150
+    return load_pairs(dataset, model.detector, workers, progress, view, dlib_chips=dlib,
+                      exclude_lfw_folds=seen_lfw_folds(model) if dataset.startswith("cfp") else (), limit=limit)
+
+
+def with_variant(pairs: PairSet, variant: str) -> PairSet:
+    """The same pairs on every crop kind under ``variant`` (``training.data.variants``)."""
+    from training.data.variants import apply_variant
+
+    if variant == "clean":
+        return pairs
+    return PairSet(f"{pairs.name}-{variant}", {k: apply_variant(v, variant) for k, v in pairs.crops.items()},
+                   pairs.left, pairs.right, pairs.same, pairs.folds, {**pairs.info, "variant": variant})
 
 
 def backbone_scores(pairs: PairSet, backbone_name: str, progress: bool = True,
@@ -108,15 +275,18 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--backbone", choices=available_backbones(), help="frozen backbone to evaluate (cosine baseline)")
-    src.add_argument("--model", type=Path, nargs="+", help="trained hypermodel file(s), one per held-out LFW fold")
+    src.add_argument("--model", type=Path, nargs="+",
+                     help="trained hypermodel file(s): one model on any set, or one per held-out LFW fold")
     ap.add_argument("--one-way", action="store_true", help="--model: score f(b; h(a)) only, no symmetric average")
     ap.add_argument("--views", type=int, choices=(1, 2), default=1,
                     help="--model: 2 = f(b) is the mean of f on b and on b mirrored (two passes per probe)")
-    ap.add_argument("--dataset", default="lfw", help="'lfw' or a path to an InsightFace .bin file")
+    ap.add_argument("--dataset", default="lfw", help=DATASETS_HELP + " (default lfw)")
+    ap.add_argument("--variant", default="clean", choices=VARIANTS,
+                    help="the crops as aligned (clean), in grayscale, or at 40x40 (lowres); training.data.variants")
     ap.add_argument("--view", default="view2", choices=["view2", "devtest", "devtrain"], help="LFW pair list")
     ap.add_argument("--detector", default="auto", choices=["auto", "dlib", "retinaface"],
-                    help="LFW face detector; auto (default): the one whose landmarks the backbone was trained "
-                         "with (RetinaFace for ArcFace-family models, dlib for dlib-resnet)")
+                    help="face detector (LFW, CFP, image folders); auto (default): the one whose landmarks the "
+                         "backbone was trained with (RetinaFace for ArcFace-family models, dlib for dlib-resnet)")
     ap.add_argument("--max-folds", type=int, default=None, help="use only the first N View 2 folds (smoke runs)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="iresnet: checkpoint file")
     ap.add_argument("--depth", type=int, default=50, choices=[18, 34, 50, 100], help="iresnet depth")
@@ -135,13 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     detector = resolve_detector(args.detector, args.backbone)
     try:
-        if args.dataset == "lfw":
-            pairs = lfw_pairs(args.view, detector, args.max_folds, args.workers, progress)
-        else:
-            path = Path(args.dataset)
-            if not path.is_file():
-                fail(f"dataset {args.dataset!r} is neither 'lfw' nor an existing .bin file")
-            pairs = bin_pairs(path)
+        dlib = backbone_info(args.backbone).input_kind == DLIB150
+        pairs = with_variant(load_pairs(args.dataset, detector, args.workers, progress, args.view, args.max_folds,
+                                        dlib_chips=dlib), args.variant)
         t_data = time.perf_counter() - t0
         kwargs = {"checkpoint": args.checkpoint, "depth": args.depth} if args.backbone == "iresnet" else {}
         scores, timing = backbone_scores(pairs, args.backbone, progress, **kwargs)
@@ -149,13 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(e))
 
     report = VerificationReport.from_scores(scores, pairs.same, pairs.folds)
-    suffix = f"-{detector}" if args.dataset == "lfw" else ""
+    suffix = f"-{detector}" if args.dataset in ("lfw", "cfp-ff", "cfp-fp") else ""
     out = args.out or REPO_ROOT / "runs" / "eval" / f"{pairs.name}-{args.backbone}{suffix}"
-    label = f"{args.backbone} on {pairs.name}" + (f" ({detector} alignment)" if args.dataset == "lfw" else "")
+    label = f"{args.backbone} on {pairs.name}" + (f" ({detector} alignment)" if suffix else "")
     save_roc_png(out / "roc.png", {label: (scores, pairs.same)})
     save_score_histogram_png(out / "scores.png", scores, pairs.same, threshold=report.best_threshold)
     result = {
-        "backbone": args.backbone, "dataset": pairs.name, "detector": detector if args.dataset == "lfw" else None,
+        "backbone": args.backbone, "dataset": pairs.name, "detector": detector if suffix else None, "set": pairs.info,
         **report.to_dict(), "data_s": round(t_data, 2), "embed_s": round(timing["embed_s"], 2),
         "images": timing["images"], "total_s": round(time.perf_counter() - t0, 2),
     }
@@ -206,7 +372,7 @@ def fold_subset(pairs: PairSet, fold: int) -> PairSet:
     """The pairs of one View 2 fold (every pair when the set has no folds), in their file order."""
     keep = pairs.folds == fold if pairs.folds is not None else np.ones(len(pairs.same), bool)
     return PairSet(f"{pairs.name}-fold{fold}", pairs.crops, pairs.left[keep], pairs.right[keep], pairs.same[keep],
-                   None)
+                   None, dict(pairs.info))
 
 
 def directions(pairs: PairSet, one_way: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -235,27 +401,31 @@ def main_model(args: argparse.Namespace, progress: bool) -> int:
     all_scores, all_same, all_folds, names = [], [], [], []
     try:
         models = [HyperModel.load(p) for p in args.model]
+        if len(models) > 1 and args.dataset != "lfw":
+            fail("several --model files are one per held-out LFW fold: use --dataset lfw, or one model", EXIT_USAGE)
+        infos = []
         for m in models:
-            cfg = m.meta["config"]
-            if args.dataset != "lfw":
-                fail("--model is evaluated on LFW (people-disjoint from its training folds)")
-            fold = int(cfg["fold"])
-            sub = fold_subset(lfw_pairs(args.view, m.detector, None, args.workers, progress), fold)
+            sub = with_variant(model_pairs(args.dataset, m, args.workers, progress, args.view), args.variant)
             sc = model_scores(sub, m, args.one_way, progress, mirror=args.views == 2)
             all_scores.append(sc)
             all_same.append(sub.same)
-            all_folds.append(np.full(len(sc), fold) if len(models) > 1 else np.arange(len(sc)) % 10)
-            names.append(f"fold{fold}:{m.model_id}")
+            fold = sub.info.get("held_out_fold")
+            all_folds.append(np.full(len(sc), fold) if len(models) > 1 else sub.folds)
+            names.append(f"{sub.name}:{m.model_id}")
+            infos.append(sub.info)
     except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError) as e:
         fail(str(e))
     scores, same, folds = np.concatenate(all_scores), np.concatenate(all_same), np.concatenate(all_folds)
     report = VerificationReport.from_scores(scores, same, folds)
     tag = "-".join(["one-way" if args.one_way else "symmetric"] + ["mirror"] * (args.views == 2))
-    out = args.out or REPO_ROOT / "runs" / "eval" / f"lfw-hypernet-{models[0].model_id}-{tag}"
-    label = f"h ({models[0].backbone}) on LFW {', '.join(names)} [{tag}]"
+    base = "lfw" if args.dataset == "lfw" else names[0].split(":")[0]
+    variant = "" if args.variant == "clean" or args.dataset != "lfw" else f"-{args.variant}"
+    out = args.out or REPO_ROOT / "runs" / "eval" / f"{base}{variant}-hypernet-{models[0].model_id}-{tag}"
+    label = f"h ({models[0].backbone}) on {', '.join(names)} [{tag}]"
     save_roc_png(out / "roc.png", {label: (scores, same)})
     save_score_histogram_png(out / "scores.png", scores, same, threshold=report.best_threshold)
     result = {"models": [str(p) for p in args.model], "model_ids": [m.model_id for m in models], "scoring": tag,
+              "dataset": args.dataset, "variant": args.variant, "sets": infos,
               "pairs": int(len(scores)), **report.to_dict(), "total_s": round(time.perf_counter() - t0, 2)}
     atomic_write_json(out / "report.json", result)
     print(f"{label}: {report.summary()}")

@@ -1,4 +1,6 @@
-"""A dataset laid out as one folder per identity: ``root/<identity>/<image>.(jpg|jpeg|png|bmp|webp)``.
+"""A dataset laid out as one folder per identity: ``root/<identity>/<image>`` in any still-image format
+OpenCV decodes (:data:`IMAGE_EXTENSIONS`: JPEG, PNG, BMP, WebP, the Netpbm formats .pgm/.ppm/.pbm/.pnm,
+TIFF, JPEG 2000, Sun raster).
 
 Only the first level of sub-folders counts as identities; files lying directly in ``root`` and deeper
 sub-folders are ignored (the first are logged). Hidden files and folders (leading dot) are skipped.
@@ -18,7 +20,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".pgm", ".ppm",
+                                     ".pbm", ".pnm", ".tif", ".tiff", ".jp2", ".sr", ".ras")
 
 
 class EmptyImageFolderError(ValueError):
@@ -114,3 +117,57 @@ class ImageFolder:
         """Integer label (index into :attr:`identities`) of every sample, int64."""
         return np.fromiter((self._index[ident] for _, ident in self.samples), dtype=np.int64,
                            count=len(self.samples))
+
+
+def verification_pairs(labels: np.ndarray, n_folds: int = 10, per_fold: int = 300, seed: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A verification protocol for a set without a pair list, built as LFW's View 2 is: the identities
+    split into ``n_folds`` people-disjoint folds (a seeded shuffle dealt round-robin; fewer folds when there
+    are fewer than 2 identities per fold), then in each fold up to ``per_fold`` same pairs (an identity
+    with ≥ 2 images drawn uniformly, then two of its images) and as many different pairs (two images of
+    different identities), each pair at most once. Returns ``(a, b, same, fold)``, indices into
+    ``labels``. Deterministic for a given ``seed``. ValueError when fewer than 2 folds get pairs."""
+    labels = np.asarray(labels, np.int64)
+    rng = np.random.default_rng(seed)
+    ids = np.unique(labels)
+    n_folds = min(n_folds, len(ids) // 2)
+    if n_folds < 2:
+        raise ValueError(f"{len(ids)} identities: a 2-fold protocol needs at least 4")
+    fold_of_id = dict(zip(rng.permutation(ids).tolist(), np.arange(len(ids)) % n_folds))
+    out: list[tuple[int, int, bool, int]] = []
+    for fold in range(n_folds):
+        members = [np.flatnonzero(labels == i) for i in ids if fold_of_id[int(i)] == fold]
+        same = _same_pairs(rng, [m for m in members if len(m) >= 2], per_fold)
+        diff = _different_pairs(rng, members, labels, len(same))
+        out += [(a, b, True, fold) for a, b in same] + [(a, b, False, fold) for a, b in diff]
+    if len({f for *_, f in out}) < 2:
+        raise ValueError("fewer than 2 folds with an identity of 2 images: no 10-fold protocol to build")
+    a, b, s, f = (np.array(v) for v in zip(*out))
+    return a.astype(np.int64), b.astype(np.int64), s.astype(bool), f.astype(np.int64)
+
+
+def _same_pairs(rng: np.random.Generator, groups: list[np.ndarray], n: int) -> list[tuple[int, int]]:
+    """Up to n distinct pairs of images of one identity: an identity (group) uniformly, then two images."""
+    n = min(n, sum(len(g) * (len(g) - 1) // 2 for g in groups))
+    seen: set[tuple[int, int]] = set()
+    for _ in range(100 * n):
+        if len(seen) == n:
+            break
+        a, b = sorted(int(v) for v in rng.choice(groups[rng.integers(len(groups))], 2, replace=False))
+        seen.add((a, b))
+    return sorted(seen)
+
+
+def _different_pairs(rng: np.random.Generator, groups: list[np.ndarray], labels: np.ndarray, n: int
+                     ) -> list[tuple[int, int]]:
+    """Up to n distinct pairs of images of different identities among ``groups``."""
+    images = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    n = min(n, (len(images) ** 2 - sum(len(g) ** 2 for g in groups)) // 2)
+    seen: set[tuple[int, int]] = set()
+    for _ in range(100 * n):
+        if len(seen) == n:
+            break
+        a, b = sorted(int(v) for v in rng.choice(images, 2, replace=False))
+        if labels[a] != labels[b]:
+            seen.add((a, b))
+    return sorted(seen)
