@@ -1,0 +1,463 @@
+"""The yardstick: ``python -m codegen.benchmark --model M`` scores a hypermodel on every set it was not
+trained on, as the board decides and beside the baselines a user would otherwise pick.
+
+Sets (``--sets``, comma-separated): ``lfw`` (the model's held-out View 2 fold only, 600 pairs), ``cfp-ff``
+and ``cfp-fp`` (CFP's frontal-frontal and frontal-profile 10-fold protocols, 7,000 pairs each, without the
+people whose names are in the LFW folds the model saw), an image folder (one sub-folder per person, any
+format OpenCV reads; 10 people-disjoint folds of pairs drawn from it) or an InsightFace ``.bin`` file.
+Each in every ``--variants`` (``clean``, ``gray``: BT.601 luminance in 3 channels, ``lowres``: the face at
+40×40 pixels, scaled back up; ``training.data.variants`` names the exact operations).
+
+Rows, on the same pairs (a, b), a the enrolled photo and b the probe:
+
+  (a) deployed     f(b; θ_a) one way in the board's integer arithmetic: θ_a = h(a) quantized with a's crop
+                   as the enrollment image (``codegen.quantize``), run by the golden model (bit-exact with
+                   the C kernel and TFLM); ``--activations int16`` (default: the 16x8 scheme every
+                   fixed-kernel build runs) or ``int8``;
+  (b) float        the same f(b; θ_a) in float32;
+  (c) float sym.   ½ (f(b; θ_a) + f(a; θ_b)), the training-time score: a reference, no device computes it;
+  (d) teacher      the cosine of the backbone's embeddings of a and b (what h reads);
+  (e) non-personal the model's shared prefix of f (every layer before ``personal_from``) up to the global
+                   pool as a face embedding — the same deployed network, no personal weights — with a's
+                   pooled features as the stored template, cosine against b's; in the deployed integer
+                   arithmetic (the prefix quantized on the package faces, as the shared base blob is).
+
+Metrics per row: 10-fold accuracy ± std (each fold's threshold chosen on the other 9), ROC AUC, TAR at
+FAR 1e-2 and 1e-3 (``training.eval.metrics``), and FAR and FRR at the operating point: the model's own
+threshold for (a)–(c) (the one that ships in every θ blob), and for the baselines (d), (e), which ship no
+threshold, each fold's threshold chosen on the other 9 folds.
+
+Writes ``report.md``, ``report.json`` (everything, with the command line, model id, timings and how each
+set's images were aligned) and PNG plots (one ROC figure per set and variant with every row, the score
+histogram of the deployed row) to ``--out`` (default ``runs/benchmark/<model id>/``). ``--json`` prints
+the JSON on stdout. ``--limit-pairs N`` scores N pairs of each set, spread over its folds (smoke runs, CI).
+
+Cost: the quantizer runs once per enrollment image and variant (about 0.13 s on one core; a photo that
+enrolls in several sets, as CFP's frontal photos do in FF and FP, is quantized once), the golden model once
+per pair (16x8: about 8 ms); aligned crops and backbone embeddings are cached on disk (``.cache/``), so a
+second model with the same backbone skips both. The full default run (3 sets × 3 variants) is dominated by
+the quantizer: about 10,000 enrollments.
+
+Exit status: 0 done; 1 an error (missing shared data or model file: the message says which); 2 a bad
+command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pvcore.cli import EXIT_ERROR, EXIT_OK, setup_logging
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SETS = ("lfw", "cfp-ff", "cfp-fp")
+DEFAULT_VARIANTS = ("clean", "gray", "lowres")
+ROWS = {  # key → (label in tables and plots, how its threshold is chosen)
+    "deployed": ("(a) deployed, one-way", "model"),
+    "float": ("(b) float, one-way", "model"),
+    "float_sym": ("(c) float, symmetric (not deployable)", "model"),
+    "teacher": ("(d) teacher backbone, cosine", "kfold"),
+    "nonpersonal": ("(e) non-personal f, cosine to template", "kfold"),
+}
+
+
+@dataclass
+class Scored:
+    """Scores of every row on one set in one variant, and the seconds each part took."""
+
+    scores: dict[str, np.ndarray]
+    timings: dict[str, float]
+    deployed_vs_float: dict
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairs
+# --------------------------------------------------------------------------------------------------
+def with_folds(pairs):
+    """``pairs`` with a fold id for every pair: the set's own folds, or (a ``.bin`` set) InsightFace's
+    consecutive equal splits."""
+    from training.eval.metrics import fold_ids
+
+    if pairs.folds is None:
+        pairs.folds = fold_ids(len(pairs.same))
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------------
+def _split_layer(model) -> str:
+    return str(model.meta["config"].get("personal_from", ""))
+
+
+def shared_prefix_qf(model, thetas, activations: str):
+    """The shared prefix in the deployed arithmetic: θ quantized on the package faces only (no user's
+    image), as ``codegen.shared_prefix.make_base`` quantizes the base every user shares. None for a model
+    without a shared convolutional prefix ending at the pool."""
+    from codegen.quantize import QuantConfig, quantize
+    from pvcore.spec import F_SPEC, AvgPool
+
+    split = _split_layer(model)
+    names = [layer.name for layer in F_SPEC.layers]
+    pool_at = next(i for i, layer in enumerate(F_SPEC.layers) if isinstance(layer, AvgPool))
+    if split not in names or names.index(split) < pool_at:  # "" (all personal) or personal convs
+        return None
+    return quantize(thetas[0].numpy(), enroll_u8=None, cfg=QuantConfig(activations=activations))
+
+
+def pooled_features(qf, crops: np.ndarray, batch: int = 128) -> np.ndarray:
+    """The global pool's output (N, C) of ``qf`` on uint8 crops, dequantized: the integer network's
+    face embedding (its personal layers are not run)."""
+    from codegen.golden import avgpool_int8, conv_int8, images_to_int8
+    from pvcore.spec import F_SPEC, AvgPool, Conv
+
+    out = []
+    for s in range(0, len(crops), batch):
+        x = images_to_int8(np.asarray(crops[s:s + batch]), qf.act_dtype)
+        for layer, q in zip(F_SPEC.layers, qf.layers):
+            if isinstance(layer, Conv):
+                x = conv_int8(x, q, layer)
+            elif isinstance(layer, AvgPool):
+                x = avgpool_int8(x, q, layer)
+                out.append((x.reshape(len(x), -1).astype(np.float64) - q.out_zp) * q.out_scale)
+                break
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def cosine_scores(emb: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return np.sum(e[left] * e[right], axis=1)
+
+
+class DeployedScorer:
+    """f(crops[cols[i]]; θ[rows[i]]) in the deployed arithmetic, dequantized — what
+    ``codegen.accuracy.int8_pair_logits`` computes (θ quantized with its own image's crop as the enrollment
+    image, the golden model on the probes), with every quantized θ kept: an enrollment image that is in
+    several sets (CFP's frontal photos enroll in FF and FP alike) is quantized once."""
+
+    def __init__(self, activations: str) -> None:
+        self.activations = activations
+        self.quantized: dict[tuple[bytes, bytes], object] = {}
+        self.reused = 0
+
+    def logits(self, thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool) -> np.ndarray:
+        from tqdm import tqdm
+
+        from codegen.golden import run_int8
+        from codegen.quantize import QuantConfig, quantize
+        from training.backbones.embedding_cache import content_key
+
+        out = np.empty(len(rows), np.float64)
+        order = np.argsort(rows, kind="stable")  # every θ once, for all of its probes
+        starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        for s, e in tqdm(list(zip(starts, ends)), desc=f"deployed ({self.activations})", unit="θ",
+                         disable=not progress):
+            idx = order[s:e]
+            r = int(rows[idx[0]])
+            theta = thetas[r].numpy()
+            key = (content_key(theta), content_key(crops[r]))
+            qf = self.quantized.get(key)
+            if qf is None:
+                qf = quantize(theta, enroll_u8=crops[r], cfg=QuantConfig(activations=self.activations))
+                self.quantized[key] = qf
+            else:
+                self.reused += 1
+            out[idx] = qf.dequantize_logit(run_int8(qf, np.ascontiguousarray(crops[cols[idx]])))
+        return out
+
+
+def score_set(pairs, model, deployed_scorer: DeployedScorer, progress: bool) -> Scored:
+    """Every row's scores on ``pairs``."""
+    from codegen.accuracy import int8_agreement
+    from training.backbones.base import ARCFACE112
+    from training.evaluate import backbone_scores, directed_logits, directions, pair_thetas
+
+    t: dict[str, float] = {}
+    n = len(pairs.same)
+    t0 = time.perf_counter()
+    thetas = pair_thetas(pairs, model, progress)  # h once per image, for every row that needs θ
+    t["h_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows, cols = directions(pairs, one_way=False)  # (a → b) then (b → a)
+    lg = directed_logits(pairs, model, rows, cols, progress, thetas=thetas)
+    t["float_f_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_known, n_reused = len(deployed_scorer.quantized), deployed_scorer.reused
+    deployed = deployed_scorer.logits(thetas, pairs.left, pairs.right, pairs.crops[ARCFACE112], progress)
+    t["deployed_s"] = time.perf_counter() - t0
+    t["enrollments_quantized"] = len(deployed_scorer.quantized) - n_known
+    t["enrollments_reused"] = deployed_scorer.reused - n_reused
+    t0 = time.perf_counter()
+    teacher, _ = backbone_scores(pairs, model.backbone, progress)
+    t["teacher_s"] = time.perf_counter() - t0
+    scores = {"deployed": deployed, "float": lg[:n], "float_sym": (lg[:n] + lg[n:]) / 2, "teacher": teacher}
+    t0 = time.perf_counter()
+    base = shared_prefix_qf(model, thetas, deployed_scorer.activations)
+    if base is not None:
+        scores["nonpersonal"] = cosine_scores(pooled_features(base, pairs.crops[ARCFACE112]), pairs.left, pairs.right)
+    t["nonpersonal_s"] = time.perf_counter() - t0
+    return Scored(scores, {k: round(v, 2) for k, v in t.items()}, int8_agreement(lg[:n], deployed, model.threshold))
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------
+def rates(accept: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """(FAR, FRR) of accept decisions: accepted different pairs / different, rejected same / same."""
+    return float(accept[~same].mean()), float((~accept[same]).mean())
+
+
+def row_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, threshold: float | None) -> dict:
+    """VerificationReport's figures, and FAR/FRR at ``threshold`` (the device's rule: accept iff the
+    float32 score >= the float32 threshold) or, with None, at each fold's threshold from the other 9."""
+    from training.eval.metrics import VerificationReport
+
+    rep = VerificationReport.from_scores(scores, same, folds)
+    if threshold is not None:
+        accept = np.asarray(scores, np.float32) >= np.float32(threshold)
+        rule = "model threshold"
+    else:
+        ids = np.unique(folds)
+        thr = np.asarray(rep.fold_thresholds)[np.searchsorted(ids, folds)]
+        accept = scores >= thr
+        rule = "each fold's threshold from the other 9 folds"
+    far, frr = rates(accept, same)
+    return {**rep.to_dict(), "far": far, "frr": frr, "operating_threshold": threshold, "threshold_rule": rule}
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def markdown(result: dict) -> str:
+    from training.data.variants import describe
+
+    m = result["model"]
+    lines = [
+        f"# Benchmark of `{m['path']}` (model id `{m['model_id']}`)", "",
+        f"Command: `{' '.join(result['command'])}`  ",
+        f"Backbone {m['backbone']}, detector {m['detector']}, f's shared prefix up to `{m['personal_from'] or '-'}`, "
+        f"operating threshold {m['threshold']:.4f} (logit), deployed arithmetic **{result['arithmetic']}**.  ",
+        f"Wall time {result['timings']['total_s']:.0f} s on {result['machine']}.", "",
+        "Rows: (a) f(b; θ_a) one way as the board computes it (θ_a quantized with a's crop, golden model); "
+        "(b) the same in float; (c) ½(f(b; θ_a) + f(a; θ_b)) in float, the training-time score, not what a "
+        "device computes; (d) the teacher backbone's cosine; (e) the model's shared prefix up to the pool as "
+        "an embedding (deployed arithmetic, quantized on the package faces), cosine of b against a's template. "
+        "Accuracy: 10-fold, each fold's threshold chosen on the other 9. FAR/FRR: at the model's threshold for "
+        "(a)–(c); for (d), (e), which ship no threshold, at each fold's threshold chosen on the other 9 folds.", "",
+        "Variants: " + "; ".join(f"**{v}**: {describe(v)}" for v in result["variants"]) + ".", "",
+        "## Assumptions", "",
+    ]
+    lines += [f"- {a}" for a in result["assumptions"]]
+    for name, s in result["sets"].items():
+        info = s["info"]
+        lines += ["", f"## {name}", ""]
+        lines.append(f"{s['pairs']} pairs ({s['same']} same), {info.get('images', '?')} images; alignment: "
+                     + ", ".join(f"{k} {v}" for k, v in info.get("alignment", {}).items() if v) + ".")
+        if "excluded_pairs" in info:
+            lines.append(f"CFP people also in LFW (by name): {info['lfw_name_overlap_people']}; of them in the LFW "
+                         f"folds the model saw ({', '.join(map(str, info['excluded_lfw_folds']))}): "
+                         f"{info['excluded_people']}, whose {info['excluded_pairs']} of {info['protocol_pairs']} "
+                         "pairs are left out.")
+        if "limited_to_pairs" in info:
+            lines.append(f"Limited to {info['limited_to_pairs']} pairs spread over the folds (`--limit-pairs`).")
+        lines += ["", "| variant | row | 10-fold acc. % | AUC | TAR@FAR=1e-2 % | TAR@FAR=1e-3 % | FAR % | FRR % |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for variant, v in s["variants"].items():
+            for key, r in v["rows"].items():
+                lines.append(f"| {variant} | {ROWS[key][0]} | {_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])} "
+                             f"| {r['auc']:.4f} | {_pct(r['tar_at_far_1e2'])} | {_pct(r['tar_at_far_1e3'])} "
+                             f"| {_pct(r['far'])} | {_pct(r['frr'])} |")
+        lines.append("")
+        for variant, v in s["variants"].items():
+            a = v["deployed_vs_float"]
+            t = v["timings"]
+            lines.append(f"- {variant}: deployed vs float one-way decisions agree on {_pct(a['decision_agreement'])} % "
+                         f"of the pairs ({a['n_disagree']} differ), mean |Δlogit| {a['mean_abs_dlogit']:.4f}; "
+                         f"seconds: " + ", ".join(f"{k[:-2]} {x:.0f}" for k, x in t.items() if k.endswith("_s"))
+                         + f" ({t['enrollments_quantized']} θ quantized, {t['enrollments_reused']} reused from "
+                         f"another set); ROC `{v['plots']['roc']}`, deployed scores `{v['plots']['scores']}`.")
+        for variant, v in s["variants"].items():
+            lines += ["", f"![ROC {name} {variant}]({v['plots']['roc']})"]
+    return "\n".join(lines) + "\n"
+
+
+def assumptions(model, sets: list[str]) -> list[str]:
+    cfg = model.meta["config"]
+    fold = int(cfg["fold"])
+    out = []
+    if "lfw" in sets:
+        seen = ", ".join(str(k) for k in range(10) if k != fold)
+        out.append(f"LFW: only the pairs of View 2 fold {fold}, the people.txt fold the model was not trained on "
+                   f"(the folds are people-disjoint); it saw folds {seen}.")
+    if "lfw" in sets and "val_fold" not in cfg:
+        out.append(f"This model had no validation fold: its threshold was chosen on the LFW fold {fold} pairs "
+                   "themselves, so its LFW FAR/FRR at the model threshold are not unseen figures (CFP's are).")
+    if any(s.startswith("cfp") for s in sets):
+        out.append("CFP: its people are assumed absent from the model's training data, which is LFW only "
+                   f"(config dataset '{cfg.get('dataset')}'); CFP people whose names are also in an LFW fold the "
+                   "model saw are left out (names matched case-insensitively, spaces as underscores).")
+    out.append(f"The teacher ({model.backbone}) was trained by its authors on data this project does not "
+               "control; it may include people of these sets, which would favour row (d) and, through h, (a)–(c).")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------------
+def run(model_path: Path | None, sets: list[str], variants: list[str], activations: str, limit: int | None,
+        out: Path | None, progress: bool = True, workers: int = 2, command: list[str] | None = None) -> dict:
+    """Score every set × variant, write the report files, return the JSON report."""
+    import torch
+
+    from pvcore.atomic import atomic_write_bytes, atomic_write_json
+    from pvcore.paths import REPO_ROOT
+    from training.eval.plots import save_roc_png, save_score_histogram_png
+    from training.evaluate import model_pairs, with_variant
+    from training.hypermodel import HyperModel
+
+    t_start = time.perf_counter()
+    m = HyperModel.load(model_path)
+    deployed = DeployedScorer(activations)
+    out = out or REPO_ROOT / "runs" / "benchmark" / m.model_id
+    result: dict = {
+        "command": command or ["python", "-m", "codegen.benchmark"],
+        "model": {"path": str(m.path), "model_id": m.model_id, "backbone": m.backbone, "detector": m.detector,
+                  "threshold": m.threshold, "held_out_lfw_fold": int(m.meta["config"]["fold"]),
+                  "val_fold": m.meta["config"].get("val_fold"), "personal_from": _split_layer(m)},
+        "arithmetic": "16x8 (int16 activations, int8 weights)" if activations == "int16" else "int8",
+        "activations": activations, "variants": variants, "limit_pairs": limit,
+        "machine": f"{os.cpu_count()} CPUs ({platform.machine()}, {platform.system()}), {torch.get_num_threads()} "
+                   "torch thread(s)",
+        "assumptions": assumptions(m, sets), "sets": {}, "timings": {},
+    }
+    for name in sets:
+        t0 = time.perf_counter()
+        log.info("set %s: loading and aligning", name)
+        base = with_folds(model_pairs(name, m, workers, progress, limit=limit))
+        key = base.name if name not in DEFAULT_SETS else name
+        entry = {"dataset": name, "info": base.info, "pairs": int(len(base.same)), "same": int(base.same.sum()),
+                 "data_s": round(time.perf_counter() - t0, 2), "variants": {}}
+        result["sets"][key] = entry
+        for variant in variants:
+            log.info("set %s, variant %s: %d pairs", key, variant, len(base.same))
+            t1 = time.perf_counter()
+            pairs = with_variant(base, variant)
+            t_var = time.perf_counter() - t1
+            sc = score_set(pairs, m, deployed, progress)
+            rows = {k: row_metrics(s, pairs.same, pairs.folds, m.threshold if ROWS[k][1] == "model" else None)
+                    for k, s in sc.scores.items()}
+            stem = f"{key}-{variant}"
+            save_roc_png(out / f"roc-{stem}.png", {ROWS[k][0]: (s, pairs.same) for k, s in sc.scores.items()},
+                         title=f"{key}, {variant}: {m.model_id}")
+            save_score_histogram_png(out / f"scores-{stem}.png", sc.scores["deployed"], pairs.same, m.threshold,
+                                     title=f"{key}, {variant}: deployed one-way scores ({activations})")
+            entry["variants"][variant] = {
+                "rows": rows, "deployed_vs_float": sc.deployed_vs_float,
+                "timings": {"variant_s": round(t_var, 2), **sc.timings,
+                            "total_s": round(time.perf_counter() - t1, 2)},
+                "plots": {"roc": f"roc-{stem}.png", "scores": f"scores-{stem}.png"},
+            }
+            d = rows["deployed"]
+            log.info("%s %s deployed: acc %.2f %%, AUC %.4f, FAR %.2f %%, FRR %.2f %%", key, variant,
+                     100 * d["accuracy_mean"], d["auc"], 100 * d["far"], 100 * d["frr"])
+        entry["total_s"] = round(time.perf_counter() - t0, 2)
+    result["timings"] = {"total_s": round(time.perf_counter() - t_start, 2)}
+    atomic_write_json(out / "report.json", result)
+    atomic_write_bytes(out / "report.md", markdown(result).encode())
+    result["out"] = str(out)
+    return result
+
+
+def _sets(text: str) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("no set named")
+    for s in items:
+        if s not in DEFAULT_SETS and not Path(s).is_dir() and not (Path(s).is_file() and s.endswith(".bin")):
+            raise argparse.ArgumentTypeError(f"{s!r} is not lfw, cfp-ff, cfp-fp, an image folder or a .bin file")
+    return items
+
+
+def _variants(text: str) -> list[str]:
+    from training.data.variants import VARIANTS
+
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [v for v in items if v not in VARIANTS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"variants are {', '.join(VARIANTS)}; got {text!r}")
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m codegen.benchmark", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_argument_group("what to score")
+    g.add_argument("--model", type=Path, default=None,
+                   help="hypermodel file (default: the shipped training/pretrained/hgen_dlib_lfw.pt)")
+    g.add_argument("--sets", type=_sets, default=list(DEFAULT_SETS), metavar="SET[,SET...]",
+                   help="lfw, cfp-ff, cfp-fp, an image folder, a .bin file (default lfw,cfp-ff,cfp-fp)")
+    g.add_argument("--variants", type=_variants, default=list(DEFAULT_VARIANTS), metavar="V[,V...]",
+                   help="clean, gray, lowres (default: all three)")
+    g.add_argument("--limit-pairs", type=int, default=None, metavar="N",
+                   help="score N pairs of each set, spread over its folds (default: every pair)")
+    g.add_argument("--activations", choices=("int16", "int8"), default="int16",
+                   help="the deployed arithmetic: int16 = TFLM 16x8, what every fixed-kernel build runs "
+                        "(default); int8 = full int8 (the -tflm targets)")
+    o = ap.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="report folder: report.md, report.json, PNG plots (default runs/benchmark/<model id>/)")
+    o.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("-v", "--verbose", action="store_true")
+    r = ap.add_argument_group("resources")
+    r.add_argument("--workers", type=int, default=2, help="alignment worker processes (default 2)")
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch and BLAS threads (default 1: the quantizer and the golden model ran 3.6x faster "
+                        "on one thread than on two with the second core busy)")
+    args = ap.parse_args(argv)
+    if args.limit_pairs is not None and args.limit_pairs < 20:
+        ap.error("--limit-pairs must be at least 20 (10 folds, both kinds of pair)")
+    if args.threads < 1 or args.workers < 1:
+        ap.error("--threads and --workers must be >= 1")
+    setup_logging(args.verbose, quiet=args.json)
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from pvcore.paths import SharedDataMissing
+    from training.hypermodel import HyperModelError
+
+    torch.set_num_threads(args.threads)
+    try:
+        with threadpool_limits(args.threads):
+            result = run(args.model, args.sets, args.variants, args.activations, args.limit_pairs, args.out,
+                         not args.no_progress, args.workers, ["python", "-m", "codegen.benchmark", *(
+                             sys.argv[1:] if argv is None else argv)])
+    except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(markdown(result))
+        print(f"report in {result['out']}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

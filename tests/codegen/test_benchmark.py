@@ -1,0 +1,148 @@
+"""codegen.benchmark, the yardstick: its deployed scorer and non-personal embedding against the golden model,
+its metrics at the operating point, its command line, and an end-to-end run on a small subset of LFW, CFP-FP
+and an InsightFace .bin set (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from codegen import benchmark
+from codegen.accuracy import int8_pair_logits
+from codegen.golden import run_int8
+from codegen.quantize import QuantConfig, quantize
+from pvcore.spec import F_SPEC
+from tests.conftest import require_shared
+from training.verifier.functional import random_theta
+
+
+def _shared_prefix_thetas(n: int) -> torch.Tensor:
+    """n θ with one convolutional prefix (up to the pool) and their own dense layers, as the shipped
+    models generate them (so GPTQ rounds the prefix once)."""
+    from training.verifier.batched import split_spec
+
+    n_prefix = split_spec(F_SPEC, "pool")[2]
+    thetas = torch.stack([random_theta(s) for s in range(n)])
+    thetas[:, :n_prefix] = thetas[0, :n_prefix]
+    return thetas
+
+
+@pytest.mark.parametrize("activations", ["int16", "int8"])
+def test_deployed_scorer_is_int8_pair_logits_and_quantizes_each_enrollment_once(face_images: np.ndarray,
+                                                                               activations: str) -> None:
+    crops = face_images[:3]
+    thetas = _shared_prefix_thetas(3)
+    rows, cols = np.array([1, 0, 1]), np.array([2, 1, 0])
+    scorer = benchmark.DeployedScorer(activations)
+    got = scorer.logits(thetas, rows, cols, crops, progress=False)
+    assert np.array_equal(got, int8_pair_logits(thetas, rows, cols, crops, False, activations=activations))
+    assert len(scorer.quantized) == 2 and scorer.reused == 0
+    again = scorer.logits(thetas, np.array([0, 1]), np.array([1, 1]), crops, progress=False)  # another set
+    assert len(scorer.quantized) == 2 and scorer.reused == 2
+    qf = quantize(thetas[0].numpy(), enroll_u8=crops[0], cfg=QuantConfig(activations=activations))
+    assert again[0] == qf.dequantize_logit(run_int8(qf, crops[1:2]))[0]
+
+
+def test_pooled_features_are_the_golden_models_pool_output(face_images: np.ndarray) -> None:
+    from pvcore.spec import AvgPool
+
+    qf = quantize(random_theta(5).numpy(), enroll_u8=None, cfg=QuantConfig(activations="int16"))
+    feats = benchmark.pooled_features(qf, face_images[:6], batch=4)
+    _, acts = run_int8(qf, face_images[:6], return_layers=True)
+    pool = next(i for i, layer in enumerate(F_SPEC.layers) if isinstance(layer, AvgPool))
+    q = qf.layers[pool]
+    want = (acts[F_SPEC.layers[pool].name].reshape(6, -1).astype(np.float64) - q.out_zp) * q.out_scale
+    np.testing.assert_array_equal(feats, want)
+    assert feats.shape == (6, F_SPEC.layers[pool - 1].out_ch)
+
+
+def test_shared_prefix_only_for_a_model_whose_prefix_reaches_the_pool() -> None:
+    thetas = torch.stack([random_theta(0)])
+
+    def model(personal_from: str) -> SimpleNamespace:
+        return SimpleNamespace(meta={"config": {"personal_from": personal_from}})
+
+    assert benchmark.shared_prefix_qf(model(""), thetas, "int16") is None
+    assert benchmark.shared_prefix_qf(model("b5_dw"), thetas, "int16") is None  # personal convolutions
+    qf = benchmark.shared_prefix_qf(model("pool"), thetas, "int16")
+    assert qf is not None and qf.activations == "int16" and not qf.calibration["enrollment"]
+
+
+def test_row_metrics_at_the_model_threshold_and_at_other_folds_thresholds() -> None:
+    same = np.array([True, True, False, False] * 5)
+    scores = np.array([0.9, 0.5, 0.45, 0.1] * 5)
+    folds = np.repeat(np.arange(5), 4)
+    at_model = benchmark.row_metrics(scores, same, folds, threshold=0.6)
+    assert at_model["far"] == 0.0 and at_model["frr"] == 0.5  # 0.5 rejected: half the same pairs
+    assert at_model["operating_threshold"] == 0.6 and at_model["threshold_rule"] == "model threshold"
+    low = benchmark.row_metrics(scores, same, folds, threshold=0.3)
+    assert low["far"] == 0.5 and low["frr"] == 0.0  # 0.45 accepted: half the different pairs
+    kfold = benchmark.row_metrics(scores, same, folds, threshold=None)
+    assert kfold["far"] == 0.0 and kfold["frr"] == 0.0  # the other folds' threshold: between 0.45 and 0.5
+    assert kfold["accuracy_mean"] == 1.0 and "other 9" in kfold["threshold_rule"]
+    # the device's rule: a float32 score equal to the float32 threshold is accepted
+    edge = benchmark.row_metrics(np.array([0.3, 0.1] * 10, np.float32).astype(np.float64),
+                                 np.array([True, False] * 10), np.repeat(np.arange(10), 2), threshold=0.3)
+    assert edge["frr"] == 0.0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--variants", "sepia"], "variants are"),
+    (["--sets", "nowhere"], "is not lfw"),
+    (["--limit-pairs", "5"], "at least 20"),
+])
+def test_bad_command_lines_exit_2(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        benchmark.main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_missing_model_is_an_error(tmp_path: Path, capsys) -> None:
+    assert benchmark.main(["--model", str(tmp_path / "none.pt"), "--sets", "lfw", "--out", str(tmp_path)]) == 1
+    assert "hypermodel file not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_small_subset(tmp_path: Path, capsys) -> None:
+    """The command on 40 pairs of LFW's held-out fold, of CFP-FP and of a .bin set written from aligned LFW
+    crops, clean and gray: every row of every set and variant in report.md and report.json, and the plots."""
+    require_shared("data", "lfw", "pairs.txt")
+    require_shared("data", "cfp", "Protocol")
+    from training.data.insightface_bin import write_bin
+    from training.evaluate import lfw_pairs
+
+    lfw1 = lfw_pairs("view2", "dlib", workers=2, progress=False, fold=1, limit=40)  # a fold the model saw: a
+    images = np.stack([lfw1.crops["arcface112"][lfw1.left], lfw1.crops["arcface112"][lfw1.right]], axis=1)
+    bin_path = tmp_path / "lfw_fold1.bin"  # format test only, so its people being seen does not matter
+    write_bin(bin_path, images.reshape(-1, 112, 112, 3), lfw1.same, fmt="png")
+    out = tmp_path / "report"
+    code = benchmark.main(["--sets", f"lfw,cfp-fp,{bin_path}", "--limit-pairs", "40", "--variants", "clean,gray",
+                           "--out", str(out), "--json", "--no-progress"])
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep == json.loads((out / "report.json").read_text()) | {"out": str(out)}
+    assert list(rep["sets"]) == ["lfw", "cfp-fp", "lfw_fold1"]
+    md = (out / "report.md").read_text()
+    for s in rep["sets"].values():
+        assert s["pairs"] == 40 and 0 < s["same"] < 40
+        assert list(s["variants"]) == ["clean", "gray"]
+        for v in s["variants"].values():
+            assert list(v["rows"]) == list(benchmark.ROWS)
+            for r in v["rows"].values():
+                assert 0 <= r["far"] <= 1 and 0 <= r["frr"] <= 1 and 0 < r["auc"] <= 1
+                assert len(r["fold_accuracies"]) == 10
+            assert (out / v["plots"]["roc"]).stat().st_size > 1000 and (out / v["plots"]["scores"]).is_file()
+            assert v["timings"]["deployed_s"] > 0 and v["deployed_vs_float"]["directed_pairs"] == 40
+        for label, _ in benchmark.ROWS.values():
+            assert md.count(f"| {label} |") >= 2 * len(rep["sets"])
+    lfw, fp = rep["sets"]["lfw"], rep["sets"]["cfp-fp"]
+    assert lfw["info"]["held_out_fold"] == 0 and lfw["variants"]["clean"]["rows"]["deployed"]["operating_threshold"]
+    assert fp["info"]["excluded_pairs"] == 2963 and fp["info"]["excluded_people"] == 156
+    assert sum(fp["info"]["alignment"].values()) == fp["info"]["images"] and fp["info"]["alignment"]["failed"] == 0
+    assert "dlib150" in rep["sets"]["lfw_fold1"]["info"]
+    assert rep["command"][:3] == ["python", "-m", "codegen.benchmark"] and rep["timings"]["total_s"] > 0
