@@ -15,14 +15,14 @@ The pickle is read with the standard unpickler, so open only files from sources 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
+
+from pvcore.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +131,6 @@ def write_bin(
         raise BinFormatError("issame must hold booleans (or 0/1)")
     bins = [encode_image(img, fmt, jpeg_quality) for img in images]
     issame_list = [bool(x) for x in issame_arr]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # protocol 4: readable by every Python 3 InsightFace tool
-            pickle.dump((bins, issame_list), f, protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # protocol 4: readable by every Python 3 InsightFace tool
+    atomic_write(path, lambda f: pickle.dump((bins, issame_list), f, protocol=4))
     log.debug("wrote %s: %d pairs", path, len(issame_list))
