@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from pvcore.cli import EXIT_ERROR
 from pvcore.paths import REPO_ROOT
 from pvcore.user_store import UserStore
 from tests.codegen.users import make_store
+from tests.helpers.race import race, winners
 
 
 @pytest.fixture(scope="module")
@@ -48,26 +48,6 @@ def tree(root: Path) -> dict[str, bytes | None]:
 def hidden(parent: Path) -> list[str]:
     """Temp or backup folders emit would leave beside its output."""
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(".")) if parent.is_dir() else []
-
-
-def race(n: int, fn) -> list[BaseException | None]:
-    """fn(i) in n threads released together; each one's exception or None."""
-    gate = threading.Barrier(n)
-    out: list[BaseException | None] = [None] * n
-
-    def run(i: int) -> None:
-        gate.wait()
-        try:
-            fn(i)
-        except BaseException as e:  # noqa: B036 - collected for the assertions
-            out[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
 
 
 def test_every_output_carries_the_marker(store: UserStore, tmp_path: Path, capsys) -> None:
@@ -200,11 +180,11 @@ def test_racing_writers_of_one_new_folder_exactly_one_wins(tmp_path: Path) -> No
     for r in range(20):
         out = tmp_path / f"o{r}"
         res = race(2, lambda i, out=out: write_output(out, _writer(i), marker, force=False))
-        winners = [i for i, e in enumerate(res) if e is None]
-        assert len(winners) == 1, res
-        loser = res[1 - winners[0]]
+        won = winners(res)
+        assert len(won) == 1, res
+        loser = res[1 - won[0]]
         assert isinstance(loser, EmitError) and "another process" in str(loser) and "--force" in str(loser)
-        w = f"writer{winners[0]}"
+        w = f"writer{won[0]}"
         assert (out / "a.txt").read_text() == w and (out / "b.txt").read_text() == w * 1000  # whole, one writer's
     assert hidden(tmp_path) == []
 
@@ -213,7 +193,8 @@ def test_racing_forced_writers_both_finish_whole(tmp_path: Path) -> None:
     marker = json.dumps({"tool": "codegen.emit"}).encode()
     out = tmp_path / "o"
     for _ in range(20):
-        assert race(2, lambda i: write_output(out, _writer(i), marker, force=True)) == [None, None]
+        res = race(2, lambda i: write_output(out, _writer(i), marker, force=True))
+        assert winners(res) == [0, 1], res
         text = (out / "a.txt").read_text()
         assert text in ("writer0", "writer1") and (out / "b.txt").read_text() == text * 1000
     assert hidden(tmp_path) == []
@@ -225,10 +206,10 @@ def test_two_emits_into_one_new_folder(store: UserStore, tmp_path: Path) -> None
     for r in range(3):
         out = tmp_path / f"o{r}"
         res = race(2, lambda i, out=out: emit(users[i], out=out, fmt="blob", users_root=store.root))
-        winners = [i for i, e in enumerate(res) if e is None]
-        assert len(winners) == 1, res
-        assert isinstance(res[1 - winners[0]], EmitError), res
-        user = users[winners[0]]
+        won = winners(res)
+        assert len(won) == 1, res
+        assert isinstance(res[1 - won[0]], EmitError), res
+        user = users[won[0]]
         header, _ = unpack_blob((out / f"{user}_theta.bin").read_bytes())
         assert header.user_id == user and sorted(p.name for p in out.iterdir()) == [MARKER, f"{user}_theta.bin"]
     assert hidden(tmp_path) == []

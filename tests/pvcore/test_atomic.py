@@ -3,12 +3,12 @@ replace that keeps the old folder whole until the new one is in place, or puts i
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from pvcore.atomic import FolderExists, publish_folder, replace_folder, temp_folder_beside
+from tests.helpers.race import race, winners
 
 
 def filled(dest: Path, text: str) -> Path:
@@ -20,26 +20,6 @@ def filled(dest: Path, text: str) -> Path:
 
 def hidden(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
-
-
-def race(n: int, fn) -> list[BaseException | None]:
-    """fn(i) in n threads released together; each one's exception or None."""
-    gate = threading.Barrier(n)
-    out: list[BaseException | None] = [None] * n
-
-    def run(i: int) -> None:
-        gate.wait()
-        try:
-            fn(i)
-        except BaseException as e:  # noqa: B036 - collected for the assertions
-            out[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
 
 
 def test_publish_is_create_or_fail(tmp_path: Path) -> None:
@@ -63,11 +43,11 @@ def test_racing_publishers_exactly_one_wins(tmp_path: Path) -> None:
         dest = tmp_path / f"out{r}"
         tmps = [filled(dest, f"writer{i}") for i in range(2)]
         res = race(2, lambda i, dest=dest, tmps=tmps: publish_folder(tmps[i], dest))
-        winners = [i for i, e in enumerate(res) if e is None]
-        assert len(winners) == 1 and isinstance(res[1 - winners[0]], FolderExists), res
-        w = f"writer{winners[0]}"
+        won = winners(res)
+        assert len(won) == 1 and isinstance(res[1 - won[0]], FolderExists), res
+        w = f"writer{won[0]}"
         assert (dest / "a.txt").read_text() == w and (dest / "b.txt").read_text() == w * 2  # whole, one writer's
-        assert not tmps[winners[0]].exists() and tmps[1 - winners[0]].is_dir()
+        assert not tmps[won[0]].exists() and tmps[1 - won[0]].is_dir()
 
 
 def test_replace_swaps_and_leaves_nothing(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ hypermodel and real faces (package sample images)."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import skimage.data
 
 from pvcore.cli import EXIT_ERROR
 from pvcore.user_store import UserExists, UserStore
+from tests.helpers.race import race
 from tests.training.test_face_pipeline import png_claiming
 from training import enroll as enroll_cli
 from training.enroll import enroll_image
@@ -31,26 +31,6 @@ def photos() -> list[np.ndarray]:
     """Two photos giving two different θ: the astronaut and her mirror image."""
     astro = skimage.data.astronaut()
     return [astro, np.ascontiguousarray(astro[:, ::-1])]
-
-
-def race(n: int, fn) -> list[object]:
-    """fn(i) in n threads released together; each one's result or exception."""
-    gate = threading.Barrier(n)
-    out: list[object] = [None] * n
-
-    def run(i: int) -> None:
-        gate.wait()
-        try:
-            out[i] = fn(i)
-        except Exception as e:  # collected for the assertions
-            out[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
 
 
 def test_two_enrollments_of_one_user_at_once_store_one(enrollers, photos, tmp_path: Path) -> None:

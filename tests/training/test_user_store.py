@@ -2,13 +2,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 
 from pvcore.spec import F_SPEC
 from pvcore.user_store import ArchMismatch, UnknownUser, UserExists, UserStore, UserStoreError
+from tests.helpers.race import race, winners
 
 
 @pytest.fixture
@@ -84,37 +84,17 @@ def test_corrupt_and_foreign_entries(store):
         store.load("alice")
 
 
-def race(n: int, fn) -> list[BaseException | None]:
-    """Run fn(i) for i < n in n threads released together; each one's exception or None."""
-    gate = threading.Barrier(n)
-    results: list[BaseException | None] = [None] * n
-
-    def run(i: int) -> None:
-        gate.wait()
-        try:
-            fn(i)
-        except BaseException as e:  # noqa: B036 - collected for the assertions
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_concurrent_enrollments_of_one_user_store_exactly_one(store):
     """Without force, saving is create-or-fail: of two writers racing for one new user, one stores its θ and
     the other gets UserExists — never both "succeed" with one silently replacing the other."""
     for r in range(20):
         uid = f"racer{r}"
         res = race(2, lambda i, uid=uid: save(store, uid=uid, seed=100 + i))
-        winners = [i for i, e in enumerate(res) if e is None]
-        assert len(winners) == 1, res
-        loser = res[1 - winners[0]]
+        won = winners(res)
+        assert len(won) == 1, res
+        loser = res[1 - won[0]]
         assert isinstance(loser, UserExists) and "--force" in str(loser), repr(loser)
-        np.testing.assert_array_equal(store.load(uid)[0], theta(100 + winners[0]))  # the winner's θ, whole
+        np.testing.assert_array_equal(store.load(uid)[0], theta(100 + won[0]))  # the winner's θ, whole
     assert sorted(p.name for p in store.root.iterdir()) == sorted(f"racer{r}" for r in range(20))  # no temp left
 
 
@@ -137,7 +117,7 @@ def test_concurrent_enrollments_in_processes(store):
 def test_force_replaces_an_entry_but_not_a_stranger(store):
     save(store, seed=0)
     res = race(2, lambda i: save(store, seed=10 + i, force=True))  # two forced writers: both whole, one stays
-    assert res == [None, None]
+    assert winners(res) == [0, 1], res
     assert store.load("alice")[0][0] in (theta(10)[0], theta(11)[0])
     (store.root / "notes").write_text("mine")
     with pytest.raises(UserStoreError, match="not a user entry"):
