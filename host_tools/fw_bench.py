@@ -161,6 +161,31 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...
         }
 
 
+def report_row(m: dict[str, Any], sec: dict[str, int], text: int, other_flash: int, theta_slot: int, macs: int,
+               views: int) -> dict[str, Any]:
+    """One build's report row: ``measure``'s figures ``m`` with the ELF's sections ``sec``. ``text``: the code
+    and constants in flash (the toolchains name their sections differently), ``other_flash``: any further
+    flash section (.ARM.exidx); the firmware's flash is those plus .data's initial values. ``theta_slot``:
+    one θ slot's bytes (blob + slot header); the reserved figure rounds each slot up to the erase size."""
+    fw_flash = text + sec.get(".data", 0) + other_flash
+    static = sec.get(".data", 0) + sec.get(".bss", 0)
+    return {
+        **m,
+        "views": views,
+        "instructions_per_mac": round(m["instructions_per_inference"] / (macs * views), 3),
+        "text_bytes": text,
+        "data_bytes": sec.get(".data", 0),
+        "bss_bytes": sec.get(".bss", 0),
+        "stack_reserved_bytes": sec.get(".stack", 0),
+        "firmware_flash_bytes": fw_flash,
+        "flash_with_one_theta_bytes": fw_flash + theta_slot,
+        "flash_with_ab_theta_bytes": fw_flash + 2 * theta_slot,
+        "flash_with_ab_slots_reserved_bytes": fw_flash + 2 * (-(-theta_slot // ERASE_BYTES) * ERASE_BYTES),
+        "static_ram_bytes": static,
+        "peak_ram_bytes": static + m["stack_high_water_bytes"],
+    }
+
+
 def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
     from codegen.golden import run_int8_views
     from pvcore.spec import F_SPEC
@@ -188,47 +213,15 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
             else:
                 m = measure(elf, p_blob, p_image, (p_golden,), n_bench)
                 theta_slot = len(p_blob) + SLOT_HEADER_BYTES
-            fw_flash = sec.get(".isr_vector", 0) + sec.get(".text", 0) + sec.get(".data", 0) + sec.get(".ARM.exidx", 0)
-            static = sec.get(".data", 0) + sec.get(".bss", 0)
-            report[name] = {
-                **m,
-                "views": views,
-                "instructions_per_mac": round(m["instructions_per_inference"] / (macs * views), 3),
-                "text_bytes": sec.get(".isr_vector", 0) + sec.get(".text", 0),
-                "data_bytes": sec.get(".data", 0),
-                "bss_bytes": sec.get(".bss", 0),
-                "stack_reserved_bytes": sec.get(".stack", 0),
-                "firmware_flash_bytes": fw_flash,
-                "flash_with_one_theta_bytes": fw_flash + theta_slot,
-                "flash_with_ab_theta_bytes": fw_flash + 2 * theta_slot,
-                "flash_with_ab_slots_reserved_bytes": fw_flash + 2 * (-(-theta_slot // ERASE_BYTES) * ERASE_BYTES),
-                "static_ram_bytes": static,
-                "peak_ram_bytes": static + m["stack_high_water_bytes"],
-            }
+            text = sec.get(".isr_vector", 0) + sec.get(".text", 0)
+            report[name] = report_row(m, sec, text, sec.get(".ARM.exidx", 0), theta_slot, macs, views)
         for name, with16 in (("rv32_int8", False), ("rv32_16x8", True)):
             elf = build_rv32(with16, Path(tmp) / name)
             sec = section_sizes(elf, "riscv64-unknown-elf-size")
             m = measure(elf, blob16 if with16 else blob, image, (golden16 if with16 else golden,), n_bench,
                         RiscvQemuBoard)
             theta_slot = len(blob16 if with16 else blob) + SLOT_HEADER_BYTES
-            text = sec.get(".text", 0) + sec.get(".rodata", 0)
-            fw_flash = text + sec.get(".data", 0)
-            static = sec.get(".data", 0) + sec.get(".bss", 0)
-            report[name] = {
-                **m,
-                "views": 1,
-                "instructions_per_mac": round(m["instructions_per_inference"] / macs, 3),
-                "text_bytes": text,
-                "data_bytes": sec.get(".data", 0),
-                "bss_bytes": sec.get(".bss", 0),
-                "stack_reserved_bytes": sec.get(".stack", 0),
-                "firmware_flash_bytes": fw_flash,
-                "flash_with_one_theta_bytes": fw_flash + theta_slot,
-                "flash_with_ab_theta_bytes": fw_flash + 2 * theta_slot,
-                "flash_with_ab_slots_reserved_bytes": fw_flash + 2 * (-(-theta_slot // ERASE_BYTES) * ERASE_BYTES),
-                "static_ram_bytes": static,
-                "peak_ram_bytes": static + m["stack_high_water_bytes"],
-            }
+            report[name] = report_row(m, sec, sec.get(".text", 0) + sec.get(".rodata", 0), 0, theta_slot, macs, 1)
     dsp = report["dsp"]
     report["goals"] = {
         "dsp_instructions_per_mac<=1.5": dsp["instructions_per_mac"] <= GOALS["instructions_per_mac_dsp"],
