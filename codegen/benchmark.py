@@ -139,75 +139,76 @@ def cosine_scores(emb: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.nd
     return np.sum(e[left] * e[right], axis=1)
 
 
-class DeployedScorer:
-    """f(crops[cols[i]]; θ[rows[i]]) in the deployed arithmetic, dequantized — what
-    ``codegen.accuracy.int8_pair_logits`` computes (θ quantized with its own image's crop as the enrollment
-    image, the golden model on the probes), with every quantized θ kept: an enrollment image that is in
-    several sets (CFP's frontal photos enroll in FF and FP alike) is quantized once."""
+def deployed_logits(jobs: list[tuple], activations: str, progress: bool = True) -> tuple[list[np.ndarray], dict]:
+    """For each job ``(thetas, rows, cols, crops)``: f(crops[cols[i]]; θ[rows[i]]) in the deployed arithmetic,
+    dequantized — what ``codegen.accuracy.int8_pair_logits`` computes (θ quantized with its own image's crop
+    as the enrollment image, the golden model on the probes) — for all jobs at once, so that an enrollment
+    (the same θ and crop) in several sets (CFP's frontal photos enroll in FF and FP alike) is quantized once.
+    No quantized θ outlives its probes: thousands kept alive pin the quantizer's freed temporaries (measured:
+    ~16 MB of resident memory each). Returns the logits per job and {"quantized", "in_several_sets"}."""
+    from tqdm import tqdm
 
-    def __init__(self, activations: str) -> None:
-        self.activations = activations
-        self.quantized: dict[tuple[bytes, bytes], object] = {}
-        self.reused = 0
+    from codegen.golden import run_int8
+    from codegen.quantize import QuantConfig, quantize
+    from training.backbones.embedding_cache import content_key
 
-    def logits(self, thetas, rows: np.ndarray, cols: np.ndarray, crops: np.ndarray, progress: bool) -> np.ndarray:
-        from tqdm import tqdm
-
-        from codegen.golden import run_int8
-        from codegen.quantize import QuantConfig, quantize
-        from training.backbones.embedding_cache import content_key
-
-        out = np.empty(len(rows), np.float64)
-        order = np.argsort(rows, kind="stable")  # every θ once, for all of its probes
-        starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
-        ends = np.r_[starts[1:], len(order)]
-        for s, e in tqdm(list(zip(starts, ends)), desc=f"deployed ({self.activations})", unit="θ",
-                         disable=not progress):
-            idx = order[s:e]
-            r = int(rows[idx[0]])
-            theta = thetas[r].numpy()
-            key = (content_key(theta), content_key(crops[r]))
-            qf = self.quantized.get(key)
-            if qf is None:
-                qf = quantize(theta, enroll_u8=crops[r], cfg=QuantConfig(activations=self.activations))
-                self.quantized[key] = qf
-            else:
-                self.reused += 1
-            out[idx] = qf.dequantize_logit(run_int8(qf, np.ascontiguousarray(crops[cols[idx]])))
-        return out
+    groups: dict[tuple[bytes, bytes], list[tuple[int, int]]] = {}  # enrollment → [(job, directed pair)]
+    for j, (thetas, rows, _cols, crops) in enumerate(jobs):
+        keys = {r: (content_key(thetas[r].numpy()), content_key(crops[r])) for r in np.unique(rows).tolist()}
+        for i, r in enumerate(rows.tolist()):
+            groups.setdefault(keys[r], []).append((j, i))
+    outs = [np.empty(len(rows), np.float64) for _, rows, _, _ in jobs]
+    several = 0
+    for members in tqdm(groups.values(), desc=f"deployed ({activations})", unit="θ", disable=not progress):
+        j0, i0 = members[0]
+        thetas, rows, _, crops = jobs[j0]
+        r = int(rows[i0])
+        qf = quantize(thetas[r].numpy(), enroll_u8=crops[r], cfg=QuantConfig(activations=activations))
+        several += len({j for j, _ in members}) > 1
+        probes = np.stack([jobs[j][3][jobs[j][2][i]] for j, i in members])
+        for (j, i), v in zip(members, qf.dequantize_logit(run_int8(qf, probes))):
+            outs[j][i] = v
+    return outs, {"quantized": len(groups), "in_several_sets": several}
 
 
-def score_set(pairs, model, deployed_scorer: DeployedScorer, progress: bool) -> Scored:
-    """Every row's scores on ``pairs``."""
+def score_sets(sets: dict, model, activations: str, progress: bool) -> tuple[dict[str, Scored], dict]:
+    """Every row's scores on each PairSet of ``sets`` (one variant), the deployed row of all sets together."""
     from codegen.accuracy import int8_agreement
     from training.backbones.base import ARCFACE112
     from training.evaluate import backbone_scores, directed_logits, directions, pair_thetas
 
-    t: dict[str, float] = {}
-    n = len(pairs.same)
+    thetas, scored = {}, {}
+    for key, pairs in sets.items():
+        t: dict[str, float] = {}
+        n = len(pairs.same)
+        t0 = time.perf_counter()
+        thetas[key] = pair_thetas(pairs, model, progress)  # h once per image, for every row that needs θ
+        t["h_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows, cols = directions(pairs, one_way=False)  # (a → b) then (b → a)
+        lg = directed_logits(pairs, model, rows, cols, progress, thetas=thetas[key])
+        t["float_f_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        teacher, _ = backbone_scores(pairs, model.backbone, progress)
+        t["teacher_s"] = time.perf_counter() - t0
+        scores = {"float": lg[:n], "float_sym": (lg[:n] + lg[n:]) / 2, "teacher": teacher}
+        t0 = time.perf_counter()
+        base = shared_prefix_qf(model, thetas[key], activations)
+        if base is not None:
+            feats = pooled_features(base, pairs.crops[ARCFACE112])
+            scores["nonpersonal"] = cosine_scores(feats, pairs.left, pairs.right)
+        t["nonpersonal_s"] = time.perf_counter() - t0
+        scored[key] = Scored(scores, t, {})
     t0 = time.perf_counter()
-    thetas = pair_thetas(pairs, model, progress)  # h once per image, for every row that needs θ
-    t["h_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rows, cols = directions(pairs, one_way=False)  # (a → b) then (b → a)
-    lg = directed_logits(pairs, model, rows, cols, progress, thetas=thetas)
-    t["float_f_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    n_known, n_reused = len(deployed_scorer.quantized), deployed_scorer.reused
-    deployed = deployed_scorer.logits(thetas, pairs.left, pairs.right, pairs.crops[ARCFACE112], progress)
-    t["deployed_s"] = time.perf_counter() - t0
-    t["enrollments_quantized"] = len(deployed_scorer.quantized) - n_known
-    t["enrollments_reused"] = deployed_scorer.reused - n_reused
-    t0 = time.perf_counter()
-    teacher, _ = backbone_scores(pairs, model.backbone, progress)
-    t["teacher_s"] = time.perf_counter() - t0
-    scores = {"deployed": deployed, "float": lg[:n], "float_sym": (lg[:n] + lg[n:]) / 2, "teacher": teacher}
-    t0 = time.perf_counter()
-    base = shared_prefix_qf(model, thetas, deployed_scorer.activations)
-    if base is not None:
-        scores["nonpersonal"] = cosine_scores(pooled_features(base, pairs.crops[ARCFACE112]), pairs.left, pairs.right)
-    t["nonpersonal_s"] = time.perf_counter() - t0
-    return Scored(scores, {k: round(v, 2) for k, v in t.items()}, int8_agreement(lg[:n], deployed, model.threshold))
+    jobs = [(thetas[k], p.left, p.right, p.crops[ARCFACE112]) for k, p in sets.items()]
+    logits, counts = deployed_logits(jobs, activations, progress)
+    deployed = {"seconds": round(time.perf_counter() - t0, 2), "pairs": int(sum(len(p.same) for p in sets.values())),
+                **counts}
+    for sc, lg in zip(scored.values(), logits):
+        sc.scores = {"deployed": lg, **sc.scores}
+        sc.deployed_vs_float = int8_agreement(sc.scores["float"], lg, model.threshold)
+        sc.timings = {k: round(v, 2) for k, v in sc.timings.items()}
+    return scored, deployed
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,6 +264,11 @@ def markdown(result: dict) -> str:
         "## Assumptions", "",
     ]
     lines += [f"- {a}" for a in result["assumptions"]]
+    lines += ["", "## Time", "", f"Wall time {result['timings']['total_s']:.0f} s. The deployed row, all sets of a "
+              "variant together (an enrollment photo in several sets is quantized once):", ""]
+    lines += [f"- {v}: {d['seconds']:.0f} s for {d['pairs']} pairs, {d['quantized']} enrollments quantized "
+              f"({d['in_several_sets']} of them in several sets); the variant's total {d['total_s']:.0f} s"
+              for v, d in result["deployed"].items()]
     for name, s in result["sets"].items():
         info = s["info"]
         lines += ["", f"## {name}", ""]
@@ -285,12 +291,10 @@ def markdown(result: dict) -> str:
         lines.append("")
         for variant, v in s["variants"].items():
             a = v["deployed_vs_float"]
-            t = v["timings"]
             lines.append(f"- {variant}: deployed vs float one-way decisions agree on {_pct(a['decision_agreement'])} % "
                          f"of the pairs ({a['n_disagree']} differ), mean |Δlogit| {a['mean_abs_dlogit']:.4f}; "
-                         f"seconds: " + ", ".join(f"{k[:-2]} {x:.0f}" for k, x in t.items() if k.endswith("_s"))
-                         + f" ({t['enrollments_quantized']} θ quantized, {t['enrollments_reused']} reused from "
-                         f"another set); ROC `{v['plots']['roc']}`, deployed scores `{v['plots']['scores']}`.")
+                         "seconds: " + ", ".join(f"{k[:-2]} {x:.0f}" for k, x in v["timings"].items())
+                         + f"; ROC `{v['plots']['roc']}`, deployed scores `{v['plots']['scores']}`.")
         for variant, v in s["variants"].items():
             lines += ["", f"![ROC {name} {variant}]({v['plots']['roc']})"]
     return "\n".join(lines) + "\n"
@@ -332,7 +336,6 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
 
     t_start = time.perf_counter()
     m = HyperModel.load(model_path)
-    deployed = DeployedScorer(activations)
     out = out or REPO_ROOT / "runs" / "benchmark" / m.model_id
     result: dict = {
         "command": command or ["python", "-m", "codegen.benchmark"],
@@ -345,20 +348,25 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
                    "torch thread(s)",
         "assumptions": assumptions(m, sets), "sets": {}, "timings": {},
     }
+    bases = {}
     for name in sets:
         t0 = time.perf_counter()
         log.info("set %s: loading and aligning", name)
         base = with_folds(model_pairs(name, m, workers, progress, limit=limit))
-        key = base.name if name not in DEFAULT_SETS else name
-        entry = {"dataset": name, "info": base.info, "pairs": int(len(base.same)), "same": int(base.same.sum()),
-                 "data_s": round(time.perf_counter() - t0, 2), "variants": {}}
-        result["sets"][key] = entry
-        for variant in variants:
-            log.info("set %s, variant %s: %d pairs", key, variant, len(base.same))
-            t1 = time.perf_counter()
-            pairs = with_variant(base, variant)
-            t_var = time.perf_counter() - t1
-            sc = score_set(pairs, m, deployed, progress)
+        key = name if name in DEFAULT_SETS else base.name
+        bases[key] = base
+        result["sets"][key] = {"dataset": name, "info": base.info, "pairs": int(len(base.same)),
+                               "same": int(base.same.sum()), "data_s": round(time.perf_counter() - t0, 2),
+                               "variants": {}}
+    result["deployed"] = {}
+    for variant in variants:
+        t0 = time.perf_counter()
+        views = {key: with_variant(base, variant) for key, base in bases.items()}
+        t_var = time.perf_counter() - t0
+        log.info("variant %s: %s", variant, ", ".join(f"{k} {len(p.same)} pairs" for k, p in views.items()))
+        scored, result["deployed"][variant] = score_sets(views, m, activations, progress)
+        for key, pairs in views.items():
+            sc = scored[key]
             rows = {k: row_metrics(s, pairs.same, pairs.folds, m.threshold if ROWS[k][1] == "model" else None)
                     for k, s in sc.scores.items()}
             stem = f"{key}-{variant}"
@@ -366,16 +374,15 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
                          title=f"{key}, {variant}: {m.model_id}")
             save_score_histogram_png(out / f"scores-{stem}.png", sc.scores["deployed"], pairs.same, m.threshold,
                                      title=f"{key}, {variant}: deployed one-way scores ({activations})")
-            entry["variants"][variant] = {
-                "rows": rows, "deployed_vs_float": sc.deployed_vs_float,
-                "timings": {"variant_s": round(t_var, 2), **sc.timings,
-                            "total_s": round(time.perf_counter() - t1, 2)},
+            result["sets"][key]["variants"][variant] = {
+                "rows": rows, "deployed_vs_float": sc.deployed_vs_float, "timings": sc.timings,
                 "plots": {"roc": f"roc-{stem}.png", "scores": f"scores-{stem}.png"},
             }
             d = rows["deployed"]
             log.info("%s %s deployed: acc %.2f %%, AUC %.4f, FAR %.2f %%, FRR %.2f %%", key, variant,
                      100 * d["accuracy_mean"], d["auc"], 100 * d["far"], 100 * d["frr"])
-        entry["total_s"] = round(time.perf_counter() - t0, 2)
+        result["deployed"][variant]["variant_s"] = round(t_var, 2)
+        result["deployed"][variant]["total_s"] = round(time.perf_counter() - t0, 2)
     result["timings"] = {"total_s": round(time.perf_counter() - t_start, 2)}
     atomic_write_json(out / "report.json", result)
     atomic_write_bytes(out / "report.md", markdown(result).encode())

@@ -33,19 +33,20 @@ def _shared_prefix_thetas(n: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("activations", ["int16", "int8"])
-def test_deployed_scorer_is_int8_pair_logits_and_quantizes_each_enrollment_once(face_images: np.ndarray,
-                                                                               activations: str) -> None:
+def test_deployed_logits_are_int8_pair_logits_with_each_enrollment_quantized_once(face_images: np.ndarray,
+                                                                                  activations: str) -> None:
+    """Two sets sharing an enrollment (θ 1 on crop 1, as a CFP frontal photo in FF and FP): the same logits as
+    codegen.accuracy's int8_pair_logits per set, three quantizations instead of four."""
     crops = face_images[:3]
     thetas = _shared_prefix_thetas(3)
-    rows, cols = np.array([1, 0, 1]), np.array([2, 1, 0])
-    scorer = benchmark.DeployedScorer(activations)
-    got = scorer.logits(thetas, rows, cols, crops, progress=False)
-    assert np.array_equal(got, int8_pair_logits(thetas, rows, cols, crops, False, activations=activations))
-    assert len(scorer.quantized) == 2 and scorer.reused == 0
-    again = scorer.logits(thetas, np.array([0, 1]), np.array([1, 1]), crops, progress=False)  # another set
-    assert len(scorer.quantized) == 2 and scorer.reused == 2
+    job1 = (thetas, np.array([1, 0, 1]), np.array([2, 1, 0]), crops)
+    job2 = (thetas[[1, 2]], np.array([0, 1]), np.array([1, 0]), crops[[1, 2]])  # its row 0: θ 1 on crop 1
+    got, counts = benchmark.deployed_logits([job1, job2], activations, progress=False)
+    for (th, rows, cols, cr), lg in zip([job1, job2], got):
+        assert np.array_equal(lg, int8_pair_logits(th, rows, cols, cr, False, activations=activations))
+    assert counts == {"quantized": 3, "in_several_sets": 1}
     qf = quantize(thetas[0].numpy(), enroll_u8=crops[0], cfg=QuantConfig(activations=activations))
-    assert again[0] == qf.dequantize_logit(run_int8(qf, crops[1:2]))[0]
+    assert got[0][1] == qf.dequantize_logit(run_int8(qf, crops[1:2]))[0]
 
 
 def test_pooled_features_are_the_golden_models_pool_output(face_images: np.ndarray) -> None:
