@@ -16,7 +16,7 @@ written as JSON:
   and with the two A/B slots (blob + slot header each; for the base build also the slots as the firmware
   reserves them, rounded up to the 4 KiB erase size);
 - RAM: .data + .bss (every static buffer: kernel arena, frame buffer, UART ring, state) plus the stack
-  high-water mark the firmware measures (the stack is painted at boot; INFO bytes 100..103); the
+  high-water mark the firmware measures (the stack is painted at boot; INFO's stack_used); the
   reserved stack section is reported too.
 
 Then the RV32IMC firmware (firmware_templates/riscv32-qemu: the same portable kernel and protocol, plain C,
@@ -34,7 +34,6 @@ import argparse
 import json
 import logging
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from host_tools.qemu import QEMU_DIR, RISCV_DIR, QemuBoard, RiscvQemuBoard, make
-from host_tools.serial_link import Cmd, SerialLink
+from host_tools.serial_link import SerialLink
 from pvcore.atomic import atomic_write_json
 from pvcore.cli import fail, setup_logging
 
@@ -145,17 +144,15 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...
         got = (b.logit16 if r.logit16 else b.logit,) if len(golden) == 1 else (b.logit, b.logit_mirror)
         if got != golden:
             raise RuntimeError(f"{elf}: BENCH gave logits {got}, the golden model {golden}")
-        raw = link.request(Cmd.INFO).payload
         info = link.info()
-        stack_hwm, static_ram = struct.unpack_from("<II", raw, 100) if len(raw) >= 108 else (0, 0)
         ns_per_tick = 1e9 / info.tick_hz  # -icount shift=0: 1 instruction = 1 ns
         return {
             "bench_min_ticks": b.min_ticks,
             "bench_max_ticks": b.max_ticks,
             "instructions_per_inference": round(b.min_ticks * ns_per_tick),
             "infer_uart_kernel_instructions": round(r.ticks * ns_per_tick),
-            "stack_high_water_bytes": stack_hwm,
-            "static_ram_reported_bytes": static_ram,
+            "stack_high_water_bytes": info.stack_used,
+            "static_ram_reported_bytes": info.static_ram,
             "arena_bytes": info.arena_bytes,
             "bit_exact": True,
         }

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import enum
 import logging
+import math
 import random
 import socket
 import struct
@@ -31,60 +31,33 @@ from typing import Any
 
 import serial
 
+from pvcore.protocol import (
+    ERRF_FRAME,
+    FRAME_MAX_PAYLOAD,
+    FRAME_OVERHEAD,
+    INFO_FIELDS,
+    INFO_STRUCT,
+    REPLY,
+    RESULT_STRUCT,
+    Cmd,
+    ErrorCode,
+    FrameStatus,
+    InfoFlag,
+    ResultFlag,
+)
+from pvcore.spec import F_SPEC
+
 log = logging.getLogger(__name__)
 
-IMAGE_SHAPE = (112, 112, 3)
-IMAGE_BYTES = 112 * 112 * 3
-DEFAULT_MAX_PAYLOAD = 4096
-FRAME_OVERHEAD = 8
+IMAGE_SHAPE = (*F_SPEC.input_hw, F_SPEC.input_ch)
+IMAGE_BYTES = math.prod(IMAGE_SHAPE)
+DEFAULT_MAX_PAYLOAD = FRAME_MAX_PAYLOAD
 BLOB_MAX_BYTES = 65536
 _POLL_S = 0.05  # longest single blocking read
 FRAME_ERROR_RESENDS = 4  # resends on the board's bad-frame reports, per allowed try
-
-
-class Cmd(enum.IntEnum):
-    INFO = 0x01
-    LOAD_THETA = 0x02
-    COMMIT = 0x03
-    INFER = 0x04
-    BENCH = 0x05
-    RESET = 0x06
-    INFER_BULK = 0x07
-    PING = 0x08
-    READY = 0xFE
-    ERROR = 0xFF
-
-
-REPLY = 0x80
-
-
-class ErrorCode(enum.IntEnum):
-    BAD_CRC = 1
-    BAD_LENGTH = 2
-    UNKNOWN_CMD = 3
-    ARCH_MISMATCH = 4
-    BAD_IMAGE_SIZE = 5
-    NO_THETA = 6
-    BAD_STATE = 7
-    BLOB_INVALID = 8
-    BAD_ARG = 9
-    STORE = 10
-    INFER_FAILED = 11
-
-
-class FrameStatus(enum.IntEnum):
-    """The C decoder's pv_frame_status_t."""
-
-    OK = 1
-    CRC = -1
-    OVERSIZE = -2
-    TRUNCATED = -3
-    TOO_LONG = -4
-    COBS = -5
-
-
-ERRF_FRAME = 0x01
-RESULT_DONE, RESULT_MIRROR, RESULT_LOGIT16 = 0x01, 0x02, 0x04  # INFER result byte 2 (pv_protocol.h PV_RESULT_*)
+# the protocol's numbers (Cmd, ErrorCode, FrameStatus, REPLY, ERRF_FRAME, the INFO and result records)
+# are pvcore.protocol's, which the firmware's pv_protocol_ids.h is generated from
+RESULT_DONE, RESULT_MIRROR, RESULT_LOGIT16 = ResultFlag.DONE, ResultFlag.MIRROR, ResultFlag.LOGIT16
 
 
 # ---- COBS + frames ---------------------------------------------------------------------------------------
@@ -254,48 +227,52 @@ class Info:
     frames_ok: int
     frames_bad: int
     board: str
+    stack_used: int = 0  # the board's stack high-water mark in bytes (0: not measured)
+    static_ram: int = 0  # .data + .bss bytes of the firmware (0: not reported)
 
-    FMT = struct.Struct("<BBBB8sBBHI32sfIIIIIIIII8s")
+    FMT = INFO_STRUCT  # pvcore.protocol.INFO_FIELDS
 
     @property
     def transfer_open(self) -> bool:
-        return bool(self.flags & 0x04)
+        return bool(self.flags & InfoFlag.XFER_OPEN)
 
     @property
     def views(self) -> int:
-        """Passes of f per probe: 2 when results are the mean over the image and its mirror (flag bit 3)."""
-        return 2 if self.flags & 0x08 else 1
+        """Passes of f per probe: 2 when results are the mean over the image and its mirror."""
+        return 2 if self.flags & InfoFlag.MIRROR else 1
 
     @property
     def runs_16x8(self) -> bool:
-        """The firmware runs 16x8 θ blobs (format version 3) too (PV_WITH_16X8, flag bit 4)."""
-        return bool(self.flags & 0x10)
+        """The firmware runs 16x8 θ blobs (format version 3) too (built with PV_WITH_16X8)."""
+        return bool(self.flags & InfoFlag.RUNS_16X8)
 
     @classmethod
     def parse(cls, p: bytes) -> Info:
         if len(p) < cls.FMT.size:
             raise LinkError(f"INFO reply of {len(p)} bytes, expected {cls.FMT.size}")
-        f = cls.FMT.unpack_from(p)
+        f = dict(zip((fd.name for fd in INFO_FIELDS), cls.FMT.unpack_from(p)))
         return cls(
-            proto_version=f[0],
-            fw_version=f"{f[1]}.{f[2]}.{f[3]}",
-            arch_hash=f[4].hex(),
-            active_slot=None if f[5] == 0xFF else f[5],
-            flags=f[6],
-            max_payload=f[7],
-            commit_counter=f[8],
-            user_id=f[9].rstrip(b"\x00").decode("utf-8", "replace"),
-            threshold_logit=f[10],
-            theta_bytes=f[11],
-            free_ram=f[12],
-            arena_bytes=f[13],
-            image_bytes=f[14],
-            tick_hz=f[15],
-            bulk_images=f[16],
-            transfer_received=f[17],
-            frames_ok=f[18],
-            frames_bad=f[19],
-            board=f[20].rstrip(b"\x00").decode("ascii", "replace"),
+            proto_version=f["proto_version"],
+            fw_version=f"{f['fw_major']}.{f['fw_minor']}.{f['fw_patch']}",
+            arch_hash=f["arch_hash"].hex(),
+            active_slot=None if f["active_slot"] == 0xFF else f["active_slot"],
+            flags=f["flags"],
+            max_payload=f["max_payload"],
+            commit_counter=f["commit_counter"],
+            user_id=f["user_id"].rstrip(b"\x00").decode("utf-8", "replace"),
+            threshold_logit=f["threshold_logit"],
+            theta_bytes=f["theta_bytes"],
+            free_ram=f["free_ram"],
+            arena_bytes=f["arena_bytes"],
+            image_bytes=f["image_bytes"],
+            tick_hz=f["tick_hz"],
+            bulk_images=f["bulk_images"],
+            transfer_received=f["transfer_received"],
+            frames_ok=f["frames_ok"],
+            frames_bad=f["frames_bad"],
+            board=f["board"].rstrip(b"\x00").decode("ascii", "replace"),
+            stack_used=f["stack_used"],
+            static_ram=f["static_ram"],
         )
 
 
@@ -317,9 +294,9 @@ class InferResult:
 
     @classmethod
     def parse(cls, p: bytes, index: int = -1) -> InferResult:
-        decision, q, flags, q_m, real, score, ticks = struct.unpack_from("<BbBbffI", p)
-        if flags & RESULT_LOGIT16:  # int16 logit: low byte 1, high byte 3
-            q16 = struct.unpack("<h", bytes((p[1], p[3])))[0]
+        decision, q, flags, q_m, real, score, ticks = RESULT_STRUCT.unpack_from(p)  # pvcore.protocol.RESULT_FIELDS
+        if flags & RESULT_LOGIT16:  # int16 logit: low byte in logit, high byte in logit_b
+            q16 = (q_m << 8) | (q & 0xFF)
             return cls(q16, real, score, bool(decision), ticks, index, None, True)
         mirror = q_m if flags & RESULT_MIRROR else None
         return cls(q, real, score, bool(decision), ticks, index, mirror)

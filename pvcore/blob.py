@@ -64,6 +64,7 @@ itself: docs/theta_blob.md).
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -93,6 +94,26 @@ HEADER_STRUCT = struct.Struct("<4sHHI8s32sfII")  # ..., payload_size, prefix_id
 _PAYLOAD_HEAD = struct.Struct("<IIfifiII")
 _RECORD = struct.Struct("<BBHIIfifiiiIIIIIII")
 assert HEADER_STRUCT.size == HEADER_SIZE and _PAYLOAD_HEAD.size == PAYLOAD_HEAD_SIZE and _RECORD.size == RECORD_SIZE
+# The fields of the three records above, in order (codegen.c_shared gives the C parser their offsets).
+HEADER_FIELDS = ("magic", "format_version", "header_size", "total_size", "arch_hash", "user_id", "threshold_logit",
+                 "payload_size", "prefix_id")
+PAYLOAD_HEAD_FIELDS = ("n_layers", "record_size", "input_scale", "input_zp", "logit_scale", "logit_zp",
+                       "first_layer", "split")
+RECORD_FIELDS = ("kind", "flags", "n_out", "n_weights", "n_quant", "in_scale", "in_zp", "out_scale", "out_zp",
+                 "act_min", "act_max", "off_weights", "off_bias", "off_mult", "off_shift", "off_wscale", "reserved0",
+                 "reserved1")
+
+
+def _offsets(st: struct.Struct, names: tuple[str, ...]) -> dict[str, int]:
+    """Byte offset of every named field of the little-endian record ``st`` (one struct code per field)."""
+    codes = re.findall(r"\d*[a-zA-Z?]", st.format.lstrip("<"))
+    assert len(codes) == len(names), (st.format, names)
+    return {n: struct.calcsize("<" + "".join(codes[:k])) for k, n in enumerate(names)}
+
+
+HEADER_OFFSETS = _offsets(HEADER_STRUCT, HEADER_FIELDS)
+PAYLOAD_HEAD_OFFSETS = _offsets(_PAYLOAD_HEAD, PAYLOAD_HEAD_FIELDS)
+RECORD_OFFSETS = _offsets(_RECORD, RECORD_FIELDS)
 
 
 class BlobError(ValueError):

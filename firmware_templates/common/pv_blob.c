@@ -9,13 +9,6 @@
 
 const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS] = PV_ARCH_LAYER_TABLE;
 
-#define HDR_BYTES 64u
-#define CRC_BYTES 4u
-#define PAYLOAD_HEAD_BYTES 32u
-#define RECORD_BYTES 64u
-#define FLAG_RELU 1u
-#define FLAG_PER_CHANNEL 2u
-/* FLAG_EXACT_SUM (pv_blob.h): the pool of a version-4 blob outputs its exact sums for the dense after it */
 /* 16x8 blobs (format version 3) are accepted only by builds that can run them (pv_protocol.h) */
 #ifndef PV_WITH_16X8
 #define PV_WITH_16X8 0
@@ -94,7 +87,7 @@ static int array_ok(uint32_t off, uint32_t count, uint32_t elem, uint32_t data_s
 
 /* Payload bytes of a blob holding layers [first, PV_N_LAYERS) (pvcore/blob.py payload_size). */
 static uint32_t payload_bytes_from(uint32_t first) {
-    uint32_t n = PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * RECORD_BYTES, i;
+    uint32_t n = PV_BLOB_PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * PV_BLOB_RECORD_BYTES, i;
     for (i = first; i < PV_N_LAYERS; i++) {
         const pv_layer_desc_t *d = &pv_arch_layers[i];
         const uint32_t n_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
@@ -106,14 +99,15 @@ static uint32_t payload_bytes_from(uint32_t first) {
 /* Layer index's record in a payload whose records start at layer first. */
 static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const uint8_t *payload,
                        uint32_t psize, uint32_t index, uint32_t first, uint32_t bits, uint32_t version) {
-    const uint8_t *r = payload + PAYLOAD_HEAD_BYTES + (index - first) * RECORD_BYTES;
-    const uint32_t data_start = PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * RECORD_BYTES;
-    const uint32_t kind = r[0], flags = r[1], n_out = rd_u16(r + 2);
-    const uint32_t n_weights = rd_u32(r + 4), n_quant = rd_u32(r + 8);
-    const uint32_t off_w = rd_u32(r + 36), off_b = rd_u32(r + 40), off_m = rd_u32(r + 44);
-    const uint32_t off_s = rd_u32(r + 48), off_ws = rd_u32(r + 52);
+    const uint8_t *r = payload + PV_BLOB_PAYLOAD_HEAD_BYTES + (index - first) * PV_BLOB_RECORD_BYTES;
+    const uint32_t data_start = PV_BLOB_PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * PV_BLOB_RECORD_BYTES;
+    const uint32_t kind = r[PV_BLOB_REC_KIND], flags = r[PV_BLOB_REC_FLAGS], n_out = rd_u16(r + PV_BLOB_REC_N_OUT);
+    const uint32_t n_weights = rd_u32(r + PV_BLOB_REC_N_WEIGHTS), n_quant = rd_u32(r + PV_BLOB_REC_N_QUANT);
+    const uint32_t off_w = rd_u32(r + PV_BLOB_REC_OFF_WEIGHTS), off_b = rd_u32(r + PV_BLOB_REC_OFF_BIAS);
+    const uint32_t off_m = rd_u32(r + PV_BLOB_REC_OFF_MULT);
+    const uint32_t off_s = rd_u32(r + PV_BLOB_REC_OFF_SHIFT), off_ws = rd_u32(r + PV_BLOB_REC_OFF_WSCALE);
     const uint32_t want_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
-    const uint32_t want_flags = (d->relu ? FLAG_RELU : 0u) | (d->n_quant > 1u ? FLAG_PER_CHANNEL : 0u);
+    const uint32_t want_flags = (d->relu ? PV_FLAG_RELU : 0u) | (d->n_quant > 1u ? PV_FLAG_PER_CHANNEL : 0u);
     /* an exact-sum pool: only in version 4, and only before a dense layer (which then reads int16 sums) */
     const int exact_ok = version == PV_BLOB_FORMAT_VERSION && d->kind == PV_KIND_AVGPOOL &&
                          index + 1u < PV_N_LAYERS && pv_arch_layers[index + 1u].kind == PV_KIND_DENSE;
@@ -128,12 +122,12 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
         !array_ok(off_ws, n_quant, 4u, data_start, psize))
         return PV_ERR_LAYOUT;
 
-    lp->in_scale = rd_f32(r + 12);
-    lp->in_zp = rd_i32(r + 16);
-    lp->out_scale_layer = rd_f32(r + 20);
-    lp->out_zp = rd_i32(r + 24);
-    lp->act_min = rd_i32(r + 28);
-    lp->act_max = rd_i32(r + 32);
+    lp->in_scale = rd_f32(r + PV_BLOB_REC_IN_SCALE);
+    lp->in_zp = rd_i32(r + PV_BLOB_REC_IN_ZP);
+    lp->out_scale_layer = rd_f32(r + PV_BLOB_REC_OUT_SCALE);
+    lp->out_zp = rd_i32(r + PV_BLOB_REC_OUT_ZP);
+    lp->act_min = rd_i32(r + PV_BLOB_REC_ACT_MIN);
+    lp->act_max = rd_i32(r + PV_BLOB_REC_ACT_MAX);
     lp->n_quant = n_quant;
     lp->flags = flags;
     if (!scale_ok(lp->in_scale) || !scale_ok(lp->out_scale_layer) || !zp_ok(lp->in_zp, bits) ||
@@ -189,34 +183,34 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     if (m == NULL) return PV_ERR_ARG;
     memset(m, 0, sizeof(*m));
     if (blob == NULL) return PV_ERR_ARG;
-    if (len < HDR_BYTES + CRC_BYTES) return PV_ERR_TRUNCATED;
-    if (memcmp(blob, "PVTB", 4) != 0) return PV_ERR_MAGIC;
-    version = rd_u16(blob + 4);
+    if (len < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES) return PV_ERR_TRUNCATED;
+    if (memcmp(blob + PV_BLOB_HDR_MAGIC, PV_BLOB_MAGIC, PV_BLOB_MAGIC_LEN) != 0) return PV_ERR_MAGIC;
+    version = rd_u16(blob + PV_BLOB_HDR_FORMAT_VERSION);
     if (!pv_blob_version_supported(version)) return PV_ERR_VERSION;
     bits = version == PV_BLOB_FORMAT_VERSION_16X8 ? 16u : 8u;
-    if (rd_u16(blob + 6) != HDR_BYTES) return PV_ERR_HEADER_SIZE;
-    total = rd_u32(blob + 8);
-    psize = rd_u32(blob + 56);
+    if (rd_u16(blob + PV_BLOB_HDR_HEADER_SIZE) != PV_BLOB_HEADER_BYTES) return PV_ERR_HEADER_SIZE;
+    total = rd_u32(blob + PV_BLOB_HDR_TOTAL_SIZE);
+    psize = rd_u32(blob + PV_BLOB_HDR_PAYLOAD_SIZE);
     if (total > len) return PV_ERR_TRUNCATED;
-    if (total < HDR_BYTES + CRC_BYTES || psize != total - HDR_BYTES - CRC_BYTES) return PV_ERR_SIZE;
-    if (pv_crc32(0u, blob, total - CRC_BYTES) != rd_u32(blob + total - CRC_BYTES)) return PV_ERR_CRC;
-    if (memcmp(blob + 12, arch, 8) != 0) return PV_ERR_ARCH;
-    if (psize < PAYLOAD_HEAD_BYTES) return PV_ERR_SIZE;
-    payload = blob + HDR_BYTES;
-    first = rd_u32(payload + 24);
-    if (first >= PV_N_LAYERS || rd_u32(payload + 28) >= PV_N_LAYERS) return PV_ERR_LAYOUT;
+    if (total < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || psize != total - PV_BLOB_HEADER_BYTES - PV_BLOB_CRC_BYTES) return PV_ERR_SIZE;
+    if (pv_crc32(0u, blob, total - PV_BLOB_CRC_BYTES) != rd_u32(blob + total - PV_BLOB_CRC_BYTES)) return PV_ERR_CRC;
+    if (memcmp(blob + PV_BLOB_HDR_ARCH_HASH, arch, 8) != 0) return PV_ERR_ARCH;
+    if (psize < PV_BLOB_PAYLOAD_HEAD_BYTES) return PV_ERR_SIZE;
+    payload = blob + PV_BLOB_HEADER_BYTES;
+    first = rd_u32(payload + PV_BLOB_HEAD_FIRST_LAYER);
+    if (first >= PV_N_LAYERS || rd_u32(payload + PV_BLOB_HEAD_SPLIT) >= PV_N_LAYERS) return PV_ERR_LAYOUT;
     if (first != 0u && (s_base.ready != PV_MODEL_READY || first != s_base_split ||
-                        rd_u32(blob + 60) != s_base_prefix_id || bits != s_base.act_bits))
+                        rd_u32(blob + PV_BLOB_HDR_PREFIX_ID) != s_base_prefix_id || bits != s_base.act_bits))
         return PV_ERR_BASE;
     if (psize != payload_bytes_from(first)) return PV_ERR_SIZE;
     if (((uintptr_t)(const void *)blob & 3u) != 0u) return PV_ERR_ALIGN;
     if (!is_little_endian()) return PV_ERR_ENDIAN;
 
-    if (rd_u32(payload) != PV_N_LAYERS || rd_u32(payload + 4) != RECORD_BYTES) return PV_ERR_LAYOUT;
-    m->input_scale = rd_f32(payload + 8);
-    m->input_zero_point = rd_i32(payload + 12);
-    m->out_scale = rd_f32(payload + 16);
-    m->out_zero_point = rd_i32(payload + 20);
+    if (rd_u32(payload + PV_BLOB_HEAD_N_LAYERS) != PV_N_LAYERS || rd_u32(payload + PV_BLOB_HEAD_RECORD_SIZE) != PV_BLOB_RECORD_BYTES) return PV_ERR_LAYOUT;
+    m->input_scale = rd_f32(payload + PV_BLOB_HEAD_INPUT_SCALE);
+    m->input_zero_point = rd_i32(payload + PV_BLOB_HEAD_INPUT_ZP);
+    m->out_scale = rd_f32(payload + PV_BLOB_HEAD_LOGIT_SCALE);
+    m->out_zero_point = rd_i32(payload + PV_BLOB_HEAD_LOGIT_ZP);
     /* the kernel's input contract: q = u - 128, scale 1/128, zero point 0 */
     if (m->input_scale != 0.0078125f || m->input_zero_point != 0) return PV_ERR_PARAM;
     if (!scale_ok(m->out_scale) || !zp_ok(m->out_zero_point, bits)) return PV_ERR_PARAM;
@@ -236,9 +230,9 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     }
     if (m->out_scale != prev_scale || m->out_zero_point != prev_zp) return PV_ERR_PARAM;
 
-    memcpy(m->user_id, blob + 20, PV_USER_ID_BYTES);
+    memcpy(m->user_id, blob + PV_BLOB_HDR_USER_ID, PV_USER_ID_BYTES);
     m->user_id[PV_USER_ID_BYTES] = '\0';
-    m->threshold_logit = rd_f32(blob + 52);
+    m->threshold_logit = rd_f32(blob + PV_BLOB_HDR_THRESHOLD_LOGIT);
     if (!(m->threshold_logit >= -3.0e38f && m->threshold_logit <= 3.0e38f)) return PV_ERR_PARAM;
     /* the smallest integer logit (and sum of two) that the float rule accepts; monotone in q */
     m->threshold_q = act_hi(bits) + 1;
@@ -273,8 +267,8 @@ int pv_blob_set_base(const uint8_t *blob, uint32_t len) {
     if (blob == NULL) return PV_OK;
     rc = pv_blob_parse(&b, blob, len); /* s_base is clear: a personal blob is refused here */
     if (rc != PV_OK) return rc;
-    split = rd_u32(blob + HDR_BYTES + 28);
-    pid = rd_u32(blob + 60);
+    split = rd_u32(blob + PV_BLOB_HEADER_BYTES + PV_BLOB_HEAD_SPLIT);
+    pid = rd_u32(blob + PV_BLOB_HDR_PREFIX_ID);
     if (split == 0u || pid == 0u) return PV_ERR_BASE; /* a full blob, but not one made as a base */
     s_base = b;
     s_base_split = split;

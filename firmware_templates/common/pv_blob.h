@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "pv_arch.h"
+#include "pv_blob_format.h"
 
 typedef enum pv_status {
     PV_OK = 0,
@@ -36,17 +37,13 @@ typedef enum pv_status {
 /* Name of a pv_status_t value ("PV_ERR_CRC"), "PV_ERR_UNKNOWN" for anything else. */
 const char *pv_status_name(int status);
 
-#define PV_USER_ID_BYTES 32u
-/* A θ blob of format version PV_BLOB_FORMAT_VERSION_16X8 holds a 16x8 model (TFLM's int16 activations,
- * int8 weights, int32 biases; every activation zero point 0): the same layout as the int8 format
- * PV_BLOB_FORMAT_VERSION, run by pv_kernel16.h (pv_infer refuses it, and pv_infer16 an int8 model). */
-#define PV_BLOB_FORMAT_VERSION_16X8 3u
-/* Format version 2: the int8 layout of version PV_BLOB_FORMAT_VERSION (4) before the exact pool — every
- * layer requantizes; still read. In version 4 the pool record may carry PV_FLAG_EXACT_SUM: it outputs
- * its sums of (x - in_zp), unrounded, as int16 (output scale = input scale, zp 0), and the dense layer
- * after it reads them (codegen/quantize.py, "The exact pool"). */
-#define PV_BLOB_FORMAT_VERSION_REQUANT_POOL 2u
-#define PV_FLAG_EXACT_SUM 4u
+/* The format's numbers (magic, versions, record sizes, flags, field offsets): pv_blob_format.h, generated
+ * from pvcore/blob.py. Versions: PV_BLOB_FORMAT_VERSION (4), full int8 whose pool may carry
+ * PV_FLAG_EXACT_SUM: it outputs its sums of (x - in_zp), unrounded, as int16 (output scale = input scale,
+ * zp 0), and the dense layer after it reads them (codegen/quantize.py, "The exact pool");
+ * PV_BLOB_FORMAT_VERSION_REQUANT_POOL (2), the same before the exact pool (every layer requantizes);
+ * PV_BLOB_FORMAT_VERSION_16X8 (3), the same layout holding a 16x8 model (TFLM's int16 activations, int8
+ * weights, int32 biases; every activation zero point 0). */
 
 /* 1 when this build reads blobs of that format version: PV_BLOB_FORMAT_VERSION always, and
  * PV_BLOB_FORMAT_VERSION_16X8 in builds with -DPV_WITH_16X8=1 (which run pv_kernel16). */

@@ -16,32 +16,20 @@
 
 #include <stdint.h>
 
+#include "pv_protocol_ids.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Largest payload a frame may carry (the buffer a board gives the decoder must hold it + overhead). */
-#ifndef PV_FRAME_MAX_PAYLOAD
-#define PV_FRAME_MAX_PAYLOAD 4096u
-#endif
-#define PV_FRAME_HEADER_BYTES 4u /* cmd, seq, len */
-#define PV_FRAME_CRC_BYTES 4u
+/* PV_FRAME_HEADER_BYTES, PV_FRAME_CRC_BYTES, PV_FRAME_MAX_PAYLOAD (a board may define its own) and the
+ * decoder's pv_frame_status_t come from pvcore/protocol.py, as the host's decoder does. */
 #define PV_FRAME_OVERHEAD (PV_FRAME_HEADER_BYTES + PV_FRAME_CRC_BYTES)
 /* Bytes a decoder buffer needs for frames of up to max_payload bytes. */
 #define PV_FRAME_BUF_BYTES(max_payload) ((uint32_t)(max_payload) + PV_FRAME_OVERHEAD)
 /* Worst-case encoded size on the wire (COBS adds 1 byte per 254, plus code byte and delimiter). */
 #define PV_FRAME_WIRE_MAX(payload) \
     (PV_FRAME_BUF_BYTES(payload) + PV_FRAME_BUF_BYTES(payload) / 254u + 2u)
-
-typedef enum {
-    PV_FRAME_NONE = 0,           /* byte consumed, no frame yet */
-    PV_FRAME_OK = 1,             /* a good frame is in *out */
-    PV_FRAME_ERR_CRC = -1,       /* CRC mismatch */
-    PV_FRAME_ERR_OVERSIZE = -2,  /* more bytes than the buffer holds, or len field > max payload */
-    PV_FRAME_ERR_TRUNCATED = -3, /* fewer bytes than the header + len field + CRC */
-    PV_FRAME_ERR_TOO_LONG = -4,  /* more bytes than the header + len field + CRC */
-    PV_FRAME_ERR_COBS = -5       /* a COBS block runs past the delimiter */
-} pv_frame_status_t;
 
 typedef struct {
     uint8_t cmd;

@@ -9,7 +9,6 @@
 #include "pv_crc32.h"
 #include "pv_kernel.h"
 
-typedef char pv_image_bytes_match_spec[(PV_INPUT_BYTES == PV_IMAGE_BYTES) ? 1 : -1];
 typedef char pv_views_is_1_or_2[(PV_VIEWS == 1u || PV_VIEWS == 2u) ? 1 : -1];
 
 #define BENCH_MAX 100000u
@@ -94,35 +93,36 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     uint8_t flags = 0;
     pv_store_t *s = p->store;
     memset(out, 0, PV_INFO_BYTES);
-    out[0] = PV_PROTO_VERSION;
-    out[1] = PV_FW_VERSION_MAJOR;
-    out[2] = PV_FW_VERSION_MINOR;
-    out[3] = PV_FW_VERSION_PATCH;
-    memcpy(out + 4, arch, 8);
-    out[12] = s->active;
+    out[PV_INFO_OFF_PROTO_VERSION] = PV_PROTO_VERSION;
+    out[PV_INFO_OFF_FW_MAJOR] = PV_FW_VERSION_MAJOR;
+    out[PV_INFO_OFF_FW_MINOR] = PV_FW_VERSION_MINOR;
+    out[PV_INFO_OFF_FW_PATCH] = PV_FW_VERSION_PATCH;
+    memcpy(out + PV_INFO_OFF_ARCH_HASH, arch, PV_INFO_LEN_ARCH_HASH);
+    out[PV_INFO_OFF_ACTIVE_SLOT] = s->active;
     if (p->board.bulk != NULL && p->board.bulk_bytes >= PV_IMAGE_BYTES) flags |= PV_INFO_FLAG_BULK;
     if (s->xfer_open) flags |= PV_INFO_FLAG_XFER_OPEN;
     if (PV_VIEWS == 2u) flags |= PV_INFO_FLAG_MIRROR;
-    if (PV_WITH_16X8) flags |= PV_INFO_FLAG_16X8;
-    out[13] = flags;
-    pv_wr16(out + 14, (uint16_t)p->dec.max_payload);
-    pv_wr32(out + 16, s->counter);
+    if (PV_WITH_16X8) flags |= PV_INFO_FLAG_RUNS_16X8;
+    out[PV_INFO_OFF_FLAGS] = flags;
+    pv_wr16(out + PV_INFO_OFF_MAX_PAYLOAD, (uint16_t)p->dec.max_payload);
+    pv_wr32(out + PV_INFO_OFF_COMMIT_COUNTER, s->counter);
     pv_store_active_user(s, user, &thr);
-    memcpy(out + 20, user, 32);
-    memcpy(out + 52, &thr, 4);
+    memcpy(out + PV_INFO_OFF_USER_ID, user, PV_INFO_LEN_USER_ID);
+    memcpy(out + PV_INFO_OFF_THRESHOLD_LOGIT, &thr, 4);
     (void)pv_store_active_blob(s, &blob_len);
-    pv_wr32(out + 56, blob_len);
-    pv_wr32(out + 60, p->board.free_ram);
-    pv_wr32(out + 64, (uint32_t)PV_PROTO_ARENA_BYTES + (uint32_t)PV_KERNEL_ARENA_BYTES * (PV_VIEWS - 1u));
-    pv_wr32(out + 68, PV_IMAGE_BYTES);
-    pv_wr32(out + 72, p->board.tick_hz);
-    pv_wr32(out + 76, p->board.bulk != NULL ? p->board.bulk_bytes / PV_IMAGE_BYTES : 0u);
-    pv_wr32(out + 80, s->xfer_received);
-    pv_wr32(out + 84, p->dec.frames_ok);
-    pv_wr32(out + 88, p->dec.frames_bad);
-    memcpy(out + 92, p->board.name, 8);
-    pv_wr32(out + 100, p->board.stack_used != NULL ? p->board.stack_used(p->board.ctx) : 0u);
-    pv_wr32(out + 104, p->board.static_ram);
+    pv_wr32(out + PV_INFO_OFF_THETA_BYTES, blob_len);
+    pv_wr32(out + PV_INFO_OFF_FREE_RAM, p->board.free_ram);
+    pv_wr32(out + PV_INFO_OFF_ARENA_BYTES,
+            (uint32_t)PV_PROTO_ARENA_BYTES + (uint32_t)PV_KERNEL_ARENA_BYTES * (PV_VIEWS - 1u));
+    pv_wr32(out + PV_INFO_OFF_IMAGE_BYTES, PV_IMAGE_BYTES);
+    pv_wr32(out + PV_INFO_OFF_TICK_HZ, p->board.tick_hz);
+    pv_wr32(out + PV_INFO_OFF_BULK_IMAGES, p->board.bulk != NULL ? p->board.bulk_bytes / PV_IMAGE_BYTES : 0u);
+    pv_wr32(out + PV_INFO_OFF_TRANSFER_RECEIVED, s->xfer_received);
+    pv_wr32(out + PV_INFO_OFF_FRAMES_OK, p->dec.frames_ok);
+    pv_wr32(out + PV_INFO_OFF_FRAMES_BAD, p->dec.frames_bad);
+    memcpy(out + PV_INFO_OFF_BOARD, p->board.name, PV_INFO_LEN_BOARD);
+    pv_wr32(out + PV_INFO_OFF_STACK_USED, p->board.stack_used != NULL ? p->board.stack_used(p->board.ctx) : 0u);
+    pv_wr32(out + PV_INFO_OFF_STATIC_RAM, p->board.static_ram);
 }
 
 /* ---- inference -------------------------------------------------------------------------------------- */
@@ -231,28 +231,20 @@ static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
     return 0;
 }
 
-static void put_result(uint8_t *b, const infer_result_t *r) { /* 16 bytes */
-    b[0] = r->decision;
+static void put_result(uint8_t *b, const infer_result_t *r) { /* PV_RESULT_BYTES */
+    b[PV_RESULT_OFF_DECISION] = r->decision;
     if (r->is16) {
-        b[1] = (uint8_t)((uint16_t)r->q16 & 0xFFu);
-        b[2] = PV_RESULT_LOGIT16;
-        b[3] = (uint8_t)((uint16_t)r->q16 >> 8);
-        memcpy(b + 4, &r->real, 4);
-        memcpy(b + 8, &r->score, 4);
-        pv_wr32(b + 12, r->ticks);
-        return;
+        b[PV_RESULT_OFF_LOGIT] = (uint8_t)((uint16_t)r->q16 & 0xFFu);
+        b[PV_RESULT_OFF_FLAGS] = PV_RESULT_LOGIT16;
+        b[PV_RESULT_OFF_LOGIT_B] = (uint8_t)((uint16_t)r->q16 >> 8);
+    } else {
+        b[PV_RESULT_OFF_LOGIT] = (uint8_t)r->q;
+        b[PV_RESULT_OFF_FLAGS] = PV_VIEWS == 2u ? PV_RESULT_MIRROR : 0u;
+        b[PV_RESULT_OFF_LOGIT_B] = PV_VIEWS == 2u ? (uint8_t)r->q_mirror : 0u;
     }
-    b[1] = (uint8_t)r->q;
-#if PV_VIEWS == 2
-    b[2] = PV_RESULT_MIRROR;
-    b[3] = (uint8_t)r->q_mirror;
-#else
-    b[2] = 0;
-    b[3] = 0;
-#endif
-    memcpy(b + 4, &r->real, 4);
-    memcpy(b + 8, &r->score, 4);
-    pv_wr32(b + 12, r->ticks);
+    memcpy(b + PV_RESULT_OFF_LOGIT_REAL, &r->real, 4);
+    memcpy(b + PV_RESULT_OFF_SCORE, &r->score, 4);
+    pv_wr32(b + PV_RESULT_OFF_TICKS, r->ticks);
 }
 
 /* ---- commands --------------------------------------------------------------------------------------- */

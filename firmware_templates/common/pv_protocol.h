@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "pv_frame.h"
+#include "pv_protocol_ids.h"
 #include "pv_kernel.h"
 #include "pv_store.h"
 
@@ -34,12 +35,11 @@
 extern "C" {
 #endif
 
-#define PV_PROTO_VERSION 1u
 #define PV_FW_VERSION_MAJOR 0u
 #define PV_FW_VERSION_MINOR 1u
 #define PV_FW_VERSION_PATCH 0u
 
-#define PV_IMAGE_BYTES (112u * 112u * 3u)
+#define PV_IMAGE_BYTES PV_INPUT_BYTES /* an INFER image: the input of f, HWC, q = u - 128 */
 
 /* Views per probe: 1 (the default) one pass of f; 2 (-DPV_VIEWS=2) scores the mean of f on the image and
  * on its mirror image (each row reversed pixel by pixel), two passes of the kernel with the same θ: the int8 rounding errors of the two
@@ -51,51 +51,8 @@ extern "C" {
 #endif
 #define PV_ROW_BYTES (PV_INPUT_W * PV_INPUT_C)
 
-enum {
-    PV_CMD_INFO = 0x01,
-    PV_CMD_LOAD_THETA = 0x02,
-    PV_CMD_COMMIT = 0x03,
-    PV_CMD_INFER = 0x04,
-    PV_CMD_BENCH = 0x05,
-    PV_CMD_RESET = 0x06,
-    PV_CMD_INFER_BULK = 0x07,
-    PV_CMD_PING = 0x08,
-    PV_REPLY = 0x80,     /* reply cmd = request cmd | PV_REPLY */
-    PV_CMD_READY = 0xFE, /* sent once after boot/reset, seq 0, payload = INFO's */
-    PV_CMD_ERROR = 0xFF
-};
-
-enum {
-    PV_E_BAD_CRC = 1,        /* frame CRC wrong or COBS broken (frame-level) */
-    PV_E_BAD_LENGTH = 2,     /* frame shorter/longer than its len field or too big; payload size wrong */
-    PV_E_UNKNOWN_CMD = 3,
-    PV_E_ARCH_MISMATCH = 4,  /* θ built for another architecture (arch hash differs) */
-    PV_E_BAD_IMAGE_SIZE = 5, /* INFER image size is not 112*112*3, or data past its end */
-    PV_E_NO_THETA = 6,       /* no committed θ */
-    PV_E_BAD_STATE = 7,      /* out of order: chunk gap, COMMIT without complete transfer, BENCH no image */
-    PV_E_BLOB_INVALID = 8,   /* θ blob header/CRC/content refused */
-    PV_E_BAD_ARG = 9,        /* argument out of range (bench count, bulk range, reset mode) */
-    PV_E_STORE = 10,         /* flash erase/write/verify failed */
-    PV_E_INFER_FAILED = 11   /* the kernel returned an error (detail: its code) */
-};
-
-#define PV_ERRF_FRAME 0x01u /* error flag: the frame itself was bad (seq/cmd are best effort) */
-
-#define PV_INFO_BYTES 108u /* 100 + u32 stack high-water mark + u32 static RAM (0: not reported) */
-#define PV_INFO_FLAG_BULK 0x01u
-#define PV_INFO_FLAG_XFER_OPEN 0x04u
-#define PV_INFO_FLAG_MIRROR 0x08u /* PV_VIEWS == 2: results are the mean over the image and its mirror */
-#define PV_INFO_FLAG_16X8 0x10u   /* PV_WITH_16X8: the firmware runs 16x8 blobs (format version 3) too */
-
-/* INFER / INFER_BULK result, byte 2 (flags): bit 0 done (INFER: the image is complete), bit 1 two views
- * (byte 3 is then the mirror view's int8 logit; logit_real, score and decision are the two views' mean),
- * bit 2 a 16x8 model's int16 logit (one view): its low byte in byte 1, its high byte in byte 3. */
-#define PV_RESULT_DONE 0x01u
-#define PV_RESULT_MIRROR 0x02u
-#define PV_RESULT_LOGIT16 0x04u
-
-#define PV_RESET_REBOOT 0u
-#define PV_RESET_EXIT 1u /* leave the emulator / host process with an exit code */
+/* Command ids, error codes, the INFO and result records' layouts and flags, reset modes and
+ * PV_PROTO_VERSION: pv_protocol_ids.h, generated from pvcore/protocol.py (the host's copy). */
 
 typedef struct {
     void *ctx;

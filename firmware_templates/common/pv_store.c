@@ -25,7 +25,7 @@ static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, pv_model_t
     if (memcmp(h, k_slot_magic, 4) != 0) return 0;
     if (pv_crc32(0, h, 28) != pv_rd32(h + 28)) return 0;
     len = pv_rd32(h + 8);
-    if (len < PV_BLOB_HEADER_BYTES + 4u || len > blob_capacity(s)) return 0;
+    if (len < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || len > blob_capacity(s)) return 0;
     if (pv_crc32(0, h + PV_SLOT_HEADER_BYTES, len) != pv_rd32(h + 12)) return 0;
     if (pv_blob_parse(model, h + PV_SLOT_HEADER_BYTES, len) != 0) return 0;
     *counter = pv_rd32(h + 4);
@@ -44,7 +44,7 @@ int pv_store_init(pv_store_t *s, const pv_flash_t *flash) {
     s->flash = *flash;
     s->slot_size = (flash->size / 2u) / flash->erase_size * flash->erase_size;
     s->active = PV_SLOT_NONE;
-    if (s->slot_size < PV_SLOT_HEADER_BYTES + PV_BLOB_HEADER_BYTES + 4u) {
+    if (s->slot_size < PV_SLOT_HEADER_BYTES + PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES) {
         return PV_STORE_ERR_ARG;
     }
     memset(m, 0, sizeof(m));
@@ -96,17 +96,18 @@ static int flash_write_checked(pv_store_t *s, uint32_t off, const uint8_t *p, ui
 static int32_t check_blob_header(const pv_store_t *s, const uint8_t *h) {
     static const uint8_t arch[] = PV_ARCH_HASH_INIT;
     uint32_t total, payload;
-    if (memcmp(h, "PVTB", 4) != 0 || !pv_blob_version_supported(pv_rd16(h + 4)) ||
-        pv_rd16(h + 6) != PV_BLOB_HEADER_BYTES) {
+    if (memcmp(h + PV_BLOB_HDR_MAGIC, PV_BLOB_MAGIC, PV_BLOB_MAGIC_LEN) != 0 ||
+        !pv_blob_version_supported(pv_rd16(h + PV_BLOB_HDR_FORMAT_VERSION)) ||
+        pv_rd16(h + PV_BLOB_HDR_HEADER_SIZE) != PV_BLOB_HEADER_BYTES) {
         return PV_STORE_ERR_HEADER;
     }
-    total = pv_rd32(h + 8);
-    payload = pv_rd32(h + 56);
-    if (total < PV_BLOB_HEADER_BYTES + 4u || total > blob_capacity(s) ||
-        payload != total - PV_BLOB_HEADER_BYTES - 4u) {
+    total = pv_rd32(h + PV_BLOB_HDR_TOTAL_SIZE);
+    payload = pv_rd32(h + PV_BLOB_HDR_PAYLOAD_SIZE);
+    if (total < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || total > blob_capacity(s) ||
+        payload != total - PV_BLOB_HEADER_BYTES - PV_BLOB_CRC_BYTES) {
         return PV_STORE_ERR_HEADER; /* sizes inconsistent or larger than a slot */
     }
-    if (memcmp(h + 12, arch, 8) != 0) return PV_STORE_ERR_ARCH;
+    if (memcmp(h + PV_BLOB_HDR_ARCH_HASH, arch, 8) != 0) return PV_STORE_ERR_ARCH;
     return (int32_t)total;
 }
 
