@@ -1,12 +1,22 @@
 """Render ``pv_arch.h``: the C kernel's static configuration, derived from the architecture spec.
 
 It holds the arch hash (the θ blob parser refuses any other), the layer table (shapes, kernel, stride,
-groups, TF 'same' pads, arena offsets), the blob sizes and ``PV_ARENA_BYTES``. The arena size is
-computed by :func:`arena_plan` (CMSIS-NN style: a function of the shapes, not a guess): activations
-ping-pong between the two ends of one buffer — layer i writes its output at offset 0 when i is even and
-flush with the end when i is odd, so its input (the previous output) sits at the other end. The arena
-is therefore ``max_i(in_i + out_i)`` (each rounded up to 4 bytes), with the first layer reading the
-caller's image directly.
+groups, TF 'same' pads), the blob sizes and the arena each kernel needs, ``PV_KERNEL_ARENA_BYTES`` (int8)
+and ``PV_KERNEL16_ARENA_BYTES`` (16x8). The arenas are computed here, once, from the layer table, by the
+kernels' memory plans (CMSIS-NN style: a function of the shapes, not a guess):
+
+- int8 (:func:`kernel_plan`): every layer overwrites its own input in place, its output starting the
+  "lag" below its input that keeps every output row off input rows not yet read; after the activations
+  comes one scratch region, the largest any layer needs (a conv: its ring of ``kernel`` input rows as
+  int16, its weights as int16, its requantization words; the stem also its int8 input band).
+- 16x8 (:func:`kernel16_arena_bytes`): the layers up to the first whose output is smaller than the stem's
+  run row by row while the image streams in; buffer A holds the last of them whole, the layers after it
+  ping-pong between A and B, and the stem band and the streamed layers' rings of ``kernel`` input rows
+  share B's space. int16 values, 2 bytes each.
+
+The C planner (firmware_templates/common/pv_plan.c) computes the same plans at run time for the offsets,
+and its size queries ``pv_kernel_arena_size()`` / ``pv_kernel16_arena_size()`` are held equal to these
+figures by tests/codegen/test_c_kernel.py; a kernel refuses to run in an arena smaller than its plan.
 
 ``python -m codegen.c_arch`` rewrites ``firmware_templates/common/pv_arch.h``; ``--check`` exits 1 when
 the file on disk differs from what the spec gives (CI's guard against a stale header).
@@ -22,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pvcore.atomic import atomic_write_bytes
-from pvcore.blob import FORMAT_VERSION, HEADER_SIZE, KIND_CODES, blob_size, payload_size
+from pvcore.blob import KIND_CODES, blob_size, payload_size
 from pvcore.paths import REPO_ROOT
 from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
 
@@ -31,33 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = REPO_ROOT / "firmware_templates" / "common" / "pv_arch.h"
 
 
-def _pad4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-@dataclass(frozen=True)
-class ArenaPlan:
-    size: int  # bytes
-    out_offsets: tuple[int, ...]  # where each layer writes its output
-    in_offsets: tuple[int | None, ...]  # where each layer reads its input (None: the caller's image)
-    out_bytes: tuple[int, ...]
-
-
-def arena_plan(spec: ArchSpec = F_SPEC) -> ArenaPlan:
-    """Ping-pong placement of every layer's int8 output in one arena (see the module docstring)."""
-    outs = [math.prod(s) for s in spec.shapes[1:]]
-    size = 0
-    for i, n in enumerate(outs):
-        size = max(size, _pad4(n) + (_pad4(outs[i - 1]) if i > 0 else 0))
-    out_offsets = tuple(0 if i % 2 == 0 else (size - n) & ~3 for i, n in enumerate(outs))
-    in_offsets = (None, *out_offsets[:-1])
-    for i in range(1, len(outs)):  # the plan's invariant: a layer's input and output never overlap
-        a, b = sorted([(in_offsets[i], outs[i - 1]), (out_offsets[i], outs[i])])
-        assert a[0] + a[1] <= b[0], f"arena overlap at layer {i}"
-    return ArenaPlan(size, out_offsets, in_offsets, tuple(outs))
-
-
-def _row(spec: ArchSpec, i: int, plan: ArenaPlan) -> dict[str, int]:
+def _row(spec: ArchSpec, i: int) -> dict[str, int]:
     layer = spec.layers[i]
     ih, iw, ic = spec.shapes[i]
     oh, ow, oc = spec.shapes[i + 1]
@@ -77,7 +61,6 @@ def _row(spec: ArchSpec, i: int, plan: ArenaPlan) -> dict[str, int]:
         pad_left=0,
         n_weights=0,
         n_quant=0,
-        out_offset=plan.out_offsets[i],
     )
     if isinstance(layer, Conv):
         pt = same_pads(ih, layer.kernel, layer.stride)[0] if layer.padding == "same" else 0
@@ -130,15 +113,96 @@ FIELDS = (
     "pad_left",
     "n_weights",
     "n_quant",
-    "out_offset",
 )
 
 
+def layer_table(spec: ArchSpec = F_SPEC) -> list[dict[str, int]]:
+    """The rows of pv_arch.h's layer table (pv_layer_desc_t), one per layer."""
+    return [_row(spec, i) for i in range(len(spec.layers))]
+
+
+# ---- the kernels' memory plans (mirrored by pv_plan.c, see the module docstring) ----------------------
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _out_bytes(d: dict[str, int]) -> int:
+    return d["out_h"] * d["out_w"] * d["out_c"]
+
+
+def _rows_ready(d: dict[str, int], oy: int) -> int:
+    """Input rows a conv has expanded (so no longer needs in the arena) before output row oy."""
+    return min(max(oy * d["stride"] - d["pad_top"] + d["kernel"], 0), d["in_h"])
+
+
+def _lag(d: dict[str, int]) -> int:
+    if d["kind"] != KIND_CODES["conv"]:
+        return 0  # the pool and the dense layers run in place
+    r_out, r_in = d["out_w"] * d["out_c"], d["in_w"] * d["in_c"]
+    lag = max([(oy + 1) * r_out - _rows_ready(d, oy) * r_in for oy in range(d["out_h"])] + [0])
+    return (lag + 3) & ~3
+
+
+def _rowrun(d: dict[str, int]) -> bool:
+    """A conv whose kernel rows are contiguous word-aligned runs of its input rows (one group, no left pad)."""
+    k, c = d["kernel"], d["in_c"]
+    return (d["groups"] == 1 and d["pad_left"] == 0 and k * c % 4 == 0 and d["stride"] * c % 4 == 0
+            and d["in_w"] * c % 4 == 0 and (d["out_w"] - 1) * d["stride"] + k <= d["in_w"])
+
+
+def _scratch_bytes(d: dict[str, int], first: bool) -> int:
+    if d["kind"] == KIND_CODES["conv"]:
+        span = (d["out_w"] - 1) * d["stride"] + d["kernel"]
+        row = d["in_w"] * d["in_c"] if _rowrun(d) else max(span, d["in_w"] + d["pad_left"]) * d["in_c"]
+        depth = d["kernel"] * d["kernel"] * d["in_c"] // d["groups"]
+        rq_words = (d["out_c"] + 3) // 4 * 16  # bias, multiplier, rounding, shift per block of 4 channels
+        n = _align8(d["kernel"] * row * 2) + _align8(d["out_c"] * depth * 2) + rq_words * 4
+        return n + (_align8(d["kernel"] * d["in_w"] * d["in_c"]) if first else 0)
+    if d["kind"] == KIND_CODES["dense"]:
+        return _align8(d["in_h"] * d["in_w"] * d["in_c"] * 2)
+    return _align8(d["in_c"] * 2)  # the pool's lane sums
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    out_offsets: tuple[int, ...]  # where each layer's output lives in the arena
+    scratch: int  # where the scratch region starts
+    total: int  # arena bytes
+
+
+def kernel_plan(spec: ArchSpec = F_SPEC) -> KernelPlan:
+    """The int8 kernel's in-place plan (see the module docstring)."""
+    rows = layer_table(spec)
+    off = sum(_lag(d) for d in rows[1:])
+    offsets, act, scr = [], 0, 0
+    for i, d in enumerate(rows):
+        off -= _lag(d) if i > 0 else 0
+        offsets.append(off)
+        # the exact-sum pool writes int16 sums: twice its bytes
+        act = max(act, off + _out_bytes(d) * (2 if d["kind"] == KIND_CODES["avgpool"] else 1))
+        scr = max(scr, _scratch_bytes(d, i == 0))
+    return KernelPlan(tuple(offsets), _align8(act), _align8(act) + scr)
+
+
+def kernel_arena_bytes(spec: ArchSpec = F_SPEC) -> int:
+    """PV_KERNEL_ARENA_BYTES: the int8 kernel's arena."""
+    return kernel_plan(spec).total
+
+
+def kernel16_arena_bytes(spec: ArchSpec = F_SPEC) -> int:
+    """PV_KERNEL16_ARENA_BYTES: the 16x8 kernel's arena (see the module docstring)."""
+    rows = layer_table(spec)
+    sizes = [_out_bytes(d) for d in rows]  # values
+    streamed = next(i + 1 for i in range(1, len(rows)) if sizes[i] < sizes[0])
+    buf = max(sizes[streamed - 1 :])
+    band_and_rings = sum(d["kernel"] * d["in_w"] * d["in_c"] for d in rows[:streamed])
+    return 2 * (buf + max(buf, band_and_rings))
+
+
 def render(spec: ArchSpec = F_SPEC) -> str:
-    plan = arena_plan(spec)
     h = spec.arch_hash()
     hash_bytes = ", ".join(f"0x{b:02x}" for b in bytes.fromhex(h))
-    rows = [_row(spec, i, plan) for i in range(len(spec.layers))]
+    rows = layer_table(spec)
     table = " \\\n".join(
         "    { " + ", ".join(f"{r[f]}u" for f in FIELDS) + " }," + f" /* {layer.name} */"
         for r, layer in zip(rows, spec.layers)
@@ -174,12 +238,16 @@ def render(spec: ArchSpec = F_SPEC) -> str:
 #define PV_STREAM_BANDS {stream_bands}u
 #define PV_STREAM_BAND_BYTES {stream_rows * iw * spec.input_ch}u
 
-/* Ping-pong activation arena (codegen.c_arch.arena_plan): max over layers of in + out bytes. */
-#define PV_ARENA_BYTES {plan.size}u
+/* Arena bytes of the int8 and the 16x8 kernel's memory plans (codegen.c_arch; pv_plan.c computes the same
+ * and each kernel refuses an arena smaller than its plan). Defined here unless the build overrides them. */
+#ifndef PV_KERNEL_ARENA_BYTES
+#define PV_KERNEL_ARENA_BYTES {kernel_arena_bytes(spec)}u
+#endif
+#ifndef PV_KERNEL16_ARENA_BYTES
+#define PV_KERNEL16_ARENA_BYTES {kernel16_arena_bytes(spec)}u
+#endif
 
-/* θ blob (pvcore/blob.py): fixed sizes for this architecture. */
-#define PV_BLOB_FORMAT_VERSION {FORMAT_VERSION}u
-#define PV_BLOB_HEADER_BYTES {HEADER_SIZE}u
+/* θ blob (pvcore/blob.py): sizes for this architecture (the format itself: pv_blob_format.h). */
 #define PV_PAYLOAD_BYTES {payload_size(spec)}u
 #define PV_BLOB_BYTES {blob_size(spec)}u
 
@@ -217,10 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out} is up to date (arch hash {F_SPEC.arch_hash()})")
         return 0
     atomic_write_bytes(args.out, text.encode())
-    plan = arena_plan()
     print(
-        f"wrote {args.out}: arch {F_SPEC.name} {F_SPEC.arch_hash()}, arena {plan.size} B, "
-        f"blob {blob_size()} B"
+        f"wrote {args.out}: arch {F_SPEC.name} {F_SPEC.arch_hash()}, arenas {kernel_arena_bytes()} B (int8) "
+        f"and {kernel16_arena_bytes()} B (16x8), blob {blob_size()} B"
     )
     return 0
 

@@ -28,7 +28,6 @@ import errno
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -39,10 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.c_arch import arena_plan
+from codegen.c_arch import kernel16_arena_bytes, kernel_arena_bytes
 from codegen.c_header import render_model_header, render_theta_header
 from codegen.project import (
-    COMMON,
     Artifacts,
     ProjectError,
     check_views,
@@ -57,7 +55,6 @@ from pvcore.blob import BlobError, format_version, pack_blob
 from pvcore.cli import add_target_arg, add_user_store_args, fail, setup_logging
 from pvcore.paths import REPO_ROOT
 from pvcore.qtheta import ACTIVATIONS, QuantizedF
-from pvcore.spec import F_SPEC
 from pvcore.targets import TARGETS, Target
 from pvcore.user_store import UserStore, UserStoreError
 
@@ -87,27 +84,6 @@ class EmitResult:
     flash_is_blob: bool = True  # False: --format tflite without a target (the .tflite is the θ in flash)
     blob_format: int = 0  # the θ blob's format version (pvcore.blob.format_version)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def kernel_arena_bytes() -> int:
-    """The arena the fixed C kernel needs: PV_KERNEL_ARENA_BYTES of the pv_kernel.h the projects ship
-    (the kernel checks its plan against it), else the ping-pong plan of pv_arch.h (PV_ARENA_BYTES)."""
-    m = re.search(r"#define\s+PV_KERNEL_ARENA_BYTES\s+(\d+)u?", (COMMON / "pv_kernel.h").read_text())
-    return int(m.group(1)) if m else arena_plan(F_SPEC).size
-
-
-def kernel16_arena_bytes(spec=F_SPEC) -> int:
-    """The arena of the 16x8 kernel's memory plan (pv_kernel16.c, pv_kernel16_arena_need; tests/codegen/
-    test_c_kernel16.py ties the two): the layers up to the first whose output is smaller than the stem's run
-    row by row while the image streams in; buffer A holds the last of them whole, the layers after it
-    ping-pong between A and B, and the stem band and the streamed layers' rings of `kernel` input rows share
-    B's space. int16 values, 2 bytes each."""
-    sizes = [int(np.prod(s)) for s in spec.shapes[1:]]  # output values per layer
-    rows_in = [int(np.prod(s[1:])) for s in spec.shapes[:-1]]  # values per input row of each layer
-    streamed = next(i + 1 for i in range(1, len(sizes)) if sizes[i] < sizes[0])
-    buf = max(sizes[streamed - 1:])
-    scratch = spec.layers[0].kernel * rows_in[0] + sum(spec.layers[i].kernel * rows_in[i] for i in range(1, streamed))
-    return 2 * (buf + max(buf, scratch))
 
 
 def _stored_crop(store: UserStore, user_id: str) -> np.ndarray | None:

@@ -23,12 +23,16 @@
 #define PV_STREAM_BANDS 28u
 #define PV_STREAM_BAND_BYTES 1344u
 
-/* Ping-pong activation arena (codegen.c_arch.arena_plan): max over layers of in + out bytes. */
-#define PV_ARENA_BYTES 37632u
+/* Arena bytes of the int8 and the 16x8 kernel's memory plans (codegen.c_arch; pv_plan.c computes the same
+ * and each kernel refuses an arena smaller than its plan). Defined here unless the build overrides them. */
+#ifndef PV_KERNEL_ARENA_BYTES
+#define PV_KERNEL_ARENA_BYTES 32448u
+#endif
+#ifndef PV_KERNEL16_ARENA_BYTES
+#define PV_KERNEL16_ARENA_BYTES 37632u
+#endif
 
-/* θ blob (pvcore/blob.py): fixed sizes for this architecture. */
-#define PV_BLOB_FORMAT_VERSION 4u
-#define PV_BLOB_HEADER_BYTES 64u
+/* θ blob (pvcore/blob.py): sizes for this architecture (the format itself: pv_blob_format.h). */
 #define PV_PAYLOAD_BYTES 30452u
 #define PV_BLOB_BYTES 30520u
 
@@ -52,22 +56,21 @@ typedef struct pv_layer_desc {
     uint32_t pad_left;
     uint32_t n_weights;
     uint32_t n_quant;
-    uint32_t out_offset;
 } pv_layer_desc_t;
 
 /* One row per layer, in the order of pv_layer_desc_t. Dense layers: in = 1x1xin_features. */
 #define PV_ARCH_LAYER_TABLE { \
-    { 1u, 1u, 112u, 112u, 3u, 28u, 28u, 24u, 4u, 4u, 1u, 0u, 0u, 1152u, 24u, 0u }, /* stem */ \
-    { 1u, 1u, 28u, 28u, 24u, 28u, 28u, 24u, 3u, 1u, 6u, 1u, 1u, 864u, 24u, 18816u }, /* b1_dw */ \
-    { 1u, 1u, 28u, 28u, 24u, 14u, 14u, 48u, 3u, 2u, 6u, 0u, 0u, 1728u, 48u, 0u }, /* b2_down */ \
-    { 1u, 1u, 14u, 14u, 48u, 14u, 14u, 48u, 1u, 1u, 1u, 0u, 0u, 2304u, 48u, 28224u }, /* b2_mix */ \
-    { 1u, 1u, 14u, 14u, 48u, 14u, 14u, 48u, 3u, 1u, 12u, 1u, 1u, 1728u, 48u, 0u }, /* b3_dw */ \
-    { 1u, 1u, 14u, 14u, 48u, 7u, 7u, 96u, 3u, 2u, 12u, 0u, 0u, 3456u, 96u, 32928u }, /* b4_down */ \
-    { 1u, 1u, 7u, 7u, 96u, 7u, 7u, 96u, 1u, 1u, 2u, 0u, 0u, 4608u, 96u, 0u }, /* b4_mix */ \
-    { 1u, 1u, 7u, 7u, 96u, 7u, 7u, 96u, 3u, 1u, 24u, 1u, 1u, 3456u, 96u, 32928u }, /* b5_dw */ \
-    { 2u, 0u, 7u, 7u, 96u, 1u, 1u, 96u, 7u, 7u, 1u, 0u, 0u, 0u, 1u, 0u }, /* pool */ \
-    { 3u, 0u, 1u, 1u, 96u, 1u, 1u, 24u, 1u, 1u, 1u, 0u, 0u, 2304u, 24u, 37608u }, /* fc1 */ \
-    { 3u, 0u, 1u, 1u, 24u, 1u, 1u, 1u, 1u, 1u, 1u, 0u, 0u, 24u, 1u, 0u }, /* head */ \
+    { 1u, 1u, 112u, 112u, 3u, 28u, 28u, 24u, 4u, 4u, 1u, 0u, 0u, 1152u, 24u }, /* stem */ \
+    { 1u, 1u, 28u, 28u, 24u, 28u, 28u, 24u, 3u, 1u, 6u, 1u, 1u, 864u, 24u }, /* b1_dw */ \
+    { 1u, 1u, 28u, 28u, 24u, 14u, 14u, 48u, 3u, 2u, 6u, 0u, 0u, 1728u, 48u }, /* b2_down */ \
+    { 1u, 1u, 14u, 14u, 48u, 14u, 14u, 48u, 1u, 1u, 1u, 0u, 0u, 2304u, 48u }, /* b2_mix */ \
+    { 1u, 1u, 14u, 14u, 48u, 14u, 14u, 48u, 3u, 1u, 12u, 1u, 1u, 1728u, 48u }, /* b3_dw */ \
+    { 1u, 1u, 14u, 14u, 48u, 7u, 7u, 96u, 3u, 2u, 12u, 0u, 0u, 3456u, 96u }, /* b4_down */ \
+    { 1u, 1u, 7u, 7u, 96u, 7u, 7u, 96u, 1u, 1u, 2u, 0u, 0u, 4608u, 96u }, /* b4_mix */ \
+    { 1u, 1u, 7u, 7u, 96u, 7u, 7u, 96u, 3u, 1u, 24u, 1u, 1u, 3456u, 96u }, /* b5_dw */ \
+    { 2u, 0u, 7u, 7u, 96u, 1u, 1u, 96u, 7u, 7u, 1u, 0u, 0u, 0u, 1u }, /* pool */ \
+    { 3u, 0u, 1u, 1u, 96u, 1u, 1u, 24u, 1u, 1u, 1u, 0u, 0u, 2304u, 24u }, /* fc1 */ \
+    { 3u, 0u, 1u, 1u, 24u, 1u, 1u, 1u, 1u, 1u, 1u, 0u, 0u, 24u, 1u }, /* head */ \
 }
 
 #endif /* PV_ARCH_H */

@@ -221,7 +221,7 @@ void pv_plan(pv_plan_t *pl) {
     pl->total = pl->scratch + scr;
 }
 
-uint32_t pv_kernel_arena_need(void) {
+uint32_t pv_kernel_arena_size(void) {
     pv_plan_t pl;
     pv_plan(&pl);
     return pl.total;

@@ -18,13 +18,6 @@
 #include "pv_arch.h"
 #include "pv_blob.h"
 
-/* Arena bytes the in-place plan needs for this architecture (pv_kernel_arena_need() computes it from
- * the layer table; pv_stream_begin refuses with PV_ERR_LAYOUT when this constant is too small, and
- * tests/codegen/test_c_kernel.py checks the two agree). pv_arch.h may define it (codegen owns that). */
-#ifndef PV_KERNEL_ARENA_BYTES
-#define PV_KERNEL_ARENA_BYTES 32448u
-#endif
-
 /* Called after every layer with its int8 output (n bytes, HWC) — for layer-by-layer debugging. */
 typedef void (*pv_layer_hook_t)(void *ctx, uint32_t layer, const int8_t *out, uint32_t n);
 
@@ -45,7 +38,9 @@ typedef struct pv_plan {
 } pv_plan_t;
 
 void pv_plan(pv_plan_t *pl);
-uint32_t pv_kernel_arena_need(void);
+/* Arena bytes of this kernel's plan for the layer table of pv_arch.h (CMSIS-NN style size query); equal to
+ * PV_KERNEL_ARENA_BYTES, which codegen.c_arch computes from the same plan (tests/codegen/test_c_kernel.py). */
+uint32_t pv_kernel_arena_size(void);
 
 /* A conv layer set up in the scratch (internal to pv_kernel.c; here because pv_stream_t holds one). */
 typedef struct pv_conv {

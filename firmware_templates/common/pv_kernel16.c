@@ -16,7 +16,7 @@
  * prefix's last output is a whole tensor, in buffer A. The layers after it ping-pong between A and B
  * (A, B: the largest output from the prefix's last layer on); the band and the rings live in B's space,
  * which is free until the prefix is done. Arena = A + max(B, band + rings): 37,632 B for pv-gconv-s,
- * (pv_kernel16_arena_need; the Python mirror is codegen.emit.kernel16_arena_bytes).
+ * (pv_kernel16_arena_size; the Python mirror is codegen.c_arch.kernel16_arena_bytes).
  */
 #include "pv_kernel16.h"
 
@@ -57,7 +57,7 @@ static uint32_t scratch_values(void) {
     return n;
 }
 
-uint32_t pv_kernel16_arena_need(void) {
+uint32_t pv_kernel16_arena_size(void) {
     const uint32_t b = buffer_values(), sc = scratch_values();
     return n_streamed() == 0u ? 0xFFFFFFFFu : 2u * (b + (sc > b ? sc : b));
 }
@@ -298,7 +298,7 @@ static int layout_ok(void) {
         if (d->kind == PV_KIND_CONV && (d->kernel > PV_K16_MAX_KERNEL || d->pad_top >= d->kernel)) return 0;
         if (i < n_streamed() && d->kind != PV_KIND_CONV) return 0;
     }
-    return pv_kernel16_arena_need() <= PV_KERNEL16_ARENA_BYTES;
+    return pv_kernel16_arena_size() <= PV_KERNEL16_ARENA_BYTES;
 }
 
 int pv_stream16_begin_ex(pv_stream16_t *s, const pv_model_t *m, uint8_t *arena, pv_layer16_hook_t hook,

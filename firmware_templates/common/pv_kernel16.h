@@ -25,13 +25,6 @@
 #include "pv_arch.h"
 #include "pv_blob.h"
 
-/* The arena of pv_kernel16.c's plan for the layer table of pv_arch.h: buffer A + max(buffer B, stem band +
- * the streamed layers' row rings); a test ties it to pv_kernel16_arena_need() and to the Python mirror
- * codegen.emit.kernel16_arena_bytes. pv_stream16_begin refuses with PV_ERR_LAYOUT when the need is larger. */
-#ifndef PV_KERNEL16_ARENA_BYTES
-#define PV_KERNEL16_ARENA_BYTES 37632u
-#endif
-
 /* Layers the plan may stream row by row (pv-gconv-s: 3, the stem, b1_dw and b2_down). */
 #define PV_KERNEL16_MAX_STREAMED 4u
 
@@ -40,8 +33,9 @@
  * rows. For layer-by-layer debugging. */
 typedef void (*pv_layer16_hook_t)(void *ctx, uint32_t layer, const int16_t *out, uint32_t n);
 
-/* Arena bytes this kernel needs for the layer table of pv_arch.h (<= PV_KERNEL16_ARENA_BYTES). */
-uint32_t pv_kernel16_arena_need(void);
+/* Arena bytes this kernel's plan needs for the layer table of pv_arch.h: PV_KERNEL16_ARENA_BYTES (pv_arch.h),
+ * which codegen.c_arch computes from the same plan; pv_stream16_begin refuses a build whose constant is smaller. */
+uint32_t pv_kernel16_arena_size(void);
 
 typedef struct pv_stream16 {
     const pv_model_t *m;

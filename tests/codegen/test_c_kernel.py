@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.c_arch import DEFAULT_OUT, arena_plan, render, streaming
+from codegen.c_arch import DEFAULT_OUT, kernel16_arena_bytes, kernel_arena_bytes, kernel_plan, render, streaming
 from codegen.golden import run_int8
 from pvcore.blob import pack_blob
 from pvcore.qtheta import QuantizedF
@@ -70,19 +70,28 @@ def test_pv_arch_header_is_up_to_date() -> None:
     assert DEFAULT_OUT.read_text() == render(), "stale pv_arch.h: run `python -m codegen.c_arch`"
 
 
-def test_arena_plan() -> None:
-    plan = arena_plan()
-    outs = [int(np.prod(s)) for s in F_SPEC.shapes[1:]]
-    assert plan.out_bytes == tuple(outs)
-    assert plan.size == max(
-        outs[0], *(a + b for a, b in zip(outs, outs[1:]))
-    )  # all sizes are multiples of 4 here
-    for i in range(1, len(outs)):
-        lo_in, lo_out = plan.in_offsets[i], plan.out_offsets[i]
-        assert lo_in + outs[i - 1] <= lo_out or lo_out + outs[i] <= lo_in
-        assert plan.out_offsets[i] + outs[i] <= plan.size
+def test_kernel_plans() -> None:
+    """The int8 plan runs every layer of pv-gconv-s in place (the activations take the largest one's bytes,
+    the scratch comes after them); the 16x8 plan is buffers A and B of the largest output after the
+    streamed prefix (b2_down's 14x14x48 int16)."""
+    plan = kernel_plan()
+    largest = max(int(np.prod(s)) for s in F_SPEC.shapes[1:])
+    assert plan.scratch == (largest + 7) // 8 * 8 and set(plan.out_offsets) == {0}
+    assert plan.total == kernel_arena_bytes() == 32_448
+    assert kernel16_arena_bytes() == 2 * 2 * 14 * 14 * 48 == 37_632
     assert streaming() == (4, 28)
-    assert f"#define PV_ARENA_BYTES {plan.size}u" in render()
+    text = render()
+    assert f"#define PV_KERNEL_ARENA_BYTES {plan.total}u" in text
+    assert f"#define PV_KERNEL16_ARENA_BYTES {kernel16_arena_bytes()}u" in text
+
+
+def test_c_arena_size_queries_equal_the_python_plans(pv_test_bin: Path) -> None:
+    """pv_kernel_arena_size() / pv_kernel16_arena_size() (the C planner at run time) == codegen.c_arch's
+    figures == the PV_KERNEL_ARENA_BYTES / PV_KERNEL16_ARENA_BYTES that boards allocate."""
+    size8, const8, size16, const16 = map(int, run_c(pv_test_bin, "arena").stdout.split())
+    assert size8 == const8 == kernel_arena_bytes()
+    assert size16 == const16 == kernel16_arena_bytes()
+    print(json.dumps({"int8": size8, "16x8": size16}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,24 +266,3 @@ def test_common_sources_cross_compile_for_cortex_m4(dsp: bool, tmp_path: Path) -
             text=True,
         ).stdout
         assert "smlad" in dis and "sxtb16" in dis
-
-
-def test_kernel_arena_constant_matches_the_plan(tmp_path: Path) -> None:
-    """PV_KERNEL_ARENA_BYTES (what boards allocate) equals what pv_plan computes from the layer table, and
-    every layer runs in place: the activations take no more than the largest one."""
-    main = tmp_path / "plan.c"
-    main.write_text(
-        '#include <stdio.h>\n#include "pv_kernel.h"\n'
-        "int main(void) { pv_plan_t p; unsigned i; pv_plan(&p); printf(\"%u %u\", p.total, p.scratch);\n"
-        ' for (i = 0; i < PV_N_LAYERS; i++) printf(" %u", p.out_offset[i]); printf("\\n"); return 0; }\n'
-    )
-    cc = shutil.which("gcc") or "cc"
-    exe = tmp_path / "plan"
-    srcs = [str(COMMON / s) for s in KERNEL_SOURCES]
-    res = subprocess.run([cc, "-std=c99", "-O1", f"-I{COMMON}", str(main), *srcs, "-o", str(exe)], capture_output=True)
-    assert res.returncode == 0, res.stderr
-    total, scratch, *offsets = map(int, run_c(exe).stdout.split())
-    assert f"#define PV_KERNEL_ARENA_BYTES {total}u" in (COMMON / "pv_kernel.h").read_text()
-    largest = max(int(np.prod(s)) for s in F_SPEC.shapes[1:])
-    assert scratch == (largest + 7) // 8 * 8 and set(offsets) == {0}
-    assert total < arena_plan().size  # smaller than codegen's ping-pong arena, scratch included

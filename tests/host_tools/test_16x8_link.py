@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.emit import kernel16_arena_bytes, kernel_arena_bytes
+from codegen.c_arch import kernel16_arena_bytes, kernel_arena_bytes
 from codegen.golden import images_to_int8, run_int8
 from host_tools.enroll import EnrollError, UserBlob, blob_from_store, enroll
 from host_tools.parity import run_parity

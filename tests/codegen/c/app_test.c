@@ -18,7 +18,7 @@
 static uint8_t s_flash[2u * SLOT];
 static union {
     uint32_t align_;
-    uint8_t b[PV_KERNEL16_ARENA_BYTES > PV_ARENA_BYTES ? PV_KERNEL16_ARENA_BYTES : PV_ARENA_BYTES];
+    uint8_t b[PV_KERNEL16_ARENA_BYTES > PV_KERNEL_ARENA_BYTES ? PV_KERNEL16_ARENA_BYTES : PV_KERNEL_ARENA_BYTES];
 } s_arena;
 static int8_t s_img[PV_INPUT_BYTES];
 

@@ -4,7 +4,8 @@
  *   pv_test infer BLOB IMAGES OUT [LAYERS]
  *   pv_test stream BLOB IMAGES OUT   the same through the input-row streaming API
  *   pv_test crc FILE                 print pv_crc32 of FILE (computed in two chunks) as 8 hex digits
- *   pv_test arena16                  print pv_kernel16_arena_need() and PV_KERNEL16_ARENA_BYTES
+ *   pv_test arena                    print pv_kernel_arena_size(), PV_KERNEL_ARENA_BYTES,
+ *                                    pv_kernel16_arena_size() and PV_KERNEL16_ARENA_BYTES
  * IMAGES: raw uint8 RGB, N * PV_INPUT_BYTES; OUT: N int8 logits; LAYERS: every layer's int8 output,
  * image after image, layer after layer. A 16x8 blob (format version 3) runs pv_kernel16 instead: OUT and
  * LAYERS then hold int16 values (little-endian), and "stream" feeds the image in chunks of 1000 bytes
@@ -30,7 +31,7 @@ static union {
 } s_blob;
 static union {
     uint32_t align_;
-    uint8_t b[PV_ARENA_BYTES];
+    uint8_t b[PV_KERNEL_ARENA_BYTES];
 } s_arena;
 static union {
     uint32_t align_;
@@ -170,12 +171,13 @@ static int run(const char *mode, const char *images, const char *out_path, const
 int main(int argc, char **argv) {
     long n;
     int rc;
-    if (argc == 2 && strcmp(argv[1], "arena16") == 0) {
-        printf("%lu %lu\n", (unsigned long)pv_kernel16_arena_need(), (unsigned long)PV_KERNEL16_ARENA_BYTES);
+    if (argc == 2 && strcmp(argv[1], "arena") == 0) {
+        printf("%lu %lu %lu %lu\n", (unsigned long)pv_kernel_arena_size(), (unsigned long)PV_KERNEL_ARENA_BYTES,
+               (unsigned long)pv_kernel16_arena_size(), (unsigned long)PV_KERNEL16_ARENA_BYTES);
         return 0;
     }
     if (argc < 3) {
-        fprintf(stderr, "usage: %s arena16 | crc|parse|parse-misaligned|infer|stream BLOB [IMAGES OUT [LAYERS]]\n", argv[0]);
+        fprintf(stderr, "usage: %s arena | crc|parse|parse-misaligned|infer|stream BLOB [IMAGES OUT [LAYERS]]\n", argv[0]);
         return 1;
     }
     n = read_file(argv[2], s_blob.b, BLOB_CAP);

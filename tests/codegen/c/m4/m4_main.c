@@ -56,7 +56,7 @@ __attribute__((section(".isr_vector"), used)) static void (*const k_vectors[4])(
 
 static union {
     uint32_t align_;
-    uint8_t b[PV_ARENA_BYTES];
+    uint8_t b[PV_KERNEL_ARENA_BYTES];
 } s_arena;
 static int8_t s_img[PV_INPUT_BYTES];
 static pv_model_t s_model;
