@@ -17,6 +17,7 @@ the portable C of an emitted project is compiled with gcc and arm-none-eabi-gcc 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,17 +65,23 @@ class Artifacts:
         return int(self.activations == "int16")
 
 
+def core_file_lists() -> dict[str, list[str]]:
+    """The portable core's source lists of ``common/sources.mk`` (PV_LINK_FILES, PV_MODEL_FILES,
+    PV_KERNEL_FILES: paths relative to common/), the one list the boards' Makefiles build from too."""
+    text = (COMMON / "sources.mk").read_text().replace("\\\n", " ")
+    return {m[1]: m[2].split() for m in re.finditer(r"^(PV_\w+_FILES)\s*:=(.*)$", text, re.M)}
+
+
 def _core_files(kernel: str) -> dict[str, bytes]:
-    """The portable core: common/*.c|h (minus the fixed kernel for TFLM) and a fresh pv_arch.h."""
-    out = {}
-    for p in sorted(COMMON.iterdir()):
-        if p.suffix not in (".c", ".h") or p.name == "pv_arch.h":
-            continue
-        if kernel == "tflm" and p.name in ("pv_kernel.c", "pv_kernel16.c"):
-            continue
-        out[p.name] = p.read_bytes()
+    """The portable core in one flat folder: the sources of sources.mk (minus the fixed kernel for TFLM,
+    whose main/pv_tflm.cc takes its place), every header of common/ and a fresh pv_arch.h."""
+    lists = core_file_lists()
+    sources = lists["PV_LINK_FILES"] + lists["PV_MODEL_FILES"] + (lists["PV_KERNEL_FILES"] if kernel != "tflm" else [])
+    headers = [p.relative_to(COMMON).as_posix() for p in COMMON.rglob("*.h") if p.name != "pv_arch.h"]
+    out = {Path(rel).name: (COMMON / rel).read_bytes() for rel in sources + headers}
+    assert len(out) == len(sources) + len(headers), "two files of the core share a name"
     out["pv_arch.h"] = render_arch_h(F_SPEC).encode()
-    return out
+    return dict(sorted(out.items()))
 
 
 def check_views(target: Target, views: int | None) -> int:

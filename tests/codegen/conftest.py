@@ -1,4 +1,5 @@
-"""Fixtures of the codegen tests: face images, three θ, their quantized f, the host build of the C kernel.
+"""Fixtures of the codegen tests: face images, three θ, their quantized f, the host build of the C kernel
+(tests/helpers/cbuild.py: from the firmware's own source list and flags).
 
 Face images: the aligned LFW crops when that cache exists (``training.face.cache.lfw_cache``), else the
 package faces (scikit-image astronaut, matplotlib Grace Hopper) with deterministic augmentations — a
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +19,13 @@ import torch
 from codegen.quantize import augment, package_faces, quantize
 from pvcore.paths import CACHE_ENV, REPO_ROOT
 from pvcore.qtheta import QuantizedF
+from tests.helpers import cbuild
 from training.verifier.functional import random_theta
 
 log = logging.getLogger(__name__)
 
 N_IMAGES = 256
-COMMON = REPO_ROOT / "firmware_templates" / "common"
-KERNEL_SOURCES = ("pv_kernel.c", "pv_kernel16.c", "pv_blob.c", "pv_crc32.c")
 TEST_MAIN = Path(__file__).parent / "c" / "pv_test_main.c"
-HOST_CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 def lfw_crops(n: int) -> np.ndarray | None:
@@ -94,23 +87,8 @@ def quantized(thetas: dict[str, torch.Tensor], face_images: np.ndarray) -> dict[
 
 
 def build_host(out: Path, extra_flags: list[str] | None = None) -> Path:
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.fail("no host C compiler (gcc): install build-essential")
-    cmd = [
-        cc,
-        *HOST_CFLAGS,
-        "-DPV_WITH_16X8=1",  # the parser accepts 16x8 blobs (tests/codegen/test_c_kernel16.py)
-        *(extra_flags or []),
-        f"-I{COMMON}",
-        *(str(COMMON / s) for s in KERNEL_SOURCES),
-        str(TEST_MAIN),
-        "-o",
-        str(out),
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"host build failed:\n{' '.join(cmd)}\n{res.stderr}"
-    return out
+    """pv_test (c/pv_test_main.c) with the kernel, built as the host build does; it runs 16x8 blobs too."""
+    return cbuild.build_host(out, TEST_MAIN, ["-DPV_WITH_16X8=1", *(extra_flags or [])])
 
 
 @pytest.fixture(scope="session")

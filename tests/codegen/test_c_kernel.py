@@ -1,10 +1,10 @@
 """The C kernel (firmware_templates/common) built for the host and compared with the golden model bit for
-bit; the blob parser's error codes; the generated pv_arch.h; a Cortex-M4 cross-compile of common/*.c."""
+bit; the blob parser's error codes; the generated pv_arch.h and the arena plans; a Cortex-M4 cross-compile
+of the portable core (every source and flag from the firmware's own build files, tests/helpers/cbuild.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 import subprocess
 import zlib
@@ -18,20 +18,10 @@ from codegen.golden import run_int8
 from pvcore.blob import pack_blob
 from pvcore.qtheta import QuantizedF
 from pvcore.spec import F_SPEC
-from tests.codegen.conftest import COMMON, KERNEL_SOURCES, THETA_NAMES, in_ci
-from tests.codegen.test_blob import CORRUPTIONS, corruptions
-
-ARM_FLAGS = [
-    "-mcpu=cortex-m4",
-    "-mthumb",
-    "-mfloat-abi=hard",
-    "-mfpu=fpv4-sp-d16",
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-O2",
-]
+from tests.codegen.conftest import THETA_NAMES
+from tests.helpers import cbuild
+from tests.helpers.blobs import CORRUPTIONS, corruptions
+from tests.helpers.cbuild import run as run_c
 
 C_ERRORS = {
     "truncated_header": "PV_ERR_TRUNCATED",
@@ -45,10 +35,6 @@ C_ERRORS = {
     "layout": "PV_ERR_LAYOUT",
     "param": "PV_ERR_PARAM",
 }
-
-
-def run_c(binary: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def c_logits(
@@ -236,33 +222,20 @@ def test_c_crc32_is_zlib(pv_test_bin: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 # Cortex-M4 cross-compile
 # --------------------------------------------------------------------------------------------------
-def _arm_gcc() -> str:
-    cc = shutil.which("arm-none-eabi-gcc")
-    if cc is None:
-        msg = "arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)"
-        if in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return cc
-
-
-@pytest.mark.parametrize("dsp", [False, True], ids=["plain", "dsp"])
-def test_common_sources_cross_compile_for_cortex_m4(dsp: bool, tmp_path: Path) -> None:
-    cc = _arm_gcc()
-    sources = sorted(COMMON.glob("*.c"))
-    assert {s.name for s in sources} >= set(KERNEL_SOURCES)
-    flags = ARM_FLAGS + (["-DPV_USE_DSP"] if dsp else [])
+@pytest.mark.parametrize("dsp,extra", [(False, ""), (True, "-DPV_WITH_16X8=1")], ids=["plain-int8", "dsp-16x8"])
+def test_common_sources_cross_compile_for_cortex_m4(dsp: bool, extra: str, tmp_path: Path) -> None:
+    """Every source of sources.mk (which lists every .c of common/, nothing forgotten) with the Cortex-M4
+    firmware's flags (int8 only, and with the 16x8 kernel); the DSP build's kernels use SMLAD."""
+    cc = cbuild.tool("arm-none-eabi-gcc", "apt-get install gcc-arm-none-eabi")
+    sources = [Path(s) for s in cbuild.core_sources()]
+    assert set(sources) == set(cbuild.COMMON.rglob("*.c"))
+    flags = cbuild.arm_flags(dsp, extra)
     for src in sources:
-        res = subprocess.run(
-            [cc, *flags, f"-I{COMMON}", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))],
-            capture_output=True,
-            text=True,
-        )
+        res = subprocess.run([cc, *flags, "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))],
+                             capture_output=True, text=True)
         assert res.returncode == 0, f"{src.name}:\n{res.stderr}"
     if dsp:
-        dis = subprocess.run(
-            [cc.replace("gcc", "objdump"), "-d", str(tmp_path / "pv_kernel.o")],
-            capture_output=True,
-            text=True,
-        ).stdout
-        assert "smlad" in dis and "sxtb16" in dis
+        for obj in ("pv_kernel.o", "pv_kernel16.o"):
+            dis = subprocess.run([cc.replace("gcc", "objdump"), "-d", str(tmp_path / obj)], capture_output=True,
+                                 text=True).stdout
+            assert "smlad" in dis and "sxtb16" in dis, obj

@@ -24,9 +24,9 @@ from pvcore.spec import F_SPEC
 from pvcore.targets import TARGETS
 from pvcore.user_store import UserStore
 from tests.codegen.users import make_store
+from tests.helpers import cbuild
 
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
-ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-ffreestanding"]
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]  # what ESP-IDF adds to the project's own options
 APP_TEST = Path(__file__).parent / "c" / "app_test.c"
 
 
@@ -351,16 +351,22 @@ def test_two_view_host_project_serves_both_views(store: UserStore, tmp_path: Pat
         board.stop()
 
 
-@pytest.mark.parametrize("cc,flags", [("gcc", []), ("arm-none-eabi-gcc", ARM_FLAGS)])
+def arm_flags() -> list[str]:
+    """The Cortex-M4 firmware's architecture flags (firmware_templates/cortex-m-qemu/Makefile ARCH_FLAGS)."""
+    return [*cbuild.make_var(cbuild.QEMU_DIR, "ARCH_FLAGS"), "-ffreestanding"]
+
+
+@pytest.mark.parametrize("cc,arm", [("gcc", False), ("arm-none-eabi-gcc", True)])
 @pytest.mark.parametrize("target", ["esp32", "esp32c3-tflm"])
 def test_esp_idf_portable_c_compiles(store: UserStore, tmp_path: Path, capsys, target: str, cc: str,
-                                     flags: list[str]) -> None:
+                                     arm: bool) -> None:
     """Everything of the ESP-IDF project except app_main.c (IDF headers) and pv_tflm.cc (TFLM headers)."""
     exe = need(cc)
     out = tmp_path / target
     assert run_cli(store, "--user", "alice", "--target", target, "--out", str(out), capsys=capsys)[0] == 0
     main = out / "main"
-    for src in [main / "pv_app.c", *sorted((main / "pv").glob("*.c"))]:
+    flags = arm_flags() if arm else []
+    for src in project_sources(main):
         cmd = [exe, *CFLAGS, *flags, *project_defines(main), f"-I{main}", f"-I{main / 'pv'}", "-c", str(src),
                "-o", str(tmp_path / "x.o")]
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -379,7 +385,7 @@ def test_esp_idf_portable_part_links_against_its_runtime(store: UserStore, tmp_p
     main = out / "main"
     undefined: set[str] = set()
     defined: set[str] = set()
-    for i, src in enumerate([main / "pv_app.c", *sorted((main / "pv").glob("*.c"))]):
+    for i, src in enumerate(project_sources(main)):
         obj = tmp_path / f"{i}.o"
         cmd = [gcc, *CFLAGS, *project_defines(main), f"-I{main}", f"-I{main / 'pv'}", "-c", str(src), "-o", str(obj)]
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -395,6 +401,13 @@ def test_esp_idf_portable_part_links_against_its_runtime(store: UserStore, tmp_p
         assert {"pv_infer", "pv_stream_begin", "pv_stream_feed", "pv_stream_end"} <= missing
 
 
+def project_sources(main: Path) -> list[Path]:
+    """The C sources an emitted ESP-IDF project's main/CMakeLists.txt builds, but app_main.c (IDF headers)."""
+    srcs = re.search(r"SRCS ([^\n]*)", (main / "CMakeLists.txt").read_text())
+    assert srcs is not None
+    return [main / s for s in re.findall(r'"([^"]+\.c)"', srcs.group(1)) if s != "app_main.c"]
+
+
 def project_defines(main: Path) -> list[str]:
     """The -D options an emitted ESP-IDF project's main/CMakeLists.txt compiles its sources with."""
     opts = re.search(r"target_compile_options\([^)]*\)", (main / "CMakeLists.txt").read_text())
@@ -406,8 +419,8 @@ def run_app_test(gcc: str, main: Path, tmp_path: Path, imgs: np.ndarray) -> np.n
     """Build c/app_test.c with an emitted ESP-IDF project's portable part (``main``, with the project's
     own -D options) and run it on the uint8 faces ``imgs``: the int8 logits it prints."""
     exe = tmp_path / "app_test"
-    cmd = [gcc, *CFLAGS, *project_defines(main), f"-I{main}", f"-I{main / 'pv'}", str(main / "pv_app.c"),
-           *map(str, sorted((main / "pv").glob("*.c"))), str(APP_TEST), "-o", str(exe), "-lm"]
+    cmd = [gcc, *CFLAGS, *project_defines(main), f"-I{main}", f"-I{main / 'pv'}", *map(str, project_sources(main)),
+           str(APP_TEST), "-o", str(exe), "-lm"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     res = subprocess.run([str(exe)], input=(imgs.astype(np.int16) - 128).astype(np.int8).tobytes(),
@@ -511,8 +524,8 @@ def test_esp_idf_shared_prefix_app_runs_bit_exact(model_store: UserStore, tmp_pa
     _, qf = unpack_blob(blob, base=pack_from_header(main / "pv_base_theta.h"))
     assert len(got) == len(imgs) and np.array_equal(got, run_int8(qf, imgs))
     arm = need("arm-none-eabi-gcc")
-    for src in [str(main / "pv_app.c"), *map(str, sorted((main / "pv").glob("*.c")))]:
-        cmd = [arm, *CFLAGS, *ARM_FLAGS, f"-I{main}", f"-I{main / 'pv'}", "-c", src, "-o", str(tmp_path / "x.o")]
+    for src in map(str, project_sources(main)):
+        cmd = [arm, *CFLAGS, *arm_flags(), f"-I{main}", f"-I{main / 'pv'}", "-c", src, "-o", str(tmp_path / "x.o")]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
 

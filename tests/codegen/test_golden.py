@@ -15,7 +15,8 @@ import torch
 from codegen.golden import avgpool_int8, conv_int8, dense_int8, run_int8
 from pvcore.qtheta import QuantizedF, quantize_multiplier, real_multiplier
 from pvcore.spec import F_SPEC, AvgPool, Conv, Dense, same_pads
-from tests.codegen.conftest import THETA_NAMES, in_ci
+from tests.codegen.conftest import THETA_NAMES
+from tests.helpers import in_ci
 from training.verifier.functional import f_apply, to_input
 
 

@@ -6,7 +6,6 @@ cycles of a real Cortex-M4)."""
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -18,51 +17,22 @@ from codegen.golden import run_int8
 from pvcore.blob import pack_blob
 from pvcore.qtheta import QuantizedF
 from pvcore.spec import F_SPEC
-from tests.codegen.conftest import COMMON, KERNEL_SOURCES, in_ci
+from tests.helpers import cbuild
 
 M4 = Path(__file__).parent / "c" / "m4"
-FLAGS = [
-    "-mcpu=cortex-m4",
-    "-mthumb",
-    "-mfloat-abi=hard",
-    "-mfpu=fpv4-sp-d16",
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-O2",
-    "-ffreestanding",
-    "-ffunction-sections",
-    "-fdata-sections",
-]
-LINK = ["-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections"]
 N_IMAGES = 12
 
 
 def _tools() -> tuple[str, str]:
-    cc, qemu = shutil.which("arm-none-eabi-gcc"), shutil.which("qemu-system-arm")
-    if cc is None or qemu is None:
-        msg = "needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (apt-get install)"
-        if in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return cc, qemu
+    hint = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+    return cbuild.tool("arm-none-eabi-gcc", hint), cbuild.tool("qemu-system-arm", hint)
 
 
 def build_m4(cc: str, out: Path, dsp: bool) -> Path:
-    srcs = [str(COMMON / s) for s in KERNEL_SOURCES] + [str(M4 / "m4_main.c")]
-    cmd = [
-        cc,
-        *FLAGS,
-        *(["-DPV_USE_DSP"] if dsp else []),
-        f"-I{COMMON}",
-        *srcs,
-        *LINK,
-        "-T",
-        str(M4 / "link.ld"),
-        "-o",
-        str(out),
-    ]
+    """The kernel test driver (c/m4/m4_main.c, its own vector table and linker script) with the blob parser
+    and the kernel, compiled and linked with the Cortex-M4 firmware's flags (DSP=0/1)."""
+    cmd = [cc, *cbuild.arm_flags(dsp), *cbuild.kernel_sources(), str(M4 / "m4_main.c"), *cbuild.arm_link_flags(),
+           "-T", str(M4 / "link.ld"), "-o", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return out

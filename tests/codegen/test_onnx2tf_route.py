@@ -13,8 +13,8 @@ import pytest
 from codegen import onnx2tf_route
 from codegen.golden import run_int8
 from codegen.quantize import calibration_images, quantize
-from tests.codegen.conftest import in_ci
 from tests.conftest import require_shared
+from tests.helpers import in_ci
 from training.verifier.functional import random_theta
 
 
