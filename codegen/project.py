@@ -143,8 +143,9 @@ def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]
         else "TFLite Micro",
         runtime_note=("`main/pv_tflm.cc` runs the .tflite in TFLite Micro in place of the fixed kernel."
                       if target.kernel == "tflm" else
-                      "The 16x8 kernel (`pv/pv_kernel16.c`, built with PV_WITH_16X8=1) runs the 16x8 θ in place."
-                      if art.with16 else "The fixed int8 kernel (`pv/pv_kernel.c`) runs θ in place."),
+                      "The 16x8 kernels (`pv/pv_*_s16.c` behind `pv/pv_kernel.c`, built with PV_WITH_16X8=1) run the "
+                      "16x8 θ in place." if art.with16
+                      else "The fixed int8 kernels (`pv/pv_*_s8.c` behind `pv/pv_kernel.c`) run θ in place."),
     )
     for tpl, rel in (("CMakeLists.txt.j2", "CMakeLists.txt"), ("partitions.csv.j2", "partitions.csv"),
                      ("sdkconfig.defaults.j2", "sdkconfig.defaults"), ("README.md.j2", "README.md"),

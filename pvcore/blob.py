@@ -78,7 +78,7 @@ MAGIC = b"PVTB"
 FORMAT_VERSION = 4  # 4: the pool's exact sums feed fc1 (FLAG_EXACT_SUM; QuantConfig.exact_pool, docs/theta_blob.md)
 FORMAT_VERSION_REQUANT_POOL = 2  # 2: per-channel dense weights, the pool requantizes (one multiplier)
 # 3: the same layout holding a 16x8 model (``QuantizedF.activations == "int16"``: int16 activations with
-# zero point 0 and int16 clamps); firmware runs it with pv_kernel16.c, an int8-only firmware refuses it
+# zero point 0 and int16 clamps); firmware runs it with its 16x8 kernels (pv_*_s16.c), an int8-only firmware refuses it
 FORMAT_VERSION_16X8 = 3
 FORMAT_VERSIONS = {FORMAT_VERSION: "int8", FORMAT_VERSION_REQUANT_POOL: "int8", FORMAT_VERSION_16X8: "int16"}
 HEADER_SIZE = 64

@@ -9,16 +9,7 @@
 
 const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS] = PV_ARCH_LAYER_TABLE;
 
-/* 16x8 blobs (format version 3) are accepted only by builds that can run them (pv_protocol.h) */
-#ifndef PV_WITH_16X8
-#define PV_WITH_16X8 0
-#endif
 #define BIAS_LIMIT 1073741824 /* 2^30: keeps the int32 accumulator free of overflow */
-
-int pv_blob_version_supported(uint32_t version) {
-    return version == PV_BLOB_FORMAT_VERSION || version == PV_BLOB_FORMAT_VERSION_REQUANT_POOL ||
-           (PV_WITH_16X8 && version == PV_BLOB_FORMAT_VERSION_16X8);
-}
 
 const char *pv_status_name(int status) {
     switch (status) {
@@ -280,32 +271,22 @@ uint32_t pv_blob_base_split(void) { return s_base_split; }
 
 uint32_t pv_blob_base_prefix_id(void) { return s_base_prefix_id; }
 
-float pv_dequantize_logit(const pv_model_t *m, int8_t logit) {
+float pv_dequantize_logit(const pv_model_t *m, int32_t q) {
     if (m == NULL) return 0.0f;
-    return (float)((int32_t)logit - m->out_zero_point) * m->out_scale;
+    return (float)(q - m->out_zero_point) * m->out_scale;
 }
 
-int pv_decide(const pv_model_t *m, int8_t logit) {
+int pv_decide(const pv_model_t *m, int32_t q) {
     if (m == NULL || m->ready != PV_MODEL_READY) return 0;
-    return (int32_t)logit >= m->threshold_q ? 1 : 0;
+    return q >= m->threshold_q ? 1 : 0;
 }
 
-float pv_dequantize_logit16(const pv_model_t *m, int16_t logit) {
+float pv_dequantize_mean2(const pv_model_t *m, int32_t q1, int32_t q2) {
     if (m == NULL) return 0.0f;
-    return (float)((int32_t)logit - m->out_zero_point) * m->out_scale;
+    return mean2_of_sum(m, q1 + q2);
 }
 
-int pv_decide16(const pv_model_t *m, int16_t logit) {
+int pv_decide_mean2(const pv_model_t *m, int32_t q1, int32_t q2) {
     if (m == NULL || m->ready != PV_MODEL_READY) return 0;
-    return (int32_t)logit >= m->threshold_q ? 1 : 0;
-}
-
-float pv_dequantize_mean2(const pv_model_t *m, int8_t q1, int8_t q2) {
-    if (m == NULL) return 0.0f;
-    return mean2_of_sum(m, (int32_t)q1 + (int32_t)q2);
-}
-
-int pv_decide_mean2(const pv_model_t *m, int8_t q1, int8_t q2) {
-    if (m == NULL || m->ready != PV_MODEL_READY) return 0;
-    return (int32_t)q1 + (int32_t)q2 >= m->threshold_q2 ? 1 : 0;
+    return q1 + q2 >= m->threshold_q2 ? 1 : 0;
 }

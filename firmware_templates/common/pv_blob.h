@@ -45,8 +45,9 @@ const char *pv_status_name(int status);
  * PV_BLOB_FORMAT_VERSION_16X8 (3), the same layout holding a 16x8 model (TFLM's int16 activations, int8
  * weights, int32 biases; every activation zero point 0). */
 
-/* 1 when this build reads blobs of that format version: PV_BLOB_FORMAT_VERSION always, and
- * PV_BLOB_FORMAT_VERSION_16X8 in builds with -DPV_WITH_16X8=1 (which run pv_kernel16). */
+/* 1 when this build reads blobs of that format version: the int8 versions always, and
+ * PV_BLOB_FORMAT_VERSION_16X8 in builds with the 16x8 kernels. Defined by the kernel front that runs the
+ * models (pv_kernel.c; main/pv_tflm.cc in a TFLite Micro build): a build reads what its kernels run. */
 int pv_blob_version_supported(uint32_t version);
 #define PV_MODEL_READY 0x59444552u /* "REDY" */
 
@@ -74,7 +75,7 @@ typedef struct pv_model {
     uint32_t payload_size;
     char user_id[PV_USER_ID_BYTES + 1u]; /* NUL-terminated */
     float threshold_logit;    /* accept when dequantized logit >= threshold_logit */
-    uint32_t act_bits;        /* 8: full int8 (pv_infer); 16: 16x8 (pv_infer16) */
+    uint32_t act_bits;        /* 8: full int8; 16: 16x8 (int16 activations): the kernel pv_infer runs */
     int32_t threshold_q;      /* the same rule on the integer logit: accept when q >= threshold_q
                                  (int8: 128 never; 16x8: 32768 never) */
     int32_t threshold_q2;     /* two views (pv_decide_mean2): accept when q1 + q2 >= threshold_q2
@@ -103,21 +104,17 @@ int pv_blob_set_base(const uint8_t *blob, uint32_t len);
 uint32_t pv_blob_base_split(void);
 uint32_t pv_blob_base_prefix_id(void);
 
-/* The device's decision on an int8 logit: 1 accept (dequantized logit >= threshold), 0 reject. */
-int pv_decide(const pv_model_t *m, int8_t logit);
+/* The device's decision on the kernel's logit q (int8, or int16 for a 16x8 model): 1 accept (dequantized
+ * logit >= threshold), 0 reject; the dequantized logit, computed in float exactly as the host's
+ * QuantizedF.dequantize_logit. */
+int pv_decide(const pv_model_t *m, int32_t q);
+float pv_dequantize_logit(const pv_model_t *m, int32_t q);
 
-/* Dequantized logit, computed in float exactly as the host's QuantizedF.dequantize_logit. */
-float pv_dequantize_logit(const pv_model_t *m, int8_t logit);
-
-/* The same two on the int16 logit of a 16x8 model (pv_infer16). */
-int pv_decide16(const pv_model_t *m, int16_t logit);
-float pv_dequantize_logit16(const pv_model_t *m, int16_t logit);
-
-/* Two views of one probe (the image and its mirror image, the same θ; pv_protocol with PV_VIEWS 2):
- * the mean of the two dequantized logits, computed as (float)(q1 + q2 - 2 zp) * out_scale * 0.5f
- * (exactly the host's QuantizedF.dequantize_mean2), and the decision mean >= threshold_logit, which
+/* Two views of one probe (the image and its mirror image, the same θ; pv_protocol with PV_VIEWS 2, an
+ * int8 model): the mean of the two dequantized logits, computed as (float)(q1 + q2 - 2 zp) * out_scale *
+ * 0.5f (exactly the host's QuantizedF.dequantize_mean2), and the decision mean >= threshold_logit, which
  * is q1 + q2 >= threshold_q2. */
-float pv_dequantize_mean2(const pv_model_t *m, int8_t q1, int8_t q2);
-int pv_decide_mean2(const pv_model_t *m, int8_t q1, int8_t q2);
+float pv_dequantize_mean2(const pv_model_t *m, int32_t q1, int32_t q2);
+int pv_decide_mean2(const pv_model_t *m, int32_t q1, int32_t q2);
 
 #endif /* PV_BLOB_H */

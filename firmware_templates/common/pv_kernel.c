@@ -1,1026 +1,231 @@
-/* pv_kernel: int8 inference of f over the layer table of pv_arch.h and the parameters of a parsed θ
- * blob. Arithmetic: TFLite Micro's reference kernels, transcribed (see codegen/golden.py):
- *   acc = sum over taps inside the image of (x - in_zp) * w   (int32; 'same' pads contribute 0)
- *   acc += bias; acc = MultiplyByQuantizedMultiplier(acc, mult, shift); acc += out_zp; clamp.
- * No undefined behaviour: the int32 accumulator cannot overflow (|bias| <= 2^30 is checked at parse,
- * and depth * 255 * 128 < 2^30), shifts of negative numbers go through pv_asr, and the left shift of
- * MultiplyByQuantizedMultiplier wraps through uint32_t as TFLM's int32 multiply does in practice.
- *
- * Memory (see pv_kernel.h): one arena of PV_KERNEL_ARENA_BYTES = an activation region, where every layer
- * overwrites its own input in place, plus a scratch region reused by every layer:
- *   ring   the `kernel` input rows a conv's current output row reads, as int16 (x - in_zp), expanded
- *          once per row. An int8 input row is dead once expanded, so an output row may overwrite it;
- *          pv_plan computes for every layer the smallest offset ("lag") between input and output that
- *          keeps this true (0 for every layer of pv-gconv-s: the arena is the largest activation).
- *   w16    the layer's weights as int16, scaled by 2^(left shift + 1) when the fast requantization
- *          applies (below), in the order the inner loops read them;
- *   rq     per output channel: bias (scaled the same), multiplier, rounding constant, shift.
- * Fast requantization (when the layer's bounds allow it, checked per layer, else the transcription):
- *   SRDHM(acc << left, M) = SMMULR(acc << (left + 1), M)       (exact while |acc << (left+1)| < 2^31)
- *   RDBPOT(v, e) + zp = (2v + 2^e - [v < 0] + zp * 2^(e+1)) >> (e + 1)   (exact, derived in the docs of
- *   pv_rq_fast); acc << (left + 1) comes for free from weights and bias scaled at layer setup.
- * DSP path (PV_USE_DSP): inputs and weights are int16 pairs in the SXTB16 order (x0, x2), (x1, x3) of
- * every 4 values, so SMLAD multiplies two pairs per instruction; blocks of 4 output channels share each
- * input word, weights of a block interleaved so that one pointer with immediate offsets reaches all.
- */
+/* pv_kernel: the kernel front (see pv_kernel.h). It streams the image through the first layers as it comes
+ * in — int8: the stem, each band of input rows making one output row into the stem's whole output; 16x8:
+ * the streamed prefix of the plan, row by row through the layers' rings (pv_plan.h) — and at the end
+ * runs the remaining layers over the plan's offsets, each with the kernel of the model's data type. */
 #include "pv_kernel.h"
-#include "pv_dsp.h"
-#include "pv_fixedpoint.h"
 
 #include <stddef.h>
 #include <string.h>
 
-typedef struct pv_requant_params {
-    const int32_t *mult, *shift;
-    int32_t out_zp, act_min, act_max;
-} pv_requant_params_t;
+/* The one place the build decides whether the 16x8 kernels are linked in: with PV_WITH_16X8 = 0 this is a
+ * constant 0, and every call into them is compiled out. */
+static inline int pv_is16(uint32_t act_bits) { return PV_WITH_16X8 && act_bits == 16u; }
 
-/* Local copies of the output parameters: int8 stores may alias anything, so without them the compiler
- * reloads every field after each output byte. */
-static inline pv_requant_params_t pv_rq(const pv_layer_params_t *p) {
-    pv_requant_params_t r;
-    r.mult = p->mult;
-    r.shift = p->shift;
-    r.out_zp = p->out_zp;
-    r.act_min = p->act_min;
-    r.act_max = p->act_max;
-    return r;
+int pv_blob_version_supported(uint32_t version) {
+    return version == PV_BLOB_FORMAT_VERSION || version == PV_BLOB_FORMAT_VERSION_REQUANT_POOL ||
+           (pv_is16(16u) && version == PV_BLOB_FORMAT_VERSION_16X8);
 }
 
-static inline int8_t pv_requant(int32_t acc, uint32_t q, const pv_requant_params_t *r) {
-    int32_t v = pv_mbqm(acc, r->mult[q], r->shift[q]) + r->out_zp;
-    if (v < r->act_min) v = r->act_min;
-    if (v > r->act_max) v = r->act_max;
-    return (int8_t)v;
-}
+static uint32_t pv_band_bytes(void) { return pv_arch_layers[0].kernel * pv_arch_layers[0].in_w * pv_arch_layers[0].in_c; }
 
-/* The column of one output pixel and one group: the k*k*cin_g input values minus the input zero point,
- * as int16, in the weights' (ky, kx, c) order; taps outside the image ('same' padding) are 0 — the
- * padding value is the zero point. Every block of 4 is stored as (x0, x2, x1, x3) so that one 32-bit
- * word holds the pair that SXTB16 extracts from a word of 4 weights (the CMSIS-NN "reordered" trick);
- * a tail of n % 4 values stays in order. Built once per pixel and group, used by cout_g channels. */
-static inline void pv_col_put(int16_t *col, uint32_t i, uint32_t n4, int32_t v) {
-    const uint32_t r = i & 3u;
-    col[i < n4 ? (i & ~3u) + (r == 1u ? 2u : (r == 2u ? 1u : r)) : i] = (int16_t)v;
-}
+static uint32_t pv_row_values(const pv_layer_desc_t *d) { return d->out_w * d->out_c; }
 
-/* col[i .. i+n) = src[0 .. n) - zp, in the column's order. Word path when the span is whole blocks of 4. */
-static inline void pv_col_fill(int16_t *col, uint32_t i, uint32_t n4, const int8_t *src, uint32_t n, int32_t zp) {
-    uint32_t b;
-    if ((i & 3u) == 0u && (n & 3u) == 0u && i + n <= n4) {
-#if defined(PV_USE_DSP)
-        const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)zp << 16) | (uint32_t)(uint16_t)(int16_t)zp);
-        for (b = 0; b < n; b += 4u) {
-            int32_t w, x02, x13;
-            PV_LOAD32(w, src + b);
-            x02 = pv_ssub16(pv_sxtb16(w), zp2);
-            x13 = pv_ssub16(pv_sxtb16(pv_ror8(w)), zp2);
-            PV_LOAD32(col[i + b], &x02);
-            PV_LOAD32(col[i + b + 2u], &x13);
-        }
-#else
-        for (b = 0; b < n; b += 4u) {
-            col[i + b] = (int16_t)((int32_t)src[b] - zp);
-            col[i + b + 1u] = (int16_t)((int32_t)src[b + 2u] - zp);
-            col[i + b + 2u] = (int16_t)((int32_t)src[b + 1u] - zp);
-            col[i + b + 3u] = (int16_t)((int32_t)src[b + 3u] - zp);
-        }
-#endif
-        return;
-    }
-    for (b = 0; b < n; b++) pv_col_put(col, i + b, n4, (int32_t)src[b] - zp);
-}
-
-#if !defined(PV_HAVE_SMMULR)
-/* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
-static inline int32_t pv_smmulr(int32_t a, int32_t b) {
-    const int64_t v = (int64_t)a * (int64_t)b + ((int64_t)1 << 31);
-    return (int32_t)(v >= 0 ? v / ((int64_t)1 << 32) : -((-v + (((int64_t)1 << 32) - 1)) / ((int64_t)1 << 32)));
-}
-static inline int32_t pv_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
-#endif
-
-
-/* sum over i < n of col[i] * w[i] (col in the block order above, n_blocks4 = n & ~3) */
-static inline int32_t pv_dot_col(const int16_t *col, const int8_t *w, uint32_t n) {
-    int32_t acc = 0;
-    uint32_t i = 0;
-    const uint32_t n4 = n & ~3u;
-#if defined(PV_USE_DSP)
-    for (; i < n4; i += 4u) {
-        int32_t ww, x02, x13;
-        PV_LOAD32(ww, w + i);
-        PV_LOAD32(x02, col + i);
-        PV_LOAD32(x13, col + i + 2u);
-        acc = pv_smlad(x02, pv_sxtb16(ww), acc);
-        acc = pv_smlad(x13, pv_sxtb16(pv_ror8(ww)), acc);
-    }
-#else
-    for (; i < n4; i += 4u) {
-        acc += (int32_t)col[i] * w[i] + (int32_t)col[i + 2u] * w[i + 1u] + (int32_t)col[i + 1u] * w[i + 2u] +
-               (int32_t)col[i + 3u] * w[i + 3u];
-    }
-#endif
-    for (; i < n; i++) acc += (int32_t)col[i] * w[i];
-    return acc;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Arena plan                                                                                      */
-/* ---------------------------------------------------------------------------------------------- */
-#define PV_ALIGN8(n) (((n) + 7u) & ~7u)
-#define PV_MAX_KERNEL 8u /* conv kernels up to 8x8 (pv-gconv-s: 4) */
-#define PV_MAX_TAPS 16u  /* taps of one output pixel on the packed DSP path (more: the generic path) */
-
-static uint32_t pv_out_bytes(const pv_layer_desc_t *d) { return d->out_h * d->out_w * d->out_c; }
-
-/* A pool with PV_FLAG_EXACT_SUM writes its sums as int16: twice the bytes (the plan reserves them). */
-static int pv_exact_sum(const pv_layer_params_t *p) { return (p->flags & PV_FLAG_EXACT_SUM) != 0u; }
-static uint32_t pv_layer_out_bytes(const pv_layer_desc_t *d, const pv_layer_params_t *p) {
-    return pv_exact_sum(p) ? 2u * pv_out_bytes(d) : pv_out_bytes(d);
-}
-static uint32_t pv_out_bytes_max(const pv_layer_desc_t *d) {
-    return d->kind == PV_KIND_AVGPOOL ? 2u * pv_out_bytes(d) : pv_out_bytes(d);
-}
-
-/* Input rows expanded (and so dead in the arena) before output row oy of a conv is computed. */
-static uint32_t pv_rows_ready(const pv_layer_desc_t *d, uint32_t oy) {
-    int32_t e = (int32_t)(oy * d->stride) - (int32_t)d->pad_top + (int32_t)d->kernel;
-    if (e < 0) e = 0;
-    if ((uint32_t)e > d->in_h) e = (int32_t)d->in_h;
-    return (uint32_t)e;
-}
-
-/* Bytes the output of layer d must start below its input so that no output row overwrites an input row
- * still to be expanded. The pool (channel by channel, out[c] after every read of channel c) and dense
- * layers (input expanded first) run in place. */
-static uint32_t pv_lag(const pv_layer_desc_t *d) {
-    uint32_t lag = 0, oy;
-    const uint32_t r_out = d->out_w * d->out_c, r_in = d->in_w * d->in_c;
-    if (d->kind != PV_KIND_CONV) return 0;
-    for (oy = 0; oy < d->out_h; oy++) {
-        const uint32_t need = (oy + 1u) * r_out, dead = pv_rows_ready(d, oy) * r_in;
-        if (need > dead && need - dead > lag) lag = need - dead;
-    }
-    return (lag + 3u) & ~3u;
-}
-
-static uint32_t pv_depth(const pv_layer_desc_t *d) { return d->kernel * d->kernel * (d->in_c / d->groups); }
-
-/* Requantization parameters, per block of 4 output channels: bias[4], mult[4], rnd[4], e1[4] (words), so
- * that a block's values load in pairs. bias: bias << (left + 1) on the fast path, else bias;
- * rnd = 2^e + out_zp * 2^(e+1) and e1 = e + 1 for the right shift e. */
-#define PV_RQ_WORDS(out_c) ((((out_c) + 3u) / 4u) * 16u)
-#define PV_RQ(rq, oc, field) ((rq)[((oc) >> 2) * 16u + (field) * 4u + ((oc) & 3u)])
-enum { PV_RQ_BIAS = 0, PV_RQ_MULT = 1, PV_RQ_RND = 2, PV_RQ_E1 = 3 };
-
-/* Ring geometry of a conv: row-run layout (one group, no left/right pad, every kernel row a contiguous
- * word-aligned run of the input row) keeps rows as they are; otherwise rows are group-major with
- * pad_left zero columns before and the right padding after each group's columns, so that every tap of
- * every output pixel reads inside the ring row (padding reads zeros: x - zp = 0 for a pad). */
-static int pv_rowrun(const pv_layer_desc_t *d) {
-    const uint32_t k = d->kernel, in_c = d->in_c;
-    return d->groups == 1u && d->pad_left == 0u && (k * in_c) % 4u == 0u && (d->stride * in_c) % 4u == 0u &&
-           (d->in_w * in_c) % 4u == 0u && (d->out_w - 1u) * d->stride + k <= d->in_w;
-}
-
-static uint32_t pv_padded_w(const pv_layer_desc_t *d) {
-    const uint32_t span = (d->out_w - 1u) * d->stride + d->kernel; /* columns the taps reach, from -pad_left */
-    const uint32_t w = d->in_w + d->pad_left;
-    return span > w ? span : w;
-}
-
-static uint32_t pv_ring_row_elems(const pv_layer_desc_t *d) {
-    return pv_rowrun(d) ? d->in_w * d->in_c : pv_padded_w(d) * d->in_c;
-}
-
-/* Scratch bytes of one layer: ring + w16 + rq (+ the stem's int8 band for pv_stream_feed). */
-static uint32_t pv_scratch_bytes(const pv_layer_desc_t *d, int first) {
-    if (d->kind == PV_KIND_CONV) {
-        uint32_t n = PV_ALIGN8(d->kernel * pv_ring_row_elems(d) * 2u) + PV_ALIGN8(d->out_c * pv_depth(d) * 2u) +
-                     PV_RQ_WORDS(d->out_c) * 4u;
-        if (first) n += PV_ALIGN8(d->kernel * d->in_w * d->in_c);
-        return n;
-    }
-    if (d->kind == PV_KIND_DENSE) return PV_ALIGN8(d->in_h * d->in_w * d->in_c * 2u);
-    return PV_ALIGN8(d->in_c * 2u); /* the pool's lane sums */
-}
-
-void pv_plan(pv_plan_t *pl) {
-    uint32_t i, off = 0, act = 0, scr = 0;
-    for (i = 1; i < PV_N_LAYERS; i++) off += pv_lag(&pv_arch_layers[i]);
-    for (i = 0; i < PV_N_LAYERS; i++) {
-        const pv_layer_desc_t *d = &pv_arch_layers[i];
-        const uint32_t s = pv_scratch_bytes(d, i == 0u);
-        if (i > 0u) off -= pv_lag(d);
-        pl->out_offset[i] = off;
-        if (off + pv_out_bytes_max(d) > act) act = off + pv_out_bytes_max(d);
-        if (s > scr) scr = s;
-    }
-    pl->scratch = PV_ALIGN8(act);
-    pl->total = pl->scratch + scr;
-}
-
-uint32_t pv_kernel_arena_size(void) {
-    pv_plan_t pl;
-    pv_plan(&pl);
-    return pl.total;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Expansion int8 -> int16                                                                         */
-/* ---------------------------------------------------------------------------------------------- */
-#if defined(PV_HAVE_SMMULR) /* the real DSP build: extract with the rotation folded in, store a pair at once */
-static inline int32_t pv_sxtb16_ror8(int32_t x) {
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-static inline int32_t pv_uxtb16_ror8(int32_t x) {
-    int32_t r;
-    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-static inline void pv_st2(int16_t *p, int32_t lo, int32_t hi) {
-    __asm__ volatile("strd %1, %2, [%0]" : : "r"(p), "r"(lo), "r"(hi) : "memory");
-}
-#elif defined(PV_USE_DSP)
-static inline int32_t pv_sxtb16_ror8(int32_t x) { return pv_sxtb16(pv_ror8(x)); }
-static inline int32_t pv_uxtb16_ror8(int32_t x) { return pv_uxtb16(pv_ror8(x)); }
-static inline void pv_st2(int16_t *p, int32_t lo, int32_t hi) {
-    PV_LOAD32(p[0], &lo);
-    PV_LOAD32(p[2], &hi);
-}
-#endif
-
-#if defined(PV_USE_DSP)
-/* 4 int8 values minus zp as the int16 pairs (x0, x2), (x1, x3). zp = 0: sign extension only; zp = -128
- * (every ReLU output here): x + 128 is the byte x ^ 0x80 read unsigned; else a 16-bit subtraction. */
-static inline void pv_expand_word(int32_t w, int32_t zp, int32_t zp2, int32_t *lo, int32_t *hi) {
-    if (zp == 0) {
-        *lo = pv_sxtb16(w);
-        *hi = pv_sxtb16_ror8(w);
-    } else if (zp == -128) {
-        const int32_t u = pv_wrap_i32((uint32_t)w ^ 0x80808080u);
-        *lo = pv_uxtb16(u);
-        *hi = pv_uxtb16_ror8(u);
-    } else {
-        *lo = pv_ssub16(pv_sxtb16(w), zp2);
-        *hi = pv_ssub16(pv_sxtb16_ror8(w), zp2);
-    }
-}
-#endif
-
-/* dst[0..n) = (src - zp) << lsh as int16. DSP path with n % 4 == 0: every 4 values as (x0, x2, x1, x3),
- * which is what SXTB16 gives; else natural order. Weights and inputs go through the same function with
- * the same run lengths, so both sides of a dot product always share one order. */
-#if defined(PV_USE_DSP)
-static inline void pv_expand_words(int16_t *dst, const int8_t *src, uint32_t n, int32_t zp, int32_t zp2, uint32_t lsh) {
-    uint32_t i = 0;
-    if (lsh == 0u && (n & 7u) == 0u) { /* inputs: two words a turn */
-        for (; i < n; i += 8u) {
-            int32_t w0, w1, lo, hi;
-            PV_LOAD32(w0, src + i);
-            PV_LOAD32(w1, src + i + 4u);
-            pv_expand_word(w0, zp, zp2, &lo, &hi);
-            pv_st2(dst + i, lo, hi);
-            pv_expand_word(w1, zp, zp2, &lo, &hi);
-            pv_st2(dst + i + 4u, lo, hi);
-        }
-        return;
-    }
-    for (; i < n; i += 4u) {
-        int32_t w, lo, hi;
-        uint32_t k;
-        PV_LOAD32(w, src + i);
-        pv_expand_word(w, zp, zp2, &lo, &hi);
-        for (k = 0; k < lsh; k++) {
-            lo = pv_sadd16(lo, lo);
-            hi = pv_sadd16(hi, hi);
-        }
-        pv_st2(dst + i, lo, hi);
-    }
-}
-#endif
-
-static inline void pv_expand(int16_t *dst, const int8_t *src, uint32_t n, int32_t zp, uint32_t lsh) {
-    uint32_t i;
-#if defined(PV_USE_DSP)
-    if ((n & 3u) == 0u) {
-        const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)zp << 16) | (uint32_t)(uint16_t)(int16_t)zp);
-        if (zp == 0) { /* the constant zero points let the compiler drop the other cases */
-            pv_expand_words(dst, src, n, 0, 0, lsh);
-        } else if (zp == -128) {
-            pv_expand_words(dst, src, n, -128, zp2, lsh);
-        } else {
-            pv_expand_words(dst, src, n, zp, zp2, lsh);
-        }
-        return;
-    }
-#endif
-    for (i = 0; i < n; i++) dst[i] = (int16_t)pv_wrap_i32((uint32_t)((int32_t)src[i] - zp) << lsh);
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Convolution (per channel, groups, TF 'same' pads, fused clamp), row by row from the ring         */
-/* ---------------------------------------------------------------------------------------------- */
-static int16_t *pv_at16(uint8_t *base, uint32_t off) { return (int16_t *)(void *)(base + off); }
-
-/* n int16 zeros (newlib-nano's memset stores byte by byte) */
-static void pv_zero16(int16_t *p, uint32_t n) {
-#if defined(PV_USE_DSP)
-    if ((n & 3u) == 0u) { /* the ring rows are 8-byte aligned */
-        int16_t *const e = p + n;
-        for (; p < e; p += 4) pv_st2(p, 0, 0);
-        return;
-    }
-#endif
-    memset(p, 0, (size_t)n * 2u);
-}
-
-/* Sets up a conv layer in the scratch: picks the layouts, checks the fast requantization bounds, fills
- * rq and w16, zeroes the ring (its padding columns stay zero). */
-static void pv_conv_setup(pv_conv_t *c, const pv_layer_desc_t *d, const pv_layer_params_t *p, uint8_t *scratch) {
-    const uint32_t in_c = d->in_c, k = d->kernel;
-    const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
-    uint32_t oc, r, runs, ring_bytes;
-    c->d = d;
-    c->p = p;
-    c->cin_g = in_c / d->groups;
-    c->cout_g = d->out_c / d->groups;
-    c->depth = k * k * c->cin_g;
-    c->rowrun = pv_rowrun(d);
-    c->wp = c->rowrun ? d->in_w : pv_padded_w(d);
-    c->row_elems = pv_ring_row_elems(d);
-    c->runlen = c->rowrun ? k * in_c : c->cin_g;
-#if defined(PV_USE_DSP)
-    c->packed = (c->runlen % 4u) == 0u && (c->cout_g % 4u) == 0u;
-#else
-    c->packed = 0;
-#endif
-    ring_bytes = PV_ALIGN8(k * c->row_elems * 2u);
-    c->ring = pv_at16(scratch, 0u);
-    c->w16 = pv_at16(scratch, ring_bytes);
-    c->rq = (int32_t *)(void *)(scratch + ring_bytes + PV_ALIGN8(d->out_c * c->depth * 2u));
-    c->band = (int8_t *)(void *)(c->rq + PV_RQ_WORDS(d->out_c));
-    c->lo = p->act_min;
-    c->hi = p->act_max;
-    c->full = p->act_min == -128 && p->act_max == 127;
-    if (!c->rowrun) pv_zero16(c->ring, ring_bytes / 2u);
-
-    c->fast = 1;
-    for (oc = 0; oc < d->out_c; oc++) {
-        const int32_t sh = p->shift[oc * qstep], b = p->bias[oc];
-        const uint32_t left = sh > 0 ? (uint32_t)sh : 0u, right = sh > 0 ? 0u : (uint32_t)-sh;
-        const uint64_t bound = (uint64_t)(uint32_t)(b < 0 ? -b : b) + (uint64_t)c->depth * 255u * 128u;
-        if (left > 7u || right > 21u || (bound << (left + 1u)) >= ((uint64_t)1 << 30)) c->fast = 0;
-    }
-    runs = c->depth / c->runlen;
-    for (oc = 0; oc < d->out_c; oc++) {
-        const uint32_t q = oc * qstep;
-        const int32_t sh = p->shift[q];
-        const uint32_t lsh = c->fast ? (uint32_t)(sh > 0 ? sh : 0) + 1u : 0u, e = sh > 0 ? 0u : (uint32_t)-sh;
-        const int8_t *w8 = p->weights + (size_t)oc * c->depth;
-        PV_RQ(c->rq, oc, PV_RQ_BIAS) = pv_wrap_i32((uint32_t)p->bias[oc] << lsh);
-        PV_RQ(c->rq, oc, PV_RQ_MULT) = p->mult[q];
-        PV_RQ(c->rq, oc, PV_RQ_E1) = (int32_t)e + 1;
-        PV_RQ(c->rq, oc, PV_RQ_RND) = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
-#if defined(PV_USE_DSP)
-        if (c->packed) {
-            /* blocks of 4 channels; inside, per 4 values of depth: channel j's 2 words at 2j, 2j+1 */
-            const uint32_t depth = c->depth;
-            int16_t *dst = c->w16 + (size_t)(oc & ~3u) * depth + (oc & 3u) * 4u;
-            const int8_t *src = w8, *const end = w8 + depth;
-            if (lsh == 1u) { /* no left shift in the multiplier: the usual case */
-                for (; src < end; src += 4, dst += 16) {
-                    int32_t w;
-                    PV_LOAD32(w, src);
-                    pv_st2(dst, pv_sadd16(pv_sxtb16(w), pv_sxtb16(w)),
-                           pv_sadd16(pv_sxtb16_ror8(w), pv_sxtb16_ror8(w)));
-                }
-            } else {
-                for (; src < end; src += 4, dst += 16) {
-                    int32_t w, lo, hi;
-                    uint32_t j;
-                    PV_LOAD32(w, src);
-                    lo = pv_sxtb16(w);
-                    hi = pv_sxtb16_ror8(w);
-                    for (j = 0; j < lsh; j++) {
-                        lo = pv_sadd16(lo, lo);
-                        hi = pv_sadd16(hi, hi);
-                    }
-                    pv_st2(dst, lo, hi);
-                }
-            }
-            continue;
-        }
-#endif
-        {
-            for (r = 0; r < runs; r++)
-                pv_expand(c->w16 + (size_t)oc * c->depth + r * c->runlen, w8 + r * c->runlen, c->runlen, 0, lsh);
-        }
-    }
-}
-
-/* Input row iy (int8, in_w * in_c) into its ring slot: row-run layout [ix][c], else group-major
- * [g][pad_left + ix][c of the group]. */
-static void pv_conv_expand_row(const pv_conv_t *c, const int8_t *src, uint32_t iy) {
-    const pv_layer_desc_t *d = c->d;
-    int16_t *dst = c->ring + (size_t)(iy % d->kernel) * c->row_elems;
-    const int32_t zp = c->p->in_zp;
-    const uint32_t cin_g = c->cin_g, in_c = d->in_c, in_w = d->in_w, groups = d->groups, gstride = c->wp * cin_g;
-    uint32_t ix, g;
-    if (c->rowrun) {
-        pv_expand(dst, src, c->row_elems, zp, 0u);
-        return;
-    }
-    dst += (size_t)d->pad_left * cin_g;
-#if defined(PV_USE_DSP)
-    if ((cin_g & 3u) == 0u) { /* word by word, straight to the group's column */
-        const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)zp << 16) | (uint32_t)(uint16_t)(int16_t)zp);
-        for (g = 0; g < groups; g++) {
-            const int8_t *sg = src + g * cin_g;
-            int16_t *dg = dst + (size_t)g * gstride;
-            (void)ix;
-            const int8_t *const se = sg + (size_t)in_w * in_c;
-            if (cin_g == 4u && zp == -128) { /* the 3x3 grouped layers: one word per pixel and group */
-                if (in_w & 1u) {
-                    int32_t w, lo, hi;
-                    PV_LOAD32(w, sg);
-                    pv_expand_word(w, -128, zp2, &lo, &hi);
-                    pv_st2(dg, lo, hi);
-                    sg += in_c;
-                    dg += 4;
-                }
-                for (; sg < se; sg += 2u * in_c, dg += 8) { /* two pixels a turn */
-                    int32_t w0, w1, lo, hi;
-                    PV_LOAD32(w0, sg);
-                    PV_LOAD32(w1, sg + in_c);
-                    pv_expand_word(w0, -128, zp2, &lo, &hi);
-                    pv_st2(dg, lo, hi);
-                    pv_expand_word(w1, -128, zp2, &lo, &hi);
-                    pv_st2(dg + 4, lo, hi);
-                }
-                continue;
-            }
-            for (; sg < se; sg += in_c, dg += cin_g) pv_expand_words(dg, sg, cin_g, zp, zp2, 0u);
-        }
-        return;
-    }
-#endif
-    for (ix = 0; ix < in_w; ix++, src += in_c, dst += cin_g)
-        for (g = 0; g < groups; g++) pv_expand(dst + (size_t)g * gstride, src + g * cin_g, cin_g, zp, 0u);
-}
-
-/* Transcribed requantization of one accumulator (bias included) of output channel oc. */
-static int8_t pv_out_slow(const pv_layer_params_t *p, int32_t acc, uint32_t oc) {
-    const uint32_t q = p->n_quant > 1u ? oc : 0u;
-    int32_t v = pv_mbqm(acc, p->mult[q], p->shift[q]) + p->out_zp;
-    if (v < p->act_min) v = p->act_min;
-    if (v > p->act_max) v = p->act_max;
-    return (int8_t)v;
-}
-
-/* Fast requantization (bias included, accumulator scaled by 2^(left+1) through the weights):
- * h = SRDHM(acc_true << left, M) = SMMULR(acc, M). Then RDBPOT(h, e) + zp as one floor shift by e + 1:
- * RDBPOT(x, e) = floor((x + 2^(e-1) - [x<0]) / 2^e) (round half away from zero; e >= 1), and
- * floor((2x + 2^e - [x<0]) / 2^(e+1)) is the same number — with y = x + 2^(e-1) it reads
- * floor((2y - [x<0]) / 2^(e+1)), and for x < 0 no multiple of 2^(e+1) lies between 2y - 2 and the odd
- * 2y - 1 — and for e = 0 it gives x. Adding zp * 2^(e+1) before the shift adds zp after it. No overflow:
- * |acc| < 2^30 (checked at setup), so |2h| <= 2^30, 2^e <= 2^21 and |zp * 2^(e+1)| <= 2^29. */
-static inline int32_t pv_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
-    const int32_t h = pv_smmulr(acc, mult);
-    int32_t t;
-#if defined(PV_HAVE_SMMULR)
-    /* rnd + 2h - (h >>> 31) in two instructions (GCC makes three of the C below) */
-    __asm__("add %0, %1, %2, lsl #1\n\tsub %0, %0, %2, lsr #31" : "=&r"(t) : "r"(rnd), "r"(h));
-#else
-    t = pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31));
-#endif
-    return pv_asr(t, e1);
-}
-
-static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
-    v = pv_ssat8(v);
-    if (!full) {
-        if (v < lo) v = lo;
-        if (v > hi) v = hi;
-    }
-    return (int8_t)v;
-}
-
-#if defined(PV_USE_DSP)
-/* Two consecutive words in one load: LDRD on Cortex-M4 (GCC splits 64-bit loads into two LDR for this
- * core, hence the asm). The asm does not tell the compiler which memory it reads: it is only used in
- * pv_conv_row_packed (not inlined), during which that memory does not change. The int16 buffers are
- * 8-byte aligned and every pair read here starts at a multiple of 8 bytes (LDRD itself needs 4). */
-#if defined(__GNUC__)
-typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
-#endif
-#if defined(PV_HAVE_SMMULR) /* the real DSP build */
-#define PV_LD2(base, off, a, b)                                                               \
-    __asm__("ldrd %0, %1, [%2, %3]"                                                           \
-            : "=r"(a), "=r"(b)                                                                \
-            : "r"(base), "I"(4 * (off)))
-#elif defined(__GNUC__)
-#define PV_LD2(base, off, a, b)                                                     \
-    do {                                                                            \
-        const uint64_t t_ = *(const pv_u64a *)(const void *)((base) + (off));       \
-        (a) = pv_wrap_i32((uint32_t)t_);                                            \
-        (b) = pv_wrap_i32((uint32_t)(t_ >> 32));                                    \
-    } while (0)
-#else
-#define PV_LD2(base, off, a, b)                \
-    do {                                       \
-        PV_LOAD32((a), (base) + (off));        \
-        PV_LOAD32((b), (base) + (off) + 1);    \
-    } while (0)
-#endif
-
-/* one block of 4 values for 4 output channels: x = 2 words at xp + xo, w = 8 words at wp + wo
- * (channel j at 2j, 2j+1) */
-#define PV_BLK(xp, xo, wp, wo)                \
-    do {                                      \
-        int32_t x0, x1, w0, w1;               \
-        PV_LD2((xp), (xo), x0, x1);           \
-        PV_LD2((wp), (wo), w0, w1);           \
-        a0 = pv_smlad(x0, w0, a0);            \
-        a0 = pv_smlad(x1, w1, a0);            \
-        PV_LD2((wp), (wo) + 2, w0, w1);       \
-        a1 = pv_smlad(x0, w0, a1);            \
-        a1 = pv_smlad(x1, w1, a1);            \
-        PV_LD2((wp), (wo) + 4, w0, w1);       \
-        a2 = pv_smlad(x0, w0, a2);            \
-        a2 = pv_smlad(x1, w1, a2);            \
-        PV_LD2((wp), (wo) + 6, w0, w1);       \
-        a3 = pv_smlad(x0, w0, a3);            \
-        a3 = pv_smlad(x1, w1, a3);            \
-    } while (0)
-
-
-/* a[0..3] += packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
-static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int32_t *const xe = x + 2u * nblk;
-    if (nblk & 1u) {
-        PV_BLK(x, 0, w, 0);
-        x += 2;
-        w += 8;
-    }
-    while (x < xe) {
-        PV_BLK(x, 0, w, 0);
-        PV_BLK(x, 2, w, 8);
-        x += 4;
-        w += 16;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* 3 taps (one kernel row) of one group of 4 input channels for 4 output channels: r points at the
- * group's first tap column in the ring row (2 words per column); w at the row's weights (8 per tap). */
-static inline void pv_c3g4_row(const int32_t *r, const int32_t *w, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    PV_BLK(r, 0, w, 0);
-    PV_BLK(r, 2, w, 8);
-    PV_BLK(r, 4, w, 16);
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* k kernel rows of a row-run layer with 12 values (3 blocks) per row, for 4 output channels: x steps
- * by xs words from row to row (rows consecutive in the ring), w by 24 words. */
-static inline void pv_rows3(const int32_t *x, uint32_t xs, const int32_t *w, uint32_t k, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int32_t *const we = w + 24u * k;
-    while (w < we) {
-        PV_BLK(x, 0, w, 0);
-        PV_BLK(x, 2, w, 8);
-        PV_BLK(x, 4, w, 16);
-        x += xs;
-        w += 24;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* requantize and store a block of 4 output channels (fast path); q = the block's 16 rq words */
-static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
-    int32_t m0, m1, m2, m3, r0, r1, r2, r3, e0, e1, e2, e3;
-    PV_LD2(q, 4, m0, m1);
-    PV_LD2(q, 8, r0, r1);
-    PV_LD2(q, 12, e0, e1);
-    o[0] = pv_clamp(pv_rq_fast(acc[0], m0, r0, e0), full, lo, hi);
-    o[1] = pv_clamp(pv_rq_fast(acc[1], m1, r1, e1), full, lo, hi);
-    PV_LD2(q, 6, m2, m3);
-    PV_LD2(q, 10, r2, r3);
-    PV_LD2(q, 14, e2, e3);
-    o[2] = pv_clamp(pv_rq_fast(acc[2], m2, r2, e2), full, lo, hi);
-    o[3] = pv_clamp(pv_rq_fast(acc[3], m3, r3, e3), full, lo, hi);
-}
-
-#define PV_BIAS4(q, acc)                   \
-    do {                                   \
-        PV_LD2((q), 0, (acc)[0], (acc)[1]); \
-        PV_LD2((q), 2, (acc)[2], (acc)[3]); \
-    } while (0)
-
-/* DSP output row, packed weights and fast requantization. Not inlined: the LDRD asm reads memory the
- * compiler does not see, which is fixed while this function runs (it writes only the output row). */
-static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const pv_conv_t *c, int8_t *out,
-                                                                         const int16_t *const *rows, const int full) {
-    const pv_layer_desc_t *d = c->d;
-    const uint32_t k = d->kernel, s = d->stride, groups = d->groups, out_w = d->out_w, out_c = d->out_c;
-    const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth, in_c = d->in_c;
-    const uint32_t gstride = c->wp * cin_g, nblk = c->runlen / 4u;
-    const int32_t lo = c->lo, hi = c->hi;
-    const int32_t *const rq = c->rq;
-    const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
-    uint32_t ox, g, oc, ky, kx;
-    if (k == 3u && cin_g == 4u && !c->rowrun) {
-        const int32_t *const rr0 = (const int32_t *)(const void *)rows[0];
-        const int32_t *const rr1 = (const int32_t *)(const void *)rows[1];
-        const int32_t *const rr2 = (const int32_t *)(const void *)rows[2];
-        for (g = 0; g < groups; g++) {
-            for (ox = 0; ox < out_w; ox++) {
-                const size_t col = ((size_t)g * gstride + (size_t)ox * s * 4u) / 2u; /* words */
-                const int32_t *const r0 = rr0 + col, *const r1 = rr1 + col, *const r2 = rr2 + col;
-                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
-                    const int32_t *q = rq + (oc >> 2) * 16u;
-                    int32_t acc[4];
-                    PV_BIAS4(q, acc);
-                    pv_c3g4_row(r0, w, acc);
-                    pv_c3g4_row(r1, w + 24, acc);
-                    pv_c3g4_row(r2, w + 48, acc);
-                    pv_store4_fast(out + (size_t)ox * out_c + oc, q, acc, full, lo, hi);
-                }
-            }
-        }
-        return;
-    }
-    if (c->rowrun) { /* one group; when the kernel rows sit in ring order, one pointer steps through them */
-        const uint32_t xs = c->row_elems / 2u;
-        int consecutive = 1;
-        for (ky = 0; ky < k; ky++)
-            if (rows[ky] != c->ring + (size_t)ky * c->row_elems) consecutive = 0;
-        if (consecutive) {
-            const int32_t *const x0 = (const int32_t *)(const void *)rows[0];
-            for (ox = 0; ox < out_w; ox++) {
-                const int32_t *x = x0 + (size_t)ox * s * in_c / 2u;
-                int8_t *o = out + (size_t)ox * out_c;
-                for (oc = 0; oc < out_c; oc += 4u) {
-                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
-                    const int32_t *q = rq + (oc >> 2) * 16u;
-                    int32_t acc[4];
-                    PV_BIAS4(q, acc);
-                    if (nblk == 3u) {
-                        pv_rows3(x, xs, w, k, acc);
-                    } else {
-                        for (ky = 0; ky < k; ky++) pv_dot4p(x + (size_t)ky * xs, w + (size_t)ky * nblk * 8u, nblk, acc);
-                    }
-                    pv_store4_fast(o + oc, q, acc, full, lo, hi);
-                }
-            }
-            return;
-        }
-    }
-    {
-        /* the taps of output pixel 0, group 0: input words and weight offset (words) */
-        const int32_t *tx[PV_MAX_TAPS];
-        uint32_t tk[PV_MAX_TAPS], nt = 0, t;
-        for (ky = 0; ky < k; ky++) {
-            for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
-                tx[nt] = (const int32_t *)(const void *)(rows[ky] + kx * cin_g);
-                tk[nt++] = (c->rowrun ? ky * c->runlen : (ky * k + kx) * cin_g) * 2u;
-            }
-        }
-        for (ox = 0; ox < out_w; ox++) {
-            int8_t *o = out + (size_t)ox * out_c;
-            for (g = 0; g < groups; g++) {
-                const size_t xo = ((size_t)ox * s * (c->rowrun ? in_c : cin_g) + (size_t)g * gstride) / 2u; /* words */
-                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
-                    const int32_t *q = rq + (oc >> 2) * 16u;
-                    int32_t acc[4];
-                    PV_BIAS4(q, acc);
-                    for (t = 0; t < nt; t++) pv_dot4p(tx[t] + xo, w + tk[t], nblk, acc);
-                    pv_store4_fast(o + oc, q, acc, full, lo, hi);
-                }
-            }
-        }
-    }
-}
-
-/* The clamp to the full int8 range (every layer of pv-gconv-s) as a constant: no per-output branch. */
-__attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_t *c, int8_t *out,
-                                                          const int16_t *const *rows) {
-    if (c->full) {
-        pv_conv_row_packed_impl(c, out, rows, 1);
-    } else {
-        pv_conv_row_packed_impl(c, out, rows, 0);
-    }
-}
-#endif
-
-/* Output row oy (out_w * out_c int8 at out) from the ring, which holds input rows pv_rows_ready before. */
-static void pv_conv_row(const pv_conv_t *c, int8_t *out, uint32_t oy) {
-    const pv_layer_desc_t *d = c->d;
-    const uint32_t k = d->kernel, s = d->stride, cin_g = c->cin_g, cout_g = c->cout_g, in_c = d->in_c;
-    const uint32_t depth = c->depth, runlen = c->runlen, gstride = c->wp * cin_g;
-    const int32_t iy0 = (int32_t)(oy * s) - (int32_t)d->pad_top;
-    const int16_t *rows[PV_MAX_KERNEL];
-    uint32_t ky, ox, g, oc, kx, i;
-    for (ky = 0; ky < k; ky++) {
-        const int32_t iy = iy0 + (int32_t)ky;
-        int32_t slot = iy % (int32_t)k;
-        int16_t *r;
-        if (slot < 0) slot += (int32_t)k;
-        r = c->ring + (size_t)(uint32_t)slot * c->row_elems;
-        /* A padding row reads zeros from its ring slot, which holds nothing this output row needs: above
-         * the image, slots of rows -p..-1 are not yet written (rows 0..iy0+k-1 went to the others);
-         * below, the slot of row iy held row iy - k < iy0. */
-        if (iy < 0 || iy >= (int32_t)d->in_h) pv_zero16(r, c->row_elems);
-        rows[ky] = r;
-    }
-#if defined(PV_USE_DSP)
-    if (c->packed && c->fast && (c->rowrun ? k : k * k) <= PV_MAX_TAPS) {
-        pv_conv_row_packed(c, out, rows);
-        return;
-    }
-#endif
-    /* any shape: natural order (or the SXTB16 order on both sides on the DSP build), two output channels
-     * at a time over the pixel's taps (listed once per pixel and group) */
-    for (ox = 0; ox < d->out_w; ox++) {
-        int8_t *o = out + (size_t)ox * d->out_c;
-        for (g = 0; g < d->groups; g++) {
-            const int16_t *tx[PV_MAX_KERNEL * PV_MAX_KERNEL];
-            uint32_t tk[PV_MAX_KERNEL * PV_MAX_KERNEL], nt = 0, t;
-            for (ky = 0; ky < k; ky++) {
-                for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
-                    tx[nt] = c->rowrun ? rows[ky] + (size_t)ox * s * in_c
-                                       : rows[ky] + (size_t)g * gstride + ((size_t)ox * s + kx) * cin_g;
-                    tk[nt++] = c->rowrun ? ky * runlen : (ky * k + kx) * cin_g;
-                }
-            }
-            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 2u) {
-                const uint32_t two = oc + 1u < (g + 1u) * cout_g;
-                const int16_t *w0 = c->w16 + (size_t)oc * depth, *w1 = two ? w0 + depth : w0;
-                int32_t acc0 = PV_RQ(c->rq, oc, PV_RQ_BIAS), acc1 = two ? PV_RQ(c->rq, oc + 1u, PV_RQ_BIAS) : 0;
-                uint32_t j;
-                for (t = 0; t < nt; t++) {
-                    const int16_t *x = tx[t], *a = w0 + tk[t], *b = w1 + tk[t];
-                    for (i = 0; i + 2u <= runlen; i += 2u) {
-                        const int32_t x0 = x[i], x1 = x[i + 1u];
-                        acc0 += x0 * a[i] + x1 * a[i + 1u];
-                        acc1 += x0 * b[i] + x1 * b[i + 1u];
-                    }
-                    if (i < runlen) {
-                        acc0 += (int32_t)x[i] * a[i];
-                        acc1 += (int32_t)x[i] * b[i];
-                    }
-                }
-                for (j = 0; j <= two; j++) {
-                    const uint32_t q = oc + j;
-                    const int32_t acc = j ? acc1 : acc0;
-                    if (c->fast) {
-                        const int32_t v = pv_rq_fast(acc, PV_RQ(c->rq, q, PV_RQ_MULT), PV_RQ(c->rq, q, PV_RQ_RND),
-                                                     PV_RQ(c->rq, q, PV_RQ_E1));
-                        o[q] = pv_clamp(v, c->full, c->lo, c->hi);
-                    } else {
-                        o[q] = pv_out_slow(c->p, acc, q);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* A whole conv layer (not the first) in place: rows are expanded as the output rows need them. */
-static void pv_conv_layer(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
-                          uint8_t *scratch) {
-    pv_conv_t c;
-    uint32_t oy, next = 0;
-    const uint32_t r_in = d->in_w * d->in_c, r_out = d->out_w * d->out_c;
-    pv_conv_setup(&c, d, p, scratch);
-    for (oy = 0; oy < d->out_h; oy++) {
-        const uint32_t ready = pv_rows_ready(d, oy);
-        for (; next < ready; next++) pv_conv_expand_row(&c, in + (size_t)next * r_in, next);
-        pv_conv_row(&c, out + (size_t)oy * r_out, oy);
-    }
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Pool, dense                                                                                     */
-/* ---------------------------------------------------------------------------------------------- */
-/* The global mean (kernel = in_h = in_w, checked at parse), as deployed in the .tflite: CONV_2D k x k
- * with one group per channel, weights 1, bias 0, so acc = sum(x - in_zp), requantized with the layer's
- * one multiplier to its own output params (codegen/quantize.py says why it is not AVERAGE_POOL_2D). In
- * place: out[c] is written after the last read of channel c, and no later channel reads byte c.
- * PV_FLAG_EXACT_SUM (format version 4): no requantization — out holds the sums as int16 (|sum| <= k*k*255,
- * checked at parse) for the dense layer after it; written after every read. */
-static void pv_avgpool(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
-                       uint8_t *scratch) {
-    const uint32_t n = d->in_h * d->in_w, c_n = d->in_c;
-    const int32_t zp_sum = (int32_t)n * p->in_zp;
-    const pv_requant_params_t rq = pv_rq(p);
-    const int exact = pv_exact_sum(p);
-    int16_t *sums = (int16_t *)(void *)out; /* exact: int16 out (the arena offsets are 4-aligned) */
-    uint32_t c, i;
-#if defined(PV_USE_DSP)
-    if ((c_n & 3u) == 0u && n <= 255u) { /* 16-bit lane sums (|sum| <= 255 * 128), 4 channels a word */
-        int32_t *acc = (int32_t *)(void *)scratch; /* per 4 channels: (c0, c2), (c1, c3) */
-        const int8_t *x = in;
-        for (c = 0; c < c_n / 2u; c++) acc[c] = 0;
-        for (i = 0; i < n; i++) {
-            for (c = 0; c < c_n; c += 4u, x += 4) {
-                int32_t w;
-                PV_LOAD32(w, x);
-                acc[c / 2u] = pv_sadd16(acc[c / 2u], pv_sxtb16(w));
-                acc[c / 2u + 1u] = pv_sadd16(acc[c / 2u + 1u], pv_sxtb16_ror8(w));
-            }
-        }
-        for (c = 0; c < c_n; c++) { /* all reads done: the output may overwrite the input */
-            const int32_t word = acc[(c & ~3u) / 2u + (c & 1u)];
-            const int32_t a = (int32_t)(int16_t)(uint16_t)((uint32_t)word >> ((c & 2u) ? 16 : 0));
-            if (exact)
-                sums[c] = (int16_t)(a - zp_sum);
-            else
-                out[c] = pv_requant(a - zp_sum, 0u, &rq);
-        }
-        return;
-    }
-#endif
-    if (exact) { /* all sums first (in the scratch): an int16 store would overwrite channels not yet read */
-        int16_t *tmp = (int16_t *)(void *)scratch;
-        for (c = 0; c < c_n; c++) {
-            int32_t acc = 0;
-            for (i = 0; i < n; i++) acc += in[(size_t)i * c_n + c];
-            tmp[c] = (int16_t)(acc - zp_sum);
-        }
-        memcpy(sums, tmp, (size_t)c_n * 2u);
-        return;
-    }
-    for (c = 0; c < c_n; c++) {
-        int32_t acc = 0;
-        for (i = 0; i < n; i++) acc += in[(size_t)i * c_n + c];
-        out[c] = pv_requant(acc - zp_sum, 0u, &rq);
-    }
-}
-
-/* FULLY_CONNECTED int8 (per channel; n_quant == 1 for one output); the input is copied to the scratch first, so
- * the output may overwrite it. After an exact-sum pool (sums_in) the input is that pool's int16 sums, zp 0:
- * the .tflite's CONV_2D k x k over the map with these weights at every tap, exactly. */
-static void pv_dense(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
-                     uint8_t *scratch, int sums_in) {
-    int16_t *col = pv_at16(scratch, 0u);
-    const uint32_t n_in = d->in_h * d->in_w * d->in_c;
-    const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
-    const pv_requant_params_t rq = pv_rq(p);
-    uint32_t o;
-    if (sums_in) {
-        const int16_t *s = (const int16_t *)(const void *)in;
-        for (o = 0; o < n_in; o++) pv_col_put(col, o, n_in & ~3u, s[o]);
-    } else {
-        pv_col_fill(col, 0u, n_in & ~3u, in, n_in, p->in_zp);
-    }
-    for (o = 0; o < d->out_c; o++) {
-        const int32_t acc = pv_dot_col(col, p->weights + (size_t)o * n_in, n_in) + p->bias[o];
-        out[o] = pv_requant(acc, o * qstep, &rq);
-    }
-}
-
-static int pv_check(const pv_model_t *m, const void *a, const void *b) {
-    if (m == NULL || a == NULL || b == NULL) return PV_ERR_ARG;
-    if (m->ready != PV_MODEL_READY || m->act_bits != 8u) return PV_ERR_MODEL; /* 16x8: pv_infer16 */
-    return PV_OK;
-}
-
-/* Layers [1, PV_N_LAYERS) in place; layer 0's output is in the arena. */
-static int pv_run_rest(const pv_model_t *m, const pv_plan_t *pl, int8_t *logit, uint8_t *arena, pv_layer_hook_t hook,
-                       void *hook_ctx) {
-    uint32_t i;
-    for (i = 1; i < PV_N_LAYERS; i++) {
-        const pv_layer_desc_t *d = &pv_arch_layers[i];
-        const int8_t *in = (const int8_t *)(arena + pl->out_offset[i - 1u]);
-        int8_t *out = (int8_t *)(arena + pl->out_offset[i]);
-        if (d->kind == PV_KIND_CONV) {
-            if (d->kernel > PV_MAX_KERNEL) return PV_ERR_LAYOUT;
-            pv_conv_layer(d, &m->layer[i], in, out, arena + pl->scratch);
-        } else if (d->kind == PV_KIND_AVGPOOL) {
-            pv_avgpool(d, &m->layer[i], in, out, arena + pl->scratch);
-        } else {
-            pv_dense(d, &m->layer[i], in, out, arena + pl->scratch, pv_exact_sum(&m->layer[i - 1u]));
-        }
-        if (hook != NULL) hook(hook_ctx, i, out, pv_layer_out_bytes(d, &m->layer[i]));
-    }
-    *logit = *(const int8_t *)(arena + pl->out_offset[PV_N_LAYERS - 1u]);
-    return PV_OK;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Input-row streaming through the stem                                                            */
-/* ---------------------------------------------------------------------------------------------- */
-static uint32_t pv_band_bytes(void) {
-    const pv_layer_desc_t *d0 = &pv_arch_layers[0];
-    return d0->kernel * d0->in_w * d0->in_c;
-}
-
-int pv_stream_begin(pv_stream_t *s, const pv_model_t *m, uint8_t *arena) {
-    const pv_layer_desc_t *d0 = &pv_arch_layers[0];
+int pv_stream_begin_ex(pv_stream_t *s, const pv_model_t *m, uint8_t *arena, pv_layer_hook_t hook, void *hook_ctx) {
     int rc;
     if (s == NULL) return PV_ERR_ARG;
     memset(s, 0, sizeof(*s));
+    s->status = PV_ERR_ARG;
+    if (m == NULL || arena == NULL || ((uintptr_t)(void *)arena & 3u) != 0u) return PV_ERR_ARG;
+    if (m->ready != PV_MODEL_READY || (m->act_bits != 8u && !pv_is16(m->act_bits))) return s->status = PV_ERR_MODEL;
+    rc = pv_is16(m->act_bits) ? pv_plan_s16(&s->plan) : pv_plan_s8(&s->plan);
+    if (rc != PV_OK) return s->status = rc;
+    /* a stale arena constant: the arena the caller allocated is smaller than the plan */
+    if (s->plan.total > (pv_is16(m->act_bits) ? PV_KERNEL16_ARENA_BYTES : PV_KERNEL_ARENA_BYTES))
+        return s->status = PV_ERR_LAYOUT;
     s->m = m;
     s->arena = arena;
-    s->status = PV_ERR_ARG;
-    rc = pv_check(m, arena, arena);
-    if (rc != PV_OK) return s->status = rc;
-    /* streaming needs a stem whose output row oy reads exactly input rows [oy*k, oy*k + k) */
-    if (d0->kind != PV_KIND_CONV || d0->stride != d0->kernel || d0->pad_top != 0u ||
-        d0->out_h * d0->kernel != d0->in_h || d0->kernel > PV_MAX_KERNEL)
-        return s->status = PV_ERR_LAYOUT;
-    pv_plan(&s->plan);
-    if (s->plan.total > PV_KERNEL_ARENA_BYTES) return s->status = PV_ERR_LAYOUT; /* stale constant */
-    pv_conv_setup(&s->stem, d0, &m->layer[0], arena + s->plan.scratch);
+    s->hook = hook;
+    s->hook_ctx = hook_ctx;
+    if (!pv_is16(m->act_bits)) pv_conv_s8_setup(&s->k.stem, &pv_arch_layers[0], &m->layer[0], arena + s->plan.scratch);
     return s->status = PV_OK;
 }
 
-int pv_stream_rows(pv_stream_t *s, const int8_t *rows, uint32_t n_bytes) {
-    const pv_layer_desc_t *d0 = &pv_arch_layers[0];
-    const uint32_t r_in = d0->in_w * d0->in_c;
-    uint32_t ky;
-    if (s == NULL || rows == NULL) return PV_ERR_ARG;
-    if (s->status != PV_OK) return s->status;
-    if (s->band >= d0->out_h || n_bytes != pv_band_bytes() || s->fill != 0u) return s->status = PV_ERR_ARG;
-    for (ky = 0; ky < d0->kernel; ky++)
-        pv_conv_expand_row(&s->stem, rows + (size_t)ky * r_in, s->band * d0->kernel + ky);
-    pv_conv_row(&s->stem, (int8_t *)(s->arena + s->plan.out_offset[0]) + (size_t)s->band * d0->out_w * d0->out_c,
-                s->band);
-    s->band++;
-    return PV_OK;
+int pv_stream_begin(pv_stream_t *s, const pv_model_t *m, uint8_t *arena) {
+    return pv_stream_begin_ex(s, m, arena, NULL, NULL);
 }
 
-int pv_stream_feed(pv_stream_t *s, const int8_t *data, uint32_t n) {
+/* ---- int8: the stem streams into its whole output ---------------------------------------------------- */
+/* One whole band of input rows (int8, the caller's or the stem's band buffer) -> one stem output row. */
+static void pv_stem_band_s8(pv_stream_t *s, const int8_t *rows) {
+    const pv_layer_desc_t *d0 = &pv_arch_layers[0];
+    const uint32_t r_in = d0->in_w * d0->in_c;
+    int8_t *out = (int8_t *)(s->arena + s->plan.out_offset[0]) + (size_t)s->band * pv_row_values(d0);
+    uint32_t ky;
+    for (ky = 0; ky < d0->kernel; ky++) pv_conv_s8_push_row(&s->k.stem, rows + (size_t)ky * r_in, s->band * d0->kernel + ky);
+    pv_conv_s8_row(&s->k.stem, out, s->band);
+    if (s->hook != NULL) s->hook(s->hook_ctx, 0u, out, pv_row_values(d0));
+    s->band++;
+}
+
+/* Whole bands straight from the caller's buffer; a partial one is gathered in the stem's band buffer. */
+static void pv_feed_s8(pv_stream_t *s, const int8_t *data, uint32_t n) {
     const uint32_t bb = pv_band_bytes();
-    if (s == NULL || (data == NULL && n > 0u)) return PV_ERR_ARG;
-    if (s->status != PV_OK) return s->status;
-    if (n > (pv_arch_layers[0].out_h - s->band) * bb - s->fill) return s->status = PV_ERR_ARG; /* past the image */
     while (n > 0u) {
-        int rc;
-        if (s->fill == 0u && n >= bb) { /* whole bands straight from the caller's buffer */
-            rc = pv_stream_rows(s, data, bb);
+        if (s->fill == 0u && n >= bb) {
+            pv_stem_band_s8(s, data);
             data += bb;
             n -= bb;
         } else {
             const uint32_t k = bb - s->fill < n ? bb - s->fill : n;
-            memcpy(s->stem.band + s->fill, data, k);
+            memcpy(s->k.stem.band + s->fill, data, k);
             s->fill += k;
             data += k;
             n -= k;
-            rc = PV_OK;
             if (s->fill == bb) {
                 s->fill = 0u;
-                rc = pv_stream_rows(s, s->stem.band, bb);
+                pv_stem_band_s8(s, s->k.stem.band);
             }
         }
-        if (rc != PV_OK) return rc;
+    }
+}
+
+/* ---- 16x8: the streamed prefix, row by row through the rings ------------------------------------------ */
+static int16_t *pv_at16(const pv_stream_t *s, uint32_t off) { return (int16_t *)(void *)(s->arena + off); }
+
+/* Where streamed layer i writes output row oy: the next layer's ring, or (the prefix's last) its whole output. */
+static int16_t *pv_row_out_s16(const pv_stream_t *s, uint32_t i, uint32_t oy) {
+    const pv_layer_desc_t *d = &pv_arch_layers[i];
+    if (i + 1u < s->plan.n_streamed) {
+        const pv_layer_desc_t *dn = &pv_arch_layers[i + 1u];
+        return pv_at16(s, s->plan.ring_offset[i + 1u]) + (size_t)(oy % dn->kernel) * dn->in_w * dn->in_c;
+    }
+    return pv_at16(s, s->plan.out_offset[i]) + (size_t)oy * pv_row_values(d);
+}
+
+/* Streamed layer i (i >= 1) has just received an input row in its ring: compute every output row whose
+ * taps are now all there (eagerly, so a ring of `kernel` rows is never overwritten while still needed) and
+ * pass each one on. */
+static void pv_advance_s16(pv_stream_t *s, uint32_t i) {
+    const pv_layer_desc_t *d = &pv_arch_layers[i];
+    const int16_t *rows[PV_MAX_KERNEL];
+    const int16_t *rg = pv_at16(s, s->plan.ring_offset[i]);
+    uint32_t ky;
+    while (s->k.s16.next_row[i] < d->out_h) {
+        const uint32_t oy = s->k.s16.next_row[i];
+        int32_t last = (int32_t)(oy * d->stride + d->kernel - 1u) - (int32_t)d->pad_top;
+        int16_t *out;
+        if (last >= (int32_t)d->in_h) last = (int32_t)d->in_h - 1;
+        if (last >= (int32_t)s->k.s16.rows_in[i]) return; /* wait for more input rows */
+        for (ky = 0; ky < d->kernel; ky++) {
+            const int32_t iy = pv_tap_row(d, oy, ky);
+            rows[ky] = iy < 0 ? NULL : rg + (size_t)((uint32_t)iy % d->kernel) * d->in_w * d->in_c;
+        }
+        out = pv_row_out_s16(s, i, oy);
+        pv_conv_s16_row(d, &s->m->layer[i], rows, out);
+        s->k.s16.next_row[i]++;
+        if (s->hook != NULL) s->hook(s->hook_ctx, i, out, 2u * pv_row_values(d));
+        if (i + 1u < s->plan.n_streamed) {
+            s->k.s16.rows_in[i + 1u]++;
+            pv_advance_s16(s, i + 1u);
+        }
+    }
+}
+
+/* The image as int16 values into the band; each full band makes one stem row, passed on through the prefix. */
+static void pv_feed_s16(pv_stream_t *s, const int8_t *data, uint32_t n) {
+    const pv_layer_desc_t *d0 = &pv_arch_layers[0];
+    const uint32_t bv = pv_band_bytes(), r_in = d0->in_w * d0->in_c;
+    int16_t *band = pv_at16(s, s->plan.band);
+    const int16_t *rows[PV_MAX_KERNEL];
+    uint32_t ky;
+    while (n > 0u) {
+        band[s->fill++] = (int16_t)*data++;
+        n--;
+        if (s->fill == bv) {
+            int16_t *out = pv_row_out_s16(s, 0u, s->band);
+            for (ky = 0; ky < d0->kernel; ky++) rows[ky] = band + (size_t)ky * r_in;
+            pv_conv_s16_row(d0, &s->m->layer[0], rows, out);
+            if (s->hook != NULL) s->hook(s->hook_ctx, 0u, out, 2u * pv_row_values(d0));
+            s->fill = 0u;
+            s->band++;
+            s->k.s16.rows_in[1]++;
+            pv_advance_s16(s, 1u);
+        }
+    }
+}
+
+/* ---- the front -------------------------------------------------------------------------------------- */
+int pv_stream_feed(pv_stream_t *s, const int8_t *data, uint32_t n) {
+    if (s == NULL || (data == NULL && n > 0u)) return PV_ERR_ARG;
+    if (s->status != PV_OK) return s->status;
+    if (n > (pv_arch_layers[0].out_h - s->band) * pv_band_bytes() - s->fill) return s->status = PV_ERR_ARG; /* past the image */
+    if (pv_is16(s->plan.act_bits)) {
+        pv_feed_s16(s, data, n);
+    } else {
+        pv_feed_s8(s, data, n);
     }
     return PV_OK;
 }
 
-uint32_t pv_stream_received(const pv_stream_t *s) { return s->band * pv_band_bytes() + s->fill; }
-
-static int pv_stream_end_ex(pv_stream_t *s, int8_t *logit, pv_layer_hook_t hook, void *hook_ctx) {
-    const pv_layer_desc_t *d0 = &pv_arch_layers[0];
-    if (s == NULL || logit == NULL) return PV_ERR_ARG;
+int pv_stream_rows(pv_stream_t *s, const int8_t *rows, uint32_t n_bytes) {
+    if (s == NULL || rows == NULL) return PV_ERR_ARG;
     if (s->status != PV_OK) return s->status;
-    if (s->band != d0->out_h || s->fill != 0u) return PV_ERR_ARG;
-    s->status = PV_ERR_ARG; /* one result per begin */
-    if (hook != NULL) hook(hook_ctx, 0u, (const int8_t *)(s->arena + s->plan.out_offset[0]), pv_out_bytes(d0));
-    return pv_run_rest(s->m, &s->plan, logit, s->arena, hook, hook_ctx);
+    if (s->band >= pv_arch_layers[0].out_h || n_bytes != pv_band_bytes() || s->fill != 0u) return s->status = PV_ERR_ARG;
+    return pv_stream_feed(s, rows, n_bytes);
 }
 
-int pv_stream_end(pv_stream_t *s, int8_t *logit) { return pv_stream_end_ex(s, logit, NULL, NULL); }
+uint32_t pv_stream_received(const pv_stream_t *s) { return s->band * pv_band_bytes() + s->fill; }
 
-int pv_infer_ex(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena, pv_layer_hook_t hook,
+/* Output bytes of layer i as the hook sees them (an exact-sum pool: int16 sums). */
+static uint32_t pv_out_bytes(const pv_stream_t *s, uint32_t i) {
+    const pv_layer_desc_t *d = &pv_arch_layers[i];
+    const uint32_t n = d->out_h * pv_row_values(d);
+    return pv_is16(s->plan.act_bits) || pv_exact_sum(&s->m->layer[i]) ? 2u * n : n;
+}
+
+/* The layers after the streamed ones, over the plan's offsets. */
+static void pv_run_rest(pv_stream_t *s) {
+    const pv_plan_t *pl = &s->plan;
+    uint8_t *const scratch = s->arena + pl->scratch;
+    uint32_t i;
+    for (i = pl->n_streamed; i < PV_N_LAYERS; i++) {
+        const pv_layer_desc_t *d = &pv_arch_layers[i];
+        const pv_layer_params_t *p = &s->m->layer[i];
+        uint8_t *in = s->arena + pl->out_offset[i - 1u], *out = s->arena + pl->out_offset[i];
+        if (pv_is16(pl->act_bits)) {
+            const int16_t *in16 = (const int16_t *)(const void *)in;
+            int16_t *out16 = (int16_t *)(void *)out;
+            if (d->kind == PV_KIND_CONV) {
+                pv_conv_s16(d, p, in16, out16);
+            } else if (d->kind == PV_KIND_AVGPOOL) {
+                pv_pool_s16(d, p, in16, out16);
+            } else {
+                pv_dense_s16(d, p, in16, out16);
+            }
+        } else if (d->kind == PV_KIND_CONV) {
+            pv_conv_s8(d, p, (const int8_t *)in, (int8_t *)out, scratch);
+        } else if (d->kind == PV_KIND_AVGPOOL) {
+            pv_pool_s8(d, p, (const int8_t *)in, (int8_t *)out, scratch);
+        } else {
+            pv_dense_s8(d, p, (const int8_t *)in, (int8_t *)out, scratch, pv_exact_sum(&s->m->layer[i - 1u]));
+        }
+        if (s->hook != NULL) s->hook(s->hook_ctx, i, out, pv_out_bytes(s, i));
+    }
+}
+
+int pv_stream_end(pv_stream_t *s, int16_t *logit) {
+    const uint8_t *out;
+    if (s == NULL || logit == NULL) return PV_ERR_ARG;
+    if (s->status != PV_OK) return s->status;
+    if (s->band != pv_arch_layers[0].out_h || s->fill != 0u) return PV_ERR_ARG;
+    s->status = PV_ERR_ARG; /* one result per begin */
+    pv_run_rest(s);
+    out = s->arena + s->plan.out_offset[PV_N_LAYERS - 1u];
+    *logit = pv_is16(s->plan.act_bits) ? *(const int16_t *)(const void *)out : (int16_t)*(const int8_t *)out;
+    return PV_OK;
+}
+
+int pv_infer_ex(const pv_model_t *m, const int8_t *image, int16_t *logit, uint8_t *arena, pv_layer_hook_t hook,
                 void *hook_ctx) {
     pv_stream_t s;
-    int rc = pv_check(m, image, arena);
-    if (rc != PV_OK) return rc;
-    if (logit == NULL) return PV_ERR_ARG;
-    rc = pv_stream_begin(&s, m, arena);
+    int rc;
+    if (image == NULL || logit == NULL) return PV_ERR_ARG;
+    rc = pv_stream_begin_ex(&s, m, arena, hook, hook_ctx);
     if (rc == PV_OK) rc = pv_stream_feed(&s, image, PV_INPUT_BYTES);
-    if (rc == PV_OK) rc = pv_stream_end_ex(&s, logit, hook, hook_ctx);
+    if (rc == PV_OK) rc = pv_stream_end(&s, logit);
     return rc;
 }
 
-int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena) {
+int pv_infer(const pv_model_t *m, const int8_t *image, int16_t *logit, uint8_t *arena) {
     return pv_infer_ex(m, image, logit, arena, NULL, NULL);
 }

@@ -18,7 +18,7 @@ typedef char pv_views_is_1_or_2[(PV_VIEWS == 1u || PV_VIEWS == 2u) ? 1 : -1];
  * at the same time. */
 static uint8_t s_rx_buf[PV_FRAME_BUF_BYTES(PV_FRAME_MAX_PAYLOAD)];
 static union {
-    uint8_t b[PV_PROTO_ARENA_BYTES];
+    uint8_t b[PV_STREAM_ARENA_BYTES];
     uint64_t align_;
 } s_arena;
 #if PV_VIEWS == 2
@@ -28,8 +28,8 @@ static union {
 } s_arena_m;
 #endif
 
-/* The committed model is a 16x8 one (pv_kernel16), which this build runs with one view. */
-static int model16(const pv_proto_t *p) { return PV_WITH_16X8 && p->store->model.act_bits == 16u; }
+/* The committed model is a 16x8 one, which runs with one view. */
+static int model16(const pv_proto_t *p) { return p->store->model.act_bits == 16u; }
 
 /* ---- replies ---------------------------------------------------------------------------------------- */
 static void tx_sink(void *ctx, const uint8_t *b, uint32_t n) {
@@ -102,7 +102,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     if (p->board.bulk != NULL && p->board.bulk_bytes >= PV_IMAGE_BYTES) flags |= PV_INFO_FLAG_BULK;
     if (s->xfer_open) flags |= PV_INFO_FLAG_XFER_OPEN;
     if (PV_VIEWS == 2u) flags |= PV_INFO_FLAG_MIRROR;
-    if (PV_WITH_16X8) flags |= PV_INFO_FLAG_RUNS_16X8;
+    if (pv_blob_version_supported(PV_BLOB_FORMAT_VERSION_16X8)) flags |= PV_INFO_FLAG_RUNS_16X8;
     out[PV_INFO_OFF_FLAGS] = flags;
     pv_wr16(out + PV_INFO_OFF_MAX_PAYLOAD, (uint16_t)p->dec.max_payload);
     pv_wr32(out + PV_INFO_OFF_COMMIT_COUNTER, s->counter);
@@ -113,7 +113,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     pv_wr32(out + PV_INFO_OFF_THETA_BYTES, blob_len);
     pv_wr32(out + PV_INFO_OFF_FREE_RAM, p->board.free_ram);
     pv_wr32(out + PV_INFO_OFF_ARENA_BYTES,
-            (uint32_t)PV_PROTO_ARENA_BYTES + (uint32_t)PV_KERNEL_ARENA_BYTES * (PV_VIEWS - 1u));
+            (uint32_t)PV_STREAM_ARENA_BYTES + (uint32_t)PV_KERNEL_ARENA_BYTES * (PV_VIEWS - 1u));
     pv_wr32(out + PV_INFO_OFF_IMAGE_BYTES, PV_IMAGE_BYTES);
     pv_wr32(out + PV_INFO_OFF_TICK_HZ, p->board.tick_hz);
     pv_wr32(out + PV_INFO_OFF_BULK_IMAGES, p->board.bulk != NULL ? p->board.bulk_bytes / PV_IMAGE_BYTES : 0u);
@@ -127,10 +127,9 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
 
 /* ---- inference -------------------------------------------------------------------------------------- */
 typedef struct {
-    int8_t q;
-    int8_t q_mirror; /* PV_VIEWS 2: the mirror view's logit */
-    uint8_t is16;    /* a 16x8 model: q16 holds the logit (one view) */
-    int16_t q16;
+    int16_t q;        /* the logit: int8, or int16 for a 16x8 model (is16, one view) */
+    int16_t q_mirror; /* PV_VIEWS 2, an int8 model: the mirror view's logit */
+    uint8_t is16;
     uint8_t decision;
     float real;
     float score;
@@ -147,19 +146,13 @@ static uint32_t tick_edge(pv_proto_t *p) {
 }
 
 static void fill_result(const pv_model_t *m, infer_result_t *r) {
-    if (r->is16) {
-        r->real = pv_dequantize_logit16(m, r->q16);
-        r->decision = pv_decide16(m, r->q16) ? 1u : 0u;
-        r->score = 1.0f / (1.0f + expf(-r->real));
-        return;
+    if (PV_VIEWS == 2u && !r->is16) {
+        r->real = pv_dequantize_mean2(m, r->q, r->q_mirror);
+        r->decision = pv_decide_mean2(m, r->q, r->q_mirror) ? 1u : 0u;
+    } else {
+        r->real = pv_dequantize_logit(m, r->q);
+        r->decision = pv_decide(m, r->q) ? 1u : 0u;
     }
-#if PV_VIEWS == 2
-    r->real = pv_dequantize_mean2(m, r->q, r->q_mirror);
-    r->decision = pv_decide_mean2(m, r->q, r->q_mirror) ? 1u : 0u;
-#else
-    r->real = pv_dequantize_logit(m, r->q);
-    r->decision = pv_decide(m, r->q) ? 1u : 0u;
-#endif
     r->score = 1.0f / (1.0f + expf(-r->real));
 }
 
@@ -196,7 +189,7 @@ static int feed_mirror(pv_proto_t *p, const int8_t *d, uint32_t n) {
 }
 
 /* The mirror view of a whole image in memory. */
-static int infer_mirror(pv_proto_t *p, const int8_t *img, int8_t *q) {
+static int infer_mirror(pv_proto_t *p, const int8_t *img, int16_t *q) {
     int rc = pv_stream_begin(&p->stream_m, &p->store->model, s_arena_m.b);
     p->row_fill = 0;
     if (rc == PV_OK) rc = feed_mirror(p, img, PV_IMAGE_BYTES);
@@ -213,17 +206,10 @@ static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
     p->img_received = 0;
     r->is16 = (uint8_t)model16(p);
     t0 = tick_edge(p);
-#if PV_WITH_16X8
-    if (r->is16) {
-        rc = pv_infer16(m, img, &r->q16, s_arena.b);
-    } else
-#endif
-    {
-        rc = pv_infer(m, img, &r->q, s_arena.b);
+    rc = pv_infer(m, img, &r->q, s_arena.b);
 #if PV_VIEWS == 2
-        if (rc == PV_OK) rc = infer_mirror(p, img, &r->q_mirror);
+    if (rc == PV_OK && !r->is16) rc = infer_mirror(p, img, &r->q_mirror);
 #endif
-    }
     t1 = p->board.ticks(p->board.ctx);
     r->ticks = t1 - t0;
     if (rc != 0) return rc;
@@ -233,12 +219,11 @@ static int run_infer(pv_proto_t *p, const int8_t *img, infer_result_t *r) {
 
 static void put_result(uint8_t *b, const infer_result_t *r) { /* PV_RESULT_BYTES */
     b[PV_RESULT_OFF_DECISION] = r->decision;
+    b[PV_RESULT_OFF_LOGIT] = (uint8_t)((uint16_t)r->q & 0xFFu);
     if (r->is16) {
-        b[PV_RESULT_OFF_LOGIT] = (uint8_t)((uint16_t)r->q16 & 0xFFu);
         b[PV_RESULT_OFF_FLAGS] = PV_RESULT_LOGIT16;
-        b[PV_RESULT_OFF_LOGIT_B] = (uint8_t)((uint16_t)r->q16 >> 8);
+        b[PV_RESULT_OFF_LOGIT_B] = (uint8_t)((uint16_t)r->q >> 8);
     } else {
-        b[PV_RESULT_OFF_LOGIT] = (uint8_t)r->q;
         b[PV_RESULT_OFF_FLAGS] = PV_VIEWS == 2u ? PV_RESULT_MIRROR : 0u;
         b[PV_RESULT_OFF_LOGIT_B] = PV_VIEWS == 2u ? (uint8_t)r->q_mirror : 0u;
     }
@@ -345,18 +330,11 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
         p->img_received = 0;
         p->img_ticks = 0;
         p->img_complete = 0;
-#if PV_WITH_16X8
-        if (model16(p)) {
-            rc = pv_stream16_begin(&p->stream16, &p->store->model, s_arena.b);
-        } else
-#endif
-        {
-            rc = pv_stream_begin(&p->stream, &p->store->model, s_arena.b);
+        rc = pv_stream_begin(&p->stream, &p->store->model, s_arena.b);
 #if PV_VIEWS == 2
-            p->row_fill = 0;
-            if (rc == PV_OK) rc = pv_stream_begin(&p->stream_m, &p->store->model, s_arena_m.b);
+        p->row_fill = 0;
+        if (rc == PV_OK && !model16(p)) rc = pv_stream_begin(&p->stream_m, &p->store->model, s_arena_m.b);
 #endif
-        }
         if (rc != PV_OK) {
             reply_err(p, f, PV_E_INFER_FAILED, rc);
             return;
@@ -370,17 +348,10 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
     if (n > skip) {
         if (p->board.keep_image != NULL) memcpy(p->board.keep_image + p->img_received, f->payload + 8 + skip, n - skip);
         t0 = p->board.ticks(p->board.ctx);
-#if PV_WITH_16X8
-        if (model16(p)) {
-            rc = pv_stream16_feed(&p->stream16, (const int8_t *)(f->payload + 8 + skip), n - skip);
-        } else
-#endif
-        {
-            rc = pv_stream_feed(&p->stream, (const int8_t *)(f->payload + 8 + skip), n - skip);
+        rc = pv_stream_feed(&p->stream, (const int8_t *)(f->payload + 8 + skip), n - skip);
 #if PV_VIEWS == 2
-            if (rc == PV_OK) rc = feed_mirror(p, (const int8_t *)(f->payload + 8 + skip), n - skip);
+        if (rc == PV_OK && !model16(p)) rc = feed_mirror(p, (const int8_t *)(f->payload + 8 + skip), n - skip);
 #endif
-        }
         p->img_ticks += p->board.ticks(p->board.ctx) - t0;
         if (rc != PV_OK) {
             p->img_received = 0;
@@ -398,17 +369,10 @@ static void cmd_infer(pv_proto_t *p, const pv_frame_t *f) {
     t0 = p->board.ticks(p->board.ctx);
     memset(&r, 0, sizeof(r));
     r.is16 = (uint8_t)model16(p);
-#if PV_WITH_16X8
-    if (r.is16) {
-        rc = pv_stream16_end(&p->stream16, &r.q16);
-    } else
-#endif
-    {
-        rc = pv_stream_end(&p->stream, &r.q);
+    rc = pv_stream_end(&p->stream, &r.q);
 #if PV_VIEWS == 2
-        if (rc == PV_OK) rc = pv_stream_end(&p->stream_m, &r.q_mirror);
+    if (rc == PV_OK && !r.is16) rc = pv_stream_end(&p->stream_m, &r.q_mirror);
 #endif
-    }
     p->img_ticks += p->board.ticks(p->board.ctx) - t0;
     p->img_received = 0; /* the next image starts at offset 0 */
     if (rc != PV_OK) {
@@ -464,8 +428,8 @@ static void cmd_bench(pv_proto_t *p, const pv_frame_t *f) {
     pv_wr32(b + 12, (uint32_t)total);
     pv_wr32(b + 16, (uint32_t)(total >> 32));
     if (r.is16) { /* the int16 logit, little-endian */
-        b[20] = (uint8_t)((uint16_t)r.q16 & 0xFFu);
-        b[21] = (uint8_t)((uint16_t)r.q16 >> 8);
+        b[20] = (uint8_t)((uint16_t)r.q & 0xFFu);
+        b[21] = (uint8_t)((uint16_t)r.q >> 8);
     } else {
         b[20] = (uint8_t)r.q;
         b[21] = (uint8_t)r.q_mirror; /* 0 with one view (r is cleared) */

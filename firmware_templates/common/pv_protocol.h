@@ -3,7 +3,10 @@
  * A board feeds received bytes to pv_proto_rx(); complete frames are dispatched and answered through
  * the board's send() with the request's seq. Replies have cmd = request cmd | 0x80; refusals are ERROR
  * frames (0xFF). The handler owns static buffers only: the frame buffer and the kernel arena
- * (PV_KERNEL_ARENA_BYTES). INFER chunks stream through the kernel's stem as they arrive: no image buffer.
+ * (PV_STREAM_ARENA_BYTES, pv_kernel.h). INFER chunks stream through the kernel as they arrive: no image
+ * buffer. Each INFER runs the kernel of the committed model's format (pv_kernel.h: int8, or 16x8 in a
+ * build with PV_WITH_16X8=1); a 16x8 model always runs one view (its int16 rounding leaves nothing for a
+ * mirror view to average out).
  */
 #ifndef PV_PROTOCOL_H
 #define PV_PROTOCOL_H
@@ -14,22 +17,6 @@
 #include "pv_protocol_ids.h"
 #include "pv_kernel.h"
 #include "pv_store.h"
-
-/* 16x8 models (θ blobs of format version 3, pv_kernel16.h): -DPV_WITH_16X8=1 builds the handler with the
- * 16x8 kernel too and one arena big enough for either kernel (PV_PROTO_ARENA_BYTES); the blob parser then
- * accepts version 3 (pv_blob.c). Each INFER runs the kernel of the committed model. A 16x8 model always
- * runs one view (its int16 rounding leaves nothing for a mirror view to average out). Default 0: int8
- * only, an int8 firmware's RAM unchanged, and a 16x8 blob refused at COMMIT (PV_ERR_VERSION). */
-#ifndef PV_WITH_16X8
-#define PV_WITH_16X8 0
-#endif
-#if PV_WITH_16X8
-#include "pv_kernel16.h"
-#define PV_PROTO_ARENA_BYTES \
-    (PV_KERNEL16_ARENA_BYTES > PV_KERNEL_ARENA_BYTES ? PV_KERNEL16_ARENA_BYTES : PV_KERNEL_ARENA_BYTES)
-#else
-#define PV_PROTO_ARENA_BYTES PV_KERNEL_ARENA_BYTES
-#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,9 +65,6 @@ typedef struct {
     pv_store_t *store;
     pv_frame_decoder_t dec;
     pv_stream_t stream;    /* the INFER image streaming through the kernel */
-#if PV_WITH_16X8
-    pv_stream16_t stream16; /* the same for a 16x8 model (the same arena) */
-#endif
 #if PV_VIEWS == 2
     pv_stream_t stream_m;  /* the same image mirrored, through a second arena */
     uint32_t row_fill;     /* bytes of the current image row in row[] */

@@ -120,11 +120,13 @@ def test_c_kernel_layer_by_layer(
         off += n
 
 
+@pytest.mark.parametrize("mode", ["stream", "rows"])
 def test_c_streaming_equals_golden(
-    pv_test_bin: Path, quantized: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path
+    pv_test_bin: Path, quantized: dict[str, QuantizedF], face_images: np.ndarray, tmp_path: Path, mode: str
 ) -> None:
+    """The image fed in 1000-byte chunks (bands split across chunks) or band by band (pv_stream_rows)."""
     qf = quantized["random-1"]
-    c, _ = c_logits(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), face_images, mode="stream")
+    c, _ = c_logits(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), face_images, mode=mode)
     assert np.array_equal(c, run_int8(qf, face_images))
 
 
@@ -225,7 +227,7 @@ def test_c_crc32_is_zlib(pv_test_bin: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("dsp,extra", [(False, ""), (True, "-DPV_WITH_16X8=1")], ids=["plain-int8", "dsp-16x8"])
 def test_common_sources_cross_compile_for_cortex_m4(dsp: bool, extra: str, tmp_path: Path) -> None:
     """Every source of sources.mk (which lists every .c of common/, nothing forgotten) with the Cortex-M4
-    firmware's flags (int8 only, and with the 16x8 kernel); the DSP build's kernels use SMLAD."""
+    firmware's flags (int8 only, and with the 16x8 kernels); the DSP build's conv kernels use SMLAD."""
     cc = cbuild.tool("arm-none-eabi-gcc", "apt-get install gcc-arm-none-eabi")
     sources = [Path(s) for s in cbuild.core_sources()]
     assert set(sources) == set(cbuild.COMMON.rglob("*.c"))
@@ -235,7 +237,7 @@ def test_common_sources_cross_compile_for_cortex_m4(dsp: bool, extra: str, tmp_p
                              capture_output=True, text=True)
         assert res.returncode == 0, f"{src.name}:\n{res.stderr}"
     if dsp:
-        for obj in ("pv_kernel.o", "pv_kernel16.o"):
+        for obj in ("pv_conv_s8.o", "pv_conv_s16.o", "pv_dense_s8.o"):
             dis = subprocess.run([cc.replace("gcc", "objdump"), "-d", str(tmp_path / obj)], capture_output=True,
                                  text=True).stdout
             assert "smlad" in dis and "sxtb16" in dis, obj

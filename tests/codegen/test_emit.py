@@ -260,7 +260,7 @@ def test_esp_idf_project_files(store: UserStore, tmp_path: Path, capsys, target:
         assert "espressif/esp-tflite-micro" in comp and '"pv_tflm.cc"' in srcs and "pv_kernel.c" not in srcs
         assert (out / "main" / "carol_model.h").is_file() and not (out / "main" / "pv" / "pv_kernel.c").exists()
     else:
-        assert "esp-tflite-micro" not in comp and '"pv/pv_kernel.c"' in srcs
+        assert "esp-tflite-micro" not in comp and '"pv/pv_kernel.c"' in srcs and '"pv/pv_conv_s8.c"' in srcs
     app = (out / "main" / "app_main.c").read_text()
     assert "esp_partition_mmap" in app and "uart_driver_install" in app and "{{" not in app
 

@@ -4,7 +4,7 @@
 // The .tflite (pv_model.h) is compiled in; the θ blob in the store must be the same user's (arch hash,
 // user id and threshold come from it): pv_infer refuses a model whose user differs (PV_ERR_MODEL), so a
 // θ sent over the link for another user cannot silently run this user's network.
-// The protocol's own arena (PV_ARENA_BYTES, sized for the fixed kernel) is not used: TFLM gets its own,
+// The protocol's own arena (PV_STREAM_ARENA_BYTES, sized for the fixed kernel) is not used: TFLM gets its own,
 // PV_MODEL_TFLM_ARENA_BYTES as measured by codegen with the tflite-micro interpreter.
 // pv_protocol streams INFER chunks through pv_stream_*: here they are copied into the interpreter's
 // input tensor (TFLM needs the whole image there anyway) and pv_stream_end invokes it. One view per
@@ -49,8 +49,14 @@ int setup() {
 }
 }  // namespace
 
-// ---- pv_stream_* on the input tensor: the same contract as the fixed kernel's (pv_kernel.h) ---------
+// ---- the kernel front on the input tensor: the same contract as the fixed kernel's (pv_kernel.h) ----
 // s->fill counts the image bytes received; s->band is unused; s->status is sticky as in pv_kernel.c.
+
+// The blob formats this build reads: the int8 ones (the .tflite is int8; a 16x8 θ blob is refused).
+extern "C" int pv_blob_version_supported(uint32_t version) {
+    return version == PV_BLOB_FORMAT_VERSION || version == PV_BLOB_FORMAT_VERSION_REQUANT_POOL;
+}
+
 extern "C" int pv_stream_begin(pv_stream_t *s, const pv_model_t *m, uint8_t *arena) {
     if (s == nullptr) return PV_ERR_ARG;
     memset(s, 0, sizeof(*s));
@@ -76,7 +82,7 @@ extern "C" int pv_stream_rows(pv_stream_t *s, const int8_t *rows, uint32_t n_byt
 
 extern "C" uint32_t pv_stream_received(const pv_stream_t *s) { return s->fill; }
 
-extern "C" int pv_stream_end(pv_stream_t *s, int8_t *logit) {
+extern "C" int pv_stream_end(pv_stream_t *s, int16_t *logit) {
     if (s == nullptr || logit == nullptr) return PV_ERR_ARG;
     if (s->status != PV_OK) return s->status;
     if (s->fill != PV_INPUT_BYTES) return PV_ERR_ARG;
@@ -87,7 +93,7 @@ extern "C" int pv_stream_end(pv_stream_t *s, int8_t *logit) {
 }
 
 // The whole image at once: the streaming calls above in one go (one copy into the input tensor either way).
-extern "C" int pv_infer(const pv_model_t *m, const int8_t *image, int8_t *logit, uint8_t *arena) {
+extern "C" int pv_infer(const pv_model_t *m, const int8_t *image, int16_t *logit, uint8_t *arena) {
     pv_stream_t s;
     if (m == nullptr || image == nullptr || logit == nullptr) return PV_ERR_ARG;
     int rc = pv_stream_begin(&s, m, arena);

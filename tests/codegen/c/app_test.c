@@ -2,8 +2,8 @@
  * a RAM "flash", a board whose link discards output, then
  *   1. pv_app_init: the empty store must get the built-in θ (seed result 1), a second init must keep it (0);
  *   2. the const arrays of <user>_theta.h must equal what pv_blob_parse finds in the blob, layer by layer;
- *   3. for each int8 image (37,632 bytes) on stdin, print the int8 logit of pv_infer on the stored θ
- *      (a 16x8 θ, in a project built with PV_WITH_16X8=1: the int16 logit of pv_infer16).
+ *   3. for each int8 image (37,632 bytes) on stdin, print the logit of pv_infer on the stored θ (int8; a
+ *      16x8 θ, in a project built with PV_WITH_16X8=1: int16).
  * Exit code != 0 with a message on the first failure. */
 #include <stdio.h>
 #include <string.h>
@@ -11,14 +11,13 @@
 #include "pv_app.h"
 #include "pv_app_config.h"
 #include "pv_kernel.h"
-#include "pv_kernel16.h"
 #include PV_THETA_HEADER
 
 #define SLOT (PV_BLOB_MAX_BYTES + 4096u)
 static uint8_t s_flash[2u * SLOT];
 static union {
     uint32_t align_;
-    uint8_t b[PV_KERNEL16_ARENA_BYTES > PV_KERNEL_ARENA_BYTES ? PV_KERNEL16_ARENA_BYTES : PV_KERNEL_ARENA_BYTES];
+    uint8_t b[PV_STREAM_ARENA_BYTES];
 } s_arena;
 static int8_t s_img[PV_INPUT_BYTES];
 
@@ -91,11 +90,10 @@ int main(void) {
         if (memcmp(t->shift, p->shift, 4u * t->n_quant) != 0) return fail("shift", (int)i, 0);
     }
     while (fread(s_img, 1, sizeof(s_img), stdin) == sizeof(s_img)) {
-        int8_t q = 0;
-        int16_t q16 = 0;
-        int rc = m->act_bits == 16u ? pv_infer16(m, s_img, &q16, s_arena.b) : pv_infer(m, s_img, &q, s_arena.b);
+        int16_t q = 0;
+        int rc = pv_infer(m, s_img, &q, s_arena.b);
         if (rc != PV_OK) return fail("pv_infer", rc, 0);
-        printf("%d\n", m->act_bits == 16u ? (int)q16 : (int)q);
+        printf("%d\n", (int)q);
     }
     return 0;
 }

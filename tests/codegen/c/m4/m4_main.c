@@ -63,7 +63,7 @@ static pv_model_t s_model;
 static char s_line[32];
 static uint32_t s_layer_t[PV_N_LAYERS + 1u];
 
-static void layer_hook(void *ctx, uint32_t layer, const int8_t *out, uint32_t n) {
+static void layer_hook(void *ctx, uint32_t layer, const void *out, uint32_t n) {
     (void)ctx;
     (void)out;
     (void)n;
@@ -100,22 +100,22 @@ int main(void) {
     SYST_CSR = 5u; /* enable, processor clock, no interrupt */
     for (k = 0; k < n_images; k++) {
         const uint8_t *u = IMAGES + (size_t)k * PV_INPUT_BYTES;
-        int8_t logit = 0;
+        int16_t logit = 0;
         uint32_t t0, t1;
         for (i = 0; i < PV_INPUT_BYTES; i++) s_img[i] = (int8_t)((int32_t)u[i] - 128);
         t0 = SYST_CVR;
         if (pv_infer(&s_model, s_img, &logit, s_arena.b) != PV_OK) return 2;
         t1 = SYST_CVR;
-        put_line(logit, (t0 - t1) & 0x00FFFFFFu); /* down-counter */
+        put_line((int8_t)logit, (t0 - t1) & 0x00FFFFFFu); /* down-counter */
     }
     /* per-layer ticks of one more inference of image 0, after a line "L" */
     if (n_images > 0u) {
-        int8_t logit = 0;
+        int16_t logit = 0;
         put_line(0, 0u);
         for (i = 0; i < PV_INPUT_BYTES; i++) s_img[i] = (int8_t)((int32_t)IMAGES[i] - 128);
         s_layer_t[0] = SYST_CVR;
         if (pv_infer_ex(&s_model, s_img, &logit, s_arena.b, layer_hook, NULL) != PV_OK) return 2;
-        for (i = 0; i < PV_N_LAYERS; i++) put_line(logit, (s_layer_t[i] - s_layer_t[i + 1u]) & 0x00FFFFFFu);
+        for (i = 0; i < PV_N_LAYERS; i++) put_line((int8_t)logit, (s_layer_t[i] - s_layer_t[i + 1u]) & 0x00FFFFFFu);
     }
     return 0;
 }

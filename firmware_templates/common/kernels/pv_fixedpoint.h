@@ -1,5 +1,5 @@
-/* pv_fixedpoint: gemmlowp / TFLM fixed-point primitives, shared by the int8 kernel (pv_kernel.c) and
- * the 16x8 kernel (pv_kernel16.c). Transcribed from codegen/golden.py, which checks them against TFLM;
+/* pv_fixedpoint: gemmlowp / TFLM fixed-point primitives, shared by the int8 and the 16x8 kernels
+ * (kernels/pv_*_s8.c, pv_*_s16.c). Transcribed from codegen/golden.py, which checks them against TFLM;
  * tests/codegen/test_fixedpoint.py checks the C against the golden model. */
 #ifndef PV_FIXEDPOINT_H
 #define PV_FIXEDPOINT_H

@@ -1,7 +1,7 @@
 /* pv_dsp: the ARM DSP-extension instructions both kernels use (SXTB16, SMLAD, SMMULR, ...), as ACLE
  * intrinsics on a core that has them (PV_USE_DSP, Cortex-M4/M7/M33+DSP), or in portable C with ARM's
  * semantics for the host tests of the DSP code paths (PV_USE_DSP with PV_DSP_EMULATE). Also PV_LOAD32, the
- * word load of the hot loops. Included by pv_kernel.c and pv_kernel16.c only. */
+ * word load of the hot loops. Included by the kernels (kernels/pv_*_s8.c, pv_*_s16.c) only. */
 #ifndef PV_DSP_H
 #define PV_DSP_H
 
@@ -60,6 +60,30 @@ static inline int32_t pv_smmulr(int32_t a, int32_t b) {
 static inline int32_t pv_ror8(int32_t x) {
     const uint32_t u = (uint32_t)x;
     return (int32_t)((u >> 8) | (u << 24));
+}
+#endif
+
+/* SXTB16 / UXTB16 of x rotated by 8 bits, and a store of two words (int16 pairs) at once. */
+#if defined(PV_HAVE_SMMULR) /* the real DSP build: the rotation folded into the extraction, STRD */
+static inline int32_t pv_sxtb16_ror8(int32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline int32_t pv_uxtb16_ror8(int32_t x) {
+    int32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline void pv_st2(int16_t *p, int32_t lo, int32_t hi) {
+    __asm__ volatile("strd %1, %2, [%0]" : : "r"(p), "r"(lo), "r"(hi) : "memory");
+}
+#elif defined(PV_USE_DSP)
+static inline int32_t pv_sxtb16_ror8(int32_t x) { return pv_sxtb16(pv_ror8(x)); }
+static inline int32_t pv_uxtb16_ror8(int32_t x) { return pv_uxtb16(pv_ror8(x)); }
+static inline void pv_st2(int16_t *p, int32_t lo, int32_t hi) {
+    PV_LOAD32(p[0], &lo);
+    PV_LOAD32(p[2], &hi);
 }
 #endif
 
