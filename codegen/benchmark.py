@@ -296,7 +296,8 @@ def markdown(result: dict) -> str:
                          "seconds: " + ", ".join(f"{k[:-2]} {x:.0f}" for k, x in v["timings"].items())
                          + f"; ROC `{v['plots']['roc']}`, deployed scores `{v['plots']['scores']}`.")
         for variant, v in s["variants"].items():
-            lines += ["", f"![ROC {name} {variant}]({v['plots']['roc']})"]
+            lines += ["", f"![ROC {name} {variant}]({v['plots']['roc']}) "
+                      f"![deployed scores {name} {variant}]({v['plots']['scores']})"]
     return "\n".join(lines) + "\n"
 
 
