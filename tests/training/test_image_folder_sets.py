@@ -14,6 +14,7 @@ from pvcore.paths import CACHE_ENV
 from tests.conftest import require_shared
 from training.data.image_folder import IMAGE_EXTENSIONS, ImageFolder, verification_pairs
 from training.face.pipeline import read_image_rgb
+from training.hypermodel import DEFAULT_MODEL
 
 
 def test_pgm_and_other_opencv_formats_are_images(tmp_path: Path) -> None:
@@ -88,6 +89,12 @@ def test_evaluate_and_accuracy_take_a_pgm_folder(tmp_path: Path, monkeypatch) ->
     rep = json.loads((out / "report.json").read_text())
     assert rep["n_pairs"] >= 8 and rep["set"]["alignment"]["failed"] == 0 and rep["set"]["images"] > 0
     assert rep["auc"] > 0.5 and (out / "roc.png").is_file()
+    out_model = tmp_path / "eval-model"  # the shipped hypermodel on the same folder, grayscale variant
+    assert evaluate.main(["--model", str(DEFAULT_MODEL), "--dataset", str(folder), "--one-way", "--variant", "gray",
+                          "--out", str(out_model), "--no-progress"]) == 0
+    rep_model = json.loads((out_model / "report.json").read_text())
+    assert rep_model["n_pairs"] == rep["n_pairs"] and rep_model["variant"] == "gray"
+    assert rep_model["sets"][0]["variant"] == "gray" and rep_model["scoring"] == "one-way"
     from codegen.faces import load_crops
 
     crops, paths = load_crops(str(folder), limit=5, detector="dlib")
