@@ -7,7 +7,8 @@
   (``firmware_templates/esp32-tflm/``, espressif/esp-tflite-micro).
 - ``cortex-m-qemu``: the mps2-an386 firmware (``firmware_templates/cortex-m-qemu/``), a self-contained Makefile.
 - ``riscv32-qemu``: the RV32IMC firmware for QEMU virt (``firmware_templates/riscv32-qemu/``), a
-  self-contained Makefile.
+  self-contained Makefile. Both QEMU boards are a port (board.c, board.h) of one main loop
+  (``firmware_templates/qemu-common/``), copied beside it.
 - ``host``: the POSIX simulator (``firmware_templates/host/main.c``), a self-contained Makefile.
 
 Every project carries its own copy of the portable core (``common/``) under ``pv/`` with a ``pv_arch.h``
@@ -30,6 +31,8 @@ from pvcore.targets import TARGETS, Target
 
 TEMPLATES = REPO_ROOT / "firmware_templates"
 COMMON = TEMPLATES / "common"
+QEMU_COMMON = TEMPLATES / "qemu-common"  # the QEMU boards' main loop and the port it runs on (board.h)
+QEMU_COMMON_FILES = ("pv_qemu_main.c", "pv_qemu_board.h")
 
 TFLM_COMPONENT = ("espressif/esp-tflite-micro", "^1.3.3")
 
@@ -197,11 +200,11 @@ CFLAGS := $(ARCH_FLAGS) -O2 -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ff
   -DPV_WITH_16X8=$(PV_WITH_16X8) -Ipv -I. \\
   $(EXTRA_CFLAGS)
 LDFLAGS := $(ARCH_FLAGS) -nostartfiles --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -T mps2_an386.ld
-SRCS := startup.c board.c main.c $(wildcard pv/*.c)
+SRCS := startup.c board.c pv_qemu_main.c $(wildcard pv/*.c)
 
 all: $(BUILD)/pv_fw.elf
 
-$(BUILD)/pv_fw.elf: $(SRCS) $(wildcard pv/*.h) $(wildcard pv_base_theta.h) board.h mps2_an386.ld
+$(BUILD)/pv_fw.elf: $(SRCS) $(wildcard pv/*.h) $(wildcard pv_base_theta.h) board.h pv_qemu_board.h mps2_an386.ld
 \tmkdir -p $(BUILD)
 \t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SRCS) -lm
 \t$(SIZE) $@
@@ -233,11 +236,11 @@ CFLAGS := $(ARCH_FLAGS) -O2 -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ff
   -fdata-sections --specs=picolibc.specs -DPV_VIEWS=$(PV_VIEWS)u -DPV_WITH_16X8=$(PV_WITH_16X8) -Ipv -I. \
   $(EXTRA_CFLAGS)
 LDFLAGS := -nostartfiles -Wl,--gc-sections -T riscv32_virt.ld
-SRCS := startup.S board.c main.c $(wildcard pv/*.c)
+SRCS := startup.S board.c pv_qemu_main.c $(wildcard pv/*.c)
 
 all: $(BUILD)/pv_fw.elf
 
-$(BUILD)/pv_fw.elf: $(SRCS) $(wildcard pv/*.h) board.h riscv32_virt.ld
+$(BUILD)/pv_fw.elf: $(SRCS) $(wildcard pv/*.h) board.h pv_qemu_board.h riscv32_virt.ld
 \tmkdir -p $(BUILD)
 \t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SRCS) -lm
 \t$(SIZE) $@
@@ -279,10 +282,13 @@ clean:
 
 def _make(target: Target, art: Artifacts, files: dict[str, bytes], views: int) -> None:
     src = TEMPLATES / target.firmware
-    board_files = {"cortex-m-qemu": ["startup.c", "board.c", "board.h", "main.c", "mps2_an386.ld"],
-                   "riscv32-qemu": ["startup.S", "board.c", "board.h", "main.c", "riscv32_virt.ld"]}
+    board_files = {"cortex-m-qemu": ["startup.c", "board.c", "board.h", "mps2_an386.ld"],
+                   "riscv32-qemu": ["startup.S", "board.c", "board.h", "riscv32_virt.ld"]}
     for name in board_files.get(target.family, ["main.c"]):
         files[name] = (src / name).read_bytes()
+    if target.family in board_files:  # a QEMU board: its port runs the shared main loop
+        for name in QEMU_COMMON_FILES:
+            files[name] = (QEMU_COMMON / name).read_bytes()
     for name, data in _core_files("fixed").items():
         files[f"pv/{name}"] = data
     blob = art.blob[0] if art.blob else "the θ blob (--format blob)"

@@ -54,7 +54,7 @@ SLOT_HEADER_BYTES = 32  # pv_store slot header before each blob
 GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_bytes": 64 * 1024}
 
 
-ERASE_BYTES = 4096  # the QEMU board's θ store erase size (main.c THETA_ERASE)
+ERASE_BYTES = 4096  # the QEMU boards' θ store erase size (qemu-common/pv_qemu_main.c THETA_ERASE)
 
 
 def build(dsp: bool, build_dir: Path, base_dir: Path | None = None, views: int = 1, with16: bool = False) -> Path:

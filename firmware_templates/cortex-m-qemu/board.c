@@ -30,7 +30,7 @@ void UART0_RX_IRQHandler(void) {
     uart_drain_rx();
 }
 
-void board_uart_init(uint32_t baud) {
+static void board_uart_init(uint32_t baud) {
     REG32(UART_BAUDDIV) = SYSCLK_HZ / baud;
     REG32(UART_CTRL) = UART_CTRL_TXEN | UART_CTRL_RXEN | UART_CTRL_RXIRQ;
     REG32(NVIC_ISER0) = 1u << UART0_RX_IRQN;
@@ -56,7 +56,7 @@ uint32_t board_uart_read(uint8_t *buf, uint32_t cap) {
 
 uint32_t board_uart_rx_overruns(void) { return s_rx_overruns; }
 
-void board_wait_for_interrupt_if_idle(void) {
+void board_wait_for_rx(void) {
     /* with interrupts masked, WFI still wakes on a pending one: no lost-wakeup race */
     __asm volatile("cpsid i" ::: "memory");
     uart_drain_rx(); /* belt and braces: never sleep on a byte waiting in the data register */
@@ -68,7 +68,7 @@ void board_wait_for_interrupt_if_idle(void) {
 
 void SysTick_Handler(void) { s_tick_wraps++; }
 
-void board_systick_init(void) {
+static void board_systick_init(void) {
     REG32(SYST_RVR) = 0x00FFFFFFu;
     REG32(SYST_CVR) = 0;
     REG32(SYST_CSR) = 0x7u; /* processor clock, interrupt, enable */
@@ -100,4 +100,9 @@ void board_reset(void) {
     __asm volatile("dsb" ::: "memory");
     for (;;) {
     }
+}
+
+void board_init(void) {
+    board_systick_init();
+    board_uart_init(115200u);
 }

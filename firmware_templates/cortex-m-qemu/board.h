@@ -1,13 +1,21 @@
 /* Board support for QEMU mps2-an386 (Cortex-M4, 25 MHz): CMSDK UART0 with an RX interrupt and a ring
- * buffer, a SysTick tick counter, semihosting exit and system reset. */
+ * buffer, a SysTick tick counter, semihosting exit and system reset — the port of the shared main loop
+ * (qemu-common/pv_qemu_board.h). */
 #ifndef BOARD_H
 #define BOARD_H
 
 #include <stdint.h>
 
+#include "pv_qemu_board.h"
+
 #define REG32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 
 #define SYSCLK_HZ 25000000u
+
+#define BOARD_NAME "mps2386"
+#define BOARD_TICK_HZ SYSCLK_HZ /* board_ticks(): SysTick down-counter + wraps, free-running */
+#define BOARD_BULK_BASE 0x21000000u /* PSRAM, 16 MiB: stands in for external memory */
+#define BOARD_BULK_BYTES 0x01000000u
 
 /* CMSDK APB UART0 */
 #define UART0_BASE 0x40004000u
@@ -34,15 +42,6 @@
 
 #define RX_RING_BYTES 2048u /* power of two */
 
-void board_uart_init(uint32_t baud);
-void board_uart_write(const uint8_t *p, uint32_t n);
-/* Copies up to cap received bytes into buf; returns how many. */
-uint32_t board_uart_read(uint8_t *buf, uint32_t cap);
 uint32_t board_uart_rx_overruns(void);
-void board_systick_init(void);
-uint32_t board_ticks(void); /* 25 MHz free-running (SysTick down-counter + wraps) */
-void board_wait_for_interrupt_if_idle(void);
-__attribute__((noreturn)) void board_exit(uint32_t code);
-__attribute__((noreturn)) void board_reset(void);
 
 #endif

@@ -3,7 +3,7 @@
 
 #define MIE_MEIE (1u << 11)
 
-void board_uart_init(uint32_t baud) {
+static void board_uart_init(uint32_t baud) {
     uint32_t div = UART_CLK_HZ / (16u * baud);
     REG8(UART_IER) = 0;
     REG8(UART_LCR) = 0x80u; /* DLAB */
@@ -47,7 +47,7 @@ void board_wait_for_rx(void) {
     if (irq != 0u) REG32(PLIC_CLAIM0) = irq;
 }
 
-uint32_t board_instret(void) {
+uint32_t board_ticks(void) {
     uint32_t v;
     __asm volatile("csrr %0, minstret" : "=r"(v));
     return v;
@@ -64,3 +64,5 @@ void board_reset(void) {
     for (;;) {
     }
 }
+
+void board_init(void) { board_uart_init(115200u); }

@@ -1,10 +1,21 @@
 /* Board support for QEMU virt (RV32IMC, machine mode only): the NS16550A UART, polled, whose RX line
  * goes through the PLIC only to wake WFI (interrupts stay globally off: no trap handler runs), the
- * minstret instruction counter, and the sifive_test device to leave or reset the emulator. */
+ * minstret instruction counter, and the sifive_test device to leave or reset the emulator — the port of
+ * the shared main loop (qemu-common/pv_qemu_board.h). */
 #ifndef BOARD_H
 #define BOARD_H
 
 #include <stdint.h>
+
+#include "pv_qemu_board.h"
+
+#define BOARD_NAME "rv32virt"
+/* board_ticks() is minstret, instructions retired since reset (the low 32 bits). Under QEMU -icount
+ * shift=0 it advances with the virtual clock, 1 instruction = 1 ns, so at a nominal 1 GHz BENCH's ticks
+ * are instructions; time spent in WFI counts too: only differences over busy code are instruction counts. */
+#define BOARD_TICK_HZ 1000000000u
+#define BOARD_BULK_BASE 0x81000000u /* the top 16 MiB of virt's default 128 MiB of RAM (riscv32_virt.ld) */
+#define BOARD_BULK_BYTES 0x01000000u
 
 #define REG8(addr) (*(volatile uint8_t *)(uintptr_t)(addr))
 #define REG32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
@@ -34,18 +45,5 @@
 /* sifive_test: a write of 0x5555 ends QEMU with status 0, (code << 16) | 0x3333 with status code,
  * 0x7777 resets the machine */
 #define TEST_BASE 0x00100000u
-
-void board_uart_init(uint32_t baud);
-void board_uart_write(const uint8_t *p, uint32_t n);
-/* Copies up to cap bytes that the UART holds into buf; returns how many. */
-uint32_t board_uart_read(uint8_t *buf, uint32_t cap);
-/* Sleeps (WFI) unless a received byte is waiting; returns when one may be. */
-void board_wait_for_rx(void);
-/* minstret: instructions retired since reset, the low 32 bits. Under QEMU -icount shift=0 it advances
- * with the virtual clock, 1 instruction = 1 ns, so time spent in WFI counts too: only differences over
- * busy code are instruction counts. */
-uint32_t board_instret(void);
-__attribute__((noreturn)) void board_exit(uint32_t code);
-__attribute__((noreturn)) void board_reset(void);
 
 #endif
