@@ -33,7 +33,7 @@ from typing import IO
 
 from host_tools.serial_link import Info, LinkError, SerialLink
 from pvcore.cli import add_target_arg, fail, setup_logging
-from pvcore.targets import TARGETS, VIRTUAL_FAMILIES
+from pvcore.targets import TARGETS, VIRTUAL_FAMILIES, Target
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,6 @@ QEMU_DIR = TEMPLATES / QEMU.firmware
 RISCV = TARGETS["riscv32-qemu"]
 RISCV_DIR = TEMPLATES / RISCV.firmware
 HOST_DIR = TEMPLATES / TARGETS["host"].firmware
-PSRAM_BASE = 0x21000000
-PSRAM_BYTES = 16 * 1024 * 1024
-RISCV_BULK_BASE = 0x81000000  # riscv32-qemu/main.c BULK_BASE: the top 16 MiB of virt's default 128 MiB
 
 
 def make(directory: Path, *targets: str, build_dir: Path | None = None, extra_cflags: str = "") -> None:
@@ -203,84 +200,76 @@ class _ChildBoard:
         self.stop()
 
 
-class QemuBoard(_ChildBoard):
-    """The firmware on QEMU mps2-an386 (Cortex-M4), with -icount shift=0 (1 instruction = 1 ns)."""
+class _QemuBoard(_ChildBoard):
+    """A QEMU family's firmware on its emulated board, booted as ``target.qemu`` says (the emulator, the
+    machine and its options: pvcore.targets), by default with -icount shift=0: one guest instruction takes
+    1 ns of virtual time, so the board's ticks count instructions. ``bulk``: raw images preloaded where the
+    firmware reads INFER_BULK's. ``elf``: None builds the template's firmware (``build=False``: the last
+    build's)."""
 
-    name = "qemu-mps2-an386"
+    target: Target
 
     def __init__(
         self,
         elf: Path | None = None,
         *,
         bulk: Path | None = None,
-        machine: str | None = QEMU.qemu_machine,
         icount: bool = True,
         build: bool = True,
         **kw: object,
     ) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
-        if shutil.which("qemu-system-arm") is None:
-            raise RuntimeError("qemu-system-arm not found: apt-get install qemu-system-arm")
-        self.elf = (
-            elf if elf is not None else (build_qemu_firmware() if build else QEMU_DIR / "build" / "pv_fw.elf")
-        )
+        boot = self.target.qemu
+        if boot is None:
+            raise ValueError(f"target {self.target.name} has no QEMU record (pvcore.targets)")
+        self.boot = boot
+        if shutil.which(boot.system) is None:
+            raise RuntimeError(f"{boot.system} not found: apt-get install {boot.package}")
+        if elf is None:
+            elf = self.build_firmware() if build else TEMPLATES / self.target.firmware / "build" / "pv_fw.elf"
+        self.elf = elf
         self.bulk = bulk
-        self.machine = machine
         self.icount = icount
-        if bulk is not None and bulk.stat().st_size > PSRAM_BYTES:
-            raise ValueError(f"{bulk}: {bulk.stat().st_size} bytes do not fit the 16 MiB PSRAM")
+        if bulk is not None and bulk.stat().st_size > boot.bulk_bytes:
+            raise ValueError(f"{bulk}: {bulk.stat().st_size} bytes do not fit the board's "
+                             f"{boot.bulk_bytes >> 20} MiB of bulk memory")
+
+    def build_firmware(self) -> Path:
+        raise NotImplementedError
 
     def command(self, fd: int) -> list[str]:
+        boot = self.boot
         cmd = [
-            "qemu-system-arm", "-M", self.machine, "-display", "none", "-monitor", "none", "-nodefaults",
+            boot.system, "-M", boot.machine, *boot.options, "-display", "none", "-monitor", "none", "-nodefaults",
             "-kernel", str(self.elf),
             "-chardev", f"socket,id=ser0,fd={fd},server=on,wait=on,nodelay=on", "-serial", "chardev:ser0",
-            "-semihosting-config", "enable=on,target=native",
         ]  # fmt: skip
         if self.icount:
             cmd += ["-icount", "shift=0"]
         if self.bulk is not None:
-            cmd += ["-device", f"loader,file={self.bulk},addr=0x{PSRAM_BASE:08x},force-raw=on"]
+            cmd += ["-device", f"loader,file={self.bulk},addr=0x{boot.bulk_base:08x},force-raw=on"]
         return cmd
 
 
-class RiscvQemuBoard(_ChildBoard):
-    """The RV32IMC firmware on QEMU virt (machine mode, -bios none), with -icount shift=0: its minstret
-    ticks (INFO tick_hz 10⁹) are then instructions."""
+class QemuBoard(_QemuBoard):
+    """The Cortex-M4 firmware on QEMU mps2-an386 (bulk images in its PSRAM)."""
+
+    name = "qemu-mps2-an386"
+    target = QEMU
+
+    def build_firmware(self) -> Path:
+        return build_qemu_firmware()
+
+
+class RiscvQemuBoard(_QemuBoard):
+    """The RV32IMC firmware on QEMU virt (machine mode, -bios none): its minstret ticks (INFO tick_hz 10⁹)
+    are instructions under -icount."""
 
     name = "qemu-riscv32-virt"
+    target = RISCV
 
-    def __init__(
-        self,
-        elf: Path | None = None,
-        *,
-        bulk: Path | None = None,
-        icount: bool = True,
-        build: bool = True,
-        **kw: object,
-    ) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
-        if shutil.which("qemu-system-riscv32") is None:
-            raise RuntimeError("qemu-system-riscv32 not found: apt-get install qemu-system-misc")
-        self.elf = (
-            elf if elf is not None else (build_riscv_firmware() if build else RISCV_DIR / "build" / "pv_fw.elf")
-        )
-        self.bulk = bulk
-        self.icount = icount
-        if bulk is not None and bulk.stat().st_size > PSRAM_BYTES:
-            raise ValueError(f"{bulk}: {bulk.stat().st_size} bytes do not fit the 16 MiB bulk area")
-
-    def command(self, fd: int) -> list[str]:
-        cmd = [
-            "qemu-system-riscv32", "-M", str(RISCV.qemu_machine), "-bios", "none", "-display", "none",
-            "-monitor", "none", "-nodefaults", "-kernel", str(self.elf),
-            "-chardev", f"socket,id=ser0,fd={fd},server=on,wait=on,nodelay=on", "-serial", "chardev:ser0",
-        ]  # fmt: skip
-        if self.icount:
-            cmd += ["-icount", "shift=0"]
-        if self.bulk is not None:
-            cmd += ["-device", f"loader,file={self.bulk},addr=0x{RISCV_BULK_BASE:08x},force-raw=on"]
-        return cmd
+    def build_firmware(self) -> Path:
+        return build_riscv_firmware()
 
 
 class HostBoard(_ChildBoard):

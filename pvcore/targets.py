@@ -49,6 +49,20 @@ class FlashLayout:
 
 
 @dataclass(frozen=True)
+class QemuBoot:
+    """How ``host_tools.qemu`` boots a QEMU family's firmware: the emulator, its machine, the options that
+    machine needs, and where the firmware reads images preloaded for INFER_BULK (its board.h
+    BOARD_BULK_BASE / BOARD_BULK_BYTES: the two must agree)."""
+
+    system: str  # the emulator's program
+    package: str  # the Debian package that installs it (named in the error when it is missing)
+    machine: str  # -M
+    options: tuple[str, ...]  # the machine's own options, before the common ones
+    bulk_base: int
+    bulk_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Target:
     name: str  # --target of every tool
     family: str  # FAMILIES
@@ -76,7 +90,7 @@ class Target:
     # their .tflite carries the whole model.
     shared_prefix: bool = True
     flash: FlashLayout | None = None  # esp-idf only
-    qemu_machine: str | None = None  # the QEMU families: qemu-system-arm / qemu-system-riscv32 -M
+    qemu: QemuBoot | None = None  # the QEMU families only
 
     @property
     def virtual(self) -> bool:
@@ -105,10 +119,16 @@ TARGETS: dict[str, Target] = {
                "esp32", activations="int8", shared_prefix=False, flash=_ESP32C3),
         Target("cortex-m-qemu", "cortex-m-qemu", "fixed", None,
                "Cortex-M4 on QEMU mps2-an386 (arm-none-eabi-gcc, Makefile)", "cortex-m-qemu",
-               qemu_machine="mps2-an386"),
+               qemu=QemuBoot("qemu-system-arm", "qemu-system-arm", "mps2-an386",
+                             # semihosting: the firmware's exit code (RESET mode 1) becomes QEMU's
+                             ("-semihosting-config", "enable=on,target=native"),
+                             bulk_base=0x21000000)),  # PSRAM
         Target("riscv32-qemu", "riscv32-qemu", "fixed", None,
                "RV32IMC on QEMU virt (riscv64-unknown-elf-gcc + picolibc, Makefile)", "riscv32-qemu",
-               shared_prefix=False, qemu_machine="virt"),
+               shared_prefix=False,
+               qemu=QemuBoot("qemu-system-riscv32", "qemu-system-misc", "virt",
+                             ("-bios", "none"),  # no OpenSBI: the firmware starts in machine mode at 0x80000000
+                             bulk_base=0x81000000)),  # the top 16 MiB of virt's default 128 MiB of RAM
         Target("host", "host", "fixed", None, "POSIX simulator of a board (gcc, Makefile)", "host",
                shared_prefix=False),
     )

@@ -80,7 +80,7 @@ def test_registry_records_are_complete() -> None:
         if t.kernel == "tflm":  # TFLM runs the int8 .tflite once per image, whole
             assert t.views == 1 and t.activations == "int8" and not t.shared_prefix, name
         assert (t.family == "esp-idf") == (t.flash is not None) == (t.chip is not None), name
-        assert t.family.endswith("-qemu") == (t.qemu_machine is not None), name
+        assert t.family.endswith("-qemu") == (t.qemu is not None), name
         assert t.virtual == (t.family != "esp-idf"), name  # every board but the ESP32s boots here
 
 
