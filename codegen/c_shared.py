@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pvcore import blob, protocol
+from pvcore import blob, protocol, qtheta
 from pvcore.atomic import atomic_write_bytes
 from pvcore.paths import REPO_ROOT
 
@@ -34,6 +34,12 @@ def _banner(source: str) -> str:
 def _define(name: str, value: int | str, doc: str = "", hexa: bool = False) -> str:
     v = f'"{value}"' if isinstance(value, str) else (f"0x{value:02X}u" if hexa else f"{value}u")
     return f"#define {name} {v}" + (f" /* {doc} */" if doc else "")
+
+
+def _define_int32(name: str, value: int, doc: str = "") -> str:
+    """A signed int32 constant (parenthesized when negative, so that it composes in any expression)."""
+    assert -(2**31) < value < 2**31, value
+    return f"#define {name} " + (f"({value})" if value < 0 else f"{value}") + (f" /* {doc} */" if doc else "")
 
 
 def _enum(members: Iterable[tuple[str, int, str]], typedef: str | None = None, hexa: bool = False) -> str:
@@ -107,7 +113,7 @@ def render_protocol() -> str:
 def render_blob_format() -> str:
     b = blob
     versions = ", ".join(f"{v} ({b.FORMAT_VERSIONS[v]})" for v in sorted(b.FORMAT_VERSIONS))
-    return f"""{_banner("pvcore/blob.py")}#ifndef PV_BLOB_FORMAT_H
+    return f"""{_banner("pvcore/blob.py and pvcore/qtheta.py")}#ifndef PV_BLOB_FORMAT_H
 #define PV_BLOB_FORMAT_H
 
 {_define("PV_BLOB_MAGIC", b.MAGIC.decode("ascii"), "bytes 0..3 of every θ blob")}
@@ -132,6 +138,18 @@ def render_blob_format() -> str:
 {_offsets("PV_BLOB_HDR", b.HEADER_OFFSETS)}
 {_offsets("PV_BLOB_HEAD", b.PAYLOAD_HEAD_OFFSETS)}
 {_offsets("PV_BLOB_REC", b.RECORD_OFFSETS)}
+
+/* Parameter bounds: what the quantizer can produce (pvcore/qtheta.py says why each); the parser refuses
+ * anything else (PV_ERR_PARAM) and the kernels are free of undefined behaviour inside them. */
+{_define_int32("PV_BLOB_MULT_MIN", qtheta.MULT_MIN, "Q31 multiplier (or 0 with shift 0)")}
+{_define_int32("PV_BLOB_MULT_MAX", qtheta.MULT_MAX)}
+{_define_int32("PV_BLOB_SHIFT_MIN", qtheta.SHIFT_MIN, "> 0: left shift")}
+{_define_int32("PV_BLOB_SHIFT_MAX", qtheta.SHIFT_MAX)}
+{_define_int32("PV_BLOB_WEIGHT_MIN", qtheta.WEIGHT_MIN, "symmetric int8 weights")}
+{_define_int32("PV_BLOB_WEIGHT_MAX", qtheta.WEIGHT_MAX)}
+{_define_int32("PV_BLOB_BIAS_LIMIT", qtheta.BIAS_LIMIT, "|bias| <= this")}
+{_define_int32("PV_BLOB_ZP8_MIN", qtheta.INT8_MIN, "int8 zero points (16x8: 0)")}
+{_define_int32("PV_BLOB_ZP8_MAX", qtheta.INT8_MAX)}
 
 #endif /* PV_BLOB_FORMAT_H */
 """

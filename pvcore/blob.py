@@ -89,6 +89,7 @@ RECORD_SIZE = 64
 KIND_CODES = {KIND_CONV: 1, KIND_AVGPOOL: 2, KIND_DENSE: 3}
 KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 FLAG_RELU, FLAG_PER_CHANNEL, FLAG_EXACT_SUM = 1, 2, 4
+THRESHOLD_MAX = float(np.finfo(np.float32).max)  # |threshold_logit| bound: any finite float32
 
 HEADER_STRUCT = struct.Struct("<4sHHI8s32sfII")  # ..., payload_size, prefix_id
 _PAYLOAD_HEAD = struct.Struct("<IIfifiII")
@@ -197,8 +198,8 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
     """The θ blob of one user: header, payload, CRC. ``split`` > 0: a base blob whose layers [0, split)
     are shared (``personal=False``), or the personal blob with layers [split, n) only (``personal=True``)."""
     qf.check(spec)
-    if not np.isfinite(threshold_logit):
-        raise BlobError(f"threshold_logit {threshold_logit} is not finite")
+    if not abs(threshold_logit) <= THRESHOLD_MAX:  # NaN fails too
+        raise BlobError(f"threshold_logit {threshold_logit} is not a finite float32")
     if personal and not split:
         raise BlobError("a personal blob needs the split (its first layer)")
     uid = _encode_user_id(user_id)
@@ -295,6 +296,8 @@ def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
             f"θ blob arch hash {arch_hex} does not match this toolchain's {spec.name} "
             f"arch hash {spec.arch_hash()}: regenerate θ for this architecture"
         )
+    if not abs(thr) <= THRESHOLD_MAX:
+        raise BlobError(f"θ blob threshold_logit {thr} is not finite")
     try:
         user_id = uid.rstrip(b"\0").decode("utf-8")
     except UnicodeDecodeError as e:

@@ -2,14 +2,13 @@
  * used in place. */
 #include "pv_blob.h"
 
+#include <float.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "pv_crc32.h"
 
 const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS] = PV_ARCH_LAYER_TABLE;
-
-#define BIAS_LIMIT 1073741824 /* 2^30: keeps the int32 accumulator free of overflow */
 
 const char *pv_status_name(int status) {
     switch (status) {
@@ -60,10 +59,20 @@ static int is_little_endian(void) {
 }
 
 /* finite and > 0 (NaN fails every comparison) */
-static int scale_ok(float s) { return s > 0.0f && s <= 3.0e38f; }
+static int scale_ok(float s) { return s > 0.0f && s <= FLT_MAX; }
 
 /* int8 zero points in [-128, 127]; 16x8: 0 (TFLM's int16 kernels are symmetric) */
-static int zp_ok(int32_t zp, uint32_t bits) { return bits == 16u ? zp == 0 : zp >= -128 && zp <= 127; }
+static int zp_ok(int32_t zp, uint32_t bits) {
+    return bits == 16u ? zp == 0 : zp >= PV_BLOB_ZP8_MIN && zp <= PV_BLOB_ZP8_MAX;
+}
+
+/* A (multiplier, shift) pair that TFLM's QuantizeMultiplier can give (pvcore/qtheta.py, requant_params_ok):
+ * the kernels' requantization is free of undefined behaviour for these (kernels/pv_fixedpoint.h). */
+static int requant_ok(int32_t mult, int32_t shift) {
+    if (mult == 0) return shift == 0;
+    return mult >= PV_BLOB_MULT_MIN && mult <= PV_BLOB_MULT_MAX && shift >= PV_BLOB_SHIFT_MIN &&
+           shift <= PV_BLOB_SHIFT_MAX;
+}
 
 static int32_t act_lo(uint32_t bits) { return bits == 16u ? -32768 : -128; }
 static int32_t act_hi(uint32_t bits) { return bits == 16u ? 32767 : 127; }
@@ -129,8 +138,9 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
         if (lp->out_zp != 0 || lp->out_scale_layer != lp->in_scale || lp->act_min != n * (-128 - lp->in_zp) ||
             lp->act_max != n * (127 - lp->in_zp) || n * 255 > 32767)
             return PV_ERR_PARAM;
-    } else if (lp->act_min < act_lo(bits) || lp->act_max > act_hi(bits)) {
-        return PV_ERR_PARAM;
+    } else if (lp->act_min != ((d->relu && lp->out_zp > act_lo(bits)) ? lp->out_zp : act_lo(bits)) ||
+               lp->act_max != act_hi(bits)) {
+        return PV_ERR_PARAM; /* TFLM's range of the fused activation, as the quantizer sets it */
     }
 
     /* In-place views (alignment checked: payload and offsets are multiples of 4). */
@@ -141,12 +151,19 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
     lp->w_scales = n_quant ? (const float *)(const void *)(payload + off_ws) : NULL;
 
     for (i = 0; i < n_quant; i++) {
-        if (lp->mult[i] < 0 || lp->shift[i] < -31 || lp->shift[i] > 30) return PV_ERR_PARAM;
+        if (!requant_ok(lp->mult[i], lp->shift[i]) || !scale_ok(lp->w_scales[i])) return PV_ERR_PARAM;
     }
     for (i = 0; i < n_out; i++) {
-        if (lp->bias[i] < -BIAS_LIMIT || lp->bias[i] > BIAS_LIMIT) return PV_ERR_PARAM;
+        if (lp->bias[i] < -PV_BLOB_BIAS_LIMIT || lp->bias[i] > PV_BLOB_BIAS_LIMIT) return PV_ERR_PARAM;
+    }
+    for (i = 0; i < n_weights; i++) {
+        if (lp->weights[i] < PV_BLOB_WEIGHT_MIN) return PV_ERR_PARAM; /* int8: <= PV_BLOB_WEIGHT_MAX */
     }
     if (d->kind == PV_KIND_AVGPOOL) {
+        /* weights all 1 at scale 1/k^2 (an exact-sum pool: scale 1, multiplier 1 = (2^30, shift 1)) */
+        if (exact ? lp->w_scales[0] != 1.0f || lp->mult[0] != PV_BLOB_MULT_MIN || lp->shift[0] != 1
+                  : lp->w_scales[0] != 1.0f / (float)(d->kernel * d->kernel))
+            return PV_ERR_PARAM;
         /* the global mean requantizes with one multiplier (weights 1 and bias 0 implicit) */
         if (d->kernel != d->in_h || d->kernel != d->in_w || d->out_h != 1u || d->out_w != 1u)
             return PV_ERR_LAYOUT;
@@ -224,7 +241,7 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     memcpy(m->user_id, blob + PV_BLOB_HDR_USER_ID, PV_USER_ID_BYTES);
     m->user_id[PV_USER_ID_BYTES] = '\0';
     m->threshold_logit = rd_f32(blob + PV_BLOB_HDR_THRESHOLD_LOGIT);
-    if (!(m->threshold_logit >= -3.0e38f && m->threshold_logit <= 3.0e38f)) return PV_ERR_PARAM;
+    if (!(m->threshold_logit >= -FLT_MAX && m->threshold_logit <= FLT_MAX)) return PV_ERR_PARAM; /* finite */
     /* the smallest integer logit (and sum of two) that the float rule accepts; monotone in q */
     m->threshold_q = act_hi(bits) + 1;
     for (q = act_lo(bits); q <= act_hi(bits); q++) {

@@ -210,7 +210,7 @@ def test_c_parse_refuses_bad_bias_and_pool_params(pv_test_bin: Path, c_blob: byt
     assert patched(pool, 24, "<i", 5) == "PV_ERR_PARAM"  # pool out zp 5: the next layer's input does not chain
     assert patched(2, 16, "<i", 3) == "PV_ERR_PARAM"  # input params do not chain
     assert patched(3, 32, "<i", 200) == "PV_ERR_PARAM"  # act_max beyond int8
-    assert patched(3, 28, "<i", 127) == "PV_OK"  # a (silly) clamp range that is still valid
+    assert patched(3, 28, "<i", 127) == "PV_ERR_PARAM"  # a clamp the quantizer never sets (ReLU: [zp, 127])
 
 
 def test_c_crc32_is_zlib(pv_test_bin: Path, tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ def test_c_parse_16x8_threshold_and_params(pv_test_bin: Path, quantized16: dict[
     assert patched(3, 32, 40000) == "PV_ERR_PARAM"  # act_max beyond int16
     assert patched(3, 28, -40000) == "PV_ERR_PARAM"  # act_min beyond int16
     assert patched(3, 24, 1) == "PV_ERR_PARAM"  # a nonzero zero point (TFLM's int16 kernels: 0)
-    assert patched(3, 32, 30000) == "PV_OK"  # int16 clamps are valid in format 3 (they were not in 2)
+    assert patched(3, 32, 30000) == "PV_ERR_PARAM"  # a clamp the quantizer never sets (int16: [0, 32767])
 
 
 def test_int8_only_build_refuses_a_16x8_blob(quantized16: dict[str, QuantizedF], tmp_path: Path) -> None:

@@ -209,7 +209,9 @@ void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_
         PV_RQ(c->rq, oc, PV_RQ_BIAS) = pv_wrap_i32((uint32_t)p->bias[oc] << lsh);
         PV_RQ(c->rq, oc, PV_RQ_MULT) = p->mult[q];
         PV_RQ(c->rq, oc, PV_RQ_E1) = (int32_t)e + 1;
-        PV_RQ(c->rq, oc, PV_RQ_RND) = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
+        /* the fast path's rounding constant (there e <= 21; the transcription does not read it) */
+        PV_RQ(c->rq, oc, PV_RQ_RND) =
+            c->fast ? pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u))) : 0;
 #if defined(PV_USE_DSP)
         if (c->packed) {
             /* blocks of 4 channels; inside, per 4 values of depth: channel j's 2 words at 2j, 2j+1 */
@@ -302,10 +304,10 @@ void pv_conv_s8_push_row(const pv_conv_s8_t *c, const int8_t *src, uint32_t iy) 
  * loop worse (+1.3 % instructions per inference on the plain Cortex-M4 build, fw_bench). */
 static int8_t pv_out_slow(const pv_layer_params_t *p, int32_t acc, uint32_t oc) {
     const uint32_t q = p->n_quant > 1u ? oc : 0u;
-    int32_t v = pv_mbqm(acc, p->mult[q], p->shift[q]) + p->out_zp;
-    if (v < p->act_min) v = p->act_min;
-    if (v > p->act_max) v = p->act_max;
-    return (int8_t)v;
+    const int32_t v = pv_mbqm(acc, p->mult[q], p->shift[q]); /* clamped before + zp: see pv_requantize */
+    if (v < p->act_min - p->out_zp) return (int8_t)p->act_min;
+    if (v > p->act_max - p->out_zp) return (int8_t)p->act_max;
+    return (int8_t)(v + p->out_zp);
 }
 
 /* Fast requantization (bias included, accumulator scaled by 2^(left+1) through the weights):

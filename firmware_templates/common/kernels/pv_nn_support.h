@@ -10,12 +10,15 @@
 #include "pv_dsp.h"
 #include "pv_fixedpoint.h"
 
-/* TFLM's output stage: MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped to [lo, hi]. */
+/* TFLM's output stage: MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped to [lo, hi] (lo <= hi
+ * within int16, zp within int8: checked at parse). With a left shift, pv_mbqm may return any int32 (its
+ * shift wraps), so v + zp could overflow: clamping v to [lo - zp, hi - zp] first gives clip(v + zp, lo, hi)
+ * as codegen.golden computes it in int64, without the overflow. */
 static inline int32_t pv_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t zp, int32_t lo, int32_t hi) {
-    int32_t v = pv_mbqm(acc, mult, shift) + zp;
-    if (v < lo) v = lo;
-    if (v > hi) v = hi;
-    return v;
+    const int32_t v = pv_mbqm(acc, mult, shift);
+    if (v < lo - zp) return lo;
+    if (v > hi - zp) return hi;
+    return v + zp;
 }
 
 /* The int8 output stage with local copies of a layer's output parameters: int8 stores may alias anything,
