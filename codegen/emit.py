@@ -80,7 +80,7 @@ class EmitResult:
     tflm_arena_bytes: int | None = None
     shared_prefix: str | None = None
     views: int = 1  # PV_VIEWS the project is built for (pvcore.targets.Target.views)
-    activations: str = "int8"  # or "int16": 16x8 (blob format 3 for pv_kernel16, or the 16x8 .tflite)
+    activations: str = "int8"  # or "int16": 16x8 (blob format 3 for the s16 kernels, or the 16x8 .tflite)
     flash_is_blob: bool = True  # False: --format tflite without a target (the .tflite is the θ in flash)
     blob_format: int = 0  # the θ blob's format version (pvcore.blob.format_version)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -115,7 +115,7 @@ def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[
                    base_header: tuple[str, bytes] | None = None) -> tuple[Artifacts, int | None]:
     t = time.perf_counter()
     blob = b""
-    try:  # int8: format version 4 (pv_kernel.c); 16x8: version 3 (pv_kernel16.c)
+    try:  # int8: format version 4 (the s8 kernels); 16x8: version 3 (the s16 kernels)
         blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
     except BlobError as e:
         raise EmitError(str(e)) from None
@@ -254,7 +254,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
     ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
     ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default).
-    ``activations``: "int8" (blob format 4, pv_kernel.c) or "int16" (16x8: blob format 3, pv_kernel16.c, one
+    ``activations``: "int8" (blob format 4, the s8 kernels) or "int16" (16x8: blob format 3, the s16 kernels, one
     view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for every project
     of the fixed kernel, int8 for the -tflm ones) unless ``views`` 2 or ``shared_prefix`` ask for int8;
     without a target int8 (the full-int8 .tflite the issue asks for, and its blob)."""
@@ -284,7 +284,7 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
                             "blobs) or --format tflite without --target for a TFLite Micro app of your own")
         if activations == "int16":
             if views == 2:
-                raise EmitError("--activations int16 runs one view per probe (pv_kernel16; its rounding leaves "
+                raise EmitError("--activations int16 runs one view per probe (the s16 kernels; its rounding leaves "
                                 "nothing for a mirror view to average out): drop --views 2")
             views = 1
         try:
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--activations", choices=ACTIVATIONS,
                     help="int8: full int8 (θ blob format 4, the fixed kernel pv_kernel.c); int16: TFLM's 16x8 "
                          "(int16 activations, int8 weights; decisions closer to float: docs/quantization.md): "
-                         "θ blob format 3 for pv_kernel16.c (the project built with PV_WITH_16X8=1, one view) "
+                         "θ blob format 3 for the s16 kernels (the project built with PV_WITH_16X8=1, one view) "
                          "and the 16x8 .tflite; not for -tflm targets or --shared-prefix. Default: the target's "
                          "(--list-targets: int16 for the fixed-kernel targets esp32, esp32s3, esp32c3, "
                          "cortex-m-qemu and host, unless --views 2 or --shared-prefix), else int8")

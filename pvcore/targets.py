@@ -78,12 +78,13 @@ class Target:
     # the Cortex-M build in its 48 KB RAM budget. TFLM runs the .tflite once per image: 1 only.
     # (the default of an int8 build; a 16x8 build always runs one view)
     views: int = 1
-    # The θ the project runs by default (codegen.emit --activations overrides): "int16", TFLM's 16x8 with
-    # pv_kernel16.c, for every fixed-kernel target: the scheme whose decisions agree with float f on ≥ 99.5 %
-    # of faces for every user measured, full int8's not for all of them (docs/results.md, "Device decisions
-    # vs float f"). Its arena, PV_KERNEL16_ARENA_BYTES = 37,632 B (int8: 32,448), fits the Cortex-M's 48 KB
-    # budget; the price is speed (≈ 4× int8's SMLAD instructions: docs/results.md, "Firmware on the
-    # emulated Cortex-M4"). The TFLM projects run the int8 .tflite.
+    # The θ the project runs by default (codegen.emit --activations overrides): "int16", TFLM's 16x8, run
+    # by the s16 kernels (common/kernels/pv_*_s16.c) on every fixed-kernel target: the scheme whose decisions
+    # agree with float f on ≥ 99.5 % of faces for every user measured, full int8's not for all of them
+    # (docs/results.md, "Device decisions vs float f"). Its arena, PV_KERNEL16_ARENA_BYTES (int8:
+    # PV_KERNEL_ARENA_BYTES), fits the Cortex-M's 48 KB budget; the price is speed (≈ 4× int8's SMLAD
+    # instructions: docs/results.md, "Firmware on the emulated Cortex-M4"). The TFLM projects run the int8
+    # .tflite.
     activations: str = "int16"
     # The firmware compiles a model's shared prefix in (pv_base_theta.h, codegen.emit --shared-prefix): the
     # Makefile when the file is there, the ESP-IDF projects through pv_app_config.h. Not the -tflm ones:
