@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer target for N inputs (default 1,000,000) and reports crashes.
+# Runs a libFuzzer target for N inputs (default 1,000,000) and reports crashes.
 #   firmware_templates/fuzz/run_fuzz.sh [N] [extra libFuzzer flags...]
+#   PV_FUZZ_TARGET=blob run_fuzz.sh N  the θ blob parser + one inference per accepted blob (fuzz_blob.c;
+#                                    seeds: real blobs from make_blob_seeds.py); default: frame
 #   PV_FUZZ_BULK=0 run_fuzz.sh N    without bulk images (no whole inferences: much faster per input)
-#   FUZZ_CORPUS=dir                  corpus folder (default build/corpus)
+#   FUZZ_CORPUS=dir                  corpus folder (default build/corpus, build/blob_corpus)
 # Seeds: a few well-formed requests (built by host_tools.serial_link) and, when codegen can make one,
 # a real θ blob committed before every input (PV_FUZZ_BLOB) so INFER/BENCH reach the kernel.
 # Exit code: 0 when libFuzzer found nothing, else libFuzzer's (crash inputs are saved in build/).
@@ -14,6 +16,15 @@ ROOT=$(cd ../.. && pwd)
 HERE=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 make -s
+if [ "${PV_FUZZ_TARGET:-frame}" = blob ]; then
+  (cd "$ROOT" && "$PY" firmware_templates/fuzz/make_blob_seeds.py "$HERE/build/blob_seeds")
+  CORPUS=${FUZZ_CORPUS:-build/blob_corpus}
+  mkdir -p "$CORPUS"
+  export PV_FUZZ_BLOB=$PWD/build/base.bin
+  echo "running: build/fuzz_blob -runs=$N -max_len=31000 -artifact_prefix=build/ $CORPUS build/blob_seeds $*"
+  exec build/fuzz_blob -runs="$N" -max_len=31000 -artifact_prefix=build/ -print_final_stats=1 "$CORPUS" \
+    build/blob_seeds "$@"
+fi
 CORPUS=${FUZZ_CORPUS:-build/corpus}
 mkdir -p "$CORPUS" build/seeds
 if [ -x "$PY" ]; then

@@ -1,0 +1,41 @@
+"""Seeds of the blob fuzzer (fuzz_blob.c): real θ blobs from the golden quantizer — full int8 with the exact
+pool (format 4), int8 with a requantizing pool (2), 16x8 (3) — each behind the mode byte 0 (blob, CRC fixed
+up) and 1 (as is), mode 2 with no patch, and base.bin (the format-4 blob: mode 2's starting point).
+
+    python firmware_templates/fuzz/make_blob_seeds.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from codegen.quantize import QuantConfig, quantize
+from pvcore.blob import pack_blob
+from pvcore.spec import F_SPEC
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path, help="folder for the seeds (created)")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    theta = torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(0))
+    blobs = {
+        "int8_v4": pack_blob(quantize(theta), "fuzz", 0.0),
+        "int8_v2": pack_blob(quantize(theta, cfg=QuantConfig(exact_pool=False)), "fuzz", 0.5),
+        "int16_v3": pack_blob(quantize(theta, cfg=QuantConfig(activations="int16")), "fuzz", -0.5),
+    }
+    for name, blob in blobs.items():
+        (args.out / f"{name}_fixcrc").write_bytes(b"\x00" + blob)
+        (args.out / f"{name}_asis").write_bytes(b"\x01" + blob)
+    (args.out / "patches_none").write_bytes(b"\x02")
+    (args.out.parent / "base.bin").write_bytes(blobs["int8_v4"])
+    print(f"{len(blobs) * 2 + 1} seeds in {args.out}, base blob {args.out.parent / 'base.bin'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
