@@ -5,10 +5,12 @@
                                                   result records' offsets and flags
     firmware_templates/common/pv_blob_format.h    pvcore/blob.py: the θ blob's magic, format versions
                                                   (2, 3, 4), record sizes, flags and field offsets
+    firmware_templates/common/pv_store_format.h   pvcore/store_format.py: the A/B θ store's slot header
+                                                  (magic, size, field offsets) and its largest blob
 
 The firmware includes these instead of typing the numbers again; ``host_tools/serial_link.py`` and the
-blob packer use the Python directly. ``python -m codegen.c_shared`` rewrites both headers; ``--check``
-writes nothing and exits 1 when either differs from what the Python gives (CI's guard against a stale
+blob packer use the Python directly. ``python -m codegen.c_shared`` rewrites the headers; ``--check``
+writes nothing and exits 1 when one differs from what the Python gives (CI's guard against a stale
 header, beside ``python -m codegen.c_arch --check`` for pv_arch.h).
 """
 
@@ -19,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pvcore import blob, protocol, qtheta
+from pvcore import blob, protocol, qtheta, store_format
 from pvcore.atomic import atomic_write_bytes
 from pvcore.paths import REPO_ROOT
 
@@ -155,9 +157,31 @@ def render_blob_format() -> str:
 """
 
 
+def render_store_format() -> str:
+    s = store_format
+    return f"""{_banner("pvcore/store_format.py")}#ifndef PV_STORE_FORMAT_H
+#define PV_STORE_FORMAT_H
+
+/* Each slot of the A/B θ store: this header, then the θ blob. Little-endian; the header CRC covers the
+ * bytes before it; the reserved bytes stay erased (0xFF). The header is written last: the commit point. */
+{_define("PV_SLOT_MAGIC", s.SLOT_MAGIC.decode("ascii"), "bytes 0..3 of a committed slot")}
+{_define("PV_SLOT_MAGIC_LEN", len(s.SLOT_MAGIC))}
+{_define("PV_SLOT_HEADER_BYTES", s.SLOT_HEADER_BYTES)}
+{_define("PV_SLOT_FLAGS", s.SLOT_FLAGS, "the flags field's value (none defined)")}
+{_define("PV_SLOT_RESERVED_BYTES", s.SLOT_RESERVED_BYTES, "0xFF")}
+{_define("PV_SLOT_HEADER_CRC_SPAN", s.SLOT_HEADER_CRC_SPAN, "the header CRC covers bytes 0..this-1")}
+{_offsets("PV_SLOT_OFF", s.SLOT_HEADER_OFFSETS)}
+
+{_define("PV_BLOB_MAX_BYTES", s.BLOB_MAX_BYTES, "the largest θ blob a store accepts")}
+
+#endif /* PV_STORE_FORMAT_H */
+"""
+
+
 HEADERS: dict[str, Callable[[], str]] = {
     "pv_protocol_ids.h": render_protocol,
     "pv_blob_format.h": render_blob_format,
+    "pv_store_format.h": render_store_format,
 }
 
 

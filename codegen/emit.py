@@ -55,13 +55,13 @@ from pvcore.blob import BlobError, format_version, pack_blob
 from pvcore.cli import add_target_arg, add_user_store_args, fail, setup_logging
 from pvcore.paths import REPO_ROOT
 from pvcore.qtheta import ACTIVATIONS, QuantizedF
+from pvcore.store_format import SLOT_HEADER_BYTES
 from pvcore.targets import TARGETS, Target
 from pvcore.user_store import UserStore, UserStoreError
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("c-header", "tflite", "blob", "all")
-SLOT_HEADER_BYTES = 32  # the A/B store's slot header in front of a blob in flash (pv_store.h)
 TFLM_ARENA_MARGIN = 1024  # on top of the Python interpreter's figure, for a board's TFLM bookkeeping
 
 

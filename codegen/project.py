@@ -132,6 +132,7 @@ def _esp_idf(target: Target, art: Artifacts, ident: str, files: dict[str, bytes]
         user_id=art.user_id, ident=ident, target=target.name, chip=target.chip, uart=target.uart,
         baud=target.baud, partition=flash.theta_partition, subtype=f"0x{flash.theta_subtype:x}",
         partition_offset=f"0x{flash.theta_offset:x}", partition_size=f"0x{flash.theta_size:x}",
+        theta_slot_bytes=flash.theta_slot_bytes,
         app_size=f"0x{flash.app_size:x}", arch=F_SPEC.name, arch_hash=art.arch_hash,
         theta_header=art.theta_header[0] if art.theta_header else None,
         model_header=art.model_header[0] if art.model_header and target.kernel == "tflm" else None,

@@ -32,12 +32,12 @@ import re
 import signal
 import struct
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pvcore.cli import add_port_args, add_target_arg, add_user_store_args, fail, setup_logging
+from pvcore.store_format import SLOT_HEADER_BYTES, pack_slot_header
 from pvcore.targets import TARGETS, FlashLayout, Target
 
 if TYPE_CHECKING:
@@ -151,13 +151,10 @@ def find_partition(parts: list[Partition], name: str) -> Partition:
 
 
 # ---- θ partition image -----------------------------------------------------------------------------------
-SLOT_HEADER_BYTES = 32
-SLOT_MAGIC = b"PVSL"
-
-
 def theta_partition_image(blob: bytes, size: int, erase_size: int = FLASH_SECTOR, counter: int = 1) -> bytes:
     """The θ partition as the firmware's A/B store reads it: slot A = committed slot header + blob,
-    everything else erased (0xFF). Slot size = (size / 2) rounded down to the erase size (pv_store_init)."""
+    everything else erased (0xFF). Slot size = (size / 2) rounded down to the erase size (pv_store_init);
+    the header is ``pvcore.store_format``'s, the one the firmware's pv_store_format.h is generated from."""
     from host_tools.serial_link import check_blob
 
     check_blob(blob)
@@ -167,9 +164,7 @@ def theta_partition_image(blob: bytes, size: int, erase_size: int = FLASH_SECTOR
             f"θ partition of {size} bytes has slots of {slot} bytes: too small for a {len(blob)}-byte θ blob "
             f"plus the {SLOT_HEADER_BYTES}-byte slot header; enlarge it in partitions.csv"
         )
-    head = SLOT_MAGIC + struct.pack("<III", counter, len(blob), zlib.crc32(blob)) + struct.pack("<I", 0)
-    head += b"\xff" * 8
-    head += struct.pack("<I", zlib.crc32(head))
+    head = pack_slot_header(counter, blob)
     img = bytearray(b"\xff" * size)
     img[: len(head) + len(blob)] = head + blob
     return bytes(img)

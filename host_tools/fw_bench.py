@@ -46,11 +46,11 @@ from host_tools.qemu import QEMU_DIR, RISCV_DIR, QemuBoard, RiscvQemuBoard, make
 from host_tools.serial_link import SerialLink
 from pvcore.atomic import atomic_write_json
 from pvcore.cli import fail, setup_logging
+from pvcore.store_format import SLOT_HEADER_BYTES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = QEMU_DIR / "build" / "fw_bench.json"
-SLOT_HEADER_BYTES = 32  # pv_store slot header before each blob
 GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_bytes": 64 * 1024}
 
 

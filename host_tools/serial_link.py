@@ -46,13 +46,13 @@ from pvcore.protocol import (
     ResultFlag,
 )
 from pvcore.spec import F_SPEC
+from pvcore.store_format import BLOB_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
 IMAGE_SHAPE = (*F_SPEC.input_hw, F_SPEC.input_ch)
 IMAGE_BYTES = math.prod(IMAGE_SHAPE)
 DEFAULT_MAX_PAYLOAD = FRAME_MAX_PAYLOAD
-BLOB_MAX_BYTES = 65536
 _POLL_S = 0.05  # longest single blocking read
 FRAME_ERROR_RESENDS = 4  # resends on the board's bad-frame reports, per allowed try
 # the protocol's numbers (Cmd, ErrorCode, FrameStatus, REPLY, ERRF_FRAME, the INFO and result records)
@@ -715,10 +715,10 @@ def image_bytes(image: Any) -> bytes:
 def check_blob(blob: bytes) -> None:
     """Host-side sanity check of a θ blob before sending it (the board checks again): size, magic, a
     format version some firmware reads, header size and total size (``pvcore.blob`` defines the format)."""
-    from pvcore.blob import FORMAT_VERSIONS, HEADER_SIZE, HEADER_STRUCT, MAGIC
+    from pvcore.blob import CRC_SIZE, FORMAT_VERSIONS, HEADER_SIZE, HEADER_STRUCT, MAGIC
 
-    if len(blob) < HEADER_SIZE + 4 or len(blob) > BLOB_MAX_BYTES:
-        raise ValueError(f"θ blob of {len(blob)} bytes: must be {HEADER_SIZE + 4}..{BLOB_MAX_BYTES}")
+    if len(blob) < HEADER_SIZE + CRC_SIZE or len(blob) > BLOB_MAX_BYTES:
+        raise ValueError(f"θ blob of {len(blob)} bytes: must be {HEADER_SIZE + CRC_SIZE}..{BLOB_MAX_BYTES}")
     magic, version, hsize, total, *_ = HEADER_STRUCT.unpack_from(blob)
     versions = tuple(sorted(FORMAT_VERSIONS))
     if magic != MAGIC or version not in versions or hsize != HEADER_SIZE or total != len(blob):

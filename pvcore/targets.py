@@ -21,6 +21,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from pvcore.store_format import BLOB_MAX_BYTES, SLOT_HEADER_BYTES
+
 FAMILIES = ("esp-idf", "cortex-m-qemu", "riscv32-qemu", "host")
 VIRTUAL_FAMILIES = ("cortex-m-qemu", "riscv32-qemu", "host")  # boards this machine boots (host_tools.qemu)
 KERNELS = ("fixed", "tflm")
@@ -40,8 +42,8 @@ class FlashLayout:
     theta_partition: str = "theta"
     theta_subtype: int = 0x40  # a custom data subtype
     theta_offset: int = 0x190000  # 64 KiB aligned (MMU page): memory-mapped in place
-    # PV_BLOB_MAX_BYTES + slot header, erase-aligned (as pv_store boards use)
-    theta_slot_bytes: int = 65536 + 4096
+    # the largest blob + its slot header, rounded up to the 4 KiB erase size (PV_SLOT_BYTES of app_main.c.j2)
+    theta_slot_bytes: int = -(-(BLOB_MAX_BYTES + SLOT_HEADER_BYTES) // 4096) * 4096
 
     @property
     def theta_size(self) -> int:

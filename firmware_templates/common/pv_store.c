@@ -7,8 +7,6 @@
 #include "pv_crc32.h"
 #include "pv_frame.h" /* pv_rd32 / pv_wr32 */
 
-static const uint8_t k_slot_magic[4] = {'P', 'V', 'S', 'L'};
-
 static uint32_t blob_capacity(const pv_store_t *s) {
     uint32_t cap = s->slot_size - PV_SLOT_HEADER_BYTES;
     return cap < PV_BLOB_MAX_BYTES ? cap : PV_BLOB_MAX_BYTES;
@@ -22,13 +20,13 @@ static const uint8_t *slot_ptr(const pv_store_t *s, uint8_t slot) {
 static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, pv_model_t *model) {
     const uint8_t *h = slot_ptr(s, slot);
     uint32_t len;
-    if (memcmp(h, k_slot_magic, 4) != 0) return 0;
-    if (pv_crc32(0, h, 28) != pv_rd32(h + 28)) return 0;
-    len = pv_rd32(h + 8);
+    if (memcmp(h + PV_SLOT_OFF_MAGIC, PV_SLOT_MAGIC, PV_SLOT_MAGIC_LEN) != 0) return 0;
+    if (pv_crc32(0, h, PV_SLOT_HEADER_CRC_SPAN) != pv_rd32(h + PV_SLOT_OFF_HEADER_CRC)) return 0;
+    len = pv_rd32(h + PV_SLOT_OFF_BLOB_LEN);
     if (len < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || len > blob_capacity(s)) return 0;
-    if (pv_crc32(0, h + PV_SLOT_HEADER_BYTES, len) != pv_rd32(h + 12)) return 0;
+    if (pv_crc32(0, h + PV_SLOT_HEADER_BYTES, len) != pv_rd32(h + PV_SLOT_OFF_BLOB_CRC)) return 0;
     if (pv_blob_parse(model, h + PV_SLOT_HEADER_BYTES, len) != 0) return 0;
-    *counter = pv_rd32(h + 4);
+    *counter = pv_rd32(h + PV_SLOT_OFF_COUNTER);
     return 1;
 }
 
@@ -67,20 +65,20 @@ const uint8_t *pv_store_active_blob(const pv_store_t *s, uint32_t *len) {
         if (len) *len = 0;
         return NULL;
     }
-    if (len) *len = pv_rd32(slot_ptr(s, s->active) + 8);
+    if (len) *len = pv_rd32(slot_ptr(s, s->active) + PV_SLOT_OFF_BLOB_LEN);
     return slot_ptr(s, s->active) + PV_SLOT_HEADER_BYTES;
 }
 
-int pv_store_active_user(const pv_store_t *s, char user_id[33], float *threshold_logit) {
+int pv_store_active_user(const pv_store_t *s, char user_id[PV_USER_ID_BYTES + 1], float *threshold_logit) {
     uint32_t len;
     const uint8_t *b = pv_store_active_blob(s, &len);
-    memset(user_id, 0, 33);
+    memset(user_id, 0, PV_USER_ID_BYTES + 1u);
     if (b == NULL) {
         if (threshold_logit) *threshold_logit = 0.0f;
         return PV_STORE_ERR_STATE;
     }
-    memcpy(user_id, b + 20, 32);
-    if (threshold_logit) memcpy(threshold_logit, b + 52, 4);
+    memcpy(user_id, b + PV_BLOB_HDR_USER_ID, PV_USER_ID_BYTES);
+    if (threshold_logit) memcpy(threshold_logit, b + PV_BLOB_HDR_THRESHOLD_LOGIT, sizeof(*threshold_logit));
     return PV_STORE_OK;
 }
 
@@ -107,7 +105,7 @@ static int32_t check_blob_header(const pv_store_t *s, const uint8_t *h) {
         payload != total - PV_BLOB_HEADER_BYTES - PV_BLOB_CRC_BYTES) {
         return PV_STORE_ERR_HEADER; /* sizes inconsistent or larger than a slot */
     }
-    if (memcmp(h + PV_BLOB_HDR_ARCH_HASH, arch, 8) != 0) return PV_STORE_ERR_ARCH;
+    if (memcmp(h + PV_BLOB_HDR_ARCH_HASH, arch, sizeof(arch)) != 0) return PV_STORE_ERR_ARCH;
     return (int32_t)total;
 }
 
@@ -172,7 +170,7 @@ int pv_store_commit(pv_store_t *s) {
         pv_store_abort(s);
         return rc;
     }
-    if (pv_crc32(0, blob, total - 4u) != pv_rd32(blob + total - 4u)) {
+    if (pv_crc32(0, blob, total - PV_BLOB_CRC_BYTES) != pv_rd32(blob + total - PV_BLOB_CRC_BYTES)) {
         pv_store_abort(s);
         return PV_STORE_ERR_CRC;
     }
@@ -183,13 +181,13 @@ int pv_store_commit(pv_store_t *s) {
         return PV_STORE_ERR_BLOB;
     }
     counter = s->counter + 1u;
-    memset(hdr, 0xFF, sizeof(hdr));
-    memcpy(hdr, k_slot_magic, 4);
-    pv_wr32(hdr + 4, counter);
-    pv_wr32(hdr + 8, total);
-    pv_wr32(hdr + 12, pv_crc32(0, blob, total));
-    pv_wr32(hdr + 16, 0);
-    pv_wr32(hdr + 28, pv_crc32(0, hdr, 28));
+    memset(hdr, 0xFF, sizeof(hdr)); /* the reserved bytes stay erased */
+    memcpy(hdr + PV_SLOT_OFF_MAGIC, PV_SLOT_MAGIC, PV_SLOT_MAGIC_LEN);
+    pv_wr32(hdr + PV_SLOT_OFF_COUNTER, counter);
+    pv_wr32(hdr + PV_SLOT_OFF_BLOB_LEN, total);
+    pv_wr32(hdr + PV_SLOT_OFF_BLOB_CRC, pv_crc32(0, blob, total));
+    pv_wr32(hdr + PV_SLOT_OFF_FLAGS, PV_SLOT_FLAGS);
+    pv_wr32(hdr + PV_SLOT_OFF_HEADER_CRC, pv_crc32(0, hdr, PV_SLOT_HEADER_CRC_SPAN));
     /* the commit point: one header write */
     rc = flash_write_checked(s, (uint32_t)s->xfer_slot * s->slot_size, hdr, sizeof(hdr));
     if (rc != PV_STORE_OK) {

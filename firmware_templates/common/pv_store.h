@@ -1,9 +1,9 @@
 /* pv_store: A/B θ store over an abstract flash.
  *
- * The region is split into two equal slots. Each slot starts with a 32-byte slot header, then the θ
- * blob:
- *     0 magic "PVSL"   4 u32 counter (commit counter, 1 for the first θ)   8 u32 blob length
- *    12 u32 CRC-32 of the blob   16 u32 flags (0)   20..27 reserved (0xFF)   28 u32 CRC-32 of bytes 0..27
+ * The region is split into two equal slots. Each slot starts with a PV_SLOT_HEADER_BYTES slot header,
+ * then the θ blob: magic "PVSL", commit counter (1 for the first θ), blob length, CRC-32 of the blob,
+ * flags (0), reserved (0xFF), CRC-32 of the header before it. The layout (offsets, sizes) is
+ * pv_store_format.h, generated from pvcore/store_format.py (the host packs the same header there).
  * A transfer writes the blob into the inactive slot (after erasing it); COMMIT checks the whole blob
  * (CRC, arch hash, pv_blob_parse) and only then writes the slot header: that single write is the
  * commit point, so a transfer cut at any byte leaves the old slot the active one. At boot the valid
@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "pv_blob.h"
+#include "pv_store_format.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,8 +30,6 @@ extern "C" {
 #define PV_ARCH_HASH_INIT PV_ARCH_HASH
 #endif
 
-#define PV_BLOB_MAX_BYTES 65536u
-#define PV_SLOT_HEADER_BYTES 32u
 #define PV_SLOT_NONE 0xFFu
 
 typedef struct {
@@ -73,8 +72,8 @@ typedef struct {
 int pv_store_init(pv_store_t *s, const pv_flash_t *flash);
 /* Pointer to the active blob and its length (NULL/0 when none). */
 const uint8_t *pv_store_active_blob(const pv_store_t *s, uint32_t *len);
-/* The θ header fields of the active blob. user_id gets 33 bytes (NUL-terminated). */
-int pv_store_active_user(const pv_store_t *s, char user_id[33], float *threshold_logit);
+/* The θ header fields of the active blob. user_id gets PV_USER_ID_BYTES + 1 bytes (NUL-terminated). */
+int pv_store_active_user(const pv_store_t *s, char user_id[PV_USER_ID_BYTES + 1], float *threshold_logit);
 
 /* Transfer. offset 0 starts a new one: the chunk must begin with the 64-byte blob header (total size,
  * arch hash checked here already), and the inactive slot is erased. Then chunks must follow in order;

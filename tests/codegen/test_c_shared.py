@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from codegen import c_shared
-from pvcore import blob, protocol
+from pvcore import blob, protocol, store_format
 
 
 def test_generated_headers_are_up_to_date() -> None:
@@ -56,9 +56,18 @@ def test_blob_header_holds_every_format_version() -> None:
     assert "#define PV_BLOB_HDR_PREFIX_ID 60u" in text and "#define PV_BLOB_REC_OFF_WSCALE 52u" in text
 
 
+def test_store_header_holds_the_slot_layout() -> None:
+    text = c_shared.render_store_format()
+    for line in ('#define PV_SLOT_MAGIC "PVSL"', "#define PV_SLOT_HEADER_BYTES 32u", "#define PV_SLOT_OFF_COUNTER 4u",
+                 "#define PV_SLOT_OFF_BLOB_LEN 8u", "#define PV_SLOT_OFF_BLOB_CRC 12u",
+                 "#define PV_SLOT_OFF_HEADER_CRC 28u", "#define PV_BLOB_MAX_BYTES 65536u"):
+        assert line in text
+
+
 def test_serial_link_speaks_pvcore_protocol() -> None:
     from host_tools import serial_link
 
     assert serial_link.Cmd is protocol.Cmd and serial_link.ErrorCode is protocol.ErrorCode
     assert serial_link.FrameStatus is protocol.FrameStatus and serial_link.Info.FMT is protocol.INFO_STRUCT
     assert protocol.INFO_BYTES == 108 and protocol.RESULT_BYTES == 16
+    assert serial_link.BLOB_MAX_BYTES is store_format.BLOB_MAX_BYTES

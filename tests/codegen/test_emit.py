@@ -263,6 +263,7 @@ def test_esp_idf_project_files(store: UserStore, tmp_path: Path, capsys, target:
         assert "esp-tflite-micro" not in comp and '"pv/pv_kernel.c"' in srcs and '"pv/pv_conv_s8.c"' in srcs
     app = (out / "main" / "app_main.c").read_text()
     assert "esp_partition_mmap" in app and "uart_driver_install" in app and "{{" not in app
+    assert f"#define PV_SLOT_BYTES {t.flash.theta_slot_bytes}u" in app  # the slot size partitions.csv holds two of
 
 
 def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:

@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,11 @@ from host_tools.flash import (
 from host_tools.qemu import HostBoard
 from host_tools.serial_link import LinkError, SerialLink
 from pvcore.cli import EXIT_ERROR, EXIT_USAGE
+from pvcore.store_format import BLOB_MAX_BYTES, SLOT_HEADER_BYTES, SlotHeader, check_slot, pack_slot_header
 from pvcore.targets import TARGETS
 
 REPO = Path(__file__).resolve().parents[2]
-HOST_STORE_BYTES = 2 * (65536 + 4096)  # firmware_templates/host/main.c STORE_BYTES
+HOST_STORE_BYTES = 2 * (BLOB_MAX_BYTES + 4096)  # firmware_templates/host/main.c STORE_BYTES
 
 CSV = """# Name,   Type, SubType, Offset,  Size, Flags
 nvs,      data, nvs,     ,        0x6000,
@@ -83,8 +85,10 @@ def test_partition_table_bin_round_trip() -> None:
 
 def test_theta_partition_image_boots_on_the_real_store(tmp_path: Path, host_exe: Path, blobs, crops) -> None:
     """The image --theta-only writes is read by the firmware's own A/B store (pv_store.c in the host
-    simulator) as a committed θ: INFO names the user and INFER equals the golden model."""
+    simulator) as a committed θ: INFO names the user and INFER equals the golden model. The other way round,
+    the slot header the C store writes on COMMIT is byte for byte pvcore.store_format's."""
     ub, _theta = blobs["alice"]
+    bob = blobs["bob"][0].blob
     store = tmp_path / "store.bin"
     store.write_bytes(theta_partition_image(ub.blob, HOST_STORE_BYTES))
     with HostBoard(store, exe=host_exe) as url, SerialLink(url, timeout=5) as link:
@@ -93,7 +97,11 @@ def test_theta_partition_image_boots_on_the_real_store(tmp_path: Path, host_exe:
         assert info.theta_bytes == len(ub.blob)
         q = (crops[:3].astype(np.int16) - 128).astype(np.int8)
         got = [link.infer(x).logit for x in q]
+        assert link.install_theta(bob) == (1, 2)
     assert got == list(np.asarray(run_int8(ub.qf, crops[:3])))
+    slot_b = store.read_bytes()[HOST_STORE_BYTES // 2 :]
+    assert slot_b[:SLOT_HEADER_BYTES] == pack_slot_header(2, bob)
+    assert check_slot(slot_b) == (SlotHeader(counter=2, blob_len=len(bob), blob_crc=zlib.crc32(bob)), bob)
 
 
 def test_theta_partition_too_small(blobs) -> None:
@@ -146,8 +154,8 @@ def test_flash_plan_offsets_merged_by_esptool_on_a_synthetic_build(tmp_path: Pat
             continue  # merge-bin rewrites the bootloader header's flash mode/size/freq bytes
         assert got == it.data, it.what
     # θ slot A header then the blob, at the θ partition's offset
-    assert data[0x110000 : 0x110000 + 4] == b"PVSL"
-    assert data[0x110000 + 32 : 0x110000 + 32 + len(ub.blob)] == ub.blob
+    header, blob = check_slot(data[0x110000 : 0x110000 + SLOT_HEADER_BYTES + len(ub.blob)])
+    assert header.counter == 1 and blob == ub.blob
 
 
 def test_flasher_args_for_another_chip_is_refused(tmp_path: Path) -> None:
