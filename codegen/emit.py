@@ -214,6 +214,9 @@ def check_out(out: Path, force: bool, users_root: Path | None = None) -> Path:
     return dest
 
 
+FORCED_RACE_ATTEMPTS = 8  # forced writers of one folder at once: each retries while another swaps it
+
+
 def write_output(dest: Path, fill: Callable[[Path], None], marker: bytes, force: bool) -> None:
     """Fill a temp folder beside ``dest``, mark it, and put it in place: create-or-fail, or with ``force`` the
     atomic swap for a folder emit wrote (pvcore.atomic). On any failure ``dest`` is as it was and no temp
@@ -224,12 +227,17 @@ def write_output(dest: Path, fill: Callable[[Path], None], marker: bytes, force:
         fill(tmp)
         (tmp / MARKER).write_bytes(marker)
         os.chmod(tmp, 0o755)
-        for _attempt in range(2):  # a forced emit that lost a race for a new folder replaces the winner's
+        for _attempt in range(FORCED_RACE_ATTEMPTS):  # a forced emit that lost a race replaces the winner's
             try:
                 if os.path.lexists(dest):
                     if not force:
                         raise FolderExists(errno.EEXIST, "exists", str(dest))
-                    check_replaceable(dest, dest)  # again: it may have changed while the θ was quantized
+                    try:
+                        check_replaceable(dest, dest)  # again: it may have changed while the θ was quantized
+                    except EmitError:
+                        if not os.path.lexists(dest):  # another forced writer is between its two renames
+                            continue
+                        raise
                     replace_folder(tmp, dest)
                 else:
                     publish_folder(tmp, dest)
