@@ -13,8 +13,8 @@ import skimage.data
 
 from pvcore.cli import EXIT_ERROR
 from pvcore.user_store import UserExists, UserStore
+from tests.helpers.images import png_claiming
 from tests.helpers.race import race
-from tests.training.test_face_pipeline import png_claiming
 from training import enroll as enroll_cli
 from training.enroll import enroll_image
 from training.hypermodel import Enroller, HyperModel

@@ -1,11 +1,10 @@
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 
+from tests.helpers.images import png_claiming
 from training.face.align import ARCFACE_TEMPLATE, align_arcface, similarity_matrix
 from training.face.errors import ImageReadError, ImageTooSmallError, MultipleFacesError, NoFaceError
 from training.face.pipeline import FacePipeline, read_image_rgb
@@ -55,16 +54,6 @@ def test_corrupt_file(pipe, tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ImageReadError):
         read_image_rgb(empty)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose IHDR states width × height over a few bytes of pixel data (a decompression bomb's header)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("width,height", [(100_000, 100_000), (30_000, 30_000), (8_000, 6_500)])
