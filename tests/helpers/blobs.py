@@ -1,4 +1,4 @@
-"""θ blobs damaged in one way each, for the Python parser's tests (tests/codegen/test_blob.py) and the C
+"""θ blobs damaged in one way each, for the Python parser's tests (tests/pvcore/test_blob.py) and the C
 parser's (tests/codegen/test_c_kernel.py)."""
 
 from __future__ import annotations
