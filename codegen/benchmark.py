@@ -268,8 +268,9 @@ def markdown(result: dict) -> str:
               "variant together (an enrollment photo in several sets is quantized once):", ""]
     lines += [f"- {v}: {d['seconds']:.0f} s for {d['pairs']} pairs, {d['quantized']} enrollments quantized "
               f"({d['in_several_sets']} of them in several sets); the variant's total {d['total_s']:.0f} s"
-              for v, d in result["deployed"].items()]
-    for name, s in result["sets"].items():
+              for v, d in ((v, result["deployed"][v]) for v in result["variants"])]
+    for name in result.get("set_order", result["sets"]):  # report.json's keys are sorted
+        s = result["sets"][name]
         info = s["info"]
         lines += ["", f"## {name}", ""]
         lines.append(f"{s['pairs']} pairs ({s['same']} same), {info.get('images', '?')} images; alignment: "
@@ -283,19 +284,22 @@ def markdown(result: dict) -> str:
             lines.append(f"Limited to {info['limited_to_pairs']} pairs spread over the folds (`--limit-pairs`).")
         lines += ["", "| variant | row | 10-fold acc. % | AUC | TAR@FAR=1e-2 % | TAR@FAR=1e-3 % | FAR % | FRR % |",
                   "|---|---|---|---|---|---|---|---|"]
-        for variant, v in s["variants"].items():
-            for key, r in v["rows"].items():
+        for variant in result["variants"]:
+            v = s["variants"][variant]
+            for key, r in ((k, v["rows"][k]) for k in ROWS if k in v["rows"]):
                 lines.append(f"| {variant} | {ROWS[key][0]} | {_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])} "
                              f"| {r['auc']:.4f} | {_pct(r['tar_at_far_1e2'])} | {_pct(r['tar_at_far_1e3'])} "
                              f"| {_pct(r['far'])} | {_pct(r['frr'])} |")
         lines.append("")
-        for variant, v in s["variants"].items():
+        for variant in result["variants"]:
+            v = s["variants"][variant]
             a = v["deployed_vs_float"]
             lines.append(f"- {variant}: deployed vs float one-way decisions agree on {_pct(a['decision_agreement'])} % "
                          f"of the pairs ({a['n_disagree']} differ), mean |Δlogit| {a['mean_abs_dlogit']:.4f}; "
                          "seconds: " + ", ".join(f"{k[:-2]} {x:.0f}" for k, x in v["timings"].items())
                          + f"; ROC `{v['plots']['roc']}`, deployed scores `{v['plots']['scores']}`.")
-        for variant, v in s["variants"].items():
+        for variant in result["variants"]:
+            v = s["variants"][variant]
             lines += ["", f"![ROC {name} {variant}]({v['plots']['roc']}) "
                       f"![deployed scores {name} {variant}]({v['plots']['scores']})"]
     return "\n".join(lines) + "\n"
@@ -347,7 +351,7 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         "activations": activations, "variants": variants, "limit_pairs": limit,
         "machine": f"{os.cpu_count()} CPUs ({platform.machine()}, {platform.system()}), {torch.get_num_threads()} "
                    "torch thread(s)",
-        "assumptions": assumptions(m, sets), "sets": {}, "timings": {},
+        "assumptions": assumptions(m, sets), "set_order": [], "sets": {}, "timings": {},
     }
     bases = {}
     for name in sets:
@@ -356,6 +360,7 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         base = with_folds(model_pairs(name, m, workers, progress, limit=limit))
         key = name if name in DEFAULT_SETS else base.name
         bases[key] = base
+        result["set_order"].append(key)
         result["sets"][key] = {"dataset": name, "info": base.info, "pairs": int(len(base.same)),
                                "same": int(base.same.sum()), "data_s": round(time.perf_counter() - t0, 2),
                                "variants": {}}
