@@ -66,7 +66,8 @@ static int zp_ok(int32_t zp, uint32_t bits) {
     return bits == 16u ? zp == 0 : zp >= PV_BLOB_ZP8_MIN && zp <= PV_BLOB_ZP8_MAX;
 }
 
-/* A (multiplier, shift) pair that TFLM's QuantizeMultiplier can give (pvcore/qtheta.py, requant_params_ok):
+/* A (multiplier, shift) pair that TFLM's QuantizeMultiplier gives for a multiplier below 1 (pvcore/qtheta.py,
+ * requant_params_ok; no left shift of the accumulator):
  * the kernels' requantization is free of undefined behaviour for these (kernels/pv_fixedpoint.h). */
 static int requant_ok(int32_t mult, int32_t shift) {
     if (mult == 0) return shift == 0;
@@ -151,7 +152,8 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
     lp->w_scales = n_quant ? (const float *)(const void *)(payload + off_ws) : NULL;
 
     for (i = 0; i < n_quant; i++) {
-        if (!requant_ok(lp->mult[i], lp->shift[i]) || !scale_ok(lp->w_scales[i])) return PV_ERR_PARAM;
+        /* the exact-sum pool's fixed (2^30, 1) is checked below */
+        if ((!exact && !requant_ok(lp->mult[i], lp->shift[i])) || !scale_ok(lp->w_scales[i])) return PV_ERR_PARAM;
     }
     for (i = 0; i < n_out; i++) {
         if (lp->bias[i] < -PV_BLOB_BIAS_LIMIT || lp->bias[i] > PV_BLOB_BIAS_LIMIT) return PV_ERR_PARAM;
