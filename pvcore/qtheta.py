@@ -25,12 +25,12 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # codegen.c_shared) accept. The C kernels are free of undefined behaviour for every value inside them
 # (firmware_templates/common/kernels: int32 accumulators cannot overflow, requantization wraps or clamps
 # exactly as codegen.golden does); the fuzzer (firmware_templates/fuzz) checks it.
-#   multiplier, shift: quantize_multiplier's (Q31 significand in [2^30, 2^31 - 1]) with shift in [-31, 0] —
-#     a real multiplier below 1: no left shift of the accumulator, which TFLM computes as an int32 product
-#     that can overflow (crafted blobs with shift 30 gave different logits on the Cortex-M4 build than on the
-#     host); the quantizer's conv, dense and requantizing-pool multipliers are far below 1 (shifts -2 and
-#     lower on real θ) and QuantizedF.check refuses a larger one — or (0, 0) for a real multiplier of 0 or one
-#     below 2^-32. The exact-sum pool's fixed (2^30, 1), multiplier 1, is checked as its own pair;
+#   multiplier, shift: quantize_multiplier's (Q31 significand in [2^30, 2^31 - 1]) with shift in [-31, 7] —
+#     a real multiplier below 2^7: a left shift of the accumulator by more than 7, which TFLM computes as an
+#     int32 product that overflows, gave different logits on the Cortex-M4 build than on the host (crafted
+#     blobs with shift 30); the quantizer's multipliers stay far below that (fc1 reaches shift 1 on real θ,
+#     the convolutions -2) and QuantizedF.check refuses a larger one — or (0, 0) for a real multiplier of 0 or
+#     one below 2^-32. The exact-sum pool's fixed (2^30, 1), multiplier 1, is checked as its own pair;
 #   weights: symmetric int8, [-127, 127] (codegen.quantize clips; -128 never occurs);
 #   bias: |b| <= 2^30 (codegen.quantize clips), which with depth * 255 * 128 (int8) or
 #     depth * 2^15 * 128 (16x8) < 2^30 keeps every int32 accumulator of the kernels free of overflow;
@@ -38,7 +38,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 #   clamp (act_min, act_max): activation_range(relu, out_zp) exactly (an exact-sum pool: its sum's bounds);
 #   scales: finite float32 > 0; the threshold: a finite float32.
 MULT_MIN, MULT_MAX = 2**30, INT32_MAX
-SHIFT_MIN, SHIFT_MAX = -31, 0
+SHIFT_MIN, SHIFT_MAX = -31, 7
 WEIGHT_MIN, WEIGHT_MAX = -127, 127
 BIAS_LIMIT = 2**30
 MIN_RANGE = 1e-3  # floor of a calibrated activation range (a dead layer must still get a scale > 0)
@@ -322,7 +322,7 @@ class QuantizedF:
                     raise ValueError(f"{q.name}: pool weight scale {q.w_scales[0]} != 1/{la.kernel}²")
                 if not q.exact_sum and not requant_params_ok(q.multiplier, q.shift):
                     raise ValueError(f"{q.name}: multiplier/shift out of range: ({int(q.multiplier[0])}, "
-                                     f"{int(q.shift[0])}) is not a QuantizeMultiplier pair of a multiplier < 1")
+                                     f"{int(q.shift[0])}) is not a QuantizeMultiplier pair of a multiplier < 2^7")
             else:
                 assert q.weights is not None and q.bias is not None and q.w_scales is not None
                 assert q.multiplier is not None and q.shift is not None

@@ -63,7 +63,7 @@
 #define PV_BLOB_MULT_MIN 1073741824 /* Q31 multiplier (or 0 with shift 0) */
 #define PV_BLOB_MULT_MAX 2147483647
 #define PV_BLOB_SHIFT_MIN (-31) /* > 0: left shift */
-#define PV_BLOB_SHIFT_MAX 0
+#define PV_BLOB_SHIFT_MAX 7
 #define PV_BLOB_WEIGHT_MIN (-127) /* symmetric int8 weights */
 #define PV_BLOB_WEIGHT_MAX 127
 #define PV_BLOB_BIAS_LIMIT 1073741824 /* |bias| <= this */
