@@ -116,9 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_shared_arguments_parse(capsys) -> None:
     a = _parser().parse_args(["--target", "host", "--port", "socket://a:1", "--port", "socket://b:2",
-                              "--users", "/tmp/u"])
+                              "--users", "some/users"])
     assert (a.target, a.port, a.baud, a.timeout, a.users) == ("host", ["socket://a:1", "socket://b:2"], 115200, 5.0,
-                                                               Path("/tmp/u"))
+                                                               Path("some/users"))
     a = _parser().parse_args(["--port", "x"])
     assert a.target == "esp32" and a.users is None  # None: UserStore's default ($FACEVERIF_USERS or ./users)
     assert _parser().parse_args(["--port", "x", "--target", "none"]).target is None
