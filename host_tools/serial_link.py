@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -251,29 +252,15 @@ class Info:
         if len(p) < cls.FMT.size:
             raise LinkError(f"INFO reply of {len(p)} bytes, expected {cls.FMT.size}")
         f = dict(zip((fd.name for fd in INFO_FIELDS), cls.FMT.unpack_from(p)))
-        return cls(
-            proto_version=f["proto_version"],
-            fw_version=f"{f['fw_major']}.{f['fw_minor']}.{f['fw_patch']}",
-            arch_hash=f["arch_hash"].hex(),
-            active_slot=None if f["active_slot"] == 0xFF else f["active_slot"],
-            flags=f["flags"],
-            max_payload=f["max_payload"],
-            commit_counter=f["commit_counter"],
-            user_id=f["user_id"].rstrip(b"\x00").decode("utf-8", "replace"),
-            threshold_logit=f["threshold_logit"],
-            theta_bytes=f["theta_bytes"],
-            free_ram=f["free_ram"],
-            arena_bytes=f["arena_bytes"],
-            image_bytes=f["image_bytes"],
-            tick_hz=f["tick_hz"],
-            bulk_images=f["bulk_images"],
-            transfer_received=f["transfer_received"],
-            frames_ok=f["frames_ok"],
-            frames_bad=f["frames_bad"],
-            board=f["board"].rstrip(b"\x00").decode("ascii", "replace"),
-            stack_used=f["stack_used"],
-            static_ram=f["static_ram"],
-        )
+        same = {fd.name: f[fd.name] for fd in dataclasses.fields(cls) if fd.name in f}  # fields taken as sent
+        return cls(**{
+            **same,
+            "fw_version": f"{f['fw_major']}.{f['fw_minor']}.{f['fw_patch']}",
+            "arch_hash": f["arch_hash"].hex(),
+            "active_slot": None if f["active_slot"] == 0xFF else f["active_slot"],
+            "user_id": f["user_id"].rstrip(b"\x00").decode("utf-8", "replace"),
+            "board": f["board"].rstrip(b"\x00").decode("ascii", "replace"),
+        })
 
 
 @dataclass(frozen=True)
