@@ -36,7 +36,14 @@ int pv_stream_begin_ex(pv_stream_t *s, const pv_model_t *m, uint8_t *arena, pv_l
     s->arena = arena;
     s->hook = hook;
     s->hook_ctx = hook_ctx;
-    if (!pv_is16(m->act_bits)) pv_conv_s8_setup(&s->k.stem, &pv_arch_layers[0], &m->layer[0], arena + s->plan.scratch);
+    if (!pv_is16(m->act_bits)) {
+        pv_conv_s8_setup(&s->k.stem, &pv_arch_layers[0], &m->layer[0], arena + s->plan.scratch);
+    } else {
+        uint32_t i;
+        for (i = 0; i < s->plan.n_streamed; i++)
+            if (s->plan.wx_offset[i] != 0u)
+                pv_conv_s16_prepare(&pv_arch_layers[i], &m->layer[i], (int32_t *)(void *)(arena + s->plan.wx_offset[i]));
+    }
     return s->status = PV_OK;
 }
 
@@ -82,6 +89,11 @@ static void pv_feed_s8(pv_stream_t *s, const int8_t *data, uint32_t n) {
 /* ---- 16x8: the streamed prefix, row by row through the rings ------------------------------------------ */
 static int16_t *pv_at16(const pv_stream_t *s, uint32_t off) { return (int16_t *)(void *)(s->arena + off); }
 
+/* Streamed layer i's weights as pv_conv_s16_prepare expanded them at begin, or NULL (none in the plan). */
+static const int32_t *pv_wx16(const pv_stream_t *s, uint32_t i) {
+    return s->plan.wx_offset[i] != 0u ? (const int32_t *)(const void *)(s->arena + s->plan.wx_offset[i]) : NULL;
+}
+
 /* Where streamed layer i writes output row oy: the next layer's ring, or (the prefix's last) its whole output. */
 static int16_t *pv_row_out_s16(const pv_stream_t *s, uint32_t i, uint32_t oy) {
     const pv_layer_desc_t *d = &pv_arch_layers[i];
@@ -111,7 +123,7 @@ static void pv_advance_s16(pv_stream_t *s, uint32_t i) {
             rows[ky] = iy < 0 ? NULL : rg + (size_t)((uint32_t)iy % d->kernel) * d->in_w * d->in_c;
         }
         out = pv_row_out_s16(s, i, oy);
-        pv_conv_s16_row(d, &s->m->layer[i], rows, out);
+        pv_conv_s16_row(d, &s->m->layer[i], rows, out, pv_wx16(s, i));
         s->k.s16.next_row[i]++;
         if (s->hook != NULL) s->hook(s->hook_ctx, i, out, 2u * pv_row_values(d));
         if (i + 1u < s->plan.n_streamed) {
@@ -129,12 +141,20 @@ static void pv_feed_s16(pv_stream_t *s, const int8_t *data, uint32_t n) {
     const int16_t *rows[PV_MAX_KERNEL];
     uint32_t ky;
     while (n > 0u) {
-        band[s->fill++] = (int16_t)*data++;
-        n--;
+        const uint32_t m = bv - s->fill < n ? bv - s->fill : n;
+        if ((s->fill & 1u) == 0u) { /* word-aligned in the band: the bulk of a feed */
+            pv_widen_s8(band + s->fill, data, m);
+        } else {
+            uint32_t j;
+            for (j = 0; j < m; j++) band[s->fill + j] = (int16_t)data[j];
+        }
+        s->fill += m;
+        data += m;
+        n -= m;
         if (s->fill == bv) {
             int16_t *out = pv_row_out_s16(s, 0u, s->band);
             for (ky = 0; ky < d0->kernel; ky++) rows[ky] = band + (size_t)ky * r_in;
-            pv_conv_s16_row(d0, &s->m->layer[0], rows, out);
+            pv_conv_s16_row(d0, &s->m->layer[0], rows, out, pv_wx16(s, 0u));
             if (s->hook != NULL) s->hook(s->hook_ctx, 0u, out, 2u * pv_row_values(d0));
             s->fill = 0u;
             s->band++;

@@ -100,7 +100,7 @@ static int pv_layout_ok_s16(uint32_t n_streamed) {
 
 int pv_plan_s16(pv_plan_t *pl) {
     const uint32_t n = pv_n_streamed_s16();
-    uint32_t i, buf = 0u, rings;
+    uint32_t i, buf = 0u, rings, wx;
     memset(pl, 0, sizeof(*pl));
     pl->act_bits = 16u;
     pl->n_streamed = n;
@@ -116,6 +116,14 @@ int pv_plan_s16(pv_plan_t *pl) {
         rings += 2u * pv_arch_layers[i].kernel * pv_in_row_values(&pv_arch_layers[i]);
     }
     pl->total = rings > 2u * buf ? rings : 2u * buf;
+    /* the streamed layers' expanded weights (DSP build) after the rings, where that fits the arena as it is */
+    for (i = 0, wx = rings; i < n; i++) wx += pv_conv_s16_cache_bytes(&pv_arch_layers[i]);
+    if (wx <= pl->total)
+        for (i = 0, wx = rings; i < n; i++) {
+            const uint32_t b = pv_conv_s16_cache_bytes(&pv_arch_layers[i]);
+            pl->wx_offset[i] = b != 0u ? wx : 0u;
+            wx += b;
+        }
     return PV_OK;
 }
 

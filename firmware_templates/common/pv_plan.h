@@ -33,6 +33,8 @@ typedef struct pv_plan {
     uint32_t out_offset[PV_N_LAYERS]; /* byte offset of each layer's whole output (16x8: not for the streamed
                                          layers before the last, whose rows go to the next layer's ring) */
     uint32_t ring_offset[PV_MAX_STREAMED]; /* 16x8: the ring of layer i's input rows (1 <= i < n_streamed) */
+    uint32_t wx_offset[PV_MAX_STREAMED]; /* 16x8: streamed layer i's expanded weights (pv_conv_s16_prepare)
+                                            where the arena has room for them beside the rings, else 0 */
     uint32_t band;    /* 16x8: the stem's band of input rows as int16 (int8: in the stem's scratch) */
     uint32_t scratch; /* int8: the scratch region the layers share (16x8: none, 0) */
     uint32_t total;   /* arena bytes */

@@ -49,8 +49,8 @@ static inline void pv_dot4_s16x8(const int16_t *x, const int8_t *w, uint32_t n, 
  * input zero point is 0 in 16x8, the blob parser refuses any other, so a padded tap adds exactly 0, as
  * TFLM skips it); each of the group's output channels is then one dot product with its weights, which are
  * stored in the same (ky, kx, ci) order. */
-void pv_conv_s16_row(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *const *rows,
-                     int16_t *out) {
+static void pv_conv_s16_row_generic(const pv_layer_desc_t *d, const pv_layer_params_t *p,
+                                    const int16_t *const *rows, int16_t *out) {
     const uint32_t k = d->kernel, cin_g = d->in_c / d->groups, cout_g = d->out_c / d->groups;
     const uint32_t depth = k * k * cin_g;
     const int per_channel = p->n_quant > 1u;
@@ -99,15 +99,428 @@ void pv_conv_s16_row(const pv_layer_desc_t *d, const pv_layer_params_t *p, const
     }
 }
 
-/* A whole conv layer from a whole input tensor (the layers after the streamed prefix). */
+
+#if defined(PV_USE_DSP)
+/* ---- DSP path: blocks of 4 output channels, weights expanded to int16 pairs -------------------------------
+ * The activations are int16 already, so a word load of an input gives the pair (x0, x1) in natural order;
+ * the weights of a block of 4 output channels are expanded once to int16 in the same order (per 4 values
+ * of depth: channel j's pairs (w0, w1), (w2, w3) at words 2j, 2j + 1), so that one SMLAD multiplies two
+ * pairs and every input word serves all 4 channels (13 instructions per 16 MACs: 1 + 4 LDRD, 8 SMLAD).
+ * The 'same' pads are not gathered: a tap outside the image adds exactly 0 (input zero point 0), so it is
+ * skipped. Accumulation order differs from TFLM's, the int32 sum does not (no overflow: pv_plan.c).
+ * Fast requantization, per block of 4 channels whose bounds allow it (else the transcription): the
+ * weights and the bias are scaled by 2^(left + 1) at expansion, so that the accumulator arrives as
+ * acc << (left + 1), and pv_c16_rq_fast finishes MultiplyByQuantizedMultiplier exactly as pv_conv_s8.c's
+ * pv_rq_fast does (derivation there). */
+
+#if !defined(PV_HAVE_SMMULR)
+/* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
+static inline int32_t pv_smmulr(int32_t a, int32_t b) {
+    const int64_t v = (int64_t)a * (int64_t)b + ((int64_t)1 << 31);
+    return (int32_t)(v >= 0 ? v / ((int64_t)1 << 32) : -((-v + (((int64_t)1 << 32) - 1)) / ((int64_t)1 << 32)));
+}
+#endif
+
+#if defined(PV_HAVE_SMMULR) /* the real DSP build */
+/* Two consecutive words in one LDRD (GCC splits 64-bit loads into two LDR on this core). The asm does not
+ * tell the compiler which memory it reads (an "m" operand makes GCC spill address registers): it is used
+ * only inside pv_c16_block_row (noinline), which reads inputs and expanded weights that do not change
+ * while it runs and writes only the output row, which overlaps neither. Word-aligned addresses. */
+#define PV_C16_LD2(base, off, a, b) __asm__ volatile("ldrd %0, %1, [%2, %3]" : "=r"(a), "=r"(b) : "r"(base), "I"(4 * (off)))
+static inline int32_t pv_c16_pack(int32_t lo, int32_t hi) { /* (lo & 0xFFFF) | hi << 16 */
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+static inline int32_t pv_c16_fin(int32_t rnd, int32_t h) { /* rnd + 2h - (h >>> 31) */
+    int32_t t;
+    __asm__("add %0, %1, %2, lsl #1\n\tsub %0, %0, %2, lsr #31" : "=&r"(t) : "r"(rnd), "r"(h));
+    return t;
+}
+#define pv_c16_ssat16(x) __ssat((x), 16)
+#define pv_c16_usat15(x) __usat((x), 15)
+#else
+#define PV_C16_LD2(base, off, a, b)                 \
+    do {                                            \
+        PV_LOAD32((a), (base) + (off));             \
+        PV_LOAD32((b), (base) + (off) + 1);         \
+    } while (0)
+static inline int32_t pv_c16_pack(int32_t lo, int32_t hi) {
+    return pv_wrap_i32(((uint32_t)hi << 16) | ((uint32_t)lo & 0xFFFFu));
+}
+static inline int32_t pv_c16_fin(int32_t rnd, int32_t h) {
+    return pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31));
+}
+static inline int32_t pv_c16_ssat16(int32_t x) { return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }
+static inline int32_t pv_c16_usat15(int32_t x) { return x < 0 ? 0 : (x > 32767 ? 32767 : x); }
+#endif
+
+/* one block of 4 values for 4 output channels: x = 2 words at xp + xo, w = 8 words at wp + wo */
+#define PV_C16_BLK(xp, xo, wp, wo)            \
+    do {                                      \
+        int32_t x0, x1, w0, w1;               \
+        PV_C16_LD2((xp), (xo), x0, x1);       \
+        PV_C16_LD2((wp), (wo), w0, w1);       \
+        a0 = pv_smlad(x0, w0, a0);            \
+        a0 = pv_smlad(x1, w1, a0);            \
+        PV_C16_LD2((wp), (wo) + 2, w0, w1);   \
+        a1 = pv_smlad(x0, w0, a1);            \
+        a1 = pv_smlad(x1, w1, a1);            \
+        PV_C16_LD2((wp), (wo) + 4, w0, w1);   \
+        a2 = pv_smlad(x0, w0, a2);            \
+        a2 = pv_smlad(x1, w1, a2);            \
+        PV_C16_LD2((wp), (wo) + 6, w0, w1);   \
+        a3 = pv_smlad(x0, w0, a3);            \
+        a3 = pv_smlad(x1, w1, a3);            \
+    } while (0)
+
+/* The shapes the DSP path runs: blocks of 4 output channels per group, and every tap a run of whole
+ * blocks of 4 word-aligned input values: "row-run" layers, where each kernel row of a pixel's taps is one
+ * contiguous run of the input row (no left pad; one group: kernel * in_c values, the patchify stem and a
+ * dense 1x1 conv; a grouped 1x1 conv: the group's in_c / groups values), or groups of 4k input channels. */
+static int pv_c16_rowrun(const pv_layer_desc_t *d) {
+    const uint32_t runlen = d->groups == 1u ? d->kernel * d->in_c : d->in_c / d->groups;
+    return (d->groups == 1u || d->kernel == 1u) && d->pad_left == 0u && runlen % 4u == 0u &&
+           (d->stride * d->in_c) % 2u == 0u && (d->out_w - 1u) * d->stride + d->kernel <= d->in_w;
+}
+
+static int pv_c16_shape_ok(const pv_layer_desc_t *d) {
+    const uint32_t cin_g = d->in_c / d->groups, cout_g = d->out_c / d->groups;
+    return d->kind == PV_KIND_CONV && cout_g % 4u == 0u && (d->in_w * d->in_c) % 2u == 0u &&
+           (pv_c16_rowrun(d) || (cin_g % 4u == 0u && d->in_c % 2u == 0u)) &&
+           d->kernel * d->kernel * cin_g <= PV_MAX_DEPTH;
+}
+
+/* The fast requantization's bounds, for every channel (pv_conv_s8.c's, with int16 inputs): no left shift
+ * beyond 7, a right shift up to 21, |acc| << (left + 1) < 2^30 (|bias| <= 2^30 by the parser, depth < 2^7:
+ * the sum fits 32 bits). Else the layer runs the transcription (pv_conv_s16_row_generic). */
+static int pv_c16_fast(const pv_layer_desc_t *d, const pv_layer_params_t *p) {
+    const uint32_t depth = d->kernel * d->kernel * (d->in_c / d->groups), qstep = p->n_quant > 1u ? 1u : 0u;
+    uint32_t oc;
+    for (oc = 0; oc < d->out_c; oc++) {
+        const int32_t sh = p->shift[oc * qstep], b = p->bias[oc];
+        const uint32_t bound = (uint32_t)(b < 0 ? -(int64_t)b : b) + depth * 32768u * 128u;
+        if (sh > 7 || sh < -21 || bound >= (1u << (29 - (sh > 0 ? sh : 0)))) return 0;
+    }
+    return 1;
+}
+
+static uint32_t pv_c16_block_words(const pv_layer_desc_t *d) { return 2u * d->kernel * d->kernel * (d->in_c / d->groups); }
+
+/* Requantization words of a block of 4 channels oc..oc+3 (fast path): the bias scaled as the weights, the
+ * multiplier, the rounding constant 2^e + zp * 2^(e+1) and e + 1 for the right shift e. */
+typedef struct pv_c16_rq {
+    int32_t bias[4], mult[4], rnd[4], e1[4];
+} pv_c16_rq_t;
+
+static inline uint32_t pv_c16_lsh(int32_t sh) { return (uint32_t)(sh > 0 ? sh : 0) + 1u; }
+
+static void pv_c16_block_rq(const pv_layer_params_t *p, uint32_t oc, pv_c16_rq_t *r) {
+    const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
+    uint32_t j;
+    for (j = 0; j < 4u; j++) {
+        const int32_t sh = p->shift[(oc + j) * qstep];
+        const uint32_t e = sh > 0 ? 0u : (uint32_t)-sh;
+        r->bias[j] = pv_wrap_i32((uint32_t)p->bias[oc + j] << pv_c16_lsh(sh));
+        r->mult[j] = p->mult[(oc + j) * qstep];
+        r->e1[j] = (int32_t)e + 1;
+        r->rnd[j] = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
+    }
+}
+
+/* The block's weights as int16 pairs (layout above), scaled by 2^(left + 1): 2 * depth words. */
+static void pv_c16_block_w(const pv_layer_desc_t *d, const pv_layer_params_t *p, uint32_t oc, int32_t *w) {
+    const uint32_t depth = d->kernel * d->kernel * (d->in_c / d->groups), qstep = p->n_quant > 1u ? 1u : 0u;
+    uint32_t j, i;
+    for (j = 0; j < 4u; j++) {
+        const int8_t *src = p->weights + (size_t)(oc + j) * depth;
+        const uint32_t lsh = pv_c16_lsh(p->shift[(oc + j) * qstep]);
+        int32_t *dst = w + 2u * j;
+        for (i = 0; i < depth; i += 4u, dst += 8) {
+            dst[0] = pv_c16_pack(pv_wrap_i32((uint32_t)(int32_t)src[i] << lsh), pv_wrap_i32((uint32_t)(int32_t)src[i + 1u] << lsh));
+            dst[1] = pv_c16_pack(pv_wrap_i32((uint32_t)(int32_t)src[i + 2u] << lsh), pv_wrap_i32((uint32_t)(int32_t)src[i + 3u] << lsh));
+        }
+    }
+}
+
+/* MultiplyByQuantizedMultiplier + zp of an accumulator scaled by 2^(left + 1) (pv_conv_s8.c: pv_rq_fast) */
+static inline int32_t pv_c16_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
+    return pv_asr(pv_c16_fin(rnd, pv_smmulr(acc, mult)), e1);
+}
+
+/* clamp: relu: [0, 32767] (ReLU with zero point 0: USAT), else [lo, hi] */
+static inline int32_t pv_c16_clamp(int32_t v, int relu, int32_t lo, int32_t hi) {
+    if (relu) return pv_c16_usat15(v);
+    v = pv_c16_ssat16(v);
+    if (v < lo) v = lo;
+    if (v > hi) v = hi;
+    return v;
+}
+
+/* requantize a0..a3 and store them as 4 int16 at o (word-aligned) */
+#define PV_C16_STORE(o, r, relu, lo, hi)                                                              \
+    do {                                                                                          \
+        const int32_t v0_ = pv_c16_clamp(pv_c16_rq_fast(a0, (r)->mult[0], (r)->rnd[0], (r)->e1[0]), relu, lo, hi); \
+        const int32_t v1_ = pv_c16_clamp(pv_c16_rq_fast(a1, (r)->mult[1], (r)->rnd[1], (r)->e1[1]), relu, lo, hi); \
+        const int32_t v2_ = pv_c16_clamp(pv_c16_rq_fast(a2, (r)->mult[2], (r)->rnd[2], (r)->e1[2]), relu, lo, hi); \
+        const int32_t v3_ = pv_c16_clamp(pv_c16_rq_fast(a3, (r)->mult[3], (r)->rnd[3], (r)->e1[3]), relu, lo, hi); \
+        const int32_t p01_ = pv_c16_pack(v0_, v1_), p23_ = pv_c16_pack(v2_, v3_);                 \
+        PV_LOAD32((o)[0], &p01_);                                                                 \
+        PV_LOAD32((o)[2], &p23_);                                                                 \
+    } while (0)
+
+/* Output channels oc..oc+3 of one output row, row-run layers: every pixel reads one run per kernel row. */
+static inline __attribute__((always_inline)) void pv_c16_rowrun_row(const pv_layer_desc_t *d,
+                                                                     const int16_t *const *rows, int16_t *o,
+                                                                     uint32_t g, const int32_t *w,
+                                                                     const pv_c16_rq_t *r, const int relu,
+                                                                     int32_t lo, int32_t hi) {
+    const uint32_t k = d->kernel, runlen = d->groups == 1u ? k * d->in_c : d->in_c / d->groups;
+    const uint32_t nblk = runlen / 4u, xstep = d->stride * d->in_c / 2u, ostep = d->out_c;
+    const int32_t *xr[PV_MAX_KERNEL], *wr[PV_MAX_KERNEL];
+    uint32_t nr = 0, ky, ox;
+    for (ky = 0; ky < k; ky++) {
+        if (rows[ky] == NULL) continue; /* padding rows add 0 */
+        xr[nr] = (const int32_t *)(const void *)(rows[ky] + (size_t)g * runlen);
+        wr[nr++] = w + ky * nblk * 8u;
+    }
+    for (ox = 0; ox < d->out_w; ox++, o += ostep) {
+        int32_t a0 = r->bias[0], a1 = r->bias[1], a2 = r->bias[2], a3 = r->bias[3];
+        const size_t xo = (size_t)ox * xstep;
+        uint32_t t;
+        if (nblk == 3u) { /* the patchify stem: 4 x 3 values per kernel row */
+            for (t = 0; t < nr; t++) {
+                const int32_t *x = xr[t] + xo, *wk = wr[t];
+                PV_C16_BLK(x, 0, wk, 0);
+                PV_C16_BLK(x, 2, wk, 8);
+                PV_C16_BLK(x, 4, wk, 16);
+            }
+        } else {
+            for (t = 0; t < nr; t++) {
+                const int32_t *x = xr[t] + xo, *wk = wr[t];
+                const int32_t *const xe = x + 2u * nblk;
+                if (nblk & 1u) {
+                    PV_C16_BLK(x, 0, wk, 0);
+                    x += 2;
+                    wk += 8;
+                }
+                for (; x < xe; x += 4, wk += 16) {
+                    PV_C16_BLK(x, 0, wk, 0);
+                    PV_C16_BLK(x, 2, wk, 8);
+                }
+            }
+        }
+        PV_C16_STORE(o, r, relu, lo, hi);
+    }
+}
+
+/* Output channels oc..oc+3 of one output row of a grouped layer (4k input channels per group): taps outside
+ * the image are skipped; the 3x3 taps of 4 channels inside it are unrolled. */
+static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_layer_desc_t *d,
+                                                                    const int16_t *const *rows, int16_t *out,
+                                                                    uint32_t g, const int32_t *w,
+                                                                    const pv_c16_rq_t *r, const int relu, int32_t lo,
+                                                                    int32_t hi) {
+    const uint32_t k = d->kernel, s = d->stride, in_c = d->in_c, out_c = d->out_c, out_w = d->out_w;
+    const uint32_t cin_g = in_c / d->groups, kb = cin_g / 4u, xs = in_c / 2u;
+    const int32_t *xr[PV_MAX_KERNEL], *wr[PV_MAX_KERNEL];
+    uint32_t nr = 0, ky, ox, ox_a, ox_b;
+    for (ky = 0; ky < k; ky++) {
+        if (rows[ky] == NULL) continue; /* padding rows add 0 */
+        xr[nr] = (const int32_t *)(const void *)(rows[ky] + (size_t)g * cin_g);
+        wr[nr++] = w + ky * k * kb * 8u;
+    }
+    /* pixels [ox_a, ox_b) have every tap column inside [0, in_w) */
+    ox_a = (d->pad_left + s - 1u) / s;
+    ox_b = d->in_w + d->pad_left >= k ? (d->in_w + d->pad_left - k) / s + 1u : 0u;
+    if (ox_b > out_w) ox_b = out_w;
+    if (ox_a > ox_b) ox_a = ox_b;
+    for (ox = 0; ox < out_w; ox++) {
+        int32_t a0 = r->bias[0], a1 = r->bias[1], a2 = r->bias[2], a3 = r->bias[3];
+        const int32_t ix0 = (int32_t)(ox * s) - (int32_t)d->pad_left;
+        int16_t *o = out + (size_t)ox * out_c;
+        uint32_t t, kx;
+        if (ox == ox_a && k == 3u && kb == 1u && nr == 3u) { /* the interior span, all three rows */
+            const int32_t *x0 = xr[0] + (size_t)ix0 * xs, *x1 = xr[1] + (size_t)ix0 * xs, *x2 = xr[2] + (size_t)ix0 * xs;
+            const uint32_t xstep = s * xs;
+            for (; ox < ox_b; ox++, o += out_c, x0 += xstep, x1 += xstep, x2 += xstep) {
+                const int32_t *x = x0;
+                a0 = r->bias[0];
+                a1 = r->bias[1];
+                a2 = r->bias[2];
+                a3 = r->bias[3];
+                PV_C16_BLK(x, 0, w, 0);
+                x += xs;
+                PV_C16_BLK(x, 0, w, 8);
+                x += xs;
+                PV_C16_BLK(x, 0, w, 16);
+                x = x1;
+                PV_C16_BLK(x, 0, w, 24);
+                x += xs;
+                PV_C16_BLK(x, 0, w, 32);
+                x += xs;
+                PV_C16_BLK(x, 0, w, 40);
+                x = x2;
+                PV_C16_BLK(x, 0, w, 48);
+                x += xs;
+                PV_C16_BLK(x, 0, w, 56);
+                x += xs;
+                PV_C16_BLK(x, 0, w, 64);
+                PV_C16_STORE(o, r, relu, lo, hi);
+            }
+            ox--; /* the loop's increment steps to ox_b */
+            continue;
+        }
+        {
+            const uint32_t kx_lo = ix0 < 0 ? (uint32_t)-ix0 : 0u;
+            const uint32_t kx_hi = (int32_t)d->in_w - ix0 < (int32_t)k ? (uint32_t)((int32_t)d->in_w - ix0) : k;
+            for (t = 0; t < nr; t++) {
+                if (kb == 1u && kx_hi - kx_lo == 3u) {
+                    const int32_t *x = xr[t] + (size_t)ix0 * xs, *wk = wr[t];
+                    PV_C16_BLK(x, 0, wk, 0);
+                    x += xs;
+                    PV_C16_BLK(x, 0, wk, 8);
+                    x += xs;
+                    PV_C16_BLK(x, 0, wk, 16);
+                    continue;
+                }
+                for (kx = kx_lo; kx < kx_hi; kx++) {
+                    const int32_t *x = xr[t] + (size_t)(ix0 + (int32_t)kx) * xs, *wk = wr[t] + kx * kb * 8u;
+                    const int32_t *const xe = x + 2u * kb;
+                    for (; x < xe; x += 2, wk += 8) PV_C16_BLK(x, 0, wk, 0);
+                }
+            }
+        }
+        PV_C16_STORE(o, r, relu, lo, hi);
+    }
+}
+
+/* Output channels oc..oc+3 (group g) of one output row; rows[ky]: the input row of tap row ky, or NULL. */
+__attribute__((noinline)) static void pv_c16_block_row(const pv_layer_desc_t *d, const pv_layer_params_t *p,
+                                                        const int16_t *const *rows, int16_t *out, uint32_t oc,
+                                                        const int32_t *w, const pv_c16_rq_t *r) {
+    const int32_t lo = p->act_min, hi = p->act_max;
+    const uint32_t g = oc / (d->out_c / d->groups);
+    out += oc;
+    if (pv_c16_rowrun(d)) {
+        if (lo == 0 && hi == 32767) {
+            pv_c16_rowrun_row(d, rows, out, g, w, r, 1, lo, hi);
+        } else {
+            pv_c16_rowrun_row(d, rows, out, g, w, r, 0, lo, hi);
+        }
+    } else if (lo == 0 && hi == 32767) {
+        pv_c16_group_row(d, rows, out, g, w, r, 1, lo, hi);
+    } else {
+        pv_c16_group_row(d, rows, out, g, w, r, 0, lo, hi);
+    }
+}
+
+/* A row without prepared weights: each block's expanded on the stack. */
+__attribute__((noinline)) static void pv_c16_row_expanding(const pv_layer_desc_t *d, const pv_layer_params_t *p,
+                                                            const int16_t *const *rows, int16_t *out) {
+    int32_t wb[2u * PV_MAX_DEPTH];
+    uint32_t oc;
+    for (oc = 0; oc < d->out_c; oc += 4u) {
+        pv_c16_rq_t r;
+        pv_c16_block_rq(p, oc, &r);
+        pv_c16_block_w(d, p, oc, wb);
+        pv_c16_block_row(d, p, rows, out, oc, wb, &r);
+    }
+}
+#endif /* PV_USE_DSP */
+
+/* The prepared weights: one word (1: the DSP path runs the layer), then the blocks of 4 channels. */
+uint32_t pv_conv_s16_cache_bytes(const pv_layer_desc_t *d) {
+#if defined(PV_USE_DSP)
+    if (pv_c16_shape_ok(d)) return 4u + d->out_c / 4u * pv_c16_block_words(d) * 4u;
+#endif
+    (void)d;
+    return 0u;
+}
+
+void pv_conv_s16_prepare(const pv_layer_desc_t *d, const pv_layer_params_t *p, int32_t *wx) {
+#if defined(PV_USE_DSP)
+    uint32_t oc;
+    if (!pv_c16_shape_ok(d)) return;
+    wx[0] = pv_c16_fast(d, p);
+    if (wx[0] == 0) return;
+    for (oc = 0; oc < d->out_c; oc += 4u) pv_c16_block_w(d, p, oc, wx + 1u + (oc / 4u) * pv_c16_block_words(d));
+#else
+    (void)d;
+    (void)p;
+    (void)wx;
+#endif
+}
+
+void pv_conv_s16_row(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *const *rows, int16_t *out,
+                     const int32_t *wx) {
+#if defined(PV_USE_DSP)
+    if (wx != NULL && wx[0] != 0) {
+        uint32_t oc;
+        for (oc = 0; oc < d->out_c; oc += 4u) {
+            pv_c16_rq_t r;
+            pv_c16_block_rq(p, oc, &r);
+            pv_c16_block_row(d, p, rows, out, oc, wx + 1u + (oc / 4u) * pv_c16_block_words(d), &r);
+        }
+        return;
+    }
+    if (wx == NULL && pv_c16_shape_ok(d) && pv_c16_fast(d, p)) {
+        pv_c16_row_expanding(d, p, rows, out);
+        return;
+    }
+#endif
+    (void)wx;
+    pv_conv_s16_row_generic(d, p, rows, out);
+}
+
+/* A whole conv layer from a whole input tensor (the layers after the streamed prefix); the DSP path runs
+ * block by block of output channels over all rows, so that each block's weights are expanded once. */
 void pv_conv_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *in, int16_t *out) {
     const int16_t *rows[PV_MAX_KERNEL];
+    const size_t r_in = (size_t)d->in_w * d->in_c, r_out = (size_t)d->out_w * d->out_c;
     uint32_t oy, ky;
+#if defined(PV_USE_DSP)
+    if (pv_c16_shape_ok(d) && pv_c16_fast(d, p)) {
+        int32_t wb[2u * PV_MAX_DEPTH];
+        uint32_t oc;
+        for (oc = 0; oc < d->out_c; oc += 4u) {
+            pv_c16_rq_t r;
+            pv_c16_block_rq(p, oc, &r);
+            pv_c16_block_w(d, p, oc, wb);
+            for (oy = 0; oy < d->out_h; oy++) {
+                for (ky = 0; ky < d->kernel; ky++) {
+                    const int32_t iy = pv_tap_row(d, oy, ky);
+                    rows[ky] = iy < 0 ? NULL : in + (size_t)iy * r_in;
+                }
+                pv_c16_block_row(d, p, rows, out + (size_t)oy * r_out, oc, wb, &r);
+            }
+        }
+        return;
+    }
+#endif
     for (oy = 0; oy < d->out_h; oy++) {
         for (ky = 0; ky < d->kernel; ky++) {
             const int32_t iy = pv_tap_row(d, oy, ky);
-            rows[ky] = iy < 0 ? NULL : in + (size_t)iy * d->in_w * d->in_c;
+            rows[ky] = iy < 0 ? NULL : in + (size_t)iy * r_in;
         }
-        pv_conv_s16_row(d, p, rows, out + (size_t)oy * d->out_w * d->out_c);
+        pv_conv_s16_row_generic(d, p, rows, out + (size_t)oy * r_out);
     }
+}
+
+/* dst[i] = src[i] (int8 to int16), the image into the stem's band; dst word-aligned. */
+void pv_widen_s8(int16_t *dst, const int8_t *src, uint32_t n) {
+    uint32_t i = 0;
+#if defined(PV_USE_DSP)
+    for (; i + 4u <= n; i += 4u) { /* SXTB16 gives (x0, x2), (x1, x3); two PKH put them in order */
+        int32_t w, lo, hi, p01, p23;
+        PV_LOAD32(w, src + i);
+        lo = pv_sxtb16(w);
+        hi = pv_sxtb16_ror8(w);
+        p01 = pv_c16_pack(lo, hi);
+        p23 = pv_c16_pack(pv_asr(lo, 16), pv_asr(hi, 16));
+        PV_LOAD32(dst[i], &p01);
+        PV_LOAD32(dst[i + 2u], &p23);
+    }
+#endif
+    for (; i < n; i++) dst[i] = (int16_t)src[i];
 }

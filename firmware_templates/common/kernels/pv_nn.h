@@ -85,12 +85,19 @@ void pv_dense_s8(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int
                  uint8_t *scratch, int sums_in);
 
 /* ---- 16x8: int16 activations (zero point 0), int8 weights, int32 biases -------------------------------- */
-/* One output row of a conv: rows[ky] is the input row tap row ky reads (in_w * in_c values), or NULL for
- * a padding row; out receives out_w * out_c values. No scratch (the patch is on the stack). */
+/* One output row of a conv: rows[ky] is the input row tap row ky reads (in_w * in_c values, word-aligned),
+ * or NULL for a padding row; out (word-aligned) receives out_w * out_c values. wx: the layer's weights as
+ * pv_conv_s16_prepare left them, or NULL (the DSP path then expands them on the stack, block by block). */
 void pv_conv_s16_row(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *const *rows,
-                     int16_t *out);
+                     int16_t *out, const int32_t *wx);
+/* Bytes of a conv layer's weights expanded for the DSP path (pv_conv_s16_prepare), 0 where that path does
+ * not run it (and on builds without it): a streamed layer keeps them across its rows. */
+uint32_t pv_conv_s16_cache_bytes(const pv_layer_desc_t *d);
+void pv_conv_s16_prepare(const pv_layer_desc_t *d, const pv_layer_params_t *p, int32_t *wx);
 /* A whole conv layer from a whole input tensor (out must not overlap in). */
 void pv_conv_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *in, int16_t *out);
+/* dst[i] = src[i] for i < n (int8 to int16; dst 4-byte aligned). */
+void pv_widen_s8(int16_t *dst, const int8_t *src, uint32_t n);
 void pv_pool_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *in, int16_t *out);
 void pv_dense_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *in, int16_t *out);
 
