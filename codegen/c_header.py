@@ -16,6 +16,7 @@ import re
 import jinja2
 import numpy as np
 
+from codegen.tflite_writer import TFLM_16X8_NOTE
 from pvcore.blob import KIND_CODES, format_version
 from pvcore.paths import REPO_ROOT
 from pvcore.qtheta import QuantizedF, QuantLayer, act_limits
@@ -99,7 +100,7 @@ def render_model_header(model: bytes, qf: QuantizedF, user_id: str, threshold: f
     int16 = qf.activations == "int16"
     return jinja_env().get_template("model.h.j2").render(
         kind="16x8 (int16 activations, int8 weights)" if int16 else "int8", act_type="int16" if int16 else "int8",
-        int16=int(int16), logit_scale=c_float(qf.logit_scale), logit_zp=qf.logit_zp,
+        int16=int(int16), int16_note=TFLM_16X8_NOTE, logit_scale=c_float(qf.logit_scale), logit_zp=qf.logit_zp,
         threshold_q=qf.threshold_q(threshold),
         fname=f"{user_id}_model.h", guard=f"PV_MODEL_{c_ident(user_id).upper()}_H", user_id=user_id,
         arch=spec.name, arch_hash=qf.arch_hash, threshold=c_float(threshold), size=len(model), arena=arena_bytes,

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from codegen.project import (
     render_project,
 )
 from codegen.quantize import QuantConfig, quantize
-from codegen.tflite_writer import build_tflite, tflm_arena_bytes
+from codegen.tflite_writer import TFLM_16X8_NOTE, build_tflite, tflm_arena_bytes
 from pvcore.atomic import FolderExists, publish_folder, replace_folder, temp_folder_beside
 from pvcore.blob import BlobError, format_version, pack_blob
 from pvcore.cli import add_target_arg, add_user_store_args, fail, setup_logging
@@ -84,6 +85,7 @@ class EmitResult:
     flash_is_blob: bool = True  # False: --format tflite without a target (the .tflite is the θ in flash)
     blob_format: int = 0  # the θ blob's format version (pvcore.blob.format_version)
     seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # printed to stderr by the command
 
 
 def _stored_crop(store: UserStore, user_id: str) -> np.ndarray | None:
@@ -286,10 +288,12 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
             raise EmitError(str(e)) from None
         if tgt.kernel == "tflm" and "tflite" not in formats:
             raise EmitError(f"target {target} runs the .tflite in TFLite Micro: use --format tflite or all")
-        if activations == "int16" and tgt.kernel == "tflm":
-            raise EmitError(f"--activations int16: target {target}'s pv_tflm.cc feeds an int8 input and reads an "
-                            f"int8 logit; use {target.removesuffix('-tflm')} (the fixed kernel runs 16x8 θ "
-                            "blobs) or --format tflite without --target for a TFLite Micro app of your own")
+        if activations == "int16" and tgt.kernel == "tflm" and tgt.family == "esp-idf":
+            raise EmitError(f"--activations int16: target {target} runs the .tflite on ESP-NN's kernels, whose "
+                            "16x8 results are not verified (TFLM's CMSIS-NN kernels give wrong ones: "
+                            f"{TFLM_16X8_NOTE}); use {target.removesuffix('-tflm')} (the fixed kernel runs 16x8 θ "
+                            "blobs) or cortex-m-qemu-tflm (TFLM with the grouped int16 convolutions routed to "
+                            "the reference kernel)")
         if activations == "int16":
             if views == 2:
                 raise EmitError("--activations int16 runs one view per probe (the s16 kernels; its rounding leaves "
@@ -364,6 +368,8 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     res.shared_prefix = shared_prefix
     res.arena_bytes = kernel16_arena_bytes() if activations == "int16" else kernel_arena_bytes()
     res.tflm_arena_bytes = tflm_arena
+    if activations == "int16" and art.tflite is not None:
+        res.warnings.append(f"the 16x8 {art.tflite[0]} on TFLite Micro with CMSIS-NN or ESP-NN: {TFLM_16X8_NOTE}")
     res.seconds["total_s"] = time.perf_counter() - t0
     return res
 
@@ -390,9 +396,11 @@ def _report(res: EmitResult, verbose: bool) -> str:
                                                         "2x MACs, one arena per view)" if res.views == 2 else ""))
     kernel = ("the 16x8 kernel (PV_KERNEL16_ARENA_BYTES; a PV_WITH_16X8 firmware)" if int16
               else f"the fixed kernel ({res.views} x PV_KERNEL_ARENA_BYTES)")
-    lines.append(f"arena: {res.arena_bytes * res.views:,} B for {kernel}"
-                 + (f"; TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)"
-                    if res.tflm_arena_bytes else ""))
+    tflm = f"TFLM needs {res.tflm_arena_bytes:,} B (tflite-micro interpreter)" if res.tflm_arena_bytes else ""
+    if res.target in TARGETS and TARGETS[res.target].kernel == "tflm":
+        lines.append(f"arena: {tflm} (the firmware runs TFLite Micro)")
+    else:
+        lines.append(f"arena: {res.arena_bytes * res.views:,} B for {kernel}" + (f"; {tflm}" if tflm else ""))
     lines.append(f"time: {res.seconds['total_s']:.2f} s")
     return "\n".join(lines)
 
@@ -442,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     except EmitError as e:
         fail(str(e))
     print(_report(res, args.verbose))
+    for w in res.warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
     return 0
 
 

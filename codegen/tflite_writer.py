@@ -78,6 +78,16 @@ class _AlignedBufferT(fb.BufferT):
         return fb.BufferEnd(builder)
 
 
+# What a TFLite Micro user of the 16x8 .tflite must know (codegen.emit prints it as a warning whenever it
+# writes one, and the model header carries it): measured on QEMU mps2-an386 with TFLM 90b983c2 and
+# CMSIS-NN 4ab83cc3 (tests/firmware/test_tflm_qemu.py).
+TFLM_16X8_NOTE = ("TFLM's CMSIS-NN CONV_2D hands grouped int16 convolutions to CMSIS-NN's int16 convolution, which "
+                  "ignores groups: WRONG logits without an error; CMSIS-NN's FULLY_CONNECTED refuses per-channel "
+                  "int16 weights (AllocateTensors fails). Run this model on TFLM's reference kernels, or register "
+                  "the reference CONV_2D for grouped int16 convolutions and the reference FULLY_CONNECTED, as "
+                  "firmware_templates/tflm-common/pv_tflm.cc does (bit-exact); ESP-NN is not verified")
+
+
 def buffer_offsets(model: bytes) -> list[tuple[int, int]]:
     """(file offset, size) of every non-empty constant buffer of a .tflite."""
     m = fb.Model.GetRootAs(bytearray(model), 0)

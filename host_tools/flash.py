@@ -323,8 +323,9 @@ def write(
 
 
 # ---- virtual boards --------------------------------------------------------------------------------------
-def qemu_elf(build: Path | None, elf: Path | None) -> Path | None:
-    """The firmware ELF to boot: --elf, or pv_fw.elf in --build (made there if it has a Makefile)."""
+def qemu_elf(build: Path | None, elf: Path | None, make_vars: tuple[str, ...] = ()) -> Path | None:
+    """The firmware ELF to boot: --elf, or pv_fw.elf in --build (made there, with ``make_vars``, if it has a
+    Makefile)."""
     from host_tools.qemu import make
 
     if elf is not None:
@@ -337,7 +338,7 @@ def qemu_elf(build: Path | None, elf: Path | None) -> Path | None:
         if cand.is_file():
             return cand
     if (build / "Makefile").is_file():
-        make(build)
+        make(build, *make_vars)
         if (build / "build" / "pv_fw.elf").is_file():
             return build / "build" / "pv_fw.elf"
     raise FlashError(f"--build {build}: no pv_fw.elf there (nor a Makefile that makes build/pv_fw.elf)")
@@ -399,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     target = TARGETS[args.target]
     try:
         if target.virtual:
-            from host_tools.qemu import HostBoard, QemuBoard, RiscvQemuBoard
+            from host_tools.qemu import HostBoard, QemuBoard, RiscvQemuBoard, tflm_make_vars
 
             if target.family == "host":
                 exe = None
@@ -410,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
                 board = HostBoard(args.store, exe=exe)
             elif target.family == "riscv32-qemu":
                 board = RiscvQemuBoard(qemu_elf(args.build, args.elf))
+            elif target.kernel == "tflm":  # an emitted project: TFLM from the shared folder, compiled once
+                if args.build is None and args.elf is None:
+                    raise FlashError(f"--target {target.name} needs --build (a project of codegen.emit --target "
+                                     f"{target.name}) or --elf")
+                board = QemuBoard(qemu_elf(args.build, args.elf, ("-j2", *tflm_make_vars())))
             else:
                 board = QemuBoard(qemu_elf(args.build, args.elf))
             return serve(board)

@@ -19,6 +19,15 @@ written as JSON:
   high-water mark the firmware measures (the stack is painted at boot; INFO's stack_used); the
   reserved stack section is reported too.
 
+Then TensorFlow Lite Micro on the same board (firmware_templates/cortex-m-qemu-tflm: the same protocol, θ
+store and main loop, TFLM from the shared folder's third_party in place of the fixed kernel), running the
+.tflite that codegen writes for the same θ (int8 and 16x8), with TFLM's reference kernels and with
+CMSIS-NN's (for 16x8: grouped int16 convolutions on the reference kernel and the reference
+FULLY_CONNECTED, see tflm-common/pv_tflm.cc), checked and measured as above; flash holds the .tflite
+(compiled in), peak RAM TFLM's arena (static). Beside them, what TFLM's own CMSIS-NN routing does with the
+16x8 model (the upstream defect: wrong logits from grouped int16 convolutions; CMSIS-NN's
+FULLY_CONNECTED refuses per-channel int16 weights), reported, not measured.
+
 Then the RV32IMC firmware (firmware_templates/riscv32-qemu: the same portable kernel and protocol, plain C,
 no DSP) on QEMU virt, twice: ``PV_WITH_16X8=0`` running the int8 θ and ``PV_WITH_16X8=1`` running the 16x8
 θ; the same checks and figures, where the board's ticks are ``minstret`` at a nominal 1 GHz (under
@@ -42,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from host_tools.qemu import QEMU_DIR, RISCV_DIR, QemuBoard, RiscvQemuBoard, make
-from host_tools.serial_link import SerialLink
+from host_tools.qemu import QEMU_DIR, RISCV_DIR, QemuBoard, RiscvQemuBoard, build_tflm_firmware, make
+from host_tools.serial_link import DeviceError, SerialLink
 from pvcore.atomic import atomic_write_json
 from pvcore.cli import fail, setup_logging
 from pvcore.store_format import SLOT_HEADER_BYTES
@@ -55,6 +64,9 @@ GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_by
 
 
 ERASE_BYTES = 4096  # the QEMU boards' θ store erase size (qemu-common/pv_qemu_main.c THETA_ERASE)
+# The TFLite Micro rows: name, kernels (make KERNELS=), activations of the .tflite.
+TFLM_BUILDS = (("tflm_ref", "ref", "int8"), ("tflm_cmsis", "cmsis", "int8"),
+               ("tflm_ref_16x8", "ref", "int16"), ("tflm_cmsis_16x8", "cmsis", "int16"))
 
 
 def build(dsp: bool, build_dir: Path, base_dir: Path | None = None, views: int = 1, with16: bool = False) -> Path:
@@ -75,6 +87,34 @@ def build_rv32(with16: bool, build_dir: Path) -> Path:
                            "picolibc-riscv64-unknown-elf")
     make(RISCV_DIR, f"PV_WITH_16X8={int(with16)}", build_dir=build_dir)
     return build_dir / "pv_fw.elf"
+
+
+def tflm_model_header(qf: Any, out_dir: Path) -> tuple[Path, int]:
+    """The .tflite of ``qf`` as codegen.emit writes it for a TFLM firmware (the model header: user "fw-bench",
+    threshold 0, as test_theta_and_image's blob), in out_dir; returns its path and the .tflite's size."""
+    from codegen.c_header import render_model_header
+    from codegen.emit import TFLM_ARENA_MARGIN
+    from codegen.tflite_writer import build_tflite, tflm_arena_bytes
+
+    model = build_tflite(qf, user_id="fw-bench", threshold=0.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"fw-bench_{qf.activations}_model.h"
+    path.write_text(render_model_header(model, qf, "fw-bench", 0.0, tflm_arena_bytes(model) + TFLM_ARENA_MARGIN))
+    return path, len(model)
+
+
+def upstream_outcome(elf: Path, blob: bytes, image_u8: np.ndarray, golden: int) -> dict[str, Any]:
+    """What a TFLM firmware answers over the UART where it may be wrong: its logit beside the golden model's,
+    or the board's error."""
+    from codegen.golden import images_to_int8
+
+    with QemuBoard(elf) as url, SerialLink(url, timeout=10.0) as link:
+        link.install_theta(blob)
+        try:
+            r = link.infer(images_to_int8(image_u8))
+        except DeviceError as e:
+            return {"error": str(e), "golden_logit": golden, "bit_exact": False}
+        return {"logit": r.logits[0], "golden_logit": golden, "bit_exact": r.logits == (golden,)}
 
 
 def shared_prefix_theta(out_dir: Path) -> tuple[bytes, bytes, np.ndarray, int]:
@@ -188,7 +228,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
     from pvcore.spec import F_SPEC
 
     qf, blob, image, golden = test_theta_and_image()
-    _, blob16, _, golden16 = test_theta_and_image("int16")
+    qf16, blob16, _, golden16 = test_theta_and_image("int16")
     golden2 = tuple(int(v) for v in run_int8_views(qf, image[None], views=2)[0])
     macs = int(sum(F_SPEC.macs()))
     report: dict[str, Any] = {"macs": macs, "theta_blob_bytes": len(blob), "golden_logit": golden}
@@ -212,6 +252,25 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
                 theta_slot = len(p_blob) + SLOT_HEADER_BYTES
             text = sec.get(".isr_vector", 0) + sec.get(".text", 0)
             report[name] = report_row(m, sec, text, sec.get(".ARM.exidx", 0), theta_slot, macs, views)
+        for name, kernels, acts in TFLM_BUILDS:
+            header, model_bytes = tflm_model_header(qf16 if acts == "int16" else qf, Path(tmp) / "tflm")
+            elf = build_tflm_firmware(header, kernels, Path(tmp) / name)
+            sec = section_sizes(elf)
+            b, g = (blob16, golden16) if acts == "int16" else (blob, golden)
+            m = measure(elf, b, image, (g,), n_bench)
+            text = sec.get(".isr_vector", 0) + sec.get(".text", 0)
+            report[name] = {**report_row(m, sec, text, sec.get(".ARM.exidx", 0), len(b) + SLOT_HEADER_BYTES, macs, 1),
+                            "tflite_bytes": model_bytes}
+        # TFLM's own routing of the 16x8 model on CMSIS-NN (without pv_tflm.cc's workaround)
+        header16 = Path(tmp) / "tflm" / "fw-bench_int16_model.h"
+        upstream = "-DPV_TFLM_UPSTREAM_INT16_CONV"
+        report["tflm_cmsis_16x8_upstream"] = {
+            "conv_routed_by_tflm": upstream_outcome(
+                build_tflm_firmware(header16, "cmsis", Path(tmp) / "up_conv", extra_cxxflags=upstream),
+                blob16, image, golden16),
+            "cmsis_fully_connected": upstream_outcome(
+                build_tflm_firmware(header16, "cmsis", Path(tmp) / "up_fc", fc="cmsis"), blob16, image, golden16),
+        }
         for name, with16 in (("rv32_int8", False), ("rv32_16x8", True)):
             elf = build_rv32(with16, Path(tmp) / name)
             sec = section_sizes(elf, "riscv64-unknown-elf-size")
@@ -255,13 +314,21 @@ def _print(report: dict[str, Any]) -> None:
         ("flash: + A/B slots (4 KiB) B", "flash_with_ab_slots_reserved_bytes"),
     ]
     for title, builds in (("Cortex-M4, QEMU mps2-an386", ("plain", "dsp", "dsp_base", "dsp_2views", "dsp_16x8")),
+                          ("Cortex-M4, QEMU mps2-an386: TFLite Micro beside the fixed kernel (the same θ and image, "
+                           "bit-exact)", ("dsp", "dsp_16x8", "tflm_ref", "tflm_cmsis", "tflm_ref_16x8",
+                                          "tflm_cmsis_16x8")),
                           ("RV32IMC, QEMU virt (plain C, bit-exact)", ("rv32_int8", "rv32_16x8"))):
         print(title)
-        print(f"{'':30s}" + "".join(f"{b:>14s}" for b in builds))
+        w = max(14, *(len(b) + 2 for b in builds))
+        print(f"{'':30s}" + "".join(f"{b:>{w}s}" for b in builds))
         for label, key in rows:
             vals = [report[b][key] for b in builds]
-            fmt = (lambda v: f"{v:14.3f}") if isinstance(vals[0], float) else (lambda v: f"{v:14,d}")
-            print(f"{label:30s}" + "".join(fmt(v) for v in vals))
+            spec = f"{w}.3f" if isinstance(vals[0], float) else f"{w},d"
+            print(f"{label:30s}" + "".join(format(v, spec) for v in vals))
+    for what, o in report["tflm_cmsis_16x8_upstream"].items():
+        got = o.get("error") or f"logit {o['logit']} (golden {o['golden_logit']})"
+        print(f"TFLM + CMSIS-NN 16x8 without pv_tflm.cc's routing, {what}: {got}"
+              f"{'' if o['bit_exact'] else ' — NOT bit-exact'}")
     for goal, ok in report["goals"].items():
         print(f"goal {goal}: {'met' if ok else 'NOT met'}")
 

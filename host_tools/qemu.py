@@ -43,6 +43,7 @@ QEMU_DIR = TEMPLATES / QEMU.firmware
 RISCV = TARGETS["riscv32-qemu"]
 RISCV_DIR = TEMPLATES / RISCV.firmware
 HOST_DIR = TEMPLATES / TARGETS["host"].firmware
+TFLM_QEMU_DIR = TEMPLATES / TARGETS["cortex-m-qemu-tflm"].firmware
 
 
 def make(directory: Path, *targets: str, build_dir: Path | None = None, extra_cflags: str = "") -> None:
@@ -65,6 +66,32 @@ def build_qemu_firmware(build_dir: Path | None = None, extra_cflags: str = "") -
         )
     make(QEMU_DIR, build_dir=build_dir, extra_cflags=extra_cflags)
     return (build_dir or QEMU_DIR / "build") / "pv_fw.elf"
+
+
+def tflm_make_vars() -> list[str]:
+    """The make variables of a TFLM build (firmware_templates/tflm-common/tflm.mk): TFLM's sources in the
+    shared folder (pvcore.paths; FACEVERIF_SHARED overrides), its compiled library in the cache."""
+    from pvcore.paths import cache_dir, shared_path
+
+    return [f"TFLM_THIRD_PARTY={shared_path('third_party')}", f"TFLM_CACHE={cache_dir('tflm')}"]
+
+
+def build_tflm_firmware(model_header: Path, kernels: str = "ref", build_dir: Path | None = None, *,
+                        fc: str | None = None, extra_cxxflags: str = "") -> Path:
+    """Cross-compiles the TFLite Micro firmware for mps2-an386 (firmware_templates/cortex-m-qemu-tflm) around
+    ``model_header`` (a <user>_model.h of codegen.emit), with TFLM's reference kernels (``kernels`` "ref")
+    or CMSIS-NN's ("cmsis"); ``fc`` overrides the FULLY_CONNECTED kernel. TFLM itself is compiled once per
+    flag set into the cache (two cores: -j2). Returns the ELF."""
+    if shutil.which("arm-none-eabi-g++") is None:
+        raise RuntimeError("arm-none-eabi-g++ not found: apt-get install gcc-arm-none-eabi "
+                           "libstdc++-arm-none-eabi-newlib libstdc++-arm-none-eabi-dev")
+    args = ["-j2", f"MODEL={Path(model_header).resolve()}", f"KERNELS={kernels}", *tflm_make_vars()]
+    if fc is not None:
+        args.append(f"TFLM_FC={fc}")
+    if extra_cxxflags:
+        args.append(f"EXTRA_CXXFLAGS={extra_cxxflags}")
+    make(TFLM_QEMU_DIR, *args, build_dir=build_dir)
+    return (build_dir or TFLM_QEMU_DIR / "build") / "pv_fw.elf"
 
 
 def build_riscv_firmware(build_dir: Path | None = None, extra_cflags: str = "") -> Path:
@@ -329,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         board: _ChildBoard
+        if args.target == "cortex-m-qemu-tflm":
+            raise ValueError("cortex-m-qemu-tflm runs a user's .tflite: emit its project (codegen.emit --target "
+                             "cortex-m-qemu-tflm) and boot it with python -m host_tools.flash --target "
+                             "cortex-m-qemu-tflm --build DIR")
         if args.target == "cortex-m-qemu":
             board = QemuBoard(bulk=args.bulk, icount=not args.no_icount)
         elif args.target == "riscv32-qemu":

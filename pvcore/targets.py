@@ -71,7 +71,7 @@ class Target:
     kernel: str  # KERNELS
     chip: str | None  # ESP-IDF's IDF_TARGET and esptool's --chip; None for the virtual boards
     description: str
-    firmware: str  # its template folder under firmware_templates/ (a -tflm project adds esp32-tflm/'s files)
+    firmware: str  # its template folder under firmware_templates/ (a TFLM project adds tflm-common/'s files)
     uart: int = 0
     baud: int = 921600
     # Views per probe the firmware scores by default (PV_VIEWS, firmware_templates/common/pv_protocol.h):
@@ -86,7 +86,7 @@ class Target:
     # (docs/results.md, "Device decisions vs float f"). Its arena, PV_KERNEL16_ARENA_BYTES (int8:
     # PV_KERNEL_ARENA_BYTES), fits the Cortex-M's 48 KB budget; the price is speed (≈ 4× int8's SMLAD
     # instructions: docs/results.md, "Firmware on the emulated Cortex-M4"). The TFLM projects run the int8
-    # .tflite.
+    # .tflite by default (cortex-m-qemu-tflm also the 16x8 one: tflm-common/pv_tflm.cc).
     activations: str = "int16"
     # The firmware compiles a model's shared prefix in (pv_base_theta.h, codegen.emit --shared-prefix): the
     # Makefile when the file is there, the ESP-IDF projects through pv_app_config.h. Not the -tflm ones:
@@ -101,6 +101,10 @@ class Target:
         return self.family in VIRTUAL_FAMILIES
 
 
+_MPS2_AN386 = QemuBoot("qemu-system-arm", "qemu-system-arm", "mps2-an386",
+                       # semihosting: the firmware's exit code (RESET mode 1) becomes QEMU's
+                       ("-semihosting-config", "enable=on,target=native"),
+                       bulk_base=0x21000000)  # PSRAM
 _ESP32 = FlashLayout("ESP32", 0x1000)
 _ESP32S3 = FlashLayout("ESP32-S3", 0x0)
 _ESP32C3 = FlashLayout("ESP32-C3", 0x0)
@@ -121,11 +125,10 @@ TARGETS: dict[str, Target] = {
         Target("esp32c3-tflm", "esp-idf", "tflm", "esp32c3", "ESP32-C3, ESP-IDF project, TFLite Micro",
                "esp32", activations="int8", shared_prefix=False, flash=_ESP32C3),
         Target("cortex-m-qemu", "cortex-m-qemu", "fixed", None,
-               "Cortex-M4 on QEMU mps2-an386 (arm-none-eabi-gcc, Makefile)", "cortex-m-qemu",
-               qemu=QemuBoot("qemu-system-arm", "qemu-system-arm", "mps2-an386",
-                             # semihosting: the firmware's exit code (RESET mode 1) becomes QEMU's
-                             ("-semihosting-config", "enable=on,target=native"),
-                             bulk_base=0x21000000)),  # PSRAM
+               "Cortex-M4 on QEMU mps2-an386 (arm-none-eabi-gcc, Makefile)", "cortex-m-qemu", qemu=_MPS2_AN386),
+        Target("cortex-m-qemu-tflm", "cortex-m-qemu", "tflm", None,
+               "Cortex-M4 on QEMU mps2-an386, TFLite Micro on the .tflite (reference or CMSIS-NN kernels)",
+               "cortex-m-qemu-tflm", activations="int8", shared_prefix=False, qemu=_MPS2_AN386),
         Target("riscv32-qemu", "riscv32-qemu", "fixed", None,
                "RV32IMC on QEMU virt (riscv64-unknown-elf-gcc + picolibc, Makefile)", "riscv32-qemu",
                shared_prefix=False,

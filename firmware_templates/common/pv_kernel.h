@@ -29,11 +29,21 @@
 #ifndef PV_WITH_16X8
 #define PV_WITH_16X8 0
 #endif
-#if PV_WITH_16X8
+#if defined(PV_KERNEL_TFLM)
+/* A TFLite Micro build (firmware_templates/tflm-common/pv_tflm.cc implements this header on the emitted
+ * .tflite): TFLM owns its arena, the caller's is not used (a placeholder), and INFO reports TFLM's. */
+#define PV_STREAM_ARENA_BYTES 8u
+uint32_t pv_tflm_arena_bytes(void);
+#define PV_KERNEL_ARENA_IN_USE(views) pv_tflm_arena_bytes()
+#elif PV_WITH_16X8
 #define PV_STREAM_ARENA_BYTES \
     (PV_KERNEL16_ARENA_BYTES > PV_KERNEL_ARENA_BYTES ? PV_KERNEL16_ARENA_BYTES : PV_KERNEL_ARENA_BYTES)
 #else
 #define PV_STREAM_ARENA_BYTES PV_KERNEL_ARENA_BYTES
+#endif
+#ifndef PV_KERNEL_ARENA_IN_USE
+/* The arena bytes a build holds for `views` views per probe (INFO's arena_bytes). */
+#define PV_KERNEL_ARENA_IN_USE(views) ((uint32_t)PV_STREAM_ARENA_BYTES + (uint32_t)PV_KERNEL_ARENA_BYTES * ((views) - 1u))
 #endif
 
 /* Called with each layer's output (n bytes, HWC; int8 values, or int16 for a 16x8 model and for an exact-sum

@@ -112,8 +112,7 @@ static void build_info(pv_proto_t *p, uint8_t out[PV_INFO_BYTES]) {
     (void)pv_store_active_blob(s, &blob_len);
     pv_wr32(out + PV_INFO_OFF_THETA_BYTES, blob_len);
     pv_wr32(out + PV_INFO_OFF_FREE_RAM, p->board.free_ram);
-    pv_wr32(out + PV_INFO_OFF_ARENA_BYTES,
-            (uint32_t)PV_STREAM_ARENA_BYTES + (uint32_t)PV_KERNEL_ARENA_BYTES * (PV_VIEWS - 1u));
+    pv_wr32(out + PV_INFO_OFF_ARENA_BYTES, PV_KERNEL_ARENA_IN_USE(PV_VIEWS));
     pv_wr32(out + PV_INFO_OFF_IMAGE_BYTES, PV_IMAGE_BYTES);
     pv_wr32(out + PV_INFO_OFF_TICK_HZ, p->board.tick_hz);
     pv_wr32(out + PV_INFO_OFF_BULK_IMAGES, p->board.bulk != NULL ? p->board.bulk_bytes / PV_IMAGE_BYTES : 0u);

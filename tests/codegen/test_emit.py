@@ -20,6 +20,7 @@ from codegen.quantize import quantize
 from codegen.tflite_writer import check_model
 from pvcore.blob import blob_size, unpack_blob
 from pvcore.cli import EXIT_ERROR, EXIT_USAGE
+from pvcore.paths import REPO_ROOT
 from pvcore.spec import F_SPEC
 from pvcore.targets import TARGETS
 from pvcore.user_store import UserStore
@@ -134,7 +135,7 @@ def test_16x8_tflite(store: UserStore, tmp_path: Path, capsys, face_images: np.n
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--format", "tflite", "--target", "esp32-tflm"], "pv_tflm.cc feeds an int8 input"),
+    (["--format", "tflite", "--target", "esp32-tflm"], "ESP-NN's kernels, whose 16x8 results are not verified"),
     (["--format", "tflite", "--shared-prefix", "pool"], "a 16x8 base blob is not built yet"),
     (["--target", "esp32", "--views", "2"], "runs one view per probe"),
 ])
@@ -305,13 +306,43 @@ def test_views_per_target(store: UserStore, tmp_path: Path, capsys) -> None:
         if TARGETS[target].family != "esp-idf":
             assert "PV_VIEWS ?= 1" in (out / "Makefile").read_text()
             assert f"PV_WITH_16X8 ?= {with16}" in (out / "Makefile").read_text()
-        else:
-            assert project_defines(out / "main") == ["-DPV_VIEWS=1u"]
+        else:  # a TFLM build: pv_kernel.h's kernel front is pv_tflm.cc's
+            assert project_defines(out / "main") == ["-DPV_VIEWS=1u", "-DPV_KERNEL_TFLM"]
     assert emit_mod.main(["--list-targets"]) == 0
     listed = capsys.readouterr().out
     assert "esp32    " in listed and "default 16x8 θ, 1 view per probe (--activations int8: 2 views" in listed
     assert "cortex-m-qemu" in listed and "(--activations int8: 1 view per probe)" in listed
     assert "int8 θ, 1 view per probe" in listed  # the -tflm targets
+
+
+def test_cortex_m_tflm_project(store: UserStore, tmp_path: Path, capsys) -> None:
+    """cortex-m-qemu-tflm: a Makefile project around the TFLM glue every TFLM project shares (the same file as
+    an ESP-IDF -tflm project's main/pv_tflm.cc), the core without the fixed kernel, the model header; int8 by
+    default, 16x8 on request — with the warning for TFLM + CMSIS-NN/ESP-NN users on the command line and in
+    the model header. (Built and run on QEMU: tests/firmware/test_tflm_qemu.py.)"""
+    glue = (REPO_ROOT / "firmware_templates" / "tflm-common" / "pv_tflm.cc").read_bytes()
+    out = tmp_path / "tflm"
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "cortex-m-qemu-tflm", "--out", str(out),
+                            capsys=capsys)
+    assert rc == 0, err
+    assert "WARNING" not in err and "blob format 4" in text
+    assert (out / "tflm" / "pv_tflm.cc").read_bytes() == glue and (out / "tflm" / "tflm.mk").is_file()
+    assert (out / "pv" / "pv_protocol.c").is_file() and not (out / "pv" / "pv_kernel.c").exists()
+    mk = (out / "Makefile").read_text()
+    assert "include tflm/tflm.mk" in mk and "-DPV_MODEL_HEADER='\"carol_model.h\"'" in mk
+    assert "-DPV_KERNEL_TFLM" in mk and "TFLM_FC ?= $(KERNELS)" in mk
+    assert "#define PV_MODEL_ACTIVATIONS_INT16 0" in (out / "carol_model.h").read_text()
+    out16 = tmp_path / "tflm16"
+    rc, text, err = run_cli(store, "--user", "carol", "--target", "cortex-m-qemu-tflm", "--activations", "int16",
+                            "--out", str(out16), capsys=capsys)
+    assert rc == 0, err
+    assert "blob format 3" in text and "WARNING" in err and "ignores groups" in err
+    assert "TFLM_FC ?= ref" in (out16 / "Makefile").read_text()
+    h = (out16 / "carol_model.h").read_text()
+    assert "#define PV_MODEL_ACTIVATIONS_INT16 1" in h and "WARNING (16x8 on TFLite Micro)" in h
+    esp = tmp_path / "esp"
+    assert run_cli(store, "--user", "carol", "--target", "esp32-tflm", "--out", str(esp), capsys=capsys)[0] == 0
+    assert (esp / "main" / "pv_tflm.cc").read_bytes() == glue
 
 
 def test_views_refused(store: UserStore, tmp_path: Path, capsys) -> None:
