@@ -132,12 +132,11 @@ static inline int32_t pv_c16_pack(int32_t lo, int32_t hi) { /* (lo & 0xFFFF) | h
     __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
     return r;
 }
-static inline int32_t pv_c16_fin(int32_t rnd, int32_t h) { /* rnd + 2h - (h >>> 31) */
-    int32_t t;
-    __asm__("add %0, %1, %2, lsl #1\n\tsub %0, %0, %2, lsr #31" : "=&r"(t) : "r"(rnd), "r"(h));
-    return t;
+static inline int32_t pv_c16_packt(int32_t lo, int32_t hi) { /* (lo >> 16) | (hi & 0xFFFF0000) */
+    int32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
 }
-#define pv_c16_ssat16(x) __ssat((x), 16)
 #define pv_c16_usat15(x) __usat((x), 15)
 #else
 #define PV_C16_LD2(base, off, a, b)                 \
@@ -148,10 +147,9 @@ static inline int32_t pv_c16_fin(int32_t rnd, int32_t h) { /* rnd + 2h - (h >>> 
 static inline int32_t pv_c16_pack(int32_t lo, int32_t hi) {
     return pv_wrap_i32(((uint32_t)hi << 16) | ((uint32_t)lo & 0xFFFFu));
 }
-static inline int32_t pv_c16_fin(int32_t rnd, int32_t h) {
-    return pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31));
+static inline int32_t pv_c16_packt(int32_t lo, int32_t hi) {
+    return pv_wrap_i32((int32_t)(((uint32_t)hi & 0xFFFF0000u) | ((uint32_t)lo >> 16)));
 }
-static inline int32_t pv_c16_ssat16(int32_t x) { return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }
 static inline int32_t pv_c16_usat15(int32_t x) { return x < 0 ? 0 : (x > 32767 ? 32767 : x); }
 #endif
 
@@ -191,12 +189,14 @@ static int pv_c16_shape_ok(const pv_layer_desc_t *d) {
            d->kernel * d->kernel * cin_g <= PV_MAX_DEPTH;
 }
 
-/* The fast requantization's bounds, for every channel (pv_conv_s8.c's, with int16 inputs): no left shift
- * beyond 7, a right shift up to 21, |acc| << (left + 1) < 2^30 (|bias| <= 2^30 by the parser, depth < 2^7:
- * the sum fits 32 bits). Else the layer runs the transcription (pv_conv_s16_row_generic). */
+/* What the fast requantization needs, else the layer runs the transcription (pv_conv_s16_row_generic): the
+ * ReLU clamp with zero point 0 (every conv of pv-gconv-s; one clamp keeps the code small), and for every
+ * channel pv_conv_s8.c's bounds with int16 inputs: no left shift beyond 7, a right shift up to 21,
+ * |acc| << (left + 1) < 2^30 (|bias| <= 2^30 by the parser, depth < 2^7: the sum fits 32 bits). */
 static int pv_c16_fast(const pv_layer_desc_t *d, const pv_layer_params_t *p) {
     const uint32_t depth = d->kernel * d->kernel * (d->in_c / d->groups), qstep = p->n_quant > 1u ? 1u : 0u;
     uint32_t oc;
+    if (p->out_zp != 0 || p->act_min != 0 || p->act_max != 32767) return 0; /* the ReLU clamp only */
     for (oc = 0; oc < d->out_c; oc++) {
         const int32_t sh = p->shift[oc * qstep], b = p->bias[oc];
         const uint32_t bound = (uint32_t)(b < 0 ? -(int64_t)b : b) + depth * 32768u * 128u;
@@ -243,27 +243,22 @@ static void pv_c16_block_w(const pv_layer_desc_t *d, const pv_layer_params_t *p,
     }
 }
 
-/* MultiplyByQuantizedMultiplier + zp of an accumulator scaled by 2^(left + 1) (pv_conv_s8.c: pv_rq_fast) */
-static inline int32_t pv_c16_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
-    return pv_asr(pv_c16_fin(rnd, pv_smmulr(acc, mult)), e1);
-}
-
-/* clamp: relu: [0, 32767] (ReLU with zero point 0: USAT), else [lo, hi] */
-static inline int32_t pv_c16_clamp(int32_t v, int relu, int32_t lo, int32_t hi) {
-    if (relu) return pv_c16_usat15(v);
-    v = pv_c16_ssat16(v);
-    if (v < lo) v = lo;
-    if (v > hi) v = hi;
-    return v;
+/* MultiplyByQuantizedMultiplier of an accumulator scaled by 2^(left + 1), then the ReLU clamp [0, 32767]:
+ * pv_conv_s8.c's pv_rq_fast (derivation there) with zero point 0, less its "- [h < 0]": that term changes
+ * the result only where h < 0, and there both results are <= 0 (floor((2h + 2^e) / 2^(e+1)) with 2h < 0),
+ * which the clamp makes 0. */
+static inline int32_t pv_c16_rq_relu(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
+    const int32_t h = pv_smmulr(acc, mult);
+    return pv_c16_usat15(pv_asr(pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1)), e1));
 }
 
 /* requantize a0..a3 and store them as 4 int16 at o (word-aligned) */
-#define PV_C16_STORE(o, r, relu, lo, hi)                                                              \
+#define PV_C16_STORE(o, r)                                                                        \
     do {                                                                                          \
-        const int32_t v0_ = pv_c16_clamp(pv_c16_rq_fast(a0, (r)->mult[0], (r)->rnd[0], (r)->e1[0]), relu, lo, hi); \
-        const int32_t v1_ = pv_c16_clamp(pv_c16_rq_fast(a1, (r)->mult[1], (r)->rnd[1], (r)->e1[1]), relu, lo, hi); \
-        const int32_t v2_ = pv_c16_clamp(pv_c16_rq_fast(a2, (r)->mult[2], (r)->rnd[2], (r)->e1[2]), relu, lo, hi); \
-        const int32_t v3_ = pv_c16_clamp(pv_c16_rq_fast(a3, (r)->mult[3], (r)->rnd[3], (r)->e1[3]), relu, lo, hi); \
+        const int32_t v0_ = pv_c16_rq_relu(a0, (r)->mult[0], (r)->rnd[0], (r)->e1[0]);            \
+        const int32_t v1_ = pv_c16_rq_relu(a1, (r)->mult[1], (r)->rnd[1], (r)->e1[1]);            \
+        const int32_t v2_ = pv_c16_rq_relu(a2, (r)->mult[2], (r)->rnd[2], (r)->e1[2]);            \
+        const int32_t v3_ = pv_c16_rq_relu(a3, (r)->mult[3], (r)->rnd[3], (r)->e1[3]);            \
         const int32_t p01_ = pv_c16_pack(v0_, v1_), p23_ = pv_c16_pack(v2_, v3_);                 \
         PV_LOAD32((o)[0], &p01_);                                                                 \
         PV_LOAD32((o)[2], &p23_);                                                                 \
@@ -273,8 +268,7 @@ static inline int32_t pv_c16_clamp(int32_t v, int relu, int32_t lo, int32_t hi) 
 static inline __attribute__((always_inline)) void pv_c16_rowrun_row(const pv_layer_desc_t *d,
                                                                      const int16_t *const *rows, int16_t *o,
                                                                      uint32_t g, const int32_t *w,
-                                                                     const pv_c16_rq_t *r, const int relu,
-                                                                     int32_t lo, int32_t hi) {
+                                                                     const pv_c16_rq_t *r) {
     const uint32_t k = d->kernel, runlen = d->groups == 1u ? k * d->in_c : d->in_c / d->groups;
     const uint32_t nblk = runlen / 4u, xstep = d->stride * d->in_c / 2u, ostep = d->out_c;
     const int32_t *xr[PV_MAX_KERNEL], *wr[PV_MAX_KERNEL];
@@ -310,7 +304,7 @@ static inline __attribute__((always_inline)) void pv_c16_rowrun_row(const pv_lay
                 }
             }
         }
-        PV_C16_STORE(o, r, relu, lo, hi);
+        PV_C16_STORE(o, r);
     }
 }
 
@@ -319,8 +313,7 @@ static inline __attribute__((always_inline)) void pv_c16_rowrun_row(const pv_lay
 static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_layer_desc_t *d,
                                                                     const int16_t *const *rows, int16_t *out,
                                                                     uint32_t g, const int32_t *w,
-                                                                    const pv_c16_rq_t *r, const int relu, int32_t lo,
-                                                                    int32_t hi) {
+                                                                    const pv_c16_rq_t *r) {
     const uint32_t k = d->kernel, s = d->stride, in_c = d->in_c, out_c = d->out_c, out_w = d->out_w;
     const uint32_t cin_g = in_c / d->groups, kb = cin_g / 4u, xs = in_c / 2u;
     const int32_t *xr[PV_MAX_KERNEL], *wr[PV_MAX_KERNEL];
@@ -366,7 +359,7 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
                 PV_C16_BLK(x, 0, w, 56);
                 x += xs;
                 PV_C16_BLK(x, 0, w, 64);
-                PV_C16_STORE(o, r, relu, lo, hi);
+                PV_C16_STORE(o, r);
             }
             ox--; /* the loop's increment steps to ox_b */
             continue;
@@ -375,11 +368,15 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
             const uint32_t kx_lo = ix0 < 0 ? (uint32_t)-ix0 : 0u;
             const uint32_t kx_hi = (int32_t)d->in_w - ix0 < (int32_t)k ? (uint32_t)((int32_t)d->in_w - ix0) : k;
             for (t = 0; t < nr; t++) {
-                if (kb == 1u && kx_hi - kx_lo == 3u) {
-                    const int32_t *x = xr[t] + (size_t)ix0 * xs, *wk = wr[t];
+                if (kb == 1u && kx_hi - kx_lo <= 3u) { /* 3x3, 4 channels: the taps of the row unrolled */
+                    const uint32_t nt = kx_hi - kx_lo;
+                    const int32_t *x = xr[t] + (size_t)(ix0 + (int32_t)kx_lo) * xs, *wk = wr[t] + kx_lo * 8u;
+                    if (nt == 0u) continue;
                     PV_C16_BLK(x, 0, wk, 0);
+                    if (nt == 1u) continue;
                     x += xs;
                     PV_C16_BLK(x, 0, wk, 8);
+                    if (nt == 2u) continue;
                     x += xs;
                     PV_C16_BLK(x, 0, wk, 16);
                     continue;
@@ -391,27 +388,19 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
                 }
             }
         }
-        PV_C16_STORE(o, r, relu, lo, hi);
+        PV_C16_STORE(o, r);
     }
 }
 
 /* Output channels oc..oc+3 (group g) of one output row; rows[ky]: the input row of tap row ky, or NULL. */
-__attribute__((noinline)) static void pv_c16_block_row(const pv_layer_desc_t *d, const pv_layer_params_t *p,
-                                                        const int16_t *const *rows, int16_t *out, uint32_t oc,
-                                                        const int32_t *w, const pv_c16_rq_t *r) {
-    const int32_t lo = p->act_min, hi = p->act_max;
+__attribute__((noinline)) static void pv_c16_block_row(const pv_layer_desc_t *d, const int16_t *const *rows,
+                                                        int16_t *out, uint32_t oc, const int32_t *w,
+                                                        const pv_c16_rq_t *r) {
     const uint32_t g = oc / (d->out_c / d->groups);
-    out += oc;
     if (pv_c16_rowrun(d)) {
-        if (lo == 0 && hi == 32767) {
-            pv_c16_rowrun_row(d, rows, out, g, w, r, 1, lo, hi);
-        } else {
-            pv_c16_rowrun_row(d, rows, out, g, w, r, 0, lo, hi);
-        }
-    } else if (lo == 0 && hi == 32767) {
-        pv_c16_group_row(d, rows, out, g, w, r, 1, lo, hi);
+        pv_c16_rowrun_row(d, rows, out + oc, g, w, r);
     } else {
-        pv_c16_group_row(d, rows, out, g, w, r, 0, lo, hi);
+        pv_c16_group_row(d, rows, out + oc, g, w, r);
     }
 }
 
@@ -424,7 +413,7 @@ __attribute__((noinline)) static void pv_c16_row_expanding(const pv_layer_desc_t
         pv_c16_rq_t r;
         pv_c16_block_rq(p, oc, &r);
         pv_c16_block_w(d, p, oc, wb);
-        pv_c16_block_row(d, p, rows, out, oc, wb, &r);
+        pv_c16_block_row(d, rows, out, oc, wb, &r);
     }
 }
 #endif /* PV_USE_DSP */
@@ -460,7 +449,7 @@ void pv_conv_s16_row(const pv_layer_desc_t *d, const pv_layer_params_t *p, const
         for (oc = 0; oc < d->out_c; oc += 4u) {
             pv_c16_rq_t r;
             pv_c16_block_rq(p, oc, &r);
-            pv_c16_block_row(d, p, rows, out, oc, wx + 1u + (oc / 4u) * pv_c16_block_words(d), &r);
+            pv_c16_block_row(d, rows, out, oc, wx + 1u + (oc / 4u) * pv_c16_block_words(d), &r);
         }
         return;
     }
@@ -492,7 +481,7 @@ void pv_conv_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int
                     const int32_t iy = pv_tap_row(d, oy, ky);
                     rows[ky] = iy < 0 ? NULL : in + (size_t)iy * r_in;
                 }
-                pv_c16_block_row(d, p, rows, out + (size_t)oy * r_out, oc, wb, &r);
+                pv_c16_block_row(d, rows, out + (size_t)oy * r_out, oc, wb, &r);
             }
         }
         return;
@@ -511,15 +500,22 @@ void pv_conv_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int
 void pv_widen_s8(int16_t *dst, const int8_t *src, uint32_t n) {
     uint32_t i = 0;
 #if defined(PV_USE_DSP)
-    for (; i + 4u <= n; i += 4u) { /* SXTB16 gives (x0, x2), (x1, x3); two PKH put them in order */
-        int32_t w, lo, hi, p01, p23;
-        PV_LOAD32(w, src + i);
-        lo = pv_sxtb16(w);
-        hi = pv_sxtb16_ror8(w);
-        p01 = pv_c16_pack(lo, hi);
-        p23 = pv_c16_pack(pv_asr(lo, 16), pv_asr(hi, 16));
-        PV_LOAD32(dst[i], &p01);
-        PV_LOAD32(dst[i + 2u], &p23);
+    for (; i + 8u <= n; i += 8u) { /* SXTB16 gives (x0, x2), (x1, x3); PKHBT, PKHTB put them in order */
+        int32_t w0, w1, lo0, hi0, lo1, hi1, o0, o1, o2, o3;
+        PV_LOAD32(w0, src + i);
+        PV_LOAD32(w1, src + i + 4u);
+        lo0 = pv_sxtb16(w0);
+        hi0 = pv_sxtb16_ror8(w0);
+        lo1 = pv_sxtb16(w1);
+        hi1 = pv_sxtb16_ror8(w1);
+        o0 = pv_c16_pack(lo0, hi0);
+        o1 = pv_c16_packt(lo0, hi0);
+        o2 = pv_c16_pack(lo1, hi1);
+        o3 = pv_c16_packt(lo1, hi1);
+        PV_LOAD32(dst[i], &o0);
+        PV_LOAD32(dst[i + 2u], &o1);
+        PV_LOAD32(dst[i + 4u], &o2);
+        PV_LOAD32(dst[i + 6u], &o3);
     }
 #endif
     for (; i < n; i++) dst[i] = (int16_t)src[i];
