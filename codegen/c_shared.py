@@ -4,7 +4,8 @@
                                                   command ids, error codes, reset modes, the INFO and
                                                   result records' offsets and flags
     firmware_templates/common/pv_blob_format.h    pvcore/blob.py: the θ blob's magic, format versions
-                                                  (2, 3, 4), record sizes, flags and field offsets
+                                                  (2, 3, 4), record sizes, flags and field offsets;
+                                                  pvcore/signed.py: the signed envelope around it
     firmware_templates/common/pv_store_format.h   pvcore/store_format.py: the A/B θ store's slot header
                                                   (magic, size, field offsets) and its largest blob
 
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pvcore import blob, protocol, qtheta, store_format
+from pvcore import blob, protocol, qtheta, signed, store_format
 from pvcore.atomic import atomic_write_bytes
 from pvcore.paths import REPO_ROOT
 
@@ -113,9 +114,9 @@ def render_protocol() -> str:
 
 
 def render_blob_format() -> str:
-    b = blob
+    b, s = blob, signed
     versions = ", ".join(f"{v} ({b.FORMAT_VERSIONS[v]})" for v in sorted(b.FORMAT_VERSIONS))
-    return f"""{_banner("pvcore/blob.py and pvcore/qtheta.py")}#ifndef PV_BLOB_FORMAT_H
+    return f"""{_banner("pvcore/blob.py, pvcore/qtheta.py and pvcore/signed.py")}#ifndef PV_BLOB_FORMAT_H
 #define PV_BLOB_FORMAT_H
 
 {_define("PV_BLOB_MAGIC", b.MAGIC.decode("ascii"), "bytes 0..3 of every θ blob")}
@@ -152,6 +153,17 @@ def render_blob_format() -> str:
 {_define_int32("PV_BLOB_BIAS_LIMIT", qtheta.BIAS_LIMIT, "|bias| <= this")}
 {_define_int32("PV_BLOB_ZP8_MIN", qtheta.INT8_MIN, "int8 zero points (16x8: 0)")}
 {_define_int32("PV_BLOB_ZP8_MAX", qtheta.INT8_MAX)}
+
+/* The signed envelope (pvcore/signed.py): header, the θ blob, Ed25519 signature over header + blob. */
+{_define("PV_SIGNED_MAGIC", s.SIGNED_MAGIC.decode("ascii"), "bytes 0..3 of a signed θ")}
+{_define("PV_SIGNED_MAGIC_LEN", len(s.SIGNED_MAGIC))}
+{_define("PV_SIGNED_VERSION", s.SIGNED_VERSION)}
+{_define("PV_SIGNED_HEADER_BYTES", s.SIGNED_HEADER_SIZE, "the θ blob follows, 4-byte aligned")}
+{_define("PV_SIGNATURE_BYTES", s.SIGNATURE_BYTES, "Ed25519 (RFC 8032), after the blob")}
+{_define("PV_PUBLIC_KEY_BYTES", s.PUBLIC_KEY_BYTES)}
+{_define("PV_KEY_ID_BYTES", s.KEY_ID_BYTES, "SHA-256 of the public key, first bytes")}
+{_define("PV_SIGNED_OVERHEAD", s.SIGNED_OVERHEAD, "header + signature")}
+{_offsets("PV_SIGNED_HDR", s.SIGNED_HEADER_OFFSETS)}
 
 #endif /* PV_BLOB_FORMAT_H */
 """

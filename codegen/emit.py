@@ -7,8 +7,9 @@ Reads the user store (``pvcore.user_store``: θ + meta with arch hash and thresh
 (``codegen.quantize``; calibration: package faces plus the enrollment crop — ``--enroll-crop`` or the one
 kept in the store entry), and writes
 
-    blob       <user>_theta.bin    the θ blob (pvcore/blob.py): serial link or θ partition
-    c-header   <user>_theta.h      const arrays + the blob, compiled in
+    blob       <user>_theta.bin    the signed θ (pvcore/signed.py: the θ blob of pvcore/blob.py in an Ed25519
+                                   envelope by the keyring's active key, --keys): serial link or θ partition
+    c-header   <user>_theta.h      const arrays + the signed θ, compiled in
     tflite     <user>.tflite       int8 .tflite (codegen/tflite_writer.py) and <user>_model.h (C array, TFLM);
                                    with --activations int16 the 16x8 one (int16 activations), alone
 
@@ -24,6 +25,7 @@ user, θ of another architecture, corrupt θ, existing output, …), 2 a wrong c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import logging
@@ -51,9 +53,11 @@ from codegen.project import (
 )
 from codegen.quantize import QuantConfig, quantize
 from codegen.tflite_writer import TFLM_16X8_NOTE, build_tflite, tflm_arena_bytes
+from codegen.trusted_keys import HEADER_NAME, render_keyring
 from pvcore.atomic import FolderExists, publish_folder, replace_folder, temp_folder_beside
 from pvcore.blob import BlobError, format_version, pack_blob
 from pvcore.cli import add_target_arg, add_user_store_args, fail, setup_logging
+from pvcore.keys import Keyring, KeyringError
 from pvcore.paths import REPO_ROOT
 from pvcore.qtheta import ACTIVATIONS, QuantizedF
 from pvcore.store_format import SLOT_HEADER_BYTES
@@ -114,12 +118,15 @@ def load_enroll_crop(path: Path) -> np.ndarray:
 
 def make_artifacts(qf: QuantizedF, user_id: str, threshold: float, formats: set[str],
                    timings: dict[str, float], personal_blob: bytes | None = None,
-                   base_header: tuple[str, bytes] | None = None) -> tuple[Artifacts, int | None]:
+                   base_header: tuple[str, bytes] | None = None,
+                   keyring: Keyring | None = None) -> tuple[Artifacts, int | None]:
     t = time.perf_counter()
     blob = b""
     try:  # int8: format version 4 (the s8 kernels); 16x8: version 3 (the s16 kernels)
         blob = personal_blob if personal_blob is not None else pack_blob(qf, user_id, threshold)
-    except BlobError as e:
+        if formats & {"blob", "c-header"}:  # what a board installs: signed, with the key's next counter
+            blob = (keyring or Keyring()).sign(blob)
+    except (BlobError, KeyringError) as e:
         raise EmitError(str(e)) from None
     timings["blob_s"] = time.perf_counter() - t
     theta_h = model_h = tfl = None
@@ -259,7 +266,8 @@ def write_output(dest: Path, fill: Callable[[Path], None], marker: bytes, force:
 
 def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: str = "all", force: bool = False,
          users_root: Path | None = None, enroll_crop: Path | None = None,
-         shared_prefix: str | None = None, views: int | None = None, activations: str | None = None) -> EmitResult:
+         shared_prefix: str | None = None, views: int | None = None, activations: str | None = None,
+         keys: Path | None = None) -> EmitResult:
     """Emit one user's artifacts (and project); raises EmitError on bad input, leaving nothing behind.
     ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
     ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
@@ -267,7 +275,9 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     ``activations``: "int8" (blob format 4, the s8 kernels) or "int16" (16x8: blob format 3, the s16 kernels, one
     view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for every project
     of the fixed kernel, int8 for the -tflm ones) unless ``views`` 2 or ``shared_prefix`` ask for int8;
-    without a target int8 (the full-int8 .tflite the issue asks for, and its blob)."""
+    without a target int8 (the full-int8 .tflite the issue asks for, and its blob).
+    ``keys``: the keyring (pvcore.keys; None: its default) whose active key signs θ and whose public keys the
+    project's firmware trusts (pv_trusted_keys.h)."""
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise EmitError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
@@ -342,7 +352,14 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     else:
         qf = quantize(theta, enroll_u8=crop, cfg=QuantConfig(activations=activations))
     res.seconds["quantize_s"] = time.perf_counter() - t
-    art, tflm_arena = make_artifacts(qf, user_id, meta.threshold, formats, res.seconds, personal, base_header)
+    keyring = Keyring(keys)
+    art, tflm_arena = make_artifacts(qf, user_id, meta.threshold, formats, res.seconds, personal, base_header,
+                                     keyring)
+    if tgt is not None:
+        try:
+            art = dataclasses.replace(art, trusted_keys=(HEADER_NAME, render_keyring(keyring).encode()))
+        except KeyringError as e:
+            raise EmitError(str(e)) from None
 
     def fill(folder: Path) -> None:
         if tgt is not None:
@@ -435,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                          "and the 16x8 .tflite; not for -tflm targets or --shared-prefix. Default: the target's "
                          "(--list-targets: int16 for the fixed-kernel targets esp32, esp32s3, esp32c3, "
                          "cortex-m-qemu and host, unless --views 2 or --shared-prefix), else int8")
+    ap.add_argument("--keys", type=Path, metavar="DIR",
+                    help="the signing keyring: its active key signs θ, and the project's firmware trusts its "
+                         "public keys (default: $PV_KEYS_DIR or ~/.config/hyperverif-mcu/keys; "
+                         "python -m host_tools.keys)")
     ap.add_argument("--list-targets", action="store_true", help="print the targets and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every file written")
     args = ap.parse_args(argv)
@@ -446,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(quiet=True)  # stdout is the report; -v lists the files, not debug logs
     try:
         res = emit(args.user, args.target, args.out, args.format, args.force, args.users, args.enroll_crop,
-                   args.shared_prefix, args.views, args.activations)
+                   args.shared_prefix, args.views, args.activations, args.keys)
     except EmitError as e:
         fail(str(e))
     print(_report(res, args.verbose))

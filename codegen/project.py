@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from codegen import third_party
 from codegen.c_arch import render as render_arch_h
 from codegen.c_header import c_ident, jinja_env
 from pvcore import targets
@@ -65,6 +66,7 @@ class Artifacts:
     tflite: tuple[str, bytes] | None
     base_header: tuple[str, bytes] | None = None  # pv_base_theta.h (codegen.shared_prefix), blob is then personal
     activations: str = "int8"  # "int16": a 16x8 θ blob (format 3): the firmware is built with PV_WITH_16X8=1
+    trusted_keys: tuple[str, bytes] | None = None  # pv_trusted_keys.h (codegen.trusted_keys): a project needs it
 
     @property
     def with16(self) -> int:
@@ -87,6 +89,8 @@ def _core_files(kernel: str) -> dict[str, bytes]:
     headers = [p.relative_to(COMMON).as_posix() for p in COMMON.rglob("*.h") if p.name != "pv_arch.h"]
     out = {Path(rel).name: (COMMON / rel).read_bytes() for rel in sources + headers}
     assert len(out) == len(sources) + len(headers), "two files of the core share a name"
+    out.update(third_party.sources())  # Monocypher (the signature check), fetched from PyPI
+    out["monocypher-LICENSE.txt"] = (third_party.MONOCYPHER.folder / "LICENSE").read_bytes()
     out["pv_arch.h"] = render_arch_h(F_SPEC).encode()
     return dict(sorted(out.items()))
 
@@ -108,6 +112,8 @@ def render_project(target: Target, art: Artifacts, out: Path, views: int | None 
     if target.kernel == "tflm" and art.model_header is None:
         raise ProjectError(f"target {target.name} runs the .tflite: emit it with --format tflite or all")
     views = check_views(target, views)
+    if art.trusted_keys is None:
+        raise ProjectError("a firmware project needs the keys it trusts (pv_trusted_keys.h from the keyring)")
     files: dict[str, bytes] = {}
     ident = c_ident(art.user_id)
     if target.family == "esp-idf":
@@ -116,6 +122,8 @@ def render_project(target: Target, art: Artifacts, out: Path, views: int | None 
         _make_tflm(target, art, files)
     else:
         _make(target, art, files, views)
+    # the keys the firmware trusts, beside the core that includes it (pv_sign.c)
+    files[("main/pv/" if target.family == "esp-idf" else "pv/") + art.trusted_keys[0]] = art.trusted_keys[1]
     written = []
     for rel, data in files.items():
         p = out / rel

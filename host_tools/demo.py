@@ -9,7 +9,9 @@
    and report her threshold: the model's global one, or with ``--far`` her own from LFW's impostor
    cohort when the shared data folder is there.
 2. **Emit** her verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers, .tflite,
-   firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights).
+   firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights). The θ is signed
+   and the firmware trusts the signing key (docs/signing.md): ``--keys``, else the user's keyring when it
+   has a key, else a throwaway key generated for this run in a temporary folder.
 3. **Build and boot** the emitted Cortex-M4 project on QEMU mps2-an386 (``--boards`` instances).
 4. **Enroll over serial**: the emitted θ blob goes to each board in chunks, COMMIT, checked with INFO.
 5. **Parity**: views of the enrolled person and of a stranger (Grace Hopper, matplotlib's sample
@@ -30,6 +32,7 @@ import argparse
 import json
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -39,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from pvcore.cli import EXIT_CHECK_FAILED, EXIT_OK, fail, setup_logging
+from pvcore.signed import inner_blob
 from pvcore.targets import TARGETS
 
 log = logging.getLogger(__name__)
@@ -122,6 +126,22 @@ EnrollFn = Callable[..., Enrolled]
 
 
 # ---- the demo ---------------------------------------------------------------------------------------------
+def signing_keys(keys: Path | None) -> tuple[Path, bool]:
+    """The keyring that signs the demo's θ (and whose keys its firmware trusts): ``keys``, else the user's
+    default keyring when it has an active key, else a throwaway key in a temporary folder outside the
+    repository (deleted once the θ are signed). Returns the folder and whether it is the throwaway one."""
+    from pvcore.keys import Keyring
+
+    ring = Keyring(keys)
+    if keys is not None or ring.active_name() is not None:
+        return ring.dir, False
+    tmp = Path(tempfile.mkdtemp(prefix="pv-demo-keys-"))
+    Keyring(tmp).generate("demo")
+    print(f"no signing key in {ring.dir}: the demo signs with a throwaway key (python -m host_tools.keys "
+          "generate makes yours)", flush=True)
+    return tmp, True
+
+
 def check_tools() -> None:
     missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make") if shutil.which(t) is None]
     if missing:
@@ -142,6 +162,7 @@ def run_demo(
     show_progress: bool = True,
     enroll_views: int = 2,
     far: float | None = None,
+    keys: Path | None = None,
 ) -> dict[str, object]:
     from codegen.emit import emit
     from host_tools import flash
@@ -166,15 +187,20 @@ def run_demo(
     t = lap(f"enroll (detect, align, {enroll_views} view(s) embedded, h)", t)
     print(f"{ENROLLED}'s threshold: logit {person.threshold:+.3f} ({person.threshold_origin})", flush=True)
 
+    keys_dir, throwaway = signing_keys(keys)
     emitted: dict[str, Path] = {}
-    for target in ("cortex-m-qemu", "esp32"):
-        res = emit(ENROLLED, target, out=out / "emit" / target, force=True, users_root=users)
-        emitted[target] = res.out
+    try:
+        for target in ("cortex-m-qemu", "esp32"):
+            res = emit(ENROLLED, target, out=out / "emit" / target, force=True, users_root=users, keys=keys_dir)
+            emitted[target] = res.out
+    finally:
+        if throwaway:  # the θ are signed and the firmware trusts its public key: nothing needs it any more
+            shutil.rmtree(keys_dir, ignore_errors=True)
     t = lap("emit cortex-m-qemu + esp32", t)
 
     blob_file = emitted["cortex-m-qemu"] / f"{ENROLLED}_theta.bin"
     ub = blob_from_file(blob_file)
-    same = blob_from_store(ENROLLED, users, activations=ub.qf.activations)[0].blob == ub.blob
+    same = blob_from_store(ENROLLED, users, activations=ub.qf.activations)[0].blob == inner_blob(ub.blob)
     if not same:
         raise DemoError(f"{blob_file} differs from the blob host_tools builds from the user store")
 
@@ -259,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--far", type=float, default=None,
                     help="her own threshold for this false-accept rate from LFW's impostor cohort (needs the "
                          "shared data folder; without it the global threshold is kept)")
+    ap.add_argument("--keys", type=Path, metavar="DIR",
+                    help="the signing keyring (default: $PV_KEYS_DIR or ~/.config/hyperverif-mcu/keys when it has a "
+                         "key, else a throwaway key made for this run)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     setup_logging(quiet=True)
@@ -277,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_demo(
             args.out, n_views=args.per_person, boards=args.boards, model_path=args.model,
             min_agreement=args.min_agreement, show_progress=not args.no_progress, enroll_views=args.enroll_views,
-            far=args.far,
+            far=args.far, keys=args.keys,
         )  # fmt: skip
     except (DemoError, EmitError, EnrollError, FlashError, ParityError, LinkError, DeviceError, FaceError,
             HyperModelError, UserStoreError, RuntimeError, OSError) as e:  # fmt: skip

@@ -30,7 +30,9 @@ import serial
 from host_tools.serial_link import DeviceError, ErrorCode, Info, LinkError, LinkLost, SerialLink
 from pvcore.blob import BlobError, pack_blob, unpack_blob
 from pvcore.cli import add_port_args, add_user_store_args, fail, setup_logging
+from pvcore.keys import Keyring, KeyringError
 from pvcore.qtheta import QuantizedF
+from pvcore.signed import SignatureError, inner_blob, is_signed
 from pvcore.user_store import UserMeta, UserStore, UserStoreError
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ def blob_from_file(path: str | Path) -> UserBlob:
         header, qf = unpack_blob(data)
     except BlobError as e:
         raise EnrollError(f"{p}: {e}") from e
+    if is_signed(data):  # a signed θ (codegen.emit writes those): sent as it is, signature and counter included
+        return UserBlob(header.user_id, data, qf, header.threshold_logit, str(p))
     return UserBlob(header.user_id, data[: header.total_size], qf, header.threshold_logit, str(p))
 
 
@@ -115,6 +119,14 @@ _FATAL = {
     ErrorCode.BLOB_INVALID: "the board found the θ blob invalid (CRC or a layer record): regenerate it",
     ErrorCode.BAD_LENGTH: "the board refused the chunk length: its max payload differs from the link's",
     ErrorCode.STORE: "the board's θ store failed to erase/write its flash",
+    ErrorCode.UNSIGNED: "the board installs signed θ only: sign it with this host's key (--keys; "
+    "python -m host_tools.keys --help)",
+    ErrorCode.UNTRUSTED_KEY: "the board does not trust the key that signed this θ: sign with a key its firmware "
+    "trusts, or provision this key (emit and flash the firmware from this keyring: docs/signing.md)",
+    ErrorCode.BAD_SIGNATURE: "the θ's signature does not match its content: it was changed after signing; "
+    "sign it again",
+    ErrorCode.REPLAY: "the θ's counter is lower than the active θ's: an older signed θ is refused (replay); "
+    "sign the θ again (a fresh counter)",
 }
 
 
@@ -125,12 +137,21 @@ def enroll(
     attempts: int = 3,
     ready_timeout: float = 30.0,
     progress: Callable[[int, int], None] | None = None,
+    signer: Callable[[bytes], bytes] | None = None,
 ) -> EnrollResult:
     """Installs ``ub`` on the board behind ``link`` and checks with INFO that it is the active θ.
 
-    ``progress``: called as progress(received, total) after every chunk (tqdm-friendly).
+    ``progress``: called as progress(received, total) after every chunk (tqdm-friendly). A bare θ blob is
+    signed once first (every attempt resends the same signed θ) by ``signer``, else the link's, else the
+    default keyring's active key (pvcore.keys); a signed one is sent as it is.
     """
     t0 = time.monotonic()
+    data = ub.blob
+    if not is_signed(data):
+        try:
+            data = (signer or link.signer or Keyring().sign)(data)
+        except KeyringError as e:
+            raise EnrollError(f"cannot sign the θ of {ub.user_id!r}: {e}") from e
     info = link.info()
     if info.arch_hash != ub.qf.arch_hash:
         raise EnrollError(
@@ -147,7 +168,7 @@ def enroll(
         try:
             # a link that keeps damaging long frames gets shorter ones on the next attempt
             chunk = max(MIN_CHUNK, (link.max_payload - 4) >> (attempt - 1))
-            link.load_theta(ub.blob, chunk=chunk, progress=progress)
+            link.load_theta(data, chunk=chunk, progress=progress)
             slot, counter = link.commit()
             break
         except DeviceError as e:
@@ -185,12 +206,13 @@ def enroll(
             f"COMMIT answered slot {slot} counter {counter}, but INFO reports slot {info.active_slot}, "
             f"counter {info.commit_counter}, user {info.user_id!r}: the board did not keep the new θ"
         )
-    if info.theta_bytes != len(ub.blob) or np.float32(info.threshold_logit) != np.float32(ub.threshold):
+    blob_bytes = len(inner_blob(data))
+    if info.theta_bytes != blob_bytes or np.float32(info.threshold_logit) != np.float32(ub.threshold):
         raise EnrollError(
             f"INFO reports a {info.theta_bytes}-byte θ with threshold {info.threshold_logit}, "
-            f"sent {len(ub.blob)} bytes with threshold {ub.threshold}"
+            f"sent {blob_bytes} bytes with threshold {ub.threshold}"
         )
-    return EnrollResult(ub.user_id, slot, counter, len(ub.blob), attempt, time.monotonic() - t0, info)
+    return EnrollResult(ub.user_id, slot, counter, len(data), attempt, time.monotonic() - t0, info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--user", required=True, help="user id in the user store")
     add_port_args(ap, baud=115200, timeout=3.0)
-    ap.add_argument("--blob", type=Path, help="send this θ blob (from codegen) instead of building it from the store")
+    ap.add_argument("--blob", type=Path, help="send this θ blob (from codegen) instead of building it from the store; "
+                    "a signed one (codegen.emit writes those) as it is, a bare one signed first")
+    ap.add_argument("--keys", type=Path, metavar="DIR",
+                    help="the signing keyring whose active key signs the θ (default: $PV_KEYS_DIR or "
+                         "~/.config/hyperverif-mcu/keys; python -m host_tools.keys)")
     add_user_store_args(ap)
     ap.add_argument("--activations", choices=("auto", "int8", "int16"), default="auto",
                     help="the θ built from the store: int8 (blob format 4) or int16 (16x8, format 3: a firmware "
@@ -232,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                 def progress(received: int, total: int) -> None:
                     bar.update(received - bar.n)
 
-                res = enroll(link, ub, attempts=args.attempts, progress=progress)
-    except (EnrollError, UserStoreError, LinkError, DeviceError, BlobError, serial.SerialException) as e:
+                res = enroll(link, ub, attempts=args.attempts, progress=progress, signer=Keyring(args.keys).sign)
+    except (EnrollError, UserStoreError, LinkError, DeviceError, BlobError, SignatureError,
+            serial.SerialException) as e:
         fail(str(e))
     i = res.info
     print(

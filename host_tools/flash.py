@@ -152,11 +152,16 @@ def find_partition(parts: list[Partition], name: str) -> Partition:
 
 # ---- θ partition image -----------------------------------------------------------------------------------
 def theta_partition_image(blob: bytes, size: int, erase_size: int = FLASH_SECTOR, counter: int = 1) -> bytes:
-    """The θ partition as the firmware's A/B store reads it: slot A = committed slot header + blob,
+    """The θ partition as the firmware's A/B store reads it: slot A = committed slot header + the signed θ,
     everything else erased (0xFF). Slot size = (size / 2) rounded down to the erase size (pv_store_init);
-    the header is ``pvcore.store_format``'s, the one the firmware's pv_store_format.h is generated from."""
+    the header is ``pvcore.store_format``'s, the one the firmware's pv_store_format.h is generated from. The
+    firmware checks the signature at boot: ``blob`` must be signed (pvcore.signed; a bare blob is refused)."""
     from host_tools.serial_link import check_blob
+    from pvcore.signed import is_signed
 
+    if not is_signed(blob):
+        raise FlashError("a θ partition holds a signed θ (the firmware checks it at boot): sign the θ blob "
+                         "with the host's key (python -m host_tools.flash signs --theta/--user θ with --keys)")
     check_blob(blob)
     slot = (size // 2) // erase_size * erase_size
     if slot < SLOT_HEADER_BYTES + len(blob):
@@ -363,13 +368,21 @@ def serve(board: _ChildBoard) -> int:
 
 # ---- CLI -------------------------------------------------------------------------------------------------
 def _blob(args: argparse.Namespace) -> bytes:
+    """The signed θ to flash: --theta FILE as it is when signed, else signed with the keyring (--keys)."""
     from host_tools.enroll import blob_from_file, blob_from_store
+    from pvcore.keys import Keyring, KeyringError
+    from pvcore.signed import is_signed
 
     if args.theta is not None:
-        return blob_from_file(args.theta).blob
-    if args.user:
-        return blob_from_store(args.user, args.users)[0].blob
-    raise FlashError("--theta-only needs the θ: --theta FILE (a θ blob) or --user ID (from the user store)")
+        blob = blob_from_file(args.theta).blob
+    elif args.user:
+        blob = blob_from_store(args.user, args.users)[0].blob
+    else:
+        raise FlashError("--theta-only needs the θ: --theta FILE (a θ blob) or --user ID (from the user store)")
+    try:
+        return blob if is_signed(blob) else Keyring(args.keys).sign(blob)
+    except KeyringError as e:
+        raise FlashError(f"cannot sign the θ: {e}") from e
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build", type=Path, help="ESP-IDF build folder / virtual board build folder")
     ap.add_argument("--connect-attempts", type=int, default=7, help="ESP32: esptool connection attempts")
     ap.add_argument("--theta-only", action="store_true", help="ESP32: write only the θ partition")
-    ap.add_argument("--theta", type=Path, help="θ blob for --theta-only (or to add to a full flash)")
+    ap.add_argument("--theta", type=Path, help="θ blob for --theta-only (or to add to a full flash); signed as it "
+                    "is, a bare one signed with --keys")
+    ap.add_argument("--keys", type=Path, metavar="DIR",
+                    help="the signing keyring for a bare θ (default: $PV_KEYS_DIR or ~/.config/hyperverif-mcu/keys)")
     ap.add_argument("--user", help="θ of this user (from the user store) for --theta-only")
     add_user_store_args(ap)
     ap.add_argument("--partitions", type=Path, help="ESP32: partitions.csv (default: from the build folder)")

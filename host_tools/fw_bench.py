@@ -34,6 +34,13 @@ no DSP) on QEMU virt, twice: ``PV_WITH_16X8=0`` running the int8 θ and ``PV_WIT
 ``-icount shift=0`` one instruction is 1 ns: ticks = instructions, exact) and flash is .text + .rodata +
 .data (``riscv64-unknown-elf-size -A``).
 
+Then the signature check (docs/signing.md) on the Cortex-M4: ``make sign-bench`` builds
+cortex-m-qemu/sign_bench.c with the firmware's flags, which checks a signed personal θ (Monocypher's Ed25519
+via pv_sign.c) once as given and once tampered, under ``-icount shift=0`` (instructions = SysTick ticks x 40)
+and with the stack painted (its high-water mark); its flash is what pv_sign.o and Monocypher's objects put
+into the base build's image (.text + .rodata + .data + .ARM.exidx of those objects, from the linker map),
+its static RAM their .data + .bss.
+
     python -m host_tools.fw_bench [--out FILE] [--bench N] [--json]
 """
 
@@ -55,7 +62,9 @@ from host_tools.qemu import QEMU_DIR, RISCV_DIR, QemuBoard, RiscvQemuBoard, buil
 from host_tools.serial_link import DeviceError, SerialLink
 from pvcore.atomic import atomic_write_json
 from pvcore.cli import fail, setup_logging
+from pvcore.signed import SIGNED_OVERHEAD
 from pvcore.store_format import SLOT_HEADER_BYTES
+from pvcore.test_key import sign, sign_if_bare
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,7 @@ DEFAULT_OUT = QEMU_DIR / "build" / "fw_bench.json"
 GOALS = {"instructions_per_mac_dsp": 1.5, "peak_ram_bytes": 48 * 1024, "flash_bytes": 64 * 1024}
 
 
+SLOT_OVERHEAD = SLOT_HEADER_BYTES + SIGNED_OVERHEAD  # a θ slot: slot header + the signed θ's envelope
 ERASE_BYTES = 4096  # the QEMU boards' θ store erase size (qemu-common/pv_qemu_main.c THETA_ERASE)
 # The TFLite Micro rows: name, kernels (make KERNELS=), activations of the .tflite.
 TFLM_BUILDS = (("tflm_ref", "ref", "int8"), ("tflm_cmsis", "cmsis", "int8"),
@@ -108,7 +118,7 @@ def upstream_outcome(elf: Path, blob: bytes, image_u8: np.ndarray, golden: int) 
     or the board's error."""
     from codegen.golden import images_to_int8
 
-    with QemuBoard(elf) as url, SerialLink(url, timeout=10.0) as link:
+    with QemuBoard(elf) as url, SerialLink(url, timeout=10.0, signer=sign_if_bare) as link:
         link.install_theta(blob)
         try:
             r = link.infer(images_to_int8(image_u8))
@@ -172,7 +182,7 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...
     two views, then its mirror)."""
     from codegen.golden import images_to_int8
 
-    with board(elf) as url, SerialLink(url, timeout=10.0) as link:
+    with board(elf) as url, SerialLink(url, timeout=10.0, signer=sign_if_bare) as link:  # the template's test key
         views = link.info().views
         if views != len(golden):
             raise RuntimeError(f"{elf}: INFO reports {views} views per probe, expected {len(golden)}")
@@ -196,6 +206,62 @@ def measure(elf: Path, blob: bytes, image_u8: np.ndarray, golden: tuple[int, ...
             "arena_bytes": info.arena_bytes,
             "bit_exact": True,
         }
+
+
+SIGN_OBJECTS = ("pv_sign.o", "monocypher.o", "monocypher-ed25519.o")  # what checking signatures links in
+
+
+def object_bytes(map_path: Path, objects: tuple[str, ...]) -> dict[str, int]:
+    """Bytes that ``objects`` put into the linked image, per output kind (text, rodata, data, bss, ARM), from
+    a GNU ld map file (only the sections kept after --gc-sections)."""
+    import re
+
+    kept = map_path.read_text().split("Linker script and memory map", 1)[1]
+    out: dict[str, int] = {}
+    pending = None
+    for line in kept.splitlines():
+        m = re.match(r"^ (\.\S+)\s*$", line)
+        if m:
+            pending = m.group(1)
+            continue
+        m = re.match(r"^ (\.\S+)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$", line)
+        section, pending = (m.group(1) or pending) if m else None, None
+        if m and section and m.group(3).rsplit("/", 1)[-1] in objects:
+            kind = section.split(".")[1]
+            if kind in ("text", "rodata", "data", "bss", "ARM"):
+                out[kind] = out.get(kind, 0) + int(m.group(2), 16)
+    return out
+
+
+def signature_check(build_dir: Path, blob: bytes, firmware_map: Path) -> dict[str, Any]:
+    """The cost of checking ``blob`` signed (a personal θ) on the Cortex-M4: instructions and stack of
+    pv_envelope_verify (cortex-m-qemu/sign_bench.c), and the flash and static RAM the check adds to the
+    firmware whose linker map is ``firmware_map``."""
+    import struct
+
+    make(QEMU_DIR, "sign-bench", build_dir=build_dir)
+    env = sign(blob)
+    (build_dir / "len.bin").write_bytes(struct.pack("<I", len(env)))
+    (build_dir / "env.bin").write_bytes(env)
+    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "stdio",
+           "-kernel", str(build_dir / "pv_sign_bench.elf"), "-semihosting-config", "enable=on,target=native",
+           "-icount", "shift=0", "-device", f"loader,file={build_dir / 'len.bin'},addr=0x21000000,force-raw=on",
+           "-device", f"loader,file={build_dir / 'env.bin'},addr=0x21000010,force-raw=on"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, start_new_session=True)
+    rows = {w[0]: (int(w[1]), int(w[2]), int(w[3])) for w in map(str.split, res.stdout.splitlines()) if len(w) == 4}
+    if res.returncode != 0 or rows.get("verify", (1,))[0] != 0 or rows.get("tampered", (0,))[0] == 0:
+        raise RuntimeError(f"sign_bench: exit {res.returncode}, {res.stdout!r} {res.stderr!r}: the check of a "
+                           "signed θ must pass, and fail once tampered")
+    obj = object_bytes(firmware_map, SIGN_OBJECTS)
+    return {
+        "signed_bytes": len(env),
+        "instructions": rows["verify"][1] * 40,  # one SysTick tick at 25 MHz = 40 instructions
+        "instructions_tampered": rows["tampered"][1] * 40,
+        "stack_bytes": max(rows["verify"][2], rows["tampered"][2]),
+        "flash_bytes": obj.get("text", 0) + obj.get("rodata", 0) + obj.get("data", 0) + obj.get("ARM", 0),
+        "static_ram_bytes": obj.get("data", 0) + obj.get("bss", 0),
+        "objects": list(SIGN_OBJECTS),
+    }
 
 
 def report_row(m: dict[str, Any], sec: dict[str, int], text: int, other_flash: int, theta_slot: int, macs: int,
@@ -243,15 +309,16 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
             sec = section_sizes(elf)
             if with16:
                 m = measure(elf, blob16, image, (golden16,), n_bench)
-                theta_slot = len(blob16) + SLOT_HEADER_BYTES
+                theta_slot = len(blob16) + SLOT_OVERHEAD
             elif base_dir is None:
                 m = measure(elf, blob, image, (golden,) if views == 1 else golden2, n_bench)
-                theta_slot = len(blob) + SLOT_HEADER_BYTES
+                theta_slot = len(blob) + SLOT_OVERHEAD
             else:
                 m = measure(elf, p_blob, p_image, (p_golden,), n_bench)
-                theta_slot = len(p_blob) + SLOT_HEADER_BYTES
+                theta_slot = len(p_blob) + SLOT_OVERHEAD
             text = sec.get(".isr_vector", 0) + sec.get(".text", 0)
             report[name] = report_row(m, sec, text, sec.get(".ARM.exidx", 0), theta_slot, macs, views)
+        report["signature_check"] = signature_check(Path(tmp) / "sign", p_blob, Path(tmp) / "dsp_base" / "pv_fw.map")
         for name, kernels, acts in TFLM_BUILDS:
             header, model_bytes = tflm_model_header(qf16 if acts == "int16" else qf, Path(tmp) / "tflm")
             elf = build_tflm_firmware(header, kernels, Path(tmp) / name)
@@ -259,7 +326,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
             b, g = (blob16, golden16) if acts == "int16" else (blob, golden)
             m = measure(elf, b, image, (g,), n_bench)
             text = sec.get(".isr_vector", 0) + sec.get(".text", 0)
-            report[name] = {**report_row(m, sec, text, sec.get(".ARM.exidx", 0), len(b) + SLOT_HEADER_BYTES, macs, 1),
+            report[name] = {**report_row(m, sec, text, sec.get(".ARM.exidx", 0), len(b) + SLOT_OVERHEAD, macs, 1),
                             "tflite_bytes": model_bytes}
         # TFLM's own routing of the 16x8 model on CMSIS-NN (without pv_tflm.cc's workaround)
         header16 = Path(tmp) / "tflm" / "fw-bench_int16_model.h"
@@ -276,7 +343,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
             sec = section_sizes(elf, "riscv64-unknown-elf-size")
             m = measure(elf, blob16 if with16 else blob, image, (golden16 if with16 else golden,), n_bench,
                         RiscvQemuBoard)
-            theta_slot = len(blob16 if with16 else blob) + SLOT_HEADER_BYTES
+            theta_slot = len(blob16 if with16 else blob) + SLOT_OVERHEAD
             report[name] = report_row(m, sec, sec.get(".text", 0) + sec.get(".rodata", 0), 0, theta_slot, macs, 1)
     dsp = report["dsp"]
     report["goals"] = {
@@ -329,6 +396,10 @@ def _print(report: dict[str, Any]) -> None:
         got = o.get("error") or f"logit {o['logit']} (golden {o['golden_logit']})"
         print(f"TFLM + CMSIS-NN 16x8 without pv_tflm.cc's routing, {what}: {got}"
               f"{'' if o['bit_exact'] else ' — NOT bit-exact'}")
+    s = report["signature_check"]
+    print(f"signature check (Ed25519, Monocypher; a signed personal θ of {s['signed_bytes']:,} B): "
+          f"{s['instructions']:,} instructions ({s['instructions_tampered']:,} when tampered), "
+          f"stack {s['stack_bytes']:,} B, flash {s['flash_bytes']:,} B, static RAM {s['static_ram_bytes']:,} B")
     for goal, ok in report["goals"].items():
         print(f"goal {goal}: {'met' if ok else 'NOT met'}")
 

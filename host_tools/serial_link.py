@@ -28,7 +28,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import serial
 
@@ -320,6 +320,10 @@ class LinkStats:
 class SerialLink:
     """Typed requests over one serial port. Use as a context manager."""
 
+    # The signer of links made without one (``signer=``): None in the tools, which sign with the host's
+    # keyring themselves (host_tools.enroll); the tests set the TEST key's (tests/conftest.py).
+    default_signer: ClassVar[Callable[[bytes], bytes] | None] = None
+
     def __init__(
         self,
         url: str,
@@ -329,8 +333,11 @@ class SerialLink:
         min_rate: float = 8192.0,
         retries: int = 3,
         seq: int | None = None,
+        signer: Callable[[bytes], bytes] | None = None,
     ) -> None:
-        """timeout: seconds to wait for an answer, plus one second per `min_rate` bytes sent."""
+        """timeout: seconds to wait for an answer, plus one second per `min_rate` bytes sent. signer: turns
+        a bare θ blob into its signed envelope before load_theta sends it (pvcore.keys.Keyring.sign)."""
+        self.signer = signer if signer is not None else SerialLink.default_signer
         self.url = url
         self.baudrate = baudrate
         self.timeout = timeout
@@ -580,9 +587,16 @@ class SerialLink:
         return len(r.payload)
 
     def load_theta(
-        self, blob: bytes, *, chunk: int | None = None, progress: Callable[[int, int], None] | None = None
+        self, blob: bytes, *, chunk: int | None = None, progress: Callable[[int, int], None] | None = None,
+        sign: bool = True,
     ) -> None:
-        """Sends a θ blob in chunks to the inactive slot (COMMIT makes it active)."""
+        """Sends a signed θ in chunks to the inactive slot (COMMIT makes it active). A bare θ blob is signed
+        first by the link's signer (unless ``sign`` is False: then it goes out bare, and a board refuses it
+        with ERROR UNSIGNED)."""
+        from pvcore.signed import is_signed
+
+        if sign and self.signer is not None and not is_signed(blob):
+            blob = self.signer(bytes(blob))
         check_blob(blob)
         step = min(chunk or self.max_payload - 4, self.max_payload - 4)
         for off in range(0, len(blob), step):
@@ -700,10 +714,16 @@ def image_bytes(image: Any) -> bytes:
 
 
 def check_blob(blob: bytes) -> None:
-    """Host-side sanity check of a θ blob before sending it (the board checks again): size, magic, a
-    format version some firmware reads, header size and total size (``pvcore.blob`` defines the format)."""
+    """Host-side sanity check of a θ blob, bare or in its signed envelope, before sending it (the board
+    checks again, the signature too): size, magic, a format version some firmware reads, header size and
+    total size (``pvcore.blob`` and ``pvcore.signed`` define the formats)."""
     from pvcore.blob import CRC_SIZE, FORMAT_VERSIONS, HEADER_SIZE, HEADER_STRUCT, MAGIC
+    from pvcore.signed import is_signed, parse
 
+    if len(blob) > BLOB_MAX_BYTES:
+        raise ValueError(f"θ of {len(blob)} bytes: a board's slot holds at most {BLOB_MAX_BYTES}")
+    if is_signed(blob):
+        blob = parse(blob).blob
     if len(blob) < HEADER_SIZE + CRC_SIZE or len(blob) > BLOB_MAX_BYTES:
         raise ValueError(f"θ blob of {len(blob)} bytes: must be {HEADER_SIZE + CRC_SIZE}..{BLOB_MAX_BYTES}")
     magic, version, hsize, total, *_ = HEADER_STRUCT.unpack_from(blob)

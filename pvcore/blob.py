@@ -265,9 +265,20 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
+def _bare(data: bytes) -> bytes:
+    """The θ blob of a signed θ (pvcore.signed's envelope), or ``data`` itself."""
+    from pvcore.signed import SignatureError, inner_blob
+
+    try:
+        return inner_blob(data)
+    except SignatureError as e:
+        raise BlobError(str(e)) from None
+
+
 def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
-    """Check the header and CRC of ``blob`` (not the payload); raise :class:`BlobError` naming the fault."""
-    blob = bytes(blob)
+    """Check the header and CRC of ``blob`` (not the payload); raise :class:`BlobError` naming the fault.
+    A signed θ (pvcore.signed) is read as the blob inside it; its signature is not checked here."""
+    blob = _bare(blob)
     if len(blob) < HEADER_SIZE + CRC_SIZE:
         raise BlobError(f"θ blob truncated: {len(blob)} bytes, a header alone is {HEADER_SIZE}")
     magic, version, hsize, total, arch, uid, thr, psize, pid = HEADER_STRUCT.unpack_from(blob)
@@ -307,14 +318,14 @@ def unpack_header(blob: bytes, spec: ArchSpec = F_SPEC) -> BlobHeader:
 
 def blob_split(blob: bytes) -> tuple[int, int]:
     """(first_layer, split) of a blob whose header checked out: (0, 0) full, (0, k) base, (k, 0) personal."""
-    first, split = struct.unpack_from("<II", bytes(blob), HEADER_SIZE + 24)
+    first, split = struct.unpack_from("<II", _bare(blob), HEADER_SIZE + 24)
     return int(first), int(split)
 
 
 def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None) -> tuple[BlobHeader, QuantizedF]:
     """Parse and check a θ blob; the QuantizedF is arithmetically identical to the packed one. A personal
     blob needs its ``base`` blob (whose shared layers it completes)."""
-    blob = bytes(blob)
+    blob = _bare(blob)
     header = unpack_header(blob, spec)
     payload = blob[HEADER_SIZE : HEADER_SIZE + header.payload_size]
     if header.payload_size < PAYLOAD_HEAD_SIZE:

@@ -80,6 +80,10 @@ class ErrorCode(DocEnum):
     BAD_ARG = 9, "argument out of range (bench count, bulk range, reset mode)"
     STORE = 10, "flash erase/write/verify failed"
     INFER_FAILED = 11, "the kernel returned an error (detail: its code)"
+    UNSIGNED = 12, "θ without a signed envelope: this firmware installs signed θ only"
+    UNTRUSTED_KEY = 13, "θ signed by a key this firmware does not trust"
+    BAD_SIGNATURE = 14, "signature wrong: the θ was changed after signing (or forged)"
+    REPLAY = 15, "θ counter lower than the active θ's (detail: the active counter)"
 
 
 ERRF_FRAME = 0x01  # error frame flag: the frame itself was bad (seq/cmd are best effort)

@@ -239,6 +239,10 @@ static uint8_t store_err_code(int rc) {
         case PV_STORE_ERR_SIZE: return PV_E_BAD_LENGTH;
         case PV_STORE_ERR_FLASH: return PV_E_STORE;
         case PV_STORE_ERR_MISMATCH: return PV_E_BAD_STATE;
+        case PV_STORE_ERR_UNSIGNED: return PV_E_UNSIGNED;
+        case PV_STORE_ERR_KEY: return PV_E_UNTRUSTED_KEY;
+        case PV_STORE_ERR_SIGNATURE: return PV_E_BAD_SIGNATURE;
+        case PV_STORE_ERR_REPLAY: return PV_E_REPLAY;
         default: return PV_E_BLOB_INVALID; /* HEADER, CRC, BLOB, ARG */
     }
 }
@@ -264,7 +268,7 @@ static void cmd_load_theta(pv_proto_t *p, const pv_frame_t *f) {
     off = pv_rd32(f->payload);
     rc = pv_store_write_chunk(p->store, off, f->payload + 4, (uint32_t)f->len - 4u);
     if (rc != PV_STORE_OK) {
-        reply_err(p, f, store_err_code(rc), rc);
+        reply_err(p, f, store_err_code(rc), rc == PV_STORE_ERR_REPLAY ? (int32_t)p->store->theta_counter : rc);
         return;
     }
     pv_wr32(b, p->store->xfer_received);
@@ -290,7 +294,9 @@ static void cmd_commit(pv_proto_t *p, const pv_frame_t *f) {
     p->img_received = 0; /* an image being streamed was set up with the old θ */
     rc = pv_store_commit(p->store);
     if (rc != PV_STORE_OK) {
-        reply_err(p, f, store_err_code(rc), rc == PV_STORE_ERR_BLOB ? p->store->last_blob_err : rc);
+        reply_err(p, f, store_err_code(rc), rc == PV_STORE_ERR_BLOB     ? p->store->last_blob_err
+                                            : rc == PV_STORE_ERR_REPLAY ? (int32_t)p->store->theta_counter
+                                                                        : rc);
         return;
     }
     memset(b, 0, sizeof(b));

@@ -50,7 +50,11 @@ enum {
     PV_E_BLOB_INVALID = 8, /* θ blob header/CRC/content refused */
     PV_E_BAD_ARG = 9, /* argument out of range (bench count, bulk range, reset mode) */
     PV_E_STORE = 10, /* flash erase/write/verify failed */
-    PV_E_INFER_FAILED = 11 /* the kernel returned an error (detail: its code) */
+    PV_E_INFER_FAILED = 11, /* the kernel returned an error (detail: its code) */
+    PV_E_UNSIGNED = 12, /* θ without a signed envelope: this firmware installs signed θ only */
+    PV_E_UNTRUSTED_KEY = 13, /* θ signed by a key this firmware does not trust */
+    PV_E_BAD_SIGNATURE = 14, /* signature wrong: the θ was changed after signing (or forged) */
+    PV_E_REPLAY = 15 /* θ counter lower than the active θ's (detail: the active counter) */
 };
 
 #define PV_ERRF_FRAME 0x01u /* error flag: the frame itself was bad (seq/cmd are best effort) */

@@ -6,6 +6,7 @@
 #include "pv_arch.h"
 #include "pv_crc32.h"
 #include "pv_frame.h" /* pv_rd32 / pv_wr32 */
+#include "pv_sign.h"
 
 static uint32_t blob_capacity(const pv_store_t *s) {
     uint32_t cap = s->slot_size - PV_SLOT_HEADER_BYTES;
@@ -16,22 +17,26 @@ static const uint8_t *slot_ptr(const pv_store_t *s, uint8_t slot) {
     return s->flash.base + (uint32_t)slot * s->slot_size;
 }
 
-/* Returns 1 and fills counter/model if the slot holds a committed, intact, parseable θ. */
-static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, pv_model_t *model) {
+/* Returns 1 and fills counter/theta_counter/model if the slot holds a committed, intact θ, signed by a
+ * trusted key (checked again at every boot: the store never runs a θ it cannot authenticate). */
+static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, uint32_t *theta_counter, pv_model_t *model) {
     const uint8_t *h = slot_ptr(s, slot);
+    pv_envelope_t e;
     uint32_t len;
     if (memcmp(h + PV_SLOT_OFF_MAGIC, PV_SLOT_MAGIC, PV_SLOT_MAGIC_LEN) != 0) return 0;
     if (pv_crc32(0, h, PV_SLOT_HEADER_CRC_SPAN) != pv_rd32(h + PV_SLOT_OFF_HEADER_CRC)) return 0;
     len = pv_rd32(h + PV_SLOT_OFF_BLOB_LEN);
-    if (len < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || len > blob_capacity(s)) return 0;
+    if (len < PV_SIGNED_OVERHEAD + PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || len > blob_capacity(s)) return 0;
     if (pv_crc32(0, h + PV_SLOT_HEADER_BYTES, len) != pv_rd32(h + PV_SLOT_OFF_BLOB_CRC)) return 0;
-    if (pv_blob_parse(model, h + PV_SLOT_HEADER_BYTES, len) != 0) return 0;
+    if (pv_envelope_verify(&e, h + PV_SLOT_HEADER_BYTES, len) != PV_SIGN_OK || e.total != len) return 0;
+    if (pv_blob_parse(model, h + PV_SLOT_HEADER_BYTES + PV_SIGNED_HEADER_BYTES, e.blob_size) != 0) return 0;
     *counter = pv_rd32(h + PV_SLOT_OFF_COUNTER);
+    *theta_counter = e.counter;
     return 1;
 }
 
 int pv_store_init(pv_store_t *s, const pv_flash_t *flash) {
-    uint32_t c[2] = {0, 0};
+    uint32_t c[2] = {0, 0}, tc[2] = {0, 0};
     int ok[2];
     pv_model_t m[2];
     if (s == NULL || flash == NULL || flash->base == NULL || flash->erase == NULL || flash->write == NULL ||
@@ -46,8 +51,8 @@ int pv_store_init(pv_store_t *s, const pv_flash_t *flash) {
         return PV_STORE_ERR_ARG;
     }
     memset(m, 0, sizeof(m));
-    ok[0] = slot_valid(s, 0, &c[0], &m[0]);
-    ok[1] = slot_valid(s, 1, &c[1], &m[1]);
+    ok[0] = slot_valid(s, 0, &c[0], &tc[0], &m[0]);
+    ok[1] = slot_valid(s, 1, &c[1], &tc[1], &m[1]);
     if (ok[0] && (!ok[1] || c[0] >= c[1])) {
         s->active = 0;
     } else if (ok[1]) {
@@ -55,6 +60,7 @@ int pv_store_init(pv_store_t *s, const pv_flash_t *flash) {
     }
     if (s->active != PV_SLOT_NONE) {
         s->counter = c[s->active];
+        s->theta_counter = tc[s->active];
         s->model = m[s->active];
     }
     return PV_STORE_OK;
@@ -65,8 +71,8 @@ const uint8_t *pv_store_active_blob(const pv_store_t *s, uint32_t *len) {
         if (len) *len = 0;
         return NULL;
     }
-    if (len) *len = pv_rd32(slot_ptr(s, s->active) + PV_SLOT_OFF_BLOB_LEN);
-    return slot_ptr(s, s->active) + PV_SLOT_HEADER_BYTES;
+    if (len) *len = pv_rd32(slot_ptr(s, s->active) + PV_SLOT_HEADER_BYTES + PV_SIGNED_HDR_BLOB_SIZE);
+    return slot_ptr(s, s->active) + PV_SLOT_HEADER_BYTES + PV_SIGNED_HEADER_BYTES;
 }
 
 int pv_store_active_user(const pv_store_t *s, char user_id[PV_USER_ID_BYTES + 1], float *threshold_logit) {
@@ -91,7 +97,7 @@ static int flash_write_checked(pv_store_t *s, uint32_t off, const uint8_t *p, ui
 }
 
 /* Validates a blob header (first 64 bytes). Returns its total size or a negative pv_store_err_t. */
-static int32_t check_blob_header(const pv_store_t *s, const uint8_t *h) {
+static int32_t check_blob_header(const uint8_t *h) {
     static const uint8_t arch[] = PV_ARCH_HASH_INIT;
     uint32_t total, payload;
     if (memcmp(h + PV_BLOB_HDR_MAGIC, PV_BLOB_MAGIC, PV_BLOB_MAGIC_LEN) != 0 ||
@@ -101,12 +107,31 @@ static int32_t check_blob_header(const pv_store_t *s, const uint8_t *h) {
     }
     total = pv_rd32(h + PV_BLOB_HDR_TOTAL_SIZE);
     payload = pv_rd32(h + PV_BLOB_HDR_PAYLOAD_SIZE);
-    if (total < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || total > blob_capacity(s) ||
+    if (total < PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES ||
         payload != total - PV_BLOB_HEADER_BYTES - PV_BLOB_CRC_BYTES) {
         return PV_STORE_ERR_HEADER; /* sizes inconsistent or larger than a slot */
     }
     if (memcmp(h + PV_BLOB_HDR_ARCH_HASH, arch, sizeof(arch)) != 0) return PV_STORE_ERR_ARCH;
     return (int32_t)total;
+}
+
+/* Validates the start of a signed θ (envelope header + blob header, n >= PV_SIGNED_HEADER_BYTES +
+ * PV_BLOB_HEADER_BYTES bytes): signed at all, by a trusted key, not older than the active θ, fits a slot,
+ * and the blob inside is one for this firmware. The signature itself needs the whole envelope (commit).
+ * Returns the envelope's total size or a negative pv_store_err_t. */
+static int32_t check_envelope_header(pv_store_t *s, const uint8_t *p, uint32_t n, pv_envelope_t *e) {
+    int32_t blob_total;
+    int rc = pv_envelope_header(e, p, n);
+    s->last_sign_err = rc;
+    if (rc == PV_SIGN_ERR_UNSIGNED) return PV_STORE_ERR_UNSIGNED;
+    if (rc == PV_SIGN_ERR_KEY) return PV_STORE_ERR_KEY;
+    if (rc != PV_SIGN_OK || n < PV_SIGNED_HEADER_BYTES + PV_BLOB_HEADER_BYTES) return PV_STORE_ERR_HEADER;
+    if (s->active != PV_SLOT_NONE && e->counter < s->theta_counter) return PV_STORE_ERR_REPLAY;
+    if (e->total > blob_capacity(s)) return PV_STORE_ERR_HEADER; /* larger than a slot */
+    blob_total = check_blob_header(p + PV_SIGNED_HEADER_BYTES);
+    if (blob_total < 0) return (int)blob_total;
+    if ((uint32_t)blob_total != e->blob_size) return PV_STORE_ERR_HEADER;
+    return (int32_t)e->total;
 }
 
 void pv_store_abort(pv_store_t *s) {
@@ -123,9 +148,10 @@ int pv_store_write_chunk(pv_store_t *s, uint32_t offset, const uint8_t *p, uint3
                          memcmp(slot_ptr(s, s->xfer_slot) + PV_SLOT_HEADER_BYTES, p, n) == 0)) {
         /* a new transfer */
         int32_t total;
+        pv_envelope_t e;
         pv_store_abort(s);
-        if (n < PV_BLOB_HEADER_BYTES) return PV_STORE_ERR_HEADER;
-        total = check_blob_header(s, p);
+        if (n < PV_SIGNED_MAGIC_LEN) return PV_STORE_ERR_HEADER;
+        total = check_envelope_header(s, p, n, &e);
         if (total < 0) return (int)total;
         if (n > (uint32_t)total) return PV_STORE_ERR_SIZE;
         s->xfer_slot = (s->active == 0) ? 1u : 0u;
@@ -156,26 +182,35 @@ int pv_store_write_chunk(pv_store_t *s, uint32_t offset, const uint8_t *p, uint3
 }
 
 int pv_store_commit(pv_store_t *s) {
-    const uint8_t *blob;
+    const uint8_t *env, *blob;
     uint8_t hdr[PV_SLOT_HEADER_BYTES];
-    uint32_t total, counter;
+    uint32_t total, counter, blob_total;
+    pv_envelope_t e;
     pv_model_t model;
     int rc;
     if (!s->xfer_open) return PV_STORE_ERR_STATE;
     if (s->xfer_received != s->xfer_total) return PV_STORE_ERR_SIZE;
     total = s->xfer_total;
-    blob = slot_ptr(s, s->xfer_slot) + PV_SLOT_HEADER_BYTES;
-    rc = (int)check_blob_header(s, blob);
+    env = slot_ptr(s, s->xfer_slot) + PV_SLOT_HEADER_BYTES;
+    rc = (int)check_envelope_header(s, env, total, &e);
+    if (rc >= 0 && (uint32_t)rc != total) rc = PV_STORE_ERR_HEADER;
+    if (rc >= 0) {
+        /* before anything reads the blob's content: only what a trusted key signed goes further */
+        s->last_sign_err = pv_envelope_verify(&e, env, total);
+        if (s->last_sign_err != PV_SIGN_OK) rc = PV_STORE_ERR_SIGNATURE;
+    }
     if (rc < 0) {
         pv_store_abort(s);
         return rc;
     }
-    if (pv_crc32(0, blob, total - PV_BLOB_CRC_BYTES) != pv_rd32(blob + total - PV_BLOB_CRC_BYTES)) {
+    blob = env + PV_SIGNED_HEADER_BYTES;
+    blob_total = e.blob_size;
+    if (pv_crc32(0, blob, blob_total - PV_BLOB_CRC_BYTES) != pv_rd32(blob + blob_total - PV_BLOB_CRC_BYTES)) {
         pv_store_abort(s);
         return PV_STORE_ERR_CRC;
     }
     memset(&model, 0, sizeof(model));
-    s->last_blob_err = pv_blob_parse(&model, blob, total);
+    s->last_blob_err = pv_blob_parse(&model, blob, blob_total);
     if (s->last_blob_err != 0) {
         pv_store_abort(s);
         return PV_STORE_ERR_BLOB;
@@ -185,7 +220,7 @@ int pv_store_commit(pv_store_t *s) {
     memcpy(hdr + PV_SLOT_OFF_MAGIC, PV_SLOT_MAGIC, PV_SLOT_MAGIC_LEN);
     pv_wr32(hdr + PV_SLOT_OFF_COUNTER, counter);
     pv_wr32(hdr + PV_SLOT_OFF_BLOB_LEN, total);
-    pv_wr32(hdr + PV_SLOT_OFF_BLOB_CRC, pv_crc32(0, blob, total));
+    pv_wr32(hdr + PV_SLOT_OFF_BLOB_CRC, pv_crc32(0, env, total));
     pv_wr32(hdr + PV_SLOT_OFF_FLAGS, PV_SLOT_FLAGS);
     pv_wr32(hdr + PV_SLOT_OFF_HEADER_CRC, pv_crc32(0, hdr, PV_SLOT_HEADER_CRC_SPAN));
     /* the commit point: one header write */
@@ -196,6 +231,7 @@ int pv_store_commit(pv_store_t *s) {
     }
     s->active = s->xfer_slot;
     s->counter = counter;
+    s->theta_counter = e.counter;
     s->model = model;
     pv_store_abort(s);
     return PV_STORE_OK;

@@ -10,6 +10,10 @@
  *      (PV_FUZZ_BLOB, offset modulo its size), CRC recomputed: reaches one extreme parameter at a time
  *      in an otherwise valid blob.
  * Every accepted blob also gets the decision rule (threshold_q, pv_decide) on its logit.
+ * In front of that, every input (after byte 0) also goes to the signed envelope's parser (pv_sign.h:
+ * pv_envelope_header), and where it is a well-formed envelope, to the Ed25519 check itself with its key id
+ * set to the trusted key's: the check must refuse it (a success would be a forged signature). The blob
+ * parser is fuzzed directly, so the signature in front of it on a board does not shield it from the fuzzer.
  *
  * Build: clang -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all (Makefile; run_fuzz.sh).
  */
@@ -21,6 +25,7 @@
 #include "pv_blob.h"
 #include "pv_crc32.h"
 #include "pv_kernel.h"
+#include "pv_sign.h"
 
 #define BLOB_CAP (PV_BLOB_BYTES + 64u)
 
@@ -29,6 +34,7 @@ static uint8_t s_base[BLOB_CAP] __attribute__((aligned(8))); /* PV_FUZZ_BLOB, mo
 static uint32_t s_base_len;
 static uint8_t s_arena[PV_STREAM_ARENA_BYTES] __attribute__((aligned(8)));
 static int8_t s_image[PV_INPUT_BYTES];
+static uint8_t s_env[BLOB_CAP + PV_SIGNED_OVERHEAD] __attribute__((aligned(8)));
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -72,12 +78,28 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
+/* The envelope parser on p, then the signature check under the trusted key's id: never accepted. */
+static void check_envelope(const uint8_t *p, size_t size) {
+    pv_envelope_t e;
+    const uint32_t n = size > sizeof(s_env) ? (uint32_t)sizeof(s_env) : (uint32_t)size;
+    int rc;
+    memcpy(s_env, p, n);
+    rc = pv_envelope_header(&e, s_env, n);
+    if (rc != PV_SIGN_OK && rc != PV_SIGN_ERR_KEY) return;
+    if (e.total > n) return;
+    memcpy(s_env + PV_SIGNED_HDR_KEY_ID, pv_trusted_keys[0].key_id, PV_KEY_ID_BYTES);
+    rc = pv_envelope_verify(&e, s_env, n);
+    if (rc == PV_SIGN_OK) abort(); /* the fuzzer forged a signature of the trusted key */
+    if (rc != PV_SIGN_ERR_SIGNATURE) abort(); /* the header checked out above: only the signature can fail */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pv_model_t m;
     uint32_t n;
     int16_t logit = 0;
     int rc;
     if (size < 1u) return 0;
+    check_envelope(data + 1, size - 1u);
     if (data[0] % 3u == 2u) {
         size_t i;
         if (s_base_len == 0u) return 0;

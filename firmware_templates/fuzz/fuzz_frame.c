@@ -5,7 +5,8 @@
  *   odd:  the rest is a list of records [u8 cmd][u8 seq][u16 len LE][len bytes], each sent as a frame
  *         with a correct CRC, so the fuzzer reaches every command handler.
  * Every reply the board sends must itself decode as a good frame (checked here).
- * With PV_FUZZ_BLOB=path, that θ blob is committed before the run, so INFER/BENCH reach the kernel.
+ * With PV_FUZZ_BLOB=path, that signed θ (the test key's: the fuzz build trusts it) is committed before the
+ * run, so INFER/BENCH reach the kernel.
  * PV_FUZZ_BULK=n (0..2, default 2): images in the board's bulk memory. Every INFER_BULK runs whole
  * inferences (milliseconds each under ASan); n = 0 refuses it, for fast runs over the decoder,
  * dispatcher, store and the streamed stem (INFER chunks still go through the kernel's first layer).

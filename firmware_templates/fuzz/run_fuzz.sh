@@ -45,7 +45,11 @@ try:
     from codegen.quantize import quantize
     from pvcore.spec import F_SPEC
     qf = quantize(torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(0)))
-    (out / "theta.bin").write_bytes(pack_blob(qf, "fuzz", 0.0))
+    from pvcore.test_key import sign  # the fuzz build trusts the test key (firmware_templates/test_keys)
+    signed = sign(pack_blob(qf, "fuzz", 0.0))
+    (out / "theta.bin").write_bytes(signed)
+    p = struct.pack("<I", 0) + signed[:1024]  # the first chunk of a signed θ
+    (out / "seeds" / "load_signed").write_bytes(b"\x00" + encode_frame(Cmd.LOAD_THETA, 9, p, leading_delimiter=True))
 except Exception as e:  # the fuzzer still runs, without a committed θ
     print(f"no θ blob for the fuzzer: {e}", file=sys.stderr)
 PYEOF

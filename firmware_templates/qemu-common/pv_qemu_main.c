@@ -17,9 +17,9 @@
 #if defined(PV_BASE_THETA)
 #define PV_BASE_IMPLEMENTATION
 #include "pv_base_theta.h"
-/* one slot: header + a personal blob, rounded up to the erase size */
+/* one slot: header + a signed personal blob, rounded up to the erase size */
 #define THETA_SLOT_BYTES \
-    (((PV_SLOT_HEADER_BYTES + PV_BASE_PERSONAL_BLOB_BYTES + THETA_ERASE - 1u) / THETA_ERASE) * THETA_ERASE)
+    (((PV_SLOT_HEADER_BYTES + PV_SIGNED_OVERHEAD + PV_BASE_PERSONAL_BLOB_BYTES + THETA_ERASE - 1u) / THETA_ERASE) * THETA_ERASE)
 #else
 #define THETA_SLOT_BYTES (PV_BLOB_MAX_BYTES + THETA_ERASE)
 #endif

@@ -21,6 +21,7 @@ from codegen.tflite_writer import check_model
 from pvcore.blob import blob_size, unpack_blob
 from pvcore.cli import EXIT_ERROR, EXIT_USAGE
 from pvcore.paths import REPO_ROOT
+from pvcore.signed import SIGNED_OVERHEAD
 from pvcore.spec import F_SPEC
 from pvcore.targets import TARGETS
 from pvcore.user_store import UserStore
@@ -86,7 +87,8 @@ def test_artifacts_only(store: UserStore, tmp_path: Path, capsys) -> None:
     assert names == ["alice.tflite", "alice_model.h", "alice_theta.bin", "alice_theta.h"]
     for n in names:  # every output with its size, and the two memory figures
         assert f"{n}" in text and f"{(out / n).stat().st_size:,} B" in text
-    assert f"θ flash: {blob_size() + SLOT_HEADER_BYTES:,} B" in text and "arena:" in text and "TFLM needs" in text
+    signed_slot = blob_size() + SIGNED_OVERHEAD + SLOT_HEADER_BYTES  # slot header + signed θ
+    assert f"θ flash: {signed_slot:,} B" in text and "arena:" in text and "TFLM needs" in text
     header, qf = unpack_blob((out / "alice_theta.bin").read_bytes())
     theta, meta = store.load("alice")
     assert header.user_id == "alice" and header.threshold_logit == np.float32(meta.threshold)
@@ -518,7 +520,7 @@ def test_shared_prefix_project_builds_in_64k(model_store: UserStore, tmp_path: P
     assert rc == 0, err
     blob = (out / "dave_theta.bin").read_bytes()
     split = split_index("pool")
-    assert blob_split(blob) == (split, 0) and len(blob) == blob_size(first_layer=split)
+    assert blob_split(blob) == (split, 0) and len(blob) == blob_size(first_layer=split) + SIGNED_OVERHEAD
     assert f"θ flash: {len(blob) + SLOT_HEADER_BYTES:,} B (personal blob" in text
     assert "#define PV_BASE_SPLIT 8u" in (out / "pv_base_theta.h").read_text()
     res = subprocess.run(["make", "-j1", "-C", str(out)], capture_output=True, text=True)
@@ -550,7 +552,8 @@ def test_esp_idf_shared_prefix_app_runs_bit_exact(model_store: UserStore, tmp_pa
     cfg = (main / "pv_app_config.h").read_text()
     assert "#define PV_BASE_THETA 1" in cfg and '#define PV_BASE_HEADER "pv_base_theta.h"' in cfg
     blob = (out / "dave_theta.bin").read_bytes()
-    assert blob_split(blob) == (split_index("pool"), 0) and len(blob) == blob_size(first_layer=split_index("pool"))
+    assert blob_split(blob) == (split_index("pool"), 0)
+    assert len(blob) == blob_size(first_layer=split_index("pool")) + SIGNED_OVERHEAD
     imgs = face_images[:16]
     got = run_app_test(gcc, main, tmp_path, imgs)
     _, qf = unpack_blob(blob, base=pack_from_header(main / "pv_base_theta.h"))

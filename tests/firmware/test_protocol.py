@@ -25,6 +25,7 @@ from host_tools.serial_link import (
 )
 from pvcore.spec import F_SPEC
 from tests.firmware.conftest import BOARD_KINDS, BoardHandle, User, start_board
+from tests.helpers.signing import sign
 
 IMAGE_BYTES = 112 * 112 * 3
 
@@ -281,7 +282,7 @@ def test_transfer_cut_before_commit_keeps_the_old_theta(
 ) -> None:
     if link.info().user_id != "alice":
         link.install_theta(users["alice"].blob)
-    bob = users["bob"].blob
+    bob = sign(users["bob"].blob)
     step = link.max_payload - 4
     for off in range(0, len(bob) // 2, step):  # half the chunks, then the "cable is cut"
         link.request(Cmd.LOAD_THETA, struct.pack("<I", off) + bob[off : off + step])

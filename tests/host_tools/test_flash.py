@@ -32,8 +32,10 @@ from host_tools.flash import (
 from host_tools.qemu import HostBoard
 from host_tools.serial_link import LinkError, SerialLink
 from pvcore.cli import EXIT_ERROR, EXIT_USAGE
+from pvcore.signed import verify
 from pvcore.store_format import BLOB_MAX_BYTES, SLOT_HEADER_BYTES, SlotHeader, check_slot, pack_slot_header
 from pvcore.targets import TARGETS
+from tests.helpers.signing import TRUSTED, sign
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_STORE_BYTES = 2 * (BLOB_MAX_BYTES + 4096)  # firmware_templates/host/main.c STORE_BYTES
@@ -88,9 +90,9 @@ def test_theta_partition_image_boots_on_the_real_store(tmp_path: Path, host_exe:
     simulator) as a committed θ: INFO names the user and INFER equals the golden model. The other way round,
     the slot header the C store writes on COMMIT is byte for byte pvcore.store_format's."""
     ub, _theta = blobs["alice"]
-    bob = blobs["bob"][0].blob
     store = tmp_path / "store.bin"
-    store.write_bytes(theta_partition_image(ub.blob, HOST_STORE_BYTES))
+    store.write_bytes(theta_partition_image(sign(ub.blob), HOST_STORE_BYTES))
+    bob = sign(blobs["bob"][0].blob)  # signed later: a higher counter
     with HostBoard(store, exe=host_exe) as url, SerialLink(url, timeout=5) as link:
         info = link.info()
         assert (info.active_slot, info.commit_counter, info.user_id) == (0, 1, "alice")
@@ -107,7 +109,13 @@ def test_theta_partition_image_boots_on_the_real_store(tmp_path: Path, host_exe:
 def test_theta_partition_too_small(blobs) -> None:
     ub, _ = blobs["alice"]
     with pytest.raises(FlashError, match="too small"):
-        theta_partition_image(ub.blob, 0x8000)
+        theta_partition_image(sign(ub.blob), 0x8000)
+
+
+def test_theta_partition_holds_signed_theta_only(blobs) -> None:
+    """The firmware checks the signature of a stored θ at boot: a bare blob is refused here already."""
+    with pytest.raises(FlashError, match="signed θ"):
+        theta_partition_image(blobs["alice"][0].blob, 0x22000)
 
 
 def _esp_idf_like_build(root: Path, chip: str) -> Path:
@@ -139,10 +147,10 @@ def _esp_idf_like_build(root: Path, chip: str) -> Path:
 
 @pytest.mark.parametrize("chip", ["esp32", "esp32s3", "esp32c3"])
 def test_flash_plan_offsets_merged_by_esptool_on_a_synthetic_build(tmp_path: Path, chip: str, blobs) -> None:
-    ub, _ = blobs["alice"]
+    signed = sign(blobs["alice"][0].blob)
     build = _esp_idf_like_build(tmp_path, chip)
     items, settings = firmware_items(TARGETS[chip], tmp_path)  # the project folder: build/ is found
-    items.append(theta_item(ub.blob, flash.partitions_of(build, None)))
+    items.append(theta_item(signed, flash.partitions_of(build, None)))
     assert [it.offset for it in items] == sorted([TARGETS[chip].flash.bootloader_offset, 0x8000, 0x10000]) + [0x110000]
     out = tmp_path / "merged.bin"
     base = merge(TARGETS[chip], items, out, settings)
@@ -154,8 +162,8 @@ def test_flash_plan_offsets_merged_by_esptool_on_a_synthetic_build(tmp_path: Pat
             continue  # merge-bin rewrites the bootloader header's flash mode/size/freq bytes
         assert got == it.data, it.what
     # θ slot A header then the blob, at the θ partition's offset
-    header, blob = check_slot(data[0x110000 : 0x110000 + SLOT_HEADER_BYTES + len(ub.blob)])
-    assert header.counter == 1 and blob == ub.blob
+    header, blob = check_slot(data[0x110000 : 0x110000 + SLOT_HEADER_BYTES + len(signed)])
+    assert header.counter == 1 and blob == signed
 
 
 def test_flasher_args_for_another_chip_is_refused(tmp_path: Path) -> None:
@@ -178,8 +186,8 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 
 
 def test_cli_theta_only_merged_image(tmp_path: Path, blobs) -> None:
-    ub, _ = blobs["alice"]
-    (tmp_path / "theta.blob").write_bytes(ub.blob)
+    signed = sign(blobs["alice"][0].blob)
+    (tmp_path / "theta.blob").write_bytes(signed)
     (tmp_path / "partitions.csv").write_text(CSV)
     out = tmp_path / "m.bin"
     r = run_cli("--target", "esp32", "--theta-only", "--theta", str(tmp_path / "theta.blob"),
@@ -187,7 +195,7 @@ def test_cli_theta_only_merged_image(tmp_path: Path, blobs) -> None:
     assert r.returncode == 0, r.stderr
     assert "0x110000" in r.stdout and "θ partition 'theta'" in r.stdout
     assert "to be written at 0x110000" in r.stdout
-    assert out.read_bytes() == theta_partition_image(ub.blob, 0x22000)
+    assert out.read_bytes() == theta_partition_image(signed, 0x22000)
 
 
 def test_cli_missing_port_is_a_clear_error(tmp_path: Path, blobs) -> None:
@@ -213,7 +221,7 @@ def pty_port():
 
 def test_busy_port_is_a_clear_error(pty_port: str, blobs, tmp_path: Path) -> None:
     ub, _ = blobs["alice"]
-    items = [theta_item(ub.blob, [Partition("theta", 1, 0x40, 0x110000, 0x22000)])]
+    items = [theta_item(sign(ub.blob), [Partition("theta", 1, 0x40, 0x110000, 0x22000)])]
     with serial.Serial(pty_port, exclusive=True):  # another program holds the port
         with pytest.raises(FlashError, match="(?s)busy or doesn.t exist.*Could not exclusively lock port"):
             flash.write(TARGETS["esp32"], pty_port, items, connect_attempts=1)
@@ -222,7 +230,7 @@ def test_busy_port_is_a_clear_error(pty_port: str, blobs, tmp_path: Path) -> Non
 def test_silent_port_fails_to_connect(pty_port: str, blobs) -> None:
     """A port where no ESP32 answers (a pty): esptool's real connect gives up with its message."""
     ub, _ = blobs["alice"]
-    items = [theta_item(ub.blob, [Partition("theta", 1, 0x40, 0x110000, 0x22000)])]
+    items = [theta_item(sign(ub.blob), [Partition("theta", 1, 0x40, 0x110000, 0x22000)])]
     with pytest.raises(FlashError, match="Failed to connect to Espressif device: No serial data received"):
         flash.write(TARGETS["esp32"], pty_port, items, connect_attempts=1)
 
@@ -286,11 +294,12 @@ def test_theta_only_on_an_emitted_esp32_project(tmp_path: Path, store) -> None:
 
     res = emit("alice", "esp32", out=tmp_path / "esp32", users_root=store.root)
     ub = blob_from_store("alice", store, activations="int16")[0]
-    assert (res.out / "alice_theta.bin").read_bytes() == ub.blob
+    signed = (res.out / "alice_theta.bin").read_bytes()  # signed by the tests' keyring ($PV_KEYS_DIR)
+    assert verify(signed, TRUSTED).blob == ub.blob
     part = flash.find_partition(flash.parse_partitions_csv(res.out / "partitions.csv"), "theta")
     out = tmp_path / "m.bin"
     r = run_cli("--target", "esp32", "--build", str(res.out), "--theta-only", "--theta",
                 str(res.out / "alice_theta.bin"), "--merged", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"to be written at 0x{part.offset:x}" in r.stdout
-    assert out.read_bytes() == theta_partition_image(ub.blob, part.size)
+    assert out.read_bytes() == theta_partition_image(signed, part.size)

@@ -2,8 +2,10 @@
  * every byte written during an update (and at many points of the erase). Prints "N passed, M failed".
  *
  *   pv_store_test [--stride N] A.bin B.bin C.bin
- * A, B, C: valid θ blobs of three users (pvcore.blob.pack_blob). --stride N reboots after every Nth
- * written byte instead of every byte (the slot header, the commit point, is always cut at every byte).
+ * A, B, C: valid θ blobs of three users (pvcore.blob.pack_blob), bare: the tool signs them itself with
+ * the TEST key (pvcore/test_key.py; Monocypher's crypto_ed25519_sign), which the template build
+ * trusts. --stride N reboots after every Nth written byte instead of every byte (the slot header, the
+ * commit point, is always cut at every byte).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +13,21 @@
 
 #include "pv_arch.h"
 #include "pv_crc32.h"
+#include "monocypher-ed25519.h"
 #include "pv_frame.h"
+#include "pv_sign.h"
 #include "pv_store.h"
 
 #define ERASE 4096u
 #define SLOT (PV_BLOB_MAX_BYTES + ERASE)
 #define REGION (2u * SLOT)
+#define ENV PV_SIGNED_HEADER_BYTES /* the blob's offset in its envelope */
+/* signed θ of the three users, and a scratch one */
+static uint8_t s_a[PV_BLOB_MAX_BYTES], s_b[PV_BLOB_MAX_BYTES], s_c[PV_BLOB_MAX_BYTES];
+static uint8_t s_bad[PV_BLOB_MAX_BYTES];
+/* the TEST key's seed (pvcore/test_key.py) and another key's, trusted by no build */
+static const uint8_t s_test_seed[32] = "pvtest-key-do-not-use-in-product";
+static const uint8_t s_other_seed[32] = "another-key-that-nobody-trusts!!";
 
 static uint8_t s_flash[REGION];
 static long s_budget = -1; /* bytes the flash may still change before the "power cut" (-1: unlimited) */
@@ -75,19 +86,49 @@ static pv_flash_t flash(void) {
     return f;
 }
 
-static uint32_t read_blob(const char *path, uint8_t *b, uint32_t cap) {
+/* Signs the envelope e whose blob (at e + ENV) has `blob_n` bytes: header with counter and key id, then
+ * the signature by `seed`. Returns the envelope's size. */
+static uint32_t sign_env(uint8_t *e, uint32_t blob_n, uint32_t counter, const uint8_t *seed, const uint8_t *kid) {
+    memcpy(e + PV_SIGNED_HDR_MAGIC, PV_SIGNED_MAGIC, PV_SIGNED_MAGIC_LEN);
+    pv_wr16(e + PV_SIGNED_HDR_VERSION, PV_SIGNED_VERSION);
+    pv_wr16(e + PV_SIGNED_HDR_HEADER_SIZE, PV_SIGNED_HEADER_BYTES);
+    pv_wr32(e + PV_SIGNED_HDR_TOTAL_SIZE, blob_n + PV_SIGNED_OVERHEAD);
+    pv_wr32(e + PV_SIGNED_HDR_COUNTER, counter);
+    memcpy(e + PV_SIGNED_HDR_KEY_ID, kid, PV_KEY_ID_BYTES);
+    pv_wr32(e + PV_SIGNED_HDR_BLOB_SIZE, blob_n);
+    pv_wr32(e + PV_SIGNED_HDR_RESERVED, 0);
+    crypto_ed25519_sign(e + ENV + blob_n, seed, NULL, e, ENV + blob_n);
+    return blob_n + PV_SIGNED_OVERHEAD;
+}
+
+static uint32_t blob_size(const uint8_t *e) { return pv_rd32(e + PV_SIGNED_HDR_BLOB_SIZE); }
+static uint32_t counter_of(const uint8_t *e) { return pv_rd32(e + PV_SIGNED_HDR_COUNTER); }
+
+/* Signed by the test key (with counter). */
+static uint32_t sign_test(uint8_t *e, uint32_t blob_n, uint32_t counter) {
+    return sign_env(e, blob_n, counter, s_test_seed, pv_trusted_keys[0].key_id);
+}
+
+/* Reads a bare blob into e + ENV and signs it with the test key. Returns the envelope's size. */
+static uint32_t read_blob(const char *path, uint8_t *e, uint32_t cap, uint32_t counter) {
     FILE *f = fopen(path, "rb");
     size_t n;
     if (f == NULL) {
         fprintf(stderr, "pv_store_test: cannot open %s\n", path);
         exit(2);
     }
-    n = fread(b, 1, cap, f);
+    n = fread(e + ENV, 1, cap - PV_SIGNED_OVERHEAD, f);
     fclose(f);
-    return (uint32_t)n;
+    return sign_test(e, (uint32_t)n, counter);
 }
 
-static void reseal(uint8_t *b, uint32_t n) { pv_wr32(b + n - 4u, pv_crc32(0, b, n - 4u)); }
+/* After changing bytes of the blob in envelope e: its CRC again, and a fresh test-key signature. */
+static void reseal(uint8_t *e, uint32_t counter) {
+    uint8_t *b = e + ENV;
+    uint32_t n = blob_size(e);
+    pv_wr32(b + n - 4u, pv_crc32(0, b, n - 4u));
+    sign_test(e, n, counter);
+}
 
 #define CHECK(cond)                                                        \
     do {                                                                   \
@@ -158,8 +199,6 @@ static uint32_t cut_test(pv_store_t *s, const pv_flash_t *f, const uint8_t *befo
     return cuts;
 }
 
-static uint8_t s_a[PV_BLOB_MAX_BYTES], s_b[PV_BLOB_MAX_BYTES], s_c[PV_BLOB_MAX_BYTES];
-static uint8_t s_bad[PV_BLOB_MAX_BYTES];
 
 int main(int argc, char **argv) {
     pv_store_t s;
@@ -178,12 +217,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: pv_store_test [--stride N] A.bin B.bin C.bin (valid θ blobs of three users)\n");
         return 2;
     }
-    na = read_blob(argv[1], s_a, sizeof(s_a));
-    nb = read_blob(argv[2], s_b, sizeof(s_b));
-    nc = read_blob(argv[3], s_c, sizeof(s_c));
-    memcpy(ua, s_a + 20, 32);
-    memcpy(ub, s_b + 20, 32);
-    memcpy(uc, s_c + 20, 32);
+    na = read_blob(argv[1], s_a, sizeof(s_a), 10);
+    nb = read_blob(argv[2], s_b, sizeof(s_b), 20);
+    nc = read_blob(argv[3], s_c, sizeof(s_c), 30);
+    memcpy(ua, s_a + ENV + 20, 32);
+    memcpy(ub, s_b + ENV + 20, 32);
+    memcpy(uc, s_c + ENV + 20, 32);
     ua[32] = ub[32] = uc[32] = 0;
 
     /* blank flash: no θ */
@@ -208,25 +247,51 @@ int main(int argc, char **argv) {
         uint8_t *bad = s_bad;
         uint32_t n = nb;
         memcpy(bad, s_b, n);
-        bad[12] ^= 0xFF; /* another architecture */
-        reseal(bad, n);
+        bad[ENV + 12] ^= 0xFF; /* another architecture */
+        reseal(bad, 20);
         CHECK(pv_store_write_chunk(&s, 0, bad, n) == PV_STORE_ERR_ARCH);
         memcpy(bad, s_b, n);
-        bad[70] ^= 1; /* payload corrupted after the CRC was computed */
-        CHECK(transfer(&s, bad, n, 64) == PV_STORE_ERR_CRC);
+        bad[ENV + 70] ^= 1; /* payload corrupted after the CRC was computed, then signed */
+        sign_test(bad, blob_size(bad), 20);
+        CHECK(transfer(&s, bad, n, 128) == PV_STORE_ERR_CRC);
         memcpy(bad, s_b, n);
-        bad[64 + 32] ^= 1; /* a layer record broken, CRC fine: pv_blob_parse refuses it */
-        reseal(bad, n);
+        bad[ENV + 64 + 32] ^= 1; /* a layer record broken, CRC fine, signed: pv_blob_parse refuses it */
+        reseal(bad, 20);
         CHECK(transfer(&s, bad, n, 1000) == PV_STORE_ERR_BLOB);
         CHECK(s.last_blob_err != 0);
         CHECK(pv_store_write_chunk(&s, 0, bad, 10) == PV_STORE_ERR_HEADER);
+        /* the signature: a bare blob, a key nobody trusts, a forged signature under the trusted key's id,
+         * the threshold changed after signing (CRC fixed), an older counter than alice's */
+        CHECK(pv_store_write_chunk(&s, 0, s_b + ENV, 1000) == PV_STORE_ERR_UNSIGNED);
+        memcpy(bad, s_b, n);
+        sign_env(bad, blob_size(bad), 20, s_other_seed, (const uint8_t *)"untrust!");
+        CHECK(pv_store_write_chunk(&s, 0, bad, n) == PV_STORE_ERR_KEY);
+        CHECK(s.last_sign_err == PV_SIGN_ERR_KEY);
+        memcpy(bad, s_b, n);
+        sign_env(bad, blob_size(bad), 20, s_other_seed, pv_trusted_keys[0].key_id);
+        CHECK(transfer(&s, bad, n, 512) == PV_STORE_ERR_SIGNATURE);
+        CHECK(s.last_sign_err == PV_SIGN_ERR_SIGNATURE);
+        memcpy(bad, s_b, n);
+        bad[ENV + PV_BLOB_HDR_THRESHOLD_LOGIT + 3] ^= 0x80; /* the threshold's sign */
+        pv_wr32(bad + ENV + blob_size(bad) - 4u, pv_crc32(0, bad + ENV, blob_size(bad) - 4u));
+        CHECK(transfer(&s, bad, n, 512) == PV_STORE_ERR_SIGNATURE);
+        memcpy(bad, s_b, n);
+        sign_test(bad, blob_size(bad), counter_of(s_a) - 1u);
+        CHECK(pv_store_write_chunk(&s, 0, bad, n) == PV_STORE_ERR_REPLAY);
+        CHECK(s.theta_counter == counter_of(s_a));
+        memcpy(bad, s_b, n);
         memcpy(bad, "XXXX", 4);
-        CHECK(pv_store_write_chunk(&s, 0, bad, 64) == PV_STORE_ERR_HEADER);
+        CHECK(pv_store_write_chunk(&s, 0, bad, 64) == PV_STORE_ERR_UNSIGNED);
         memcpy(bad, s_b, n);
-        pv_wr32(bad + 8, 0x20000u); /* total bigger than a slot */
-        CHECK(pv_store_write_chunk(&s, 0, bad, 64) == PV_STORE_ERR_HEADER);
+        pv_wr32(bad + PV_SIGNED_HDR_TOTAL_SIZE, 0x20000u); /* total inconsistent (and bigger than a slot) */
+        CHECK(pv_store_write_chunk(&s, 0, bad, 128) == PV_STORE_ERR_HEADER);
         memcpy(bad, s_b, n);
-        CHECK(pv_store_write_chunk(&s, 0, bad, 64) == 0);
+        pv_wr32(bad + PV_SIGNED_HDR_TOTAL_SIZE, 0x20000u + PV_SIGNED_OVERHEAD);
+        pv_wr32(bad + PV_SIGNED_HDR_BLOB_SIZE, 0x20000u); /* consistent, but bigger than a slot */
+        CHECK(pv_store_write_chunk(&s, 0, bad, 128) == PV_STORE_ERR_HEADER);
+        memcpy(bad, s_b, n);
+        CHECK(pv_store_write_chunk(&s, 0, bad, 64) == PV_STORE_ERR_HEADER); /* the blob header not in it */
+        CHECK(pv_store_write_chunk(&s, 0, bad, 64 + ENV) == 0);
         CHECK(pv_store_write_chunk(&s, 100, bad + 100, 10) == PV_STORE_ERR_STATE); /* gap */
         CHECK(pv_store_commit(&s) == PV_STORE_ERR_SIZE);                           /* incomplete */
         CHECK(pv_store_write_chunk(&s, 64, bad + 64, 100) == 0);
