@@ -207,8 +207,8 @@ def render(spec: ArchSpec = F_SPEC) -> str:
         "    { " + ", ".join(f"{r[f]}u" for f in FIELDS) + " }," + f" /* {layer.name} */"
         for r, layer in zip(rows, spec.layers)
     )
-    max_k = max(
-        (r["kernel"] * r["kernel"] * (r["in_c"] // r["groups"]) for r in rows if r["kind"] != 2), default=0
+    max_k = max(  # the conv layers' (a 16x8 conv keeps one block of its weights, 4 x depth int16, on the stack)
+        (r["kernel"] * r["kernel"] * (r["in_c"] // r["groups"]) for r in rows if r["kind"] == 1), default=0
     )
     ih, iw = spec.input_hw
     stream_rows, stream_bands = streaming(spec)
@@ -230,7 +230,7 @@ def render(spec: ArchSpec = F_SPEC) -> str:
 #define PV_INPUT_BYTES {ih * iw * spec.input_ch}u
 
 #define PV_N_LAYERS {len(spec.layers)}u
-#define PV_MAX_DEPTH {max_k}u /* largest accumulation depth (kernel*kernel*in_c/groups) */
+#define PV_MAX_DEPTH {max_k}u /* largest accumulation depth of a conv layer (kernel*kernel*in_c/groups) */
 #define PV_MACS {sum(spec.macs())}u
 
 /* Input-row streaming of the first layer (pv_stream_*): rows per band and bands per image. */

@@ -15,7 +15,7 @@
 #define PV_INPUT_BYTES 37632u
 
 #define PV_N_LAYERS 11u
-#define PV_MAX_DEPTH 96u /* largest accumulation depth (kernel*kernel*in_c/groups) */
+#define PV_MAX_DEPTH 48u /* largest accumulation depth of a conv layer (kernel*kernel*in_c/groups) */
 #define PV_MACS 3276312u
 
 /* Input-row streaming of the first layer (pv_stream_*): rows per band and bands per image. */

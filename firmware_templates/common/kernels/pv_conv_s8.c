@@ -329,6 +329,14 @@ static inline int32_t pv_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t
     return pv_asr(t, e1);
 }
 
+/* The same for a layer whose clamp starts at its output zero point (ReLU): without the "- [h < 0]", which
+ * changes the result only where h < 0, and there both results are <= zp (floor((2h + 2^e) / 2^(e+1)) <= 0
+ * before zp is added), which the clamp makes act_min = zp. One instruction less per output. */
+static inline int32_t pv_rq_fast_relu(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
+    const int32_t h = pv_smmulr(acc, mult);
+    return pv_asr(pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1)), e1);
+}
+
 static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
     v = pv_ssat8(v);
     if (!full) {
@@ -445,13 +453,23 @@ static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *ac
     PV_LD2(q, 4, m0, m1);
     PV_LD2(q, 8, r0, r1);
     PV_LD2(q, 12, e0, e1);
-    o[0] = pv_clamp(pv_rq_fast(acc[0], m0, r0, e0), full, lo, hi);
-    o[1] = pv_clamp(pv_rq_fast(acc[1], m1, r1, e1), full, lo, hi);
+    if (full) { /* the full range from the zero point -128 (pv_conv_row_packed) */
+        o[0] = pv_clamp(pv_rq_fast_relu(acc[0], m0, r0, e0), 1, lo, hi);
+        o[1] = pv_clamp(pv_rq_fast_relu(acc[1], m1, r1, e1), 1, lo, hi);
+    } else {
+        o[0] = pv_clamp(pv_rq_fast(acc[0], m0, r0, e0), 0, lo, hi);
+        o[1] = pv_clamp(pv_rq_fast(acc[1], m1, r1, e1), 0, lo, hi);
+    }
     PV_LD2(q, 6, m2, m3);
     PV_LD2(q, 10, r2, r3);
     PV_LD2(q, 14, e2, e3);
-    o[2] = pv_clamp(pv_rq_fast(acc[2], m2, r2, e2), full, lo, hi);
-    o[3] = pv_clamp(pv_rq_fast(acc[3], m3, r3, e3), full, lo, hi);
+    if (full) {
+        o[2] = pv_clamp(pv_rq_fast_relu(acc[2], m2, r2, e2), 1, lo, hi);
+        o[3] = pv_clamp(pv_rq_fast_relu(acc[3], m3, r3, e3), 1, lo, hi);
+    } else {
+        o[2] = pv_clamp(pv_rq_fast(acc[2], m2, r2, e2), 0, lo, hi);
+        o[3] = pv_clamp(pv_rq_fast(acc[3], m3, r3, e3), 0, lo, hi);
+    }
 }
 
 #define PV_BIAS4(q, acc)                   \
@@ -547,10 +565,11 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
     }
 }
 
-/* The clamp to the full int8 range (every layer of pv-gconv-s) as a constant: no per-output branch. */
+/* The clamp to the full int8 range from the zero point -128 (a ReLU with zero point -128: every layer of
+ * pv-gconv-s) as a constant: no per-output branch, no rounding correction below zp. */
 __attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_s8_t *c, int8_t *out,
                                                           const int16_t *const *rows) {
-    if (c->full) {
+    if (c->full && c->p->out_zp == -128) {
         pv_conv_row_packed_impl(c, out, rows, 1);
     } else {
         pv_conv_row_packed_impl(c, out, rows, 0);
