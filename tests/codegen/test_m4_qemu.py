@@ -1,7 +1,7 @@
 """The C kernel cross-compiled for Cortex-M4 and run on QEMU's mps2-an386, plain and with the SMLAD (DSP)
-path: bit-exact with the golden model on real ARM semantics, and the instruction count per inference
-(``-icount shift=0``: one SysTick tick at 25 MHz = 40 guest instructions; an instruction count, not
-cycles of a real Cortex-M4)."""
+path, int8 and 16x8: bit-exact with the golden model on real ARM semantics, and the instruction count per
+inference and per layer (``-icount shift=0``: one SysTick tick at 25 MHz = 40 guest instructions; an
+instruction count, not cycles of a real Cortex-M4)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from codegen.golden import run_int8
+from codegen.quantize import QuantConfig, quantize
 from pvcore.blob import pack_blob
 from pvcore.qtheta import QuantizedF
 from pvcore.spec import F_SPEC
@@ -28,11 +30,12 @@ def _tools() -> tuple[str, str]:
     return cbuild.tool("arm-none-eabi-gcc", hint), cbuild.tool("qemu-system-arm", hint)
 
 
-def build_m4(cc: str, out: Path, dsp: bool) -> Path:
+def build_m4(cc: str, out: Path, dsp: bool, extra: str = "") -> Path:
     """The kernel test driver (c/m4/m4_main.c, its own vector table and linker script) with the blob parser
-    and the kernel, compiled and linked with the Cortex-M4 firmware's flags (DSP=0/1)."""
-    cmd = [cc, *cbuild.arm_flags(dsp), *cbuild.kernel_sources(), str(M4 / "m4_main.c"), *cbuild.arm_link_flags(),
-           "-T", str(M4 / "link.ld"), "-o", str(out)]
+    and the kernel, compiled and linked with the Cortex-M4 firmware's flags (DSP=0/1; ``extra``:
+    -DPV_WITH_16X8=1 for the 16x8 kernels)."""
+    cmd = [cc, *cbuild.arm_flags(dsp, extra), *cbuild.kernel_sources(), str(M4 / "m4_main.c"),
+           *cbuild.arm_link_flags(), "-T", str(M4 / "link.ld"), "-o", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return out
@@ -71,7 +74,7 @@ def run_m4(
     assert res.returncode == 0, f"QEMU exit {res.returncode}: {res.stdout}{res.stderr}"
     main, per_layer = res.stderr.split("L\n")  # semihosting console output goes to stderr
     tok = main.split()
-    logits = np.array([int(x, 16) for x in tok[0::2]], np.uint8).view(np.int8)
+    logits = np.array([int(x, 16) for x in tok[0::2]], np.uint16).view(np.int16)  # int8 logits sign-extended
     ticks = np.array([int(x) for x in tok[1::2]])
     return logits, ticks, [int(x) for x in per_layer.split()[1::2]]
 
@@ -89,7 +92,7 @@ def test_m4_kernel_bit_exact_and_instruction_count(
     for dsp in (False, True):
         elf = build_m4(cc, tmp_path / f"m4_{'dsp' if dsp else 'plain'}.elf", dsp)
         logits, ticks, layer_ticks = run_m4(qemu, elf, tmp_path, pack_blob(qf, "m4", 0.0), imgs)
-        assert np.array_equal(logits, golden), (
+        assert np.array_equal(logits.astype(np.int64), golden.astype(np.int64)), (
             f"dsp={dsp}: {(logits != golden).sum()} of {len(golden)} differ"
         )
         instr = float(ticks.mean() * 40)
@@ -100,6 +103,37 @@ def test_m4_kernel_bit_exact_and_instruction_count(
             "per_layer": {la.name: t * 40 for la, t in zip(F_SPEC.layers, layer_ticks)},
         }
     print(json.dumps(report, indent=1))
-    # regression guards (the measured figures: plain 7.79, SMLAD 1.496 instructions per MAC; goal <= 1.5)
+    # regression guards (the measured figures: plain 7.79, SMLAD 1.481 instructions per MAC; goal <= 1.5)
     assert report["dsp"]["instructions_per_mac"] <= 1.5
     assert report["plain"]["instructions_per_mac"] <= 8.0
+
+
+@pytest.mark.slow
+def test_m4_kernel16_bit_exact_and_instruction_count(
+    thetas: dict[str, torch.Tensor], face_images: np.ndarray, tmp_path: Path
+) -> None:
+    """The 16x8 kernels (-DPV_WITH_16X8=1) on the same driver: a 16x8 θ bit-exact, instructions per probe and
+    per layer (the streamed layers' rows summed), plain and SMLAD."""
+    cc, qemu = _tools()
+    imgs = face_images[:N_IMAGES]
+    qf = quantize(thetas["random-0"], enroll_u8=face_images[0], cfg=QuantConfig(activations="int16"))
+    golden = run_int8(qf, imgs).astype(np.int64)
+    macs = sum(F_SPEC.macs())
+    report = {}
+    for dsp in (False, True):
+        elf = build_m4(cc, tmp_path / f"m4_16_{'dsp' if dsp else 'plain'}.elf", dsp, "-DPV_WITH_16X8=1")
+        logits, ticks, layer_ticks = run_m4(qemu, elf, tmp_path, pack_blob(qf, "m4", 0.0), imgs)
+        assert np.array_equal(logits.astype(np.int64), golden), (
+            f"16x8 dsp={dsp}: {(logits != golden).sum()} of {len(golden)} differ"
+        )
+        instr = float(ticks.mean() * 40)
+        report["dsp" if dsp else "plain"] = {
+            "bit_exact": f"{len(golden)}/{len(golden)}",
+            "instructions_per_inference": instr,
+            "instructions_per_mac": round(instr / macs, 3),
+            "per_layer": {la.name: t * 40 for la, t in zip(F_SPEC.layers, layer_ticks)},
+        }
+    print(json.dumps(report, indent=1))
+    # regression guards (measured: plain 6.18, SMLAD 1.491 instructions per MAC; goal <= 1.6)
+    assert report["dsp"]["instructions_per_mac"] <= 1.5
+    assert report["plain"]["instructions_per_mac"] <= 6.3

@@ -3,8 +3,9 @@
  *   0x21000000  u32 n_images, u32 blob_len
  *   0x21001000  the θ blob
  *   0x21100000  n_images * PV_INPUT_BYTES uint8 RGB images
- * For each image it prints "<logit as 2 hex digits> <SysTick ticks>\n" over semihosting, then a line "L"
- * and the same for each layer of one more run of image 0 (ticks per layer), then exits
+ * For each image it prints "<logit as 4 hex digits, int16> <SysTick ticks>\n" over semihosting, then a line
+ * "L" and the same for each layer of one more run of image 0 (ticks per layer: the SysTick deltas between
+ * hook calls, summed per layer, as the streamed layers call the hook once per output row), then exits
  * with 0 (or 2 when the blob is refused / an inference fails). With -icount shift=0 one SysTick tick
  * (25 MHz) is 40 guest instructions. */
 #include <stdint.h>
@@ -56,21 +57,23 @@ __attribute__((section(".isr_vector"), used)) static void (*const k_vectors[4])(
 
 static union {
     uint32_t align_;
-    uint8_t b[PV_KERNEL_ARENA_BYTES];
-} s_arena;
+    uint8_t b[PV_KERNEL16_ARENA_BYTES > PV_KERNEL_ARENA_BYTES ? PV_KERNEL16_ARENA_BYTES : PV_KERNEL_ARENA_BYTES];
+} s_arena; /* a build with -DPV_WITH_16X8=1 runs 16x8 blobs too */
 static int8_t s_img[PV_INPUT_BYTES];
 static pv_model_t s_model;
 static char s_line[32];
-static uint32_t s_layer_t[PV_N_LAYERS + 1u];
+static uint32_t s_layer_ticks[PV_N_LAYERS], s_last;
 
 static void layer_hook(void *ctx, uint32_t layer, const void *out, uint32_t n) {
+    const uint32_t t = SYST_CVR;
     (void)ctx;
     (void)out;
     (void)n;
-    s_layer_t[layer + 1u] = SYST_CVR;
+    s_layer_ticks[layer] += (s_last - t) & 0x00FFFFFFu; /* down-counter */
+    s_last = t;
 }
 
-static void put_line(int8_t logit, uint32_t ticks) {
+static void put_line(int16_t logit, uint32_t ticks) {
     static const char hex[] = "0123456789abcdef";
     if (logit == 0 && ticks == 0u) { /* separator line */
         (void)semihost(0x04, "L\n");
@@ -78,8 +81,10 @@ static void put_line(int8_t logit, uint32_t ticks) {
     }
     char dec[12];
     int n = 0, i = 0;
-    s_line[i++] = hex[((uint8_t)logit) >> 4];
-    s_line[i++] = hex[((uint8_t)logit) & 15u];
+    s_line[i++] = hex[((uint16_t)logit) >> 12];
+    s_line[i++] = hex[(((uint16_t)logit) >> 8) & 15u];
+    s_line[i++] = hex[(((uint16_t)logit) >> 4) & 15u];
+    s_line[i++] = hex[((uint16_t)logit) & 15u];
     s_line[i++] = ' ';
     do {
         dec[n++] = (char)('0' + ticks % 10u);
@@ -106,16 +111,16 @@ int main(void) {
         t0 = SYST_CVR;
         if (pv_infer(&s_model, s_img, &logit, s_arena.b) != PV_OK) return 2;
         t1 = SYST_CVR;
-        put_line((int8_t)logit, (t0 - t1) & 0x00FFFFFFu); /* down-counter */
+        put_line(logit, (t0 - t1) & 0x00FFFFFFu); /* down-counter */
     }
     /* per-layer ticks of one more inference of image 0, after a line "L" */
     if (n_images > 0u) {
         int16_t logit = 0;
         put_line(0, 0u);
         for (i = 0; i < PV_INPUT_BYTES; i++) s_img[i] = (int8_t)((int32_t)IMAGES[i] - 128);
-        s_layer_t[0] = SYST_CVR;
+        s_last = SYST_CVR;
         if (pv_infer_ex(&s_model, s_img, &logit, s_arena.b, layer_hook, NULL) != PV_OK) return 2;
-        for (i = 0; i < PV_N_LAYERS; i++) put_line((int8_t)logit, (s_layer_t[i] - s_layer_t[i + 1u]) & 0x00FFFFFFu);
+        for (i = 0; i < PV_N_LAYERS; i++) put_line(logit, s_layer_ticks[i]);
     }
     return 0;
 }
