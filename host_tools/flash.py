@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     target = TARGETS[args.target]
     try:
         if target.virtual:
-            from host_tools.qemu import HostBoard, QemuBoard, RiscvQemuBoard, tflm_make_vars
+            from host_tools.qemu import HostBoard, QemuBoard, RiscvQemuBoard, TflmQemuBoard, tflm_make_vars
 
             if target.family == "host":
                 exe = None
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.build is None and args.elf is None:
                     raise FlashError(f"--target {target.name} needs --build (a project of codegen.emit --target "
                                      f"{target.name}) or --elf")
-                board = QemuBoard(qemu_elf(args.build, args.elf, ("-j2", *tflm_make_vars())))
+                board = TflmQemuBoard(qemu_elf(args.build, args.elf, ("-j2", *tflm_make_vars())))
             else:
                 board = QemuBoard(qemu_elf(args.build, args.elf))
             return serve(board)

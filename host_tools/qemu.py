@@ -288,6 +288,19 @@ class QemuBoard(_QemuBoard):
         return build_qemu_firmware()
 
 
+class TflmQemuBoard(_QemuBoard):
+    """TensorFlow Lite Micro on QEMU mps2-an386 (firmware_templates/cortex-m-qemu-tflm): the Cortex-M4 board,
+    with a firmware built around one user's .tflite — by build_tflm_firmware or an emitted project — so
+    ``elf`` is needed."""
+
+    name = "qemu-mps2-an386-tflm"
+    target = TARGETS["cortex-m-qemu-tflm"]
+
+    def build_firmware(self) -> Path:
+        raise RuntimeError("the TFLM firmware is built around a user's model: build_tflm_firmware(MODEL_H) or an "
+                           "emitted cortex-m-qemu-tflm project (python -m host_tools.flash --build DIR)")
+
+
 class RiscvQemuBoard(_QemuBoard):
     """The RV32IMC firmware on QEMU virt (machine mode, -bios none): its minstret ticks (INFO tick_hz 10⁹)
     are instructions under -icount."""

@@ -60,6 +60,7 @@ class QemuBoot:
     package: str  # the Debian package that installs it (named in the error when it is missing)
     machine: str  # -M
     options: tuple[str, ...]  # the machine's own options, before the common ones
+    port: str  # the template folder of the board's port (board.h, linker script), shared by its firmwares
     bulk_base: int
     bulk_bytes: int = 16 * 1024 * 1024
 
@@ -104,7 +105,7 @@ class Target:
 _MPS2_AN386 = QemuBoot("qemu-system-arm", "qemu-system-arm", "mps2-an386",
                        # semihosting: the firmware's exit code (RESET mode 1) becomes QEMU's
                        ("-semihosting-config", "enable=on,target=native"),
-                       bulk_base=0x21000000)  # PSRAM
+                       port="cortex-m-qemu", bulk_base=0x21000000)  # PSRAM
 _ESP32 = FlashLayout("ESP32", 0x1000)
 _ESP32S3 = FlashLayout("ESP32-S3", 0x0)
 _ESP32C3 = FlashLayout("ESP32-C3", 0x0)
@@ -134,6 +135,7 @@ TARGETS: dict[str, Target] = {
                shared_prefix=False,
                qemu=QemuBoot("qemu-system-riscv32", "qemu-system-misc", "virt",
                              ("-bios", "none"),  # no OpenSBI: the firmware starts in machine mode at 0x80000000
+                             port="riscv32-qemu",
                              bulk_base=0x81000000)),  # the top 16 MiB of virt's default 128 MiB of RAM
         Target("host", "host", "fixed", None, "POSIX simulator of a board (gcc, Makefile)", "host",
                shared_prefix=False),

@@ -101,7 +101,7 @@ def test_flash_layouts_agree_with_esptools_chip_definitions() -> None:
 def test_get_target_resolves_aliases_and_names_the_choices(capsys) -> None:
     assert get_target("qemu").name == "cortex-m-qemu"
     assert "'qemu' is deprecated; use 'cortex-m-qemu'" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="unknown target 'esp32'; targets: cortex-m-qemu, host"):
+    with pytest.raises(ValueError, match="unknown target 'esp32'; targets: cortex-m-qemu, cortex-m-qemu-tflm, host"):
         get_target("esp32", families=("cortex-m-qemu", "host"))
 
 

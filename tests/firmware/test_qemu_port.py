@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.qemu import QemuBoard, RiscvQemuBoard
+from host_tools.qemu import QemuBoard, RiscvQemuBoard, TflmQemuBoard
 from pvcore.targets import TARGETS
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
@@ -37,10 +37,10 @@ def memories(ld: Path) -> list[tuple[str, int, int]]:
 def test_bulk_region_is_the_boards(name: str) -> None:
     t = TARGETS[name]
     assert t.qemu is not None
-    board_h = TEMPLATES / t.firmware / "board.h"
+    board_h = TEMPLATES / t.qemu.port / "board.h"  # the port the target's firmware is built on
     assert c_uint(c_define(board_h, "BOARD_BULK_BASE")) == t.qemu.bulk_base, name
     assert c_uint(c_define(board_h, "BOARD_BULK_BYTES")) == t.qemu.bulk_bytes, name
-    (ld,) = (TEMPLATES / t.firmware).glob("*.ld")
+    (ld,) = (TEMPLATES / t.qemu.port).glob("*.ld")
     regions = memories(ld)
     assert regions, ld
     lo, hi = t.qemu.bulk_base, t.qemu.bulk_base + t.qemu.bulk_bytes
@@ -49,4 +49,4 @@ def test_bulk_region_is_the_boards(name: str) -> None:
 
 
 def test_every_qemu_target_has_a_board_class() -> None:
-    assert sorted(b.target.name for b in (QemuBoard, RiscvQemuBoard)) == sorted(QEMU_TARGETS)
+    assert sorted(b.target.name for b in (QemuBoard, TflmQemuBoard, RiscvQemuBoard)) == sorted(QEMU_TARGETS)
