@@ -349,14 +349,16 @@ static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
 #if defined(PV_USE_DSP)
 /* Two consecutive words in one load: LDRD on Cortex-M4 (GCC splits 64-bit loads into two LDR for this
  * core, hence the asm). The asm does not tell the compiler which memory it reads: it is only used in
- * pv_conv_row_packed (not inlined), during which that memory does not change. The int16 buffers are
- * 8-byte aligned and every pair read here starts at a multiple of 8 bytes (LDRD itself needs 4). */
+ * pv_conv_row_packed (not inlined), during which that memory does not change. It is volatile to keep the
+ * loads in program order: otherwise GCC hoists the input loads of later taps and spills registers. The
+ * int16 buffers are 8-byte aligned and every pair read here starts at a multiple of 8 bytes (LDRD itself
+ * needs 4). */
 #if defined(__GNUC__)
 typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
 #endif
 #if defined(PV_HAVE_SMMULR) /* the real DSP build */
 #define PV_LD2(base, off, a, b)                                                               \
-    __asm__("ldrd %0, %1, [%2, %3]"                                                           \
+    __asm__ volatile("ldrd %0, %1, [%2, %3]"                                                         \
             : "=r"(a), "=r"(b)                                                                \
             : "r"(base), "I"(4 * (off)))
 #elif defined(__GNUC__)
@@ -395,57 +397,21 @@ typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
     } while (0)
 
 
-/* a[0..3] += packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
-static inline void pv_dot4p(const int32_t *x, const int32_t *w, uint32_t nblk, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int32_t *const xe = x + 2u * nblk;
-    if (nblk & 1u) {
-        PV_BLK(x, 0, w, 0);
-        x += 2;
-        w += 8;
-    }
-    while (x < xe) {
-        PV_BLK(x, 0, w, 0);
-        PV_BLK(x, 2, w, 8);
-        x += 4;
-        w += 16;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* 3 taps (one kernel row) of one group of 4 input channels for 4 output channels: r points at the
- * group's first tap column in the ring row (2 words per column); w at the row's weights (8 per tap). */
-static inline void pv_c3g4_row(const int32_t *r, const int32_t *w, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    PV_BLK(r, 0, w, 0);
-    PV_BLK(r, 2, w, 8);
-    PV_BLK(r, 4, w, 16);
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* k kernel rows of a row-run layer with 12 values (3 blocks) per row, for 4 output channels: x steps
- * by xs words from row to row (rows consecutive in the ring), w by 24 words. */
-static inline void pv_rows3(const int32_t *x, uint32_t xs, const int32_t *w, uint32_t k, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int32_t *const we = w + 24u * k;
-    while (w < we) {
-        PV_BLK(x, 0, w, 0);
-        PV_BLK(x, 2, w, 8);
-        PV_BLK(x, 4, w, 16);
-        x += xs;
-        w += 24;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
+/* a0..a3 += the packed dot of nblk blocks of 4 values: x = 2 words per block, w = 8 words per block */
+#define PV_RUN(x_, w_, nblk_)                                   \
+    do {                                                        \
+        const int32_t *xr_ = (x_), *wr_ = (w_);                 \
+        const int32_t *const xe_ = xr_ + 2u * (nblk_);          \
+        if ((nblk_) & 1u) {                                     \
+            PV_BLK(xr_, 0, wr_, 0);                             \
+            xr_ += 2;                                           \
+            wr_ += 8;                                           \
+        }                                                       \
+        for (; xr_ < xe_; xr_ += 4, wr_ += 16) {                \
+            PV_BLK(xr_, 0, wr_, 0);                             \
+            PV_BLK(xr_, 2, wr_, 8);                             \
+        }                                                       \
+    } while (0)
 
 /* requantize and store a block of 4 output channels (fast path); q = the block's 16 rq words */
 static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
@@ -472,12 +438,6 @@ static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *ac
     }
 }
 
-#define PV_BIAS4(q, acc)                   \
-    do {                                   \
-        PV_LD2((q), 0, (acc)[0], (acc)[1]); \
-        PV_LD2((q), 2, (acc)[2], (acc)[3]); \
-    } while (0)
-
 /* DSP output row, packed weights and fast requantization. Not inlined: the LDRD asm reads memory the
  * compiler does not see, which is fixed while this function runs (it writes only the output row). */
 static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const pv_conv_s8_t *c, int8_t *out,
@@ -494,19 +454,33 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
         const int32_t *const rr0 = (const int32_t *)(const void *)rows[0];
         const int32_t *const rr1 = (const int32_t *)(const void *)rows[1];
         const int32_t *const rr2 = (const int32_t *)(const void *)rows[2];
+        const uint32_t xstep = 2u * s; /* words from one output pixel's taps to the next one's */
         for (g = 0; g < groups; g++) {
-            for (ox = 0; ox < out_w; ox++) {
-                const size_t col = ((size_t)g * gstride + (size_t)ox * s * 4u) / 2u; /* words */
-                const int32_t *const r0 = rr0 + col, *const r1 = rr1 + col, *const r2 = rr2 + col;
-                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
-                    const int32_t *q = rq + (oc >> 2) * 16u;
-                    int32_t acc[4];
-                    PV_BIAS4(q, acc);
-                    pv_c3g4_row(r0, w, acc);
-                    pv_c3g4_row(r1, w + 24, acc);
-                    pv_c3g4_row(r2, w + 48, acc);
-                    pv_store4_fast(out + (size_t)ox * out_c + oc, q, acc, full, lo, hi);
+            const size_t col = (size_t)g * gstride / 2u; /* words */
+            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+                /* one block of 4 channels along the row: weights and requantization words stay put */
+                const int32_t *const w = w32 + (size_t)oc * depth / 2u;
+                const int32_t *const q = rq + (oc >> 2) * 16u;
+                const int32_t *p0 = rr0 + col, *p1 = rr1 + col, *p2 = rr2 + col;
+                int8_t *o = out + oc;
+                for (ox = 0; ox < out_w; ox++, p0 += xstep, p1 += xstep, p2 += xstep, o += out_c) {
+                    int32_t a0, a1, a2, a3, acc[4];
+                    PV_LD2(q, 0, a0, a1);
+                    PV_LD2(q, 2, a2, a3);
+                    PV_BLK(p0, 0, w, 0);
+                    PV_BLK(p0, 2, w, 8);
+                    PV_BLK(p0, 4, w, 16);
+                    PV_BLK(p1, 0, w, 24);
+                    PV_BLK(p1, 2, w, 32);
+                    PV_BLK(p1, 4, w, 40);
+                    PV_BLK(p2, 0, w, 48);
+                    PV_BLK(p2, 2, w, 56);
+                    PV_BLK(p2, 4, w, 64);
+                    acc[0] = a0;
+                    acc[1] = a1;
+                    acc[2] = a2;
+                    acc[3] = a3;
+                    pv_store4_fast(o, q, acc, full, lo, hi);
                 }
             }
         }
@@ -517,22 +491,33 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
         int consecutive = 1;
         for (ky = 0; ky < k; ky++)
             if (rows[ky] != c->ring + (size_t)ky * c->row_elems) consecutive = 0;
-        if (consecutive) {
-            const int32_t *const x0 = (const int32_t *)(const void *)rows[0];
-            for (ox = 0; ox < out_w; ox++) {
-                const int32_t *x = x0 + (size_t)ox * s * in_c / 2u;
-                int8_t *o = out + (size_t)ox * out_c;
-                for (oc = 0; oc < out_c; oc += 4u) {
-                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
-                    const int32_t *q = rq + (oc >> 2) * 16u;
-                    int32_t acc[4];
-                    PV_BIAS4(q, acc);
-                    if (nblk == 3u) {
-                        pv_rows3(x, xs, w, k, acc);
+        if (consecutive) { /* blocks of 4 channels along the row: weights and requantization words stay put */
+            const int32_t *const xb = (const int32_t *)(const void *)rows[0];
+            const uint32_t xstep = s * in_c / 2u;
+            for (oc = 0; oc < out_c; oc += 4u) {
+                const int32_t *const w = w32 + (size_t)oc * depth / 2u;
+                const int32_t *const q = rq + (oc >> 2) * 16u;
+                const int32_t *xp = xb;
+                int8_t *o = out + oc;
+                for (ox = 0; ox < out_w; ox++, xp += xstep, o += out_c) {
+                    int32_t a0, a1, a2, a3, acc[4];
+                    PV_LD2(q, 0, a0, a1);
+                    PV_LD2(q, 2, a2, a3);
+                    if (nblk == 3u) { /* the patchify stem: 12 values per kernel row */
+                        const int32_t *x = xp, *wk = w;
+                        for (ky = 0; ky < k; ky++, x += xs, wk += 24) {
+                            PV_BLK(x, 0, wk, 0);
+                            PV_BLK(x, 2, wk, 8);
+                            PV_BLK(x, 4, wk, 16);
+                        }
                     } else {
-                        for (ky = 0; ky < k; ky++) pv_dot4p(x + (size_t)ky * xs, w + (size_t)ky * nblk * 8u, nblk, acc);
+                        for (ky = 0; ky < k; ky++) PV_RUN(xp + (size_t)ky * xs, w + (size_t)ky * nblk * 8u, nblk);
                     }
-                    pv_store4_fast(o + oc, q, acc, full, lo, hi);
+                    acc[0] = a0;
+                    acc[1] = a1;
+                    acc[2] = a2;
+                    acc[3] = a3;
+                    pv_store4_fast(o, q, acc, full, lo, hi);
                 }
             }
             return;
@@ -542,23 +527,30 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
         /* the taps of output pixel 0, group 0: input words and weight offset (words) */
         const int32_t *tx[PV_MAX_TAPS];
         uint32_t tk[PV_MAX_TAPS], nt = 0, t;
+        const uint32_t xstep = s * (c->rowrun ? in_c : cin_g) / 2u;
         for (ky = 0; ky < k; ky++) {
             for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
                 tx[nt] = (const int32_t *)(const void *)(rows[ky] + kx * cin_g);
                 tk[nt++] = (c->rowrun ? ky * c->runlen : (ky * k + kx) * cin_g) * 2u;
             }
         }
-        for (ox = 0; ox < out_w; ox++) {
-            int8_t *o = out + (size_t)ox * out_c;
-            for (g = 0; g < groups; g++) {
-                const size_t xo = ((size_t)ox * s * (c->rowrun ? in_c : cin_g) + (size_t)g * gstride) / 2u; /* words */
-                for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                    const int32_t *w = w32 + (size_t)oc * depth / 2u;
-                    const int32_t *q = rq + (oc >> 2) * 16u;
-                    int32_t acc[4];
-                    PV_BIAS4(q, acc);
-                    for (t = 0; t < nt; t++) pv_dot4p(tx[t] + xo, w + tk[t], nblk, acc);
-                    pv_store4_fast(o + oc, q, acc, full, lo, hi);
+        for (g = 0; g < groups; g++) {
+            const size_t xg = (size_t)g * gstride / 2u; /* words */
+            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+                const int32_t *const w = w32 + (size_t)oc * depth / 2u;
+                const int32_t *const q = rq + (oc >> 2) * 16u;
+                size_t xo = xg;
+                int8_t *o = out + oc;
+                for (ox = 0; ox < out_w; ox++, xo += xstep, o += out_c) {
+                    int32_t a0, a1, a2, a3, acc[4];
+                    PV_LD2(q, 0, a0, a1);
+                    PV_LD2(q, 2, a2, a3);
+                    for (t = 0; t < nt; t++) PV_RUN(tx[t] + xo, w + tk[t], nblk);
+                    acc[0] = a0;
+                    acc[1] = a1;
+                    acc[2] = a2;
+                    acc[3] = a3;
+                    pv_store4_fast(o, q, acc, full, lo, hi);
                 }
             }
         }
