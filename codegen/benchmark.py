@@ -69,6 +69,11 @@ ROWS = {  # key → (label in tables and plots, how its threshold is chosen)
     "teacher": ("(d) teacher backbone, cosine", "kfold"),
     "nonpersonal": ("(e) non-personal f, cosine to template", "kfold"),
 }
+REFINED_ROWS = {  # --refine: the same rows with θ refined at enrollment (training.refine)
+    "deployed_refined": ("(f) deployed, θ refined at enrollment", "model"),
+    "float_refined": ("(g) float, θ refined at enrollment", "model"),
+}
+ALL_ROWS = {**ROWS, **REFINED_ROWS}
 
 
 @dataclass
@@ -171,8 +176,28 @@ def deployed_logits(jobs: list[tuple], activations: str, progress: bool = True) 
     return outs, {"quantized": len(groups), "in_several_sets": several}
 
 
-def score_sets(sets: dict, model, activations: str, progress: bool) -> tuple[dict[str, Scored], dict]:
-    """Every row's scores on each PairSet of ``sets`` (one variant), the deployed row of all sets together."""
+def refined_thetas(pairs, model, thetas, cohort):
+    """θ of every image of ``pairs``, those of the enrolled images (pairs.left) refined at enrollment
+    (``training.refine.refine_batch``: h's tail and the teacher map, refined against ``cohort``)."""
+    import torch
+
+    from training.backbones import backbone_info, load_backbone
+    from training.backbones.base import ARCFACE112
+    from training.backbones.embedding_cache import EmbeddingCache
+    from training.refine import refine_batch
+
+    lefts = np.unique(pairs.left)
+    kind = backbone_info(model.backbone).input_kind
+    emb = EmbeddingCache(load_backbone(model.backbone)).embed(pairs.crops[kind][lefts], progress=False)
+    out = thetas.clone()
+    out[torch.from_numpy(lefts)] = torch.from_numpy(
+        refine_batch(model, thetas[torch.from_numpy(lefts)].numpy(), pairs.crops[ARCFACE112][lefts], emb, cohort)[0])
+    return out
+
+
+def score_sets(sets: dict, model, activations: str, progress: bool, cohort=None) -> tuple[dict[str, Scored], dict]:
+    """Every row's scores on each PairSet of ``sets`` (one variant), the deployed row of all sets together;
+    with a refinement ``cohort`` (``training.refine.Cohort``) also rows (f), (g): θ refined at enrollment."""
     from codegen.accuracy import int8_agreement
     from training.backbones.base import ARCFACE112
     from training.evaluate import backbone_scores, directed_logits, directions, pair_thetas
@@ -198,10 +223,21 @@ def score_sets(sets: dict, model, activations: str, progress: bool) -> tuple[dic
             feats = pooled_features(base, pairs.crops[ARCFACE112])
             scores["nonpersonal"] = cosine_scores(feats, pairs.left, pairs.right)
         t["nonpersonal_s"] = time.perf_counter() - t0
+        if cohort is not None:
+            t0 = time.perf_counter()
+            thetas[key, "refined"] = refined_thetas(pairs, model, thetas[key], cohort)
+            scores["float_refined"] = directed_logits(pairs, model, pairs.left, pairs.right, progress,
+                                                      thetas=thetas[key, "refined"])
+            t["refine_s"] = time.perf_counter() - t0
         scored[key] = Scored(scores, t, {})
     t0 = time.perf_counter()
     jobs = [(thetas[k], p.left, p.right, p.crops[ARCFACE112]) for k, p in sets.items()]
+    if cohort is not None:
+        jobs += [(thetas[k, "refined"], p.left, p.right, p.crops[ARCFACE112]) for k, p in sets.items()]
     logits, counts = deployed_logits(jobs, activations, progress)
+    if cohort is not None:
+        for sc, lg in zip(scored.values(), logits[len(sets):]):
+            sc.scores["deployed_refined"] = lg
     deployed = {"seconds": round(time.perf_counter() - t0, 2), "pairs": int(sum(len(p.same) for p in sets.values())),
                 **counts}
     for sc, lg in zip(scored.values(), logits):
@@ -286,8 +322,9 @@ def markdown(result: dict) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for variant in result["variants"]:
             v = s["variants"][variant]
-            for key, r in ((k, v["rows"][k]) for k in ROWS if k in v["rows"]):
-                lines.append(f"| {variant} | {ROWS[key][0]} | {_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])} "
+            for key, r in ((k, v["rows"][k]) for k in ALL_ROWS if k in v["rows"]):
+                lines.append(f"| {variant} | {ALL_ROWS[key][0]} | {_pct(r['accuracy_mean'])} ± "
+                             f"{_pct(r['accuracy_std'])} "
                              f"| {r['auc']:.4f} | {_pct(r['tar_at_far_1e2'])} | {_pct(r['tar_at_far_1e3'])} "
                              f"| {_pct(r['far'])} | {_pct(r['frr'])} |")
         lines.append("")
@@ -329,7 +366,8 @@ def assumptions(model, sets: list[str]) -> list[str]:
 # The command
 # --------------------------------------------------------------------------------------------------
 def run(model_path: Path | None, sets: list[str], variants: list[str], activations: str, limit: int | None,
-        out: Path | None, progress: bool = True, workers: int = 2, command: list[str] | None = None) -> dict:
+        out: Path | None, progress: bool = True, workers: int = 2, command: list[str] | None = None,
+        refine: bool = False, cohort_file: Path | None = None) -> dict:
     """Score every set × variant, write the report files, return the JSON report."""
     import torch
 
@@ -353,6 +391,15 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
                    "torch thread(s)",
         "assumptions": assumptions(m, sets), "set_order": [], "sets": {}, "timings": {},
     }
+    cohort = None
+    if refine:
+        from training.refine import COHORT_EXCLUDED_FOLDS, load_cohort
+
+        held = int(m.meta["config"]["fold"])
+        if "lfw" in sets and held not in COHORT_EXCLUDED_FOLDS:
+            raise ValueError(f"--refine: the cohort holds LFW people of fold {held}, this model's held-out fold")
+        cohort = load_cohort(m, cohort_file)
+        result["refine"] = {"cohort": cohort.source, "cohort_size": int(len(cohort.feats))}
     bases = {}
     for name in sets:
         t0 = time.perf_counter()
@@ -370,13 +417,14 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         views = {key: with_variant(base, variant) for key, base in bases.items()}
         t_var = time.perf_counter() - t0
         log.info("variant %s: %s", variant, ", ".join(f"{k} {len(p.same)} pairs" for k, p in views.items()))
-        scored, result["deployed"][variant] = score_sets(views, m, activations, progress)
+        scored, result["deployed"][variant] = score_sets(views, m, activations, progress, cohort)
         for key, pairs in views.items():
             sc = scored[key]
-            rows = {k: row_metrics(s, pairs.same, pairs.folds, m.threshold if ROWS[k][1] == "model" else None)
-                    for k, s in sc.scores.items()}
+            rows = {k: row_metrics(sc.scores[k], pairs.same, pairs.folds,
+                                   m.threshold if ALL_ROWS[k][1] == "model" else None)
+                    for k in ALL_ROWS if k in sc.scores}
             stem = f"{key}-{variant}"
-            save_roc_png(out / f"roc-{stem}.png", {ROWS[k][0]: (s, pairs.same) for k, s in sc.scores.items()},
+            save_roc_png(out / f"roc-{stem}.png", {ALL_ROWS[k][0]: (s, pairs.same) for k, s in sc.scores.items()},
                          title=f"{key}, {variant}: {m.model_id}")
             save_score_histogram_png(out / f"scores-{stem}.png", sc.scores["deployed"], pairs.same, m.threshold,
                                      title=f"{key}, {variant}: deployed one-way scores ({activations})")
@@ -438,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     o.add_argument("-v", "--verbose", action="store_true")
     r = ap.add_argument_group("resources")
+    g.add_argument("--refine", action="store_true",
+                   help="add rows (f), (g): θ refined at enrollment against an impostor cohort (training.refine; "
+                        "the cohort: LFW people outside people.txt folds 0 and 1)")
+    g.add_argument("--cohort-file", type=Path, default=None, help="--refine: the model's cohort file")
     r.add_argument("--workers", type=int, default=2, help="alignment worker processes (default 2)")
     r.add_argument("--threads", type=int, default=1,
                    help="torch and BLAS threads (default 1: the quantizer and the golden model ran 3.6x faster "
@@ -454,14 +506,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from pvcore.paths import SharedDataMissing
     from training.hypermodel import HyperModelError
+    from training.refine import NoCohort
 
     torch.set_num_threads(args.threads)
     try:
         with threadpool_limits(args.threads):
             result = run(args.model, args.sets, args.variants, args.activations, args.limit_pairs, args.out,
                          not args.no_progress, args.workers, ["python", "-m", "codegen.benchmark", *(
-                             sys.argv[1:] if argv is None else argv)])
-    except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError) as e:
+                             sys.argv[1:] if argv is None else argv)], args.refine, args.cohort_file)
+    except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError, NoCohort) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     if args.json:

@@ -105,6 +105,7 @@ class Enrollment:
     embedding: np.ndarray
     arcface112: np.ndarray
     timings_ms: dict[str, float]
+    crops: np.ndarray | None = None  # every photo's aligned 112×112 crop (k, 112, 112, 3); arcface112 = crops[0]
 
 
 FALLBACK_DETECTOR = "yunet"
@@ -175,7 +176,8 @@ class Enroller:
         theta = self.model.theta(mean[None])[0]
         t3 = time.perf_counter()
         return Enrollment(theta, mean, faces[0].arcface112,
-                          {"detect_align": t_align, "backbone": (t2 - t1) * 1e3, "h_gen": (t3 - t2) * 1e3})
+                          {"detect_align": t_align, "backbone": (t2 - t1) * 1e3, "h_gen": (t3 - t2) * 1e3},
+                          crops=np.stack([f.arcface112 for f in faces]))
 
     def from_image(self, image_rgb: np.ndarray) -> Enrollment:
         from training.backbones.base import ARCFACE112

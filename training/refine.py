@@ -1,0 +1,428 @@
+"""Refining θ at enrollment: fine-tune the personal tail of f on the enrolled photo against an impostor cohort.
+
+f's layers up to the global pool are one prefix shared by every user (``personal_from = "pool"``); what h
+generates per person is the linear tail fc1 → head, i.e. one linear function of the 96 pooled features
+(``codegen.quantize.fold_linear_tail``). Refinement starts from θ₀ = h(e) and moves only those tail slots:
+
+- positives: the pooled features of augmented views of the enrollment photo(s) (:func:`positive_views`:
+  mirror, grayscale, small shifts and scale, blur, brightness/contrast — the camera conditions);
+- negatives: the pooled features of an impostor cohort (faces of people who are neither the user nor,
+  in an evaluation, anybody evaluated);
+- loss: BCE of (logit − threshold) on each side, the two sides weighted equally, plus ``pull`` · ‖θ − θ₀‖²
+  over the personal slots, so that θ stays where h put it unless the photo and the cohort say otherwise
+  (and stays in the range the 16x8 quantizer was tuned on).
+
+The prefix is frozen, so every feature is computed once and the optimisation is on 96-dim vectors: all users of
+an evaluation are refined together, as a batch of independent problems.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Dense
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    steps: int = 300
+    lr: float = 0.01
+    pull: float = 1.0  # weight of ‖θ − θ₀‖² over the personal slots
+    views: int = 16  # positive views of each enrollment photo
+    neg_batch: int = 1024  # cohort faces per step (all of them when fewer)
+    pos_weight: float = 1.0  # positives' share of the loss relative to the negatives'
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tail_start(spec: ArchSpec = F_SPEC) -> int:
+    """Offset in θ of the first personal slot: the first dense layer after the global pool."""
+    names = [layer.name for layer in spec.layers]
+    pool = next(i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool))
+    if not all(isinstance(layer, Dense) and not layer.relu for layer in spec.layers[pool + 1:]):
+        raise ValueError(f"{spec.name}: the layers after the pool are not a linear dense tail")
+    first = names[pool + 1]
+    return next(s.offset for s in spec.layout if s.layer == first)
+
+
+def _standardize_rows(w: torch.Tensor, gain: float) -> torch.Tensor:
+    """``training.verifier.functional.standardize`` for a batch of dense weights (..., out, in)."""
+    w = w - w.mean(dim=-1, keepdim=True)
+    return w * (gain / (w.norm(dim=-1, keepdim=True) + 1e-5))
+
+
+def linear_tail(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> tuple[torch.Tensor, torch.Tensor]:
+    """θ (N, θ_size) → (w (N, 96), b (N,)): f's logit is ⟨w, pooled features⟩ + b (differentiable)."""
+    from training.verifier.functional import unflatten
+
+    p = unflatten(theta, spec)
+    pool = next(i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool))
+    w = b = None
+    for layer in spec.layers[pool + 1:]:
+        wl = _standardize_rows(p[f"{layer.name}.weight"], layer.gain) * (1.0 + p[f"{layer.name}.gain"])[..., None]
+        bl = p[f"{layer.name}.bias"]
+        if w is None:
+            w, b = wl, bl
+        else:
+            w, b = wl @ w, (wl @ b[..., None])[..., 0] + bl
+    return w[..., 0, :], b[..., 0]
+
+
+def pooled_features(theta: np.ndarray | torch.Tensor, crops_u8: np.ndarray, batch: int = 256,
+                    spec: ArchSpec = F_SPEC) -> np.ndarray:
+    """The float pooled features (N, C) of f's prefix (θ's layers up to the pool) on uint8 crops."""
+    from training.verifier.functional import effective_weights, layer_outputs, to_input
+
+    eff = effective_weights(torch.as_tensor(np.asarray(theta, np.float32)), spec)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(crops_u8), batch):
+            x = to_input(np.ascontiguousarray(crops_u8[s:s + batch]))
+            for layer, _pre, y in layer_outputs(x, eff, spec):
+                if isinstance(layer, AvgPool):
+                    out.append(y.numpy())
+                    break
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def positive_views(crop: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` views (n, 112, 112, 3) uint8 of one aligned crop: the crop, its mirror, grayscale, grayscale
+    mirror, then random ones — mirror (½), shift ≤ 4 px and zoom ≤ 8 % (as training augments), grayscale
+    (¼), Gaussian blur σ 0.5–1.5 (⅓), brightness ± 15 %, contrast ± 15 %."""
+    import cv2
+
+    from training.hypermodel import enrollment_views
+
+    c = np.asarray(crop, np.uint8)
+    fixed = enrollment_views(c, min(n, 4))
+    rng = np.random.default_rng(seed)
+    out = [v for v in fixed]
+    h, w = c.shape[:2]
+    for _ in range(max(n - 4, 0)):
+        x = c[:, ::-1] if rng.random() < 0.5 else c
+        s = 1.0 + rng.uniform(0.0, 0.08)
+        tx, ty = rng.uniform(-4, 4, size=2)
+        m = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]], np.float32)
+        x = cv2.warpAffine(np.ascontiguousarray(x), m, (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        if rng.random() < 0.25:
+            x = np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=-1)
+        if rng.random() < 1 / 3:
+            x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.5, 1.5)))
+        mean = x.mean()
+        x = (x - mean) * (1 + rng.uniform(-0.15, 0.15)) + mean + 255 * rng.uniform(-0.15, 0.15) / 2
+        out.append(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+    return np.stack(out[:n])
+
+
+def refine(theta0: np.ndarray | torch.Tensor, pos_feats: np.ndarray, neg_feats: np.ndarray, threshold: float,
+           cfg: RefineConfig = RefineConfig(), spec: ArchSpec = F_SPEC,
+           curve_every: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """Refine N θ together. theta0 (N, θ_size); pos_feats (N, K, C) each user's positive views' pooled
+    features; neg_feats (M, C) the cohort's. Returns the refined θ (N, θ_size) float32 and, every
+    ``curve_every`` steps (0: never), {step, loss, pos_margin, neg_margin}: the mean (logit − threshold) of
+    positives and of negatives (the margins refinement widens)."""
+    t0 = torch.as_tensor(np.asarray(theta0, np.float32))
+    if t0.ndim == 1:
+        t0 = t0[None]
+    start = tail_start(spec)
+    fixed, p0 = t0[:, :start], t0[:, start:].clone()
+    pos = torch.as_tensor(np.asarray(pos_feats, np.float32))
+    neg = torch.as_tensor(np.asarray(neg_feats, np.float32))
+    if pos.ndim != 3 or pos.shape[0] != t0.shape[0]:
+        raise ValueError(f"positive features must be (N, K, C) with N = {t0.shape[0]}, got {tuple(pos.shape)}")
+    personal = p0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([personal], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    curve = []
+    for step in range(cfg.steps + 1):
+        w, b = linear_tail(torch.cat([fixed, personal], dim=1), spec)
+        zp = torch.einsum("nkc,nc->nk", pos, w) + b[:, None] - threshold
+        nb = neg if len(neg) <= cfg.neg_batch else neg[torch.randperm(len(neg), generator=gen)[:cfg.neg_batch]]
+        zn = nb @ w.T + b[None, :] - threshold  # (M, N)
+        bce = (cfg.pos_weight * F.softplus(-zp).mean(dim=1) + F.softplus(zn).mean(dim=0)) / (1 + cfg.pos_weight)
+        loss = bce.sum() + cfg.pull * ((personal - p0) ** 2).sum()
+        if curve_every and step % curve_every == 0:
+            curve.append({"step": step, "loss": float(bce.mean().detach()), "pos_margin": float(zp.mean().detach()),
+                          "neg_margin": float(zn.mean().detach())})
+        if step == cfg.steps:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return torch.cat([fixed, personal.detach()], dim=1).numpy(), curve
+
+
+def refine_linear(w0: np.ndarray, b0: np.ndarray, pos_feats: np.ndarray, neg_feats: np.ndarray, threshold: float,
+                  cfg: RefineConfig = RefineConfig(), curve_every: int = 0,
+                  ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Refine N linear tails (w (N, C) zero-sum, b (N,)) — the functions every θ's tail computes — instead of
+    θ's slots: a logistic regression per user on its positives (N, K, C) against the cohort (M, C), with the
+    pull measured where it matters, on the cohort's scores: ``pull`` · mean over the cohort of
+    ((w − w₀)·p + b − b₀)² / σ₀², σ₀ the spread of w₀'s cohort scores. Scale-free (units of each user's
+    own score spread) and convex. Returns (w, b, curve); :func:`theta_with_linear` makes θ of them."""
+    w0t = torch.as_tensor(np.asarray(w0, np.float32))
+    b0t = torch.as_tensor(np.asarray(b0, np.float32))
+    pos = torch.as_tensor(np.asarray(pos_feats, np.float32))
+    neg = torch.as_tensor(np.asarray(neg_feats, np.float32))
+    sigma2 = ((neg @ w0t.T).var(dim=0) + 1e-8)  # (N,)
+    v = w0t.clone().requires_grad_(True)
+    b = b0t.clone().requires_grad_(True)
+    opt = torch.optim.Adam([v, b], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    curve = []
+    for step in range(cfg.steps + 1):
+        w = v - v.mean(dim=1, keepdim=True)  # f's standardized dense layers express only zero-sum heads
+        zp = torch.einsum("nkc,nc->nk", pos, w) + b[:, None] - threshold
+        nb = neg if len(neg) <= cfg.neg_batch else neg[torch.randperm(len(neg), generator=gen)[:cfg.neg_batch]]
+        zn = nb @ w.T + b[None, :] - threshold  # (M, N)
+        bce = (cfg.pos_weight * F.softplus(-zp).mean(dim=1) + F.softplus(zn).mean(dim=0)) / (1 + cfg.pos_weight)
+        shift = nb @ (w - w0t).T + (b - b0t)[None, :]
+        loss = bce.sum() + cfg.pull * ((shift ** 2).mean(dim=0) / sigma2).sum()
+        if curve_every and step % curve_every == 0:
+            curve.append({"step": step, "loss": float(bce.mean().detach()), "pos_margin": float(zp.mean().detach()),
+                          "neg_margin": float(zn.mean().detach())})
+        if step == cfg.steps:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        w = v - v.mean(dim=1, keepdim=True)
+    return w.numpy(), b.detach().numpy(), curve
+
+
+def theta_with_linear(theta0: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """θ (N, θ_size) whose prefix is theta0's and whose linear tail is exactly ⟨w, ·⟩ + b (w zero-sum):
+    fc1's row 0 carries w's direction, its other rows are muted (gain slot −1), head picks row 0 with |w|'s
+    scale — the shape ``codegen.quantize.fold_linear_tail`` gives every θ before quantizing."""
+    from pvcore.spec import F_SPEC
+
+    th = np.array(theta0, np.float32, copy=True)
+    slots = {(s.layer, s.tensor): s for s in F_SPEC.layout}
+    fc1, head = (layer for layer in F_SPEC.layers[-2:])
+
+    def sl(layer, tensor):
+        s = slots[(layer.name, tensor)]
+        return slice(s.offset, s.offset + s.size)
+
+    n_out = fc1.out_features
+    w1 = th[:, sl(fc1, "weight")].reshape(len(th), n_out, -1)
+    w1[:, 0] = w
+    th[:, sl(fc1, "weight")] = w1.reshape(len(th), -1)
+    g1 = np.full((len(th), n_out), -1.0, np.float32)
+    g1[:, 0] = 0.0
+    th[:, sl(fc1, "gain")] = g1
+    th[:, sl(fc1, "bias")] = 0.0
+    hw = np.full(n_out, -1.0 / (n_out - 1), np.float32)
+    hw[0] = 1.0
+    c0 = float((hw - hw.mean())[0] / np.linalg.norm(hw - hw.mean()))
+    th[:, sl(head, "weight")] = hw
+    norm = np.linalg.norm(w, axis=1)
+    th[:, sl(head, "gain")] = (norm / (fc1.gain * head.gain * c0) - 1.0)[:, None]
+    th[:, sl(head, "bias")] = b[:, None]
+    return th
+
+
+def fit_teacher_map(cohort_feats: np.ndarray, cohort_t: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """(C+1, D): the ridge least-squares map from pooled features (and a constant) to the centred teacher
+    embeddings, over the cohort (people h was trained on; never an evaluated person)."""
+    x = np.concatenate([cohort_feats, np.ones((len(cohort_feats), 1), np.float32)], axis=1).astype(np.float64)
+    reg = ridge * np.trace(x.T @ x) / x.shape[1] * np.eye(x.shape[1])
+    return np.linalg.solve(x.T @ x + reg, x.T @ np.asarray(cohort_t, np.float64))
+
+
+def teacher_map_linear(t_enroll: np.ndarray, tmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Heads w = P Mᵀ t(a), b = ⟨t(a), c⟩ with (M; c) = ``tmap`` (:func:`fit_teacher_map`), P the projection on
+    zero-sum vectors: f's logit then approximates ⟨t(a), t(b)⟩ — what h is trained to do, as a fixed
+    linear map (the distillation's training-only map, refitted)."""
+    t = np.asarray(t_enroll, np.float64)
+    w = t @ tmap[:-1].T
+    w -= w.mean(axis=1, keepdims=True)
+    return w.astype(np.float32), (t @ tmap[-1]).astype(np.float32)
+
+
+def mixed_start(w0: np.ndarray, b0: np.ndarray, t_enroll: np.ndarray, cohort_feats: np.ndarray,
+                tmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The refinement's start: the mean of h's tail (w0, b0) and the teacher-map head, the latter rescaled to
+    h's own cohort statistics (same spread and mean of the cohort's scores, so the threshold keeps its
+    meaning)."""
+    wt, bt = teacher_map_linear(t_enroll, tmap)
+    s0 = cohort_feats @ w0.T + b0
+    st = cohort_feats @ wt.T + bt
+    a = s0.std(axis=0) / np.maximum(st.std(axis=0), 1e-12)
+    wt, bt = wt * a[:, None], (bt - st.mean(axis=0)) * a + s0.mean(axis=0)
+    return (0.5 * (w0 + wt)).astype(np.float32), (0.5 * (b0 + bt)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Enrollment: the cohort file and one user's refinement
+# --------------------------------------------------------------------------------------------------
+SHIPPED = RefineConfig(steps=150, lr=0.05, pull=1.0, views=16)  # chosen on LFW fold 1 (docs/research/…)
+COHORT_SIZE = 3000
+COHORT_EXCLUDED_FOLDS = (0, 1)  # LFW people.txt folds never in the cohort: the report and validation folds
+
+
+class NoCohort(RuntimeError):
+    """No impostor cohort at hand (no cohort file and no shared data folder to build one)."""
+
+
+@dataclass
+class Cohort:
+    """What refinement needs of an impostor cohort, for one hypermodel: its faces' pooled features through
+    the model's shared prefix, and the teacher map fitted on them."""
+
+    feats: np.ndarray  # (M, C) float32
+    tmap: np.ndarray  # (C+1, D) float64
+    model_id: str
+    source: str
+
+    def save(self, path) -> None:
+        import io
+
+        from pvcore.atomic import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, feats=self.feats, tmap=self.tmap, model_id=self.model_id, source=self.source)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path, model_id: str) -> Cohort:
+        with np.load(path) as z:
+            c = cls(z["feats"].astype(np.float32), z["tmap"], str(z["model_id"]), str(z["source"]))
+        if c.model_id != model_id:
+            raise ValueError(f"{path}: a cohort for model {c.model_id}, not {model_id}")
+        return c
+
+
+def cohort_path(model):
+    from pvcore.paths import cache_dir
+
+    return cache_dir("cohort") / f"{model.model_id}.npz"
+
+
+def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
+    """The cohort from the shared folder's LFW: up to 4 aligned faces per person of people outside the LFW
+    folds 0 and 1 (``COHORT_EXCLUDED_FOLDS``). Raises SharedDataMissing. The first build embeds the faces with
+    the teacher (minutes; cached)."""
+    from training.backbones import backbone_info, load_backbone
+    from training.backbones.embedding_cache import EmbeddingCache
+    from training.data import lfw
+    from training.face.cache import lfw_cache
+
+    folds = lfw.load_people_folds()
+    exclude = {name for k in COHORT_EXCLUDED_FOLDS for name in folds[k]}
+    cache = lfw_cache(model.detector)
+    by_person: dict[str, list[int]] = {}
+    for i, p in enumerate(lfw.all_images()):
+        if (name := lfw.identity_of(p)) not in exclude:
+            by_person.setdefault(name, []).append(i)
+    rng = np.random.default_rng(seed)
+    picked = np.array([j for idx in by_person.values() for j in rng.permutation(idx)[:4]], np.int64)
+    picked = np.sort(picked[rng.permutation(len(picked))[:size]])
+    cache.ensure(picked)
+    picked = picked[cache.status[picked] > 0]
+    prefix = model.theta(model.generator.emb_mean.numpy()[None])[0]
+    feats = pooled_features(prefix, np.ascontiguousarray(cache.crops()[picked]))
+    kind = backbone_info(model.backbone).input_kind
+    emb = EmbeddingCache(load_backbone(model.backbone)).embed(np.ascontiguousarray(cache.crops(kind)[picked]))
+    t = emb - model.generator.emb_mean.numpy()
+    return Cohort(feats.astype(np.float32), fit_teacher_map(feats, t), model.model_id,
+                  f"LFW, {len(picked)} faces of people outside people.txt folds 0 and 1")
+
+
+def load_cohort(model, path=None) -> Cohort:
+    """The model's cohort: ``path``, else the cache file (``.cache/cohort/<model id>.npz``), else built from
+    the shared folder and cached. NoCohort when none of these is at hand."""
+    from pvcore.paths import SharedDataMissing
+
+    if path is not None:
+        return Cohort.load(path, model.model_id)
+    cached = cohort_path(model)
+    if cached.is_file():
+        return Cohort.load(cached, model.model_id)
+    try:
+        c = build_cohort(model)
+    except SharedDataMissing as e:
+        raise NoCohort(f"no impostor cohort for refinement ({e}); pass a cohort file built with "
+                       "`python -m training.refine --build-cohort` on a machine with the shared data") from None
+    c.save(cached)
+    return c
+
+
+def refine_enrollment(model, theta0: np.ndarray, crops: np.ndarray, embedding: np.ndarray, cohort: Cohort,
+                      cfg: RefineConfig = SHIPPED) -> tuple[np.ndarray, dict]:
+    """One user's refined θ: start at :func:`mixed_start` of h's θ₀ and the teacher map of the enrollment
+    embedding (the mean embedding θ₀ was made from), then :func:`refine_linear` on ``cfg.views`` views of each
+    aligned 112×112 enrollment crop (``crops`` (k, 112, 112, 3)) against the cohort. Returns (θ, record)."""
+    import time
+
+    t0 = time.perf_counter()
+    theta0 = np.asarray(theta0, np.float32).reshape(1, -1)
+    crops = np.asarray(crops, np.uint8).reshape(-1, 112, 112, 3)
+    per = max(cfg.views // len(crops), 4)
+    views = np.concatenate([positive_views(c, per, seed=cfg.seed + k) for k, c in enumerate(crops)])
+    pos = pooled_features(theta0[0], views)[None]
+    w0, b0 = (x.detach().numpy() for x in linear_tail(torch.from_numpy(theta0)))
+    t = (np.asarray(embedding, np.float32) - model.generator.emb_mean.numpy())[None]
+    ws, bs = mixed_start(w0, b0, t, cohort.feats, cohort.tmap)
+    w, b, curve = refine_linear(ws, bs, pos, cohort.feats, model.threshold, cfg, curve_every=50)
+    theta = theta_with_linear(theta0, w, b)[0]
+    rec = {"method": "h+teacher-map, linear refinement", **cfg.to_dict(), "cohort": cohort.source,
+           "cohort_size": int(len(cohort.feats)), "positives": int(len(views)),
+           "pos_margin": curve[-1]["pos_margin"], "neg_margin": curve[-1]["neg_margin"],
+           "pos_margin_h": float(np.mean(pos[0] @ w0[0] + b0[0]) - model.threshold),
+           "neg_margin_h": float(np.mean(cohort.feats @ w0[0] + b0[0]) - model.threshold),
+           "seconds": round(time.perf_counter() - t0, 3)}
+    return theta, rec
+
+
+def refine_batch(model, theta0: np.ndarray, crops: np.ndarray, embeddings: np.ndarray, cohort: Cohort,
+                 cfg: RefineConfig = SHIPPED) -> tuple[np.ndarray, list[dict]]:
+    """:func:`refine_enrollment` for N enrollments of one photo each, together (evaluations): theta0 (N, θ_size)
+    = h of ``embeddings`` (N, D), ``crops`` (N, 112, 112, 3). Returns (θ (N, θ_size), the learning curve)."""
+    theta0 = np.asarray(theta0, np.float32)
+    pos = np.stack([pooled_features(theta0[0], positive_views(c, cfg.views, seed=cfg.seed)) for c in crops])
+    w0, b0 = (x.detach().numpy() for x in linear_tail(torch.from_numpy(theta0)))
+    t = np.asarray(embeddings, np.float32) - model.generator.emb_mean.numpy()
+    ws, bs = mixed_start(w0, b0, t, cohort.feats, cohort.tmap)
+    w, b, curve = refine_linear(ws, bs, pos, cohort.feats, model.threshold, cfg, curve_every=50)
+    return theta_with_linear(theta0, w, b), curve
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.refine --build-cohort [--model M] [--out FILE]``: the cohort file refinement reads."""
+    import argparse
+
+    from pvcore.cli import fail, setup_logging
+    from pvcore.paths import SharedDataMissing
+    from training.hypermodel import HyperModel
+
+    ap = argparse.ArgumentParser(prog="python -m training.refine", description=main.__doc__)
+    ap.add_argument("--build-cohort", action="store_true", required=True)
+    ap.add_argument("--model", default=None, help="hypermodel file (default: the shipped one)")
+    ap.add_argument("--out", default=None, help="cohort file (default .cache/cohort/<model id>.npz)")
+    args = ap.parse_args(argv)
+    setup_logging(False)
+    model = HyperModel.load(args.model)
+    try:
+        c = build_cohort(model)
+    except SharedDataMissing as e:
+        fail(str(e))
+    out = args.out or cohort_path(model)
+    c.save(out)
+    print(f"cohort for model {model.model_id}: {len(c.feats)} faces ({c.source}) in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
