@@ -413,6 +413,53 @@ typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
         }                                                       \
     } while (0)
 
+/* One tap of two neighbouring pixels (xA: pixel A's input pair, xB: pixel B's) for two channels of a block:
+ * the channels' weight words at wk + wo and wk + wo + 2; accumulators a0, a1 (A) and b0, b1 (B). */
+#define PV_TAP2(xA0, xA1, xB0, xB1, wk, wo)      \
+    do {                                        \
+        int32_t w0, w1;                         \
+        PV_LD2((wk), (wo), w0, w1);             \
+        a0 = pv_smlad(xA0, w0, a0);             \
+        a0 = pv_smlad(xA1, w1, a0);             \
+        b0 = pv_smlad(xB0, w0, b0);             \
+        b0 = pv_smlad(xB1, w1, b0);             \
+        PV_LD2((wk), (wo) + 2, w0, w1);         \
+        a1 = pv_smlad(xA0, w0, a1);             \
+        a1 = pv_smlad(xA1, w1, a1);             \
+        b1 = pv_smlad(xB0, w0, b1);             \
+        b1 = pv_smlad(xB1, w1, b1);             \
+    } while (0)
+
+/* One kernel row (3 taps, stride 1) of two neighbouring pixels: 4 input columns at p (2 words each), the
+ * middle two shared; weights of the row at wk + wo (8 words per tap). */
+#define PV_ROW2(p, wk, wo)                                   \
+    do {                                                     \
+        int32_t c0, c1, d0, d1;                              \
+        PV_LD2((p), 0, c0, c1);                              \
+        PV_LD2((p), 2, d0, d1);                              \
+        PV_TAP2(c0, c1, d0, d1, (wk), (wo));                 \
+        PV_LD2((p), 4, c0, c1);                              \
+        PV_TAP2(d0, d1, c0, c1, (wk), (wo) + 8);             \
+        PV_LD2((p), 6, d0, d1);                              \
+        PV_TAP2(c0, c1, d0, d1, (wk), (wo) + 16);            \
+    } while (0)
+
+/* requantize and store two channels of a block (fast path); qh = the block's rq words from the pair's first */
+static inline void pv_store2_fast(int8_t *o, const int32_t *qh, int32_t a0, int32_t a1, int full, int32_t lo,
+                                  int32_t hi) {
+    int32_t m0, m1, r0, r1, e0, e1;
+    PV_LD2(qh, 4, m0, m1);
+    PV_LD2(qh, 8, r0, r1);
+    PV_LD2(qh, 12, e0, e1);
+    if (full) {
+        o[0] = pv_clamp(pv_rq_fast_relu(a0, m0, r0, e0), 1, lo, hi);
+        o[1] = pv_clamp(pv_rq_fast_relu(a1, m1, r1, e1), 1, lo, hi);
+    } else {
+        o[0] = pv_clamp(pv_rq_fast(a0, m0, r0, e0), 0, lo, hi);
+        o[1] = pv_clamp(pv_rq_fast(a1, m1, r1, e1), 0, lo, hi);
+    }
+}
+
 /* requantize and store a block of 4 output channels (fast path); q = the block's 16 rq words */
 static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
     int32_t m0, m1, m2, m3, r0, r1, r2, r3, e0, e1, e2, e3;
@@ -461,9 +508,31 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
                 /* one block of 4 channels along the row: weights and requantization words stay put */
                 const int32_t *const w = w32 + (size_t)oc * depth / 2u;
                 const int32_t *const q = rq + (oc >> 2) * 16u;
-                const int32_t *p0 = rr0 + col, *p1 = rr1 + col, *p2 = rr2 + col;
-                int8_t *o = out + oc;
-                for (ox = 0; ox < out_w; ox++, p0 += xstep, p1 += xstep, p2 += xstep, o += out_c) {
+                uint32_t ox0 = 0u;
+                if (s == 1u) { /* two pixels at a time, per pair of channels: each weight word serves both */
+                    uint32_t h;
+                    ox0 = out_w & ~1u;
+                    for (h = 0; h < 2u; h++) {
+                        const int32_t *const wh = w + 4u * h, *const qh = q + 2u * h;
+                        const int32_t *p0 = rr0 + col, *p1 = rr1 + col, *p2 = rr2 + col;
+                        int8_t *o = out + oc + 2u * h;
+                        for (ox = 0; ox < ox0; ox += 2u, p0 += 4, p1 += 4, p2 += 4, o += 2u * out_c) {
+                            int32_t a0, a1, b0, b1;
+                            PV_LD2(qh, 0, a0, a1);
+                            b0 = a0;
+                            b1 = a1;
+                            PV_ROW2(p0, wh, 0);
+                            PV_ROW2(p1, wh, 24);
+                            PV_ROW2(p2, wh, 48);
+                            pv_store2_fast(o, qh, a0, a1, full, lo, hi);
+                            pv_store2_fast(o + out_c, qh, b0, b1, full, lo, hi);
+                        }
+                    }
+                }
+                const int32_t *p0 = rr0 + col + (size_t)ox0 * xstep, *p1 = rr1 + col + (size_t)ox0 * xstep,
+                              *p2 = rr2 + col + (size_t)ox0 * xstep;
+                int8_t *o = out + oc + (size_t)ox0 * out_c;
+                for (ox = ox0; ox < out_w; ox++, p0 += xstep, p1 += xstep, p2 += xstep, o += out_c) {
                     int32_t a0, a1, a2, a3, acc[4];
                     PV_LD2(q, 0, a0, a1);
                     PV_LD2(q, 2, a2, a3);
