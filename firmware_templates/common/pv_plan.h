@@ -16,7 +16,9 @@
  * layer's ring holds the rows its next output row needs, that row is computed. Only the streamed prefix's
  * last output is a whole tensor, in buffer A. The layers after it ping-pong between A and B (A, B: the
  * largest output from the prefix's last layer on); the band and the rings live in B's space, which is
- * free until the prefix is done. Arena = A + max(B, band + rings).
+ * free until the prefix is done. Arena = A + max(B, band + rings). Where B's space has room after the
+ * band and rings (7,500 of 8,064 B for pv-gconv-s), the streamed layers' weights, expanded for the SMLAD
+ * path (pv_conv_s16_prepare), sit there too; the arena does not grow for them.
  */
 #ifndef PV_PLAN_H
 #define PV_PLAN_H

@@ -108,10 +108,12 @@ static void pv_conv_s16_row_generic(const pv_layer_desc_t *d, const pv_layer_par
  * pairs and every input word serves all 4 channels (13 instructions per 16 MACs: 1 + 4 LDRD, 8 SMLAD).
  * The 'same' pads are not gathered: a tap outside the image adds exactly 0 (input zero point 0), so it is
  * skipped. Accumulation order differs from TFLM's, the int32 sum does not (no overflow: pv_plan.c).
- * Fast requantization, per block of 4 channels whose bounds allow it (else the transcription): the
- * weights and the bias are scaled by 2^(left + 1) at expansion, so that the accumulator arrives as
- * acc << (left + 1), and pv_c16_rq_fast finishes MultiplyByQuantizedMultiplier exactly as pv_conv_s8.c's
- * pv_rq_fast does (derivation there). */
+ * Fast requantization for layers whose clamp and bounds allow it (pv_c16_fast; else the whole layer runs
+ * the transcription, pv_conv_s16_row_generic): the weights and the bias are scaled by 2^(left + 1) at
+ * expansion, so that the accumulator arrives as acc << (left + 1), and pv_c16_rq_relu finishes
+ * MultiplyByQuantizedMultiplier as pv_conv_s8.c's pv_rq_fast does (derivation there).
+ * Where the expanded weights live: a streamed layer's in the arena (pv_conv_s16_prepare, at the start of
+ * a probe; pv_plan.c), the others' one block at a time on the stack. */
 
 #if !defined(PV_HAVE_SMMULR)
 /* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
