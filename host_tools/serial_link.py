@@ -742,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait-ready", action="store_true", help="wait for the READY frame first")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="print the board's INFO")
-    p = sub.add_parser("load", help="load a θ blob and commit it")
+    p = sub.add_parser("load", help="load a signed θ and commit it (a board refuses a bare blob: sign it with "
+                                    "python -m host_tools.keys sign, or use host_tools.enroll)")
     p.add_argument("blob")
     p = sub.add_parser("infer", help="run one image (raw 112*112*3 int8 file)")
     p.add_argument("image")

@@ -5,7 +5,9 @@ through ``pv_store_format.h``, generated from this module by ``python -m codegen
 it here (``host_tools.flash`` builds the θ partition image esptool writes, the emitter and the firmware
 benchmark count its size).
 
-A θ partition (a store region) is two equal slots, each one this header followed by the blob::
+A θ partition (a store region) is two equal slots, each one this header followed by the signed θ (the θ
+blob in its Ed25519 envelope, ``pvcore.signed``; "blob" below means that envelope, which the firmware
+verifies at boot)::
 
      0 magic "PVSL"   4 u32 counter (commit counter, 1 for the first θ)   8 u32 blob length
     12 u32 CRC-32 of the blob   16 u32 flags (0)   20..27 reserved (0xFF)   28 u32 CRC-32 of bytes 0..27

@@ -8,6 +8,14 @@
 #include "pv_frame.h" /* pv_rd32 / pv_wr32 */
 #include "pv_sign.h"
 
+/* Keeps a function out of its caller: the signature check's stack (about 2 KB with Monocypher) and a parsed
+ * model (pv_model_t) are never on the stack at once, so checking a θ needs no more stack than running one. */
+#if defined(__GNUC__)
+#define PV_NOINLINE __attribute__((noinline))
+#else
+#define PV_NOINLINE
+#endif
+
 static uint32_t blob_capacity(const pv_store_t *s) {
     uint32_t cap = s->slot_size - PV_SLOT_HEADER_BYTES;
     return cap < PV_BLOB_MAX_BYTES ? cap : PV_BLOB_MAX_BYTES;
@@ -17,9 +25,16 @@ static const uint8_t *slot_ptr(const pv_store_t *s, uint8_t slot) {
     return s->flash.base + (uint32_t)slot * s->slot_size;
 }
 
-/* Returns 1 and fills counter/theta_counter/model if the slot holds a committed, intact θ, signed by a
- * trusted key (checked again at every boot: the store never runs a θ it cannot authenticate). */
-static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, uint32_t *theta_counter, pv_model_t *model) {
+/* The slot's θ blob (inside its envelope) and its size. */
+static const uint8_t *slot_blob(const pv_store_t *s, uint8_t slot, uint32_t *size) {
+    const uint8_t *env = slot_ptr(s, slot) + PV_SLOT_HEADER_BYTES;
+    *size = pv_rd32(env + PV_SIGNED_HDR_BLOB_SIZE);
+    return env + PV_SIGNED_HEADER_BYTES;
+}
+
+/* 1 when the slot holds a committed, intact θ signed by a trusted key (checked again at every boot: the
+ * store never runs a θ it cannot authenticate); fills the counters. */
+static PV_NOINLINE int slot_signed(const pv_store_t *s, uint8_t slot, uint32_t *counter, uint32_t *theta_counter) {
     const uint8_t *h = slot_ptr(s, slot);
     pv_envelope_t e;
     uint32_t len;
@@ -29,16 +44,23 @@ static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, uint32_t *
     if (len < PV_SIGNED_OVERHEAD + PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES || len > blob_capacity(s)) return 0;
     if (pv_crc32(0, h + PV_SLOT_HEADER_BYTES, len) != pv_rd32(h + PV_SLOT_OFF_BLOB_CRC)) return 0;
     if (pv_envelope_verify(&e, h + PV_SLOT_HEADER_BYTES, len) != PV_SIGN_OK || e.total != len) return 0;
-    if (pv_blob_parse(model, h + PV_SLOT_HEADER_BYTES + PV_SIGNED_HEADER_BYTES, e.blob_size) != 0) return 0;
     *counter = pv_rd32(h + PV_SLOT_OFF_COUNTER);
     *theta_counter = e.counter;
     return 1;
 }
 
+/* Returns 1 and fills counter/theta_counter/model if the slot holds a valid signed θ that parses. */
+static int slot_valid(pv_store_t *s, uint8_t slot, uint32_t *counter, uint32_t *theta_counter, pv_model_t *model) {
+    uint32_t size;
+    const uint8_t *blob;
+    if (!slot_signed(s, slot, counter, theta_counter)) return 0;
+    blob = slot_blob(s, slot, &size);
+    return pv_blob_parse(model, blob, size) == 0;
+}
+
 int pv_store_init(pv_store_t *s, const pv_flash_t *flash) {
     uint32_t c[2] = {0, 0}, tc[2] = {0, 0};
     int ok[2];
-    pv_model_t m[2];
     if (s == NULL || flash == NULL || flash->base == NULL || flash->erase == NULL || flash->write == NULL ||
         flash->erase_size == 0) {
         return PV_STORE_ERR_ARG;
@@ -50,18 +72,22 @@ int pv_store_init(pv_store_t *s, const pv_flash_t *flash) {
     if (s->slot_size < PV_SLOT_HEADER_BYTES + PV_BLOB_HEADER_BYTES + PV_BLOB_CRC_BYTES) {
         return PV_STORE_ERR_ARG;
     }
-    memset(m, 0, sizeof(m));
-    ok[0] = slot_valid(s, 0, &c[0], &tc[0], &m[0]);
-    ok[1] = slot_valid(s, 1, &c[1], &tc[1], &m[1]);
+    /* each slot is parsed into s->model (no model on the stack); the active one again below */
+    ok[0] = slot_valid(s, 0, &c[0], &tc[0], &s->model);
+    ok[1] = slot_valid(s, 1, &c[1], &tc[1], &s->model);
     if (ok[0] && (!ok[1] || c[0] >= c[1])) {
         s->active = 0;
     } else if (ok[1]) {
         s->active = 1;
     }
     if (s->active != PV_SLOT_NONE) {
+        uint32_t size;
+        const uint8_t *blob = slot_blob(s, s->active, &size);
         s->counter = c[s->active];
         s->theta_counter = tc[s->active];
-        s->model = m[s->active];
+        (void)pv_blob_parse(&s->model, blob, size); /* it parsed above: the same bytes */
+    } else {
+        memset(&s->model, 0, sizeof(s->model));
     }
     return PV_STORE_OK;
 }
@@ -181,28 +207,23 @@ int pv_store_write_chunk(pv_store_t *s, uint32_t offset, const uint8_t *p, uint3
     return PV_STORE_OK;
 }
 
-int pv_store_commit(pv_store_t *s) {
-    const uint8_t *env, *blob;
+/* The received signed θ: its envelope header and signature. PV_STORE_OK or a pv_store_err_t. */
+static PV_NOINLINE int commit_signed(pv_store_t *s, const uint8_t *env, uint32_t total, pv_envelope_t *e) {
+    int rc = (int)check_envelope_header(s, env, total, e);
+    if (rc >= 0 && (uint32_t)rc != total) rc = PV_STORE_ERR_HEADER;
+    if (rc < 0) return rc;
+    s->last_sign_err = pv_envelope_verify(e, env, total);
+    return s->last_sign_err == PV_SIGN_OK ? PV_STORE_OK : PV_STORE_ERR_SIGNATURE;
+}
+
+/* The signed θ's blob checked and parsed, then the slot header written (the commit point). */
+static PV_NOINLINE int commit_blob(pv_store_t *s, const uint8_t *env, uint32_t total, const pv_envelope_t *ep) {
+    const uint8_t *blob;
     uint8_t hdr[PV_SLOT_HEADER_BYTES];
-    uint32_t total, counter, blob_total;
-    pv_envelope_t e;
+    uint32_t counter, blob_total;
+    pv_envelope_t e = *ep;
     pv_model_t model;
     int rc;
-    if (!s->xfer_open) return PV_STORE_ERR_STATE;
-    if (s->xfer_received != s->xfer_total) return PV_STORE_ERR_SIZE;
-    total = s->xfer_total;
-    env = slot_ptr(s, s->xfer_slot) + PV_SLOT_HEADER_BYTES;
-    rc = (int)check_envelope_header(s, env, total, &e);
-    if (rc >= 0 && (uint32_t)rc != total) rc = PV_STORE_ERR_HEADER;
-    if (rc >= 0) {
-        /* before anything reads the blob's content: only what a trusted key signed goes further */
-        s->last_sign_err = pv_envelope_verify(&e, env, total);
-        if (s->last_sign_err != PV_SIGN_OK) rc = PV_STORE_ERR_SIGNATURE;
-    }
-    if (rc < 0) {
-        pv_store_abort(s);
-        return rc;
-    }
     blob = env + PV_SIGNED_HEADER_BYTES;
     blob_total = e.blob_size;
     if (pv_crc32(0, blob, blob_total - PV_BLOB_CRC_BYTES) != pv_rd32(blob + blob_total - PV_BLOB_CRC_BYTES)) {
@@ -235,4 +256,20 @@ int pv_store_commit(pv_store_t *s) {
     s->model = model;
     pv_store_abort(s);
     return PV_STORE_OK;
+}
+
+int pv_store_commit(pv_store_t *s) {
+    const uint8_t *env;
+    pv_envelope_t e;
+    int rc;
+    if (!s->xfer_open) return PV_STORE_ERR_STATE;
+    if (s->xfer_received != s->xfer_total) return PV_STORE_ERR_SIZE;
+    env = slot_ptr(s, s->xfer_slot) + PV_SLOT_HEADER_BYTES;
+    /* before anything reads the blob's content: only what a trusted key signed goes further */
+    rc = commit_signed(s, env, s->xfer_total, &e);
+    if (rc != PV_STORE_OK) {
+        pv_store_abort(s);
+        return rc;
+    }
+    return commit_blob(s, env, s->xfer_total, &e);
 }
