@@ -98,7 +98,7 @@ def test_enroll_cli_refine_without_cohort_says_so(tmp_path) -> None:
 def test_refinement_separates_unseen_people_better_than_h(model) -> None:
     """LFW fold 1, the validation people, with the validated model (it held folds 0 and 1 out): 30 people with
     3+ photos, each enrolled from its first photo; probes: their other photos (up to 3) and every other
-    person's. Cohort: 400 faces of people outside folds 0 and 1. Pooled AUC measured 0.928 (h) → 0.958."""
+    person's. Cohort: 300 faces of people outside folds 0 and 1. Pooled AUC measured 0.928 (h) → 0.955."""
     from tests.conftest import require_shared
     from training.backbones import load_backbone
     from training.backbones.base import DLIB150
@@ -121,7 +121,7 @@ def test_refinement_separates_unseen_people_better_than_h(model) -> None:
     cache.ensure(idx)
     crops, chips = cache.crops()[idx], cache.crops(DLIB150)[idx]
     emb = EmbeddingCache(load_backbone(val.backbone)).embed(np.ascontiguousarray(chips), progress=False)
-    cohort = refine.build_cohort(val, size=400)
+    cohort = refine.build_cohort(val, size=300)
     first = np.array([np.flatnonzero(owner == k)[0] for k in range(len(chosen))])
     theta_h = val.theta(emb[first])
     theta_r = np.stack([refine.refine_enrollment(val, theta_h[k], crops[first[k]][None], emb[first[k]], cohort)[0]
@@ -138,4 +138,4 @@ def test_refinement_separates_unseen_people_better_than_h(model) -> None:
 
     a_h, a_r = auc(theta_h), auc(theta_r)
     print(f"AUC h {a_h:.4f}, refined {a_r:.4f}")
-    assert a_r > a_h + 0.01, (a_h, a_r)  # measured: 0.928 → 0.957
+    assert a_r > a_h + 0.01, (a_h, a_r)  # measured: 0.928 → 0.955
