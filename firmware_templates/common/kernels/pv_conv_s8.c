@@ -332,10 +332,12 @@ static inline int32_t pv_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t
 /* The same for a layer whose clamp starts at its output zero point (ReLU): without the "- [h < 0]", which
  * changes the result only where h < 0, and there both results are <= zp (floor((2h + 2^e) / 2^(e+1)) <= 0
  * before zp is added), which the clamp makes act_min = zp. One instruction less per output. */
+#if defined(PV_USE_DSP) /* only the SMLAD path takes it */
 static inline int32_t pv_rq_fast_relu(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
     const int32_t h = pv_smmulr(acc, mult);
     return pv_asr(pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1)), e1);
 }
+#endif
 
 static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
     v = pv_ssat8(v);
