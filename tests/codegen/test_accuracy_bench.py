@@ -14,6 +14,7 @@ from codegen.golden import run_int8, run_int8_views
 from codegen.quantize import quantize
 from pvcore.blob import blob_size
 from pvcore.cli import EXIT_ERROR, EXIT_USAGE
+from pvcore.signed import SIGNED_OVERHEAD
 from tests.codegen.users import make_store
 from tests.conftest import require_shared
 from training.verifier.functional import f_apply, random_theta, to_input
@@ -88,7 +89,7 @@ def test_bench_writes_json(tmp_path, capsys) -> None:
     assert [r["user"] for r in rep["rows"]] == ["random0", "random1"]
     for r in rep["rows"]:
         assert r["seconds"]["total_s"] > 0 and "quantize_s" in r["seconds"] and "project_s" in r["seconds"]
-        assert r["theta_flash_bytes"] == blob_size() + SLOT_HEADER_BYTES and r["n_files"] > 10
+        assert r["theta_flash_bytes"] == blob_size() + SIGNED_OVERHEAD + SLOT_HEADER_BYTES and r["n_files"] > 10
     assert "random0" in capsys.readouterr().out
     assert bench.main(["--random", "1", "--target", "none", "--format", "blob", "--out", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)  # --json: stdout is the report alone
