@@ -1,4 +1,4 @@
-"""Does refining θ at enrollment pay? ``python -m training.eval.refine_study --model M --fold K``
+"""Does refining θ at enrollment pay? ``python -m codegen.refine_study --model M --fold K``
 
 On one LFW View 2 fold (600 pairs, a the enrolled photo, b the probe, one way as the board decides) it scores
 variants of the enrolled θ_a side by side:
@@ -128,7 +128,7 @@ def metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, threshold: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.eval.refine_study", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m codegen.refine_study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--set", choices=("lfw", "cfp"), default="lfw", help="lfw (one fold) or cfp (FF and FP)")
