@@ -124,6 +124,21 @@ def positive_views(crop: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.stack(out[:n])
 
 
+def _cohort_bce(pos: torch.Tensor, nb: torch.Tensor, w: torch.Tensor, b: torch.Tensor, threshold: float,
+                cfg: RefineConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step's scores of N linear tails (w (N, C), b (N,)): positives (N, K, C) and the cohort batch
+    (M, C) as logit − threshold, and each user's weighted BCE. Returns (bce (N,), zp (N, K), zn (M, N))."""
+    zp = torch.einsum("nkc,nc->nk", pos, w) + b[:, None] - threshold
+    zn = nb @ w.T + b[None, :] - threshold
+    bce = (cfg.pos_weight * F.softplus(-zp).mean(dim=1) + F.softplus(zn).mean(dim=0)) / (1 + cfg.pos_weight)
+    return bce, zp, zn
+
+
+def _curve_point(step: int, bce: torch.Tensor, zp: torch.Tensor, zn: torch.Tensor) -> dict:
+    return {"step": step, "loss": float(bce.mean().detach()), "pos_margin": float(zp.mean().detach()),
+            "neg_margin": float(zn.mean().detach())}
+
+
 def refine(theta0: np.ndarray | torch.Tensor, pos_feats: np.ndarray, neg_feats: np.ndarray, threshold: float,
            cfg: RefineConfig = RefineConfig(), spec: ArchSpec = F_SPEC,
            curve_every: int = 0) -> tuple[np.ndarray, list[dict]]:
@@ -146,14 +161,11 @@ def refine(theta0: np.ndarray | torch.Tensor, pos_feats: np.ndarray, neg_feats: 
     curve = []
     for step in range(cfg.steps + 1):
         w, b = linear_tail(torch.cat([fixed, personal], dim=1), spec)
-        zp = torch.einsum("nkc,nc->nk", pos, w) + b[:, None] - threshold
         nb = neg if len(neg) <= cfg.neg_batch else neg[torch.randperm(len(neg), generator=gen)[:cfg.neg_batch]]
-        zn = nb @ w.T + b[None, :] - threshold  # (M, N)
-        bce = (cfg.pos_weight * F.softplus(-zp).mean(dim=1) + F.softplus(zn).mean(dim=0)) / (1 + cfg.pos_weight)
+        bce, zp, zn = _cohort_bce(pos, nb, w, b, threshold, cfg)
         loss = bce.sum() + cfg.pull * ((personal - p0) ** 2).sum()
         if curve_every and step % curve_every == 0:
-            curve.append({"step": step, "loss": float(bce.mean().detach()), "pos_margin": float(zp.mean().detach()),
-                          "neg_margin": float(zn.mean().detach())})
+            curve.append(_curve_point(step, bce, zp, zn))
         if step == cfg.steps:
             break
         opt.zero_grad()
@@ -182,15 +194,12 @@ def refine_linear(w0: np.ndarray, b0: np.ndarray, pos_feats: np.ndarray, neg_fea
     curve = []
     for step in range(cfg.steps + 1):
         w = v - v.mean(dim=1, keepdim=True)  # f's standardized dense layers express only zero-sum heads
-        zp = torch.einsum("nkc,nc->nk", pos, w) + b[:, None] - threshold
         nb = neg if len(neg) <= cfg.neg_batch else neg[torch.randperm(len(neg), generator=gen)[:cfg.neg_batch]]
-        zn = nb @ w.T + b[None, :] - threshold  # (M, N)
-        bce = (cfg.pos_weight * F.softplus(-zp).mean(dim=1) + F.softplus(zn).mean(dim=0)) / (1 + cfg.pos_weight)
+        bce, zp, zn = _cohort_bce(pos, nb, w, b, threshold, cfg)
         shift = nb @ (w - w0t).T + (b - b0t)[None, :]
         loss = bce.sum() + cfg.pull * ((shift ** 2).mean(dim=0) / sigma2).sum()
         if curve_every and step % curve_every == 0:
-            curve.append({"step": step, "loss": float(bce.mean().detach()), "pos_margin": float(zp.mean().detach()),
-                          "neg_margin": float(zn.mean().detach())})
+            curve.append(_curve_point(step, bce, zp, zn))
         if step == cfg.steps:
             break
         opt.zero_grad()
