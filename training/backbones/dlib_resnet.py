@@ -23,5 +23,6 @@ class DlibResNet:
             raise ValueError(f"dlib-resnet expects (N,150,150,3) uint8 dlib chips, got {images.dtype} {images.shape}")
         chips = [np.ascontiguousarray(im) for im in images]
         # The batched overload takes aligned chips directly (no landmarks needed).
-        desc = self._model.compute_face_descriptor(chips) if chips else []
+        with dlib_models.LOCK:  # one model per process, not safe from two threads at once
+            desc = self._model.compute_face_descriptor(chips) if chips else []
         return l2_normalize(np.array([np.array(d) for d in desc], np.float32).reshape(-1, self.embedding_dim))

@@ -29,7 +29,8 @@ def align_in_box(image_rgb: np.ndarray, box: tuple[float, float, float, float] |
     x1, y1, x2, y2 = (int(round(float(v))) for v in box)
     if x2 <= x1 or y2 <= y1:
         raise ValueError(f"empty face box {tuple(box)}")
-    shape = dlib_models.shape_predictor_68()(img, dlib.rectangle(x1, y1, x2, y2))
+    with dlib_models.LOCK:
+        shape = dlib_models.shape_predictor_68()(img, dlib.rectangle(x1, y1, x2, y2))
     pts68 = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
     lm5 = five_from_68(pts68)
     chip = dlib.get_face_chip(img, shape, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING)

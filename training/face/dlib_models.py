@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 from pathlib import Path
 
 import dlib
+
+# The models below are one object per process (loading them costs seconds), shared by every pipeline and
+# backbone; dlib's objects are not safe to call from two threads at once (seen: two enrollments racing in
+# threads got phantom second faces from the detector), so every call into them holds this lock.
+LOCK = threading.RLock()
 
 
 @functools.cache

@@ -136,7 +136,8 @@ class DlibHogDetector:
         scale = min(1.0, DETECT_MAX_SIDE / max(image_rgb.shape[:2]))
         small = image_rgb if scale == 1.0 else cv2.resize(image_rgb, None, fx=scale, fy=scale,
                                                          interpolation=cv2.INTER_AREA)
-        rects, scores, _ = dlib_models.hog_detector().run(small, self.upsample, 0.0)
+        with dlib_models.LOCK:
+            rects, scores, _ = dlib_models.hog_detector().run(small, self.upsample, 0.0)
         faces = [
             FaceBox(np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32) / scale, float(s))
             for r, s in zip(rects, scores)
@@ -229,7 +230,8 @@ class FacePipeline:
 
     def _align(self, img: np.ndarray, face: FaceBox, source: str) -> AlignedFace:
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        shape = dlib_models.shape_predictor_68()(img, dlib.rectangle(x1, y1, x2, y2))
+        with dlib_models.LOCK:
+            shape = dlib_models.shape_predictor_68()(img, dlib.rectangle(x1, y1, x2, y2))
         pts68 = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
         lm5 = face.landmarks5 if face.landmarks5 is not None else five_from_68(pts68)
         eye_dist = float(np.linalg.norm(lm5[1] - lm5[0]))
@@ -237,7 +239,8 @@ class FacePipeline:
             raise ImageTooSmallError(
                 f"face too small: {eye_dist:.1f} px between the eyes, need ≥ {MIN_EYE_DISTANCE:.0f}"
             )
-        chip = dlib.get_face_chip(img, shape, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING)
+        with dlib_models.LOCK:
+            chip = dlib.get_face_chip(img, shape, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING)
         return AlignedFace(
             arcface112=align_arcface(img, lm5),
             dlib150=np.ascontiguousarray(chip, dtype=np.uint8),
