@@ -13,9 +13,11 @@ people, and the threshold is set where the chosen share of them would be accepte
 The threshold never goes below the global one (``floor``): calibration may only make a user stricter, so a
 user whose cohort happens to be easy keeps at least the shipped operating point.
 
-The cohort must not hold the user: LFW's aligned crops, minus the people the caller excludes (the user's
-own name, or the people of an evaluation fold), or any image folder. Without the shared data folder there
-is no cohort, and enrollment keeps the global threshold.
+The cohort must not hold the user: the calibration half of the model's cohort file (pooled features of LFW
+faces of people outside the evaluation folds and outside the refinement cohort, shipped beside the model:
+:func:`calibrate_features`), LFW's aligned crops minus the people the caller excludes (the user's own name, or
+the people of an evaluation fold), or any image folder. Without any of these, enrollment keeps the global
+threshold.
 """
 
 from __future__ import annotations
@@ -71,6 +73,22 @@ def calibrate(theta: np.ndarray, cohort_u8: np.ndarray, far: float, floor: float
     from training.verifier.functional import f_logits_u8
 
     scores = f_logits_u8(theta, cohort_u8, views)
+    thr, method = threshold_for_far(scores, far, floor)
+    return Calibration(threshold=thr, far_target=far, method=method, cohort=cohort_name,
+                       cohort_size=int(len(scores)), cohort_far=float((scores >= thr).mean()),
+                       mean=float(scores.mean()), std=float(scores.std()))
+
+
+def calibrate_features(theta: np.ndarray, feats: np.ndarray, far: float, floor: float | None, cohort_name: str
+                       ) -> Calibration:
+    """:func:`calibrate` on a cohort given as pooled features of f's shared prefix (``training.refine.Cohort``'s
+    ``calib_feats``): f after the global pool is linear, so θ's logits on those faces are exact from them."""
+    import torch
+
+    from training.refine import linear_tail
+
+    w, b = linear_tail(torch.as_tensor(np.asarray(theta, np.float32).reshape(1, -1)))
+    scores = np.asarray(feats, np.float64) @ w[0].detach().numpy().astype(np.float64) + float(b[0])
     thr, method = threshold_for_far(scores, far, floor)
     return Calibration(threshold=thr, far_target=far, method=method, cohort=cohort_name,
                        cohort_size=int(len(scores)), cohort_far=float((scores >= thr).mean()),

@@ -5,16 +5,19 @@ backbone embeddings of each photo and of ``--enroll-views`` augmented views of i
 → a user-store entry (θ, arch hash, backbone and model ids, operating threshold, time). The entry is
 written atomically; an existing user is only replaced with ``--force``.
 
-The threshold: the hypermodel's global one, or with ``--far F`` the user's own, set by scoring the user's
-f on an impostor cohort so that a share F of strangers would be accepted (``training.calibration``; the
-cohort is LFW's aligned faces from the shared data folder, or ``--cohort FOLDER``). Without a cohort at hand
-(no shared folder) the global threshold is kept and the tool says so.
+θ is then refined (``training.refine``; ``--no-refine`` keeps h's θ): h's tail averaged with a teacher-map
+head, then a short logistic regression of the tail on views of the photos against an impostor cohort (LFW
+fold 1, the validation fold: one-way accuracy 88.3 → 91.3 %, AUC 0.940 → 0.963;
+docs/research/verifier_experiments_2026-12.md). The cohort is the model's cohort file: the one shipped beside
+the model (``training/pretrained/<model>.cohort.npz``), ``--cohort-file``, the cache, or built from the shared
+data folder; without one θ stays h's and the tool says so.
 
-``--refine`` refines θ after h made it (``training.refine``: h's tail averaged with a teacher-map head, then
-a short logistic regression of the tail on views of the photos against an impostor cohort; LFW fold 1: one-way
-accuracy 88.3 → 91.3 %, AUC 0.940 → 0.963, docs/research/verifier_experiments_2026-12.md). It needs the
-model's cohort file (``--cohort-file``, the cache, or the shared data folder to build it); without one θ
-stays h's and the tool says so.
+The threshold: the hypermodel's global one, or with ``--far F`` the user's own, set by scoring the user's
+f on an impostor cohort so that a share F of strangers would be accepted (``training.calibration``). The
+default cohort (``--cohort model``) is the calibration half of the model's cohort file: other people than
+those θ was refined against, so the promised rate is measured on strangers θ has not seen; ``--cohort lfw``
+takes LFW's aligned faces from the shared data folder, ``--cohort FOLDER`` an image folder. Without a cohort
+at hand the global threshold is kept and the tool says so.
 
 Without ``--model`` the hypernetwork shipped in the repository is used (dlib-resnet backbone, dlib
 detector: no shared data folder needed). ``--aligned`` takes an already aligned 112×112 crop (the
@@ -46,12 +49,13 @@ def enroll_image(user_id: str, image: np.ndarray | str | Path, model_path: str |
 
 def enroll_images(user_id: str, images: list[np.ndarray | str | Path], model_path: str | Path | None = None,
                   store: UserStore | None = None, force: bool = False, views: int = 1, far: float | None = None,
-                  cohort: str = "lfw", cohort_size: int = 3000,
-                  enroller: Enroller | None = None, refine: bool = False,
+                  cohort: str = "model", cohort_size: int = 3000,
+                  enroller: Enroller | None = None, refine: bool = True,
                   cohort_file: str | Path | None = None) -> tuple[UserMeta, Enrollment]:
     """Enroll ``user_id`` from several photos (RGB uint8 arrays or files) and ``views`` views of each; with
-    ``far``, the user's threshold from the cohort (``"lfw"``, an image folder, or ``"none"``: global);
-    ``refine``: θ refined at enrollment (:func:`refined_theta`; before the threshold is calibrated)."""
+    ``far``, the user's threshold from the cohort (``"model"``: the model's cohort file, ``"lfw"``, an image
+    folder, or ``"none"``: global); ``refine``: θ refined at enrollment (:func:`refined_theta`; before the
+    threshold is calibrated)."""
     from training.face.pipeline import read_image_rgb
 
     check_user_id(user_id)
@@ -64,10 +68,14 @@ def enroll_images(user_id: str, images: list[np.ndarray | str | Path], model_pat
     m = enroller.model
     threshold, calibration = m.threshold, {"method": "global"}
     refinement = None
+    model_cohort = None
+    if refine or (far is not None and cohort == "model"):
+        model_cohort = load_model_cohort(m, cohort_file)
     if refine:
-        res.theta, refinement = refined_theta(res, m, cohort_file)
+        res.theta, refinement = refined_theta(res, m, model_cohort)
     if far is not None:
-        cal = user_calibration(res.theta, far, m, cohort, cohort_size, exclude=user_id)
+        cal = user_calibration(res.theta, far, m, cohort, cohort_size, exclude=user_id,
+                               model_cohort=model_cohort)
         if cal is not None:
             threshold, calibration = cal.threshold, cal.to_dict()
     source = ",".join(str(im) if isinstance(im, str | Path) else "<array>" for im in images)
@@ -77,25 +85,36 @@ def enroll_images(user_id: str, images: list[np.ndarray | str | Path], model_pat
     return meta, res
 
 
-def refined_theta(res: Enrollment, model: HyperModel, cohort_file: str | Path | None = None) -> tuple[np.ndarray, dict]:
-    """(θ, record): θ refined at enrollment (``training.refine.refine_enrollment``), or h's θ unchanged with
-    ``{"skipped": why}`` when no cohort is at hand (a warning says so)."""
+def load_model_cohort(model: HyperModel, cohort_file: str | Path | None = None):
+    """The model's cohort (``training.refine.load_cohort``), or the reason why there is none (a string)."""
+    from training import refine
+
+    try:
+        return refine.load_cohort(model, cohort_file)
+    except (refine.NoCohort, OSError, ValueError, KeyError) as e:
+        return str(e)
+
+
+def refined_theta(res: Enrollment, model: HyperModel, cohort) -> tuple[np.ndarray, dict]:
+    """(θ, record): θ refined at enrollment (``training.refine.refine_enrollment``) against ``cohort`` (a
+    ``training.refine.Cohort``), or h's θ unchanged with ``{"skipped": why}`` when ``cohort`` is the reason
+    why there is none (a warning says so)."""
     import logging
 
     from training import refine
 
-    try:
-        cohort = refine.load_cohort(model, cohort_file)
-    except (refine.NoCohort, OSError, ValueError, KeyError) as e:
-        logging.getLogger(__name__).warning("θ not refined, h's θ kept: %s", e)
-        return res.theta, {"skipped": str(e)}
+    if isinstance(cohort, str):
+        logging.getLogger(__name__).warning("θ not refined, h's θ kept: %s", cohort)
+        return res.theta, {"skipped": cohort}
     crops = res.crops if res.crops is not None else res.arcface112[None]
     return refine.refine_enrollment(model, res.theta, crops, res.embedding, cohort)
 
 
 def user_calibration(theta: np.ndarray, far: float, model: HyperModel, cohort: str, size: int,
-                     exclude: str = ""):
-    """The cohort calibration of one θ (``training.calibration``), or None when no cohort is at hand."""
+                     exclude: str = "", model_cohort=None):
+    """The cohort calibration of one θ (``training.calibration``), or None when no cohort is at hand.
+    ``cohort`` "model": the calibration half of ``model_cohort`` (a ``training.refine.Cohort``, or the reason
+    why there is none; loaded here when not given)."""
     import logging
 
     from pvcore.paths import SharedDataMissing
@@ -104,6 +123,13 @@ def user_calibration(theta: np.ndarray, far: float, model: HyperModel, cohort: s
     log = logging.getLogger(__name__)
     if cohort == "none":
         return None
+    if cohort == "model":
+        mc = model_cohort if model_cohort is not None else load_model_cohort(model)
+        if isinstance(mc, str) or mc.calib_feats is None:
+            why = mc if isinstance(mc, str) else "the model's cohort file has no calibration half"
+            log.warning("no impostor cohort (%s): keeping the global threshold %+.3f", why, model.threshold)
+            return None
+        return calibration.calibrate_features(theta, mc.calib_feats[:size], far, model.threshold, mc.calib_source)
     try:
         if cohort == "lfw":
             crops = calibration.lfw_cohort(model.detector, size, exclude_people={exclude})
@@ -132,15 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--far", type=float, default=None,
                     help="the user's own threshold for this false-accept rate (e.g. 1e-3), from an impostor "
                          "cohort; default: the hypermodel's global threshold")
-    ap.add_argument("--cohort", default="lfw",
-                    help="impostor cohort for --far: 'lfw' (the shared folder's LFW, default), an image folder "
+    ap.add_argument("--cohort", default="model",
+                    help="impostor cohort for --far: 'model' (the calibration half of the model's cohort file, "
+                         "shipped beside the model; default), 'lfw' (the shared folder's LFW), an image folder "
                          "(one sub-folder per person), or 'none'")
     ap.add_argument("--cohort-size", type=int, default=3000, help="faces of the cohort to score (default 3000)")
-    ap.add_argument("--refine", action="store_true",
-                    help="refine θ on views of the photos against an impostor cohort (training.refine)")
+    ap.add_argument("--no-refine", dest="refine", action="store_false",
+                    help="keep h's θ: do not refine it on views of the photos against the impostor cohort "
+                         "(training.refine; refined by default)")
+    ap.add_argument("--refine", action="store_true", default=True, help=argparse.SUPPRESS)  # the default
     ap.add_argument("--cohort-file", type=Path, default=None,
-                    help="--refine: the model's cohort file (python -m training.refine --build-cohort); default: "
-                         ".cache/cohort/<model id>.npz, built from the shared data folder when missing")
+                    help="the model's cohort file (python -m training.refine --build-cohort); default: the one "
+                         "shipped beside the model, else .cache/cohort/<model id>.npz, else built from the "
+                         "shared data folder")
     ap.add_argument("--model", type=Path, default=None, help="hypermodel file (default: the shipped one)")
     add_user_store_args(ap)
     ap.add_argument("--force", action="store_true", help="replace an existing user")

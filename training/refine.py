@@ -277,8 +277,9 @@ def mixed_start(w0: np.ndarray, b0: np.ndarray, t_enroll: np.ndarray, cohort_fea
 # Enrollment: the cohort file and one user's refinement
 # --------------------------------------------------------------------------------------------------
 SHIPPED = RefineConfig(steps=150, lr=0.05, pull=1.0, views=16)  # chosen on LFW fold 1 (docs/research/…)
-COHORT_SIZE = 3000
-COHORT_EXCLUDED_FOLDS = (0, 1)  # LFW people.txt folds never in the cohort: the report and validation folds
+COHORT_SIZE = 3000  # faces of the refinement cohort, and as many of the calibration cohort
+COHORT_EXCLUDED_FOLDS = (0, 1)  # LFW people.txt folds never in a cohort: the report and validation folds
+COHORT_FILE_SUFFIX = ".cohort.npz"  # the shipped cohort file beside a model: hgen_x.pt → hgen_x.cohort.npz
 
 
 class NoCohort(RuntimeError):
@@ -287,13 +288,22 @@ class NoCohort(RuntimeError):
 
 @dataclass
 class Cohort:
-    """What refinement needs of an impostor cohort, for one hypermodel: its faces' pooled features through
-    the model's shared prefix, and the teacher map fitted on them."""
+    """What enrollment needs of impostor faces, for one hypermodel, as pooled features through the model's
+    shared prefix (f's layers up to the global pool, the same for every user): ``feats``, the cohort refinement
+    pushes θ away from, with ``tmap`` the teacher map fitted on them; ``calib_feats``, faces of *other* people
+    (disjoint from ``feats``' people), on which a user's own threshold is set (``training.calibration``) — a
+    threshold set on the faces θ was refined against would promise a false-accept rate it does not keep.
+
+    Features, not faces: f after the pool is linear (fc1 → head), so f(x; θ) = ⟨w_θ, features(x)⟩ + b_θ
+    exactly, and the file is small enough to ship beside the model (float16, 1.2 MB), so enrollment refines
+    and calibrates without the shared data folder."""
 
     feats: np.ndarray  # (M, C) float32
     tmap: np.ndarray  # (C+1, D) float64
     model_id: str
     source: str
+    calib_feats: np.ndarray | None = None  # (K, C) float32
+    calib_source: str = ""
 
     def save(self, path) -> None:
         import io
@@ -301,13 +311,19 @@ class Cohort:
         from pvcore.atomic import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, feats=self.feats, tmap=self.tmap, model_id=self.model_id, source=self.source)
+        calib = self.calib_feats if self.calib_feats is not None else np.zeros((0, self.feats.shape[1]))
+        np.savez_compressed(buf, feats=self.feats.astype(np.float16), tmap=self.tmap.astype(np.float32),
+                            model_id=self.model_id, source=self.source, calib_feats=calib.astype(np.float16),
+                            calib_source=self.calib_source)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path, model_id: str) -> Cohort:
         with np.load(path) as z:
-            c = cls(z["feats"].astype(np.float32), z["tmap"], str(z["model_id"]), str(z["source"]))
+            calib = z["calib_feats"].astype(np.float32) if "calib_feats" in z.files else None
+            c = cls(z["feats"].astype(np.float32), z["tmap"].astype(np.float64), str(z["model_id"]), str(z["source"]),
+                    calib if calib is not None and len(calib) else None,
+                    str(z["calib_source"]) if "calib_source" in z.files else "")
         if c.model_id != model_id:
             raise ValueError(f"{path}: a cohort for model {c.model_id}, not {model_id}")
         return c
@@ -319,52 +335,82 @@ def cohort_path(model):
     return cache_dir("cohort") / f"{model.model_id}.npz"
 
 
-def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
-    """The cohort from the shared folder's LFW: up to 4 aligned faces per person of people outside the LFW
-    folds 0 and 1 (``COHORT_EXCLUDED_FOLDS``). Raises SharedDataMissing. The first build embeds the faces with
-    the teacher (minutes; cached)."""
-    from training.backbones import backbone_info, load_backbone
-    from training.backbones.embedding_cache import EmbeddingCache
+def shipped_cohort_path(model):
+    """The cohort file that ships beside the model file (``hgen_x.pt`` → ``hgen_x.cohort.npz``)."""
+    return model.path.with_name(model.path.stem + COHORT_FILE_SUFFIX)
+
+
+def cohort_people(seed: int = 0) -> tuple[list[str], list[str]]:
+    """LFW's people outside ``COHORT_EXCLUDED_FOLDS``, split at random into two disjoint halves: (refinement
+    cohort's people, calibration cohort's people). Raises SharedDataMissing."""
     from training.data import lfw
-    from training.face.cache import lfw_cache
 
     folds = lfw.load_people_folds()
     exclude = {name for k in COHORT_EXCLUDED_FOLDS for name in folds[k]}
-    cache = lfw_cache(model.detector)
+    people = sorted({lfw.identity_of(p) for p in lfw.all_images()} - exclude)
+    perm = np.random.default_rng(seed).permutation(len(people))
+    half = len(people) // 2
+    return [people[i] for i in sorted(perm[:half])], [people[i] for i in sorted(perm[half:])]
+
+
+def _pick_faces(people: set[str], size: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices into ``lfw.all_images()`` of up to 4 faces per person of ``people``, ``size`` in all (sorted)."""
+    from training.data import lfw
+
     by_person: dict[str, list[int]] = {}
     for i, p in enumerate(lfw.all_images()):
-        if (name := lfw.identity_of(p)) not in exclude:
+        if (name := lfw.identity_of(p)) in people:
             by_person.setdefault(name, []).append(i)
-    rng = np.random.default_rng(seed)
     picked = np.array([j for idx in by_person.values() for j in rng.permutation(idx)[:4]], np.int64)
-    picked = np.sort(picked[rng.permutation(len(picked))[:size]])
-    cache.ensure(picked)
-    picked = picked[cache.status[picked] > 0]
+    return np.sort(picked[rng.permutation(len(picked))[:size]])
+
+
+def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
+    """Both cohorts from the shared folder's LFW (:func:`cohort_people`): ``size`` faces of the refinement half,
+    ``size`` of the calibration half. Raises SharedDataMissing. The first build aligns the faces and embeds the
+    refinement cohort with the teacher (minutes; cached)."""
+    from training.backbones import backbone_info, load_backbone
+    from training.backbones.embedding_cache import EmbeddingCache
+    from training.face.cache import lfw_cache
+
+    refine_people, calib_people = cohort_people(seed)
+    rng = np.random.default_rng(seed)
+    cache = lfw_cache(model.detector)
     prefix = model.theta(model.generator.emb_mean.numpy()[None])[0]
-    feats = pooled_features(prefix, np.ascontiguousarray(cache.crops()[picked]))
+    out = []
+    for people in (refine_people, calib_people):
+        picked = _pick_faces(set(people), size, rng)
+        cache.ensure(picked)
+        picked = picked[cache.status[picked] > 0]
+        out.append((picked, pooled_features(prefix, np.ascontiguousarray(cache.crops()[picked]))))
+    (picked, feats), (calib_picked, calib_feats) = out
     kind = backbone_info(model.backbone).input_kind
     emb = EmbeddingCache(load_backbone(model.backbone)).embed(np.ascontiguousarray(cache.crops(kind)[picked]))
     t = emb - model.generator.emb_mean.numpy()
+    where = "people outside people.txt folds 0 and 1"
     return Cohort(feats.astype(np.float32), fit_teacher_map(feats, t), model.model_id,
-                  f"LFW, {len(picked)} faces of people outside people.txt folds 0 and 1")
+                  f"LFW, {len(picked)} faces of {len(refine_people)} {where} (refinement half)",
+                  calib_feats.astype(np.float32),
+                  f"LFW, {len(calib_picked)} faces of the other {len(calib_people)} {where} (calibration half)")
 
 
 def load_cohort(model, path=None) -> Cohort:
-    """The model's cohort: ``path``, else the cache file (``.cache/cohort/<model id>.npz``), else built from
-    the shared folder and cached. NoCohort when none of these is at hand."""
+    """The model's cohort: ``path``, else the file shipped beside the model (:func:`shipped_cohort_path`), else
+    the cache file (``.cache/cohort/<model id>.npz``), else built from the shared folder and cached. NoCohort
+    when none of these is at hand."""
     from pvcore.paths import SharedDataMissing
 
     if path is not None:
         return Cohort.load(path, model.model_id)
-    cached = cohort_path(model)
-    if cached.is_file():
-        return Cohort.load(cached, model.model_id)
+    for candidate in (shipped_cohort_path(model), cohort_path(model)):
+        if candidate.is_file():
+            return Cohort.load(candidate, model.model_id)
     try:
         c = build_cohort(model)
     except SharedDataMissing as e:
         raise NoCohort(f"no impostor cohort for refinement ({e}); pass a cohort file built with "
                        "`python -m training.refine --build-cohort` on a machine with the shared data") from None
-    c.save(cached)
+    c.save(cohort_path(model))
     return c
 
 
@@ -419,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.refine", description=main.__doc__)
     ap.add_argument("--build-cohort", action="store_true", required=True)
     ap.add_argument("--model", default=None, help="hypermodel file (default: the shipped one)")
-    ap.add_argument("--out", default=None, help="cohort file (default .cache/cohort/<model id>.npz)")
+    ap.add_argument("--out", default=None, help="cohort file (default .cache/cohort/<model id>.npz; the file "
+                    "that ships beside a model: <model>.cohort.npz)")
     args = ap.parse_args(argv)
     setup_logging(False)
     model = HyperModel.load(args.model)
@@ -429,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(e))
     out = args.out or cohort_path(model)
     c.save(out)
-    print(f"cohort for model {model.model_id}: {len(c.feats)} faces ({c.source}) in {out}")
+    print(f"cohort for model {model.model_id} in {out}:\n  refinement: {c.source}\n  calibration: {c.calib_source}")
     return 0
 
 

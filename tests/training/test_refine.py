@@ -64,34 +64,98 @@ def test_refine_with_a_cohort_file_and_without_any_cohort(model, enroller, tmp_p
     monkeypatch.setenv("FACEVERIF_SHARED", str(tmp_path / "no-shared"))
     monkeypatch.setenv("FACEVERIF_CACHE", str(tmp_path / "cache"))
     astro = skimage.data.astronaut()
-    plain, _ = enroll_images("a0", [astro], store=UserStore(tmp_path / "u"), enroller=enroller)
-    meta, res = enroll_images("a1", [astro], store=UserStore(tmp_path / "u"), enroller=enroller, refine=True)
+    plain, _ = enroll_images("a0", [astro], store=UserStore(tmp_path / "u"), enroller=enroller, refine=False)
+    assert "refine" not in plain.calibration
+
+    # the validated model ships no cohort file: without the shared folder and a cache, h's θ stays
+    val = Enroller(HyperModel.load(REPO / "training" / "pretrained" / "hgen_dlib_lfw_val1.pt"))
+    plain_val, _ = enroll_images("v0", [astro], store=UserStore(tmp_path / "u"), enroller=val, refine=False)
+    meta, res = enroll_images("v1", [astro], store=UserStore(tmp_path / "u"), enroller=val)
     assert "no impostor cohort" in meta.calibration["refine"]["skipped"] and "θ not refined" in caplog.text
-    assert meta.theta_crc32 == plain.theta_crc32 and meta.threshold == model.threshold  # h's θ, unchanged
+    assert meta.theta_crc32 == plain_val.theta_crc32 and meta.threshold == val.model.threshold  # h's θ, unchanged
 
     cohort_file = tmp_path / "cohort.npz"
     _package_cohort(model, enroller).save(cohort_file)
-    meta, res = enroll_images("a2", [astro], store=UserStore(tmp_path / "u"), enroller=enroller, refine=True,
+    meta, res = enroll_images("a2", [astro], store=UserStore(tmp_path / "u"), enroller=enroller,
                               cohort_file=cohort_file)
     rec = meta.calibration["refine"]
     assert meta.theta_crc32 != plain.theta_crc32 and rec["positives"] == 16 and rec["cohort_size"] > 40
+    assert rec["cohort"] == "package faces"
     # the enrolled face's views move up and the cohort down, relative to the threshold
     assert rec["pos_margin"] - rec["neg_margin"] > rec["pos_margin_h"] - rec["neg_margin_h"] + 0.5
     assert rec["pos_margin"] > 0 > rec["neg_margin"]
 
 
-def test_enroll_cli_refine_without_cohort_says_so(tmp_path) -> None:
+def test_the_shipped_cohort_file_refines_and_calibrates_without_the_shared_folder(model, enroller, tmp_path,
+                                                                                  monkeypatch) -> None:
+    """The default model's cohort file ships beside it: enrollment refines θ by default and --far sets the
+    user's threshold on the file's calibration half (other people than the refinement half's), no shared
+    folder needed; the threshold is where the asked share of that half is accepted."""
+    from training.calibration import threshold_for_far
+
+    monkeypatch.setenv("FACEVERIF_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.setenv("FACEVERIF_CACHE", str(tmp_path / "cache"))
+    shipped = refine.shipped_cohort_path(model)
+    assert shipped.is_file() and shipped.parent == REPO / "training" / "pretrained"
+    cohort = refine.load_cohort(model)
+    assert len(cohort.feats) == len(cohort.calib_feats) == refine.COHORT_SIZE
+    assert "refinement half" in cohort.source and "calibration half" in cohort.calib_source
+    # the features are f's shared prefix pooled: the model's prefix on LFW faces (float16 in the file)
+    assert cohort.feats.shape[1] == cohort.calib_feats.shape[1] == 96 and np.all(cohort.calib_feats >= 0)
+
+    astro = skimage.data.astronaut()
+    meta, _ = enroll_images("a", [astro], store=UserStore(tmp_path / "u"), enroller=enroller, far=1e-2)
+    theta, _ = UserStore(tmp_path / "u").load("a")
+    rec, cal = meta.calibration["refine"], meta.calibration
+    assert "skipped" not in rec and rec["cohort_size"] == refine.COHORT_SIZE
+    assert cal["far_target"] == 1e-2 and cal["cohort"] == cohort.calib_source and cal["cohort_size"] == 3000
+    w, b = (x.numpy() for x in refine.linear_tail(torch.from_numpy(theta[None])))
+    scores = cohort.calib_feats.astype(np.float64) @ w[0].astype(np.float64) + float(b[0])
+    assert meta.threshold == pytest.approx(threshold_for_far(scores, 1e-2, model.threshold)[0], abs=1e-6)
+    assert cal["cohort_far"] <= 1e-2
+
+
+def test_calibration_on_features_is_calibration_on_faces(model) -> None:
+    """calibrate_features (the cohort as pooled features) places the threshold where calibrate (the cohort as
+    crops, f run on each) does: f after the pool is linear."""
+    from codegen.quantize import augment
+    from training.calibration import calibrate, calibrate_features
+
+    faces = np.concatenate([package_faces(), augment(package_faces(), 40)])
+    theta = model.theta(model.generator.emb_mean.numpy()[None] + 0.02)[0]
+    feats = refine.pooled_features(theta, faces)
+    a = calibrate(theta, faces, 0.2, None, "package faces")
+    b = calibrate_features(theta, feats, 0.2, None, "package faces")
+    assert a.method == b.method == "quantile" and a.cohort_far == b.cohort_far
+    assert b.threshold == pytest.approx(a.threshold, abs=1e-4) and b.mean == pytest.approx(a.mean, abs=1e-4)
+
+
+def test_enroll_cli_without_cohort_says_so(tmp_path) -> None:
+    """A model with no cohort file beside it, no cache and no shared folder: h's θ, and the tool says so."""
     img = tmp_path / "a.png"
     import cv2
 
     cv2.imwrite(str(img), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
     env = {**__import__("os").environ, "FACEVERIF_SHARED": str(tmp_path / "none"),
            "FACEVERIF_CACHE": str(tmp_path / "cache")}
+    val = REPO / "training" / "pretrained" / "hgen_dlib_lfw_val1.pt"
     r = subprocess.run([sys.executable, "-m", "training.enroll", "--user", "a", "--users", str(tmp_path / "u"),
-                        "--image", str(img), "--refine"], cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env=env)
+                        "--image", str(img), "--model", str(val)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     assert "θ not refined (h's θ kept)" in r.stdout and "no impostor cohort" in r.stdout
+
+
+def test_cohort_halves_are_people_disjoint_and_outside_the_evaluated_folds() -> None:
+    from tests.conftest import require_shared
+    from training.data import lfw
+
+    require_shared("data", "lfw", "lfw-deepfunneled")
+    a, b = refine.cohort_people()
+    folds = lfw.load_people_folds()
+    held = {n for k in refine.COHORT_EXCLUDED_FOLDS for n in folds[k]}
+    assert not set(a) & set(b) and not (set(a) | set(b)) & held and abs(len(a) - len(b)) <= 1
+    assert len(a) + len(b) + len(held) == len({lfw.identity_of(p) for p in lfw.all_images()})
 
 
 @pytest.mark.slow
