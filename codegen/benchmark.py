@@ -21,11 +21,16 @@ Rows, on the same pairs (a, b), a the enrolled photo and b the probe:
                    pool as a face embedding — the same deployed network, no personal weights — with a's
                    pooled features as the stored template, cosine against b's; in the deployed integer
                    arithmetic (the prefix quantized on the package faces, as the shared base blob is).
+  (f) refined      (a) with θ_a refined at enrollment against the model's impostor cohort (``training.refine``;
+                   what ``training.enroll`` ships by default); ``--no-refine`` leaves (f), (g) out;
+  (g) refined float the same in float32.
 
 Metrics per row: 10-fold accuracy ± std (each fold's threshold chosen on the other 9), ROC AUC, TAR at
 FAR 1e-2 and 1e-3 (``training.eval.metrics``), and FAR and FRR at the operating point: the model's own
-threshold for (a)–(c) (the one that ships in every θ blob), and for the baselines (d), (e), which ship no
-threshold, each fold's threshold chosen on the other 9 folds.
+threshold for (a)–(c), (f), (g) (the one that ships in every θ blob), and for the baselines (d), (e), which
+ship no threshold, each fold's threshold chosen on the other 9 folds; and for (a), (b), (f), (g) at each
+enrolled user's own threshold for ``--far`` (default 1e-2), calibrated as ``training.enroll --far`` does on the
+calibration half of the model's cohort file (people disjoint from the refinement cohort and the evaluated sets).
 
 Writes ``report.md``, ``report.json`` (everything, with the command line, model id, timings and how each
 set's images were aligned) and PNG plots (one ROC figure per set and variant with every row, the score
@@ -51,7 +56,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +74,13 @@ ROWS = {  # key → (label in tables and plots, how its threshold is chosen)
     "teacher": ("(d) teacher backbone, cosine", "kfold"),
     "nonpersonal": ("(e) non-personal f, cosine to template", "kfold"),
 }
-REFINED_ROWS = {  # --refine: the same rows with θ refined at enrollment (training.refine)
-    "deployed_refined": ("(f) deployed, θ refined at enrollment", "model"),
+REFINED_ROWS = {  # the same rows with θ refined at enrollment (training.refine), what enrollment ships
+    "deployed_refined": ("(f) deployed, θ refined at enrollment (the default enrollment)", "model"),
     "float_refined": ("(g) float, θ refined at enrollment", "model"),
 }
+USER_THRESHOLD_ROWS = {"deployed": "float", "float": "float", "deployed_refined": "float_refined",
+                       "float_refined": "float_refined"}  # row → the float row whose θ the user's threshold is for
+DEFAULT_FAR = 1e-2  # --far: each enrolled user's own threshold for this false-accept rate
 ALL_ROWS = {**ROWS, **REFINED_ROWS}
 
 
@@ -83,6 +91,7 @@ class Scored:
     scores: dict[str, np.ndarray]
     timings: dict[str, float]
     deployed_vs_float: dict
+    user_thr: dict[str, np.ndarray] = field(default_factory=dict)  # row → each pair's user threshold (--far)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,9 +204,22 @@ def refined_thetas(pairs, model, thetas, cohort):
     return out
 
 
-def score_sets(sets: dict, model, activations: str, progress: bool, cohort=None) -> tuple[dict[str, Scored], dict]:
+def user_thresholds(model, thetas, lefts: np.ndarray, cohort, far: float) -> np.ndarray:
+    """Each pair's enrolled user's own threshold (``training.calibration.calibrate_features`` on the cohort's
+    calibration half, never below the model's threshold), for the θ of its enrolled image ``lefts``."""
+    from training.calibration import calibrate_features
+
+    ids, inverse = np.unique(lefts, return_inverse=True)
+    thr = np.array([calibrate_features(np.asarray(thetas[i]), cohort.calib_feats, far, model.threshold,
+                                       "").threshold for i in ids])
+    return thr[inverse]
+
+
+def score_sets(sets: dict, model, activations: str, progress: bool, cohort=None, refine: bool = True,
+               far: float | None = None) -> tuple[dict[str, Scored], dict]:
     """Every row's scores on each PairSet of ``sets`` (one variant), the deployed row of all sets together;
-    with a refinement ``cohort`` (``training.refine.Cohort``) also rows (f), (g): θ refined at enrollment."""
+    with an impostor ``cohort`` (``training.refine.Cohort``) and ``refine`` also rows (f), (g): θ refined at
+    enrollment; with ``far`` each pair's user threshold for rows (a), (b), (f), (g) (``Scored.user_thr``)."""
     from codegen.accuracy import int8_agreement
     from training.backbones.base import ARCFACE112
     from training.evaluate import backbone_scores, directed_logits, directions, pair_thetas
@@ -223,19 +245,26 @@ def score_sets(sets: dict, model, activations: str, progress: bool, cohort=None)
             feats = pooled_features(base, pairs.crops[ARCFACE112])
             scores["nonpersonal"] = cosine_scores(feats, pairs.left, pairs.right)
         t["nonpersonal_s"] = time.perf_counter() - t0
-        if cohort is not None:
+        if cohort is not None and refine:
             t0 = time.perf_counter()
             thetas[key, "refined"] = refined_thetas(pairs, model, thetas[key], cohort)
             scores["float_refined"] = directed_logits(pairs, model, pairs.left, pairs.right, progress,
                                                       thetas=thetas[key, "refined"])
             t["refine_s"] = time.perf_counter() - t0
         scored[key] = Scored(scores, t, {})
+        if cohort is not None and far is not None:
+            t0 = time.perf_counter()
+            for row, frow in USER_THRESHOLD_ROWS.items():
+                th = thetas[key, "refined"] if frow == "float_refined" else thetas[key]
+                if frow in scores:
+                    scored[key].user_thr[row] = user_thresholds(model, th, pairs.left, cohort, far)
+            t["user_threshold_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     jobs = [(thetas[k], p.left, p.right, p.crops[ARCFACE112]) for k, p in sets.items()]
-    if cohort is not None:
+    if cohort is not None and refine:
         jobs += [(thetas[k, "refined"], p.left, p.right, p.crops[ARCFACE112]) for k, p in sets.items()]
     logits, counts = deployed_logits(jobs, activations, progress)
-    if cohort is not None:
+    if cohort is not None and refine:
         for sc, lg in zip(scored.values(), logits[len(sets):]):
             sc.scores["deployed_refined"] = lg
     deployed = {"seconds": round(time.perf_counter() - t0, 2), "pairs": int(sum(len(p.same) for p in sets.values())),
@@ -255,9 +284,11 @@ def rates(accept: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     return float(accept[~same].mean()), float((~accept[same]).mean())
 
 
-def row_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, threshold: float | None) -> dict:
+def row_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, threshold: float | None,
+                user_thr: np.ndarray | None = None) -> dict:
     """VerificationReport's figures, and FAR/FRR at ``threshold`` (the device's rule: accept iff the
-    float32 score >= the float32 threshold) or, with None, at each fold's threshold from the other 9."""
+    float32 score >= the float32 threshold) or, with None, at each fold's threshold from the other 9; with
+    ``user_thr`` (each pair's enrolled user's own threshold) also ``far_user``, ``frr_user`` at those."""
     from training.eval.metrics import VerificationReport
 
     rep = VerificationReport.from_scores(scores, same, folds)
@@ -270,7 +301,10 @@ def row_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, thresho
         accept = scores >= thr
         rule = "each fold's threshold from the other 9 folds"
     far, frr = rates(accept, same)
-    return {**rep.to_dict(), "far": far, "frr": frr, "operating_threshold": threshold, "threshold_rule": rule}
+    out = {**rep.to_dict(), "far": far, "frr": frr, "operating_threshold": threshold, "threshold_rule": rule}
+    if user_thr is not None:
+        out["far_user"], out["frr_user"] = rates(np.asarray(scores, np.float32) >= user_thr.astype(np.float32), same)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,8 +328,13 @@ def markdown(result: dict) -> str:
         "(b) the same in float; (c) ½(f(b; θ_a) + f(a; θ_b)) in float, the training-time score, not what a "
         "device computes; (d) the teacher backbone's cosine; (e) the model's shared prefix up to the pool as "
         "an embedding (deployed arithmetic, quantized on the package faces), cosine of b against a's template. "
+        "(f), (g): (a), (b) with θ_a refined at enrollment against the model's impostor cohort (what "
+        "`training.enroll` does by default). "
         "Accuracy: 10-fold, each fold's threshold chosen on the other 9. FAR/FRR: at the model's threshold for "
-        "(a)–(c); for (d), (e), which ship no threshold, at each fold's threshold chosen on the other 9 folds.", "",
+        "(a)–(c), (f), (g); for (d), (e), which ship no threshold, at each fold's threshold chosen on the other 9 "
+        "folds. At the user's threshold: each enrolled image's θ calibrated for the target FAR on the calibration "
+        "half of the model's cohort (LFW people outside the evaluated folds and the refinement cohort; "
+        "`training.enroll --far`), never below the model's threshold.", "",
         "Variants: " + "; ".join(f"**{v}**: {describe(v)}" for v in result["variants"]) + ".", "",
         "## Assumptions", "",
     ]
@@ -318,15 +357,19 @@ def markdown(result: dict) -> str:
                          "pairs are left out.")
         if "limited_to_pairs" in info:
             lines.append(f"Limited to {info['limited_to_pairs']} pairs spread over the folds (`--limit-pairs`).")
-        lines += ["", "| variant | row | 10-fold acc. % | AUC | TAR@FAR=1e-2 % | TAR@FAR=1e-3 % | FAR % | FRR % |",
-                  "|---|---|---|---|---|---|---|---|"]
+        far_t = result.get("user_threshold", {}).get("far")
+        user_cols = f" FAR % at the user's threshold (target {far_t:g}) | FRR % there |" if far_t else ""
+        lines += ["", "| variant | row | 10-fold acc. % | AUC | TAR@FAR=1e-2 % | TAR@FAR=1e-3 % | FAR % | FRR % |"
+                  + user_cols, "|---|---|---|---|---|---|---|---|" + ("---|---|" if far_t else "")]
         for variant in result["variants"]:
             v = s["variants"][variant]
             for key, r in ((k, v["rows"][k]) for k in ALL_ROWS if k in v["rows"]):
+                user = (f" {_pct(r['far_user'])} | {_pct(r['frr_user'])} |" if "far_user" in r else " – | – |"
+                        ) if far_t else ""
                 lines.append(f"| {variant} | {ALL_ROWS[key][0]} | {_pct(r['accuracy_mean'])} ± "
                              f"{_pct(r['accuracy_std'])} "
                              f"| {r['auc']:.4f} | {_pct(r['tar_at_far_1e2'])} | {_pct(r['tar_at_far_1e3'])} "
-                             f"| {_pct(r['far'])} | {_pct(r['frr'])} |")
+                             f"| {_pct(r['far'])} | {_pct(r['frr'])} |" + user)
         lines.append("")
         for variant in result["variants"]:
             v = s["variants"][variant]
@@ -367,7 +410,7 @@ def assumptions(model, sets: list[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 def run(model_path: Path | None, sets: list[str], variants: list[str], activations: str, limit: int | None,
         out: Path | None, progress: bool = True, workers: int = 2, command: list[str] | None = None,
-        refine: bool = False, cohort_file: Path | None = None) -> dict:
+        refine: bool = True, cohort_file: Path | None = None, far: float | None = DEFAULT_FAR) -> dict:
     """Score every set × variant, write the report files, return the JSON report."""
     import torch
 
@@ -392,14 +435,22 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         "assumptions": assumptions(m, sets), "set_order": [], "sets": {}, "timings": {},
     }
     cohort = None
-    if refine:
+    if refine or far is not None:
         from training.refine import COHORT_EXCLUDED_FOLDS, load_cohort
 
         held = int(m.meta["config"]["fold"])
         if "lfw" in sets and held not in COHORT_EXCLUDED_FOLDS:
-            raise ValueError(f"--refine: the cohort holds LFW people of fold {held}, this model's held-out fold")
+            raise ValueError(f"the impostor cohort holds LFW people of fold {held}, this model's held-out fold "
+                             "(--no-refine and --far 0 score without it)")
         cohort = load_cohort(m, cohort_file)
-        result["refine"] = {"cohort": cohort.source, "cohort_size": int(len(cohort.feats))}
+        if refine:
+            result["refine"] = {"cohort": cohort.source, "cohort_size": int(len(cohort.feats))}
+        if far is not None:
+            if cohort.calib_feats is None:
+                raise ValueError("the model's cohort file has no calibration half: rebuild it with "
+                                 "`python -m training.refine --build-cohort` (or --far 0)")
+            result["user_threshold"] = {"far": far, "cohort": cohort.calib_source,
+                                        "cohort_size": int(len(cohort.calib_feats))}
     bases = {}
     for name in sets:
         t0 = time.perf_counter()
@@ -417,11 +468,11 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         views = {key: with_variant(base, variant) for key, base in bases.items()}
         t_var = time.perf_counter() - t0
         log.info("variant %s: %s", variant, ", ".join(f"{k} {len(p.same)} pairs" for k, p in views.items()))
-        scored, result["deployed"][variant] = score_sets(views, m, activations, progress, cohort)
+        scored, result["deployed"][variant] = score_sets(views, m, activations, progress, cohort, refine, far)
         for key, pairs in views.items():
             sc = scored[key]
             rows = {k: row_metrics(sc.scores[k], pairs.same, pairs.folds,
-                                   m.threshold if ALL_ROWS[k][1] == "model" else None)
+                                   m.threshold if ALL_ROWS[k][1] == "model" else None, sc.user_thr.get(k))
                     for k in ALL_ROWS if k in sc.scores}
             stem = f"{key}-{variant}"
             save_roc_png(out / f"roc-{stem}.png", {ALL_ROWS[k][0]: (s, pairs.same) for k, s in sc.scores.items()},
@@ -486,10 +537,16 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     o.add_argument("-v", "--verbose", action="store_true")
     r = ap.add_argument_group("resources")
-    g.add_argument("--refine", action="store_true",
-                   help="add rows (f), (g): θ refined at enrollment against an impostor cohort (training.refine; "
-                        "the cohort: LFW people outside people.txt folds 0 and 1)")
-    g.add_argument("--cohort-file", type=Path, default=None, help="--refine: the model's cohort file")
+    g.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="leave out rows (f), (g): θ refined at enrollment against the model's impostor cohort "
+                        "(training.refine; LFW people outside people.txt folds 0 and 1), as enrollment does")
+    g.add_argument("--refine", action="store_true", default=True, help=argparse.SUPPRESS)  # the default
+    g.add_argument("--far", type=float, default=DEFAULT_FAR,
+                   help="FAR and FRR also at each enrolled user's own threshold for this false-accept rate, "
+                        f"calibrated on the cohort file's calibration half (default {DEFAULT_FAR:g}; 0: not)")
+    g.add_argument("--cohort-file", type=Path, default=None,
+                   help="the model's cohort file (default: the one shipped beside the model, else the cache, "
+                        "else built from the shared folder)")
     r.add_argument("--workers", type=int, default=2, help="alignment worker processes (default 2)")
     r.add_argument("--threads", type=int, default=1,
                    help="torch and BLAS threads (default 1: the quantizer and the golden model ran 3.6x faster "
@@ -499,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--limit-pairs must be at least 20 (10 folds, both kinds of pair)")
     if args.threads < 1 or args.workers < 1:
         ap.error("--threads and --workers must be >= 1")
+    if not 0.0 <= args.far < 1.0:
+        ap.error(f"--far must be a rate in (0, 1), or 0 for none; got {args.far}")
     setup_logging(args.verbose, quiet=args.json)
 
     import torch
@@ -513,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         with threadpool_limits(args.threads):
             result = run(args.model, args.sets, args.variants, args.activations, args.limit_pairs, args.out,
                          not args.no_progress, args.workers, ["python", "-m", "codegen.benchmark", *(
-                             sys.argv[1:] if argv is None else argv)], args.refine, args.cohort_file)
+                             sys.argv[1:] if argv is None else argv)], args.refine, args.cohort_file,
+                         args.far or None)
     except (HyperModelError, SharedDataMissing, FileNotFoundError, ValueError, NoCohort) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR

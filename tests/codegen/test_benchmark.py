@@ -133,13 +133,15 @@ def test_end_to_end_on_a_small_subset(tmp_path: Path, capsys) -> None:
         assert s["pairs"] == 40 and 0 < s["same"] < 40
         assert list(s["variants"]) == ["clean", "gray"]
         for v in s["variants"].values():
-            assert list(v["rows"]) == list(benchmark.ROWS)
+            assert list(v["rows"]) == list(benchmark.ALL_ROWS)  # (f), (g): refined, as enrollment does
+            for key in benchmark.USER_THRESHOLD_ROWS:  # --far 1e-2 by default: the users' own thresholds too
+                assert 0 <= v["rows"][key]["far_user"] <= v["rows"][key]["far"]  # never below the model's
             for r in v["rows"].values():
                 assert 0 <= r["far"] <= 1 and 0 <= r["frr"] <= 1 and 0 < r["auc"] <= 1
                 assert len(r["fold_accuracies"]) == 10
             assert (out / v["plots"]["roc"]).stat().st_size > 1000 and (out / v["plots"]["scores"]).is_file()
             assert v["deployed_vs_float"]["directed_pairs"] == 40
-        for label, _ in benchmark.ROWS.values():
+        for label, _ in benchmark.ALL_ROWS.values():
             assert md.count(f"| {label} |") >= 2 * len(rep["sets"])
     for variant in ("clean", "gray"):  # the deployed row of all sets of a variant is scored in one pass
         assert rep["deployed"][variant]["seconds"] > 0 and rep["deployed"][variant]["pairs"] == 3 * 40
