@@ -5,9 +5,9 @@
 1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo and
    ``--enroll-views`` views of it (default 2: the photo and its mirror image) with the hypernetwork shipped
    in the repository (``training.enroll.enroll_images``: dlib detection and alignment, YuNet where dlib
-   finds no face, dlib-resnet embeddings averaged, h_gen → θ) into a demo user store (``runs/demo/users``),
-   and report her threshold: the model's global one, or with ``--far`` her own from LFW's impostor
-   cohort when the shared data folder is there.
+   finds no face, dlib-resnet embeddings averaged, h_gen → θ, θ refined against the impostor cohort shipped
+   beside the model) into a demo user store (``runs/demo/users``), and report her threshold: the model's
+   global one, or with ``--far`` her own, calibrated on the cohort file's other half (no shared data needed).
 2. **Emit** her verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers, .tflite,
    firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights). The θ is signed
    and the firmware trusts the signing key (docs/signing.md): ``--keys``, else the user's keyring when it
@@ -106,6 +106,7 @@ class Enrolled:
     threshold: float
     model_id: str
     threshold_origin: str = "the model's global threshold"
+    refinement: str = "not refined"
 
 
 def enroll_person(user_id: str, image_rgb: np.ndarray, store_root: Path, model_path: Path | None,
@@ -119,7 +120,20 @@ def enroll_person(user_id: str, image_rgb: np.ndarray, store_root: Path, model_p
     meta, res = enroll_images(user_id, [image_rgb], model_path=model_path, store=store, force=True,
                               views=enroll_views, far=far)
     theta, _ = store.load(user_id)
-    return Enrolled(user_id, theta, res.arcface112, meta.threshold, meta.hypermodel_id, threshold_origin(meta))
+    return Enrolled(user_id, theta, res.arcface112, meta.threshold, meta.hypermodel_id, threshold_origin(meta),
+                    refinement_summary(meta))
+
+
+def refinement_summary(meta) -> str:
+    """How enrollment refined θ (training.refine), in words, from the user-store entry."""
+    ref = (meta.calibration or {}).get("refine")
+    if ref is None:
+        return "not refined"
+    if "skipped" in ref:
+        return f"not refined: {ref['skipped']}"
+    return (f"refined on {ref['positives']} views against {ref['cohort_size']} cohort faces in {ref['seconds']:.1f} s "
+            f"(mean margin of the views {ref['pos_margin_h']:+.2f} → {ref['pos_margin']:+.2f}, of the cohort "
+            f"{ref['neg_margin_h']:+.2f} → {ref['neg_margin']:+.2f})")
 
 
 EnrollFn = Callable[..., Enrolled]
@@ -185,6 +199,7 @@ def run_demo(
     photo = package_photo(ENROLLED)
     person = enroll_fn(ENROLLED, photo, users, model_path, enroll_views=enroll_views, far=far)
     t = lap(f"enroll (detect, align, {enroll_views} view(s) embedded, h)", t)
+    print(f"{ENROLLED}'s θ: {person.refinement}", flush=True)
     print(f"{ENROLLED}'s threshold: logit {person.threshold:+.3f} ({person.threshold_origin})", flush=True)
 
     keys_dir, throwaway = signing_keys(keys)
@@ -243,6 +258,7 @@ def run_demo(
         "hypermodel_id": person.model_id,
         "threshold": person.threshold,
         "threshold_origin": person.threshold_origin,
+        "refinement": person.refinement,
         "enroll_views": enroll_views,
         "theta_install_s": [round(i.seconds, 2) for i in installs],
         "parity": r.summary(),
@@ -283,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--enroll-views", type=int, default=2, choices=range(1, 5), metavar="{1..4}",
                     help="views of the enrollment photo averaged into her θ (default 2: the photo and its mirror)")
     ap.add_argument("--far", type=float, default=None,
-                    help="her own threshold for this false-accept rate from LFW's impostor cohort (needs the "
-                         "shared data folder; without it the global threshold is kept)")
+                    help="her own threshold for this false-accept rate, calibrated on the impostor cohort "
+                         "shipped beside the model (training.enroll --far; default: the global threshold)")
     ap.add_argument("--keys", type=Path, metavar="DIR",
                     help="the signing keyring (default: $PV_KEYS_DIR or ~/.config/hyperverif-mcu/keys when it has a "
                          "key, else a throwaway key made for this run)")

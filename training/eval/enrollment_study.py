@@ -6,9 +6,14 @@ with ``--enroll-views`` augmented views, ``training.hypermodel.enrollment_views`
 as the board does, the SAME probes for every k: the person's photos from number ``MIN_IMAGES`` on
 (genuine) and every photo of the fold's other people (impostors). Reported per setting, pooled over the
 enrolled people: AUC, TAR at FAR 1e-2 and 1e-3, and FAR / FRR at the hypermodel's global threshold and at
-each user's own threshold for ``--far`` (``training.calibration``; the cohort is LFW people outside the
-held-out fold, i.e. people the model was trained on — their impostor scores may be lower than unseen
-people's, so the cohort-calibrated FAR on unseen people is the figure to read, not the target).
+each user's own threshold for ``--far`` (``training.calibration`` on the calibration half of the model's
+cohort file: LFW people outside folds 0 and 1 and outside the refinement cohort, people the model was
+trained on — their impostor scores may be lower than unseen people's, so the cohort-calibrated FAR on unseen
+people is the figure to read, not the target).
+
+θ as ``training.enroll`` makes it: refined at enrollment against the model's refinement cohort
+(``training.refine``), or h's θ with ``--no-refine``. f is scored through its pooled features (f after the
+pool is linear: exact, and the probes' prefix runs once).
 
 Float f: the board's 16x8 decisions equal the float ones on all but a fraction of a percent of faces
 (docs/results.md, "Device decisions vs float f").
@@ -42,22 +47,25 @@ def _roc_points(genuine: np.ndarray, impostor: np.ndarray) -> dict:
 
 
 def run_study(model_path: Path | None, photos: list[int], views: list[int], far: float, cohort_size: int,
-              progress: bool = True) -> dict:
+              progress: bool = True, refine: bool = True) -> dict:
     import torch
 
     from training import calibration
+    from training import refine as rf
     from training.backbones import backbone_info, load_backbone
     from training.backbones.base import ARCFACE112
     from training.backbones.embedding_cache import EmbeddingCache
     from training.data import lfw
     from training.face.cache import lfw_cache
     from training.hypermodel import HyperModel, enrollment_views, mean_embedding
-    from training.verifier.batched import pairwise_logits_split
-    from training.verifier.functional import to_input
 
     m = HyperModel.load(model_path)
-    personal_from = str(m.meta["config"].get("personal_from", ""))
     fold = int(m.meta["config"]["fold"])
+    if fold not in rf.COHORT_EXCLUDED_FOLDS:
+        raise ValueError(f"the model's cohort holds LFW people of fold {fold}, this model's held-out fold")
+    cohort = rf.load_cohort(m)
+    if cohort.calib_feats is None:
+        raise ValueError("the model's cohort file has no calibration half: python -m training.refine --build-cohort")
     fold_people = set(lfw.load_people_folds()[fold])
     paths = lfw.all_images()
     cache = lfw_cache(m.detector)
@@ -76,8 +84,8 @@ def run_study(model_path: Path | None, photos: list[int], views: list[int], far:
     crops112 = np.ascontiguousarray(cache.crops(ARCFACE112)[probe_idx])
     kind = backbone_info(m.backbone).input_kind
     emb_cache = EmbeddingCache(load_backbone(m.backbone))
-    cohort = calibration.lfw_cohort(m.detector, cohort_size, exclude_people=fold_people)
-    x = to_input(np.concatenate([crops112, cohort]))
+    calib = cohort.calib_feats[:cohort_size].astype(np.float64)
+    feats = rf.pooled_features(m.theta(m.generator.emb_mean.numpy()[None])[0], crops112).astype(np.float64)
     n_probe = len(crops112)
 
     results = []
@@ -86,17 +94,16 @@ def run_study(model_path: Path | None, photos: list[int], views: list[int], far:
             t0 = time.perf_counter()
             thetas = []
             for person in enrolled:
-                src = cache.crops(kind)[np.array(idx_by_person[person][:k])]
-                emb = emb_cache.embed(np.concatenate([enrollment_views(c, v) for c in src]), progress=False)
-                thetas.append(m.theta(mean_embedding(emb)[None])[0])
-            th = torch.from_numpy(np.stack(thetas))
-            with torch.no_grad():
-                if personal_from:
-                    lg = pairwise_logits_split(x, th, personal_from).numpy().astype(np.float64)
-                else:
-                    from training.verifier.batched import pairwise_logits
-
-                    lg = pairwise_logits(x, th).numpy().astype(np.float64)
+                first = np.array(idx_by_person[person][:k])
+                src = cache.crops(kind)[first]
+                emb = mean_embedding(emb_cache.embed(np.concatenate([enrollment_views(c, v) for c in src]),
+                                                     progress=False))
+                theta = m.theta(emb[None])[0]
+                if refine:
+                    theta, _ = rf.refine_enrollment(m, theta, cache.crops(ARCFACE112)[first], emb, cohort)
+                thetas.append(theta)
+            w, b = (t.detach().numpy().astype(np.float64) for t in rf.linear_tail(torch.from_numpy(np.stack(thetas))))
+            lg = w @ np.concatenate([feats, calib]).T + b[:, None]  # (users, probes + calibration cohort)
             genuine, impostor, g_user, i_user = [], [], [], []
             for u, person in enumerate(enrolled):
                 gen_cols = [probe_pos[i] for i in idx_by_person[person][MIN_IMAGES - 1:]]
@@ -124,13 +131,16 @@ def run_study(model_path: Path | None, photos: list[int], views: list[int], far:
                   f"FRR {100 * row['frr_global']:.1f} %; own thr (FAR {far:g}): "
                   f"FAR {100 * row['far_calibrated']:.2f} % FRR {100 * row['frr_calibrated']:.1f} %", flush=True)
     return {"model": str(m.path), "model_id": m.model_id, "fold": fold, "enrolled_people": len(enrolled),
-            "probes": int(n_probe), "cohort": f"{len(cohort)} LFW crops of people outside fold {fold}",
+            "probes": int(n_probe), "cohort": f"{len(calib)} faces of the model's calibration cohort "
+            f"({cohort.calib_source})", "refined": refine,
+            "refinement": f"training.refine against {cohort.source}" if refine else "none (h's θ)",
             "results": results}
 
 
 def render_markdown(rep: dict) -> str:
     lines = [f"# Enrollment study: model {rep['model_id']}, LFW fold {rep['fold']} (people never trained on)", "",
-             f"{rep['enrolled_people']} people enrolled, {rep['probes']} probe photos; cohort: {rep['cohort']}.", "",
+             f"{rep['enrolled_people']} people enrolled, {rep['probes']} probe photos; θ refinement: "
+             f"{rep.get('refinement', 'none')}; threshold cohort: {rep['cohort']}.", "",
              "| photos | views | AUC | TAR@FAR 1e-2 | TAR@FAR 1e-3 | FAR / FRR, global threshold | "
              "FAR / FRR, own threshold (target FAR) |",
              "|---|---|---|---|---|---|---|"]
@@ -149,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", default="1,3,5", help="enrollment photos per person, comma-separated (≤ 5)")
     ap.add_argument("--enroll-views", default="1", help="enrollment views per photo, comma-separated (1–4)")
     ap.add_argument("--far", type=float, default=1e-2, help="target false-accept rate of the users' own thresholds")
-    ap.add_argument("--cohort-size", type=int, default=3000)
+    ap.add_argument("--cohort-size", type=int, default=3000, help="faces of the calibration cohort (≤ 3000)")
+    ap.add_argument("--no-refine", dest="refine", action="store_false", help="h's θ, not refined at enrollment")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "enroll_study", help="report folder")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -162,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--photos and --enroll-views take comma-separated integers, got {args.photos!r} / {args.enroll_views!r}")
     if not all(1 <= p < MIN_IMAGES for p in photos) or not all(1 <= v <= 4 for v in views):
         fail(f"--photos must be in 1..{MIN_IMAGES - 1} and --enroll-views in 1..4")
+    from training.refine import NoCohort
+
     try:
-        rep = run_study(args.model, photos, views, args.far, args.cohort_size)
-    except (SharedDataMissing, FileNotFoundError, ValueError) as e:
+        rep = run_study(args.model, photos, views, args.far, args.cohort_size, refine=args.refine)
+    except (SharedDataMissing, FileNotFoundError, ValueError, NoCohort) as e:
         fail(str(e))
     atomic_write_json(args.out / "report.json", rep)
     atomic_write_bytes(args.out / "report.md", render_markdown(rep).encode())
