@@ -9,8 +9,9 @@
  *
  * Scratch (pv_conv_s8_scratch_bytes, inside the arena after the activations, see pv_plan.c):
  *   ring   the `kernel` input rows the current output row reads, as int16 (x - in_zp), expanded once per
- *          row. An int8 input row is dead once expanded, so an output row may overwrite it (the planner
- *          places each layer's output so that this holds: in place for every layer of pv-gconv-s).
+ *          row (the stem on the DSP build: the same values as its output row's patches, pv_patch). An
+ *          int8 input row is dead once expanded, so an output row may overwrite it (the planner places
+ *          each layer's output so that this holds: in place for every layer of pv-gconv-s).
  *   w16    the layer's weights as int16, scaled by 2^(left shift + 1) when the fast requantization
  *          applies (below), in the order the inner loops read them;
  *   rq     per output channel: bias (scaled the same), multiplier, rounding constant, shift;
@@ -21,7 +22,9 @@
  *   pv_rq_fast); acc << (left + 1) comes for free from weights and bias scaled at layer setup.
  * DSP path (PV_USE_DSP): inputs and weights are int16 pairs in the SXTB16 order (x0, x2), (x1, x3) of
  * every 4 values, so SMLAD multiplies two pairs per instruction; blocks of 4 output channels share each
- * input word, weights of a block interleaved so that one pointer with immediate offsets reaches all.
+ * input word, weights of a block interleaved so that one pointer with immediate offsets reaches all. Where
+ * every output pixel reads one run of depth values (1x1 convs; the stem in its patch layout) a block steps
+ * through that run 16 values a turn (pv_conv_row_run1).
  */
 #include <stddef.h>
 #include <string.h>
@@ -58,6 +61,23 @@ static int pv_rowrun(const pv_layer_desc_t *d) {
     const uint32_t k = d->kernel, in_c = d->in_c;
     return d->groups == 1u && d->pad_left == 0u && (k * in_c) % 4u == 0u && (d->stride * in_c) % 4u == 0u &&
            (d->in_w * in_c) % 4u == 0u && (d->out_w - 1u) * d->stride + k <= d->in_w;
+}
+
+/* Patch layout (DSP build only): a row-run conv whose stride equals its kernel, without pads (the patchify
+ * stem), keeps in the ring each output pixel's patch as one run of depth values, [ox][ky][kx][c] (the weights'
+ * order); input row iy fills kernel row iy % kernel of every patch. The packed path then reads a pixel as one
+ * run, as in a 1x1 conv. The patches of a row take out_w * depth <= kernel * in_w * in_c values: the ring's size
+ * is that of the row-run layout. The kernel rows are whole words (pv_rowrun), so inputs and weights share the
+ * SXTB16 order. */
+#define PV_RING_PATCH 2 /* pv_conv_s8_t.rowrun of the patch layout, a row-run layout as far as sizes go */
+static int pv_patch(const pv_layer_desc_t *d) {
+#if defined(PV_USE_DSP)
+    return pv_rowrun(d) && d->stride == d->kernel && d->pad_top == 0u && d->out_w * d->kernel <= d->in_w &&
+           d->out_h * d->kernel <= d->in_h;
+#else
+    (void)d;
+    return 0;
+#endif
 }
 
 static uint32_t pv_padded_w(const pv_layer_desc_t *d) {
@@ -163,6 +183,12 @@ static void pv_zero16(int16_t *p, uint32_t n) {
     memset(p, 0, (size_t)n * 2u);
 }
 
+/* Whether pv_conv_row_run1 can compute the layer's rows (given that each pixel reads one run of depth values):
+ * packed weights, fast requantization, the ReLU from the zero point -128, depth % 16 == 0. */
+static int pv_run1(const pv_conv_s8_t *c) {
+    return c->packed && c->fast && c->full && c->p->out_zp == -128 && c->depth % 16u == 0u;
+}
+
 /* Sets up a conv layer in the scratch: picks the layouts, checks the fast requantization bounds, fills
  * rq and w16, zeroes the ring (its padding columns stay zero). */
 void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_params_t *p, uint8_t *scratch) {
@@ -200,6 +226,8 @@ void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_
         const uint64_t bound = (uint64_t)(uint32_t)(b < 0 ? -b : b) + (uint64_t)c->depth * 255u * 128u;
         if (left > 7u || right > 21u || (bound << (left + 1u)) >= ((uint64_t)1 << 30)) c->fast = 0;
     }
+    /* the patch layout only where the output rows read it: pv_conv_row_run1 (pv_conv_s8_row) */
+    if (pv_patch(d) && pv_run1(c)) c->rowrun = PV_RING_PATCH;
     runs = c->depth / c->runlen;
     for (oc = 0; oc < d->out_c; oc++) {
         const uint32_t q = oc * qstep;
@@ -249,6 +277,37 @@ void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_
     }
 }
 
+#if defined(PV_USE_DSP)
+/* Input row iy into the patch layout (pv_patch): kernel row iy % kernel of every patch, run values each. */
+static inline void pv_push_patch(const pv_conv_s8_t *c, const int8_t *src, uint32_t iy) {
+    const pv_layer_desc_t *d = c->d;
+    const int32_t zp = c->p->in_zp;
+    const uint32_t run = d->kernel * d->in_c, depth = c->depth;
+    int16_t *p = c->ring + (size_t)(iy % d->kernel) * run, *const pe = p + (size_t)d->out_w * depth;
+    if (zp == 0 && run == 12u) { /* the stem: 3 words per run, the image's zero point 0 */
+        for (; p < pe; p += depth, src += 12) {
+            int32_t w0, w1, w2;
+            PV_LOAD32(w0, src);
+            PV_LOAD32(w1, src + 4);
+            PV_LOAD32(w2, src + 8);
+            pv_st2(p, pv_sxtb16(w0), pv_sxtb16_ror8(w0));
+            pv_st2(p + 4, pv_sxtb16(w1), pv_sxtb16_ror8(w1));
+            pv_st2(p + 8, pv_sxtb16(w2), pv_sxtb16_ror8(w2));
+        }
+    } else { /* any run of whole words, any zero point: x - zp fits int16 */
+        const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)zp << 16) | (uint32_t)(uint16_t)(int16_t)zp);
+        for (; p < pe; p += depth) {
+            uint32_t i;
+            for (i = 0; i < run; i += 4u, src += 4) {
+                int32_t w;
+                PV_LOAD32(w, src);
+                pv_st2(p + i, pv_ssub16(pv_sxtb16(w), zp2), pv_ssub16(pv_sxtb16_ror8(w), zp2));
+            }
+        }
+    }
+}
+#endif
+
 /* Input row iy (int8, in_w * in_c) into its ring slot: row-run layout [ix][c], else group-major
  * [g][pad_left + ix][c of the group]. */
 void pv_conv_s8_push_row(const pv_conv_s8_t *c, const int8_t *src, uint32_t iy) {
@@ -257,6 +316,12 @@ void pv_conv_s8_push_row(const pv_conv_s8_t *c, const int8_t *src, uint32_t iy) 
     const int32_t zp = c->p->in_zp;
     const uint32_t cin_g = c->cin_g, in_c = d->in_c, in_w = d->in_w, groups = d->groups, gstride = c->wp * cin_g;
     uint32_t ix, g;
+#if defined(PV_USE_DSP)
+    if (c->rowrun == PV_RING_PATCH) {
+        pv_push_patch(c, src, iy);
+        return;
+    }
+#endif
     if (c->rowrun) {
         pv_expand(dst, src, c->row_elems, zp, 0u);
         return;
@@ -351,8 +416,9 @@ static inline int8_t pv_clamp(int32_t v, int full, int32_t lo, int32_t hi) {
 #if defined(PV_USE_DSP)
 /* Two consecutive words in one load: LDRD on Cortex-M4 (GCC splits 64-bit loads into two LDR for this
  * core, hence the asm). The asm does not tell the compiler which memory it reads: it is only used in
- * pv_conv_row_packed (not inlined), during which that memory does not change. It is volatile to keep the
- * loads in program order: otherwise GCC hoists the input loads of later taps and spills registers. The
+ * pv_conv_row_packed and pv_conv_row_run1 (not inlined), during which that memory does not change. It is
+ * volatile to keep the loads in program order: otherwise GCC hoists the input loads of later taps and spills
+ * registers. The
  * int16 buffers are 8-byte aligned and every pair read here starts at a multiple of 8 bytes (LDRD itself
  * needs 4). */
 #if defined(__GNUC__)
@@ -628,6 +694,48 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
     }
 }
 
+/* DSP output row of a conv whose output pixels each read one run of depth values (a 1x1 conv; the stem in its
+ * patch layout), for the layers pv_run1 admits: x = the run of output pixel 0 in group 0, xstep words from one
+ * pixel's run to the next one's, gx words from one group's runs to the next one's. Blocks of 4 output channels
+ * along the row (weights and requantization words stay put), 4 blocks of 4 values a turn. */
+__attribute__((noinline)) static void pv_conv_row_run1(const pv_conv_s8_t *c, int8_t *out, const int32_t *x,
+                                                        uint32_t xstep, uint32_t gx) {
+    const pv_layer_desc_t *d = c->d;
+    const uint32_t out_c = d->out_c, cout_g = c->cout_g, depth = c->depth, turns = depth / 16u;
+    const size_t row = (size_t)d->out_w * out_c;
+    const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
+    uint32_t g, oc;
+    for (g = 0; g < d->groups; g++) {
+        for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+            const int32_t *const w = w32 + (size_t)oc * depth / 2u;
+            const int32_t *const q = c->rq + (oc >> 2) * 16u;
+            const int32_t *xp = x + (size_t)g * gx;
+            int8_t *o = out + oc;
+            int8_t *const oe = o + row;
+            for (; o < oe; o += out_c, xp += xstep) {
+                const int32_t *xr = xp, *wr = w;
+                int32_t a0, a1, a2, a3, acc[4];
+                uint32_t n = turns;
+                PV_LD2(q, 0, a0, a1);
+                PV_LD2(q, 2, a2, a3);
+                do {
+                    PV_BLK(xr, 0, wr, 0);
+                    PV_BLK(xr, 2, wr, 8);
+                    PV_BLK(xr, 4, wr, 16);
+                    PV_BLK(xr, 6, wr, 24);
+                    xr += 8;
+                    wr += 32;
+                } while (--n != 0u);
+                acc[0] = a0;
+                acc[1] = a1;
+                acc[2] = a2;
+                acc[3] = a3;
+                pv_store4_fast(o, q, acc, 1, -128, 127); /* the ReLU from -128: the full int8 range */
+            }
+        }
+    }
+}
+
 /* The clamp to the full int8 range from the zero point -128 (a ReLU with zero point -128: every layer of
  * pv-gconv-s) as a constant: no per-output branch, no rounding correction below zp. */
 __attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_s8_t *c, int8_t *out,
@@ -661,6 +769,16 @@ void pv_conv_s8_row(const pv_conv_s8_t *c, int8_t *out, uint32_t oy) {
         rows[ky] = r;
     }
 #if defined(PV_USE_DSP)
+    if (c->rowrun == PV_RING_PATCH) { /* one run per output pixel (pv_conv_s8_setup checked the rest) */
+        pv_conv_row_run1(c, out, (const int32_t *)(const void *)c->ring, depth / 2u, 0u);
+        return;
+    }
+    if (k == 1u && pv_run1(c)) { /* one run per output pixel */
+        const uint32_t xstep = s * (c->rowrun ? in_c : cin_g) / 2u;
+        const int16_t *const x0 = rows[0];
+        pv_conv_row_run1(c, out, (const int32_t *)(const void *)x0, xstep, gstride / 2u);
+        return;
+    }
     if (c->packed && c->fast && (c->rowrun ? k : k * k) <= PV_MAX_TAPS) {
         pv_conv_row_packed(c, out, rows);
         return;

@@ -55,6 +55,7 @@ typedef struct pv_conv_s8 {
     int32_t *rq; /* requantization parameters, blocks of 4 channels */
     int8_t *band;
     uint32_t cin_g, cout_g, depth, row_elems, runlen, wp;
+    /* rowrun: the ring's layout, 0 group-major, 1 row-run, 2 (DSP build) patches (pv_conv_s8.c) */
     int rowrun, packed, fast, full;
     int32_t lo, hi;
 } pv_conv_s8_t;
