@@ -50,6 +50,7 @@ from host_tools.serial_link import DeviceError, InferResult, Info, LinkError, Se
 from pvcore.atomic import atomic_write, atomic_write_bytes
 from pvcore.blob import BlobError
 from pvcore.cli import EXIT_CHECK_FAILED, EXIT_OK, add_port_args, add_user_store_args, fail, setup_logging
+from pvcore.signed import inner_blob, is_signed
 from pvcore.user_store import UserStore, UserStoreError
 from training.verifier.functional import f_logits_u8
 
@@ -306,11 +307,12 @@ def run_parity(
         device, infos = device_outputs(urls, images_u8, user_id=ub.user_id, timeout=timeout, baudrate=baudrate,
                                        progress=bar.update)
     dt = time.monotonic() - t0
+    blob_bytes = len(inner_blob(ub.blob)) if is_signed(ub.blob) else len(ub.blob)  # the board reports the θ blob
     for info in infos:
-        if info.theta_bytes != len(ub.blob) or np.float32(info.threshold_logit) != np.float32(ub.threshold):
+        if info.theta_bytes != blob_bytes or np.float32(info.threshold_logit) != np.float32(ub.threshold):
             log.warning(
                 "the board's θ (%d bytes, threshold %.6g) is not the blob compared against (%d bytes, %.6g)",
-                info.theta_bytes, info.threshold_logit, len(ub.blob), ub.threshold,
+                info.theta_bytes, info.threshold_logit, blob_bytes, ub.threshold,
             )  # fmt: skip
     return compare(
         ub, theta, images_u8, names, device, source=source, boards=infos, min_agreement=min_agreement, seconds=dt
