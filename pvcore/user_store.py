@@ -21,6 +21,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import time
 import zlib
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -35,6 +36,17 @@ from pvcore.spec import F_SPEC, ArchSpec
 FORMAT_VERSION = 1
 USERS_ENV = "FACEVERIF_USERS"
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")  # fits the θ blob's 32-byte field
+
+
+def _not_an_entry(path: Path) -> bool:
+    """True when ``path`` is a file or a link (not a user entry the store may replace). One lstat: a forced
+    writer racing another one sees the entry as it is, or gone for an instant while the other swaps it in
+    (``replace_folder`` handles that), never a folder that looks like a file between two checks."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return not stat.S_ISDIR(st.st_mode)
 
 
 class UserStoreError(ValueError):
@@ -151,7 +163,7 @@ class UserStore:
             for _attempt in range(3):  # forced: an entry another writer put there meanwhile is replaced in turn
                 try:
                     if force and os.path.lexists(dest):
-                        if dest.is_symlink() or not dest.is_dir():
+                        if _not_an_entry(dest):
                             raise UserStoreError(f"{dest} is not a user entry (a file or a link); move it out of "
                                                  "the user store yourself, then enroll again")
                         replace_folder(tmp, dest)  # the old entry stays whole until the new one is in place
