@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -170,17 +171,26 @@ def _marker(user_id: str, target: str | None, activations: str) -> bytes:
 
 
 def check_replaceable(path: Path, shown: Path | str) -> None:
-    """Raise EmitError unless the existing ``path`` is a folder emit wrote (a real folder with its marker)."""
+    """Raise EmitError unless the existing ``path`` is a folder emit wrote (a real folder with its marker).
+    A ``path`` that is gone (another forced emit swapping its folder in at this instant) passes: the caller's
+    ``replace_folder`` finds it gone or replaced and handles both. One lstat, so a folder is never taken for a
+    file between two checks."""
     why = None
-    if path.is_symlink():
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
         why = "is a symbolic link; point --out at a folder itself"
-    elif not path.is_dir():
+    elif not stat.S_ISDIR(mode):
         why = "is a file, not a folder emit wrote"
     else:
         try:
             if json.loads((path / MARKER).read_text()).get("tool") != MARKER_TOOL:
                 why = f"has a {MARKER} of another tool"
         except FileNotFoundError:
+            if not os.path.lexists(path):  # swapped out by another forced emit meanwhile
+                return
             why = f"was not written by codegen.emit (it has no {MARKER})"
         except (OSError, ValueError, AttributeError):
             why = f"has an unreadable {MARKER}"
