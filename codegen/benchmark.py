@@ -537,16 +537,12 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     o.add_argument("-v", "--verbose", action="store_true")
     r = ap.add_argument_group("resources")
-    g.add_argument("--no-refine", dest="refine", action="store_false",
-                   help="leave out rows (f), (g): θ refined at enrollment against the model's impostor cohort "
-                        "(training.refine; LFW people outside people.txt folds 0 and 1), as enrollment does")
-    g.add_argument("--refine", action="store_true", default=True, help=argparse.SUPPRESS)  # the default
+    from training.refine import add_refine_args
+
+    add_refine_args(g)  # --no-refine leaves out rows (f), (g)
     g.add_argument("--far", type=float, default=DEFAULT_FAR,
                    help="FAR and FRR also at each enrolled user's own threshold for this false-accept rate, "
                         f"calibrated on the cohort file's calibration half (default {DEFAULT_FAR:g}; 0: not)")
-    g.add_argument("--cohort-file", type=Path, default=None,
-                   help="the model's cohort file (default: the one shipped beside the model, else the cache, "
-                        "else built from the shared folder)")
     r.add_argument("--workers", type=int, default=2, help="alignment worker processes (default 2)")
     r.add_argument("--threads", type=int, default=1,
                    help="torch and BLAS threads (default 1: the quantizer and the golden model ran 3.6x faster "

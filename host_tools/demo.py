@@ -5,9 +5,10 @@
 1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo and
    ``--enroll-views`` views of it (default 2: the photo and its mirror image) with the hypernetwork shipped
    in the repository (``training.enroll.enroll_images``: dlib detection and alignment, YuNet where dlib
-   finds no face, dlib-resnet embeddings averaged, h_gen → θ, θ refined against the impostor cohort shipped
-   beside the model) into a demo user store (``runs/demo/users``), and report her threshold: the model's
-   global one, or with ``--far`` her own, calibrated on the cohort file's other half (no shared data needed).
+   finds no face, dlib-resnet embeddings averaged, h_gen → θ, θ refined against the model's impostor cohort
+   where its file is at hand: the cache, built from the shared folder) into a demo user store
+   (``runs/demo/users``), and report how θ was refined and her threshold: the model's global one, or with
+   ``--far`` her own, calibrated on the cohort file's other half (without the cohort: h's θ and the global one).
 2. **Emit** her verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers, .tflite,
    firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights). The θ is signed
    and the firmware trusts the signing key (docs/signing.md): ``--keys``, else the user's keyring when it
@@ -299,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--enroll-views", type=int, default=2, choices=range(1, 5), metavar="{1..4}",
                     help="views of the enrollment photo averaged into her θ (default 2: the photo and its mirror)")
     ap.add_argument("--far", type=float, default=None,
-                    help="her own threshold for this false-accept rate, calibrated on the impostor cohort "
-                         "shipped beside the model (training.enroll --far; default: the global threshold)")
+                    help="her own threshold for this false-accept rate, calibrated on the model's impostor "
+                         "cohort where it is at hand (training.enroll --far; default: the global threshold)")
     ap.add_argument("--keys", type=Path, metavar="DIR",
                     help="the signing keyring (default: $PV_KEYS_DIR or ~/.config/hyperverif-mcu/keys when it has a "
                          "key, else a throwaway key made for this run)")

@@ -14,10 +14,10 @@ The threshold never goes below the global one (``floor``): calibration may only 
 user whose cohort happens to be easy keeps at least the shipped operating point.
 
 The cohort must not hold the user: the calibration half of the model's cohort file (pooled features of LFW
-faces of people outside the evaluation folds and outside the refinement cohort, shipped beside the model:
-:func:`calibrate_features`), LFW's aligned crops minus the people the caller excludes (the user's own name, or
-the people of an evaluation fold), or any image folder. Without any of these, enrollment keeps the global
-threshold.
+faces of people outside the evaluation folds and outside the refinement cohort, built into the cache from
+the shared folder: :func:`calibrate_features`), LFW's aligned crops minus the people the caller excludes (the
+user's own name, or the people of an evaluation fold), or any image folder. Without any of these,
+enrollment keeps the global threshold.
 """
 
 from __future__ import annotations

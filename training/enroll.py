@@ -8,9 +8,9 @@ written atomically; an existing user is only replaced with ``--force``.
 θ is then refined (``training.refine``; ``--no-refine`` keeps h's θ): h's tail averaged with a teacher-map
 head, then a short logistic regression of the tail on views of the photos against an impostor cohort (LFW
 fold 1, the validation fold: one-way accuracy 88.3 → 91.3 %, AUC 0.940 → 0.963;
-docs/research/verifier_experiments_2026-12.md). The cohort is the model's cohort file: the one shipped beside
-the model (``training/pretrained/<model>.cohort.npz``), ``--cohort-file``, the cache, or built from the shared
-data folder; without one θ stays h's and the tool says so.
+docs/research/verifier_experiments_2026-12.md). The cohort is the model's cohort file: ``--cohort-file``, the
+cache (``.cache/cohort/<model id>.npz``), or built there from the shared data folder (minutes, once); without
+one (a machine without the shared data) θ stays h's and the tool says so.
 
 The threshold: the hypermodel's global one, or with ``--far F`` the user's own, set by scoring the user's
 f on an impostor cohort so that a share F of strangers would be accepted (``training.calibration``). The
@@ -37,6 +37,7 @@ import numpy as np
 from pvcore.cli import add_user_store_args, fail, setup_logging
 from pvcore.user_store import UserMeta, UserStore, UserStoreError, check_user_id
 from training.hypermodel import Enroller, Enrollment, HyperModel, HyperModelError
+from training.refine import add_refine_args
 
 
 def enroll_image(user_id: str, image: np.ndarray | str | Path, model_path: str | Path | None = None,
@@ -159,18 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="the user's own threshold for this false-accept rate (e.g. 1e-3), from an impostor "
                          "cohort; default: the hypermodel's global threshold")
     ap.add_argument("--cohort", default="model",
-                    help="impostor cohort for --far: 'model' (the calibration half of the model's cohort file, "
-                         "shipped beside the model; default), 'lfw' (the shared folder's LFW), an image folder "
+                    help="impostor cohort for --far: 'model' (the calibration half of the model's cohort file; "
+                         "default), 'lfw' (the shared folder's LFW), an image folder "
                          "(one sub-folder per person), or 'none'")
     ap.add_argument("--cohort-size", type=int, default=3000, help="faces of the cohort to score (default 3000)")
-    ap.add_argument("--no-refine", dest="refine", action="store_false",
-                    help="keep h's θ: do not refine it on views of the photos against the impostor cohort "
-                         "(training.refine; refined by default)")
-    ap.add_argument("--refine", action="store_true", default=True, help=argparse.SUPPRESS)  # the default
-    ap.add_argument("--cohort-file", type=Path, default=None,
-                    help="the model's cohort file (python -m training.refine --build-cohort); default: the one "
-                         "shipped beside the model, else .cache/cohort/<model id>.npz, else built from the "
-                         "shared data folder")
+    add_refine_args(ap)
     ap.add_argument("--model", type=Path, default=None, help="hypermodel file (default: the shipped one)")
     add_user_store_args(ap)
     ap.add_argument("--force", action="store_true", help="replace an existing user")

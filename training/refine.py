@@ -279,7 +279,6 @@ def mixed_start(w0: np.ndarray, b0: np.ndarray, t_enroll: np.ndarray, cohort_fea
 SHIPPED = RefineConfig(steps=150, lr=0.05, pull=1.0, views=16)  # chosen on LFW fold 1 (docs/research/…)
 COHORT_SIZE = 3000  # faces of the refinement cohort, and as many of the calibration cohort
 COHORT_EXCLUDED_FOLDS = (0, 1)  # LFW people.txt folds never in a cohort: the report and validation folds
-COHORT_FILE_SUFFIX = ".cohort.npz"  # the shipped cohort file beside a model: hgen_x.pt → hgen_x.cohort.npz
 
 
 class NoCohort(RuntimeError):
@@ -295,8 +294,9 @@ class Cohort:
     threshold set on the faces θ was refined against would promise a false-accept rate it does not keep.
 
     Features, not faces: f after the pool is linear (fc1 → head), so f(x; θ) = ⟨w_θ, features(x)⟩ + b_θ
-    exactly, and the file is small enough to ship beside the model (float16, 1.2 MB), so enrollment refines
-    and calibrates without the shared data folder."""
+    exactly, and once the file is built (float16, 1.0 MB, in the cache) enrollment refines and calibrates
+    without touching a face of the cohort. The file is derived from the shared folder's LFW: it stays in the
+    cache (or where ``--cohort-file`` points), never in the repository."""
 
     feats: np.ndarray  # (M, C) float32
     tmap: np.ndarray  # (C+1, D) float64
@@ -333,11 +333,6 @@ def cohort_path(model):
     from pvcore.paths import cache_dir
 
     return cache_dir("cohort") / f"{model.model_id}.npz"
-
-
-def shipped_cohort_path(model):
-    """The cohort file that ships beside the model file (``hgen_x.pt`` → ``hgen_x.cohort.npz``)."""
-    return model.path.with_name(model.path.stem + COHORT_FILE_SUFFIX)
 
 
 def cohort_people(seed: int = 0) -> tuple[list[str], list[str]]:
@@ -395,16 +390,15 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
 
 
 def load_cohort(model, path=None) -> Cohort:
-    """The model's cohort: ``path``, else the file shipped beside the model (:func:`shipped_cohort_path`), else
-    the cache file (``.cache/cohort/<model id>.npz``), else built from the shared folder and cached. NoCohort
-    when none of these is at hand."""
+    """The model's cohort: ``path``, else the cache file (``.cache/cohort/<model id>.npz``), else built from
+    the shared folder and cached. NoCohort when none of these is at hand."""
     from pvcore.paths import SharedDataMissing
 
     if path is not None:
         return Cohort.load(path, model.model_id)
-    for candidate in (shipped_cohort_path(model), cohort_path(model)):
-        if candidate.is_file():
-            return Cohort.load(candidate, model.model_id)
+    cached = cohort_path(model)
+    if cached.is_file():
+        return Cohort.load(cached, model.model_id)
     try:
         c = build_cohort(model)
     except SharedDataMissing as e:
@@ -454,6 +448,20 @@ def refine_batch(model, theta0: np.ndarray, crops: np.ndarray, embeddings: np.nd
     return theta_with_linear(theta0, w, b), curve
 
 
+def add_refine_args(ap) -> None:
+    """The refinement options every command that enrolls shares: ``--no-refine`` and ``--cohort-file``."""
+    import argparse
+    from pathlib import Path
+
+    ap.add_argument("--no-refine", dest="refine", action="store_false",
+                    help="keep h's θ: do not refine it at enrollment against the model's impostor cohort "
+                         "(training.refine; refined by default)")
+    ap.add_argument("--refine", action="store_true", default=True, help=argparse.SUPPRESS)  # the default
+    ap.add_argument("--cohort-file", type=Path, default=None,
+                    help="the model's cohort file (python -m training.refine --build-cohort); default: "
+                         ".cache/cohort/<model id>.npz, built from the shared data folder when missing")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m training.refine --build-cohort [--model M] [--out FILE]``: the cohort file refinement reads."""
     import argparse
@@ -465,8 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.refine", description=main.__doc__)
     ap.add_argument("--build-cohort", action="store_true", required=True)
     ap.add_argument("--model", default=None, help="hypermodel file (default: the shipped one)")
-    ap.add_argument("--out", default=None, help="cohort file (default .cache/cohort/<model id>.npz; the file "
-                    "that ships beside a model: <model>.cohort.npz)")
+    ap.add_argument("--out", default=None, help="cohort file (default .cache/cohort/<model id>.npz)")
     args = ap.parse_args(argv)
     setup_logging(False)
     model = HyperModel.load(args.model)
