@@ -6,8 +6,8 @@ needs them once. This module makes
 
 - the **base**: θ's int8 f with its prefix calibrated on the package faces only (no user's image, so
   every user of the model gets the same int8 prefix and the same :func:`pvcore.blob.prefix_id`),
-  packed as a full blob whose ``split`` names LAYER, and rendered as ``pv_base_theta.h`` (a const array
-  the firmware passes to ``pv_blob_set_base`` at boot);
+  packed as a base blob (the records and arrays of layers [0, split) only, ``split`` naming LAYER), and
+  rendered as ``pv_base_theta.h`` (a const array the firmware passes to ``pv_blob_set_base`` at boot);
 - a user's **personal** int8 f: the base's prefix as it is + layers [split, n) quantized and calibrated
   with the user's enrollment crop, packed as a personal blob (layers [split, n) only, bound to the base
   by its prefix id) — what LOAD_THETA sends and an A/B slot holds.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.quantize import quantize
-from pvcore.blob import BlobError, blob_size, pack_blob, prefix_id
+from pvcore.blob import BlobError, base_blob_size, blob_size, pack_blob, prefix_id
 from pvcore.qtheta import QuantizedF
 from pvcore.spec import F_SPEC, ArchSpec
 
@@ -36,7 +36,7 @@ def split_index(layer: str, spec: ArchSpec = F_SPEC) -> int:
 
 
 def make_base(theta: np.ndarray, split: int, threshold: float, spec: ArchSpec = F_SPEC) -> tuple[QuantizedF, bytes]:
-    """The base of θ's model: (its QuantizedF, the base blob)."""
+    """The base of θ's model: (its whole QuantizedF, the base blob of its layers [0, split))."""
     base = quantize(theta, enroll_u8=None, spec=spec)
     return base, pack_blob(base, BASE_USER_ID, threshold, spec, split=split)
 
@@ -56,6 +56,9 @@ def render_base_header(base_blob: bytes, base: QuantizedF, split: int, spec: Arc
     """``pv_base_theta.h``: the base blob as a 4-byte-aligned const array (flash) for pv_blob_set_base."""
     from codegen.c_header import c_array
 
+    if len(base_blob) != base_blob_size(split, spec):
+        raise ValueError(f"base blob of {len(base_blob)} B, the layers [0, {split}) of a base take "
+                         f"{base_blob_size(split, spec)} B: make it with make_base")
     pid = prefix_id(base, split)
     return (
         f"/* pv_base_theta.h: the shared prefix (layers 0..{split - 1} of {spec.name}, arch hash {base.arch_hash})\n"

@@ -24,9 +24,10 @@ boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arra
     4   u32 record_size = 64
     8   f32 input_scale       12  i32 input_zp     (1/128 and 0: q = u - 128)
     16  f32 logit_scale       20  i32 logit_zp     (= the last layer's output params)
-    24  u32 first_layer       (0: a full blob; k > 0: a personal blob with the records of layers [k, n))
-    28  u32 split             (a full blob usable as a base: its layers [0, split) are shared; else 0)
-    32  the layer records of 64 bytes (n_layers − first_layer of them), in spec order:
+    24  u32 first_layer       (k > 0: a personal blob, the records of layers [k, n); else 0)
+    28  u32 split             (s > 0: a base blob, the records of the shared layers [0, s) only; else 0)
+    32  the layer records of 64 bytes, in spec order: one per layer of [first_layer, end), where end is
+        split for a base blob and n_layers otherwise (a full blob: first_layer = split = 0, all n)
         0  u8  kind (1 conv, 2 avgpool, 3 dense)
         1  u8  flags (bit 0: fused ReLU, bit 1: per-channel weights, bit 2: exact sum — the pool
                       outputs Σ(x − in_zp) unrounded, as int16, for the dense layer after it; version 4)
@@ -46,18 +47,24 @@ boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arra
     then the arrays, layer by layer in the order weights, bias, mult, shift, wscale, each padded with
     zero bytes to a multiple of 4.
 
-The payload size is fixed by the spec (:func:`payload_size`); ``codegen.c_arch`` emits it as
-``PV_PAYLOAD_BYTES`` / ``PV_BLOB_BYTES``.
+The payload size is fixed by the spec and the layers held (:func:`payload_size`); ``codegen.c_arch``
+emits the full blob's as ``PV_PAYLOAD_BYTES`` / ``PV_BLOB_BYTES``.
 
 Shared prefix (base + personal blobs)
 -------------------------------------
 With a hypernetwork that generates only f's last layers (``personal_from``, e.g. the shipped model:
 pool, fc1 and head), the layers before them are the same for every user. A firmware then keeps them
-ONCE, as a compiled-in **base blob** (a full blob whose ``split`` names the first personal layer, its
-prefix quantized on the package faces only, so every user of the model gets the same int8 prefix),
-and each user's θ store slot holds a **personal blob**: the records and arrays of layers [split, n)
-only (2.9 KB instead of 30.5 KB), bound to the base by ``prefix_id`` — a CRC-32 of the int8 prefix's
-arithmetic (:func:`prefix_id`), which the board compares and never recomputes. This is what fits the
+ONCE, as a compiled-in **base blob**: the records and arrays of the shared layers [0, split) only
+(first_layer 0, ``split`` the first personal layer; 27.6 KB for the shipped model, :func:`base_blob_size`),
+its prefix quantized on the package faces only, so every user of the model gets the same int8 prefix.
+Its head keeps the whole model's n_layers and logit params, but it is no runnable model: only
+:func:`unpack_base` reads it (``unpack_blob`` refuses it, and so does the firmware's ``pv_blob_parse``;
+``pv_blob_set_base`` takes it). Each user's θ store slot holds a **personal blob**: the records and
+arrays of layers [split, n) only (2.9 KB instead of 30.5 KB), bound to the base by ``prefix_id`` — a
+CRC-32 of the int8 prefix's arithmetic (:func:`prefix_id`), which the board compares and never
+recomputes. Base blobs made before they held the prefix only (all n layers, the full blob's size) are
+refused: emit them again. The format version stays: it names the layers' arithmetic (int8, 16x8), and
+a base blob never travels alone — it is compiled into the firmware built with it. This is what fits the
 whole firmware with both A/B slots in 64 KB of flash (docs/firmware.md, "The 64 KB build"; the format
 itself: docs/theta_blob.md).
 """
@@ -147,26 +154,38 @@ def _layer_counts(layer: object) -> tuple[int, int, int]:
     raise TypeError(layer)
 
 
-def payload_size(spec: ArchSpec = F_SPEC, first_layer: int = 0) -> int:
-    """Bytes of the payload for ``spec`` (fixed by the architecture; a personal blob: layers from
-    ``first_layer`` on)."""
-    n = PAYLOAD_HEAD_SIZE + RECORD_SIZE * (len(spec.layers) - first_layer)
-    for layer in spec.layers[first_layer:]:
+def payload_size(spec: ArchSpec = F_SPEC, first_layer: int = 0, end_layer: int | None = None) -> int:
+    """Bytes of the payload holding ``spec``'s layers [first_layer, end_layer) (fixed by the architecture;
+    end_layer None: to the last layer). Full blob: (0, None); personal: (split, None); base: (0, split)."""
+    layers = spec.layers[first_layer:end_layer]
+    n = PAYLOAD_HEAD_SIZE + RECORD_SIZE * len(layers)
+    for layer in layers:
         n_out, n_w, n_q = _layer_counts(layer)
         n += _pad4(n_w) + 4 * n_out + 3 * 4 * n_q
     return n
 
 
-def blob_size(spec: ArchSpec = F_SPEC, first_layer: int = 0) -> int:
-    return HEADER_SIZE + payload_size(spec, first_layer) + CRC_SIZE
+def blob_size(spec: ArchSpec = F_SPEC, first_layer: int = 0, end_layer: int | None = None) -> int:
+    """Bytes of the blob holding layers [first_layer, end_layer) (see :func:`payload_size`)."""
+    return HEADER_SIZE + payload_size(spec, first_layer, end_layer) + CRC_SIZE
+
+
+def base_blob_size(split: int, spec: ArchSpec = F_SPEC) -> int:
+    """Bytes of the base blob of the shared layers [0, split)."""
+    return blob_size(spec, 0, split)
 
 
 def prefix_id(qf: QuantizedF, split: int) -> int:
     """The id of qf's int8 layers [0, split): CRC-32 over every number their arithmetic uses (never 0)."""
     if not 0 < split < len(qf.layers):
         raise BlobError(f"shared prefix split {split}: must be in 1..{len(qf.layers) - 1}")
-    crc = zlib.crc32(qf.arch_hash.encode())
-    for q in qf.layers[:split]:
+    return _prefix_crc(qf.arch_hash, qf.layers[:split])
+
+
+def _prefix_crc(arch_hash: str, layers: list[QuantLayer]) -> int:
+    """:func:`prefix_id` of the shared layers ``layers`` (all of a base blob's)."""
+    crc = zlib.crc32(arch_hash.encode())
+    for q in layers:
         head = struct.pack("<8sBfifiii", q.name.encode()[:8], KIND_CODES[q.kind], q.in_scale, q.in_zp,
                            q.out_scale, q.out_zp, q.act_min, q.act_max)
         crc = zlib.crc32(head + (b"exact" if q.exact_sum else b""), crc)
@@ -195,8 +214,9 @@ def _encode_user_id(user_id: str) -> bytes:
 
 def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSpec = F_SPEC, *,
               split: int = 0, personal: bool = False) -> bytes:
-    """The θ blob of one user: header, payload, CRC. ``split`` > 0: a base blob whose layers [0, split)
-    are shared (``personal=False``), or the personal blob with layers [split, n) only (``personal=True``)."""
+    """The θ blob of one user: header, payload, CRC. ``split`` > 0: the base blob holding the shared
+    layers [0, split) only (``personal=False``), or the personal blob with layers [split, n) only
+    (``personal=True``); both carry :func:`prefix_id`."""
     qf.check(spec)
     if not abs(threshold_logit) <= THRESHOLD_MAX:  # NaN fails too
         raise BlobError(f"threshold_logit {threshold_logit} is not a finite float32")
@@ -204,9 +224,9 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
         raise BlobError("a personal blob needs the split (its first layer)")
     uid = _encode_user_id(user_id)
     pid = prefix_id(qf, split) if split else 0
-    first = split if personal else 0
+    first, end = (split, len(qf.layers)) if personal else (0, split or len(qf.layers))
     records, data = [], bytearray()
-    data_start = PAYLOAD_HEAD_SIZE + RECORD_SIZE * (len(qf.layers) - first)
+    data_start = PAYLOAD_HEAD_SIZE + RECORD_SIZE * (end - first)
 
     def put(arr: np.ndarray | None) -> int:
         if arr is None or arr.size == 0:
@@ -216,7 +236,7 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
         data.extend(raw + b"\0" * (_pad4(len(raw)) - len(raw)))
         return off
 
-    for q, layer in list(zip(qf.layers, spec.layers))[first:]:
+    for q, layer in list(zip(qf.layers, spec.layers))[first:end]:
         n_out, n_w, n_q = _layer_counts(layer)
         flags = ((FLAG_RELU if q.relu else 0) | (FLAG_PER_CHANNEL if q.per_channel else 0)
                  | (FLAG_EXACT_SUM if q.exact_sum else 0))
@@ -247,8 +267,8 @@ def pack_blob(qf: QuantizedF, user_id: str, threshold_logit: float, spec: ArchSp
         + b"".join(records)
         + bytes(data)
     )
-    if len(payload) != payload_size(spec, first):
-        raise AssertionError(f"payload {len(payload)} bytes, layout says {payload_size(spec, first)}")
+    if len(payload) != payload_size(spec, first, end):
+        raise AssertionError(f"payload {len(payload)} bytes, layout says {payload_size(spec, first, end)}")
     total = HEADER_SIZE + len(payload) + CRC_SIZE
     header = HEADER_STRUCT.pack(
         MAGIC,
@@ -322,40 +342,56 @@ def blob_split(blob: bytes) -> tuple[int, int]:
     return int(first), int(split)
 
 
-def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None) -> tuple[BlobHeader, QuantizedF]:
-    """Parse and check a θ blob; the QuantizedF is arithmetically identical to the packed one. A personal
-    blob needs its ``base`` blob (whose shared layers it completes)."""
-    blob = _bare(blob)
+@dataclass(frozen=True)
+class _Payload:
+    """A checked blob's payload head and the layers it holds, [first, end)."""
+
+    header: BlobHeader
+    input_scale: float
+    input_zp: int
+    logit_scale: float
+    logit_zp: int
+    first: int
+    split: int
+    layers: list[QuantLayer]
+
+
+@dataclass(frozen=True)
+class BaseBlob:
+    """A base blob read back (:func:`unpack_base`): the shared int8 layers [0, split) of a model."""
+
+    header: BlobHeader
+    split: int
+    layers: tuple[QuantLayer, ...]
+    activations: str  # "int8" or "int16": every personal blob on this base has the same
+
+
+def _read(blob: bytes, spec: ArchSpec) -> _Payload:
+    """Check the header, the payload head and every record the blob holds; their QuantLayers."""
     header = unpack_header(blob, spec)
     payload = blob[HEADER_SIZE : HEADER_SIZE + header.payload_size]
     if header.payload_size < PAYLOAD_HEAD_SIZE:
         raise BlobError(f"θ blob payload is {header.payload_size} bytes, less than its {PAYLOAD_HEAD_SIZE}-byte head")
     n_layers, rec_size, in_scale, in_zp, logit_scale, logit_zp, first, split = _PAYLOAD_HEAD.unpack_from(payload)
-    base_layers: list[QuantLayer] = []
-    if first >= len(spec.layers) or split >= len(spec.layers):
-        raise BlobError(f"θ blob first layer {first} / split {split}: {spec.name} has {len(spec.layers)} layers")
-    if first:
-        if base is None:
-            raise BlobError(f"personal θ blob (layers {first}.. only): it needs the base blob of its model")
-        bh, bqf = unpack_blob(base, spec)
-        b_first, b_split = blob_split(base)
-        if b_split != first or bh.prefix_id != header.prefix_id:
-            raise BlobError(
-                f"personal θ blob for shared prefix {header.prefix_id:08x} (layers < {first}), the base has "
-                f"{bh.prefix_id:08x} (layers < {b_split}): emit θ again for this firmware's model"
-            )
-        base_layers = bqf.layers[:first]
-    elif split and header.prefix_id == 0:
-        raise BlobError("base θ blob without a prefix id")
-    if header.payload_size != payload_size(spec, first):
+    n = len(spec.layers)
+    if first >= n or split >= n or (first and split):
+        raise BlobError(f"θ blob first layer {first} / split {split}: {spec.name} has {n} layers, and a blob is "
+                        "full (0 / 0), a base (0 / split) or personal (first / 0)")
+    end = split or n
+    if header.payload_size != payload_size(spec, first, end):
+        if split and header.payload_size == payload_size(spec):
+            raise BlobError(f"base θ blob in the old layout (all {n} layers; a base now holds its shared layers "
+                            f"[0, {split}) only): emit it again with this toolchain")
         raise BlobError(
-            f"θ blob payload is {header.payload_size} bytes, {spec.name} needs {payload_size(spec, first)}"
+            f"θ blob payload is {header.payload_size} bytes, {spec.name}'s layers [{first}, {end}) need "
+            f"{payload_size(spec, first, end)}"
         )
-    if n_layers != len(spec.layers) or rec_size != RECORD_SIZE:
+    if n_layers != n or rec_size != RECORD_SIZE:
         raise BlobError(
-            f"θ blob has {n_layers} layers of {rec_size}-byte records, "
-            f"expected {len(spec.layers)} of {RECORD_SIZE}"
+            f"θ blob has {n_layers} layers of {rec_size}-byte records, expected {n} of {RECORD_SIZE}"
         )
+    if (first or split) and header.prefix_id == 0:
+        raise BlobError(f"{'personal' if first else 'base'} θ blob without a prefix id")
 
     def arr(off: int, count: int, dtype: str, what: str) -> np.ndarray | None:
         if count == 0:
@@ -367,8 +403,8 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None)
             )
         return np.frombuffer(payload, dtype, count, off).copy()
 
-    layers = list(base_layers)
-    for i, layer in list(enumerate(spec.layers))[first:]:
+    layers = []
+    for i, layer in list(enumerate(spec.layers))[first:end]:
         (
             kind,
             flags,
@@ -425,24 +461,67 @@ def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None)
             q.shift = arr(o_s, n_q, "<i4", f"{layer.name} shifts").astype(np.int32)
             q.w_scales = arr(o_ws, n_q, "<f4", f"{layer.name} weight scales").astype(np.float32)
         layers.append(q)
+    return _Payload(header, in_scale, in_zp, logit_scale, logit_zp, first, split, layers)
+
+
+def unpack_base(blob: bytes, spec: ArchSpec = F_SPEC) -> BaseBlob:
+    """Parse and check a base blob: its shared layers [0, split), their parameters and its prefix id.
+    Anything else (a full or personal blob, a base in the old all-layers layout) raises BlobError."""
+    blob = _bare(blob)
+    p = _read(blob, spec)
+    if p.first or not p.split:
+        raise BlobError(f"not a base θ blob (first layer {p.first}, split {p.split}): a base holds the shared "
+                        "layers [0, split) of a --shared-prefix model (pv_base_theta.h)")
+    activations = FORMAT_VERSIONS[p.header.format_version]
+    prefix = QuantizedF(p.header.arch_hash, spec.name, p.layers, p.logit_scale, p.logit_zp, p.input_scale,
+                        p.input_zp, activations=activations)
+    try:
+        prefix.check(spec, end=p.split)
+    except ValueError as e:
+        raise BlobError(f"base θ blob parameters invalid: {e}") from e
+    got = _prefix_crc(p.header.arch_hash, p.layers)
+    if got != p.header.prefix_id:
+        raise BlobError(f"base θ blob: prefix id {p.header.prefix_id:08x} is not its layers' {got:08x}")
+    return BaseBlob(p.header, p.split, tuple(p.layers), activations)
+
+
+def unpack_blob(blob: bytes, spec: ArchSpec = F_SPEC, base: bytes | None = None) -> tuple[BlobHeader, QuantizedF]:
+    """Parse and check a full or personal θ blob; the QuantizedF is arithmetically identical to the packed
+    one. A personal blob needs its ``base`` blob (whose shared layers it completes); a base blob alone is
+    no model (BlobError; :func:`unpack_base` reads it)."""
+    blob = _bare(blob)
+    p = _read(blob, spec)
+    header = p.header
+    if p.split:
+        raise BlobError(f"base θ blob (the shared layers [0, {p.split}) only): no runnable model — load a full "
+                        "or personal θ blob; the base is compiled into the firmware (pv_base_theta.h)")
+    base_layers: list[QuantLayer] = []
+    if p.first:
+        if base is None:
+            raise BlobError(f"personal θ blob (layers {p.first}.. only): it needs the base blob of its model")
+        b = unpack_base(base, spec)
+        if b.split != p.first or b.header.prefix_id != header.prefix_id:
+            raise BlobError(
+                f"personal θ blob for shared prefix {header.prefix_id:08x} (layers < {p.first}), the base has "
+                f"{b.header.prefix_id:08x} (layers < {b.split}): emit θ again for this firmware's model"
+            )
+        base_layers = list(b.layers)
     qf = QuantizedF(
         header.arch_hash,
         spec.name,
-        layers,
-        logit_scale=logit_scale,
-        logit_zp=logit_zp,
-        input_scale=in_scale,
-        input_zp=in_zp,
+        base_layers + p.layers,
+        logit_scale=p.logit_scale,
+        logit_zp=p.logit_zp,
+        input_scale=p.input_scale,
+        input_zp=p.input_zp,
         activations=FORMAT_VERSIONS[header.format_version],
     )
-    if base_layers and bqf.activations != qf.activations:
-        raise BlobError(f"personal θ blob is {qf.activations}, its base {bqf.activations}: one type per model")
+    if base_layers and b.activations != qf.activations:
+        raise BlobError(f"personal θ blob is {qf.activations}, its base {b.activations}: one type per model")
     try:
         qf.check(spec)
     except ValueError as e:
         raise BlobError(f"θ blob parameters invalid: {e}") from e
-    if split and prefix_id(qf, split) != header.prefix_id:
-        raise BlobError(f"base θ blob: prefix id {header.prefix_id:08x} is not its layers' {prefix_id(qf, split):08x}")
     return header, qf
 
 

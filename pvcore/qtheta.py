@@ -263,17 +263,19 @@ class QuantizedF:
             and all(a.equal_arithmetic(b) for a, b in zip(self.layers, other.layers))
         )
 
-    def check(self, spec: ArchSpec = F_SPEC) -> None:
-        """Raise ValueError when the record does not fit ``spec`` or breaks a TFLM constraint."""
+    def check(self, spec: ArchSpec = F_SPEC, end: int | None = None) -> None:
+        """Raise ValueError when the record does not fit ``spec`` or breaks a TFLM constraint. ``end``: the
+        record holds ``spec``'s layers [0, end) only (a base blob's shared prefix; the logit params, which
+        the last layer sets, are then not checked)."""
         if self.arch_hash != spec.arch_hash():
             raise ValueError(
                 f"quantized f has arch hash {self.arch_hash}, the spec {spec.name} has "
                 f"{spec.arch_hash()}: quantize θ again with this spec"
             )
-        if [q.name for q in self.layers] != [la.name for la in spec.layers]:
+        if [q.name for q in self.layers] != [la.name for la in spec.layers[:end]]:
             raise ValueError(
                 f"layers {[q.name for q in self.layers]} do not match the spec's "
-                f"{[la.name for la in spec.layers]}"
+                f"{[la.name for la in spec.layers[:end]]}"
             )
         if (self.input_scale, self.input_zp) != (f32(INPUT_SCALE), INPUT_ZP):
             raise ValueError(
@@ -353,7 +355,7 @@ class QuantizedF:
                     raise ValueError(f"{q.name}: multiplier/shift out of range: {bad[0]} is not a QuantizeMultiplier "
                                      f"pair ([{MULT_MIN}, {MULT_MAX}], shift [{SHIFT_MIN}, {SHIFT_MAX}]; or (0, 0))")
             prev = (q.out_scale, q.out_zp)
-        if (self.logit_scale, self.logit_zp) != prev:
+        if end is None and (self.logit_scale, self.logit_zp) != prev:
             raise ValueError(f"logit params {(self.logit_scale, self.logit_zp)} != last layer output {prev}")
 
 

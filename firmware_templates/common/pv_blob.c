@@ -86,10 +86,10 @@ static int array_ok(uint32_t off, uint32_t count, uint32_t elem, uint32_t data_s
     return 1;
 }
 
-/* Payload bytes of a blob holding layers [first, PV_N_LAYERS) (pvcore/blob.py payload_size). */
-static uint32_t payload_bytes_from(uint32_t first) {
-    uint32_t n = PV_BLOB_PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * PV_BLOB_RECORD_BYTES, i;
-    for (i = first; i < PV_N_LAYERS; i++) {
+/* Payload bytes of a blob holding layers [first, end) (pvcore/blob.py payload_size). */
+static uint32_t payload_bytes(uint32_t first, uint32_t end) {
+    uint32_t n = PV_BLOB_PAYLOAD_HEAD_BYTES + (end - first) * PV_BLOB_RECORD_BYTES, i;
+    for (i = first; i < end; i++) {
         const pv_layer_desc_t *d = &pv_arch_layers[i];
         const uint32_t n_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
         n += ((d->n_weights + 3u) & ~3u) + 4u * n_out + 12u * d->n_quant;
@@ -97,11 +97,12 @@ static uint32_t payload_bytes_from(uint32_t first) {
     return n;
 }
 
-/* Layer index's record in a payload whose records start at layer first. */
+/* Layer index's record in a payload whose records (and then arrays) start at layer first; data_start:
+ * the payload offset after its last record. */
 static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const uint8_t *payload,
-                       uint32_t psize, uint32_t index, uint32_t first, uint32_t bits, uint32_t version) {
+                       uint32_t psize, uint32_t index, uint32_t first, uint32_t data_start, uint32_t bits,
+                       uint32_t version) {
     const uint8_t *r = payload + PV_BLOB_PAYLOAD_HEAD_BYTES + (index - first) * PV_BLOB_RECORD_BYTES;
-    const uint32_t data_start = PV_BLOB_PAYLOAD_HEAD_BYTES + (PV_N_LAYERS - first) * PV_BLOB_RECORD_BYTES;
     const uint32_t kind = r[PV_BLOB_REC_KIND], flags = r[PV_BLOB_REC_FLAGS], n_out = rd_u16(r + PV_BLOB_REC_N_OUT);
     const uint32_t n_weights = rd_u32(r + PV_BLOB_REC_N_WEIGHTS), n_quant = rd_u32(r + PV_BLOB_REC_N_QUANT);
     const uint32_t off_w = rd_u32(r + PV_BLOB_REC_OFF_WEIGHTS), off_b = rd_u32(r + PV_BLOB_REC_OFF_BIAS);
@@ -182,9 +183,11 @@ static float mean2_of_sum(const pv_model_t *m, int32_t sum) {
     return (float)(sum - 2 * m->out_zero_point) * m->out_scale * 0.5f;
 }
 
-int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
+/* pv_blob_parse (as_base 0: a full or personal blob, the model) and pv_blob_set_base's check (as_base 1:
+ * a base blob, the layers [0, split) only, whose parameters fill m->layer[0..split)). */
+static int parse_blob(pv_model_t *m, const uint8_t *blob, uint32_t len, int as_base) {
     static const uint8_t arch[8] = PV_ARCH_HASH;
-    uint32_t total, psize, first, i, version, bits;
+    uint32_t total, psize, first, split, end, i, version, bits;
     const uint8_t *payload;
     float prev_scale;
     int32_t prev_zp, q;
@@ -208,11 +211,19 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     if (psize < PV_BLOB_PAYLOAD_HEAD_BYTES) return PV_ERR_SIZE;
     payload = blob + PV_BLOB_HEADER_BYTES;
     first = rd_u32(payload + PV_BLOB_HEAD_FIRST_LAYER);
-    if (first >= PV_N_LAYERS || rd_u32(payload + PV_BLOB_HEAD_SPLIT) >= PV_N_LAYERS) return PV_ERR_LAYOUT;
-    if (first != 0u && (s_base.ready != PV_MODEL_READY || first != s_base_split ||
-                        rd_u32(blob + PV_BLOB_HDR_PREFIX_ID) != s_base_prefix_id || bits != s_base.act_bits))
-        return PV_ERR_BASE;
-    if (psize != payload_bytes_from(first)) return PV_ERR_SIZE;
+    split = rd_u32(payload + PV_BLOB_HEAD_SPLIT);
+    if (first >= PV_N_LAYERS || split >= PV_N_LAYERS || (first != 0u && split != 0u)) return PV_ERR_LAYOUT;
+    if (as_base) { /* a base: (first 0, split > 0) and its prefix id; a full or personal blob is none */
+        if (first != 0u || split == 0u || rd_u32(blob + PV_BLOB_HDR_PREFIX_ID) == 0u) return PV_ERR_BASE;
+        end = split;
+    } else { /* a base blob is no model; a personal one needs this base */
+        if (split != 0u) return PV_ERR_BASE;
+        if (first != 0u && (s_base.ready != PV_MODEL_READY || first != s_base_split ||
+                            rd_u32(blob + PV_BLOB_HDR_PREFIX_ID) != s_base_prefix_id || bits != s_base.act_bits))
+            return PV_ERR_BASE;
+        end = PV_N_LAYERS;
+    }
+    if (psize != payload_bytes(first, end)) return PV_ERR_SIZE; /* a base in the old all-layers layout too */
     if (((uintptr_t)(const void *)blob & 3u) != 0u) return PV_ERR_ALIGN;
     if (!is_little_endian()) return PV_ERR_ENDIAN;
 
@@ -227,18 +238,20 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
 
     prev_scale = m->input_scale;
     prev_zp = m->input_zero_point;
-    for (i = 0; i < PV_N_LAYERS; i++) {
+    for (i = 0; i < end; i++) {
         if (i < first) {
             m->layer[i] = s_base.layer[i]; /* the shared prefix: arrays in the base blob */
         } else {
-            rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i, first, bits, version);
+            rc = parse_layer(&m->layer[i], &pv_arch_layers[i], payload, psize, i, first,
+                             PV_BLOB_PAYLOAD_HEAD_BYTES + (end - first) * PV_BLOB_RECORD_BYTES, bits, version);
             if (rc != PV_OK) return rc;
         }
         if (m->layer[i].in_scale != prev_scale || m->layer[i].in_zp != prev_zp) return PV_ERR_PARAM;
         prev_scale = m->layer[i].out_scale_layer;
         prev_zp = m->layer[i].out_zp;
     }
-    if (m->out_scale != prev_scale || m->out_zero_point != prev_zp) return PV_ERR_PARAM;
+    /* the logit is the last layer's output (a base's layers end before it) */
+    if (!as_base && (m->out_scale != prev_scale || m->out_zero_point != prev_zp)) return PV_ERR_PARAM;
 
     memcpy(m->user_id, blob + PV_BLOB_HDR_USER_ID, PV_USER_ID_BYTES);
     m->user_id[PV_USER_ID_BYTES] = '\0';
@@ -268,21 +281,19 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) {
     return PV_OK;
 }
 
+int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len) { return parse_blob(m, blob, len, 0); }
+
 int pv_blob_set_base(const uint8_t *blob, uint32_t len) {
     pv_model_t b;
-    uint32_t split, pid;
     int rc;
     memset(&s_base, 0, sizeof(s_base));
     s_base_split = s_base_prefix_id = 0u;
     if (blob == NULL) return PV_OK;
-    rc = pv_blob_parse(&b, blob, len); /* s_base is clear: a personal blob is refused here */
+    rc = parse_blob(&b, blob, len, 1); /* PV_ERR_BASE for a full or personal blob */
     if (rc != PV_OK) return rc;
-    split = rd_u32(blob + PV_BLOB_HEADER_BYTES + PV_BLOB_HEAD_SPLIT);
-    pid = rd_u32(blob + PV_BLOB_HDR_PREFIX_ID);
-    if (split == 0u || pid == 0u) return PV_ERR_BASE; /* a full blob, but not one made as a base */
     s_base = b;
-    s_base_split = split;
-    s_base_prefix_id = pid;
+    s_base_split = rd_u32(blob + PV_BLOB_HEADER_BYTES + PV_BLOB_HEAD_SPLIT);
+    s_base_prefix_id = rd_u32(blob + PV_BLOB_HDR_PREFIX_ID);
     return PV_OK;
 }
 

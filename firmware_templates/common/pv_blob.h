@@ -31,7 +31,8 @@ typedef enum pv_status {
     PV_ERR_LAYOUT = -11,     /* payload's layer table does not match pv_arch.h */
     PV_ERR_PARAM = -12,      /* a quantization parameter out of range (zp, clamp, shift, scale, bias) */
     PV_ERR_MODEL = -13,      /* pv_infer on a model that pv_blob_parse did not accept */
-    PV_ERR_BASE = -14        /* personal blob: no base set, or not this base's shared prefix */
+    PV_ERR_BASE = -14        /* personal blob: no base set, or not this base's shared prefix; a base blob
+                                given as a model, or anything else given as the base */
 } pv_status_t;
 
 /* Name of a pv_status_t value ("PV_ERR_CRC"), "PV_ERR_UNKNOWN" for anything else. */
@@ -93,11 +94,15 @@ extern const pv_layer_desc_t pv_arch_layers[PV_N_LAYERS];
 /* Checks the blob (len may exceed the blob's total_size, e.g. a flash slot; the rest is ignored) and
  * fills *m. Returns PV_OK or a negative pv_status_t; on error *m is marked not ready.
  * A personal blob (pvcore/blob.py, "Shared prefix": the records of layers [split, n) only) takes
- * layers [0, split) from the base set by pv_blob_set_base, after checking its prefix id. */
+ * layers [0, split) from the base set by pv_blob_set_base, after checking its prefix id. A base blob
+ * (layers [0, split) only) is no model: PV_ERR_BASE. */
 int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len);
 
-/* The firmware's base blob (a full blob with split > 0, usually a const array in flash, which must
- * outlive every model parsed against it). NULL clears it. Returns PV_OK or a pv_status_t. */
+/* The firmware's base blob (first layer 0, split > 0, prefix id != 0: the records and arrays of the
+ * shared layers [0, split) only; usually a const array in flash, which must outlive every model parsed
+ * against it), checked as pv_blob_parse checks a blob, the scale chain over those layers. A full or
+ * personal blob gives PV_ERR_BASE, a base in the old all-layers layout PV_ERR_SIZE. NULL clears it.
+ * Returns PV_OK or a pv_status_t (the base is then cleared). */
 int pv_blob_set_base(const uint8_t *blob, uint32_t len);
 
 /* The base's split (first personal layer) and prefix id; 0 and 0 when no base is set. */

@@ -1,6 +1,8 @@
 """Seeds of the blob fuzzer (fuzz_blob.c): real θ blobs from the golden quantizer — full int8 with the exact
-pool (format 4), int8 with a requantizing pool (2), 16x8 (3) — each behind the mode byte 0 (blob, CRC fixed
-up) and 1 (as is), mode 2 with no patch, and base.bin (the format-4 blob: mode 2's starting point). One
+pool (format 4), int8 with a requantizing pool (2), 16x8 (3), and the shared-prefix base blob of the
+format-4 one (layers [0, 8) only: no model, pv_blob_parse refuses it) — each behind the mode byte 0 (blob,
+CRC fixed up) and 1 (as is), mode 2 with no patch, and base.bin (the format-4 blob: mode 2's starting
+point; not a shared-prefix base). One
 more seed is the format-4 blob in a signed envelope (pvcore.signed) by a key no build trusts: a start for
 the envelope parser and the signature check (a seed signed by the trusted test key would make the
 fuzzer's forgery check fire on its own input, so there is none).
@@ -28,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     theta = torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(0))
+    qf = quantize(theta)
     blobs = {
-        "int8_v4": pack_blob(quantize(theta), "fuzz", 0.0),
+        "int8_v4": pack_blob(qf, "fuzz", 0.0),
+        "int8_v4_prefix_base": pack_blob(qf, "fuzz", 0.0, split=8),
         "int8_v2": pack_blob(quantize(theta, cfg=QuantConfig(exact_pool=False)), "fuzz", 0.5),
         "int16_v3": pack_blob(quantize(theta, cfg=QuantConfig(activations="int16")), "fuzz", -0.5),
     }

@@ -1,11 +1,14 @@
 """Base + personal θ blobs (codegen/shared_prefix.py): θ of the shipped hypernetwork, whose layers before
-``pool`` are shared by every user. The personal blob round-trips to the same int8 arithmetic, the C
-kernel on the host runs it on the base bit-exactly, and every mismatch is refused with PV_ERR_BASE."""
+``pool`` are shared by every user. The base blob holds those layers only, the personal blob round-trips
+to the same int8 arithmetic on it, the C kernel on the host runs it on the base bit-exactly, and every
+mismatch is refused with PV_ERR_BASE."""
 
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,21 @@ import pytest
 
 from codegen.golden import run_int8
 from codegen.shared_prefix import make_base, make_personal, render_base_header, split_index
-from pvcore.blob import BlobError, blob_size, blob_split, pack_blob, prefix_id, unpack_blob
+from pvcore.blob import (
+    HEADER_OFFSETS,
+    HEADER_SIZE,
+    PAYLOAD_HEAD_OFFSETS,
+    PAYLOAD_HEAD_SIZE,
+    BlobError,
+    base_blob_size,
+    blob_size,
+    blob_split,
+    pack_blob,
+    payload_size,
+    prefix_id,
+    unpack_base,
+    unpack_blob,
+)
 from pvcore.spec import F_SPEC
 from training.hypermodel import HyperModel
 from training.verifier.functional import random_theta
@@ -43,7 +60,7 @@ def test_model_thetas_share_the_prefix(model_thetas) -> None:
 
 def test_personal_blob_round_trip(model_thetas, base, face_images) -> None:
     bqf, bblob = base
-    assert blob_split(bblob) == (0, SPLIT) and len(bblob) == blob_size()
+    assert blob_split(bblob) == (0, SPLIT) and len(bblob) == base_blob_size(SPLIT)
     for k, th in enumerate(model_thetas):
         qf, blob = make_personal(th, face_images[k], bqf, SPLIT, f"u{k}", 0.3)
         assert blob_split(blob) == (SPLIT, 0) and len(blob) == blob_size(first_layer=SPLIT) < 3200
@@ -51,6 +68,41 @@ def test_personal_blob_round_trip(model_thetas, base, face_images) -> None:
         _, back = unpack_blob(blob, base=bblob)
         assert back.equal_arithmetic(qf)
         assert np.array_equal(run_int8(back, face_images[:16]), run_int8(qf, face_images[:16]))
+
+
+def _old_layout_base(bqf) -> bytes:
+    """A base blob as made before bases held their prefix only: the full blob with split and prefix id set."""
+    b = bytearray(pack_blob(bqf, "base", 0.3))
+    struct.pack_into("<I", b, HEADER_SIZE + PAYLOAD_HEAD_OFFSETS["split"], SPLIT)
+    struct.pack_into("<I", b, HEADER_OFFSETS["prefix_id"], prefix_id(bqf, SPLIT))
+    struct.pack_into("<I", b, len(b) - 4, zlib.crc32(b[:-4]))
+    return bytes(b)
+
+
+def test_base_blob_holds_the_shared_prefix_only(base) -> None:
+    bqf, bblob = base
+    # the base's and a personal blob's payloads together are the full payload and one more payload head
+    assert payload_size(end_layer=SPLIT) + payload_size(first_layer=SPLIT) == payload_size() + PAYLOAD_HEAD_SIZE
+    assert len(bblob) == base_blob_size(SPLIT) == 27_588 and blob_size() - len(bblob) == 2_932  # shipped model
+    b = unpack_base(bblob)
+    assert b.split == SPLIT and b.header.prefix_id == prefix_id(bqf, SPLIT) and b.activations == "int8"
+    assert [q.name for q in b.layers] == [la.name for la in F_SPEC.layers[:SPLIT]]
+    full = unpack_blob(pack_blob(bqf, "x", 0.3))[1]  # the same layers as a full blob reads them back
+    assert all(q.equal_arithmetic(w) for q, w in zip(b.layers, full.layers[:SPLIT]))
+
+
+def test_base_blob_is_no_model_and_only_a_base_is_one(base) -> None:
+    bqf, bblob = base
+    with pytest.raises(BlobError, match="no runnable model"):
+        unpack_blob(bblob)
+    with pytest.raises(BlobError, match="no runnable model"):
+        unpack_blob(bblob, base=bblob)
+    with pytest.raises(BlobError, match="not a base"):
+        unpack_base(pack_blob(bqf, "x", 0.3))
+    with pytest.raises(BlobError, match="old layout"):
+        unpack_base(_old_layout_base(bqf))
+    with pytest.raises(BlobError, match="truncated"):
+        unpack_base(bblob[:-8])
 
 
 def test_base_prefix_does_not_depend_on_the_user(model_thetas) -> None:
@@ -112,6 +164,19 @@ def test_c_refuses_personal_blobs_without_their_base(model_thetas, base, face_im
     assert _c(pv_test_bin, tmp_path, blob, full) == ["base", "PV_ERR_BASE"]
     assert _c(pv_test_bin, tmp_path, blob, blob) == ["base", "PV_ERR_BASE"]  # ...nor is a personal one
     assert _c(pv_test_bin, tmp_path, full, bblob)[0] == "PV_OK"  # full blobs still run with a base set
+
+
+def test_c_refuses_a_base_blob_as_a_model_and_bad_bases(model_thetas, base, face_images, pv_test_bin,
+                                                         tmp_path) -> None:
+    bqf, bblob = base
+    assert _c(pv_test_bin, tmp_path, bblob, None)[0] == "PV_ERR_BASE"  # the base is no model...
+    assert _c(pv_test_bin, tmp_path, bblob, bblob)[0] == "PV_ERR_BASE"  # ...with a base set too
+    _, blob = make_personal(model_thetas[1], face_images[1], bqf, SPLIT, "bob", 0.3)
+    assert _c(pv_test_bin, tmp_path, blob, _old_layout_base(bqf)) == ["base", "PV_ERR_SIZE"]
+    assert _c(pv_test_bin, tmp_path, blob, bblob[:-8]) == ["base", "PV_ERR_TRUNCATED"]
+    bad = bytearray(bblob)
+    bad[HEADER_SIZE + 4096] ^= 1  # a weight of the prefix
+    assert _c(pv_test_bin, tmp_path, blob, bytes(bad)) == ["base", "PV_ERR_CRC"]
 
 
 def test_base_header(base) -> None:

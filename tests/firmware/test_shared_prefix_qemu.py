@@ -1,7 +1,8 @@
 """The 64 KB build on QEMU mps2-an386: the shipped model's shared prefix compiled in (``make BASE=``),
 A/B slots sized for personal θ blobs. Three users' personal blobs over the serial link: INFER over the
-UART and INFER_BULK bit-exact with the golden model; slot switching survives a reset; a full blob (too
-large for a slot) and a personal blob of another model's prefix are refused, the old θ stays active."""
+UART and INFER_BULK bit-exact with the golden model; slot switching survives a reset; a full blob and the
+base blob (too large for a slot), a base blob small enough for one (no model: PV_ERR_BASE) and a personal
+blob of another model's prefix are refused, the old θ stays active."""
 
 from __future__ import annotations
 
@@ -77,8 +78,15 @@ def test_slots_switch_and_mismatches_are_refused(setup) -> None:
         assert ei.value.code == ErrorCode.BLOB_INVALID and ei.value.detail == -14  # PV_ERR_BASE
         from pvcore.blob import pack_blob
 
+        small_base = pack_blob(setup["base_qf"], "base", 0.0, split=2)  # layers [0, 2): 3 KB, fits a slot
+        assert len(small_base) + 96 < 4096 - 32
+        with pytest.raises(DeviceError) as ei:  # a base blob is no model: refused at COMMIT
+            link.install_theta(small_base)
+        assert ei.value.code == ErrorCode.BLOB_INVALID and ei.value.detail == -14  # PV_ERR_BASE
         full = pack_blob(setup["base_qf"], "full", 0.0)  # 30.5 KB: larger than a slot of this build
-        with pytest.raises(DeviceError):
-            link.install_theta(full)
+        base = pack_blob(setup["base_qf"], "base", 0.0, split=split_index("pool"))  # the base: 27.6 KB
+        for big in (full, base):
+            with pytest.raises(DeviceError):
+                link.install_theta(big)
         after = link.info()
         assert (after.user_id, after.active_slot, after.commit_counter) == (n1, s1, c1)

@@ -12,9 +12,12 @@ from codegen.quantize import QuantConfig, quantize
 from pvcore.blob import (
     HEADER_SIZE,
     BlobError,
+    base_blob_size,
     blob_size,
+    blob_split,
     pack_blob,
     payload_size,
+    unpack_base,
     unpack_blob,
     unpack_header,
     write_blob,
@@ -113,3 +116,21 @@ def test_format_2_the_requantizing_pool(qf: QuantizedF, blob: bytes) -> None:
     struct.pack_into("<H", forged, 4, 2)
     with pytest.raises(BlobError, match="flags"):
         unpack_blob(recrc(forged))
+
+
+@pytest.mark.parametrize("split", range(1, len(F_SPEC.layers)))
+def test_base_and_personal_blobs_at_every_split(qf: QuantizedF, split: int) -> None:
+    """A base blob holds layers [0, split) only and is no model; the personal blob completes it exactly."""
+    base = pack_blob(qf, "base", 0.0, split=split)
+    personal = pack_blob(qf, "alice", -0.25, split=split, personal=True)
+    assert blob_split(base) == (0, split) and len(base) == base_blob_size(split) == blob_size(end_layer=split)
+    assert len(base) + len(personal) == blob_size() + blob_size(first_layer=split, end_layer=split)
+    b = unpack_base(base)
+    assert b.split == split and len(b.layers) == split
+    assert all(x.equal_arithmetic(y) for x, y in zip(b.layers, qf.layers))
+    with pytest.raises(BlobError, match="no runnable model"):
+        unpack_blob(base)
+    with pytest.raises(BlobError, match="not a base"):
+        unpack_base(personal)
+    _, back = unpack_blob(personal, base=base)
+    assert back.equal_arithmetic(qf)
