@@ -210,18 +210,35 @@ PV_VIEWS ?= {views}
 # 1: the 16x8 kernel too (θ blobs of format 3; +5 KB RAM: the arena holds int16 activations)
 PV_WITH_16X8 ?= {with16}
 ARCH_FLAGS := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
-CFLAGS := $(ARCH_FLAGS) -O2 -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \\
+# link-time optimization (LTO= builds without): part of what fits the shared-prefix build in 64 KiB
+LTO ?= -flto
+CFLAGS := $(ARCH_FLAGS) -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \\
   -fdata-sections -DPV_USE_DSP $(if $(wildcard pv_base_theta.h),-DPV_BASE_THETA) -DPV_VIEWS=$(PV_VIEWS)u \\
-  -DPV_WITH_16X8=$(PV_WITH_16X8) -Ipv -I. \\
+  -DPV_WITH_16X8=$(PV_WITH_16X8) -Ipv -I. $(LTO) \\
   $(EXTRA_CFLAGS)
-LDFLAGS := $(ARCH_FLAGS) -nostartfiles --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -T mps2_an386.ld
+LDFLAGS := $(ARCH_FLAGS) -nostartfiles --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -T mps2_an386.ld \\
+  $(LTO)
 SRCS := startup.c board.c pv_qemu_main.c $(wildcard pv/*.c)
+DEPS := $(wildcard pv/*.h) $(wildcard pv_base_theta.h) board.h pv_qemu_board.h Makefile
+# two levels: the fixed kernel (what runs per inference) for speed, the rest (serial link, θ store, blob
+# parser, signature check: run once per command or θ install) for size
+OPT ?= -O2
+OPT_COLD ?= -Os
+HOT := {hot}
+OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(basename $(SRCS)))
 
 all: $(BUILD)/pv_fw.elf
 
-$(BUILD)/pv_fw.elf: $(SRCS) $(wildcard pv/*.h) $(wildcard pv_base_theta.h) board.h pv_qemu_board.h mps2_an386.ld
-\tmkdir -p $(BUILD)
-\t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SRCS) -lm
+$(BUILD)/obj/%.o: %.c $(DEPS)
+\tmkdir -p $(dir $@)
+\t$(CC) $(CFLAGS) $(if $(filter $(notdir $<),$(HOT)),$(OPT),$(OPT_COLD)) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.S Makefile
+\tmkdir -p $(dir $@)
+\t$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/pv_fw.elf: $(OBJS) mps2_an386.ld
+\t$(CC) $(LDFLAGS) -o $@ $(OBJS) -lm
 \t$(SIZE) $@
 
 run: $(BUILD)/pv_fw.elf
@@ -247,17 +264,31 @@ PV_VIEWS ?= {views}
 PV_WITH_16X8 ?= {with16}
 # -misa-spec=2.2: the CSR instructions belong to the base ISA, and picolibc's rv32im multilib is picked
 ARCH_FLAGS := -march=rv32imc -misa-spec=2.2 -mabi=ilp32
-CFLAGS := $(ARCH_FLAGS) -O2 -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \
+CFLAGS := $(ARCH_FLAGS) -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \
   -fdata-sections --specs=picolibc.specs -DPV_VIEWS=$(PV_VIEWS)u -DPV_WITH_16X8=$(PV_WITH_16X8) -Ipv -I. \
   $(EXTRA_CFLAGS)
-LDFLAGS := -nostartfiles -Wl,--gc-sections -T riscv32_virt.ld
+LDFLAGS := $(ARCH_FLAGS) -nostartfiles --specs=picolibc.specs -Wl,--gc-sections -T riscv32_virt.ld
 SRCS := startup.S board.c pv_qemu_main.c $(wildcard pv/*.c)
+DEPS := $(wildcard pv/*.h) board.h pv_qemu_board.h Makefile
+# two levels: the fixed kernel (what runs per inference) for speed, the rest (serial link, θ store, blob
+# parser, signature check: run once per command or θ install) for size
+OPT ?= -O2
+OPT_COLD ?= -Os
+HOT := {hot}
+OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(basename $(SRCS)))
 
 all: $(BUILD)/pv_fw.elf
 
-$(BUILD)/pv_fw.elf: $(SRCS) $(wildcard pv/*.h) board.h pv_qemu_board.h riscv32_virt.ld
-\tmkdir -p $(BUILD)
-\t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SRCS) -lm
+$(BUILD)/obj/%.o: %.c $(DEPS)
+\tmkdir -p $(dir $@)
+\t$(CC) $(CFLAGS) $(if $(filter $(notdir $<),$(HOT)),$(OPT),$(OPT_COLD)) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.S Makefile
+\tmkdir -p $(dir $@)
+\t$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/pv_fw.elf: $(OBJS) riscv32_virt.ld
+\t$(CC) $(LDFLAGS) -o $@ $(OBJS) -lm
 \t$(SIZE) $@
 
 run: $(BUILD)/pv_fw.elf
@@ -307,7 +338,8 @@ def _make(target: Target, art: Artifacts, files: dict[str, bytes], views: int) -
     for name, data in _core_files("fixed").items():
         files[f"pv/{name}"] = data
     blob = art.blob[0] if art.blob else "the θ blob (--format blob)"
-    text = MAKEFILES[target.family].format(user=art.user_id, blob=blob, views=views, with16=art.with16)
+    hot = " ".join(Path(f).name for f in core_file_lists()["PV_KERNEL_FILES"])  # the -O2 files, as the boards build
+    text = MAKEFILES[target.family].format(user=art.user_id, blob=blob, views=views, with16=art.with16, hot=hot)
     files["Makefile"] = text.encode()
     _put_artifacts(art, files, "", "fixed")
 

@@ -233,13 +233,16 @@ def object_bytes(map_path: Path, objects: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def signature_check(build_dir: Path, blob: bytes, firmware_map: Path) -> dict[str, Any]:
+def signature_check(build_dir: Path, blob: bytes, base_dir: Path) -> dict[str, Any]:
     """The cost of checking ``blob`` signed (a personal θ) on the Cortex-M4: instructions and stack of
     pv_envelope_verify (cortex-m-qemu/sign_bench.c), and the flash and static RAM the check adds to the
-    firmware whose linker map is ``firmware_map``."""
+    shared-prefix firmware of ``base_dir`` — read from the linker map of that firmware built without
+    link-time optimization (LTO merges the objects, so its map cannot say what each one adds)."""
     import struct
 
     make(QEMU_DIR, "sign-bench", build_dir=build_dir)
+    make(QEMU_DIR, "DSP=1", f"BASE={base_dir}", "LTO=", build_dir=build_dir / "no-lto")
+    firmware_map = build_dir / "no-lto" / "pv_fw.map"
     env = sign(blob)
     (build_dir / "len.bin").write_bytes(struct.pack("<I", len(env)))
     (build_dir / "env.bin").write_bytes(env)
@@ -318,7 +321,7 @@ def run(out: Path, n_bench: int = 3) -> dict[str, Any]:
                 theta_slot = len(p_blob) + SLOT_OVERHEAD
             text = sec.get(".isr_vector", 0) + sec.get(".text", 0)
             report[name] = report_row(m, sec, text, sec.get(".ARM.exidx", 0), theta_slot, macs, views)
-        report["signature_check"] = signature_check(Path(tmp) / "sign", p_blob, Path(tmp) / "dsp_base" / "pv_fw.map")
+        report["signature_check"] = signature_check(Path(tmp) / "sign", p_blob, Path(tmp) / "base")
         for name, kernels, acts in TFLM_BUILDS:
             header, model_bytes = tflm_model_header(qf16 if acts == "int16" else qf, Path(tmp) / "tflm")
             elf = build_tflm_firmware(header, kernels, Path(tmp) / name)

@@ -17,8 +17,14 @@ PV_QEMU_COMMON := $(PV_TEMPLATES)/qemu-common
 CC := $(CROSS)gcc
 SIZE := $(CROSS)size
 BUILD ?= build
+# Two levels: the fixed kernel (PV_KERNEL_FILES: what runs per inference) for speed, everything else (the
+# serial link, the θ store, the blob parser, the signature check: run once per command or θ install) for size,
+# which is what fits the shared-prefix build and its A/B θ slots in 64 KiB of flash.
 OPT ?= -O2
-CFLAGS := $(ARCH_FLAGS) $(OPT) -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \
+OPT_COLD ?= -Os
+PV_HOT_OBJS := $(addsuffix .o,$(basename $(notdir $(PV_KERNEL_FILES))))
+pv_opt = $(if $(filter $(notdir $(1)),$(PV_HOT_OBJS)),$(OPT),$(OPT_COLD))
+CFLAGS := $(ARCH_FLAGS) -g -std=c99 -Wall -Wextra -Werror -ffreestanding -ffunction-sections \
   -fdata-sections $(BOARD_CFLAGS) $(PV_CORE_INC) -I$(PV_QEMU_COMMON) -I. $(EXTRA_CFLAGS)
 LINK_FLAGS := $(ARCH_FLAGS) -nostartfiles $(BOARD_LDFLAGS) -Wl,--gc-sections
 LDFLAGS := $(LINK_FLAGS) -T $(LDSCRIPT) -Wl,-Map=$(BUILD)/pv_fw.map
@@ -33,13 +39,13 @@ all: $(BUILD)/pv_fw.elf
 
 $(BUILD)/obj/%.o: %.c $(PV_CORE_HDRS) board.h $(PV_QEMU_COMMON)/pv_qemu_board.h Makefile $(BUILD)/obj/flags \
   $(BOARD_DEPS) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@.tmp$$$$ $< && mv -f $@.tmp$$$$ $@
+	$(CC) $(CFLAGS) $(call pv_opt,$@) -c -o $@.tmp$$$$ $< && mv -f $@.tmp$$$$ $@
 
 $(BUILD)/obj/%.o: %.S Makefile $(BUILD)/obj/flags | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@.tmp$$$$ $< && mv -f $@.tmp$$$$ $@
 
 $(BUILD)/obj/flags: FORCE | $(BUILD)/obj
-	@echo '$(CFLAGS)' | cmp -s - $@ || echo '$(CFLAGS)' > $@
+	@echo '$(CFLAGS) $(OPT) $(OPT_COLD)' | cmp -s - $@ || echo '$(CFLAGS) $(OPT) $(OPT_COLD)' > $@
 
 $(BUILD)/pv_fw.elf: $(OBJS) $(LDSCRIPT)
 	$(CC) $(LDFLAGS) -o $@.tmp$$$$ $(OBJS) $(LDLIBS) && mv -f $@.tmp$$$$ $@

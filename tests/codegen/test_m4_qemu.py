@@ -103,8 +103,8 @@ def test_m4_kernel_bit_exact_and_instruction_count(
             "per_layer": {la.name: t * 40 for la, t in zip(F_SPEC.layers, layer_ticks)},
         }
     print(json.dumps(report, indent=1))
-    # regression guards (the measured figures: plain 7.79, SMLAD 1.249 instructions per MAC; goal <= 1.3)
-    assert report["dsp"]["instructions_per_mac"] <= 1.255
+    # regression guards (the measured figures: plain 7.77, SMLAD 1.230 instructions per MAC; goal <= 1.3)
+    assert report["dsp"]["instructions_per_mac"] <= 1.235
     assert report["plain"]["instructions_per_mac"] <= 8.0
 
 

@@ -61,9 +61,11 @@ def host_flags() -> list[str]:
 
 
 def arm_flags(dsp: bool, extra: str = "") -> list[str]:
-    """The Cortex-M4 firmware's compiler flags (firmware_templates/cortex-m-qemu/Makefile CFLAGS), with or
-    without the SMLAD kernel and with ``extra`` as its EXTRA_CFLAGS."""
-    return list(make_var(QEMU_DIR, "CFLAGS", f"DSP={int(dsp)}", f"EXTRA_CFLAGS={extra}"))
+    """The Cortex-M4 firmware's compiler flags for its kernel (firmware_templates/cortex-m-qemu/Makefile CFLAGS
+    and OPT, the optimization of the files that run per inference), with or without the SMLAD kernel and with
+    ``extra`` as its EXTRA_CFLAGS."""
+    args = (f"DSP={int(dsp)}", f"EXTRA_CFLAGS={extra}")
+    return [*make_var(QEMU_DIR, "CFLAGS", *args), *make_var(QEMU_DIR, "OPT", *args)]
 
 
 def arm_link_flags() -> list[str]:

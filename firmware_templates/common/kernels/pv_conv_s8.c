@@ -33,7 +33,6 @@
 #include "pv_nn_support.h"
 
 #define PV_ALIGN8(n) (((n) + 7u) & ~7u)
-#define PV_MAX_TAPS 16u /* taps of one output pixel on the packed DSP path (more: the generic path) */
 
 #if !defined(PV_HAVE_SMMULR)
 /* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
@@ -184,9 +183,9 @@ static void pv_zero16(int16_t *p, uint32_t n) {
 }
 
 /* Whether pv_conv_row_run1 can compute the layer's rows (given that each pixel reads one run of depth values):
- * packed weights, fast requantization, the ReLU from the zero point -128, depth % 16 == 0. */
+ * packed weights (so fast requantization and the ReLU from the zero point -128), depth % 16 == 0. */
 static int pv_run1(const pv_conv_s8_t *c) {
-    return c->packed && c->fast && c->full && c->p->out_zp == -128 && c->depth % 16u == 0u;
+    return c->packed && c->depth % 16u == 0u;
 }
 
 /* Sets up a conv layer in the scratch: picks the layouts, checks the fast requantization bounds, fills
@@ -204,19 +203,14 @@ void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_
     c->wp = c->rowrun ? d->in_w : pv_padded_w(d);
     c->row_elems = pv_ring_row_elems(d);
     c->runlen = c->rowrun ? k * in_c : c->cin_g;
-#if defined(PV_USE_DSP)
-    c->packed = (c->runlen % 4u) == 0u && (c->cout_g % 4u) == 0u;
-#else
-    c->packed = 0;
-#endif
+    c->lo = p->act_min;
+    c->hi = p->act_max;
+    c->full = p->act_min == -128 && p->act_max == 127;
     ring_bytes = PV_ALIGN8(k * c->row_elems * 2u);
     c->ring = pv_at16(scratch, 0u);
     c->w16 = pv_at16(scratch, ring_bytes);
     c->rq = (int32_t *)(void *)(scratch + ring_bytes + PV_ALIGN8(d->out_c * c->depth * 2u));
     c->band = (int8_t *)(void *)(c->rq + PV_RQ_WORDS(d->out_c));
-    c->lo = p->act_min;
-    c->hi = p->act_max;
-    c->full = p->act_min == -128 && p->act_max == 127;
     if (!c->rowrun) pv_zero16(c->ring, ring_bytes / 2u);
 
     c->fast = 1;
@@ -226,6 +220,17 @@ void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_
         const uint64_t bound = (uint64_t)(uint32_t)(b < 0 ? -b : b) + (uint64_t)c->depth * 255u * 128u;
         if (left > 7u || right > 21u || (bound << (left + 1u)) >= ((uint64_t)1 << 30)) c->fast = 0;
     }
+#if defined(PV_USE_DSP)
+    /* Packed weights only for the layers a packed path computes (pv_conv_s8_row): 3x3 with 4 input channels per
+     * group (pv_conv_row_packed) and one run per output pixel, a 1x1 conv or the stem's patches
+     * (pv_conv_row_run1). Both need fast requantization and clamp to the full int8 range from the zero point
+     * -128 as a constant (what the quantizer gives every ReLU layer); anything else takes the any-shape path:
+     * one copy of each packed loop in flash. */
+    c->packed = c->fast && c->full && p->out_zp == -128 && (c->cout_g % 4u) == 0u && (c->runlen % 4u) == 0u &&
+                ((k == 3u && c->cin_g == 4u && !c->rowrun) || (c->depth % 16u == 0u && (k == 1u || pv_patch(d))));
+#else
+    c->packed = 0;
+#endif
     /* the patch layout only where the output rows read it: pv_conv_row_run1 (pv_conv_s8_row) */
     if (pv_patch(d) && pv_run1(c)) c->rowrun = PV_RING_PATCH;
     runs = c->depth / c->runlen;
@@ -553,19 +558,24 @@ static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *ac
     }
 }
 
-/* DSP output row, packed weights and fast requantization. Not inlined: the LDRD asm reads memory the
- * compiler does not see, which is fixed while this function runs (it writes only the output row). */
-static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const pv_conv_s8_t *c, int8_t *out,
-                                                                         const int16_t *const *rows, const int full) {
+/* DSP output row of a 3x3 conv with 4 input channels per group (every 3x3 layer of pv-gconv-s), packed
+ * weights, fast requantization and the clamp to the full int8 range from the zero point -128 as a constant (no
+ * per-output branch, no rounding correction below zp: c->packed says so). Other packed shapes than this and the
+ * runs of pv_conv_row_run1 take the any-shape path of pv_conv_s8_row: one packed loop in flash. Not inlined: the
+ * LDRD asm reads memory the compiler does not see, which is fixed while this function runs (it writes only
+ * the output row). */
+__attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_s8_t *c, int8_t *out,
+                                                          const int16_t *const *rows) {
+    const int full = 1;
     const pv_layer_desc_t *d = c->d;
-    const uint32_t k = d->kernel, s = d->stride, groups = d->groups, out_w = d->out_w, out_c = d->out_c;
-    const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth, in_c = d->in_c;
-    const uint32_t gstride = c->wp * cin_g, nblk = c->runlen / 4u;
+    const uint32_t s = d->stride, groups = d->groups, out_w = d->out_w, out_c = d->out_c;
+    const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth;
+    const uint32_t gstride = c->wp * cin_g;
     const int32_t lo = c->lo, hi = c->hi;
     const int32_t *const rq = c->rq;
     const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
-    uint32_t ox, g, oc, ky, kx;
-    if (k == 3u && cin_g == 4u && !c->rowrun) {
+    uint32_t ox, g, oc;
+    {
         const int32_t *const rr0 = (const int32_t *)(const void *)rows[0];
         const int32_t *const rr1 = (const int32_t *)(const void *)rows[1];
         const int32_t *const rr2 = (const int32_t *)(const void *)rows[2];
@@ -621,76 +631,6 @@ static inline __attribute__((always_inline)) void pv_conv_row_packed_impl(const 
                 }
             }
         }
-        return;
-    }
-    if (c->rowrun) { /* one group; when the kernel rows sit in ring order, one pointer steps through them */
-        const uint32_t xs = c->row_elems / 2u;
-        int consecutive = 1;
-        for (ky = 0; ky < k; ky++)
-            if (rows[ky] != c->ring + (size_t)ky * c->row_elems) consecutive = 0;
-        if (consecutive) { /* blocks of 4 channels along the row: weights and requantization words stay put */
-            const int32_t *const xb = (const int32_t *)(const void *)rows[0];
-            const uint32_t xstep = s * in_c / 2u;
-            for (oc = 0; oc < out_c; oc += 4u) {
-                const int32_t *const w = w32 + (size_t)oc * depth / 2u;
-                const int32_t *const q = rq + (oc >> 2) * 16u;
-                const int32_t *xp = xb;
-                int8_t *o = out + oc;
-                for (ox = 0; ox < out_w; ox++, xp += xstep, o += out_c) {
-                    int32_t a0, a1, a2, a3, acc[4];
-                    PV_LD2(q, 0, a0, a1);
-                    PV_LD2(q, 2, a2, a3);
-                    if (nblk == 3u) { /* the patchify stem: 12 values per kernel row */
-                        const int32_t *x = xp, *wk = w;
-                        for (ky = 0; ky < k; ky++, x += xs, wk += 24) {
-                            PV_BLK(x, 0, wk, 0);
-                            PV_BLK(x, 2, wk, 8);
-                            PV_BLK(x, 4, wk, 16);
-                        }
-                    } else {
-                        for (ky = 0; ky < k; ky++) PV_RUN(xp + (size_t)ky * xs, w + (size_t)ky * nblk * 8u, nblk);
-                    }
-                    acc[0] = a0;
-                    acc[1] = a1;
-                    acc[2] = a2;
-                    acc[3] = a3;
-                    pv_store4_fast(o, q, acc, full, lo, hi);
-                }
-            }
-            return;
-        }
-    }
-    {
-        /* the taps of output pixel 0, group 0: input words and weight offset (words) */
-        const int32_t *tx[PV_MAX_TAPS];
-        uint32_t tk[PV_MAX_TAPS], nt = 0, t;
-        const uint32_t xstep = s * (c->rowrun ? in_c : cin_g) / 2u;
-        for (ky = 0; ky < k; ky++) {
-            for (kx = 0; kx < (c->rowrun ? 1u : k); kx++) {
-                tx[nt] = (const int32_t *)(const void *)(rows[ky] + kx * cin_g);
-                tk[nt++] = (c->rowrun ? ky * c->runlen : (ky * k + kx) * cin_g) * 2u;
-            }
-        }
-        for (g = 0; g < groups; g++) {
-            const size_t xg = (size_t)g * gstride / 2u; /* words */
-            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                const int32_t *const w = w32 + (size_t)oc * depth / 2u;
-                const int32_t *const q = rq + (oc >> 2) * 16u;
-                size_t xo = xg;
-                int8_t *o = out + oc;
-                for (ox = 0; ox < out_w; ox++, xo += xstep, o += out_c) {
-                    int32_t a0, a1, a2, a3, acc[4];
-                    PV_LD2(q, 0, a0, a1);
-                    PV_LD2(q, 2, a2, a3);
-                    for (t = 0; t < nt; t++) PV_RUN(tx[t] + xo, w + tk[t], nblk);
-                    acc[0] = a0;
-                    acc[1] = a1;
-                    acc[2] = a2;
-                    acc[3] = a3;
-                    pv_store4_fast(o, q, acc, full, lo, hi);
-                }
-            }
-        }
     }
 }
 
@@ -736,16 +676,6 @@ __attribute__((noinline)) static void pv_conv_row_run1(const pv_conv_s8_t *c, in
     }
 }
 
-/* The clamp to the full int8 range from the zero point -128 (a ReLU with zero point -128: every layer of
- * pv-gconv-s) as a constant: no per-output branch, no rounding correction below zp. */
-__attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_s8_t *c, int8_t *out,
-                                                          const int16_t *const *rows) {
-    if (c->full && c->p->out_zp == -128) {
-        pv_conv_row_packed_impl(c, out, rows, 1);
-    } else {
-        pv_conv_row_packed_impl(c, out, rows, 0);
-    }
-}
 #endif
 
 /* Output row oy (out_w * out_c int8 at out) from the ring, which holds input rows pv_rows_ready before. */
@@ -779,7 +709,7 @@ void pv_conv_s8_row(const pv_conv_s8_t *c, int8_t *out, uint32_t oy) {
         pv_conv_row_run1(c, out, (const int32_t *)(const void *)x0, xstep, gstride / 2u);
         return;
     }
-    if (c->packed && c->fast && (c->rowrun ? k : k * k) <= PV_MAX_TAPS) {
+    if (c->packed && k == 3u && cin_g == 4u && !c->rowrun) {
         pv_conv_row_packed(c, out, rows);
         return;
     }
