@@ -517,45 +517,31 @@ typedef uint64_t pv_u64a __attribute__((may_alias, aligned(4)));
         PV_TAP2(c0, c1, d0, d1, (wk), (wo) + 16);            \
     } while (0)
 
-/* requantize and store two channels of a block (fast path); qh = the block's rq words from the pair's first */
-static inline void pv_store2_fast(int8_t *o, const int32_t *qh, int32_t a0, int32_t a1, int full, int32_t lo,
-                                  int32_t hi) {
+/* The packed paths' stores: requantize (a ReLU layer's fast path) and clamp to the full int8 range from the
+ * zero point -128 — every packed layer's (c->packed says so), so the clamp is SSAT's alone. */
+/* two channels of a block; qh = the block's rq words from the pair's first */
+static inline void pv_store2_fast(int8_t *o, const int32_t *qh, int32_t a0, int32_t a1) {
     int32_t m0, m1, r0, r1, e0, e1;
     PV_LD2(qh, 4, m0, m1);
     PV_LD2(qh, 8, r0, r1);
     PV_LD2(qh, 12, e0, e1);
-    if (full) {
-        o[0] = pv_clamp(pv_rq_fast_relu(a0, m0, r0, e0), 1, lo, hi);
-        o[1] = pv_clamp(pv_rq_fast_relu(a1, m1, r1, e1), 1, lo, hi);
-    } else {
-        o[0] = pv_clamp(pv_rq_fast(a0, m0, r0, e0), 0, lo, hi);
-        o[1] = pv_clamp(pv_rq_fast(a1, m1, r1, e1), 0, lo, hi);
-    }
+    o[0] = (int8_t)pv_ssat8(pv_rq_fast_relu(a0, m0, r0, e0));
+    o[1] = (int8_t)pv_ssat8(pv_rq_fast_relu(a1, m1, r1, e1));
 }
 
-/* requantize and store a block of 4 output channels (fast path); q = the block's 16 rq words */
-static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *acc, int full, int32_t lo, int32_t hi) {
+/* a block of 4 output channels; q = the block's 16 rq words */
+static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *acc) {
     int32_t m0, m1, m2, m3, r0, r1, r2, r3, e0, e1, e2, e3;
     PV_LD2(q, 4, m0, m1);
     PV_LD2(q, 8, r0, r1);
     PV_LD2(q, 12, e0, e1);
-    if (full) { /* the full range from the zero point -128 (pv_conv_row_packed) */
-        o[0] = pv_clamp(pv_rq_fast_relu(acc[0], m0, r0, e0), 1, lo, hi);
-        o[1] = pv_clamp(pv_rq_fast_relu(acc[1], m1, r1, e1), 1, lo, hi);
-    } else {
-        o[0] = pv_clamp(pv_rq_fast(acc[0], m0, r0, e0), 0, lo, hi);
-        o[1] = pv_clamp(pv_rq_fast(acc[1], m1, r1, e1), 0, lo, hi);
-    }
+    o[0] = (int8_t)pv_ssat8(pv_rq_fast_relu(acc[0], m0, r0, e0));
+    o[1] = (int8_t)pv_ssat8(pv_rq_fast_relu(acc[1], m1, r1, e1));
     PV_LD2(q, 6, m2, m3);
     PV_LD2(q, 10, r2, r3);
     PV_LD2(q, 14, e2, e3);
-    if (full) {
-        o[2] = pv_clamp(pv_rq_fast_relu(acc[2], m2, r2, e2), 1, lo, hi);
-        o[3] = pv_clamp(pv_rq_fast_relu(acc[3], m3, r3, e3), 1, lo, hi);
-    } else {
-        o[2] = pv_clamp(pv_rq_fast(acc[2], m2, r2, e2), 0, lo, hi);
-        o[3] = pv_clamp(pv_rq_fast(acc[3], m3, r3, e3), 0, lo, hi);
-    }
+    o[2] = (int8_t)pv_ssat8(pv_rq_fast_relu(acc[2], m2, r2, e2));
+    o[3] = (int8_t)pv_ssat8(pv_rq_fast_relu(acc[3], m3, r3, e3));
 }
 
 /* DSP output row of a 3x3 conv with 4 input channels per group (every 3x3 layer of pv-gconv-s), packed
@@ -566,69 +552,65 @@ static inline void pv_store4_fast(int8_t *o, const int32_t *q, const int32_t *ac
  * the output row). */
 __attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_s8_t *c, int8_t *out,
                                                           const int16_t *const *rows) {
-    const int full = 1;
     const pv_layer_desc_t *d = c->d;
     const uint32_t s = d->stride, groups = d->groups, out_w = d->out_w, out_c = d->out_c;
     const uint32_t cin_g = c->cin_g, cout_g = c->cout_g, depth = c->depth;
     const uint32_t gstride = c->wp * cin_g;
-    const int32_t lo = c->lo, hi = c->hi;
     const int32_t *const rq = c->rq;
     const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
     uint32_t ox, g, oc;
-    {
-        const int32_t *const rr0 = (const int32_t *)(const void *)rows[0];
-        const int32_t *const rr1 = (const int32_t *)(const void *)rows[1];
-        const int32_t *const rr2 = (const int32_t *)(const void *)rows[2];
-        const uint32_t xstep = 2u * s; /* words from one output pixel's taps to the next one's */
-        for (g = 0; g < groups; g++) {
-            const size_t col = (size_t)g * gstride / 2u; /* words */
-            for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
-                /* one block of 4 channels along the row: weights and requantization words stay put */
-                const int32_t *const w = w32 + (size_t)oc * depth / 2u;
-                const int32_t *const q = rq + (oc >> 2) * 16u;
-                uint32_t ox0 = 0u;
-                if (s == 1u) { /* two pixels at a time, per pair of channels: each weight word serves both */
-                    uint32_t h;
-                    ox0 = out_w & ~1u;
-                    for (h = 0; h < 2u; h++) {
-                        const int32_t *const wh = w + 4u * h, *const qh = q + 2u * h;
-                        const int32_t *p0 = rr0 + col, *p1 = rr1 + col, *p2 = rr2 + col;
-                        int8_t *o = out + oc + 2u * h;
-                        for (ox = 0; ox < ox0; ox += 2u, p0 += 4, p1 += 4, p2 += 4, o += 2u * out_c) {
-                            int32_t a0, a1, b0, b1;
-                            PV_LD2(qh, 0, a0, a1);
-                            b0 = a0;
-                            b1 = a1;
-                            PV_ROW2(p0, wh, 0);
-                            PV_ROW2(p1, wh, 24);
-                            PV_ROW2(p2, wh, 48);
-                            pv_store2_fast(o, qh, a0, a1, full, lo, hi);
-                            pv_store2_fast(o + out_c, qh, b0, b1, full, lo, hi);
-                        }
+    const int32_t *const rr0 = (const int32_t *)(const void *)rows[0];
+    const int32_t *const rr1 = (const int32_t *)(const void *)rows[1];
+    const int32_t *const rr2 = (const int32_t *)(const void *)rows[2];
+    const uint32_t xstep = 2u * s; /* words from one output pixel's taps to the next one's */
+    for (g = 0; g < groups; g++) {
+        const size_t col = (size_t)g * gstride / 2u; /* words */
+        for (oc = g * cout_g; oc < (g + 1u) * cout_g; oc += 4u) {
+            /* one block of 4 channels along the row: weights and requantization words stay put */
+            const int32_t *const w = w32 + (size_t)oc * depth / 2u;
+            const int32_t *const q = rq + (oc >> 2) * 16u;
+            uint32_t ox0 = 0u;
+            if (s == 1u) { /* two pixels at a time, per pair of channels: each weight word serves both */
+                uint32_t h;
+                ox0 = out_w & ~1u;
+                for (h = 0; h < 2u; h++) {
+                    const int32_t *const wh = w + 4u * h, *const qh = q + 2u * h;
+                    const int32_t *p0 = rr0 + col, *p1 = rr1 + col, *p2 = rr2 + col;
+                    int8_t *o = out + oc + 2u * h;
+                    for (ox = 0; ox < ox0; ox += 2u, p0 += 4, p1 += 4, p2 += 4, o += 2u * out_c) {
+                        int32_t a0, a1, b0, b1;
+                        PV_LD2(qh, 0, a0, a1);
+                        b0 = a0;
+                        b1 = a1;
+                        PV_ROW2(p0, wh, 0);
+                        PV_ROW2(p1, wh, 24);
+                        PV_ROW2(p2, wh, 48);
+                        pv_store2_fast(o, qh, a0, a1);
+                        pv_store2_fast(o + out_c, qh, b0, b1);
                     }
                 }
-                const int32_t *p0 = rr0 + col + (size_t)ox0 * xstep, *p1 = rr1 + col + (size_t)ox0 * xstep,
-                              *p2 = rr2 + col + (size_t)ox0 * xstep;
-                int8_t *o = out + oc + (size_t)ox0 * out_c;
-                for (ox = ox0; ox < out_w; ox++, p0 += xstep, p1 += xstep, p2 += xstep, o += out_c) {
-                    int32_t a0, a1, a2, a3, acc[4];
-                    PV_LD2(q, 0, a0, a1);
-                    PV_LD2(q, 2, a2, a3);
-                    PV_BLK(p0, 0, w, 0);
-                    PV_BLK(p0, 2, w, 8);
-                    PV_BLK(p0, 4, w, 16);
-                    PV_BLK(p1, 0, w, 24);
-                    PV_BLK(p1, 2, w, 32);
-                    PV_BLK(p1, 4, w, 40);
-                    PV_BLK(p2, 0, w, 48);
-                    PV_BLK(p2, 2, w, 56);
-                    PV_BLK(p2, 4, w, 64);
-                    acc[0] = a0;
-                    acc[1] = a1;
-                    acc[2] = a2;
-                    acc[3] = a3;
-                    pv_store4_fast(o, q, acc, full, lo, hi);
-                }
+            }
+            const int32_t *p0 = rr0 + col + (size_t)ox0 * xstep, *p1 = rr1 + col + (size_t)ox0 * xstep,
+                          *p2 = rr2 + col + (size_t)ox0 * xstep;
+            int8_t *o = out + oc + (size_t)ox0 * out_c;
+            for (ox = ox0; ox < out_w; ox++, p0 += xstep, p1 += xstep, p2 += xstep, o += out_c) {
+                int32_t a0, a1, a2, a3, acc[4];
+                PV_LD2(q, 0, a0, a1);
+                PV_LD2(q, 2, a2, a3);
+                PV_BLK(p0, 0, w, 0);
+                PV_BLK(p0, 2, w, 8);
+                PV_BLK(p0, 4, w, 16);
+                PV_BLK(p1, 0, w, 24);
+                PV_BLK(p1, 2, w, 32);
+                PV_BLK(p1, 4, w, 40);
+                PV_BLK(p2, 0, w, 48);
+                PV_BLK(p2, 2, w, 56);
+                PV_BLK(p2, 4, w, 64);
+                acc[0] = a0;
+                acc[1] = a1;
+                acc[2] = a2;
+                acc[3] = a3;
+                pv_store4_fast(o, q, acc);
             }
         }
     }
@@ -670,7 +652,7 @@ __attribute__((noinline)) static void pv_conv_row_run1(const pv_conv_s8_t *c, in
                 acc[1] = a1;
                 acc[2] = a2;
                 acc[3] = a3;
-                pv_store4_fast(o, q, acc, 1, -128, 127); /* the ReLU from -128: the full int8 range */
+                pv_store4_fast(o, q, acc);
             }
         }
     }
