@@ -1,7 +1,8 @@
 """The yardstick: ``python -m codegen.benchmark --model M`` scores a hypermodel on every set it was not
 trained on, as the board decides and beside the baselines a user would otherwise pick.
 
-Sets (``--sets``, comma-separated): ``lfw`` (the model's held-out View 2 fold only, 600 pairs), ``cfp-ff``
+Sets (``--sets``, comma-separated): ``lfw`` (the model's held-out View 2 fold only, 600 pairs; ``lfw-val``:
+its validation fold instead, for a model trained with one — the fold choices are made on), ``cfp-ff``
 and ``cfp-fp`` (CFP's frontal-frontal and frontal-profile 10-fold protocols, 7,000 pairs each, without the
 people whose names are in the LFW folds the model saw), an image folder (one sub-folder per person, any
 format OpenCV reads; 10 people-disjoint folds of pairs drawn from it) or an InsightFace ``.bin`` file.
@@ -389,10 +390,14 @@ def assumptions(model, sets: list[str]) -> list[str]:
     cfg = model.meta["config"]
     fold = int(cfg["fold"])
     out = []
+    val = cfg.get("val_fold", -1)
     if "lfw" in sets:
-        seen = ", ".join(str(k) for k in range(10) if k != fold)
+        seen = ", ".join(str(k) for k in range(10) if k not in (fold, val))
         out.append(f"LFW: only the pairs of View 2 fold {fold}, the people.txt fold the model was not trained on "
                    f"(the folds are people-disjoint); it saw folds {seen}.")
+    if "lfw-val" in sets:
+        out.append(f"LFW validation: the pairs of View 2 fold {val}, which the model was not trained on either; its "
+                   "checkpoint and threshold were chosen on them, so these figures choose, they do not report.")
     if "lfw" in sets and "val_fold" not in cfg:
         out.append(f"This model had no validation fold: its threshold was chosen on the LFW fold {fold} pairs "
                    "themselves, so its LFW FAR/FRR at the model threshold are not unseen figures (CFP's are).")
@@ -438,10 +443,11 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
     if refine or far is not None:
         from training.refine import COHORT_EXCLUDED_FOLDS, load_cohort
 
-        held = int(m.meta["config"]["fold"])
-        if "lfw" in sets and held not in COHORT_EXCLUDED_FOLDS:
-            raise ValueError(f"the impostor cohort holds LFW people of fold {held}, this model's held-out fold "
-                             "(--no-refine and --far 0 score without it)")
+        for name, key in (("lfw", "fold"), ("lfw-val", "val_fold")):
+            scored = m.meta["config"].get(key)
+            if name in sets and scored not in COHORT_EXCLUDED_FOLDS:
+                raise ValueError(f"the impostor cohort holds LFW people of fold {scored}, the fold {name} scores "
+                                 "(--no-refine and --far 0 score without it)")
         cohort = load_cohort(m, cohort_file)
         if refine:
             result["refine"] = {"cohort": cohort.source, "cohort_size": int(len(cohort.feats))}
@@ -456,7 +462,7 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         t0 = time.perf_counter()
         log.info("set %s: loading and aligning", name)
         base = with_folds(model_pairs(name, m, workers, progress, limit=limit))
-        key = name if name in DEFAULT_SETS else base.name
+        key = name if name in (*DEFAULT_SETS, "lfw-val") else base.name
         bases[key] = base
         result["set_order"].append(key)
         result["sets"][key] = {"dataset": name, "info": base.info, "pairs": int(len(base.same)),
@@ -500,8 +506,10 @@ def _sets(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError("no set named")
     for s in items:
-        if s not in DEFAULT_SETS and not Path(s).is_dir() and not (Path(s).is_file() and s.endswith(".bin")):
-            raise argparse.ArgumentTypeError(f"{s!r} is not lfw, cfp-ff, cfp-fp, an image folder or a .bin file")
+        if s not in (*DEFAULT_SETS, "lfw-val") and not Path(s).is_dir() and not (Path(s).is_file()
+                                                                              and s.endswith(".bin")):
+            raise argparse.ArgumentTypeError(f"{s!r} is not lfw, lfw-val, cfp-ff, cfp-fp, an image folder or "
+                                             "a .bin file")
     return items
 
 
@@ -522,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--model", type=Path, default=None,
                    help="hypermodel file (default: the shipped training/pretrained/hgen_dlib_lfw.pt)")
     g.add_argument("--sets", type=_sets, default=list(DEFAULT_SETS), metavar="SET[,SET...]",
-                   help="lfw, cfp-ff, cfp-fp, an image folder, a .bin file (default lfw,cfp-ff,cfp-fp)")
+                   help="lfw, lfw-val, cfp-ff, cfp-fp, an image folder, a .bin file (default lfw,cfp-ff,cfp-fp)")
     g.add_argument("--variants", type=_variants, default=list(DEFAULT_VARIANTS), metavar="V[,V...]",
                    help="clean, gray, lowres (default: all three)")
     g.add_argument("--limit-pairs", type=int, default=None, metavar="N",

@@ -230,16 +230,20 @@ def seen_lfw_folds(model) -> tuple[int, ...]:
 def model_pairs(dataset: str, model, workers: int = 2, progress: bool = True, view: str = "view2",
                 limit: int | None = None) -> PairSet:
     """The pairs of ``dataset`` that ``model`` was not trained on: LFW's held-out fold only (its 600 pairs
-    dealt into 10 interleaved folds for the k-fold figures, as training scores it); CFP without the people
+    dealt into 10 interleaved folds for the k-fold figures, as training scores it; ``lfw-val``: the model's
+    validation fold instead, where choices are made); CFP without the people
     of the LFW folds it saw; any other set whole. ``limit``: that many of them (:func:`load_pairs`)."""
     from training.backbones import backbone_info
     from training.backbones.base import DLIB150
 
-    if dataset == "lfw":
-        fold = int(model.meta["config"]["fold"])
+    if dataset in ("lfw", "lfw-val"):
+        key = "fold" if dataset == "lfw" else "val_fold"
+        fold = int(model.meta["config"].get(key, -1))
+        if fold < 0:  # lfw-val: only a model trained with a validation fold has one
+            raise ValueError(f"{model.path}: no LFW validation fold (its config has no val_fold); use lfw")
         sub = lfw_pairs(view, model.detector, None, workers, progress, fold=fold, limit=limit)
         sub.folds = np.arange(len(sub.same)) % 10
-        sub.info.update(held_out_fold=fold)
+        sub.info.update({"held_out_fold" if dataset == "lfw" else "validation_fold": fold})
         return sub
     dlib = backbone_info(model.backbone).input_kind == DLIB150
     return load_pairs(dataset, model.detector, workers, progress, view, dlib_chips=dlib,

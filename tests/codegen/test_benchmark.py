@@ -108,6 +108,27 @@ def test_a_missing_model_is_an_error(tmp_path: Path, capsys) -> None:
     assert "hypermodel file not found" in capsys.readouterr().err
 
 
+def test_lfw_val_needs_a_model_with_a_validation_fold(capsys) -> None:
+    # the default model was trained without one: an error that says so, not fold 0 scored as "validation"
+    assert benchmark.main(["--sets", "lfw-val", "--limit-pairs", "20", "--no-progress", "--far", "0",
+                           "--no-refine"]) == 1
+    assert "no LFW validation fold" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lfw_val_scores_the_validation_fold(tmp_path: Path) -> None:
+    require_shared("data", "lfw", "pairs.txt")
+    from training.hypermodel import DEFAULT_MODEL
+
+    out = tmp_path / "report"
+    assert benchmark.main(["--model", str(DEFAULT_MODEL.parent / "hgen_dlib_lfw_val1.pt"), "--sets", "lfw-val",
+                           "--limit-pairs", "20", "--variants", "clean", "--no-refine", "--far", "0", "--out",
+                           str(out), "--no-progress"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["sets"]["lfw-val"]["info"]["validation_fold"] == 1
+    assert "choose, they do not report" in " ".join(rep["assumptions"])
+
+
 @pytest.mark.slow
 def test_end_to_end_on_a_small_subset(tmp_path: Path, capsys) -> None:
     """The command on 40 pairs of LFW's held-out fold, of CFP-FP and of a .bin set written from aligned LFW
