@@ -91,6 +91,7 @@ class TrainConfig:
     aug_scale: float = 0.08  # random crop-and-resize: zoom in by up to this fraction
     aug_brightness: float = 0.15  # additive, in units of the [-1, 1) input range
     aug_contrast: float = 0.15  # multiplicative, around each image's mean
+    aug_gray: float = 0.0  # probability of a grayscale (BT.601 luma) view: the boards' cameras are often gray
     # -- ablations ------------------------------------------------------------------------------------
     no_kcs: bool = False  # uniform sampling throughout
     no_lnorm: bool = False  # α_norm = 0

@@ -278,7 +278,7 @@ class Trainer:
         self.history = History()
         self.next_step = 0
         self.aug = AugmentConfig(cfg.aug_flip, cfg.aug_translate_px, cfg.aug_scale, cfg.aug_brightness,
-                                 cfg.aug_contrast)
+                                 cfg.aug_contrast, cfg.aug_gray)
         self.tb = None
         # Feature distillation (beyond the paper, measured as an ablation): the shared prefix's pooled features,
         # through a training-only linear map, regress the backbone's (standardized) embedding of the same image.

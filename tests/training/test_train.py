@@ -104,6 +104,17 @@ def test_augmentation_is_seeded_and_switchable():
     assert torch.equal(augment(crops, off, torch.Generator().manual_seed(1)), to_input(crops))
 
 
+def test_gray_views_replace_a_share_of_the_batch_and_leave_the_rest_as_before():
+    crops = torch.randint(0, 256, (400, 8, 8, 3), dtype=torch.uint8)
+    plain = augment(crops, AugmentConfig(), torch.Generator().manual_seed(3))
+    mixed = augment(crops, AugmentConfig(gray=0.2), torch.Generator().manual_seed(3))
+    is_gray = (mixed[:, 0] == mixed[:, 1]).all(dim=(1, 2)) & (mixed[:, 1] == mixed[:, 2]).all(dim=(1, 2))
+    assert 0.12 < is_gray.float().mean() < 0.28  # about 1 in 5
+    assert torch.equal(mixed[~is_gray], plain[~is_gray])  # the colour views: the same draws as without gray
+    luma = (plain[is_gray] * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    torch.testing.assert_close(mixed[is_gray][:, 0], luma)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

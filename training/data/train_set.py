@@ -14,8 +14,8 @@ quick runs on what is cached; the evaluation images' embeddings are always compl
 
 Augmentation (:func:`augment`) works on a batch of uint8 crops in torch, seeded per step: horizontal
 flip, a small random crop-and-resize with translation (an affine resampling, zoom ≤ ``scale``,
-shift ≤ ``translate_px``), and brightness/contrast jitter; it returns f's float input (see
-:func:`training.verifier.functional.to_input`). Each switch can be turned off.
+shift ≤ ``translate_px``), brightness/contrast jitter, and grayscale views (``gray``, off by default); it
+returns f's float input (see :func:`training.verifier.functional.to_input`). Each switch can be turned off.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from training.verifier.functional import INPUT_SCALE, INPUT_ZERO, to_input
 
 log = logging.getLogger(__name__)
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: a YUV sensor's Y channel (training.data.variants' "gray")
 
 
 @dataclass
@@ -212,6 +214,7 @@ class AugmentConfig:
     scale: float = 0.08
     brightness: float = 0.15
     contrast: float = 0.15
+    gray: float = 0.0  # probability of a grayscale view (BT.601 luma in all 3 channels): the boards' cameras
 
     @property
     def geometric(self) -> bool:
@@ -243,4 +246,12 @@ def augment(crops_u8: torch.Tensor, cfg: AugmentConfig, generator: torch.Generat
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * c[:, None, None, None] + mean + b[:, None, None, None]
     lo, hi = (0 - INPUT_ZERO) * INPUT_SCALE, (255 - INPUT_ZERO) * INPUT_SCALE
-    return x.clamp_(lo, hi)
+    x = x.clamp_(lo, hi)
+    if cfg.gray > 0:  # after the scene's lighting, what the sensor does: its own (N, 8) draw, so that gray = 0
+        # keeps the stream above unchanged (8 columns: room for the other camera degradations measured in
+        # docs/research, which did not pay)
+        g = torch.rand(n, 8, generator=generator)[:, 4] < cfg.gray
+        if g.any():  # the luma weights sum to 1, so luma of the scaled input = the scaled luma
+            y = (x[g] * torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+            x[g] = y.expand(-1, 3, -1, -1)
+    return x
