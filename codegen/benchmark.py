@@ -67,6 +67,7 @@ from pvcore.cli import EXIT_ERROR, EXIT_OK, setup_logging
 log = logging.getLogger(__name__)
 
 DEFAULT_SETS = ("lfw", "cfp-ff", "cfp-fp")
+NAMED_SETS = (*DEFAULT_SETS, "lfw-val")  # sets named by a word, not a path
 DEFAULT_VARIANTS = ("clean", "gray", "lowres")
 ROWS = {  # key → (label in tables and plots, how its threshold is chosen)
     "deployed": ("(a) deployed, one-way", "model"),
@@ -444,8 +445,8 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         from training.refine import COHORT_EXCLUDED_FOLDS, load_cohort
 
         for name, key in (("lfw", "fold"), ("lfw-val", "val_fold")):
-            scored = m.meta["config"].get(key)
-            if name in sets and scored not in COHORT_EXCLUDED_FOLDS:
+            scored = m.meta["config"].get(key)  # no val_fold: model_pairs says so below
+            if name in sets and scored is not None and scored not in COHORT_EXCLUDED_FOLDS:
                 raise ValueError(f"the impostor cohort holds LFW people of fold {scored}, the fold {name} scores "
                                  "(--no-refine and --far 0 score without it)")
         cohort = load_cohort(m, cohort_file)
@@ -462,7 +463,7 @@ def run(model_path: Path | None, sets: list[str], variants: list[str], activatio
         t0 = time.perf_counter()
         log.info("set %s: loading and aligning", name)
         base = with_folds(model_pairs(name, m, workers, progress, limit=limit))
-        key = name if name in (*DEFAULT_SETS, "lfw-val") else base.name
+        key = name if name in NAMED_SETS else base.name
         bases[key] = base
         result["set_order"].append(key)
         result["sets"][key] = {"dataset": name, "info": base.info, "pairs": int(len(base.same)),
@@ -506,8 +507,7 @@ def _sets(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError("no set named")
     for s in items:
-        if s not in (*DEFAULT_SETS, "lfw-val") and not Path(s).is_dir() and not (Path(s).is_file()
-                                                                              and s.endswith(".bin")):
+        if s not in NAMED_SETS and not Path(s).is_dir() and not (Path(s).is_file() and s.endswith(".bin")):
             raise argparse.ArgumentTypeError(f"{s!r} is not lfw, lfw-val, cfp-ff, cfp-fp, an image folder or "
                                              "a .bin file")
     return items

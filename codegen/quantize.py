@@ -64,6 +64,7 @@ from pvcore.qtheta import (
     real_multiplier,
 )
 from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense
+from training.data.variants import LUMA
 from training.verifier.functional import effective_weights, layer_outputs, to_input
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def augment(images: np.ndarray, n_aug: int, seed: int = 0) -> np.ndarray:
         for k in range(n_aug):
             x = base[:, ::-1] if k % 2 else base
             if k % 4 == 3:  # grey-scale
-                x = np.repeat(x @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(x.shape)
+                x = np.repeat(x @ np.array(LUMA, np.float32), 3).reshape(x.shape)
             contrast = rng.uniform(0.6, 1.5)
             brightness = rng.uniform(-40, 40)
             mean = x.mean()

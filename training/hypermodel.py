@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from pvcore.spec import F_SPEC
+from training.data.variants import LUMA
 from training.verifier.hypernet import HGen, HGenConfig
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "hgen_dlib_lfw.pt"
@@ -128,7 +129,7 @@ def enrollment_views(crop: np.ndarray, n: int) -> np.ndarray:
     if not 1 <= n <= ENROLLMENT_VIEWS:
         raise ValueError(f"enrollment views must be 1..{ENROLLMENT_VIEWS}, not {n}")
     c = np.asarray(crop, np.uint8)
-    luma = np.rint(c.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 255).astype(np.uint8)
+    luma = np.rint(c.astype(np.float32) @ np.array(LUMA, np.float32)).clip(0, 255).astype(np.uint8)
     gray = np.repeat(luma[..., None], 3, axis=-1)
     return np.stack([c, c[:, ::-1], gray, gray[:, ::-1]][:n])
 

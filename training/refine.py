@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Dense
+from training.data.variants import LUMA
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def positive_views(crop: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
         x = cv2.warpAffine(np.ascontiguousarray(x), m, (w, h), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         if rng.random() < 0.25:
-            x = np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=-1)
+            x = np.repeat((x @ np.array(LUMA, np.float32))[..., None], 3, axis=-1)
         if rng.random() < 1 / 3:
             x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.5, 1.5)))
         mean = x.mean()

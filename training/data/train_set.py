@@ -27,11 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.data.variants import LUMA
 from training.verifier.functional import INPUT_SCALE, INPUT_ZERO, to_input
 
 log = logging.getLogger(__name__)
-
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: a YUV sensor's Y channel (training.data.variants' "gray")
 
 
 @dataclass
@@ -247,9 +246,9 @@ def augment(crops_u8: torch.Tensor, cfg: AugmentConfig, generator: torch.Generat
         x = (x - mean) * c[:, None, None, None] + mean + b[:, None, None, None]
     lo, hi = (0 - INPUT_ZERO) * INPUT_SCALE, (255 - INPUT_ZERO) * INPUT_SCALE
     x = x.clamp_(lo, hi)
-    if cfg.gray > 0:  # after the scene's lighting, what the sensor does: its own (N, 8) draw, so that gray = 0
-        # keeps the stream above unchanged (8 columns: room for the other camera degradations measured in
-        # docs/research, which did not pay)
+    if cfg.gray > 0:  # after the scene's lighting, what the sensor does, from its own draw so that gray = 0
+        # keeps the stream above unchanged; (N, 8) and column 4 are the draw the runs of docs/research section 8
+        # made (its camera augmentation had 8 parameters), so their commands reproduce them
         g = torch.rand(n, 8, generator=generator)[:, 4] < cfg.gray
         if g.any():  # the luma weights sum to 1, so luma of the scaled input = the scaled luma
             y = (x[g] * torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 VARIANTS = ("clean", "gray", "lowres")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights: a YUV sensor's Y channel, what "gray" keeps
 LOWRES_SIDE = 40  # px of the 112×112 ArcFace crop
 ARCFACE_SIDE = 112
 
