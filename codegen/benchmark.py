@@ -4,7 +4,8 @@ trained on, as the board decides and beside the baselines a user would otherwise
 Sets (``--sets``, comma-separated): ``lfw`` (the model's held-out View 2 fold only, 600 pairs; ``lfw-val``:
 its validation fold instead, for a model trained with one — the fold choices are made on), ``cfp-ff``
 and ``cfp-fp`` (CFP's frontal-frontal and frontal-profile 10-fold protocols, 7,000 pairs each, without the
-people whose names are in the LFW folds the model saw), an image folder (one sub-folder per person, any
+people whose names are in the LFW folds the model saw, and without the CFP folds it trained on when its
+config names ``cfp_train_folds``; ``cfp-ff-val`` / ``cfp-fp-val``: its ``cfp_val_folds`` instead), an image folder (one sub-folder per person, any
 format OpenCV reads; 10 people-disjoint folds of pairs drawn from it) or an InsightFace ``.bin`` file.
 Each in every ``--variants`` (``clean``, ``gray``: BT.601 luminance in 3 channels, ``lowres``: the face at
 40×40 pixels, scaled back up; ``training.data.variants`` names the exact operations).
@@ -67,7 +68,7 @@ from pvcore.cli import EXIT_ERROR, EXIT_OK, setup_logging
 log = logging.getLogger(__name__)
 
 DEFAULT_SETS = ("lfw", "cfp-ff", "cfp-fp")
-NAMED_SETS = (*DEFAULT_SETS, "lfw-val")  # sets named by a word, not a path
+NAMED_SETS = (*DEFAULT_SETS, "lfw-val", "cfp-ff-val", "cfp-fp-val")  # sets named by a word, not a path
 DEFAULT_VARIANTS = ("clean", "gray", "lowres")
 ROWS = {  # key → (label in tables and plots, how its threshold is chosen)
     "deployed": ("(a) deployed, one-way", "model"),
@@ -352,10 +353,13 @@ def markdown(result: dict) -> str:
         lines += ["", f"## {name}", ""]
         lines.append(f"{s['pairs']} pairs ({s['same']} same), {info.get('images', '?')} images; alignment: "
                      + ", ".join(f"{k} {v}" for k, v in info.get("alignment", {}).items() if v) + ".")
+        if "cfp_folds" in info:
+            lines.append(f"CFP folds {', '.join(map(str, info['cfp_folds']))} only ({info['fold_pairs']} of the "
+                         f"{info['protocol_pairs']} protocol pairs): the model trained or chose on the others.")
         if "excluded_pairs" in info:
             lines.append(f"CFP people also in LFW (by name): {info['lfw_name_overlap_people']}; of them in the LFW "
                          f"folds the model saw ({', '.join(map(str, info['excluded_lfw_folds']))}): "
-                         f"{info['excluded_people']}, whose {info['excluded_pairs']} of {info['protocol_pairs']} "
+                         f"{info['excluded_people']}, whose {info['excluded_pairs']} of {info.get('fold_pairs', info['protocol_pairs'])} "
                          "pairs are left out.")
         if "limited_to_pairs" in info:
             lines.append(f"Limited to {info['limited_to_pairs']} pairs spread over the folds (`--limit-pairs`).")
@@ -403,9 +407,21 @@ def assumptions(model, sets: list[str]) -> list[str]:
         out.append(f"This model had no validation fold: its threshold was chosen on the LFW fold {fold} pairs "
                    "themselves, so its LFW FAR/FRR at the model threshold are not unseen figures (CFP's are).")
     if any(s.startswith("cfp") for s in sets):
-        out.append("CFP: its people are assumed absent from the model's training data, which is LFW only "
-                   f"(config dataset '{cfg.get('dataset')}'); CFP people whose names are also in an LFW fold the "
-                   "model saw are left out (names matched case-insensitively, spaces as underscores).")
+        from training.evaluate import cfp_report_folds
+
+        report, val = cfp_report_folds(model)
+        trained = ", ".join(str(k) for k in range(10) if k not in set(report) | set(val))
+        if trained:
+            out.append(f"CFP: the model trained on the people of CFP folds {trained}; cfp-ff and cfp-fp score only "
+                       f"folds {', '.join(map(str, report))} (CFP's folds are people-disjoint).")
+        else:
+            out.append("CFP: its people are assumed absent from the model's training data, which is LFW only "
+                       f"(config dataset '{cfg.get('dataset')}').")
+        if val and any(s.endswith("-val") for s in sets):
+            out.append(f"CFP validation: folds {', '.join(map(str, val))}, neither trained on nor reported; "
+                       "these figures choose, they do not report.")
+        out.append("CFP people whose names are also in an LFW fold the model saw are left out (names matched "
+                   "case-insensitively, spaces as underscores).")
     out.append(f"The teacher ({model.backbone}) was trained by its authors on data this project does not "
                "control; it may include people of these sets, which would favour row (d) and, through h, (a)–(c).")
     return out
@@ -508,8 +524,8 @@ def _sets(text: str) -> list[str]:
         raise argparse.ArgumentTypeError("no set named")
     for s in items:
         if s not in NAMED_SETS and not Path(s).is_dir() and not (Path(s).is_file() and s.endswith(".bin")):
-            raise argparse.ArgumentTypeError(f"{s!r} is not lfw, lfw-val, cfp-ff, cfp-fp, an image folder or "
-                                             "a .bin file")
+            raise argparse.ArgumentTypeError(f"{s!r} is not {', '.join(NAMED_SETS)}, an image folder or a .bin "
+                                             "file")
     return items
 
 
@@ -530,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--model", type=Path, default=None,
                    help="hypermodel file (default: the shipped training/pretrained/hgen_dlib_lfw.pt)")
     g.add_argument("--sets", type=_sets, default=list(DEFAULT_SETS), metavar="SET[,SET...]",
-                   help="lfw, lfw-val, cfp-ff, cfp-fp, an image folder, a .bin file (default lfw,cfp-ff,cfp-fp)")
+                   help="lfw, lfw-val, cfp-ff, cfp-fp, cfp-ff-val, cfp-fp-val, an image folder, a .bin file "
+                        "(default lfw,cfp-ff,cfp-fp)")
     g.add_argument("--variants", type=_variants, default=list(DEFAULT_VARIANTS), metavar="V[,V...]",
                    help="clean, gray, lowres (default: all three)")
     g.add_argument("--limit-pairs", type=int, default=None, metavar="N",

@@ -33,6 +33,11 @@ class TrainConfig:
     val_fold: int = -1  # a second people.txt fold held out for model selection (−1: none): its pairs choose
     # the checkpoint (model_best_val.pt) and the operating threshold, so the test fold is only reported
     min_images_per_id: int = 2  # identities with fewer images are left out of training
+    cfp_train_folds: str = ""  # CFP protocol folds ("0,1,2,3"; CFP's folds are people-disjoint, 50 people
+    # each) whose people join the training people, frontal and profile photos; "" = LFW only. CFP people
+    # named in the held-out LFW folds (fold, val_fold) stay out; those named in LFW's training folds are one
+    # identity with their LFW photos. The benchmark scores CFP on the other folds only.
+    cfp_val_folds: str = ""  # CFP folds kept out of training and out of the reported CFP figures: they choose
     # -- batch ----------------------------------------------------------------------------------------
     n_per_id: int = 4  # n: images per identity in a batch
     b0: int = 4  # initial identities per batch B0 (nB = B·n)
@@ -117,6 +122,12 @@ class TrainConfig:
             raise ValueError(f"fold = {self.fold}: LFW View 2 has folds 0–9")
         if self.val_fold != -1 and (not 0 <= self.val_fold <= 9 or self.val_fold == self.fold):
             raise ValueError(f"val_fold = {self.val_fold}: −1 (none) or a fold 0–9 other than fold {self.fold}")
+        train_cfp, val_cfp = self.cfp_folds("cfp_train_folds"), self.cfp_folds("cfp_val_folds")
+        if set(train_cfp) & set(val_cfp):
+            raise ValueError(f"CFP fold(s) {sorted(set(train_cfp) & set(val_cfp))} both in cfp_train_folds and "
+                             "cfp_val_folds")
+        if len(train_cfp) + len(val_cfp) >= 10:
+            raise ValueError("cfp_train_folds and cfp_val_folds take all 10 CFP folds: none is left to report")
         checks = [(self.n_per_id >= 1, "n_per_id >= 1"), (self.b0 >= 2, "b0 >= 2"),
                   (self.b0 > self.beta, "b0 > beta (λ = 1 − β/B must stay positive)"),
                   (self.total_steps >= 1, "total_steps >= 1"), (self.lr > 0, "lr > 0"),
@@ -133,6 +144,10 @@ class TrainConfig:
                 raise ValueError(f"invalid training config: need {what}")
         return self
 
+    def cfp_folds(self, key: str = "cfp_train_folds") -> tuple[int, ...]:
+        """``cfp_train_folds`` or ``cfp_val_folds`` as sorted fold numbers; ValueError for anything but 0–9."""
+        return parse_cfp_folds(getattr(self, key), key)
+
     def alpha_norm_final(self) -> float:
         return 0.0 if self.no_lnorm else self.alpha_norm
 
@@ -147,6 +162,19 @@ class TrainConfig:
             raise ValueError(f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in d.items() if k in known}).validate()
+
+
+def parse_cfp_folds(text: str | None, key: str = "cfp folds") -> tuple[int, ...]:
+    """"0,1,2" → (0, 1, 2): CFP protocol folds (0–9, the Split folders 01–10); "" or None → ()."""
+    if not text or not str(text).strip():
+        return ()
+    try:
+        folds = sorted({int(v) for v in str(text).split(",") if v.strip()})
+    except ValueError:
+        raise ValueError(f"{key} = {text!r}: comma-separated CFP folds 0–9, e.g. \"0,1,2,3\"") from None
+    if any(not 0 <= k <= 9 for k in folds):
+        raise ValueError(f"{key} = {text!r}: CFP has folds 0–9")
+    return tuple(folds)
 
 
 def _literal_choices(tp: Any) -> tuple | None:
@@ -225,4 +253,4 @@ def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
     return {k: (da[k], db[k]) for k in da if da[k] != db[k]}
 
 
-__all__ = ["TrainConfig", "load_config", "parse_set", "config_diff"]
+__all__ = ["TrainConfig", "load_config", "parse_set", "config_diff", "parse_cfp_folds"]

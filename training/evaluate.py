@@ -123,15 +123,21 @@ def lfw_pairs(view: str = "view2", detector: str = "dlib", max_folds: int | None
 
 
 def cfp_pairs(protocol: str, detector: str = "dlib", workers: int = 2, progress: bool = True,
-              exclude_lfw_folds: tuple[int, ...] = (), limit: int | None = None) -> PairSet:
-    """CFP's ``protocol`` ("FF" or "FP"), 10 folds of 350 same + 350 different pairs; without the pairs of
-    people whose name is in one of the LFW people.txt folds ``exclude_lfw_folds`` (a model's training folds);
-    ``limit`` of them, spread over the folds.
+              exclude_lfw_folds: tuple[int, ...] = (), limit: int | None = None,
+              cfp_folds: tuple[int, ...] | None = None) -> PairSet:
+    """CFP's ``protocol`` ("FF" or "FP"), 10 folds of 350 same + 350 different pairs (only the folds
+    ``cfp_folds`` if given: a model trained on CFP's other folds); without the pairs of people whose name is
+    in one of the LFW people.txt folds ``exclude_lfw_folds`` (a model's training folds); ``limit`` of them,
+    spread over the folds. A single fold is dealt into 10 interleaved folds for the k-fold figures, as
+    LFW's held-out fold is.
     Faces neither detector finds are aligned in the box of CFP's own fiducials (``training.data.cfp.align``)."""
     from training.data import cfp, lfw
 
     pairs = cfp.load_pairs(protocol)  # type: ignore[arg-type]
     info: dict = {"protocol": protocol, "protocol_pairs": len(pairs), "detector": detector}
+    if cfp_folds is not None:
+        pairs = [p for p in pairs if p.fold in set(cfp_folds)]
+        info.update(cfp_folds=sorted(cfp_folds), fold_pairs=len(pairs))
     if exclude_lfw_folds:
         overlap = cfp.lfw_overlap(cfp.load_names(), lfw.load_people_folds())
         drop = {pid for pid, k in overlap.items() if k in set(exclude_lfw_folds)}
@@ -145,7 +151,10 @@ def cfp_pairs(protocol: str, detector: str = "dlib", workers: int = 2, progress:
     cache = cfp.cfp_cache(detector)
     idx = cache.indices(sorted({p.a for p in pairs} | {p.b for p in pairs}))
     info["alignment"] = cfp.align(cache, idx, workers, progress)
-    return _cached_pairs(f"cfp-{protocol.lower()}", cache, pairs, info)
+    out = _cached_pairs(f"cfp-{protocol.lower()}", cache, pairs, info)
+    if out.folds is None:  # one protocol fold: 10 interleaved folds (its same pairs come first)
+        out.folds = np.arange(len(out.same)) % 10
+    return out
 
 
 def folder_pairs(root: str | Path, detector: str = "dlib", workers: int = 2, progress: bool = True,
@@ -227,12 +236,23 @@ def seen_lfw_folds(model) -> tuple[int, ...]:
     return tuple(k for k in range(N_FOLDS) if k != int(model.meta["config"]["fold"]))
 
 
+def cfp_report_folds(model) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the CFP folds a model is reported on, its CFP validation folds): a model trained on CFP people
+    (``cfp_train_folds``) is scored on the folds it neither trained nor chose on."""
+    from training.config import parse_cfp_folds
+
+    cfg = model.meta["config"]
+    train, val = parse_cfp_folds(cfg.get("cfp_train_folds")), parse_cfp_folds(cfg.get("cfp_val_folds"))
+    return tuple(k for k in range(10) if k not in set(train) | set(val)), val
+
+
 def model_pairs(dataset: str, model, workers: int = 2, progress: bool = True, view: str = "view2",
                 limit: int | None = None) -> PairSet:
     """The pairs of ``dataset`` that ``model`` was not trained on: LFW's held-out fold only (its 600 pairs
     dealt into 10 interleaved folds for the k-fold figures, as training scores it; ``lfw-val``: the model's
-    validation fold instead, where choices are made); CFP without the people
-    of the LFW folds it saw; any other set whole. ``limit``: that many of them (:func:`load_pairs`)."""
+    validation fold instead, where choices are made); CFP without the people of the LFW folds it saw and
+    without the CFP folds it trained on (``cfp-ff-val`` / ``cfp-fp-val``: its CFP validation folds only);
+    any other set whole. ``limit``: that many of them (:func:`load_pairs`)."""
     from training.backbones import backbone_info
     from training.backbones.base import DLIB150
 
@@ -245,9 +265,16 @@ def model_pairs(dataset: str, model, workers: int = 2, progress: bool = True, vi
         sub.folds = np.arange(len(sub.same)) % 10
         sub.info.update({"held_out_fold" if dataset == "lfw" else "validation_fold": fold})
         return sub
+    if dataset.startswith("cfp"):
+        report, val = cfp_report_folds(model)
+        if dataset.endswith("-val") and not val:
+            raise ValueError(f"{model.path}: no CFP validation fold (its config has no cfp_val_folds); use "
+                             f"{dataset[:-4]}")
+        folds = val if dataset.endswith("-val") else report
+        return cfp_pairs(dataset[4:6].upper(), model.detector, workers, progress, seen_lfw_folds(model), limit,
+                         cfp_folds=None if len(folds) == 10 else folds)
     dlib = backbone_info(model.backbone).input_kind == DLIB150
-    return load_pairs(dataset, model.detector, workers, progress, view, dlib_chips=dlib,
-                      exclude_lfw_folds=seen_lfw_folds(model) if dataset.startswith("cfp") else (), limit=limit)
+    return load_pairs(dataset, model.detector, workers, progress, view, dlib_chips=dlib, limit=limit)
 
 
 def with_variant(pairs: PairSet, variant: str) -> PairSet:

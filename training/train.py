@@ -58,7 +58,8 @@ from pvcore.atomic import atomic_write, atomic_write_json
 from pvcore.cli import fail, setup_logging
 from pvcore.spec import F_SPEC
 from training.config import TrainConfig, config_diff, load_config
-from training.data.train_set import AugmentConfig, EvalPairs, TrainSet, augment, load_lfw_split, random_split
+from training.data.train_set import (AugmentConfig, EvalPairs, TrainSet, augment, load_lfw_split, random_split,
+                                     with_cfp_people)
 from training.direct import DirectF
 from training.eval.metrics import VerificationReport
 from training.hypermodel import Generator
@@ -93,8 +94,14 @@ def build_data(cfg: TrainConfig, progress: bool = True) -> tuple:
     """(training set, test pairs[, validation pairs when cfg.val_fold >= 0])."""
     if cfg.dataset == "random":
         return random_split(cfg.random_identities, cfg.random_images_per_id, seed=cfg.seed)
-    return load_lfw_split(cfg.fold, cfg.backbone, cfg.detector, cfg.min_images_per_id, cfg.missing_embeddings,
+    data = load_lfw_split(cfg.fold, cfg.backbone, cfg.detector, cfg.min_images_per_id, cfg.missing_embeddings,
                           progress=progress, val_fold=cfg.val_fold)
+    if not cfg.cfp_folds():
+        return data
+    held_out = tuple(k for k in (cfg.fold, cfg.val_fold) if k >= 0)
+    train = with_cfp_people(data[0], cfg.cfp_folds(), held_out, cfg.backbone, cfg.detector, cfg.missing_embeddings,
+                            progress)
+    return (train, *data[1:])
 
 
 def build_model(cfg: TrainConfig, embeddings: np.ndarray) -> nn.Module:

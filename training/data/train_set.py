@@ -6,6 +6,10 @@ folds; the people of ``fold`` are never seen in training — their View 2 pairs 
 the evaluation. Images whose alignment failed are left out, and so are identities with fewer than
 ``min_images_per_id`` usable images.
 
+CFP people may join (``cfp_train_folds``, :func:`with_cfp_people`): every photo, frontal and profile, of
+the people of chosen CFP protocol folds (people-disjoint, 50 each), with the same people-disjointness
+across both sets by name; the benchmark then scores CFP on its other folds only.
+
 Per training image the set holds: the index of its aligned 112×112 crop in the LFW crop memmap (f's
 input), its identity label, and the backbone embedding of the un-augmented image (h's input), from the
 project's embedding cache. ``missing_embeddings="compute"`` runs the backbone on crops not cached yet
@@ -163,6 +167,74 @@ def load_lfw_split(fold: int, backbone: str, detector: str = "dlib", min_images_
     if val_fold >= 0:
         return train, fold_pairs(fold), fold_pairs(val_fold)
     return train, fold_pairs(fold)
+
+
+def cfp_fold_people(root=None) -> dict[int, set[str]]:
+    """CFP protocol fold → its 50 person ids (``"001"``…), read off the FF pairs (FP's folds hold the same
+    people, ``tests/training/test_cfp_training.py`` checks it)."""
+    from training.data import cfp
+
+    out: dict[int, set[str]] = {}
+    for p in cfp.load_pairs("FF", root):
+        out.setdefault(p.fold, set()).update((cfp.identity_of(p.a), cfp.identity_of(p.b)))
+    return out
+
+
+def cfp_training_people(cfp_folds: tuple[int, ...], held_out_lfw_folds: tuple[int, ...],
+                        root=None) -> tuple[dict[str, str], list[str]]:
+    """(CFP person id → training identity name, the ids left out) for the people of CFP folds ``cfp_folds``.
+
+    People-disjointness across both sets, by name (``training.data.cfp.lfw_overlap``): a CFP person named in
+    an LFW people.txt fold of ``held_out_lfw_folds`` is left out (LFW evaluates that person); one named in
+    another LFW fold gets that LFW name, so his CFP and LFW photos are one identity (a person must not be a
+    negative of himself); the others are ``cfp-<id>``."""
+    from training.data import cfp, lfw
+
+    fold_people = cfp_fold_people(root)
+    people_folds = lfw.load_people_folds()
+    names = cfp.load_names(root)
+    overlap = cfp.lfw_overlap(names, people_folds)
+    lfw_name = {n.lower(): n for f in people_folds for n in f}
+    wanted = sorted(set().union(*(fold_people[k] for k in cfp_folds)))
+    excluded = [pid for pid in wanted if overlap.get(pid, -1) in set(held_out_lfw_folds)]
+    kept = {pid: (lfw_name["_".join(names[pid].split()).lower()] if pid in overlap else f"cfp-{pid}")
+            for pid in wanted if pid not in set(excluded)}
+    return kept, excluded
+
+
+def with_cfp_people(train: TrainSet, cfp_folds: tuple[int, ...], held_out_lfw_folds: tuple[int, ...], backbone: str,
+                    detector: str = "dlib", missing_embeddings: str = "compute", progress: bool = True,
+                    root=None) -> TrainSet:
+    """``train`` plus every photo (frontal and profile) of the people of CFP protocol folds ``cfp_folds``
+    (:func:`cfp_training_people` says who and under which name). Images are aligned first where the CFP
+    cache lacks them. The crops are copied into one in-memory array (≈ 38 KB per image), so the set no
+    longer indexes the LFW memmap."""
+    from training.backbones import backbone_info
+    from training.backbones.base import ARCFACE112
+    from training.data import cfp
+
+    if not cfp_folds:
+        return train
+    identity, excluded = cfp_training_people(cfp_folds, held_out_lfw_folds, root)
+    cache = cfp.cfp_cache(detector, root)
+    paths = cache.paths
+    rows = np.array([i for i, rel in enumerate(paths) if cfp.identity_of(rel) in identity], np.int64)
+    cfp.align(cache, rows, progress=progress, root=root)
+    rows = rows[cache.status[rows] > 0]
+    emb, keep = _embeddings(backbone, cache.crops(backbone_info(backbone).input_kind), rows, missing_embeddings,
+                            progress)
+    rows = rows[keep]
+    cfp_person = [identity[cfp.identity_of(paths[r])] for r in rows]
+    merged = set(cfp_person) & set(train.names)
+    names_out, labels = np.unique(np.array([train.names[k] for k in train.labels] + cfp_person), return_inverse=True)
+    crops = np.concatenate([train.batch_crops(np.arange(len(train.images))).numpy(),
+                            np.asarray(cache.crops(ARCFACE112)[rows])])  # rows ascending: sequential reads
+    log.info("CFP folds %s join training: %d images of %d people (%d of them also LFW training people, one "
+             "identity each); %d CFP people left out, named in the held-out LFW folds %s",
+             ",".join(map(str, cfp_folds)), len(rows), len(set(cfp_person)), len(merged), len(excluded),
+             ",".join(map(str, held_out_lfw_folds)))
+    return TrainSet(crops, np.arange(len(crops), dtype=np.int64), labels.astype(np.int64),
+                    np.concatenate([train.embeddings, emb]).astype(np.float32), [str(n) for n in names_out])
 
 
 def random_split(n_identities: int = 64, images_per_id: int = 4, dim: int = 128, hw: int = 112, seed: int = 0,
