@@ -338,58 +338,101 @@ def cohort_path(model):
     return cache_dir("cohort") / f"{model.model_id}.npz"
 
 
-def cohort_people(seed: int = 0) -> tuple[list[str], list[str]]:
-    """LFW's people outside ``COHORT_EXCLUDED_FOLDS``, split at random into two disjoint halves: (refinement
-    cohort's people, calibration cohort's people). Raises SharedDataMissing."""
+def cohort_people(seed: int = 0, extra: list[str] | tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """LFW's people outside ``COHORT_EXCLUDED_FOLDS`` and the ``extra`` identities (a model's CFP training
+    people, :func:`training.data.train_set.cfp_training_people`), split at random into two disjoint halves:
+    (refinement cohort's people, calibration cohort's people). Raises SharedDataMissing."""
     from training.data import lfw
 
     folds = lfw.load_people_folds()
     exclude = {name for k in COHORT_EXCLUDED_FOLDS for name in folds[k]}
-    people = sorted({lfw.identity_of(p) for p in lfw.all_images()} - exclude)
+    people = sorted(({lfw.identity_of(p) for p in lfw.all_images()} | set(extra)) - exclude)
     perm = np.random.default_rng(seed).permutation(len(people))
     half = len(people) // 2
     return [people[i] for i in sorted(perm[:half])], [people[i] for i in sorted(perm[half:])]
 
 
-def _pick_faces(people: set[str], size: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices into ``lfw.all_images()`` of up to 4 faces per person of ``people``, ``size`` in all (sorted)."""
-    from training.data import lfw
+def _cohort_sources(model) -> list[tuple[object, dict[str, list[int]]]]:
+    """[(aligned cache, {identity: [cache index, …]})]: LFW's faces, then, for a model trained on CFP people
+    (``cfp_train_folds``), their frontal and profile photos — the cohort then holds the poses the model is
+    scored on, and only people it trained on."""
+    from training.config import parse_cfp_folds
+    from training.data import cfp, lfw
+    from training.face.cache import lfw_cache
 
-    by_person: dict[str, list[int]] = {}
+    lfw_faces: dict[str, list[int]] = {}
     for i, p in enumerate(lfw.all_images()):
-        if (name := lfw.identity_of(p)) in people:
-            by_person.setdefault(name, []).append(i)
-    picked = np.array([j for idx in by_person.values() for j in rng.permutation(idx)[:4]], np.int64)
-    return np.sort(picked[rng.permutation(len(picked))[:size]])
+        lfw_faces.setdefault(lfw.identity_of(p), []).append(i)
+    sources: list[tuple[object, dict[str, list[int]]]] = [(lfw_cache(model.detector), lfw_faces)]
+    cfg = model.meta.get("config", {})
+    folds = parse_cfp_folds(cfg.get("cfp_train_folds"))
+    if folds:
+        from training.data.train_set import cfp_training_people
+
+        held_out = tuple(k for k in (cfg.get("fold", -1), cfg.get("val_fold", -1)) if k is not None and k >= 0)
+        identity, _ = cfp_training_people(folds, held_out)
+        cache = cfp.cfp_cache(model.detector)
+        faces: dict[str, list[int]] = {}
+        for i, p in enumerate(cache.paths):
+            if (pid := cfp.identity_of(p)) in identity:
+                faces.setdefault(identity[pid], []).append(i)
+        sources.append((cache, faces))
+    return sources
+
+
+def _pick_faces(sources: list[tuple[object, dict[str, list[int]]]], people: set[str], size: int,
+                rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to 4 faces per person of ``people`` (pooled over the sources: a person in LFW and CFP draws from
+    both), ``size`` in all → per source, its sorted cache indices."""
+    by_person: dict[str, list[tuple[int, int]]] = {}
+    for k, (_, faces) in enumerate(sources):
+        for name, idx in faces.items():
+            if name in people:
+                by_person.setdefault(name, []).extend((k, i) for i in idx)
+    picked = [f for faces in by_person.values() for f in (faces[j] for j in rng.permutation(len(faces))[:4])]
+    keep = sorted(picked[j] for j in rng.permutation(len(picked))[:size])
+    return [np.array([i for k2, i in keep if k2 == k], np.int64) for k in range(len(sources))]
 
 
 def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
-    """Both cohorts from the shared folder's LFW (:func:`cohort_people`): ``size`` faces of the refinement half,
-    ``size`` of the calibration half. Raises SharedDataMissing. The first build aligns the faces and embeds the
-    refinement cohort with the teacher (minutes; cached)."""
+    """Both cohorts from the shared folder (:func:`cohort_people`, :func:`_cohort_sources`): ``size`` faces of
+    the refinement half, ``size`` of the calibration half. Raises SharedDataMissing. The first build aligns the
+    faces and embeds the refinement cohort with the teacher (minutes; cached)."""
     from training.backbones import backbone_info, load_backbone
     from training.backbones.embedding_cache import EmbeddingCache
-    from training.face.cache import lfw_cache
+    from training.data import cfp
 
-    refine_people, calib_people = cohort_people(seed)
+    sources = _cohort_sources(model)
+    extra = [name for _, faces in sources[1:] for name in faces]
+    refine_people, calib_people = cohort_people(seed, extra)
     rng = np.random.default_rng(seed)
-    cache = lfw_cache(model.detector)
     prefix = model.theta(model.generator.emb_mean.numpy()[None])[0]
+    kind = backbone_info(model.backbone).input_kind
     out = []
     for people in (refine_people, calib_people):
-        picked = _pick_faces(set(people), size, rng)
-        cache.ensure(picked)
-        picked = picked[cache.status[picked] > 0]
-        out.append((picked, pooled_features(prefix, np.ascontiguousarray(cache.crops()[picked]))))
-    (picked, feats), (calib_picked, calib_feats) = out
-    kind = backbone_info(model.backbone).input_kind
-    emb = EmbeddingCache(load_backbone(model.backbone)).embed(np.ascontiguousarray(cache.crops(kind)[picked]))
+        crops, kind_crops, n = [], [], 0
+        for (cache, _), picked in zip(sources, _pick_faces(sources, set(people), size, rng)):
+            if cache.dataset == "cfp":
+                cfp.align(cache, picked, progress=False)
+            else:
+                cache.ensure(picked)
+            picked = picked[cache.status[picked] > 0]
+            crops.append(np.asarray(cache.crops()[picked]))
+            kind_crops.append(np.asarray(cache.crops(kind)[picked]))
+            n += len(picked)
+        out.append((n, pooled_features(prefix, np.concatenate(crops)), np.concatenate(kind_crops)))
+    (n_ref, feats, kind_ref), (n_cal, calib_feats, _) = out
+    emb = EmbeddingCache(load_backbone(model.backbone)).embed(kind_ref)
     t = emb - model.generator.emb_mean.numpy()
     where = "people outside people.txt folds 0 and 1"
+    label = "LFW"
+    if len(sources) > 1:
+        where += f" and CFP training people (folds {model.meta['config']['cfp_train_folds']})"
+        label = "LFW and CFP"
     return Cohort(feats.astype(np.float32), fit_teacher_map(feats, t), model.model_id,
-                  f"LFW, {len(picked)} faces of {len(refine_people)} {where} (refinement half)",
+                  f"{label}, {n_ref} faces of {len(refine_people)} {where} (refinement half)",
                   calib_feats.astype(np.float32),
-                  f"LFW, {len(calib_picked)} faces of the other {len(calib_people)} {where} (calibration half)")
+                  f"{label}, {n_cal} faces of the other {len(calib_people)} {where} (calibration half)")
 
 
 def load_cohort(model, path=None) -> Cohort:

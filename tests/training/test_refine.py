@@ -162,6 +162,31 @@ def test_cohort_halves_are_people_disjoint_and_outside_the_evaluated_folds() -> 
     assert len(a) + len(b) + len(held) == len({lfw.identity_of(p) for p in lfw.all_images()})
 
 
+def test_a_cfp_trained_models_cohort_adds_its_cfp_training_people_and_keeps_the_halves_disjoint() -> None:
+    from types import SimpleNamespace
+
+    from tests.conftest import require_shared
+    from training.data import cfp
+    from training.data.train_set import cfp_training_people
+
+    require_shared("data", "lfw", "lfw-deepfunneled")
+    require_shared("data", "cfp", "Protocol")
+    model = SimpleNamespace(detector="dlib", meta={"config": {"fold": 0, "val_fold": 1, "cfp_train_folds": "0,1"}})
+    sources = refine._cohort_sources(model)
+    assert [c.dataset for c, _ in sources] == ["lfw", "cfp"]
+    cfp_faces = sources[1][1]
+    assert all(len(v) == 14 for v in cfp_faces.values())  # 10 frontal + 4 profile photos each
+    extra = sorted(cfp_faces)
+    a, b = refine.cohort_people(0, extra)
+    assert not set(a) & set(b) and set(extra) <= set(a) | set(b)
+    assert refine.cohort_people(0) == refine.cohort_people(0, ())  # an LFW-only model's cohort is unchanged
+    picked = refine._pick_faces(sources, set(a), 3000, np.random.default_rng(0))
+    assert sum(len(p) for p in picked) == 3000 and len(picked[1]) > 0
+    in_a = {cfp.identity_of(sources[1][0].paths[i]) for i in picked[1]}
+    names, _ = cfp_training_people((0, 1), (0, 1))
+    assert {names[pid] for pid in in_a} <= set(a)  # a CFP face is drawn only for a person of its half
+
+
 @pytest.mark.slow
 def test_refinement_separates_unseen_people_better_than_h(model) -> None:
     """LFW fold 1, the validation people, with the validated model (it held folds 0 and 1 out): 30 people with
