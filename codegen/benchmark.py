@@ -5,8 +5,9 @@ Sets (``--sets``, comma-separated): ``lfw`` (the model's held-out View 2 fold on
 its validation fold instead, for a model trained with one — the fold choices are made on), ``cfp-ff``
 and ``cfp-fp`` (CFP's frontal-frontal and frontal-profile 10-fold protocols, 7,000 pairs each, without the
 people whose names are in the LFW folds the model saw, and without the CFP folds it trained on when its
-config names ``cfp_train_folds``; ``cfp-ff-val`` / ``cfp-fp-val``: its ``cfp_val_folds`` instead), an image folder (one sub-folder per person, any
-format OpenCV reads; 10 people-disjoint folds of pairs drawn from it) or an InsightFace ``.bin`` file.
+config names ``cfp_train_folds``; ``cfp-ff-val`` / ``cfp-fp-val``: its ``cfp_val_folds`` instead), an image
+folder (one sub-folder per person, any format OpenCV reads; 10 people-disjoint folds of pairs drawn from
+it) or an InsightFace ``.bin`` file.
 Each in every ``--variants`` (``clean``, ``gray``: BT.601 luminance in 3 channels, ``lowres``: the face at
 40×40 pixels, scaled back up; ``training.data.variants`` names the exact operations).
 
@@ -359,8 +360,8 @@ def markdown(result: dict) -> str:
         if "excluded_pairs" in info:
             lines.append(f"CFP people also in LFW (by name): {info['lfw_name_overlap_people']}; of them in the LFW "
                          f"folds the model saw ({', '.join(map(str, info['excluded_lfw_folds']))}): "
-                         f"{info['excluded_people']}, whose {info['excluded_pairs']} of {info.get('fold_pairs', info['protocol_pairs'])} "
-                         "pairs are left out.")
+                         f"{info['excluded_people']}, whose {info['excluded_pairs']} of "
+                         f"{info.get('fold_pairs', info['protocol_pairs'])} pairs are left out.")
         if "limited_to_pairs" in info:
             lines.append(f"Limited to {info['limited_to_pairs']} pairs spread over the folds (`--limit-pairs`).")
         far_t = result.get("user_threshold", {}).get("far")

@@ -58,8 +58,15 @@ from pvcore.atomic import atomic_write, atomic_write_json
 from pvcore.cli import fail, setup_logging
 from pvcore.spec import F_SPEC
 from training.config import TrainConfig, config_diff, load_config
-from training.data.train_set import (AugmentConfig, EvalPairs, TrainSet, augment, load_lfw_split, random_split,
-                                     with_cfp_people)
+from training.data.train_set import (
+    AugmentConfig,
+    EvalPairs,
+    TrainSet,
+    augment,
+    load_lfw_split,
+    random_split,
+    with_cfp_people,
+)
 from training.direct import DirectF
 from training.eval.metrics import VerificationReport
 from training.hypermodel import Generator
