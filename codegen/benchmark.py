@@ -334,7 +334,8 @@ def markdown(result: dict) -> str:
         "an embedding (deployed arithmetic, quantized on the package faces), cosine of b against a's template. "
         "(f), (g): (a), (b) with θ_a refined at enrollment against the model's impostor cohort (what "
         "`training.enroll` does by default). "
-        "Accuracy: 10-fold, each fold's threshold chosen on the other 9. FAR/FRR: at the model's threshold for "
+        "Accuracy: 10-fold, each fold's threshold chosen on the other 9 (a set's own line names other folds). "
+        "FAR/FRR: at the model's threshold for "
         "(a)–(c), (f), (g); for (d), (e), which ship no threshold, at each fold's threshold chosen on the other 9 "
         "folds. At the user's threshold: each enrolled image's θ calibrated for the target FAR on the calibration "
         "half of the model's cohort (LFW people outside the evaluated folds and the refinement cohort; "
@@ -355,8 +356,13 @@ def markdown(result: dict) -> str:
         lines.append(f"{s['pairs']} pairs ({s['same']} same), {info.get('images', '?')} images; alignment: "
                      + ", ".join(f"{k} {v}" for k, v in info.get("alignment", {}).items() if v) + ".")
         if "cfp_folds" in info:
+            why = ("the model's CFP validation folds" if name.endswith("-val") else
+                   "the folds the model neither trained nor chose on")
+            k = len(info["cfp_folds"])  # training.evaluate.cfp_pairs: official folds, a single one dealt into 10
             lines.append(f"CFP folds {', '.join(map(str, info['cfp_folds']))} only ({info['fold_pairs']} of the "
-                         f"{info['protocol_pairs']} protocol pairs): the model trained or chose on the others.")
+                         f"{info['protocol_pairs']} protocol pairs), {why}; "
+                         + (f"the k-fold figures use these {k} official folds (each threshold chosen on the other "
+                            f"{k - 1})." if k > 1 else "its pairs are dealt into 10 interleaved folds."))
         if "excluded_pairs" in info:
             lines.append(f"CFP people also in LFW (by name): {info['lfw_name_overlap_people']}; of them in the LFW "
                          f"folds the model saw ({', '.join(map(str, info['excluded_lfw_folds']))}): "
@@ -418,7 +424,7 @@ def assumptions(model, sets: list[str]) -> list[str]:
         else:
             out.append("CFP: its people are assumed absent from the model's training data, which is LFW only "
                        f"(config dataset '{cfg.get('dataset')}').")
-        if val and any(s.endswith("-val") for s in sets):
+        if val and any(s in ("cfp-ff-val", "cfp-fp-val") for s in sets):
             out.append(f"CFP validation: folds {', '.join(map(str, val))}, neither trained on nor reported; "
                        "these figures choose, they do not report.")
         out.append("CFP people whose names are also in an LFW fold the model saw are left out (names matched "

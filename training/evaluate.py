@@ -136,11 +136,14 @@ def cfp_pairs(protocol: str, detector: str = "dlib", workers: int = 2, progress:
     pairs = cfp.load_pairs(protocol)  # type: ignore[arg-type]
     info: dict = {"protocol": protocol, "protocol_pairs": len(pairs), "detector": detector}
     if cfp_folds is not None:
+        if not cfp_folds:
+            raise ValueError(f"CFP {protocol}: no CFP fold to score (cfp_folds is empty)")
         pairs = [p for p in pairs if p.fold in set(cfp_folds)]
         info.update(cfp_folds=sorted(cfp_folds), fold_pairs=len(pairs))
     if exclude_lfw_folds:
         overlap = cfp.lfw_overlap(cfp.load_names(), lfw.load_people_folds())
-        drop = {pid for pid, k in overlap.items() if k in set(exclude_lfw_folds)}
+        present = {cfp.identity_of(x) for p in pairs for x in (p.a, p.b)}
+        drop = {pid for pid, k in overlap.items() if k in set(exclude_lfw_folds) and pid in present}
         kept = [p for p in pairs if cfp.identity_of(p.a) not in drop and cfp.identity_of(p.b) not in drop]
         info.update(lfw_name_overlap_people=len(overlap), excluded_lfw_folds=sorted(exclude_lfw_folds),
                     excluded_people=len(drop), excluded_pairs=len(pairs) - len(kept))
@@ -236,6 +239,9 @@ def seen_lfw_folds(model) -> tuple[int, ...]:
     return tuple(k for k in range(N_FOLDS) if k != int(model.meta["config"]["fold"]))
 
 
+CFP_SETS = ("cfp-ff", "cfp-fp", "cfp-ff-val", "cfp-fp-val")
+
+
 def cfp_report_folds(model) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(the CFP folds a model is reported on, its CFP validation folds): a model trained on CFP people
     (``cfp_train_folds``) is scored on the folds it neither trained nor chose on."""
@@ -265,7 +271,7 @@ def model_pairs(dataset: str, model, workers: int = 2, progress: bool = True, vi
         sub.folds = np.arange(len(sub.same)) % 10
         sub.info.update({"held_out_fold" if dataset == "lfw" else "validation_fold": fold})
         return sub
-    if dataset.startswith("cfp"):
+    if dataset in CFP_SETS:  # by name: a .bin file or a folder may be called cfp_fp.bin or cfp_faces/
         report, val = cfp_report_folds(model)
         if dataset.endswith("-val") and not val:
             raise ValueError(f"{model.path}: no CFP validation fold (its config has no cfp_val_folds); use "

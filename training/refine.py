@@ -418,11 +418,12 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
                 cache.ensure(picked)
             picked = picked[cache.status[picked] > 0]
             crops.append(np.asarray(cache.crops()[picked]))
-            kind_crops.append(np.asarray(cache.crops(kind)[picked]))
+            if not out:  # the teacher embeds the refinement half only (its teacher map)
+                kind_crops.append(np.asarray(cache.crops(kind)[picked]))
             n += len(picked)
-        out.append((n, pooled_features(prefix, np.concatenate(crops)), np.concatenate(kind_crops)))
+        out.append((n, pooled_features(prefix, np.concatenate(crops)), kind_crops))
     (n_ref, feats, kind_ref), (n_cal, calib_feats, _) = out
-    emb = EmbeddingCache(load_backbone(model.backbone)).embed(kind_ref)
+    emb = EmbeddingCache(load_backbone(model.backbone)).embed(np.concatenate(kind_ref))
     t = emb - model.generator.emb_mean.numpy()
     where = "people outside people.txt folds 0 and 1"
     label = "LFW"

@@ -107,7 +107,7 @@ def build_data(cfg: TrainConfig, progress: bool = True) -> tuple:
         return data
     held_out = tuple(k for k in (cfg.fold, cfg.val_fold) if k >= 0)
     train = with_cfp_people(data[0], cfg.cfp_folds(), held_out, cfg.backbone, cfg.detector, cfg.missing_embeddings,
-                            progress)
+                            progress, min_images_per_id=cfg.min_images_per_id)
     return (train, *data[1:])
 
 

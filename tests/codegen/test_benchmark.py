@@ -108,6 +108,19 @@ def test_a_missing_model_is_an_error(tmp_path: Path, capsys) -> None:
     assert "hypermodel file not found" in capsys.readouterr().err
 
 
+def test_assumptions_name_the_cfp_folds_a_model_trained_and_chose_on() -> None:
+    from types import SimpleNamespace
+
+    cfg = {"fold": 0, "val_fold": 1, "dataset": "lfw", "cfp_train_folds": "0,1,2,3", "cfp_val_folds": "4"}
+    model = SimpleNamespace(meta={"config": cfg}, backbone="dlib-resnet")
+    text = " ".join(benchmark.assumptions(model, ["lfw-val", "cfp-ff"]))
+    assert "trained on the people of CFP folds 0, 1, 2, 3; cfp-ff and cfp-fp score only folds 5, 6, 7, 8, 9" in text
+    assert "CFP validation" not in text  # lfw-val is not a CFP validation set
+    assert "CFP validation: folds 4" in " ".join(benchmark.assumptions(model, ["cfp-fp-val"]))
+    lfw_only = SimpleNamespace(meta={"config": {"fold": 0, "dataset": "lfw"}}, backbone="dlib-resnet")
+    assert "absent from the model's training data" in " ".join(benchmark.assumptions(lfw_only, ["cfp-fp"]))
+
+
 def test_lfw_val_needs_a_model_with_a_validation_fold(capsys) -> None:
     # the default model was trained without one: an error that says so, not fold 0 scored as "validation"
     assert benchmark.main(["--sets", "lfw-val", "--limit-pairs", "20", "--no-progress", "--far", "0",

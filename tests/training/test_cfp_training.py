@@ -73,6 +73,11 @@ def test_a_model_trained_on_cfp_folds_is_scored_on_the_other_folds_only() -> Non
     report = model_pairs("cfp-fp", model, progress=False, limit=10)
     assert set(report.info["cfp_folds"]) == {5, 6, 7, 8, 9} and set(np.unique(report.folds)) <= {5, 6, 7, 8, 9}
     assert report.info["fold_pairs"] == 5 * 700 and len(report.same) == 10
+    # the people named in the LFW folds the model saw are still left out, counted within the kept folds
+    overlap = cfp.lfw_overlap(cfp.load_names(), lfw.load_people_folds())
+    in_kept = set().union(*(cfp_fold_people()[k] for k in (5, 6, 7, 8, 9)))
+    assert report.info["excluded_people"] == sum(1 for pid, k in overlap.items() if k != 0 and pid in in_kept)
+    assert report.info["fold_pairs"] - report.info["excluded_pairs"] == 2064  # measured: FP folds 5–9 keep 2,064
     val = model_pairs("cfp-ff-val", model, progress=False, limit=10)
     assert val.info["cfp_folds"] == [4] and list(val.folds) == list(np.arange(10) % 10)
     lfw_only = SimpleNamespace(meta={"config": {"fold": 0}}, detector="dlib", backbone="dlib-resnet", path="m.pt")
@@ -80,3 +85,16 @@ def test_a_model_trained_on_cfp_folds_is_scored_on_the_other_folds_only() -> Non
     assert "cfp_folds" not in model_pairs("cfp-ff", lfw_only, progress=False, limit=4).info
     with pytest.raises(ValueError, match="no CFP validation fold"):
         model_pairs("cfp-ff-val", lfw_only, progress=False, limit=4)
+
+
+def test_a_bin_file_named_like_a_cfp_set_is_read_as_the_file(tmp_path) -> None:
+    from training.data.insightface_bin import write_bin
+    from training.evaluate import model_pairs
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cfp_fp.bin"  # InsightFace's own name for its CFP-FP file
+    write_bin(path, rng.integers(0, 256, (8, 112, 112, 3), dtype=np.uint8), np.array([True, False] * 2), fmt="png")
+    model = SimpleNamespace(meta={"config": {"fold": 0, "cfp_train_folds": "0"}}, detector="dlib",
+                            backbone="mobilefacenet-y1", path="m.pt")
+    pairs = model_pairs(str(path), model, progress=False)
+    assert pairs.name == "cfp_fp" and len(pairs.same) == 4 and "protocol" not in pairs.info

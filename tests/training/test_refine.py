@@ -179,7 +179,18 @@ def test_a_cfp_trained_models_cohort_adds_its_cfp_training_people_and_keeps_the_
     extra = sorted(cfp_faces)
     a, b = refine.cohort_people(0, extra)
     assert not set(a) & set(b) and set(extra) <= set(a) | set(b)
-    assert refine.cohort_people(0) == refine.cohort_people(0, ())  # an LFW-only model's cohort is unchanged
+    # an LFW-only model draws exactly what the LFW-only code drew: its people and RNG stream, pinned here
+    lfw_only = refine._cohort_sources(SimpleNamespace(detector="dlib", meta={"config": {"fold": 0}}))
+    assert len(lfw_only) == 1
+    half, _ = refine.cohort_people(0)
+    rng_old, rng_new = np.random.default_rng(0), np.random.default_rng(0)
+    by_person: dict[str, list[int]] = {}
+    for name, idx in lfw_only[0][1].items():
+        if name in set(half):
+            by_person[name] = idx
+    old = np.array([j for idx in by_person.values() for j in rng_old.permutation(idx)[:4]], np.int64)
+    old = np.sort(old[rng_old.permutation(len(old))[:3000]])
+    assert np.array_equal(refine._pick_faces(lfw_only, set(half), 3000, rng_new)[0], old)
     picked = refine._pick_faces(sources, set(a), 3000, np.random.default_rng(0))
     assert sum(len(p) for p in picked) == 3000 and len(picked[1]) > 0
     in_a = {cfp.identity_of(sources[1][0].paths[i]) for i in picked[1]}

@@ -204,7 +204,7 @@ def cfp_training_people(cfp_folds: tuple[int, ...], held_out_lfw_folds: tuple[in
 
 def with_cfp_people(train: TrainSet, cfp_folds: tuple[int, ...], held_out_lfw_folds: tuple[int, ...], backbone: str,
                     detector: str = "dlib", missing_embeddings: str = "compute", progress: bool = True,
-                    root=None) -> TrainSet:
+                    root=None, min_images_per_id: int = 1) -> TrainSet:
     """``train`` plus every photo (frontal and profile) of the people of CFP protocol folds ``cfp_folds``
     (:func:`cfp_training_people` says who and under which name). Images are aligned first where the CFP
     cache lacks them. The crops are copied into one in-memory array (≈ 38 KB per image), so the set no
@@ -224,11 +224,17 @@ def with_cfp_people(train: TrainSet, cfp_folds: tuple[int, ...], held_out_lfw_fo
     emb, keep = _embeddings(backbone, cache.crops(backbone_info(backbone).input_kind), rows, missing_embeddings,
                             progress)
     rows = rows[keep]
-    cfp_person = [identity[cfp.identity_of(paths[r])] for r in rows]
+    pid = np.array([cfp.identity_of(paths[r]) for r in rows])
+    _, inv, counts = np.unique(pid, return_inverse=True, return_counts=True)
+    enough = counts[inv] >= min_images_per_id  # as for LFW's people (after failed alignments, dropped embeddings)
+    rows, emb, pid = rows[enough], emb[enough], pid[enough]
+    cfp_person = [identity[p] for p in pid]
     merged = set(cfp_person) & set(train.names)
     names_out, labels = np.unique(np.array([train.names[k] for k in train.labels] + cfp_person), return_inverse=True)
-    crops = np.concatenate([train.batch_crops(np.arange(len(train.images))).numpy(),
-                            np.asarray(cache.crops(ARCFACE112)[rows])])  # rows ascending: sequential reads
+    n_lfw = len(train.images)
+    crops = np.empty((n_lfw + len(rows), *train.crops.shape[1:]), np.uint8)  # one copy, filled in place
+    crops[:n_lfw] = train.batch_crops(np.arange(n_lfw)).numpy()
+    crops[n_lfw:] = cache.crops(ARCFACE112)[rows]  # rows ascending: sequential reads
     log.info("CFP folds %s join training: %d images of %d people (%d of them also LFW training people, one "
              "identity each); %d CFP people left out, named in the held-out LFW folds %s",
              ",".join(map(str, cfp_folds)), len(rows), len(set(cfp_person)), len(merged), len(excluded),
