@@ -413,8 +413,9 @@ def assumptions(model, sets: list[str]) -> list[str]:
     if "lfw" in sets and "val_fold" not in cfg:
         out.append(f"This model had no validation fold: its threshold was chosen on the LFW fold {fold} pairs "
                    "themselves, so its LFW FAR/FRR at the model threshold are not unseen figures (CFP's are).")
-    if any(s.startswith("cfp") for s in sets):
-        from training.evaluate import cfp_report_folds
+    from training.evaluate import CFP_SETS, cfp_report_folds
+
+    if any(s in CFP_SETS for s in sets):  # by name: a .bin file may be called cfp_fp.bin
 
         report, val = cfp_report_folds(model)
         trained = ", ".join(str(k) for k in range(10) if k not in set(report) | set(val))

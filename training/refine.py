@@ -352,10 +352,11 @@ def cohort_people(seed: int = 0, extra: list[str] | tuple[str, ...] = ()) -> tup
     return [people[i] for i in sorted(perm[:half])], [people[i] for i in sorted(perm[half:])]
 
 
-def _cohort_sources(model) -> list[tuple[object, dict[str, list[int]]]]:
-    """[(aligned cache, {identity: [cache index, …]})]: LFW's faces, then, for a model trained on CFP people
-    (``cfp_train_folds``), their frontal and profile photos — the cohort then holds the poses the model is
-    scored on, and only people it trained on."""
+def _cohort_sources(model) -> list[tuple[object, dict[str, list[int]], object]]:
+    """[(aligned cache, {identity: [cache index, …]}, align(indices))]: LFW's faces, then, for a model trained on
+    CFP people (``cfp_train_folds``), their frontal and profile photos — the cohort then holds the poses the
+    model is scored on, and only people it trained on. ``align`` is each set's own path (CFP's ends in its
+    fiducials' box)."""
     from training.config import parse_cfp_folds
     from training.data import cfp, lfw
     from training.face.cache import lfw_cache
@@ -363,29 +364,29 @@ def _cohort_sources(model) -> list[tuple[object, dict[str, list[int]]]]:
     lfw_faces: dict[str, list[int]] = {}
     for i, p in enumerate(lfw.all_images()):
         lfw_faces.setdefault(lfw.identity_of(p), []).append(i)
-    sources: list[tuple[object, dict[str, list[int]]]] = [(lfw_cache(model.detector), lfw_faces)]
+    lfw_aligned = lfw_cache(model.detector)
+    sources: list[tuple[object, dict[str, list[int]], object]] = [(lfw_aligned, lfw_faces, lfw_aligned.ensure)]
     cfg = model.meta.get("config", {})
     folds = parse_cfp_folds(cfg.get("cfp_train_folds"))
     if folds:
-        from training.data.train_set import cfp_training_people
+        from training.data.train_set import cfp_training_people, held_out_lfw_folds
 
-        held_out = tuple(k for k in (cfg.get("fold", -1), cfg.get("val_fold", -1)) if k is not None and k >= 0)
-        identity, _ = cfp_training_people(folds, held_out)
+        identity, _ = cfp_training_people(folds, held_out_lfw_folds(cfg))
         cache = cfp.cfp_cache(model.detector)
         faces: dict[str, list[int]] = {}
         for i, p in enumerate(cache.paths):
             if (pid := cfp.identity_of(p)) in identity:
                 faces.setdefault(identity[pid], []).append(i)
-        sources.append((cache, faces))
+        sources.append((cache, faces, lambda idx, c=cache: cfp.align(c, idx, progress=False)))
     return sources
 
 
-def _pick_faces(sources: list[tuple[object, dict[str, list[int]]]], people: set[str], size: int,
+def _pick_faces(sources: list[tuple[object, dict[str, list[int]], object]], people: set[str], size: int,
                 rng: np.random.Generator) -> list[np.ndarray]:
     """Up to 4 faces per person of ``people`` (pooled over the sources: a person in LFW and CFP draws from
     both), ``size`` in all → per source, its sorted cache indices."""
     by_person: dict[str, list[tuple[int, int]]] = {}
-    for k, (_, faces) in enumerate(sources):
+    for k, (_, faces, _) in enumerate(sources):
         for name, idx in faces.items():
             if name in people:
                 by_person.setdefault(name, []).extend((k, i) for i in idx)
@@ -400,10 +401,9 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
     faces and embeds the refinement cohort with the teacher (minutes; cached)."""
     from training.backbones import backbone_info, load_backbone
     from training.backbones.embedding_cache import EmbeddingCache
-    from training.data import cfp
 
     sources = _cohort_sources(model)
-    extra = [name for _, faces in sources[1:] for name in faces]
+    extra = [name for _, faces, _ in sources[1:] for name in faces]
     refine_people, calib_people = cohort_people(seed, extra)
     rng = np.random.default_rng(seed)
     prefix = model.theta(model.generator.emb_mean.numpy()[None])[0]
@@ -411,11 +411,8 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
     out = []
     for people in (refine_people, calib_people):
         crops, kind_crops, n = [], [], 0
-        for (cache, _), picked in zip(sources, _pick_faces(sources, set(people), size, rng)):
-            if cache.dataset == "cfp":
-                cfp.align(cache, picked, progress=False)
-            else:
-                cache.ensure(picked)
+        for (cache, _, align), picked in zip(sources, _pick_faces(sources, set(people), size, rng)):
+            align(picked)
             picked = picked[cache.status[picked] > 0]
             crops.append(np.asarray(cache.crops()[picked]))
             if not out:  # the teacher embeds the refinement half only (its teacher map)

@@ -63,6 +63,7 @@ from training.data.train_set import (
     EvalPairs,
     TrainSet,
     augment,
+    held_out_lfw_folds,
     load_lfw_split,
     random_split,
     with_cfp_people,
@@ -105,9 +106,8 @@ def build_data(cfg: TrainConfig, progress: bool = True) -> tuple:
                           progress=progress, val_fold=cfg.val_fold)
     if not cfg.cfp_folds():
         return data
-    held_out = tuple(k for k in (cfg.fold, cfg.val_fold) if k >= 0)
-    train = with_cfp_people(data[0], cfg.cfp_folds(), held_out, cfg.backbone, cfg.detector, cfg.missing_embeddings,
-                            progress, min_images_per_id=cfg.min_images_per_id)
+    train = with_cfp_people(data[0], cfg.cfp_folds(), held_out_lfw_folds(cfg.to_dict()), cfg.backbone, cfg.detector,
+                            cfg.missing_embeddings, progress, min_images_per_id=cfg.min_images_per_id)
     return (train, *data[1:])
 
 

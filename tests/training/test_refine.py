@@ -173,7 +173,7 @@ def test_a_cfp_trained_models_cohort_adds_its_cfp_training_people_and_keeps_the_
     require_shared("data", "cfp", "Protocol")
     model = SimpleNamespace(detector="dlib", meta={"config": {"fold": 0, "val_fold": 1, "cfp_train_folds": "0,1"}})
     sources = refine._cohort_sources(model)
-    assert [c.dataset for c, _ in sources] == ["lfw", "cfp"]
+    assert [c.dataset for c, _, _ in sources] == ["lfw", "cfp"]
     cfp_faces = sources[1][1]
     assert all(len(v) == 14 for v in cfp_faces.values())  # 10 frontal + 4 profile photos each
     extra = sorted(cfp_faces)

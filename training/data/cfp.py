@@ -152,16 +152,21 @@ def load_names(root: str | Path | None = None) -> dict[str, str]:
     return {f"{k + 1:03d}": name for k, name in enumerate(names)}
 
 
-def lfw_overlap(names: dict[str, str], lfw_folds: list[list[str]]) -> dict[str, int]:
-    """CFP person id → the LFW View 2 people.txt fold of the same name (spaces → underscores, any case),
-    for the CFP people who are in LFW's folds too."""
-    fold_of = {n.lower(): k for k, fold in enumerate(lfw_folds) for n in fold}
+def lfw_matches(names: dict[str, str], lfw_folds: list[list[str]]) -> dict[str, tuple[str, int]]:
+    """CFP person id → (the LFW identity of the same name, its View 2 people.txt fold), for the CFP people who
+    are in LFW's folds too (names matched case-insensitively, spaces as underscores)."""
+    lfw_of = {n.lower(): (n, k) for k, fold in enumerate(lfw_folds) for n in fold}
     out = {}
     for pid, name in names.items():
-        k = fold_of.get("_".join(name.split()).lower())
-        if k is not None:
-            out[pid] = k
+        match = lfw_of.get("_".join(name.split()).lower())
+        if match is not None:
+            out[pid] = match
     return out
+
+
+def lfw_overlap(names: dict[str, str], lfw_folds: list[list[str]]) -> dict[str, int]:
+    """CFP person id → the LFW View 2 people.txt fold of the same name (:func:`lfw_matches`)."""
+    return {pid: k for pid, (_, k) in lfw_matches(names, lfw_folds).items()}
 
 
 def read_fiducials(rel_path: str, root: str | Path | None = None) -> np.ndarray:

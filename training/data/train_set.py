@@ -184,22 +184,23 @@ def cfp_training_people(cfp_folds: tuple[int, ...], held_out_lfw_folds: tuple[in
                         root=None) -> tuple[dict[str, str], list[str]]:
     """(CFP person id → training identity name, the ids left out) for the people of CFP folds ``cfp_folds``.
 
-    People-disjointness across both sets, by name (``training.data.cfp.lfw_overlap``): a CFP person named in
+    People-disjointness across both sets, by name (``training.data.cfp.lfw_matches``): a CFP person named in
     an LFW people.txt fold of ``held_out_lfw_folds`` is left out (LFW evaluates that person); one named in
     another LFW fold gets that LFW name, so his CFP and LFW photos are one identity (a person must not be a
     negative of himself); the others are ``cfp-<id>``."""
     from training.data import cfp, lfw
 
     fold_people = cfp_fold_people(root)
-    people_folds = lfw.load_people_folds()
-    names = cfp.load_names(root)
-    overlap = cfp.lfw_overlap(names, people_folds)
-    lfw_name = {n.lower(): n for f in people_folds for n in f}
+    match = cfp.lfw_matches(cfp.load_names(root), lfw.load_people_folds())
     wanted = sorted(set().union(*(fold_people[k] for k in cfp_folds)))
-    excluded = [pid for pid in wanted if overlap.get(pid, -1) in set(held_out_lfw_folds)]
-    kept = {pid: (lfw_name["_".join(names[pid].split()).lower()] if pid in overlap else f"cfp-{pid}")
-            for pid in wanted if pid not in set(excluded)}
+    excluded = [pid for pid in wanted if pid in match and match[pid][1] in set(held_out_lfw_folds)]
+    kept = {pid: match[pid][0] if pid in match else f"cfp-{pid}" for pid in wanted if pid not in set(excluded)}
     return kept, excluded
+
+
+def held_out_lfw_folds(config: dict) -> tuple[int, ...]:
+    """The LFW people.txt folds a training config keeps out of training: ``fold`` and ``val_fold`` (if any)."""
+    return tuple(k for k in (config.get("fold", -1), config.get("val_fold", -1)) if k is not None and k >= 0)
 
 
 def with_cfp_people(train: TrainSet, cfp_folds: tuple[int, ...], held_out_lfw_folds: tuple[int, ...], backbone: str,
