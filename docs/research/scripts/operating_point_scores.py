@@ -1,0 +1,39 @@
+"""Research: float one-way scores of h's θ and of the refined θ on a model's sets, with each enrolled image's
+scores on the cohort's calibration half — everything an operating-point rule needs, swept offline.
+Usage: python docs/research/scripts/operating_point_scores.py MODEL OUT.npz SET[,SET...] (research log, section 10)"""
+import sys
+import time
+
+import numpy as np
+import torch
+
+from codegen.benchmark import refined_thetas, with_folds
+from training.backbones.base import ARCFACE112
+from training.evaluate import model_pairs, pair_thetas, with_variant
+from training.hypermodel import HyperModel
+from training.refine import linear_tail, load_cohort, pooled_features
+
+model_path, out, sets = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+torch.set_num_threads(1)
+m = HyperModel.load(model_path)
+cohort = load_cohort(m)
+prefix = m.theta(m.generator.emb_mean.numpy()[None])[0]
+res = {"threshold": m.threshold}
+for name in sets:
+    base = with_folds(model_pairs(name, m, 1, False))
+    for variant in ("clean", "gray", "lowres"):
+        t0 = time.time()
+        p = with_variant(base, variant)
+        th = pair_thetas(p, m, False)
+        ref = refined_thetas(p, m, th, cohort)
+        feats = pooled_features(prefix, p.crops[ARCFACE112])
+        lefts = np.unique(p.left)
+        k = f"{name}/{variant}"
+        res[k + "/same"], res[k + "/left"], res[k + "/folds"] = p.same, p.left, p.folds
+        res[k + "/lefts"] = lefts
+        for tag, t in (("h", th), ("ref", ref)):
+            w, b = (x.detach().numpy() for x in linear_tail(torch.as_tensor(np.asarray(t, np.float32))))
+            res[f"{k}/s_{tag}"] = np.einsum("nc,nc->n", feats[p.right], w[p.left]) + b[p.left]
+            res[f"{k}/calib_{tag}"] = (cohort.calib_feats @ w[lefts].T + b[lefts]).T.astype(np.float32)
+        print(k, len(p.same), f"{time.time() - t0:.0f} s", flush=True)
+np.savez_compressed(out, **res)
