@@ -81,37 +81,9 @@ def test_refine_with_a_cohort_file_and_without_any_cohort(model, enroller, tmp_p
     rec = meta.calibration["refine"]
     assert meta.theta_crc32 != plain.theta_crc32 and rec["positives"] == 16 and rec["cohort_size"] > 40
     assert rec["cohort"] == "package faces"
-    # the enrolled face's views move up, above the threshold, and the cohort not up (this cohort is her face's and
-    # Grace Hopper's views: measured 0.58 → 2.27 and 0.27 → 0.25 with the shipped model)
+    # the enrolled face's views move up and the cohort down, relative to the threshold
     assert rec["pos_margin"] - rec["neg_margin"] > rec["pos_margin_h"] - rec["neg_margin_h"] + 0.5
-    assert rec["pos_margin"] > 0 and rec["neg_margin"] <= rec["neg_margin_h"]
-
-
-
-def test_the_default_enrollment_sets_the_users_own_threshold_at_the_shipped_far(model, enroller, tmp_path,
-                                                                                monkeypatch) -> None:
-    """Where the model's cohort file has a calibration half, an enrollment without ``far`` gets the user's own
-    threshold for DEFAULT_FAR (the shipped operating point) on that half, never below the global threshold;
-    ``far=None`` keeps the global one."""
-    from training.calibration import DEFAULT_FAR, calibrate_features
-    from training.refine import Cohort
-
-    monkeypatch.setenv("FACEVERIF_SHARED", str(tmp_path / "no-shared"))
-    c = _package_cohort(model, enroller)
-    c.calib_feats, c.calib_source = c.feats[::-1].copy(), "package faces (calibration)"
-    cohort_file = tmp_path / "cohort.npz"
-    c.save(cohort_file)
-    store = UserStore(tmp_path / "u")
-    meta, _ = enroll_images("d", [skimage.data.astronaut()], store=store, enroller=enroller, cohort_file=cohort_file)
-    cal = meta.calibration
-    assert cal["far_target"] == DEFAULT_FAR and cal["cohort"] == "package faces (calibration)"
-    theta, _ = store.load("d")
-    expect = calibrate_features(theta, Cohort.load(cohort_file, model.model_id).calib_feats, DEFAULT_FAR,
-                                model.threshold, "")
-    assert meta.threshold == pytest.approx(expect.threshold) and meta.threshold >= model.threshold
-    meta, _ = enroll_images("g", [skimage.data.astronaut()], store=store, enroller=enroller, cohort_file=cohort_file,
-                            far=None)
-    assert meta.threshold == model.threshold and meta.calibration["method"] == "global"
+    assert rec["pos_margin"] > 0 > rec["neg_margin"]
 
 
 @pytest.mark.slow
