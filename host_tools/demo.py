@@ -3,12 +3,14 @@
     python -m host_tools.demo                  # a few minutes on 2 cores; reports under runs/demo/
 
 1. **Enroll** the astronaut of scikit-image's ``astronaut()`` (Eileen Collins) from that one photo and
-   ``--enroll-views`` views of it (default 2: the photo and its mirror image) with the hypernetwork shipped
+   ``--enroll-views`` views of it (default 4: the photo, its mirror, and both in grayscale, the boards' cameras)
+   with the hypernetwork shipped
    in the repository (``training.enroll.enroll_images``: dlib detection and alignment, YuNet where dlib
    finds no face, dlib-resnet embeddings averaged, h_gen → θ, θ refined against the model's impostor cohort
    where its file is at hand: the cache, built from the shared folder) into a demo user store
-   (``runs/demo/users``), and report how θ was refined and her threshold: the model's global one, or with
-   ``--far`` her own, calibrated on the cohort file's other half (without the cohort: h's θ and the global one).
+   (``runs/demo/users``), and report how θ was refined and her threshold: her own for ``--far`` (default
+   ``training.calibration.DEFAULT_FAR``, the shipped operating point), calibrated on the cohort file's other
+   half; without the cohort, or with ``--far 0``, the model's global one (and without it h's θ).
 2. **Emit** her verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers, .tflite,
    firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights). The θ is signed
    and the firmware trusts the signing key (docs/signing.md): ``--keys``, else the user's keyring when it
@@ -45,6 +47,7 @@ import numpy as np
 from pvcore.cli import EXIT_CHECK_FAILED, EXIT_OK, fail, setup_logging
 from pvcore.signed import inner_blob
 from pvcore.targets import TARGETS
+from training.calibration import DEFAULT_FAR
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +114,9 @@ class Enrolled:
 
 
 def enroll_person(user_id: str, image_rgb: np.ndarray, store_root: Path, model_path: Path | None,
-                  enroll_views: int = 2, far: float | None = None) -> Enrolled:
+                  enroll_views: int = 4, far: float | None = DEFAULT_FAR) -> Enrolled:
     """training.enroll.enroll_images with the shipped hypernetwork (or ``model_path``): one photo,
-    ``enroll_views`` views of it; with ``far``, her own threshold from the LFW cohort if it is at hand."""
+    ``enroll_views`` views of it; with ``far``, her own threshold from the model's cohort if it is at hand."""
     from pvcore.user_store import UserStore
     from training.enroll import enroll_images, threshold_origin
 
@@ -175,8 +178,8 @@ def run_demo(
     min_agreement: float = 99.5,
     enroll_fn: EnrollFn = enroll_person,
     show_progress: bool = True,
-    enroll_views: int = 2,
-    far: float | None = None,
+    enroll_views: int = 4,
+    far: float | None = DEFAULT_FAR,
     keys: Path | None = None,
 ) -> dict[str, object]:
     from codegen.emit import emit
@@ -297,11 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boards", type=int, default=2, help="QEMU boards sharing the images (default 2)")
     ap.add_argument("--model", type=Path, help="hypermodel file (default: the one shipped in the repository)")
     ap.add_argument("--min-agreement", type=float, default=99.5, help="percent (default 99.5)")
-    ap.add_argument("--enroll-views", type=int, default=2, choices=range(1, 5), metavar="{1..4}",
-                    help="views of the enrollment photo averaged into her θ (default 2: the photo and its mirror)")
-    ap.add_argument("--far", type=float, default=None,
+    ap.add_argument("--enroll-views", type=int, default=4, choices=range(1, 5), metavar="{1..4}",
+                    help="views of the enrollment photo averaged into her θ (default 4: the photo, its mirror "
+                         "and both in grayscale)")
+    ap.add_argument("--far", type=float, default=DEFAULT_FAR,
                     help="her own threshold for this false-accept rate, calibrated on the model's impostor "
-                         "cohort where it is at hand (training.enroll --far; default: the global threshold)")
+                         f"cohort where it is at hand (training.enroll --far; default {DEFAULT_FAR:g}, the shipped "
+                         "operating point; 0: the model's global threshold)")
     ap.add_argument("--keys", type=Path, metavar="DIR",
                     help="the signing keyring (default: $PV_KEYS_DIR or ~/.config/hyperverif-mcu/keys when it has a "
                          "key, else a throwaway key made for this run)")
@@ -323,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_demo(
             args.out, n_views=args.per_person, boards=args.boards, model_path=args.model,
             min_agreement=args.min_agreement, show_progress=not args.no_progress, enroll_views=args.enroll_views,
-            far=args.far, keys=args.keys,
+            far=args.far or None, keys=args.keys,
         )  # fmt: skip
     except (DemoError, EmitError, EnrollError, FlashError, ParityError, LinkError, DeviceError, FaceError,
             HyperModelError, UserStoreError, RuntimeError, OSError) as e:  # fmt: skip

@@ -1,4 +1,4 @@
-"""Enroll a person: ``python -m training.enroll --user alice --image a.jpg [--image b.jpg …] [--far 1e-3]``.
+"""Enroll a person: ``python -m training.enroll --user alice --image a.jpg [--image b.jpg …] [--far 1e-2]``.
 
 Photos → face detection and alignment (the model's detector; a face it misses goes to YuNet) → frozen
 backbone embeddings of each photo and of ``--enroll-views`` augmented views of it → their mean e → θ = h_gen(e)
@@ -12,8 +12,9 @@ docs/research/verifier_experiments_2026-12.md). The cohort is the model's cohort
 cache (``.cache/cohort/<model id>.npz``), or built there from the shared data folder (minutes, once); without
 one (a machine without the shared data) θ stays h's and the tool says so.
 
-The threshold: the hypermodel's global one, or with ``--far F`` the user's own, set by scoring the user's
-f on an impostor cohort so that a share F of strangers would be accepted (``training.calibration``). The
+The threshold: the user's own, set by scoring the user's f on an impostor cohort so that a share F of
+strangers would be accepted (``--far F``, default ``training.calibration.DEFAULT_FAR`` = 0.05, the shipped
+operating point), or with ``--far 0`` the hypermodel's global threshold (``training.calibration``). The
 default cohort (``--cohort model``) is the calibration half of the model's cohort file: other people than
 those θ was refined against, so the promised rate is measured on strangers θ has not seen; ``--cohort lfw``
 takes LFW's aligned faces from the shared data folder, ``--cohort FOLDER`` an image folder. Without a cohort
@@ -36,6 +37,7 @@ import numpy as np
 
 from pvcore.cli import add_user_store_args, fail, setup_logging
 from pvcore.user_store import UserMeta, UserStore, UserStoreError, check_user_id
+from training import calibration
 from training.hypermodel import Enroller, Enrollment, HyperModel, HyperModelError
 from training.refine import add_refine_args
 
@@ -43,20 +45,21 @@ from training.refine import add_refine_args
 def enroll_image(user_id: str, image: np.ndarray | str | Path, model_path: str | Path | None = None,
                  store: UserStore | None = None, force: bool = False,
                  enroller: Enroller | None = None) -> tuple[UserMeta, Enrollment]:
-    """Enroll ``user_id`` from one RGB uint8 image (or an image file) at the global threshold. Raises
+    """Enroll ``user_id`` from one RGB uint8 image (or an image file) at the shipped operating point. Raises
     FaceError, HyperModelError, UserStoreError (UserExists without ``force``) with a message fit for the user."""
     return enroll_images(user_id, [image], model_path, store, force, enroller=enroller)
 
 
 def enroll_images(user_id: str, images: list[np.ndarray | str | Path], model_path: str | Path | None = None,
-                  store: UserStore | None = None, force: bool = False, views: int = 1, far: float | None = None,
+                  store: UserStore | None = None, force: bool = False, views: int = 1,
+                  far: float | None = calibration.DEFAULT_FAR,
                   cohort: str = "model", cohort_size: int = 3000,
                   enroller: Enroller | None = None, refine: bool = True,
                   cohort_file: str | Path | None = None) -> tuple[UserMeta, Enrollment]:
     """Enroll ``user_id`` from several photos (RGB uint8 arrays or files) and ``views`` views of each; with
     ``far``, the user's threshold from the cohort (``"model"``: the model's cohort file, ``"lfw"``, an image
-    folder, or ``"none"``: global); ``refine``: θ refined at enrollment (:func:`refined_theta`; before the
-    threshold is calibrated)."""
+    folder, or ``"none"``: global; ``far`` None: the global threshold); ``refine``: θ refined at enrollment
+    (:func:`refined_theta`; before the threshold is calibrated)."""
     from training.face.pipeline import read_image_rgb
 
     check_user_id(user_id)
@@ -119,7 +122,6 @@ def user_calibration(theta: np.ndarray, far: float, model: HyperModel, cohort: s
     import logging
 
     from pvcore.paths import SharedDataMissing
-    from training import calibration
 
     log = logging.getLogger(__name__)
     if cohort == "none":
@@ -156,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="a photo with one face; repeat for several photos of the person (their mean enrolls)")
     ap.add_argument("--enroll-views", type=int, default=1, choices=range(1, 5), metavar="{1..4}",
                     help="views of each photo: 1 the photo, 2 + its mirror, 3 + grayscale, 4 + grayscale mirror")
-    ap.add_argument("--far", type=float, default=None,
-                    help="the user's own threshold for this false-accept rate (e.g. 1e-3), from an impostor "
-                         "cohort; default: the hypermodel's global threshold")
+    ap.add_argument("--far", type=float, default=calibration.DEFAULT_FAR,
+                    help="the user's own threshold for this false-accept rate (e.g. 1e-2), from an impostor "
+                         f"cohort (default {calibration.DEFAULT_FAR:g}, the shipped operating point; without a "
+                         "cohort at hand, and with 0, the hypermodel's global threshold)")
     ap.add_argument("--cohort", default="model",
                     help="impostor cohort for --far: 'model' (the calibration half of the model's cohort file; "
                          "default), 'lfw' (the shared folder's LFW), an image folder "
@@ -177,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     for image in args.image:
         if not image.is_file():
             fail(f"image not found: {image}")
-    if args.far is not None and not 0.0 < args.far < 1.0:
-        fail(f"--far must be a rate in (0, 1), e.g. 1e-3; got {args.far}")
+    if not 0.0 <= args.far < 1.0:
+        fail(f"--far must be a rate in [0, 1) (0: the global threshold), e.g. 1e-2; got {args.far}")
     try:
         meta, res = enroll_images(args.user, args.image, args.model, UserStore(args.users), args.force,
-                                  args.enroll_views, args.far, args.cohort, args.cohort_size, refine=args.refine,
-                                  cohort_file=args.cohort_file)
+                                  args.enroll_views, args.far or None, args.cohort, args.cohort_size,
+                                  refine=args.refine, cohort_file=args.cohort_file)
     except (FaceError, HyperModelError, UserStoreError) as e:
         fail(str(e))
     if args.json:

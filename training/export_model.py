@@ -1,7 +1,8 @@
 """Export a trained hypernetwork for shipping: ``python -m training.export_model RUN_DIR/model_final.pt OUT.pt``.
 
 Keeps what enrollment needs (h_gen's weights, the embedding standardization, the config, the arch
-hash, the operating threshold, the final held-out evaluation) and stores the weights in float16, which
+hash, the operating threshold, the final held-out evaluation; with ``--cohort-stats`` the impostor cohort's
+statistics for machines without the cohort file) and stores the weights in float16, which
 halves the file (the repository ships ≤ 10 MB). θ computed from the float16 weights differs from the
 float32 one by ~1e-3 relative; every θ is generated from the exported file, so training-time and
 shipped behaviour are measured separately (the export prints the held-out accuracy of both).
@@ -19,7 +20,11 @@ from pvcore.atomic import atomic_write
 from pvcore.cli import fail, setup_logging
 
 
-def export(src: Path, dst: Path) -> int:
+def export(src: Path, dst: Path, cohort_stats: bool = False) -> int:
+    """Write ``dst`` from ``src``; with ``cohort_stats``, also the statistics of the model's impostor cohort
+    (``training.refine.Cohort.stats``: each half's feature mean and covariance and the teacher map, 0.2 MB), so that
+    enrollment refines θ and sets the user's threshold on a machine without the cohort file. Needs the shared data
+    folder then (the cohort is built from it). Returns the file's size."""
     ck = torch.load(src, map_location="cpu", weights_only=False)
     if not isinstance(ck, dict) or "model" not in ck:
         raise ValueError(f"{src}: not a model_final.pt of training.train")
@@ -36,6 +41,8 @@ def export(src: Path, dst: Path) -> int:
     # the standardization buffers stay float32: they are tiny and the input scale matters
     out["model"] = {k: (v if "emb_" in k else v.half()) for k, v in ck["model"].items()}
     out["exported_from"] = str(src)
+    if cohort_stats:
+        out["cohort_stats"] = _cohort_stats(out)
     buf = io.BytesIO()
     torch.save(out, buf)
     data = buf.getvalue()
@@ -43,19 +50,39 @@ def export(src: Path, dst: Path) -> int:
     return len(data)
 
 
+def _cohort_stats(out: dict) -> dict:
+    """``training.refine.build_cohort(model).stats()`` of the model ``out`` (the cohort's features depend on the
+    weights only, not on the file's id)."""
+    import tempfile
+
+    from training.hypermodel import HyperModel
+    from training.refine import build_cohort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        torch.save(out, path)
+        return build_cohort(HyperModel.load(path)).stats()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export_model", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", type=Path, help="model_final.pt written by training.train (or a checkpoints/last.pt)")
     ap.add_argument("dst", type=Path, help="output file (e.g. training/pretrained/hgen_dlib_lfw.pt)")
+    ap.add_argument("--cohort-stats", action="store_true",
+                    help="also store the impostor cohort's statistics (feature mean and covariance of each half, the "
+                         "teacher map), so that enrollment refines θ and calibrates without the cohort file (needs the "
+                         "shared data folder; the shipped model has them)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
     if not args.src.is_file():
         fail(f"not found: {args.src}")
+    from pvcore.paths import SharedDataMissing
+
     try:
-        n = export(args.src, args.dst)
-    except ValueError as e:
+        n = export(args.src, args.dst, args.cohort_stats)
+    except (ValueError, SharedDataMissing) as e:
         fail(str(e))
     print(f"wrote {args.dst}: {n / 1e6:.2f} MB")
     return 0

@@ -320,6 +320,35 @@ class Cohort:
                             calib_source=self.calib_source)
         atomic_write_bytes(path, buf.getvalue())
 
+    def stats(self) -> dict:
+        """What a machine without the cohort file needs of it (:meth:`from_stats`): each half's mean and covariance
+        of the pooled features, the teacher map, the sources — aggregate statistics like h's own embedding mean
+        and spread, not faces or per-face features (the file is derived from the shared data and never ships)."""
+        if self.calib_feats is None:
+            raise ValueError("the cohort has no calibration half")
+        f, c = (np.asarray(x, np.float64) for x in (self.feats, self.calib_feats))
+        return {"feats_mean": f.mean(0), "feats_cov": np.cov(f.T), "calib_mean": c.mean(0), "calib_cov": np.cov(c.T),
+                "tmap": np.asarray(self.tmap, np.float64), "size": [len(f), len(c)], "source": self.source,
+                "calib_source": self.calib_source}
+
+    @classmethod
+    def from_stats(cls, stats: dict, model_id: str, seed: int = 0) -> Cohort:
+        """A cohort drawn from :meth:`stats`: as many faces' pooled features as the file held, from a Gaussian with
+        each half's mean and covariance (f after the pool is linear, so a user's logits on them are Gaussian with
+        the real cohort's mean and spread; on the validation folds refinement and the user's threshold on such a
+        cohort gave the real one's FAR/FRR within a point or two: research log, section 10)."""
+        rng = np.random.default_rng(seed)
+
+        def draw(mean, cov, n):
+            return rng.multivariate_normal(np.asarray(mean, np.float64), np.asarray(cov, np.float64), size=int(n),
+                                           method="cholesky").astype(np.float32)
+
+        n_ref, n_cal = stats["size"]
+        how = "drawn from the mean and covariance, stored in the model file, of"
+        return cls(draw(stats["feats_mean"], stats["feats_cov"], n_ref), np.asarray(stats["tmap"], np.float64),
+                   model_id, f"{how} {stats['source']}", draw(stats["calib_mean"], stats["calib_cov"], n_cal),
+                   f"{how} {stats['calib_source']}")
+
     @classmethod
     def load(cls, path, model_id: str) -> Cohort:
         with np.load(path) as z:
@@ -435,7 +464,9 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
 
 def load_cohort(model, path=None) -> Cohort:
     """The model's cohort: ``path``, else the cache file (``.cache/cohort/<model id>.npz``), else built from
-    the shared folder and cached. NoCohort when none of these is at hand."""
+    the shared folder and cached, else drawn from the cohort statistics the model file carries
+    (:meth:`Cohort.from_stats`; ``training.export_model --cohort-stats``). NoCohort when none of these is at
+    hand."""
     from pvcore.paths import SharedDataMissing
 
     if path is not None:
@@ -446,6 +477,9 @@ def load_cohort(model, path=None) -> Cohort:
     try:
         c = build_cohort(model)
     except SharedDataMissing as e:
+        if model.meta.get("cohort_stats") is not None:
+            log.info("no cohort file and no shared data folder (%s): the cohort drawn from the model's statistics", e)
+            return Cohort.from_stats(model.meta["cohort_stats"], model.model_id)
         raise NoCohort(f"no impostor cohort for refinement ({e}); pass a cohort file built with "
                        "`python -m training.refine --build-cohort` on a machine with the shared data") from None
     c.save(cohort_path(model))

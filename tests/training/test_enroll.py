@@ -66,7 +66,16 @@ def test_export_half_precision_gives_nearly_the_same_theta(model_file, tmp_path)
     e = np.random.default_rng(1).normal(size=(4, 128)).astype(np.float32)
     ta, tb = a.theta(e), b.theta(e)
     assert np.abs(ta - tb).max() <= 2e-2 * np.abs(ta).max()
-    assert a.model_id != b.model_id
+    assert a.model_id != b.model_id and "cohort_stats" not in b.meta
+
+
+def test_export_with_cohort_stats_needs_the_shared_folder(model_file, tmp_path, monkeypatch):
+    from training.export_model import main
+
+    monkeypatch.setenv("FACEVERIF_SHARED", str(tmp_path / "no-shared"))
+    with pytest.raises(SystemExit) as e:
+        main([str(model_file), str(tmp_path / "y.pt"), "--cohort-stats"])
+    assert e.value.code != 0 and not (tmp_path / "y.pt").exists()  # nothing half-written
 
 
 def test_enroll_then_verify(model_file, faces, tmp_path, capsys):

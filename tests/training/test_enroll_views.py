@@ -72,7 +72,7 @@ def test_several_photos_average_into_one_theta(enroller: Enroller, tmp_path: Pat
     assert not np.array_equal(two.theta, one.theta)
     assert np.allclose(np.corrcoef(two.embedding, mean_embedding(emb))[0, 1], 1.0, atol=1e-2)
     meta, _ = enroll_images("astro2", [astro, astro[:, ::-1].copy()], store=UserStore(tmp_path), views=2,
-                            enroller=enroller, refine=False)
+                            enroller=enroller, refine=False, far=None)
     assert meta.n_photos == 2 and meta.calibration == {"method": "global"}
     assert meta.threshold == enroller.model.threshold
 
@@ -104,7 +104,14 @@ def test_enroll_cli_several_photos_and_no_cohort(tmp_path: Path) -> None:
     assert meta["n_photos"] == 2 and meta["calibration"] == {"method": "global"}
     r = subprocess.run([sys.executable, "-m", "training.enroll", "--user", "x", "--users", str(tmp_path / "u"),
                         "--image", str(a), "--far", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "--far must be a rate in (0, 1)" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode != 0 and "--far must be a rate in [0, 1)" in r.stderr and "Traceback" not in r.stderr
+    # --far 0: the global threshold, cohort or not
+    r = subprocess.run([sys.executable, "-m", "training.enroll", "--user", "astro0", "--users", str(tmp_path / "u"),
+                        "--image", str(a), "--far", "0", "--no-refine", "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(r.stdout)
+    assert meta["calibration"] == {"method": "global"} and meta["threshold"] == HyperModel.load().threshold
 
 
 @pytest.mark.slow
