@@ -19,7 +19,7 @@ def test_refined_enrollment_and_own_thresholds_on_unseen_people() -> None:
     h = run_study(None, [1], [1], 1e-2, 3000, progress=False, refine=False)["results"][0]
     r = run_study(None, [1], [1], 1e-2, 3000, progress=False)["results"][0]
     assert h["users"] == r["users"] == 36 and h["impostor"] == r["impostor"]
-    assert h["auc"] == pytest.approx(0.9234, abs=2e-3) and r["auc"] >= h["auc"] + 0.03
-    assert r["frr_calibrated"] <= h["frr_calibrated"] - 0.2  # 43.7 vs 72.2 %
+    assert h["auc"] == pytest.approx(0.9085, abs=2e-3) and r["auc"] >= h["auc"] + 0.03  # measured 0.9548
+    assert r["frr_calibrated"] <= h["frr_calibrated"] - 0.2  # 42.0 vs 74.4 %
     for row in (h, r):  # the asked 1 %, on people neither cohort holds
         assert 0.007 <= row["far_calibrated"] <= 0.013

@@ -3,7 +3,8 @@ that neither was trained on (slow: aligns and embeds fold 0's ~1,100 images with
 
 - hgen_dlib_lfw_val1.pt: the run of training/configs/lfw_dlib_fold0_val1.toml, kept by its validation
   fold (fold 1): ≥ 90 % symmetric accuracy on the held-out fold 0 (measured 92.67 %).
-- hgen_dlib_lfw.pt (the default, the demo's): ≥ 89 % (measured 89.83 %)."""
+- hgen_dlib_lfw.pt (the default, the demo's; trained on LFW's other folds and CFP folds 0–4 with gray
+  views): ≥ 91 % (measured 91.83 %)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def fold0() -> PairSet:
     return p
 
 
-@pytest.mark.parametrize("name,floor", [("hgen_dlib_lfw_val1.pt", 0.90), ("hgen_dlib_lfw.pt", 0.89)])
+@pytest.mark.parametrize("name,floor", [("hgen_dlib_lfw_val1.pt", 0.90), ("hgen_dlib_lfw.pt", 0.91)])
 def test_held_out_fold_accuracy(fold0: PairSet, name: str, floor: float) -> None:
     m = HyperModel.load(DEFAULT_MODEL.parent / name)
     assert int(m.meta["config"]["fold"]) == 0 and m.meta["config"]["personal_from"] == "pool"
