@@ -1,6 +1,7 @@
 """Research: float one-way scores of h's θ and of the refined θ on a model's sets, with each enrolled image's
 scores on the cohort's calibration half — everything an operating-point rule needs, swept offline.
-Usage: python docs/research/scripts/operating_point_scores.py MODEL OUT.npz SET[,SET...] (research log, section 10)"""
+Usage: python docs/research/scripts/operating_point_scores.py MODEL OUT.npz SET[,SET...] [drawn]
+(research log, section 10; ``drawn``: the cohort drawn from its statistics, as a machine without the file has it)"""
 import sys
 import time
 
@@ -11,12 +12,14 @@ from codegen.benchmark import refined_thetas, with_folds
 from training.backbones.base import ARCFACE112
 from training.evaluate import model_pairs, pair_thetas, with_variant
 from training.hypermodel import HyperModel
-from training.refine import linear_tail, load_cohort, pooled_features
+from training.refine import Cohort, linear_tail, load_cohort, pooled_features
 
 model_path, out, sets = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 torch.set_num_threads(1)
 m = HyperModel.load(model_path)
 cohort = load_cohort(m)
+if sys.argv[4:] == ["drawn"]:
+    cohort = Cohort.from_stats(cohort.stats(), m.model_id)
 prefix = m.theta(m.generator.emb_mean.numpy()[None])[0]
 res = {"threshold": m.threshold}
 for name in sets:
