@@ -30,7 +30,7 @@ Rows, on the same pairs (a, b), a the enrolled photo and b the probe:
 
 Metrics per row: 10-fold accuracy ± std (each fold's threshold chosen on the other 9), ROC AUC, TAR at
 FAR 1e-2 and 1e-3 (``training.eval.metrics``), and FAR and FRR at two operating points: the model's global
-threshold for (a)–(c), (f), (g) (what a user enrolled without a cohort gets), and for the baselines (d), (e),
+threshold for (a)–(c), (f), (g) (what `training.enroll --far 0` gives), and for the baselines (d), (e),
 which ship no threshold, each fold's threshold chosen on the other 9 folds; and for (a), (b), (f), (g) at each
 enrolled user's own threshold for ``--far`` (default ``training.calibration.DEFAULT_FAR``: the shipped operating
 point, (f) at it is what ``training.enroll`` ships), calibrated as ``training.enroll --far`` does on the
@@ -338,7 +338,7 @@ def markdown(result: dict) -> str:
         "(f), (g): (a), (b) with θ_a refined at enrollment against the model's impostor cohort (what "
         "`training.enroll` does by default). "
         "Accuracy: 10-fold, each fold's threshold chosen on the other 9 (a set's own line names other folds). "
-        "FAR/FRR: at the model's global threshold (what a user enrolled without a cohort gets) for "
+        "FAR/FRR: at the model's global threshold (what `training.enroll --far 0` gives) for "
         "(a)–(c), (f), (g); for (d), (e), which ship no threshold, at each fold's threshold chosen on the other 9 "
         "folds. At the user's threshold: each enrolled image's θ calibrated for the target FAR on the calibration "
         "half of the model's cohort (people outside the evaluated folds and the refinement cohort; "

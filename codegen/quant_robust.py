@@ -308,6 +308,8 @@ def write_model(model_path: Path, theta: torch.Tensor, dest: Path, summary: dict
         raise ValueError(f"{model_path}: no {key} in the state dict")
     ck["model"][key] = theta.to(ck["model"][key].dtype).clone()
     ck["quant_robust"] = {"from": model_path.name, **summary}
+    # the cohort statistics describe the old prefix's features: training.export_model --cohort-stats rebuilds them
+    ck.pop("cohort_stats", None)
     buf = io.BytesIO()
     torch.save(ck, buf)
     atomic_write_bytes(dest, buf.getvalue())

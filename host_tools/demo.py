@@ -6,11 +6,11 @@
    ``--enroll-views`` views of it (default 4: the photo, its mirror, and both in grayscale, the boards' cameras)
    with the hypernetwork shipped
    in the repository (``training.enroll.enroll_images``: dlib detection and alignment, YuNet where dlib
-   finds no face, dlib-resnet embeddings averaged, h_gen → θ, θ refined against the model's impostor cohort
-   where its file is at hand: the cache, built from the shared folder) into a demo user store
-   (``runs/demo/users``), and report how θ was refined and her threshold: her own for ``--far`` (default
-   ``training.calibration.DEFAULT_FAR``, the shipped operating point), calibrated on the cohort file's other
-   half; without the cohort, or with ``--far 0``, the model's global one (and without it h's θ).
+   finds no face, dlib-resnet embeddings averaged, h_gen → θ, θ refined against the model's impostor cohort:
+   its file in the cache, built from the shared folder, or without those drawn from the statistics the model
+   file carries) into a demo user store (``runs/demo/users``), and report how θ was refined and her threshold:
+   her own for ``--far`` (default ``training.calibration.DEFAULT_FAR``, the shipped operating point), calibrated
+   on the cohort's other half; with ``--far 0`` the model's global one.
 2. **Emit** her verifier for ``cortex-m-qemu`` and ``esp32`` (``codegen.emit``: θ blob, C headers, .tflite,
    firmware projects; both run the 16x8 θ by default: int16 activations, int8 weights). The θ is signed
    and the firmware trusts the signing key (docs/signing.md): ``--keys``, else the user's keyring when it
@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(quiet=True)
     if args.per_person < 1 or args.boards < 1:
         ap.error("--per-person and --boards must be ≥ 1")
+    if not 0.0 <= args.far < 1.0:
+        ap.error(f"--far must be a rate in [0, 1) (0: the global threshold), e.g. 0.01; got {args.far}")
     from codegen.emit import EmitError
     from host_tools.enroll import EnrollError
     from host_tools.flash import FlashError

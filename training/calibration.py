@@ -10,14 +10,14 @@ people, and the threshold is set where the chosen share of them would be accepte
 - ``znorm``: otherwise μ + σ · Φ⁻¹(1 − FAR) of the cohort's logits (Z-norm), a Gaussian extrapolation of
   the tail that a small cohort cannot measure.
 
-The threshold never goes below the global one (``floor``): calibration may only make a user stricter, so a
-user whose cohort happens to be easy keeps at least the shipped operating point.
+The threshold never goes below the global one (``floor``): calibration may only make a user stricter than the
+model's global threshold.
 
-The cohort must not hold the user: the calibration half of the model's cohort file (pooled features of LFW
-faces of people outside the evaluation folds and outside the refinement cohort, built into the cache from
-the shared folder: :func:`calibrate_features`), LFW's aligned crops minus the people the caller excludes (the
-user's own name, or the people of an evaluation fold), or any image folder. Without any of these,
-enrollment keeps the global threshold.
+The cohort must not hold the user: the calibration half of the model's cohort (pooled features of faces of
+training people outside the evaluation folds and outside the refinement cohort, built into the cache from the
+shared folder, or drawn from the statistics the model file carries: :func:`calibrate_features`), LFW's aligned
+crops minus the people the caller excludes (the user's own name, or the people of an evaluation fold), or any
+image folder. Without any of these, enrollment keeps the global threshold.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ DEFAULT_COHORT_SIZE = 3000
 # for this false-accept rate (``training.enroll --far``; 0 keeps the global threshold). Chosen on the
 # validation folds (LFW fold 1, CFP fold 4; docs/research/verifier_experiments_2026-12.md, section 10): the
 # strictest rate at which the users' false-reject rate on LFW stays near 30 % in every camera variant;
-# 0.02 rejects 40–52 % of genuine attempts there, the global threshold admits 16–24 % of strangers.
+# 0.02 rejects 39–52 % of genuine attempts there, the global threshold admits 16–24 % of strangers.
 DEFAULT_FAR = 0.05
 MIN_TAIL = 10  # cohort faces that must lie above an empirical threshold for it to be trusted
 

@@ -10,15 +10,17 @@ head, then a short logistic regression of the tail on views of the photos agains
 fold 1, the validation fold: one-way accuracy 88.3 → 91.3 %, AUC 0.940 → 0.963;
 docs/research/verifier_experiments_2026-12.md). The cohort is the model's cohort file: ``--cohort-file``, the
 cache (``.cache/cohort/<model id>.npz``), or built there from the shared data folder (minutes, once); without
-one (a machine without the shared data) θ stays h's and the tool says so.
+them (a machine without the shared data) a cohort drawn from the statistics the model file carries
+(``training.export_model --cohort-stats``; the shipped model has them), and for a model without those θ stays h's
+and the tool says so.
 
 The threshold: the user's own, set by scoring the user's f on an impostor cohort so that a share F of
 strangers would be accepted (``--far F``, default ``training.calibration.DEFAULT_FAR`` = 0.05, the shipped
 operating point), or with ``--far 0`` the hypermodel's global threshold (``training.calibration``). The
 default cohort (``--cohort model``) is the calibration half of the model's cohort file: other people than
 those θ was refined against, so the promised rate is measured on strangers θ has not seen; ``--cohort lfw``
-takes LFW's aligned faces from the shared data folder, ``--cohort FOLDER`` an image folder. Without a cohort
-at hand the global threshold is kept and the tool says so.
+takes LFW's aligned faces from the shared data folder, ``--cohort FOLDER`` an image folder. Without any cohort
+the global threshold is kept and the tool says so.
 
 Without ``--model`` the hypernetwork shipped in the repository is used (dlib-resnet backbone, dlib
 detector: no shared data folder needed). ``--aligned`` takes an already aligned 112×112 crop (the
@@ -62,6 +64,7 @@ def enroll_images(user_id: str, images: list[np.ndarray | str | Path], model_pat
     (:func:`refined_theta`; before the threshold is calibrated)."""
     from training.face.pipeline import read_image_rgb
 
+    far = far or None  # 0: the global threshold, as on the command line
     check_user_id(user_id)
     store = store or UserStore()
     if store.exists(user_id) and not force:  # refuse before the costly part

@@ -22,7 +22,7 @@ from pvcore.cli import fail, setup_logging
 
 def export(src: Path, dst: Path, cohort_stats: bool = False) -> int:
     """Write ``dst`` from ``src``; with ``cohort_stats``, also the statistics of the model's impostor cohort
-    (``training.refine.Cohort.stats``: each half's feature mean and covariance and the teacher map, 0.2 MB), so that
+    (``training.refine.Cohort.stats``: each half's feature mean and covariance and the teacher map, 0.25 MB), so that
     enrollment refines θ and sets the user's threshold on a machine without the cohort file. Needs the shared data
     folder then (the cohort is built from it). Returns the file's size."""
     ck = torch.load(src, map_location="cpu", weights_only=False)
@@ -37,7 +37,8 @@ def export(src: Path, dst: Path, cohort_stats: bool = False) -> int:
               # no one-way threshold was measured: the last evaluation's (symmetric-score) best threshold
               "threshold": float(evals[-1]["best_threshold"]) if evals else 0.0,
               "eval": evals[-1] if evals else None, "stopped_at_step": int(ck["next_step"])}
-    out = {k: v for k, v in ck.items() if k != "model"}
+    # cohort statistics are recomputed or left out: inherited ones may describe another prefix's features
+    out = {k: v for k, v in ck.items() if k not in ("model", "cohort_stats")}
     # the standardization buffers stay float32: they are tiny and the input scale matters
     out["model"] = {k: (v if "emb_" in k else v.half()) for k, v in ck["model"].items()}
     out["exported_from"] = str(src)

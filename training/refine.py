@@ -285,7 +285,8 @@ COHORT_EXCLUDED_FOLDS = (0, 1)  # LFW people.txt folds never in a cohort: the re
 
 
 class NoCohort(RuntimeError):
-    """No impostor cohort at hand (no cohort file and no shared data folder to build one)."""
+    """No impostor cohort at hand (no cohort file, no shared data folder to build one, and no cohort statistics in
+    the model file)."""
 
 
 @dataclass
@@ -327,9 +328,11 @@ class Cohort:
         if self.calib_feats is None:
             raise ValueError("the cohort has no calibration half")
         f, c = (np.asarray(x, np.float64) for x in (self.feats, self.calib_feats))
-        return {"feats_mean": f.mean(0), "feats_cov": np.cov(f.T), "calib_mean": c.mean(0), "calib_cov": np.cov(c.T),
-                "tmap": np.asarray(self.tmap, np.float64), "size": [len(f), len(c)], "source": self.source,
-                "calib_source": self.calib_source}
+        arrays = {"feats_mean": f.mean(0), "feats_cov": np.cov(f.T), "calib_mean": c.mean(0), "calib_cov": np.cov(c.T),
+                  "tmap": np.asarray(self.tmap, np.float64)}
+        # tensors, not numpy arrays: the model file stays loadable with torch.load(weights_only=True)
+        return {**{k: torch.from_numpy(v) for k, v in arrays.items()}, "size": [len(f), len(c)],
+                "source": self.source, "calib_source": self.calib_source}
 
     @classmethod
     def from_stats(cls, stats: dict, model_id: str, seed: int = 0) -> Cohort:
@@ -340,8 +343,9 @@ class Cohort:
         rng = np.random.default_rng(seed)
 
         def draw(mean, cov, n):
+            # eigh: a dead feature channel (a singular covariance) draws zeros there instead of failing
             return rng.multivariate_normal(np.asarray(mean, np.float64), np.asarray(cov, np.float64), size=int(n),
-                                           method="cholesky").astype(np.float32)
+                                           method="eigh").astype(np.float32)
 
         n_ref, n_cal = stats["size"]
         how = "drawn from the mean and covariance, stored in the model file, of"

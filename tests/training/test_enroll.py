@@ -69,13 +69,15 @@ def test_export_half_precision_gives_nearly_the_same_theta(model_file, tmp_path)
     assert a.model_id != b.model_id and "cohort_stats" not in b.meta
 
 
-def test_export_with_cohort_stats_needs_the_shared_folder(model_file, tmp_path, monkeypatch):
+def test_export_with_cohort_stats_needs_the_shared_folder(model_file, tmp_path, monkeypatch, capsys):
     from training.export_model import main
 
     monkeypatch.setenv("FACEVERIF_SHARED", str(tmp_path / "no-shared"))
     with pytest.raises(SystemExit) as e:
         main([str(model_file), str(tmp_path / "y.pt"), "--cohort-stats"])
     assert e.value.code != 0 and not (tmp_path / "y.pt").exists()  # nothing half-written
+    err = capsys.readouterr().err
+    assert "FACEVERIF_SHARED" in err and "Traceback" not in err
 
 
 def test_enroll_then_verify(model_file, faces, tmp_path, capsys):

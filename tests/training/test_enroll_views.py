@@ -105,13 +105,15 @@ def test_enroll_cli_several_photos_and_no_cohort(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "training.enroll", "--user", "x", "--users", str(tmp_path / "u"),
                         "--image", str(a), "--far", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "--far must be a rate in [0, 1)" in r.stderr and "Traceback" not in r.stderr
-    # --far 0: the global threshold, cohort or not
+    # --far 0: the global threshold for a refined θ too (the cohort file, or the one drawn from the model's
+    # statistics on a machine without the shared folder)
     r = subprocess.run([sys.executable, "-m", "training.enroll", "--user", "astro0", "--users", str(tmp_path / "u"),
-                        "--image", str(a), "--far", "0", "--no-refine", "--json"],
+                        "--image", str(a), "--far", "0", "--json"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     meta = json.loads(r.stdout)
-    assert meta["calibration"] == {"method": "global"} and meta["threshold"] == HyperModel.load().threshold
+    assert meta["calibration"]["method"] == "global" and "skipped" not in meta["calibration"]["refine"]
+    assert "far_target" not in meta["calibration"] and meta["threshold"] == HyperModel.load().threshold
 
 
 @pytest.mark.slow

@@ -281,6 +281,26 @@ def test_refinement_separates_unseen_people_better_than_h(model) -> None:
     assert a_r > a_h + 0.01, (a_h, a_r)  # measured: 0.928 → 0.955
 
 
+def test_cohort_statistics_travel_in_a_weights_only_file_and_draw_the_same_cohort(model, enroller, tmp_path) -> None:
+    """Cohort.stats() → the model file (tensors: loadable with weights_only=True) → Cohort.from_stats: a seeded
+    cohort of the file's sizes, float32, with the halves' means and covariances."""
+    c = _package_cohort(model, enroller)
+    c.calib_feats, c.calib_source = c.feats[::-1].copy() + 100.0, "package faces (calibration)"
+    torch.save({"cohort_stats": c.stats()}, tmp_path / "m.pt")
+    st = torch.load(tmp_path / "m.pt", weights_only=True)["cohort_stats"]
+    a, b = refine.Cohort.from_stats(st, model.model_id), refine.Cohort.from_stats(st, model.model_id)
+    assert np.array_equal(a.feats, b.feats) and np.array_equal(a.calib_feats, b.calib_feats)
+    assert a.feats.shape == c.feats.shape and a.calib_feats.shape == c.calib_feats.shape
+    assert a.feats.dtype == a.calib_feats.dtype == np.float32 and np.array_equal(a.tmap, c.tmap)
+    assert a.model_id == model.model_id and a.calib_source.endswith("package faces (calibration)")
+    spread = c.feats.std(0) + 1e-6
+    assert np.abs(a.calib_feats.mean(0) - c.calib_feats.mean(0)).max() < np.abs(
+        c.calib_feats.mean(0) - c.feats.mean(0)).max()  # each half keeps its own mean
+    assert (np.abs(a.feats.mean(0) - c.feats.mean(0)) / spread).max() < 0.6  # 62 draws of each
+    with pytest.raises(ValueError, match="calibration half"):
+        _package_cohort(model, enroller).stats()
+
+
 @pytest.mark.slow
 def test_the_shipped_models_cohort_statistics_are_those_of_its_cohort(model) -> None:
     """``training.export_model --cohort-stats`` stored them: each half's feature mean and covariance and the teacher
