@@ -141,7 +141,7 @@ def main_pairs(args: argparse.Namespace) -> int:
     """--model: the held-out LFW pairs of each model in the integer arithmetic (and the float f beside)."""
     from pvcore.paths import REPO_ROOT, SharedDataMissing
     from training.backbones.base import ARCFACE112
-    from training.eval.metrics import VerificationReport
+    from training.eval.metrics import VerificationReport, interleaved_folds
     from training.evaluate import directed_logits, directions, fold_subset, lfw_pairs, pair_scores, pair_thetas
     from training.hypermodel import HyperModel, HyperModelError
 
@@ -161,7 +161,7 @@ def main_pairs(args: argparse.Namespace) -> int:
             lg_f = directed_logits(sub, m, rows, cols, progress, thetas=thetas, mirror=args.views == 2)
             n = len(sub.left)
             sc = pair_scores(lg_q[:n] if args.one_way else lg_q, n, args.one_way)
-            report = VerificationReport.from_scores(sc, sub.same, np.arange(len(sc)) % 10)
+            report = VerificationReport.from_scores(sc, sub.same, interleaved_folds(len(sc)))
             a = int8_agreement(lg_f, lg_q, m.threshold)
             results.append({"model": str(path), "model_id": m.model_id, "fold": fold, "scheme": kind,
                             "views": args.views, "one_way": args.one_way, **report.to_dict(), "int8_vs_float": a})

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from training.backbones.base import ARCFACE112
+    from training.eval.metrics import interleaved_folds
     from training.evaluate import lfw_pairs, pair_thetas
     from training.hypermodel import HyperModel
     from training.refine import (
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fold not in held:
             raise SystemExit(f"fold {args.fold} was seen by this model (held out: {sorted(held)})")
         pairs = lfw_pairs("view2", model.detector, fold=args.fold, progress=False)
-        pairs.folds = np.arange(len(pairs.same)) % 10
+        pairs.folds = interleaved_folds(len(pairs.same))
         groups = {f"lfw-fold{args.fold}": np.ones(len(pairs.same), bool)}
     else:  # CFP-FF and CFP-FP together: a frontal photo enrolled in both is refined and quantized once
         from training.evaluate import model_pairs

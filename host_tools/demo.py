@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_demo(
             args.out, n_views=args.per_person, boards=args.boards, model_path=args.model,
             min_agreement=args.min_agreement, show_progress=not args.no_progress, enroll_views=args.enroll_views,
-            far=args.far or None, keys=args.keys,
+            far=args.far, keys=args.keys,
         )  # fmt: skip
     except (DemoError, EmitError, EnrollError, FlashError, ParityError, LinkError, DeviceError, FaceError,
             HyperModelError, UserStoreError, RuntimeError, OSError) as e:  # fmt: skip

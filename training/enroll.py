@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--far must be a rate in [0, 1) (0: the global threshold), e.g. 1e-2; got {args.far}")
     try:
         meta, res = enroll_images(args.user, args.image, args.model, UserStore(args.users), args.force,
-                                  args.enroll_views, args.far or None, args.cohort, args.cohort_size,
+                                  args.enroll_views, args.far, args.cohort, args.cohort_size,
                                   refine=args.refine, cohort_file=args.cohort_file)
     except (FaceError, HyperModelError, UserStoreError) as e:
         fail(str(e))

@@ -40,7 +40,7 @@ from training.backbones import available_backbones, backbone_info, load_backbone
 from training.backbones.base import ARCFACE112, DLIB150, mirrored
 from training.backbones.embedding_cache import EmbeddingCache
 from training.data.variants import VARIANTS
-from training.eval.metrics import VerificationReport
+from training.eval.metrics import VerificationReport, interleaved_folds
 from training.eval.plots import save_roc_png, save_score_histogram_png
 
 if TYPE_CHECKING:  # for annotations only: the functions import torch where they use it, as before
@@ -156,7 +156,7 @@ def cfp_pairs(protocol: str, detector: str = "dlib", workers: int = 2, progress:
     info["alignment"] = cfp.align(cache, idx, workers, progress)
     out = _cached_pairs(f"cfp-{protocol.lower()}", cache, pairs, info)
     if out.folds is None:  # one protocol fold: 10 interleaved folds (its same pairs come first)
-        out.folds = np.arange(len(out.same)) % 10
+        out.folds = interleaved_folds(len(out.same))
     return out
 
 
@@ -268,7 +268,7 @@ def model_pairs(dataset: str, model, workers: int = 2, progress: bool = True, vi
         if fold < 0:  # lfw-val: only a model trained with a validation fold has one
             raise ValueError(f"{model.path}: no LFW validation fold (its config has no val_fold); use lfw")
         sub = lfw_pairs(view, model.detector, None, workers, progress, fold=fold, limit=limit)
-        sub.folds = np.arange(len(sub.same)) % 10
+        sub.folds = interleaved_folds(len(sub.same))
         sub.info.update({"held_out_fold" if dataset == "lfw" else "validation_fold": fold})
         return sub
     if dataset in CFP_SETS:  # by name: a .bin file or a folder may be called cfp_fp.bin or cfp_faces/

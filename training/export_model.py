@@ -54,15 +54,10 @@ def export(src: Path, dst: Path, cohort_stats: bool = False) -> int:
 def _cohort_stats(out: dict) -> dict:
     """``training.refine.build_cohort(model).stats()`` of the model ``out`` (the cohort's features depend on the
     weights only, not on the file's id)."""
-    import tempfile
-
     from training.hypermodel import HyperModel
     from training.refine import build_cohort
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.pt"
-        torch.save(out, path)
-        return build_cohort(HyperModel.load(path)).stats()
+    return build_cohort(HyperModel.from_checkpoint(out, Path(out["exported_from"]), model_id="export")).stats()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,6 +74,12 @@ class HyperModel:
             ck = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
             raise HyperModelError(f"{path}: not a hypermodel file ({type(e).__name__}: {e})") from None
+        return cls.from_checkpoint(ck, path, model_id=hashlib.sha256(raw).hexdigest()[:16])
+
+    @classmethod
+    def from_checkpoint(cls, ck: object, path: Path, model_id: str) -> HyperModel:
+        """The model of a checkpoint dict as ``training.train`` or ``training.export_model`` writes it (``path``
+        and ``model_id`` name it in messages and caches: ``load`` gives the file's path and content hash)."""
         if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
             raise HyperModelError(f"{path}: not a hypermodel file (no model/config entries)")
         if ck.get("direct_f"):
@@ -89,7 +95,7 @@ class HyperModel:
         state = {k: v.float() for k, v in ck["model"].items()}  # exports may be float16
         gen.load_state_dict(state)
         gen.eval()
-        return cls(path=path, model_id=hashlib.sha256(raw).hexdigest()[:16], backbone=str(cfg["backbone"]),
+        return cls(path=path, model_id=model_id, backbone=str(cfg["backbone"]),
                    detector=str(cfg["detector"]), threshold=float(ck.get("threshold", 0.0)), generator=gen,
                    meta={k: v for k, v in ck.items() if k not in ("model", "optimizer")})
 

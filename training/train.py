@@ -69,7 +69,7 @@ from training.data.train_set import (
     with_cfp_people,
 )
 from training.direct import DirectF
-from training.eval.metrics import VerificationReport
+from training.eval.metrics import VerificationReport, interleaved_folds
 from training.hypermodel import Generator
 from training.losses import bce_lambda, identity_targets, total_loss
 from training.samplers import KCSSampler, UniformSampler, select_columns
@@ -225,8 +225,7 @@ def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call:
 
 def evaluate(model: nn.Module, ev: EvalPairs, chunk: int = 4) -> VerificationReport:
     scores = pair_scores(model, ev, chunk)
-    # The pairs come ordered (all same, then all different): interleaved tenths keep both in each fold.
-    return VerificationReport.from_scores(scores, ev.same, folds=np.arange(len(scores)) % 10)
+    return VerificationReport.from_scores(scores, ev.same, folds=interleaved_folds(len(scores)))
 
 
 def save_learning_curve(path: Path, evals: list[dict], losses: list[tuple[int, float]]) -> None:
@@ -472,7 +471,7 @@ class Trainer:
         zn = torch.nn.functional.normalize(z, dim=1)
         cos = (zn[ev.left] * zn[ev.right]).sum(1)
         dot = 0.5 * ((t[ev.left] * z[ev.right]).sum(1) + (t[ev.right] * z[ev.left]).sum(1))
-        folds = np.arange(len(cos)) % 10
+        folds = interleaved_folds(len(cos))
         return tuple(VerificationReport.from_scores(sc.numpy().astype(np.float64), ev.same, folds=folds)
                      for sc in (cos, dot))
 

@@ -15,6 +15,7 @@ from training.eval.metrics import (
     accuracy_at,
     best_threshold,
     fold_ids,
+    interleaved_folds,
     kfold_accuracy,
     roc_auc,
     tar_at_far,
@@ -151,3 +152,11 @@ def test_plots_write_png_atomically(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["hist.png", "roc.png"]
     with pytest.raises(ValueError):
         save_roc_png(tmp_path / "empty.png", {})
+
+
+def test_interleaved_folds_keep_both_kinds_of_an_ordered_pair_list_in_every_fold():
+    same = np.r_[np.ones(300, bool), np.zeros(300, bool)]  # as a held-out LFW fold comes: same pairs first
+    folds = interleaved_folds(len(same))
+    assert sorted(set(folds.tolist())) == list(range(10))
+    for k in range(10):
+        assert same[folds == k].sum() == 30 and (~same[folds == k]).sum() == 30

@@ -87,6 +87,12 @@ def fold_ids(n: int, n_folds: int = 10) -> np.ndarray:
     return np.repeat(np.arange(n_folds), sizes)
 
 
+def interleaved_folds(n: int, n_folds: int = 10) -> np.ndarray:
+    """Pair i in fold i mod ``n_folds``: for pair lists ordered by label (all same pairs, then all different
+    ones, as LFW's held-out fold and every single protocol fold come), every fold keeps both kinds."""
+    return np.arange(n) % n_folds
+
+
 def kfold_accuracy(
     scores: np.ndarray,
     labels: np.ndarray,
