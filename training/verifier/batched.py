@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch.func import vmap
 
 from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
-from training.verifier.functional import WS_EPS, apply_effective, effective_weights
+from training.verifier.functional import apply_effective, effective_weights, filters
 
 CL = torch.channels_last
 # Verifiers folded per call. With one thread chunk 1 is slightly best; with two, a single network per call
@@ -64,9 +64,7 @@ def effective_weights_batched(thetas: torch.Tensor, spec: ArchSpec = F_SPEC) -> 
     for layer in spec.layers:
         if isinstance(layer, Conv | Dense):
             shape = layer.weight_shape
-            w = raw[f"{layer.name}.weight"].reshape(n, shape[0], -1)
-            w = w - w.mean(dim=2, keepdim=True)
-            w = w * (layer.gain / (w.norm(dim=2, keepdim=True) + WS_EPS))
+            w = filters(raw[f"{layer.name}.weight"].reshape(n, shape[0], -1), layer)
             w = w * (1.0 + raw[f"{layer.name}.gain"]).unsqueeze(2)  # generated per-channel gains
             out[f"{layer.name}.weight"] = w.reshape(n, *shape)
             out[f"{layer.name}.bias"] = raw[f"{layer.name}.bias"]

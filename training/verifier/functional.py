@@ -33,6 +33,16 @@ def standardize(w: torch.Tensor, gain: float) -> torch.Tensor:
     return flat.reshape(w.shape)
 
 
+def filters(w: torch.Tensor, layer: Conv | Dense) -> torch.Tensor:
+    """The filters a layer applies, before the generated gains, from raw weights (..., out, fan_in) — any
+    leading batch dimensions: standardized (:func:`standardize`), or for a ``standardize=False`` conv an
+    average over the window plus ``gain`` times the raw weights, (1 + gain·w) / fan_in."""
+    if not getattr(layer, "standardize", True):
+        return (1.0 + layer.gain * w) / w.shape[-1]
+    w = w - w.mean(dim=-1, keepdim=True)
+    return w * (layer.gain / (w.norm(dim=-1, keepdim=True) + WS_EPS))
+
+
 def unflatten(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str, torch.Tensor]:
     """Flat θ → {"<layer>.weight": tensor, "<layer>.bias": tensor} (views, raw — not standardized)."""
     if theta.shape[-1] != spec.theta_size:
@@ -47,12 +57,13 @@ def flatten(params: dict[str, torch.Tensor], spec: ArchSpec = F_SPEC) -> torch.T
 
 
 def effective_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str, torch.Tensor]:
-    """The weights f actually applies: standardized weights times (1 + generated gain), raw biases."""
+    """The weights f actually applies: :func:`filters` times (1 + generated gain), raw biases."""
     p = unflatten(theta, spec)
     out = {}
     for layer in spec.layers:
         if isinstance(layer, Conv | Dense):
-            w = standardize(p[f"{layer.name}.weight"], layer.gain)
+            raw = p[f"{layer.name}.weight"]
+            w = filters(raw.reshape(raw.shape[0], -1), layer).reshape(raw.shape)
             g = 1.0 + p[f"{layer.name}.gain"]
             out[f"{layer.name}.weight"] = w * g.reshape(-1, *([1] * (w.ndim - 1)))
             out[f"{layer.name}.bias"] = p[f"{layer.name}.bias"]
