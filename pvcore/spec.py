@@ -27,16 +27,16 @@ Design (why it looks like this):
   the gains fold into the per-channel int8 weight scales, so the deployed graph does not change.
 - **Padding "same" with TensorFlow's rule** (extra pad at the end for stride 2 on even sizes), so the
   .tflite needs no PAD op and every implementation pads the same way.
-- **Head** (spec v4): b5_dw at stride 2 (7×7 → 4×4), then a **learned spatial pooling** "gdc" (a depthwise
-  4×4 convolution, MobileFaceNet's global depthwise conv) → fully connected (24, linear) → fully connected →
-  one logit ("this is the enrolled person"). Faces are aligned, so where a feature fires carries identity that
-  a global average pool throws away; gdc starts as that average pool (w = (1 + 0.1·θ_w)/16, not standardized:
-  a zero-mean filter could not average) and learns the weighting. Its output passes a 1×1 "pool" (an identity
-  kept so that every stage still finds f's pooled features in one place). Measured in
-  docs/research/verifier_experiments_2026-12.md, section 11.
+- **Head** (spec v4): b5_dw at stride 2 (7×7 → 4×4, 2 channels per group), then a **learned spatial pooling**
+  "gdc" (a depthwise 4×4 convolution, MobileFaceNet's global depthwise conv) → fully connected (24, linear) →
+  fully connected → one logit ("this is the enrolled person"). Faces are aligned, so where a feature fires
+  carries identity that a global average pool throws away; gdc starts as that average pool (w = (1 +
+  0.1·θ_w)/16, not standardized: a zero-mean filter could not average) and learns the weighting. Its output
+  passes a 1×1 "pool" (an identity kept so that every stage still finds f's pooled features in one place).
+  Measured in docs/research/verifier_experiments_2026-12.md, section 11.
 - **fc1 without ReLU** (spec v3): with a ReLU there, training drove most of fc1's units dead for every
   generated θ (docs/training.md) — the constant output that minimizes the loss when features are weak.
-  The pooled features are post-ReLU averages of 96 channels × 49 positions and cannot all die.
+  The pooled features (gdc's weighted sums of 96 post-ReLU channels × 16 positions) cannot all die.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ F_SPEC = ArchSpec(
         Conv("b3_dw", 48, 48, kernel=3, stride=1, groups=12, padding="same", relu=True, gain=1.82),
         Conv("b4_down", 48, 96, kernel=3, stride=2, groups=12, padding="same", relu=True, gain=1.75),  # 7×7×96
         Conv("b4_mix", 96, 96, kernel=1, stride=1, groups=4, padding="valid", relu=True, gain=1.7),
-        Conv("b5_dw", 96, 96, kernel=3, stride=2, groups=24, padding="same", relu=True, gain=1.81),  # 4×4×96
+        Conv("b5_dw", 96, 96, kernel=3, stride=2, groups=48, padding="same", relu=True, gain=1.81),  # 4×4×96
         Conv("gdc", 96, 96, kernel=4, stride=1, groups=96, padding="valid", relu=False, gain=0.1,
              standardize=False),  # learned spatial pooling: 1×1×96
         AvgPool("pool", kernel=1),
