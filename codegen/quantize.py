@@ -167,7 +167,8 @@ class QuantConfig:
     n_aug: int = 12  # augmentations per calibration base image
     seed: int = 0
     # (layer, margin) pairs that override ``margin``: the last conv's map varies most (docs/quantization.md)
-    layer_margins: tuple[tuple[str, float], ...] = (("b5_dw", 2.0),)
+    # (gdc, f's pooled features, is rounded like a requantizing pool's output: the pool's margin)
+    layer_margins: tuple[tuple[str, float], ...] = (("b5_dw", 2.0), ("gdc", 2.0))
     exact_pool: bool = True  # int8: the pool's exact sums feed fc1, no int8 rounding (module docstring)
     activations: str = "int8"  # "int16": TFLM 16x8 — int16 activations, int8 weights (module docstring)
     margin16: float = 4.0  # int16 activations: every range is margin16 × the calibration max (no percentile)

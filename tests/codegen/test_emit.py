@@ -523,7 +523,7 @@ def test_shared_prefix_project_builds_in_64k(model_store: UserStore, tmp_path: P
     split = split_index("pool")
     assert blob_split(blob) == (split, 0) and len(blob) == blob_size(first_layer=split) + SIGNED_OVERHEAD
     assert f"θ flash: {len(blob) + SLOT_HEADER_BYTES:,} B (personal blob" in text
-    assert "#define PV_BASE_SPLIT 8u" in (out / "pv_base_theta.h").read_text()
+    assert f"#define PV_BASE_SPLIT {split}u" in (out / "pv_base_theta.h").read_text()
     res = subprocess.run(["make", "-j1", "-C", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     size = subprocess.run(["arm-none-eabi-size", "-A", str(out / "build" / "pv_fw.elf")], capture_output=True,

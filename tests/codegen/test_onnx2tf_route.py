@@ -13,6 +13,7 @@ import pytest
 from codegen import onnx2tf_route
 from codegen.golden import run_int8
 from codegen.quantize import calibration_images, quantize
+from pvcore.spec import F_SPEC, Conv
 from tests.conftest import require_shared
 from tests.helpers import in_ci
 from training.verifier.functional import random_theta
@@ -36,9 +37,13 @@ def test_onnx2tf_int8_model_in_tflm_agrees_with_float_f(tmp_path) -> None:
     path = onnx2tf_route.convert(theta, calibration_images(), tmp_path / "o2t")
     model = path.read_bytes()
     g = onnx2tf_route.summarize(model)
-    # the graph the docs promise: NHWC int8 in, int8 out, every grouped conv ONE CONV_2D, no TRANSPOSE
+    # the graph the docs promise: NHWC int8 in, int8 out, every grouped conv ONE CONV_2D (a depthwise one —
+    # one channel per group: gdc — onnx2tf's DEPTHWISE_CONV_2D), no TRANSPOSE
     assert g.input["shape"] == [1, 112, 112, 3] and g.input["type"] == "INT8" and g.output["type"] == "INT8"
-    assert g.conv_groups == [1, 6, 6, 1, 12, 12, 2, 24]
+    convs = [la for la in F_SPEC.layers if isinstance(la, Conv)]
+    depthwise = [la for la in convs if la.groups == la.in_ch == la.out_ch]
+    assert g.conv_groups == [la.groups for la in convs if la not in depthwise]
+    assert g.ops.count("DEPTHWISE_CONV_2D") == len(depthwise)
     assert "TRANSPOSE" not in g.ops and g.ops.count("FULLY_CONNECTED") == 2
 
     imgs, _ = load_crops("lfw", 200)

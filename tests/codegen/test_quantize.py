@@ -115,23 +115,26 @@ def test_quantized_record_is_consistent(qf0) -> None:
     assert qf0.input_scale == 1 / 128 and qf0.input_zp == 0
     assert (qf0.logit_scale, qf0.logit_zp) == (qf0.layers[-1].out_scale, qf0.layers[-1].out_zp)
     # the exact pool (the default): the sums Σ(x − zp) themselves, scale = its input's, zp 0, the sum's
-    # bounds as its range, weight scale 1, multiplier 1; fc1's weight scales carry the 1/49
+    # bounds as its range, weight scale 1, multiplier 1; fc1's weight scales carry the 1/k²
+    i_pool = [la.name for la in F_SPEC.layers].index("pool")
+    k2 = F_SPEC.layers[i_pool].kernel ** 2
     pool = qf0.layer("pool")
     assert pool.exact_sum and pool.weights is None and pool.bias is None
     assert (pool.out_scale, pool.out_zp) == (pool.in_scale, 0)
-    assert (pool.act_min, pool.act_max) == (0, 49 * 255)  # its input is a ReLU map: zp −128
+    in_zp = qf0.layers[i_pool - 1].out_zp  # −128 after a ReLU map
+    assert (pool.act_min, pool.act_max) == (k2 * (INT8_MIN - in_zp), k2 * (127 - in_zp))
     assert pool.w_scales.tolist() == [1.0] and (int(pool.multiplier[0]), int(pool.shift[0])) == (1 << 30, 1)
-    # with exact_pool off the global mean requantizes: scale 1/49, its own output range — finer than
-    # its input's (a mean of 49 ReLU pixels is far below their max), starting at 0
+    # with exact_pool off the global mean requantizes: scale 1/k², its own output range
     qr = quantize(random_theta(0), cfg=dataclasses.replace(CFG0, exact_pool=False))
     qr.check()
     pool = qr.layer("pool")
     assert not pool.exact_sum and pool.weights is None and pool.bias is None
-    assert pool.w_scales.tolist() == [np.float32(1 / 49)] and pool.multiplier.shape == (1,)
-    assert pool.out_scale < pool.in_scale / 2 and pool.out_zp == INT8_MIN
+    assert pool.w_scales.tolist() == [np.float32(1 / k2)] and pool.multiplier.shape == (1,)
+    if F_SPEC.layers[i_pool - 1].relu:  # a mean of k² ReLU pixels is far below their max, starting at 0
+        assert pool.out_scale < pool.in_scale / 2 and pool.out_zp == INT8_MIN
     assert pool.out_range[1] >= qr.calibration["ranges"]["pool"][1] * 0.999
     fc1, fc1r = qf0.layer("fc1"), qr.layer("fc1")
-    assert np.array_equal(fc1.w_scales, (fc1r.w_scales.astype(np.float64) / 49).astype(np.float32))
+    assert np.array_equal(fc1.w_scales, (fc1r.w_scales.astype(np.float64) / k2).astype(np.float32))
     for q, la in zip(qf0.layers, F_SPEC.layers):
         if getattr(la, "relu", False):
             assert q.out_zp == INT8_MIN and q.act_min == INT8_MIN
@@ -155,8 +158,8 @@ def test_weights_are_the_deployed_weights(qf0) -> None:
         w = eff[f"{la.name}.weight"].double().numpy()
         flat = (w.transpose(0, 2, 3, 1) if isinstance(la, Conv) else w).reshape(len(w), -1)
         scales = q.w_scales.astype(np.float64)
-        if la.name == "fc1":  # after the exact pool its scales act on sums of 49: × 49 for the mean
-            scales = scales * 49
+        if la.name == "fc1":  # after the exact pool its scales act on sums of k² inputs: × k² for the mean
+            scales = scales * F_SPEC.layers[[x.name for x in F_SPEC.layers].index("pool")].kernel ** 2
         amax = np.abs(flat).max(1)
         assert np.allclose(scales, np.where(amax > 0, amax / 127, 1 / 127), rtol=1e-6)  # 1/127: a zero row
         deq = q.weights.reshape(len(w), -1) * scales[:, None]

@@ -83,7 +83,7 @@ def test_base_blob_holds_the_shared_prefix_only(base) -> None:
     bqf, bblob = base
     # the base's and a personal blob's payloads together are the full payload and one more payload head
     assert payload_size(end_layer=SPLIT) + payload_size(first_layer=SPLIT) == payload_size() + PAYLOAD_HEAD_SIZE
-    assert len(bblob) == base_blob_size(SPLIT) == 27_588 and blob_size() - len(bblob) == 2_932  # shipped model
+    assert len(bblob) == base_blob_size(SPLIT) == 26_692 and blob_size() - len(bblob) == 2_932  # shipped model
     b = unpack_base(bblob)
     assert b.split == SPLIT and b.header.prefix_id == prefix_id(bqf, SPLIT) and b.activations == "int8"
     assert [q.name for q in b.layers] == [la.name for la in F_SPEC.layers[:SPLIT]]

@@ -37,8 +37,8 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
     sg = m.subgraphs[0]
     codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
     n_conv = sum(isinstance(la, Conv) for la in F_SPEC.layers)
-    # the exact pool (the default) is no op: fc1 is a CONV_2D 7×7 VALID over b5_dw's map with its weights
-    # at every tap — and with the folded tail only its logit row, so the graph ends there (head is an
+    # the exact pool (the default) is no op: fc1 is a CONV_2D k×k VALID over the last conv's map with its
+    # weights at every tap — and with the folded tail only its logit row, so the graph ends there (head is an
     # identity): n_conv + 1 CONV_2D and nothing else
     assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1)
     inp, out = sg.tensors[sg.inputs[0]], sg.tensors[sg.outputs[0]]
@@ -54,21 +54,25 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
         assert w.type == fb.TensorType.INT8 and len(w.quantization.scale) == layer.out_ch
         assert w.quantization.quantizedDimension == 0 and not any(w.quantization.zeroPoint)
         assert b.type == fb.TensorType.INT32
-        assert op.builtinOptions.fusedActivationFunction == fb.ActivationFunctionType.RELU
+        relu = fb.ActivationFunctionType.RELU if layer.relu else fb.ActivationFunctionType.NONE
+        assert op.builtinOptions.fusedActivationFunction == relu
         got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8)
         assert np.array_equal(got, q.weights.reshape(-1))
     fc1 = qf.layer("fc1")
     last = sg.operators[-1]
     w = sg.tensors[last.inputs[1]]
-    assert sg.tensors[last.inputs[0]].name.decode() == "b5_dw/out" and last.builtinOptions.padding == fb.Padding.VALID
-    assert list(w.shape) == [1, 7, 7, 96] and list(w.quantization.scale) == [fc1.w_scales[0]]
-    got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8).reshape(49, 96)
-    assert (got == fc1.weights[0]).all()  # fc1's logit row at every one of the 49 taps
+    i_pool = [la.name for la in F_SPEC.layers].index("pool")
+    k, before = F_SPEC.layers[i_pool].kernel, F_SPEC.layers[i_pool - 1]
+    assert sg.tensors[last.inputs[0]].name.decode() == f"{before.name}/out"
+    assert last.builtinOptions.padding == fb.Padding.VALID
+    assert list(w.shape) == [1, k, k, before.out_ch] and list(w.quantization.scale) == [fc1.w_scales[0]]
+    got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8).reshape(k * k, -1)
+    assert (got == fc1.weights[0]).all()  # fc1's logit row at every one of the pool's k×k taps
     assert all(t.type == fb.TensorType.INT8 for t in sg.tensors if t.buffer == 0)
 
 
 def test_graph_with_the_requantizing_pool(quantized) -> None:
-    """exact_pool off (format version 2's model): the global mean is one more CONV_2D (7×7, one group per
+    """exact_pool off (format version 2's model): the global mean is one more CONV_2D (k×k, one group per
     channel, weights 1) that requantizes, then fc1 and head as FULLY_CONNECTED."""
     from training.verifier.functional import random_theta
 
@@ -81,7 +85,8 @@ def test_graph_with_the_requantizing_pool(quantized) -> None:
     assert list(sg.tensors[sg.outputs[0]].shape) == [1, 1]
     i_pool = [la.name for la in F_SPEC.layers].index("pool")
     pool_w = sg.tensors[sg.operators[i_pool].inputs[1]]
-    assert list(pool_w.shape) == [96, 7, 7, 1] and list(pool_w.quantization.scale) == [np.float32(1 / 49)]
+    k = F_SPEC.layers[i_pool].kernel
+    assert list(pool_w.shape) == [96, k, k, 1] and list(pool_w.quantization.scale) == [np.float32(1 / k**2)]
     assert set(np.asarray(m.buffers[pool_w.buffer].data).tolist()) == {1}
     for op in sg.operators[i_pool + 1 :]:  # FULLY_CONNECTED with per-output-feature weight scales
         w = sg.tensors[op.inputs[1]]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codegen.c_arch import kernel16_arena_bytes, kernel_arena_bytes
 from codegen.golden import images_to_int8, run_int8, run_int8_views
 from host_tools.serial_link import (
     ERRF_FRAME,
@@ -77,16 +78,16 @@ def test_ready_and_info(board: BoardHandle, link: SerialLink) -> None:
         assert info.free_ram > 1024 * 1024
         stack, static = struct.unpack_from("<II", link.request(Cmd.INFO).payload, 100)
         assert 0 < stack < 4096 and 0 < static
-        # one view: 42.8 KB; two views add the mirror's arena (32,448 B), stream and row buffer
+        # two views add the mirror's arena, stream and row buffer
         budget = 48 * 1024 if info.views == 1 else 84 * 1024
         assert static + stack <= budget, f"peak RAM over {budget // 1024} KiB with {info.views} view(s)"
-        assert info.arena_bytes == info.views * 32448
+        assert info.arena_bytes == info.views * kernel_arena_bytes()
     if board.kind == "riscv32":  # minstret at a nominal 1 GHz: under -icount shift=0, ticks = instructions
         assert info.tick_hz == 1_000_000_000 and info.board == "rv32virt" and info.runs_16x8
         assert info.bulk_images == (16 * 1024 * 1024 - IMAGE_BYTES) // IMAGE_BYTES
         stack, static = struct.unpack_from("<II", link.request(Cmd.INFO).payload, 100)
         assert 0 < stack < 4096 and 0 < static
-        assert static + stack <= 48 * 1024 and info.arena_bytes == 37632  # the 16x8 kernel's arena
+        assert static + stack <= 48 * 1024 and info.arena_bytes == kernel16_arena_bytes()  # the 16x8 arena
 
 
 # ---- θ and inference -------------------------------------------------------------------------------------

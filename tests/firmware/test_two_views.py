@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codegen.c_arch import kernel_arena_bytes
 from codegen.golden import images_to_int8, run_int8_views
 from host_tools.qemu import HostBoard, QemuBoard, build_host_sim, build_qemu_firmware
 from host_tools.serial_link import SerialLink
@@ -25,7 +26,7 @@ def test_two_view_build_scores_the_image_and_its_mirror(
     try:
         with SerialLink(url, timeout=5.0) as link:
             info = link.info()
-            assert info.views == 2 and info.arena_bytes == 2 * 32448
+            assert info.views == 2 and info.arena_bytes == 2 * kernel_arena_bytes()
             alice = users["alice"]
             link.install_theta(alice.blob)
             want = run_int8_views(alice.qf, images[:3], views=2)

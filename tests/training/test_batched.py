@@ -61,7 +61,7 @@ def full_problem():
 def test_batched_equals_loop(chunk, full_problem):
     x, th, ref = full_problem
     assert ref.shape == (6, 9) and ref.abs().max() > 0.5
-    torch.testing.assert_close(pairwise_logits(x, th, chunk=chunk), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pairwise_logits(x, th, chunk=chunk), ref, atol=2e-5, rtol=0)
 
 
 @pytest.mark.parametrize("chunk", [1, 4])
@@ -71,9 +71,9 @@ def test_batched_equals_loop_with_column_subsampling(chunk, full_problem):
     ref = pairwise_logits_loop(x, th, columns=cols)
     got = pairwise_logits(x, th, columns=cols, chunk=chunk)
     assert got.shape == (6, 4)
-    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, ref, atol=2e-5, rtol=0)
     # a subsampled entry is the full matrix's entry
-    torch.testing.assert_close(got, torch.gather(full, 1, cols), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, torch.gather(full, 1, cols), atol=2e-5, rtol=0)
 
 
 def test_gradients_equal_loop():
@@ -90,8 +90,9 @@ def test_gradients_equal_loop():
 def test_other_implementations_agree():
     x, th = _problem(3, 4)
     ref = pairwise_logits_loop(x, th)
-    torch.testing.assert_close(pairwise_logits_vmap(x, th), ref, atol=1e-5, rtol=0)
-    torch.testing.assert_close(pairwise_logits_loop(x, th, memory_format=torch.channels_last), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pairwise_logits_vmap(x, th), ref, atol=2e-5, rtol=0)
+    cl = pairwise_logits_loop(x, th, memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, ref, atol=2e-5, rtol=0)
 
 
 def test_bad_shapes_are_refused():

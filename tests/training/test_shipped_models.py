@@ -1,10 +1,11 @@
 """The hypernetworks shipped in training/pretrained/, scored on LFW View 2 fold 0 — the people.txt fold
 that neither was trained on (slow: aligns and embeds fold 0's ~1,100 images with dlib on a fresh clone).
 
-- hgen_dlib_lfw_val1.pt: the run of training/configs/lfw_dlib_fold0_val1.toml, kept by its validation
-  fold (fold 1): ≥ 90 % symmetric accuracy on the held-out fold 0 (measured 92.67 %).
+- hgen_dlib_lfw_val1.pt: the run of training/configs/lfw_dlib_fold0_val1.toml with the default's gray views and
+  CFP folds 0–3 (CFP fold 4 validates), kept by its validation fold (fold 1): ≥ 93 % symmetric accuracy on the
+  held-out fold 0 (measured 93.67 %).
 - hgen_dlib_lfw.pt (the default, the demo's; trained on LFW's other folds and CFP folds 0–4 with gray
-  views): ≥ 91 % (measured 91.83 %)."""
+  views): ≥ 94 % (measured 94.33 %)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def fold0() -> PairSet:
     return p
 
 
-@pytest.mark.parametrize("name,floor", [("hgen_dlib_lfw_val1.pt", 0.90), ("hgen_dlib_lfw.pt", 0.91)])
+@pytest.mark.parametrize("name,floor", [("hgen_dlib_lfw_val1.pt", 0.93), ("hgen_dlib_lfw.pt", 0.94)])
 def test_held_out_fold_accuracy(fold0: PairSet, name: str, floor: float) -> None:
     m = HyperModel.load(DEFAULT_MODEL.parent / name)
     assert int(m.meta["config"]["fold"]) == 0 and m.meta["config"]["personal_from"] == "pool"

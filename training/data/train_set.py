@@ -234,7 +234,7 @@ def with_cfp_people(train: TrainSet, cfp_folds: tuple[int, ...], held_out_lfw_fo
     names_out, labels = np.unique(np.array([train.names[k] for k in train.labels] + cfp_person), return_inverse=True)
     n_lfw = len(train.images)
     crops = np.empty((n_lfw + len(rows), *train.crops.shape[1:]), np.uint8)  # one copy, filled in place
-    crops[:n_lfw] = train.batch_crops(np.arange(n_lfw)).numpy()
+    np.take(train.crops, train.images, axis=0, out=crops[:n_lfw])  # no intermediate copy of the LFW part
     crops[n_lfw:] = cache.crops(ARCFACE112)[rows]  # rows ascending: sequential reads
     log.info("CFP folds %s join training: %d images of %d people (%d of them also LFW training people, one "
              "identity each); %d CFP people left out, named in the held-out LFW folds %s",

@@ -1,7 +1,7 @@
 """Many generated verifiers applied to many images: the nB×nB logit matrix of the training step.
 
 ``pairwise_logits(x, thetas)`` gives ``logits[j, k] = f(x_k; θ_j)``; with ``columns`` (pair subsampling)
-verifier j sees only the images ``columns[j]``. Three implementations, equal to 1e-5:
+verifier j sees only the images ``columns[j]``. Three implementations, equal to 2e-5 (float summation order):
 
 * :func:`pairwise_logits` — the fast one, used in training. What makes it fast is, in order (the
   figures, measured with ``python -m training.bench_train``: docs/results.md, "Costs"):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pvcore.cli import setup_logging
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool
+from pvcore.spec import F_SPEC, ArchSpec
 from training.verifier.functional import effective_weights, layer_outputs, to_input
 from training.verifier.hypernet import HGen, HGenConfig
 
@@ -33,9 +33,13 @@ def calibrate(faces_u8: np.ndarray, spec: ArchSpec = F_SPEC, n_theta: int = 4, s
     torch.manual_seed(seed)
     x = to_input(np.ascontiguousarray(faces_u8))
     thetas = [HGen(HGenConfig(128, 64, 16), spec)(torch.randn(1, 128))[0].detach() for _ in range(n_theta)]
-    layers = [dataclasses.replace(layer, gain=1.0) if hasattr(layer, "gain") else layer for layer in spec.layers]
+    # a conv that is not standardized (gdc) keeps its gain: there it scales the raw weights, not a filter norm
+    def calibrated(layer: object) -> bool:
+        return hasattr(layer, "gain") and getattr(layer, "standardize", True)
+
+    layers = [dataclasses.replace(layer, gain=1.0) if calibrated(layer) else layer for layer in spec.layers]
     for i, layer in enumerate(layers):
-        if isinstance(layer, AvgPool):
+        if not calibrated(layer):
             continue
         cur = dataclasses.replace(spec, layers=tuple(layers))
         with torch.no_grad():
