@@ -55,21 +55,15 @@ def tail_start(spec: ArchSpec = F_SPEC) -> int:
     return next(s.offset for s in spec.layout if s.layer == first)
 
 
-def _standardize_rows(w: torch.Tensor, gain: float) -> torch.Tensor:
-    """``training.verifier.functional.standardize`` for a batch of dense weights (..., out, in)."""
-    w = w - w.mean(dim=-1, keepdim=True)
-    return w * (gain / (w.norm(dim=-1, keepdim=True) + 1e-5))
-
-
 def linear_tail(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> tuple[torch.Tensor, torch.Tensor]:
     """θ (N, θ_size) → (w (N, 96), b (N,)): f's logit is ⟨w, pooled features⟩ + b (differentiable)."""
-    from training.verifier.functional import unflatten
+    from training.verifier.functional import standardize_rows, unflatten
 
     p = unflatten(theta, spec)
     pool = next(i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool))
     w = b = None
     for layer in spec.layers[pool + 1:]:
-        wl = _standardize_rows(p[f"{layer.name}.weight"], layer.gain) * (1.0 + p[f"{layer.name}.gain"])[..., None]
+        wl = standardize_rows(p[f"{layer.name}.weight"], layer.gain) * (1.0 + p[f"{layer.name}.gain"])[..., None]
         bl = p[f"{layer.name}.bias"]
         if w is None:
             w, b = wl, bl

@@ -25,12 +25,15 @@ def to_input(images_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (t.permute(0, 3, 1, 2).float() - INPUT_ZERO) * INPUT_SCALE
 
 
+def standardize_rows(w: torch.Tensor, gain: float) -> torch.Tensor:
+    """Weight standardization of filters laid out as rows (..., out, fan_in): each centred, with L2 norm ``gain``."""
+    w = w - w.mean(dim=-1, keepdim=True)
+    return w * (gain / (w.norm(dim=-1, keepdim=True) + WS_EPS))
+
+
 def standardize(w: torch.Tensor, gain: float) -> torch.Tensor:
     """Weight standardization: every output channel's filter centred, with L2 norm ``gain``."""
-    flat = w.reshape(w.shape[0], -1)
-    flat = flat - flat.mean(dim=1, keepdim=True)
-    flat = flat * (gain / (flat.norm(dim=1, keepdim=True) + WS_EPS))
-    return flat.reshape(w.shape)
+    return standardize_rows(w.reshape(w.shape[0], -1), gain).reshape(w.shape)
 
 
 def filters(w: torch.Tensor, layer: Conv | Dense) -> torch.Tensor:
@@ -39,8 +42,7 @@ def filters(w: torch.Tensor, layer: Conv | Dense) -> torch.Tensor:
     average over the window plus ``gain`` times the raw weights, (1 + gain·w) / fan_in."""
     if not getattr(layer, "standardize", True):
         return (1.0 + layer.gain * w) / w.shape[-1]
-    w = w - w.mean(dim=-1, keepdim=True)
-    return w * (layer.gain / (w.norm(dim=-1, keepdim=True) + WS_EPS))
+    return standardize_rows(w, layer.gain)
 
 
 def unflatten(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str, torch.Tensor]:
