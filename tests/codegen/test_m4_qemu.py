@@ -103,9 +103,9 @@ def test_m4_kernel_bit_exact_and_instruction_count(
             "per_layer": {la.name: t * 40 for la, t in zip(F_SPEC.layers, layer_ticks)},
         }
     print(json.dumps(report, indent=1))
-    # regression guards (the measured figures, spec v4: plain 7.938, SMLAD 1.639 instructions per MAC — b4_mix's
-    # 24 and b5_dw's 2 channels per group and gdc take the any-shape path; spec v3 measured 1.230)
-    assert report["dsp"]["instructions_per_mac"] <= 1.645
+    # regression guards (the measured figures, spec v4: plain 7.938, SMLAD 1.344 instructions per MAC — b4_mix's
+    # 24 channels per group on the run path, b5_dw's 2 and gdc's 1 on pv_conv_row_dw; spec v3 measured 1.230)
+    assert report["dsp"]["instructions_per_mac"] <= 1.35
     assert report["plain"]["instructions_per_mac"] <= 8.0
 
 
@@ -135,7 +135,7 @@ def test_m4_kernel16_bit_exact_and_instruction_count(
             "per_layer": {la.name: t * 40 for la, t in zip(F_SPEC.layers, layer_ticks)},
         }
     print(json.dumps(report, indent=1))
-    # regression guards (measured, spec v4: plain 6.358, SMLAD 1.758 instructions per MAC — b5_dw's 2 channels per
-    # group at stride 2 take the any-shape path, 775k of the 5.32 M instructions; spec v3 measured 1.491)
-    assert report["dsp"]["instructions_per_mac"] <= 1.765
+    # regression guards (measured, spec v4: plain 6.358, SMLAD 1.496 instructions per MAC — b5_dw's 2 channels and
+    # gdc's 1 per group on the DSP path, 98k and 26k instructions; spec v3 measured 1.491)
+    assert report["dsp"]["instructions_per_mac"] <= 1.5
     assert report["plain"]["instructions_per_mac"] <= 6.4

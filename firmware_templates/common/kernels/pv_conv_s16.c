@@ -106,6 +106,10 @@ static void pv_conv_s16_row_generic(const pv_layer_desc_t *d, const pv_layer_par
  * the weights of a block of 4 output channels are expanded once to int16 in the same order (per 4 values
  * of depth: channel j's pairs (w0, w1), (w2, w3) at words 2j, 2j + 1), so that one SMLAD multiplies two
  * pairs and every input word serves all 4 channels (13 instructions per 16 MACs: 1 + 4 LDRD, 8 SMLAD).
+ * Groups of 1 or 2 channels (as many outputs as inputs): a block spans 4 / cin_g groups, which read 4
+ * consecutive input channels, the block's own; per tap channel j's weights are one word (cin_g 2: its
+ * group's pair, against input word j / 2; 7 instructions per 8 MACs) or a half word (cin_g 1: words
+ * (w0, w1), (w2, w3) against (x0, x1), (x2, x3), bottom and top halves by SMLABB, SMLATT; 6 per 4 MACs).
  * The 'same' pads are not gathered: a tap outside the image adds exactly 0 (input zero point 0), so it is
  * skipped. Accumulation order differs from TFLM's, the int32 sum does not (no overflow: pv_plan.c).
  * Fast requantization for layers whose clamp and bounds allow it (pv_c16_fast; else the whole layer runs
@@ -177,28 +181,38 @@ static inline int32_t pv_c16_usat15(int32_t x) { return x < 0 ? 0 : (x > 32767 ?
 /* The shapes the DSP path runs: blocks of 4 output channels per group, and every tap a run of whole
  * blocks of 4 word-aligned input values: "row-run" layers, where each kernel row of a pixel's taps is one
  * contiguous run of the input row (no left pad; one group: kernel * in_c values, the patchify stem and a
- * dense 1x1 conv; a grouped 1x1 conv: the group's in_c / groups values), or groups of 4k input channels. */
-static int pv_c16_rowrun(const pv_layer_desc_t *d) {
+ * dense 1x1 conv; a grouped 1x1 conv: the group's in_c / groups values), or groups of 4k input channels;
+ * or groups of 1 or 2 input and as many output channels (a block: 4 / cin_g groups, see above). */
+static inline int pv_c16_rowrun(const pv_layer_desc_t *d) {
     const uint32_t runlen = d->groups == 1u ? d->kernel * d->in_c : d->in_c / d->groups;
     return (d->groups == 1u || d->kernel == 1u) && d->pad_left == 0u && runlen % 4u == 0u &&
            (d->stride * d->in_c) % 2u == 0u && (d->out_w - 1u) * d->stride + d->kernel <= d->in_w;
 }
 
+/* groups of 1 or 2 channels, as many outputs (not a row-run layer: its runs would not be whole blocks) */
+static uint32_t pv_c16_narrow(const pv_layer_desc_t *d) {
+    const uint32_t cin_g = d->in_c / d->groups;
+    return (cin_g == 1u || cin_g == 2u) && d->out_c == d->in_c && d->in_c % 4u == 0u && !pv_c16_rowrun(d) ? cin_g : 0u;
+}
+
 static int pv_c16_shape_ok(const pv_layer_desc_t *d) {
     const uint32_t cin_g = d->in_c / d->groups, cout_g = d->out_c / d->groups;
-    return d->kind == PV_KIND_CONV && cout_g % 4u == 0u && (d->in_w * d->in_c) % 2u == 0u &&
-           (pv_c16_rowrun(d) || (cin_g % 4u == 0u && d->in_c % 2u == 0u)) &&
+    return d->kind == PV_KIND_CONV && (d->in_w * d->in_c) % 2u == 0u &&
+           (pv_c16_narrow(d) || (cout_g % 4u == 0u && (pv_c16_rowrun(d) || (cin_g % 4u == 0u && d->in_c % 2u == 0u)))) &&
            d->kernel * d->kernel * cin_g <= PV_MAX_DEPTH;
 }
 
-/* What the fast requantization needs, else the layer runs the transcription (pv_conv_s16_row_generic): the
- * ReLU clamp with zero point 0 (every conv of pv-gconv-s; one clamp keeps the code small), and for every
+/* What the fast requantization needs, else the layer runs the transcription (pv_conv_s16_row_generic): zero
+ * point 0 and the ReLU clamp (every conv of pv-gconv-s but gdc; one clamp keeps the loops small), except with
+ * 1 channel per group, whose store rounds exactly and clamps to any [act_min, act_max] (pv_c16_rq_clamp: a
+ * depthwise conv with few outputs, gdc's 96, does not need the ReLU store's saved instruction); and for every
  * channel pv_conv_s8.c's bounds with int16 inputs: no left shift beyond 7, a right shift up to 21,
  * |acc| << (left + 1) < 2^30 (|bias| <= 2^30 by the parser, depth < 2^7: the sum fits 32 bits). */
 static int pv_c16_fast(const pv_layer_desc_t *d, const pv_layer_params_t *p) {
     const uint32_t depth = d->kernel * d->kernel * (d->in_c / d->groups), qstep = p->n_quant > 1u ? 1u : 0u;
     uint32_t oc;
-    if (p->out_zp != 0 || p->act_min != 0 || p->act_max != 32767) return 0; /* the ReLU clamp only */
+    if (p->out_zp != 0) return 0;
+    if (pv_c16_narrow(d) != 1u && (p->act_min != 0 || p->act_max != 32767)) return 0; /* the ReLU clamp */
     for (oc = 0; oc < d->out_c; oc++) {
         const int32_t sh = p->shift[oc * qstep], b = p->bias[oc];
         const uint32_t bound = (uint32_t)(b < 0 ? -(int64_t)b : b) + depth * 32768u * 128u;
@@ -210,9 +224,10 @@ static int pv_c16_fast(const pv_layer_desc_t *d, const pv_layer_params_t *p) {
 static uint32_t pv_c16_block_words(const pv_layer_desc_t *d) { return 2u * d->kernel * d->kernel * (d->in_c / d->groups); }
 
 /* Requantization words of a block of 4 channels oc..oc+3 (fast path): the bias scaled as the weights, the
- * multiplier, the rounding constant 2^e + zp * 2^(e+1) and e + 1 for the right shift e. */
+ * multiplier, the rounding constant 2^e + zp * 2^(e+1) and e + 1 for the right shift e; the layer's clamp. */
 typedef struct pv_c16_rq {
     int32_t bias[4], mult[4], rnd[4], e1[4];
+    int32_t lo, hi;
 } pv_c16_rq_t;
 
 static inline uint32_t pv_c16_lsh(int32_t sh) { return (uint32_t)(sh > 0 ? sh : 0) + 1u; }
@@ -228,12 +243,37 @@ static void pv_c16_block_rq(const pv_layer_params_t *p, uint32_t oc, pv_c16_rq_t
         r->e1[j] = (int32_t)e + 1;
         r->rnd[j] = pv_wrap_i32(((uint32_t)1u << e) + ((uint32_t)p->out_zp << (e + 1u)));
     }
+    r->lo = p->act_min;
+    r->hi = p->act_max;
 }
 
-/* The block's weights as int16 pairs (layout above), scaled by 2^(left + 1): 2 * depth words. */
+/* The block's weights as int16 pairs (layouts above), scaled by 2^(left + 1): 2 * depth words. */
 static void pv_c16_block_w(const pv_layer_desc_t *d, const pv_layer_params_t *p, uint32_t oc, int32_t *w) {
-    const uint32_t depth = d->kernel * d->kernel * (d->in_c / d->groups), qstep = p->n_quant > 1u ? 1u : 0u;
+    const uint32_t cin_g = d->in_c / d->groups, depth = d->kernel * d->kernel * cin_g;
+    const uint32_t qstep = p->n_quant > 1u ? 1u : 0u;
     uint32_t j, i;
+    if (pv_c16_narrow(d) != 0u) { /* per tap: 4 words (cin_g 2: channel j's pair at word j) or 2 (cin_g 1: (w0, w1), (w2, w3)) */
+        const int8_t *const s0 = p->weights + (size_t)oc * depth, *const s1 = s0 + depth, *const s2 = s1 + depth,
+                            *const s3 = s2 + depth;
+        const uint32_t l0 = pv_c16_lsh(p->shift[oc * qstep]), l1 = pv_c16_lsh(p->shift[(oc + 1u) * qstep]),
+                       l2 = pv_c16_lsh(p->shift[(oc + 2u) * qstep]), l3 = pv_c16_lsh(p->shift[(oc + 3u) * qstep]);
+#define PV_C16_W(src, i, lsh) pv_wrap_i32((uint32_t)(int32_t)(src)[i] << (lsh))
+        if (cin_g == 1u) {
+            for (i = 0; i < depth; i++, w += 2) {
+                w[0] = pv_c16_pack(PV_C16_W(s0, i, l0), PV_C16_W(s1, i, l1));
+                w[1] = pv_c16_pack(PV_C16_W(s2, i, l2), PV_C16_W(s3, i, l3));
+            }
+        } else {
+            for (i = 0; i < depth; i += 2u, w += 4) {
+                w[0] = pv_c16_pack(PV_C16_W(s0, i, l0), PV_C16_W(s0, i + 1u, l0));
+                w[1] = pv_c16_pack(PV_C16_W(s1, i, l1), PV_C16_W(s1, i + 1u, l1));
+                w[2] = pv_c16_pack(PV_C16_W(s2, i, l2), PV_C16_W(s2, i + 1u, l2));
+                w[3] = pv_c16_pack(PV_C16_W(s3, i, l3), PV_C16_W(s3, i + 1u, l3));
+            }
+        }
+#undef PV_C16_W
+        return;
+    }
     for (j = 0; j < 4u; j++) {
         const int8_t *src = p->weights + (size_t)(oc + j) * depth;
         const uint32_t lsh = pv_c16_lsh(p->shift[(oc + j) * qstep]);
@@ -254,16 +294,67 @@ static inline int32_t pv_c16_rq_relu(int32_t acc, int32_t mult, int32_t rnd, int
     return pv_c16_usat15(pv_asr(pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1)), e1));
 }
 
-/* requantize a0..a3 and store them as 4 int16 at o (word-aligned) */
-#define PV_C16_STORE(o, r)                                                                        \
+/* MultiplyByQuantizedMultiplier of an accumulator scaled by 2^(left + 1), exactly as pv_conv_s8.c's
+ * pv_rq_fast (with its "- [h < 0]"), then any clamp [lo, hi] (within int16). */
+static inline int32_t pv_c16_rq_clamp(int32_t acc, int32_t mult, int32_t rnd, int32_t e1, int32_t lo, int32_t hi) {
+    const int32_t h = pv_smmulr(acc, mult);
+    const int32_t v = pv_asr(pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31)), e1);
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* requantize a0..a3 and store them as 4 int16 at o (word-aligned): with the ReLU clamp, or (relu 0) with
+ * the layer's clamp */
+#define PV_C16_RQ(relu, a, r, j)                                                 \
+    ((relu) ? pv_c16_rq_relu((a), (r)->mult[j], (r)->rnd[j], (r)->e1[j])          \
+            : pv_c16_rq_clamp((a), (r)->mult[j], (r)->rnd[j], (r)->e1[j], (r)->lo, (r)->hi))
+#define PV_C16_STORE_AS(relu, o, r)                                                               \
     do {                                                                                          \
-        const int32_t v0_ = pv_c16_rq_relu(a0, (r)->mult[0], (r)->rnd[0], (r)->e1[0]);            \
-        const int32_t v1_ = pv_c16_rq_relu(a1, (r)->mult[1], (r)->rnd[1], (r)->e1[1]);            \
-        const int32_t v2_ = pv_c16_rq_relu(a2, (r)->mult[2], (r)->rnd[2], (r)->e1[2]);            \
-        const int32_t v3_ = pv_c16_rq_relu(a3, (r)->mult[3], (r)->rnd[3], (r)->e1[3]);            \
+        const int32_t v0_ = PV_C16_RQ(relu, a0, r, 0), v1_ = PV_C16_RQ(relu, a1, r, 1);           \
+        const int32_t v2_ = PV_C16_RQ(relu, a2, r, 2), v3_ = PV_C16_RQ(relu, a3, r, 3);           \
         const int32_t p01_ = pv_c16_pack(v0_, v1_), p23_ = pv_c16_pack(v2_, v3_);                 \
         PV_LOAD32((o)[0], &p01_);                                                                 \
         PV_LOAD32((o)[2], &p23_);                                                                 \
+    } while (0)
+#define PV_C16_STORE(o, r) PV_C16_STORE_AS(1, o, r)
+
+/* one tap of a block of 4 channels with cin_g 2: x = 2 words at xp (the block's 4 input channels), w = 4
+ * words at wp + wo (channel j at j) */
+#define PV_C16_PAIR(xp, wp, wo)               \
+    do {                                      \
+        int32_t x0, x1, w0, w1;               \
+        PV_C16_LD2((xp), 0, x0, x1);          \
+        PV_C16_LD2((wp), (wo), w0, w1);       \
+        a0 = pv_smlad(x0, w0, a0);            \
+        a1 = pv_smlad(x0, w1, a1);            \
+        PV_C16_LD2((wp), (wo) + 2, w0, w1);   \
+        a2 = pv_smlad(x1, w0, a2);            \
+        a3 = pv_smlad(x1, w1, a3);            \
+    } while (0)
+
+/* one tap of a block of 4 channels with cin_g 1: x = 2 words at xp, w = 2 words at wp + wo, channel j in
+ * half j % 2 of word j / 2 of both */
+#define PV_C16_ONE(xp, wp, wo)                \
+    do {                                      \
+        int32_t x0, x1, w0, w1;               \
+        PV_C16_LD2((xp), 0, x0, x1);          \
+        PV_C16_LD2((wp), (wo), w0, w1);       \
+        a0 = pv_smlabb(x0, w0, a0);           \
+        a1 = pv_smlatt(x0, w0, a1);           \
+        a2 = pv_smlabb(x1, w1, a2);           \
+        a3 = pv_smlatt(x1, w1, a3);           \
+    } while (0)
+
+/* tap i (a constant) of the weights at wp, one input pixel at xp, for cg input channels per group: 1, 2, or 4
+ * (exactly 4: one block of values) */
+#define PV_C16_TAP(cg, xp, wp, i)                        \
+    do {                                                 \
+        if ((cg) == 1u) {                                \
+            PV_C16_ONE((xp), (wp), 2 * (i));             \
+        } else if ((cg) == 2u) {                         \
+            PV_C16_PAIR((xp), (wp), 4 * (i));            \
+        } else {                                         \
+            PV_C16_BLK((xp), 0, (wp), 8 * (i));          \
+        }                                                \
     } while (0)
 
 /* Output channels oc..oc+3 of one output row, row-run layers: every pixel reads one run per kernel row. */
@@ -310,20 +401,23 @@ static inline __attribute__((always_inline)) void pv_c16_rowrun_row(const pv_lay
     }
 }
 
-/* Output channels oc..oc+3 of one output row of a grouped layer (4k input channels per group): taps outside
- * the image are skipped; the 3x3 taps of 4 channels inside it are unrolled. */
+/* Output channels oc..oc+3 of one output row of a grouped layer, cg input channels per group (a constant: 1,
+ * 2, or 4 for any multiple of 4, cin_g / 4 blocks of values per tap); relu (a constant): the store's clamp.
+ * Taps outside the image are skipped; the 3x3 taps of one input pixel each (cin_g 1, 2 or 4) are unrolled. */
 static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_layer_desc_t *d,
                                                                     const int16_t *const *rows, int16_t *out,
                                                                     uint32_t g, const int32_t *w,
-                                                                    const pv_c16_rq_t *r) {
+                                                                    const pv_c16_rq_t *r, const uint32_t cg,
+                                                                    const int relu) {
     const uint32_t k = d->kernel, s = d->stride, in_c = d->in_c, out_c = d->out_c, out_w = d->out_w;
-    const uint32_t cin_g = in_c / d->groups, kb = cin_g / 4u, xs = in_c / 2u;
+    const uint32_t cin_g = in_c / d->groups, kb = cin_g / 4u, xs = in_c / 2u, wt = 2u * cin_g; /* wt: words per tap */
+    const int one = cg < 4u || kb == 1u; /* a tap is one PV_C16_TAP */
     const int32_t *xr[PV_MAX_KERNEL], *wr[PV_MAX_KERNEL];
     uint32_t nr = 0, ky, ox, ox_a, ox_b;
     for (ky = 0; ky < k; ky++) {
         if (rows[ky] == NULL) continue; /* padding rows add 0 */
         xr[nr] = (const int32_t *)(const void *)(rows[ky] + (size_t)g * cin_g);
-        wr[nr++] = w + ky * k * kb * 8u;
+        wr[nr++] = w + ky * k * wt;
     }
     /* pixels [ox_a, ox_b) have every tap column inside [0, in_w) */
     ox_a = (d->pad_left + s - 1u) / s;
@@ -335,7 +429,7 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
         const int32_t ix0 = (int32_t)(ox * s) - (int32_t)d->pad_left;
         int16_t *o = out + (size_t)ox * out_c;
         uint32_t t, kx;
-        if (ox == ox_a && k == 3u && kb == 1u && nr == 3u) { /* the interior span, all three rows */
+        if (ox == ox_a && k == 3u && one && nr == 3u) { /* the interior span, all three rows */
             const int32_t *x0 = xr[0] + (size_t)ix0 * xs, *x1 = xr[1] + (size_t)ix0 * xs, *x2 = xr[2] + (size_t)ix0 * xs;
             const uint32_t xstep = s * xs;
             for (; ox < ox_b; ox++, o += out_c, x0 += xstep, x1 += xstep, x2 += xstep) {
@@ -344,24 +438,24 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
                 a1 = r->bias[1];
                 a2 = r->bias[2];
                 a3 = r->bias[3];
-                PV_C16_BLK(x, 0, w, 0);
+                PV_C16_TAP(cg, x, w, 0);
                 x += xs;
-                PV_C16_BLK(x, 0, w, 8);
+                PV_C16_TAP(cg, x, w, 1);
                 x += xs;
-                PV_C16_BLK(x, 0, w, 16);
+                PV_C16_TAP(cg, x, w, 2);
                 x = x1;
-                PV_C16_BLK(x, 0, w, 24);
+                PV_C16_TAP(cg, x, w, 3);
                 x += xs;
-                PV_C16_BLK(x, 0, w, 32);
+                PV_C16_TAP(cg, x, w, 4);
                 x += xs;
-                PV_C16_BLK(x, 0, w, 40);
+                PV_C16_TAP(cg, x, w, 5);
                 x = x2;
-                PV_C16_BLK(x, 0, w, 48);
+                PV_C16_TAP(cg, x, w, 6);
                 x += xs;
-                PV_C16_BLK(x, 0, w, 56);
+                PV_C16_TAP(cg, x, w, 7);
                 x += xs;
-                PV_C16_BLK(x, 0, w, 64);
-                PV_C16_STORE(o, r);
+                PV_C16_TAP(cg, x, w, 8);
+                PV_C16_STORE_AS(relu, o, r);
             }
             ox--; /* the loop's increment steps to ox_b */
             continue;
@@ -370,27 +464,31 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
             const uint32_t kx_lo = ix0 < 0 ? (uint32_t)-ix0 : 0u;
             const uint32_t kx_hi = (int32_t)d->in_w - ix0 < (int32_t)k ? (uint32_t)((int32_t)d->in_w - ix0) : k;
             for (t = 0; t < nr; t++) {
-                if (kb == 1u && kx_hi - kx_lo <= 3u) { /* 3x3, 4 channels: the taps of the row unrolled */
+                if (one && kx_hi - kx_lo <= 3u) { /* up to 3 taps of the row, unrolled */
                     const uint32_t nt = kx_hi - kx_lo;
-                    const int32_t *x = xr[t] + (size_t)(ix0 + (int32_t)kx_lo) * xs, *wk = wr[t] + kx_lo * 8u;
+                    const int32_t *x = xr[t] + (size_t)(ix0 + (int32_t)kx_lo) * xs, *wk = wr[t] + kx_lo * wt;
                     if (nt == 0u) continue;
-                    PV_C16_BLK(x, 0, wk, 0);
+                    PV_C16_TAP(cg, x, wk, 0);
                     if (nt == 1u) continue;
                     x += xs;
-                    PV_C16_BLK(x, 0, wk, 8);
+                    PV_C16_TAP(cg, x, wk, 1);
                     if (nt == 2u) continue;
                     x += xs;
-                    PV_C16_BLK(x, 0, wk, 16);
+                    PV_C16_TAP(cg, x, wk, 2);
                     continue;
                 }
                 for (kx = kx_lo; kx < kx_hi; kx++) {
-                    const int32_t *x = xr[t] + (size_t)(ix0 + (int32_t)kx) * xs, *wk = wr[t] + kx * kb * 8u;
-                    const int32_t *const xe = x + 2u * kb;
-                    for (; x < xe; x += 2, wk += 8) PV_C16_BLK(x, 0, wk, 0);
+                    const int32_t *x = xr[t] + (size_t)(ix0 + (int32_t)kx) * xs, *wk = wr[t] + kx * wt;
+                    if (cg < 4u) {
+                        PV_C16_TAP(cg, x, wk, 0);
+                    } else {
+                        const int32_t *const xe = x + 2u * kb;
+                        for (; x < xe; x += 2, wk += 8) PV_C16_BLK(x, 0, wk, 0);
+                    }
                 }
             }
         }
-        PV_C16_STORE(o, r);
+        PV_C16_STORE_AS(relu, o, r);
     }
 }
 
@@ -398,11 +496,15 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
 __attribute__((noinline)) static void pv_c16_block_row(const pv_layer_desc_t *d, const int16_t *const *rows,
                                                         int16_t *out, uint32_t oc, const int32_t *w,
                                                         const pv_c16_rq_t *r) {
-    const uint32_t g = oc / (d->out_c / d->groups);
+    const uint32_t cin_g = d->in_c / d->groups, g = oc / (d->out_c / d->groups);
     if (pv_c16_rowrun(d)) {
         pv_c16_rowrun_row(d, rows, out + oc, g, w, r);
+    } else if (cin_g == 1u) { /* any clamp (pv_c16_fast) */
+        pv_c16_group_row(d, rows, out + oc, g, w, r, 1u, 0);
+    } else if (cin_g == 2u) {
+        pv_c16_group_row(d, rows, out + oc, g, w, r, 2u, 1);
     } else {
-        pv_c16_group_row(d, rows, out + oc, g, w, r);
+        pv_c16_group_row(d, rows, out + oc, g, w, r, 4u, 1);
     }
 }
 

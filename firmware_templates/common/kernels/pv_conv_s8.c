@@ -183,10 +183,21 @@ static void pv_zero16(int16_t *p, uint32_t n) {
 }
 
 /* Whether pv_conv_row_run1 can compute the layer's rows (given that each pixel reads one run of depth values):
- * packed weights (so fast requantization and the ReLU from the zero point -128), depth % 16 == 0. */
+ * packed weights (so fast requantization and the ReLU from the zero point -128), depth 16, 24, 32, ... */
 static int pv_run1(const pv_conv_s8_t *c) {
-    return c->packed && c->depth % 16u == 0u;
+    return c->packed && c->depth % 8u == 0u && c->depth >= 16u;
 }
+
+#if defined(PV_USE_DSP)
+/* Whether pv_conv_row_dw can compute the layer's rows: groups of 1 or 2 channels (any count not a multiple of
+ * 4: values in natural order in the ring and in w16), whose ring rows hold each kernel row of a pixel as one
+ * run of kernel * cin_g values: runs and their starts (group, pixel) in whole words; fast requantization. */
+static int pv_dw(const pv_conv_s8_t *c) {
+    const pv_layer_desc_t *d = c->d;
+    return c->fast && !c->rowrun && (c->cin_g & 3u) != 0u && (d->kernel * c->cin_g) % 2u == 0u &&
+           (c->wp * c->cin_g) % 2u == 0u && (d->out_w == 1u || (d->stride * c->cin_g) % 2u == 0u);
+}
+#endif
 
 /* Sets up a conv layer in the scratch: picks the layouts, checks the fast requantization bounds, fills
  * rq and w16, zeroes the ring (its padding columns stay zero). */
@@ -227,7 +238,8 @@ void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_
      * -128 as a constant (what the quantizer gives every ReLU layer); anything else takes the any-shape path:
      * one copy of each packed loop in flash. */
     c->packed = c->fast && c->full && p->out_zp == -128 && (c->cout_g % 4u) == 0u && (c->runlen % 4u) == 0u &&
-                ((k == 3u && c->cin_g == 4u && !c->rowrun) || (c->depth % 16u == 0u && (k == 1u || pv_patch(d))));
+                ((k == 3u && c->cin_g == 4u && !c->rowrun) ||
+                 (c->depth % 8u == 0u && c->depth >= 16u && (k == 1u || pv_patch(d))));
 #else
     c->packed = 0;
 #endif
@@ -619,11 +631,12 @@ __attribute__((noinline)) static void pv_conv_row_packed(const pv_conv_s8_t *c, 
 /* DSP output row of a conv whose output pixels each read one run of depth values (a 1x1 conv; the stem in its
  * patch layout), for the layers pv_run1 admits: x = the run of output pixel 0 in group 0, xstep words from one
  * pixel's run to the next one's, gx words from one group's runs to the next one's. Blocks of 4 output channels
- * along the row (weights and requantization words stay put), 4 blocks of 4 values a turn. */
+ * along the row (weights and requantization words stay put), 4 blocks of 4 values a turn (after 2 blocks when
+ * depth % 16 == 8). */
 __attribute__((noinline)) static void pv_conv_row_run1(const pv_conv_s8_t *c, int8_t *out, const int32_t *x,
                                                         uint32_t xstep, uint32_t gx) {
     const pv_layer_desc_t *d = c->d;
-    const uint32_t out_c = d->out_c, cout_g = c->cout_g, depth = c->depth, turns = depth / 16u;
+    const uint32_t out_c = d->out_c, cout_g = c->cout_g, depth = c->depth, turns = depth / 16u, half = depth & 8u;
     const size_t row = (size_t)d->out_w * out_c;
     const int32_t *const w32 = (const int32_t *)(const void *)c->w16;
     uint32_t g, oc;
@@ -640,6 +653,12 @@ __attribute__((noinline)) static void pv_conv_row_run1(const pv_conv_s8_t *c, in
                 uint32_t n = turns;
                 PV_LD2(q, 0, a0, a1);
                 PV_LD2(q, 2, a2, a3);
+                if (half != 0u) { /* depth % 16 == 8: 8 values first */
+                    PV_BLK(xr, 0, wr, 0);
+                    PV_BLK(xr, 2, wr, 8);
+                    xr += 4;
+                    wr += 16;
+                }
                 do {
                     PV_BLK(xr, 0, wr, 0);
                     PV_BLK(xr, 2, wr, 8);
@@ -654,6 +673,38 @@ __attribute__((noinline)) static void pv_conv_row_run1(const pv_conv_s8_t *c, in
                 acc[3] = a3;
                 pv_store4_fast(o, q, acc);
             }
+        }
+    }
+}
+
+/* DSP output row of a conv with groups of 1 or 2 channels (pv_dw: b5_dw's 3x3 at stride 2 with 2 channels per
+ * group, the 4x4 depthwise gdc): each output channel, pixel by pixel, one SMLAD per 2 values of its group's
+ * kernel rows, which are runs in the ring (group-major, natural order, zero pads) as its weights are in w16;
+ * exact fast requantization and the layer's clamp (no ReLU needed). One channel at a time: these layers are
+ * small (27,648 and 1,536 MACs), what matters is leaving the any-shape path's per-tap bookkeeping. */
+__attribute__((noinline)) static void pv_conv_row_dw(const pv_conv_s8_t *c, int8_t *out, const int16_t *const *rows) {
+    const pv_layer_desc_t *d = c->d;
+    const uint32_t k = d->kernel, out_c = d->out_c, out_w = d->out_w, cout_g = c->cout_g;
+    const uint32_t nw = k * c->cin_g / 2u, xstep = d->stride * c->cin_g / 2u, gw = c->wp * c->cin_g / 2u; /* words */
+    uint32_t oc, ox, ky;
+    for (oc = 0; oc < out_c; oc++) {
+        const int32_t *const w = (const int32_t *)(const void *)(c->w16 + (size_t)oc * c->depth);
+        const size_t x0 = (size_t)(oc / cout_g) * gw;
+        const int32_t mult = PV_RQ(c->rq, oc, PV_RQ_MULT), rnd = PV_RQ(c->rq, oc, PV_RQ_RND);
+        const int32_t e1 = PV_RQ(c->rq, oc, PV_RQ_E1);
+        for (ox = 0; ox < out_w; ox++) {
+            int32_t acc = PV_RQ(c->rq, oc, PV_RQ_BIAS);
+            for (ky = 0; ky < k; ky++) {
+                const int32_t *x = (const int32_t *)(const void *)rows[ky] + x0 + ox * xstep, *wk = w + ky * nw;
+                const int32_t *const xe = x + nw;
+                for (; x < xe; x++, wk++) {
+                    int32_t xv, wv;
+                    PV_LOAD32(xv, x);
+                    PV_LOAD32(wv, wk);
+                    acc = pv_smlad(xv, wv, acc);
+                }
+            }
+            out[(size_t)ox * out_c + oc] = pv_clamp(pv_rq_fast(acc, mult, rnd, e1), c->full, c->lo, c->hi);
         }
     }
 }
@@ -693,6 +744,10 @@ void pv_conv_s8_row(const pv_conv_s8_t *c, int8_t *out, uint32_t oy) {
     }
     if (c->packed && k == 3u && cin_g == 4u && !c->rowrun) {
         pv_conv_row_packed(c, out, rows);
+        return;
+    }
+    if (pv_dw(c)) {
+        pv_conv_row_dw(c, out, rows);
         return;
     }
 #endif

@@ -1,4 +1,4 @@
-/* pv_dsp: the ARM DSP-extension instructions both kernels use (SXTB16, SMLAD, SMMULR, ...), as ACLE
+/* pv_dsp: the ARM DSP-extension instructions the kernels use (SXTB16, SMLAD, SMLABB, SMMULR, ...), as ACLE
  * intrinsics on a core that has them (PV_USE_DSP, Cortex-M4/M7/M33+DSP), or in portable C with ARM's
  * semantics for the host tests of the DSP code paths (PV_USE_DSP with PV_DSP_EMULATE). Also PV_LOAD32, the
  * word load of the hot loops. Included by the kernels (kernels/pv_*_s8.c, pv_*_s16.c) only. */
@@ -36,17 +36,25 @@ static inline int32_t pv_uxtb16(int32_t x) { return (int32_t)((uint32_t)x & 0x00
 static inline int32_t pv_smlad(int32_t a, int32_t b, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(pv_lane(a, 0) * pv_lane(b, 0)) + (uint32_t)(pv_lane(a, 1) * pv_lane(b, 1)));
 }
+static inline int32_t pv_smlabb(int32_t a, int32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(pv_lane(a, 0) * pv_lane(b, 0)));
+}
+static inline int32_t pv_smlatt(int32_t a, int32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(pv_lane(a, 1) * pv_lane(b, 1)));
+}
 #elif defined(PV_USE_DSP)
 #if !defined(__ARM_FEATURE_DSP)
 #error "PV_USE_DSP needs a core with the DSP extension (Cortex-M4/M7/M33+DSP): add -mcpu=cortex-m4"
 #endif
-/* ACLE intrinsics (arm_acle.h): what CMSIS's __SXTB16, __SSUB16, __SADD16 and __SMLAD map to. */
+/* ACLE intrinsics (arm_acle.h): what CMSIS's __SXTB16, __SSUB16, __SADD16, __SMLAD (...) map to. */
 #include <arm_acle.h>
 #define pv_sxtb16(x) __sxtb16(x)
 #define pv_ssub16(a, b) __ssub16((a), (b))
 #define pv_sadd16(a, b) __sadd16((a), (b))
 #define pv_uxtb16(x) __uxtb16(x)
 #define pv_smlad(a, b, acc) __smlad((a), (b), (acc))
+#define pv_smlabb(a, b, acc) __smlabb((a), (b), (acc)) /* acc + bottom halves' product */
+#define pv_smlatt(a, b, acc) __smlatt((a), (b), (acc)) /* acc + top halves' product */
 #define PV_HAVE_SMMULR 1
 /* SMMULR: (a * b + 2^31) >> 32, the rounded high word (no ACLE intrinsic) */
 static inline int32_t pv_smmulr(int32_t a, int32_t b) {
