@@ -84,6 +84,8 @@ class TrainConfig:
     distill_target: Literal["standardized", "centered"] = "standardized"
     feature_distill: float = 0.0  # >0 (needs personal_from): weight of the shared prefix's embedding regression
     freeze_shared_in_pairs: bool = False  # pair stage: the distilled prefix stays fixed, only h_gen learns
+    shared_lr_factor: float = 1.0  # pair stage, prefix not frozen: the shared prefix's LR is lr × this (its
+    # weight-standardized filters have norm ≈ 1, so Adam's steps at the pair stage's lr barely move them)
     # a run (checkpoint or model_final.pt) whose shared θ starts this one: the layers shared here take its
     # values, layers it shared but this run generates start every person there (h_gen's θ₀ = its values)
     init_from: str = ""

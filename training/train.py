@@ -281,11 +281,16 @@ class Trainer:
         torch.set_num_threads(cfg.threads)
         self.model = build_model(cfg, data.embeddings)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        groups: list = self.params
+        shared = getattr(getattr(self.model, "hgen", None), "shared", None)
+        if cfg.shared_lr_factor != 1.0 and shared is not None:  # the pair stage scales this group's LR
+            groups = [{"params": [p for p in self.params if p is not shared]},
+                      {"params": [shared], "lr_factor": cfg.shared_lr_factor}]
         if cfg.optimizer == "sgd":
-            self.opt: torch.optim.Optimizer = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum,
+            self.opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                                               weight_decay=cfg.weight_decay)
         else:
-            self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(cfg.momentum, 0.999),
+            self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999),
                                          weight_decay=cfg.weight_decay)
         self.sampler: UniformSampler | None = None
         self.history = History()
@@ -558,7 +563,7 @@ class Trainer:
             loss = loss + cfg.feature_distill * aux
         lr = lr_at(pstep, cfg.lr, cfg.total_steps - cfg.distill_pretrain_steps, cfg.warmup_steps, cfg.final_lr_factor)
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_factor", 1.0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.world > 1:

@@ -200,6 +200,30 @@ def test_two_stage_distill_then_frozen_prefix(tmp_path, data):
     assert not torch.equal(after1["hgen.head.weight"], after3["hgen.head.weight"])
 
 
+def test_unfrozen_prefix_takes_its_own_learning_rate(tmp_path, data):
+    """shared_lr_factor: in the pair stage the shared prefix's group runs at lr × factor, the rest at lr; the
+    distillation stage keeps one rate for all; factor 1 keeps one parameter group (checkpoints as before)."""
+    from training.schedules import lr_at
+
+    kw = dict(personal_from="pool", feature_distill=1.0, distill_target="centered", distill_batch=16,
+              distill_lr=0.02, pair_subsample_k=0, eval_every=0, distill_pretrain_steps=2, total_steps=4)
+    tr = Trainer(_cfg(tmp_path / "a", shared_lr_factor=10.0, **kw), *data, progress=False)
+    tr.sampler = build_sampler(tr.cfg, tr.data, 0)
+    shared = [g for g in tr.opt.param_groups if any(p is tr.model.hgen.shared for p in g["params"])]
+    assert len(shared) == 1 and len(shared[0]["params"]) == 1 and shared[0]["lr_factor"] == 10.0
+    tr.train_step(0)
+    assert [g["lr"] for g in tr.opt.param_groups] == pytest.approx([lr_at(0, 0.02, 2, 0)] * 3)
+    tr.train_step(1)
+    before = tr.model.hgen.shared.detach().clone()
+    tr.train_step(2)  # the pair stage's step 0: the prefix is not frozen, so it moves
+    rates = {id(g): g["lr"] for g in tr.opt.param_groups}
+    assert rates[id(shared[0])] == pytest.approx(10.0 * lr_at(0, 0.01, 2, 2))
+    assert all(r == pytest.approx(lr_at(0, 0.01, 2, 2)) for k, r in rates.items() if k != id(shared[0]))
+    assert not torch.equal(before, tr.model.hgen.shared.detach())
+    one = Trainer(_cfg(tmp_path / "b", **kw), *data, progress=False)
+    assert len(one.opt.param_groups) == 2  # θ's generator and prefix together, the distillation map
+
+
 def test_two_stage_run_reports_the_distilled_prefix(tmp_path, data):
     cfg = _cfg(tmp_path, personal_from="pool", feature_distill=1.0, distill_target="centered", distill_batch=16,
                freeze_shared_in_pairs=True, distill_pretrain_steps=2, total_steps=4)
