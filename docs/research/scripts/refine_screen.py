@@ -21,13 +21,20 @@ from training.calibration import threshold_for_far
 from training.eval.metrics import kfold_accuracy, roc_auc, tar_at_far
 from training.evaluate import model_pairs, pair_thetas, with_variant
 from training.hypermodel import HyperModel
-from training.refine import (SHIPPED, linear_tail, load_cohort, mixed_start, pooled_features, positive_views,
-                             refine_linear, teacher_map_linear)
+from training.refine import (
+    SHIPPED,
+    linear_tail,
+    load_cohort,
+    mixed_start,
+    pooled_features,
+    positive_views,
+    refine_linear,
+)
 
 VIEWS = 32  # positive views computed per enrolled image; a recipe with fewer uses the first ones
 
 
-def cell_data(m, prefix, pairs, cohort):
+def cell_data(m, prefix, pairs):
     lefts = np.unique(pairs.left)
     th = pair_thetas(pairs, m, False)[torch.from_numpy(lefts)].numpy()
     w0, b0 = (x.detach().numpy() for x in linear_tail(torch.from_numpy(th)))
@@ -39,7 +46,7 @@ def cell_data(m, prefix, pairs, cohort):
     return {"lefts": lefts, "w0": w0, "b0": b0, "t": t, "pos": pos, "feats": pooled_features(prefix, crops)}
 
 
-def heads(d, cohort, cfg, start, mix):
+def heads(d, cohort, cfg, start, mix, threshold):
     pos = d["pos"][:, :cfg.views]
     if start == "h":
         ws, bs = d["w0"], d["b0"]
@@ -54,11 +61,11 @@ def heads(d, cohort, cfg, start, mix):
             ws, bs = (1 - mix) * d["w0"] + mix * wt, (1 - mix) * d["b0"] + mix * bt
     if cfg.steps == 0:
         return ws, bs
-    w, b, _ = refine_linear(ws, bs, pos, cohort.feats, THRESHOLD, cfg)
+    w, b, _ = refine_linear(ws, bs, pos, cohort.feats, threshold, cfg)
     return w, b
 
 
-def metrics(d, pairs, cohort, w, b):
+def metrics(d, pairs, cohort, w, b, threshold):
     idx = np.searchsorted(d["lefts"], pairs.left)
     s = np.einsum("nc,nc->n", d["feats"][pairs.right], w[idx]) + b[idx]
     same = np.asarray(pairs.same, bool)
@@ -66,7 +73,7 @@ def metrics(d, pairs, cohort, w, b):
            "tar2": 100 * tar_at_far(s, same, 1e-2)[0], "tar3": 100 * tar_at_far(s, same, 1e-3)[0]}
     calib = cohort.calib_feats @ w.T + b  # (K, users)
     for far in (0.05, 0.01):
-        thr = np.array([threshold_for_far(calib[:, u], far, THRESHOLD)[0] for u in range(w.shape[0])])[idx]
+        thr = np.array([threshold_for_far(calib[:, u], far, threshold)[0] for u in range(w.shape[0])])[idx]
         acc = s >= thr
         out[f"far{far}"] = 100 * acc[~same].mean()
         out[f"frr{far}"] = 100 * (~acc[same]).mean()
@@ -90,11 +97,10 @@ RECIPES = [  # (name, cfg, start, teacher map's share of the start)
 
 
 def main() -> None:
-    global THRESHOLD
     model_path, out, sets = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
     torch.set_num_threads(1)
     m = HyperModel.load(model_path)
-    THRESHOLD = float(m.threshold)
+    thr = float(m.threshold)
     cohort = load_cohort(m)
     prefix = m.theta(m.generator.emb_mean.numpy()[None])[0]
     recipes = RECIPES if sys.argv[4:] != ["shipped"] else [RECIPES[0], RECIPES[2]]
@@ -104,11 +110,11 @@ def main() -> None:
         for variant in ("clean", "gray", "lowres"):
             t0 = time.time()
             p = with_variant(base, variant)
-            d = cell_data(m, prefix, p, cohort)
+            d = cell_data(m, prefix, p)
             rows = {}
             for rname, cfg, start, mix in recipes:
-                w, b = heads(d, cohort, cfg, start, mix)
-                rows[rname] = metrics(d, p, cohort, w, b)
+                w, b = heads(d, cohort, cfg, start, mix, thr)
+                rows[rname] = metrics(d, p, cohort, w, b, thr)
             res["cells"][f"{name}/{variant}"] = rows
             print(f"{name}/{variant}: {time.time() - t0:.0f} s", flush=True)
             for rname, r in rows.items():
