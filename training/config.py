@@ -85,7 +85,9 @@ class TrainConfig:
     feature_distill: float = 0.0  # >0 (needs personal_from): weight of the shared prefix's embedding regression
     freeze_shared_in_pairs: bool = False  # pair stage: the distilled prefix stays fixed, only h_gen learns
     shared_lr_factor: float = 1.0  # pair stage, prefix not frozen: the shared prefix's LR is lr × this (its
-    # weight-standardized filters have norm ≈ 1, so Adam's steps at the pair stage's lr barely move them)
+    # weight-standardized filters have norm ≈ 1, so Adam's steps at the pair stage's lr barely move them; AdamW's
+    # decoupled weight decay, lr · weight_decay, scales with it). 1 and ≠ 1 make different optimizer groups: a run
+    # resumes only with the same choice
     # a run (checkpoint or model_final.pt) whose shared θ starts this one: the layers shared here take its
     # values, layers it shared but this run generates start every person there (h_gen's θ₀ = its values)
     init_from: str = ""
@@ -133,6 +135,7 @@ class TrainConfig:
         checks = [(self.n_per_id >= 1, "n_per_id >= 1"), (self.b0 >= 2, "b0 >= 2"),
                   (self.b0 > self.beta, "b0 > beta (λ = 1 − β/B must stay positive)"),
                   (self.total_steps >= 1, "total_steps >= 1"), (self.lr > 0, "lr > 0"),
+                  (self.shared_lr_factor > 0, "shared_lr_factor > 0"),
                   (self.chunk >= 1, "chunk >= 1"), (self.threads >= 1, "threads >= 1"),
                   (self.pair_subsample_k >= 0, "pair_subsample_k >= 0"),
                   (0.0 <= self.soft_target_mix <= 1.0, "0 <= soft_target_mix <= 1"),

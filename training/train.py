@@ -346,7 +346,15 @@ class Trainer:
         if ck["world_size"] != self.world:
             log.warning("resuming with %d processes, the checkpoint was written by %d", self.world, ck["world_size"])
         self.model.load_state_dict(ck["model"])
+        if len(ck["optimizer"]["param_groups"]) != len(self.opt.param_groups):
+            raise RuntimeError(f"{path}: its optimizer has {len(ck['optimizer']['param_groups'])} parameter groups, "
+                               f"this config makes {len(self.opt.param_groups)} (shared_lr_factor 1 vs ≠ 1 was "
+                               "changed?); resume with the run's own setting or start a new run")
+        factors = [g.get("lr_factor") for g in self.opt.param_groups]
         self.opt.load_state_dict(ck["optimizer"])
+        for g, f in zip(self.opt.param_groups, factors):  # the config's factor, not the checkpoint's
+            if f is not None:
+                g["lr_factor"] = f
         if self.distill_proj is not None and ck.get("distill_proj") is not None:
             self.distill_proj.load_state_dict(ck["distill_proj"])
         self.next_step = int(ck["next_step"])

@@ -222,6 +222,17 @@ def test_unfrozen_prefix_takes_its_own_learning_rate(tmp_path, data):
     assert not torch.equal(before, tr.model.hgen.shared.detach())
     one = Trainer(_cfg(tmp_path / "b", **kw), *data, progress=False)
     assert len(one.opt.param_groups) == 2  # θ's generator and prefix together, the distillation map
+    # resume: the config's factor wins over the checkpoint's; 1 vs ≠ 1 (other groups) is refused, not mis-loaded
+    Trainer(_cfg(tmp_path / "c", shared_lr_factor=10.0, checkpoint_every=3, **{**kw, "total_steps": 3}), *data,
+            progress=False).run()
+    five = Trainer(_cfg(tmp_path / "c", shared_lr_factor=5.0, checkpoint_every=3, **kw), *data, progress=False)
+    five.run(resume=True)
+    assert five.next_step == 4 and sorted(g.get("lr_factor", 1.0) for g in five.opt.param_groups) == [1.0, 1.0, 5.0]
+    with pytest.raises(RuntimeError, match="parameter groups"):
+        Trainer(_cfg(tmp_path / "c", checkpoint_every=3, **{**kw, "total_steps": 5}), *data, progress=False).run(
+            resume=True)
+    with pytest.raises(ValueError, match="shared_lr_factor > 0"):
+        _cfg(tmp_path, shared_lr_factor=0.0)
 
 
 def test_two_stage_run_reports_the_distilled_prefix(tmp_path, data):

@@ -178,11 +178,10 @@ static inline int32_t pv_c16_usat15(int32_t x) { return x < 0 ? 0 : (x > 32767 ?
         a3 = pv_smlad(x1, w1, a3);            \
     } while (0)
 
-/* The shapes the DSP path runs: blocks of 4 output channels per group, and every tap a run of whole
- * blocks of 4 word-aligned input values: "row-run" layers, where each kernel row of a pixel's taps is one
- * contiguous run of the input row (no left pad; one group: kernel * in_c values, the patchify stem and a
- * dense 1x1 conv; a grouped 1x1 conv: the group's in_c / groups values), or groups of 4k input channels;
- * or groups of 1 or 2 input and as many output channels (a block: 4 / cin_g groups, see above). */
+/* Row-run layers: each kernel row of a pixel's taps is one contiguous run of the input row (no left pad; one
+ * group: kernel * in_c values, the patchify stem and a dense 1x1 conv; a grouped 1x1 conv: the group's
+ * in_c / groups values) of whole blocks of 4 word-aligned values. The DSP path runs these, groups of 4k input
+ * channels (both with blocks of 4 output channels per group), and the narrow groups of pv_c16_narrow. */
 static inline int pv_c16_rowrun(const pv_layer_desc_t *d) {
     const uint32_t runlen = d->groups == 1u ? d->kernel * d->in_c : d->in_c / d->groups;
     return (d->groups == 1u || d->kernel == 1u) && d->pad_left == 0u && runlen % 4u == 0u &&
@@ -203,9 +202,8 @@ static int pv_c16_shape_ok(const pv_layer_desc_t *d) {
 }
 
 /* What the fast requantization needs, else the layer runs the transcription (pv_conv_s16_row_generic): zero
- * point 0 and the ReLU clamp (every conv of pv-gconv-s but gdc; one clamp keeps the loops small), except with
- * 1 channel per group, whose store rounds exactly and clamps to any [act_min, act_max] (pv_c16_rq_clamp: a
- * depthwise conv with few outputs, gdc's 96, does not need the ReLU store's saved instruction); and for every
+ * point 0 and the ReLU clamp (one clamp keeps the blocked loops small), except with 1 channel per group, whose
+ * store rounds exactly and clamps to any [act_min, act_max] (pv_c16_rq_clamp); and for every
  * channel pv_conv_s8.c's bounds with int16 inputs: no left shift beyond 7, a right shift up to 21,
  * |acc| << (left + 1) < 2^30 (|bias| <= 2^30 by the parser, depth < 2^7: the sum fits 32 bits). */
 static int pv_c16_fast(const pv_layer_desc_t *d, const pv_layer_params_t *p) {
@@ -429,7 +427,7 @@ static inline __attribute__((always_inline)) void pv_c16_group_row(const pv_laye
         const int32_t ix0 = (int32_t)(ox * s) - (int32_t)d->pad_left;
         int16_t *o = out + (size_t)ox * out_c;
         uint32_t t, kx;
-        if (ox == ox_a && k == 3u && one && nr == 3u) { /* the interior span, all three rows */
+        if (ox == ox_a && ox_a < ox_b && k == 3u && one && nr == 3u) { /* the interior span, all three rows */
             const int32_t *x0 = xr[0] + (size_t)ix0 * xs, *x1 = xr[1] + (size_t)ix0 * xs, *x2 = xr[2] + (size_t)ix0 * xs;
             const uint32_t xstep = s * xs;
             for (; ox < ox_b; ox++, o += out_c, x0 += xstep, x1 += xstep, x2 += xstep) {

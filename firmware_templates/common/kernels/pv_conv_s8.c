@@ -24,7 +24,8 @@
  * every 4 values, so SMLAD multiplies two pairs per instruction; blocks of 4 output channels share each
  * input word, weights of a block interleaved so that one pointer with immediate offsets reaches all. Where
  * every output pixel reads one run of depth values (1x1 convs; the stem in its patch layout) a block steps
- * through that run 16 values a turn (pv_conv_row_run1).
+ * through that run 16 values a turn, 8 first where the depth is 16k + 8 (pv_conv_row_run1). Groups whose
+ * channel count is not a multiple of 4 keep the natural order and run one SMLAD per 2 values (pv_conv_row_dw).
  */
 #include <stddef.h>
 #include <string.h>
@@ -182,16 +183,22 @@ static void pv_zero16(int16_t *p, uint32_t n) {
     memset(p, 0, (size_t)n * 2u);
 }
 
+/* The run lengths pv_conv_row_run1 steps through: 16, 24, 32, ... values (16 a turn, 8 first where needed). */
+static int pv_run1_depth(uint32_t depth) {
+    return depth % 8u == 0u && depth >= 16u;
+}
+
 /* Whether pv_conv_row_run1 can compute the layer's rows (given that each pixel reads one run of depth values):
- * packed weights (so fast requantization and the ReLU from the zero point -128), depth 16, 24, 32, ... */
+ * packed weights (so fast requantization and the ReLU from the zero point -128) of a run length it steps. */
 static int pv_run1(const pv_conv_s8_t *c) {
-    return c->packed && c->depth % 8u == 0u && c->depth >= 16u;
+    return c->packed && pv_run1_depth(c->depth);
 }
 
 #if defined(PV_USE_DSP)
-/* Whether pv_conv_row_dw can compute the layer's rows: groups of 1 or 2 channels (any count not a multiple of
- * 4: values in natural order in the ring and in w16), whose ring rows hold each kernel row of a pixel as one
- * run of kernel * cin_g values: runs and their starts (group, pixel) in whole words; fast requantization. */
+/* Whether pv_conv_row_dw can compute the layer's rows: fast requantization, not a row-run layer, input
+ * channels per group not a multiple of 4 (so values stay in natural order in the ring and in w16, each kernel
+ * row of a pixel one run of kernel * cin_g values), and every such run and its start (group, pixel) in whole
+ * words. */
 static int pv_dw(const pv_conv_s8_t *c) {
     const pv_layer_desc_t *d = c->d;
     return c->fast && !c->rowrun && (c->cin_g & 3u) != 0u && (d->kernel * c->cin_g) % 2u == 0u &&
@@ -239,7 +246,7 @@ void pv_conv_s8_setup(pv_conv_s8_t *c, const pv_layer_desc_t *d, const pv_layer_
      * one copy of each packed loop in flash. */
     c->packed = c->fast && c->full && p->out_zp == -128 && (c->cout_g % 4u) == 0u && (c->runlen % 4u) == 0u &&
                 ((k == 3u && c->cin_g == 4u && !c->rowrun) ||
-                 (c->depth % 8u == 0u && c->depth >= 16u && (k == 1u || pv_patch(d))));
+                 (pv_run1_depth(c->depth) && (k == 1u || pv_patch(d))));
 #else
     c->packed = 0;
 #endif
@@ -677,11 +684,11 @@ __attribute__((noinline)) static void pv_conv_row_run1(const pv_conv_s8_t *c, in
     }
 }
 
-/* DSP output row of a conv with groups of 1 or 2 channels (pv_dw: b5_dw's 3x3 at stride 2 with 2 channels per
- * group, the 4x4 depthwise gdc): each output channel, pixel by pixel, one SMLAD per 2 values of its group's
- * kernel rows, which are runs in the ring (group-major, natural order, zero pads) as its weights are in w16;
- * exact fast requantization and the layer's clamp (no ReLU needed). One channel at a time: these layers are
- * small (27,648 and 1,536 MACs), what matters is leaving the any-shape path's per-tap bookkeeping. */
+/* DSP output row of a conv pv_dw admits (groups of 1 or 2 channels: a depthwise conv, a 2-channel grouped one):
+ * each output channel, pixel by pixel, one SMLAD per 2 values of its group's kernel rows, which are runs in the
+ * ring (group-major, natural order, zero pads) as its weights are in w16; exact fast requantization and the
+ * layer's own clamp (ReLU or not). One channel at a time: such layers have few MACs per output, so what counts
+ * is leaving the any-shape path's per-tap bookkeeping, not blocking channels. */
 __attribute__((noinline)) static void pv_conv_row_dw(const pv_conv_s8_t *c, int8_t *out, const int16_t *const *rows) {
     const pv_layer_desc_t *d = c->d;
     const uint32_t k = d->kernel, out_c = d->out_c, out_w = d->out_w, cout_g = c->cout_g;
