@@ -7,10 +7,11 @@ import time
 
 import numpy as np
 import torch
+from cells import model_cells
 
-from codegen.benchmark import refined_thetas, with_folds
+from codegen.benchmark import refined_thetas
 from training.backbones.base import ARCFACE112
-from training.evaluate import model_pairs, pair_thetas, with_variant
+from training.evaluate import pair_thetas
 from training.hypermodel import HyperModel
 from training.refine import Cohort, linear_tail, load_cohort, pooled_features
 
@@ -24,23 +25,19 @@ def main() -> None:  # guarded: aligning a set not cached yet starts worker proc
         cohort = Cohort.from_stats(cohort.stats(), m.model_id)
     prefix = m.theta(m.generator.emb_mean.numpy()[None])[0]
     res = {"threshold": m.threshold}
-    for name in sets:
-        base = with_folds(model_pairs(name, m, 1, False))
-        for variant in ("clean", "gray", "lowres"):
-            t0 = time.time()
-            p = with_variant(base, variant)
-            th = pair_thetas(p, m, False)
-            ref = refined_thetas(p, m, th, cohort)
-            feats = pooled_features(prefix, p.crops[ARCFACE112])
-            lefts = np.unique(p.left)
-            k = f"{name}/{variant}"
-            res[k + "/same"], res[k + "/left"], res[k + "/folds"] = p.same, p.left, p.folds
-            res[k + "/lefts"] = lefts
-            for tag, t in (("h", th), ("ref", ref)):
-                w, b = (x.detach().numpy() for x in linear_tail(torch.as_tensor(np.asarray(t, np.float32))))
-                res[f"{k}/s_{tag}"] = np.einsum("nc,nc->n", feats[p.right], w[p.left]) + b[p.left]
-                res[f"{k}/calib_{tag}"] = (cohort.calib_feats @ w[lefts].T + b[lefts]).T.astype(np.float32)
-            print(k, len(p.same), f"{time.time() - t0:.0f} s", flush=True)
+    for k, p in model_cells(m, sets):
+        t0 = time.time()
+        th = pair_thetas(p, m, False)
+        ref = refined_thetas(p, m, th, cohort)
+        feats = pooled_features(prefix, p.crops[ARCFACE112])
+        lefts = np.unique(p.left)
+        res[k + "/same"], res[k + "/left"], res[k + "/folds"] = p.same, p.left, p.folds
+        res[k + "/lefts"] = lefts
+        for tag, t in (("h", th), ("ref", ref)):
+            w, b = (x.detach().numpy() for x in linear_tail(torch.as_tensor(np.asarray(t, np.float32))))
+            res[f"{k}/s_{tag}"] = np.einsum("nc,nc->n", feats[p.right], w[p.left]) + b[p.left]
+            res[f"{k}/calib_{tag}"] = (cohort.calib_feats @ w[lefts].T + b[lefts]).T.astype(np.float32)
+        print(k, len(p.same), f"{time.time() - t0:.0f} s", flush=True)
     np.savez_compressed(out, **res)
 
 

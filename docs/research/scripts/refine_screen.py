@@ -12,14 +12,14 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from cells import model_cells
 
-from codegen.benchmark import with_folds
 from training.backbones import backbone_info, load_backbone
 from training.backbones.base import ARCFACE112
 from training.backbones.embedding_cache import EmbeddingCache
 from training.calibration import threshold_for_far
 from training.eval.metrics import kfold_accuracy, roc_auc, tar_at_far
-from training.evaluate import model_pairs, pair_thetas, with_variant
+from training.evaluate import pair_thetas
 from training.hypermodel import HyperModel
 from training.refine import (
     SHIPPED,
@@ -105,24 +105,21 @@ def main() -> None:
     prefix = m.theta(m.generator.emb_mean.numpy()[None])[0]
     recipes = RECIPES if sys.argv[4:] != ["shipped"] else [RECIPES[0], RECIPES[2]]
     res = {"model": model_path, "model_id": m.model_id, "recipes": [r[0] for r in recipes], "cells": {}}
-    for name in sets:
-        base = with_folds(model_pairs(name, m, 1, False))
-        for variant in ("clean", "gray", "lowres"):
-            t0 = time.time()
-            p = with_variant(base, variant)
-            d = cell_data(m, prefix, p)
-            rows = {}
-            for rname, cfg, start, mix in recipes:
-                w, b = heads(d, cohort, cfg, start, mix, thr)
-                rows[rname] = metrics(d, p, cohort, w, b, thr)
-            res["cells"][f"{name}/{variant}"] = rows
-            print(f"{name}/{variant}: {time.time() - t0:.0f} s", flush=True)
-            for rname, r in rows.items():
-                print(f"  {rname:46s} {r['acc']:6.2f} {r['auc']:.4f} {r['tar2']:5.1f} {r['tar3']:5.1f}  "
-                      f"F.05 {r['far0.05']:5.2f}/{r['frr0.05']:5.1f}  F.01 {r['far0.01']:5.2f}/{r['frr0.01']:5.1f}",
-                      flush=True)
-            with open(out, "w") as fh:
-                json.dump(res, fh, indent=1)
+    for cell, p in model_cells(m, sets):
+        t0 = time.time()
+        d = cell_data(m, prefix, p)
+        rows = {}
+        for rname, cfg, start, mix in recipes:
+            w, b = heads(d, cohort, cfg, start, mix, thr)
+            rows[rname] = metrics(d, p, cohort, w, b, thr)
+        res["cells"][cell] = rows
+        print(f"{cell}: {time.time() - t0:.0f} s", flush=True)
+        for rname, r in rows.items():
+            print(f"  {rname:46s} {r['acc']:6.2f} {r['auc']:.4f} {r['tar2']:5.1f} {r['tar3']:5.1f}  "
+                  f"F.05 {r['far0.05']:5.2f}/{r['frr0.05']:5.1f}  F.01 {r['far0.01']:5.2f}/{r['frr0.01']:5.1f}",
+                  flush=True)
+        with open(out, "w") as fh:
+            json.dump(res, fh, indent=1)
 
 
 if __name__ == "__main__":
