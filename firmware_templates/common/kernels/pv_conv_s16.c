@@ -115,17 +115,9 @@ static void pv_conv_s16_row_generic(const pv_layer_desc_t *d, const pv_layer_par
  * Fast requantization for layers whose clamp and bounds allow it (pv_c16_fast; else the whole layer runs
  * the transcription, pv_conv_s16_row_generic): the weights and the bias are scaled by 2^(left + 1) at
  * expansion, so that the accumulator arrives as acc << (left + 1), and pv_c16_rq_relu finishes
- * MultiplyByQuantizedMultiplier as pv_conv_s8.c's pv_rq_fast does (derivation there).
+ * MultiplyByQuantizedMultiplier as pv_rq_fast does (pv_nn_support.h, derivation there).
  * Where the expanded weights live: a streamed layer's in the arena (pv_conv_s16_prepare, at the start of
  * a probe; pv_plan.c), the others' one block at a time on the stack. */
-
-#if !defined(PV_HAVE_SMMULR)
-/* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
-static inline int32_t pv_smmulr(int32_t a, int32_t b) {
-    const int64_t v = (int64_t)a * (int64_t)b + ((int64_t)1 << 31);
-    return (int32_t)(v >= 0 ? v / ((int64_t)1 << 32) : -((-v + (((int64_t)1 << 32) - 1)) / ((int64_t)1 << 32)));
-}
-#endif
 
 #if defined(PV_HAVE_SMMULR) /* the real DSP build */
 /* Two consecutive words in one LDRD (GCC splits 64-bit loads into two LDR on this core). The asm does not
@@ -284,7 +276,7 @@ static void pv_c16_block_w(const pv_layer_desc_t *d, const pv_layer_params_t *p,
 }
 
 /* MultiplyByQuantizedMultiplier of an accumulator scaled by 2^(left + 1), then the ReLU clamp [0, 32767]:
- * pv_conv_s8.c's pv_rq_fast (derivation there) with zero point 0, less its "- [h < 0]": that term changes
+ * pv_rq_fast (pv_nn_support.h, derivation there) with zero point 0, less its "- [h < 0]": that term changes
  * the result only where h < 0, and there both results are <= 0 (floor((2h + 2^e) / 2^(e+1)) with 2h < 0),
  * which the clamp makes 0. */
 static inline int32_t pv_c16_rq_relu(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
@@ -292,11 +284,10 @@ static inline int32_t pv_c16_rq_relu(int32_t acc, int32_t mult, int32_t rnd, int
     return pv_c16_usat15(pv_asr(pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1)), e1));
 }
 
-/* MultiplyByQuantizedMultiplier of an accumulator scaled by 2^(left + 1), exactly as pv_conv_s8.c's
- * pv_rq_fast (with its "- [h < 0]"), then any clamp [lo, hi] (within int16). */
+/* pv_rq_fast (pv_nn_support.h: MultiplyByQuantizedMultiplier of an accumulator scaled by 2^(left + 1)), then
+ * any clamp [lo, hi] (within int16). */
 static inline int32_t pv_c16_rq_clamp(int32_t acc, int32_t mult, int32_t rnd, int32_t e1, int32_t lo, int32_t hi) {
-    const int32_t h = pv_smmulr(acc, mult);
-    const int32_t v = pv_asr(pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31)), e1);
+    const int32_t v = pv_rq_fast(acc, mult, rnd, e1);
     return v < lo ? lo : (v > hi ? hi : v);
 }
 

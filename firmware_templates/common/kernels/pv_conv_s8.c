@@ -19,7 +19,7 @@
  * Fast requantization (when the layer's bounds allow it, checked per layer, else the transcription):
  *   SRDHM(acc << left, M) = SMMULR(acc << (left + 1), M)       (exact while |acc << (left+1)| < 2^31)
  *   RDBPOT(v, e) + zp = (2v + 2^e - [v < 0] + zp * 2^(e+1)) >> (e + 1)   (exact, derived in the docs of
- *   pv_rq_fast); acc << (left + 1) comes for free from weights and bias scaled at layer setup.
+ *   pv_rq_fast, pv_nn_support.h); acc << (left + 1) comes for free from weights and bias scaled at layer setup.
  * DSP path (PV_USE_DSP): inputs and weights are int16 pairs in the SXTB16 order (x0, x2), (x1, x3) of
  * every 4 values, so SMLAD multiplies two pairs per instruction; blocks of 4 output channels share each
  * input word, weights of a block interleaved so that one pointer with immediate offsets reaches all. Where
@@ -36,11 +36,6 @@
 #define PV_ALIGN8(n) (((n) + 7u) & ~7u)
 
 #if !defined(PV_HAVE_SMMULR)
-/* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
-static inline int32_t pv_smmulr(int32_t a, int32_t b) {
-    const int64_t v = (int64_t)a * (int64_t)b + ((int64_t)1 << 31);
-    return (int32_t)(v >= 0 ? v / ((int64_t)1 << 32) : -((-v + (((int64_t)1 << 32) - 1)) / ((int64_t)1 << 32)));
-}
 static inline int32_t pv_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 #endif
 
@@ -399,28 +394,10 @@ static int8_t pv_out_slow(const pv_layer_params_t *p, int32_t acc, uint32_t oc) 
     return (int8_t)(v + p->out_zp);
 }
 
-/* Fast requantization (bias included, accumulator scaled by 2^(left+1) through the weights):
- * h = SRDHM(acc_true << left, M) = SMMULR(acc, M). Then RDBPOT(h, e) + zp as one floor shift by e + 1:
- * RDBPOT(x, e) = floor((x + 2^(e-1) - [x<0]) / 2^e) (round half away from zero; e >= 1), and
- * floor((2x + 2^e - [x<0]) / 2^(e+1)) is the same number — with y = x + 2^(e-1) it reads
- * floor((2y - [x<0]) / 2^(e+1)), and for x < 0 no multiple of 2^(e+1) lies between 2y - 2 and the odd
- * 2y - 1 — and for e = 0 it gives x. Adding zp * 2^(e+1) before the shift adds zp after it. No overflow:
- * |acc| < 2^30 (checked at setup), so |2h| <= 2^30, 2^e <= 2^21 and |zp * 2^(e+1)| <= 2^29. */
-static inline int32_t pv_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
-    const int32_t h = pv_smmulr(acc, mult);
-    int32_t t;
-#if defined(PV_HAVE_SMMULR)
-    /* rnd + 2h - (h >>> 31) in two instructions (GCC makes three of the C below) */
-    __asm__("add %0, %1, %2, lsl #1\n\tsub %0, %0, %2, lsr #31" : "=&r"(t) : "r"(rnd), "r"(h));
-#else
-    t = pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31));
-#endif
-    return pv_asr(t, e1);
-}
-
-/* The same for a layer whose clamp starts at its output zero point (ReLU): without the "- [h < 0]", which
- * changes the result only where h < 0, and there both results are <= zp (floor((2h + 2^e) / 2^(e+1)) <= 0
- * before zp is added), which the clamp makes act_min = zp. One instruction less per output. */
+/* pv_rq_fast (pv_nn_support.h) for a layer whose clamp starts at its output zero point (ReLU): without the
+ * "- [h < 0]", which changes the result only where h < 0, and there both results are <= zp
+ * (floor((2h + 2^e) / 2^(e+1)) <= 0 before zp is added), which the clamp makes act_min = zp. One instruction
+ * less per output. */
 #if defined(PV_USE_DSP) /* only the SMLAD path takes it */
 static inline int32_t pv_rq_fast_relu(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
     const int32_t h = pv_smmulr(acc, mult);

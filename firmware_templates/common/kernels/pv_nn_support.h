@@ -1,6 +1,7 @@
 /* pv_nn_support: the inline helpers the int8 and the 16x8 kernels share (as CMSIS-NN's
- * arm_nnsupportfunctions.h): requantization with the fused clamp, the int16 x int8 dot product of a
- * gathered patch and its value order. Included by kernels/pv_*.c only. */
+ * arm_nnsupportfunctions.h): requantization with the fused clamp, the fast requantization of the DSP paths
+ * (SMMULR), the int16 x int8 dot product of a gathered patch and its value order. Included by kernels/pv_*.c
+ * only. */
 #ifndef PV_NN_SUPPORT_H
 #define PV_NN_SUPPORT_H
 
@@ -83,6 +84,33 @@ static inline int32_t pv_dot_s16x8(const int16_t *x, const int8_t *w, uint32_t n
 #endif
     for (; i < n; i++) acc += (int32_t)x[i] * w[i];
     return acc;
+}
+
+#if !defined(PV_HAVE_SMMULR)
+/* SMMULR in C: floor((a * b + 2^31) / 2^32) without implementation-defined shifts of negative values */
+static inline int32_t pv_smmulr(int32_t a, int32_t b) {
+    const int64_t v = (int64_t)a * (int64_t)b + ((int64_t)1 << 31);
+    return (int32_t)(v >= 0 ? v / ((int64_t)1 << 32) : -((-v + (((int64_t)1 << 32) - 1)) / ((int64_t)1 << 32)));
+}
+#endif
+
+/* Fast requantization (bias included, accumulator scaled by 2^(left+1) through the weights):
+ * h = SRDHM(acc_true << left, M) = SMMULR(acc, M). Then RDBPOT(h, e) + zp as one floor shift by e + 1:
+ * RDBPOT(x, e) = floor((x + 2^(e-1) - [x<0]) / 2^e) (round half away from zero; e >= 1), and
+ * floor((2x + 2^e - [x<0]) / 2^(e+1)) is the same number — with y = x + 2^(e-1) it reads
+ * floor((2y - [x<0]) / 2^(e+1)), and for x < 0 no multiple of 2^(e+1) lies between 2y - 2 and the odd
+ * 2y - 1 — and for e = 0 it gives x. Adding zp * 2^(e+1) before the shift adds zp after it. No overflow:
+ * |acc| < 2^30 (checked at setup), so |2h| <= 2^30, 2^e <= 2^21 and |zp * 2^(e+1)| <= 2^29. */
+static inline int32_t pv_rq_fast(int32_t acc, int32_t mult, int32_t rnd, int32_t e1) {
+    const int32_t h = pv_smmulr(acc, mult);
+    int32_t t;
+#if defined(PV_HAVE_SMMULR)
+    /* rnd + 2h - (h >>> 31) in two instructions (GCC makes three of the C below) */
+    __asm__("add %0, %1, %2, lsl #1\n\tsub %0, %0, %2, lsr #31" : "=&r"(t) : "r"(rnd), "r"(h));
+#else
+    t = pv_wrap_i32((uint32_t)rnd + ((uint32_t)h << 1) - ((uint32_t)h >> 31));
+#endif
+    return pv_asr(t, e1);
 }
 
 #endif /* PV_NN_SUPPORT_H */
