@@ -34,7 +34,8 @@ threshold for (a)–(c), (f), (g) (what `training.enroll --far 0` gives), and fo
 which ship no threshold, each fold's threshold chosen on the other 9 folds; and for (a), (b), (f), (g) at each
 enrolled user's own threshold for ``--far`` (default ``training.calibration.DEFAULT_FAR``: the shipped operating
 point, (f) at it is what ``training.enroll`` ships), calibrated as ``training.enroll --far`` does on the
-calibration half of the model's cohort file (people disjoint from the refinement cohort and the evaluated sets).
+calibration half of the model's cohort file (people disjoint from the refinement cohort and the evaluated sets),
+the rate kept on each of its sources (LFW, CFP).
 
 Writes ``report.md``, ``report.json`` (everything, with the command line, model id, timings and how each
 set's images were aligned) and PNG plots (one ROC figure per set and variant with every row, the score
@@ -213,12 +214,13 @@ def refined_thetas(pairs, model, thetas, cohort):
 
 def user_thresholds(model, thetas, lefts: np.ndarray, cohort, far: float) -> np.ndarray:
     """Each pair's enrolled user's own threshold (``training.calibration.calibrate_features`` on the cohort's
-    calibration half, never below the model's threshold), for the θ of its enrolled image ``lefts``."""
+    calibration half, kept on each of its sources, never below the model's threshold), for the θ of its enrolled
+    image ``lefts``."""
     from training.calibration import calibrate_features
 
     ids, inverse = np.unique(lefts, return_inverse=True)
-    thr = np.array([calibrate_features(np.asarray(thetas[i]), cohort.calib_feats, far, model.threshold,
-                                       "").threshold for i in ids])
+    thr = np.array([calibrate_features(np.asarray(thetas[i]), cohort.calib_feats, far, model.threshold, "",
+                                       cohort.calib_group, cohort.calib_group_names).threshold for i in ids])
     return thr[inverse]
 
 
@@ -342,7 +344,8 @@ def markdown(result: dict) -> str:
         "(a)–(c), (f), (g); for (d), (e), which ship no threshold, at each fold's threshold chosen on the other 9 "
         "folds. At the user's threshold: each enrolled image's θ calibrated for the target FAR on the calibration "
         "half of the model's cohort (people outside the evaluated folds and the refinement cohort; "
-        "`training.enroll --far`), never below the model's threshold; with the default target, row (f) there is "
+        "`training.enroll --far`), the rate kept on each of its sources (the strictest source's threshold), never "
+        "below the model's threshold; with the default target, row (f) there is "
         "the shipped operating point.", "",
         "Variants: " + "; ".join(f"**{v}**: {describe(v)}" for v in result["variants"]) + ".", "",
         "## Assumptions", "",

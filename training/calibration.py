@@ -50,6 +50,7 @@ class Calibration:
     cohort_far: float  # the share of the cohort accepted at ``threshold``
     mean: float
     std: float
+    group: str = ""  # a cohort of several groups (sources): the one whose threshold was the strictest
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +74,25 @@ def threshold_for_far(scores: np.ndarray, far: float, floor: float | None = None
     return thr, method
 
 
+def threshold_for_far_groups(scores: np.ndarray, far: float, floor: float | None, groups: np.ndarray | None,
+                              names: tuple[str, ...] = ()) -> tuple[float, str, str]:
+    """:func:`threshold_for_far` kept on every group of the cohort (``groups`` (K,) int, one per score; None: one
+    group): the strictest of the groups' thresholds, so that the promised rate holds on each kind of face the
+    cohort holds (a cohort pooled over web photos and studio photos promises an average that neither keeps:
+    research log, section 13). Returns (threshold, method, the deciding group's name)."""
+    s = np.asarray(scores, np.float64)
+    if groups is None or len(np.unique(groups)) < 2:
+        thr, method = threshold_for_far(s, far, floor)
+        return thr, method, ""
+    g = np.asarray(groups)
+    best = max(((*threshold_for_far(s[g == k], far), int(k)) for k in np.unique(g)), key=lambda t: t[0])
+    thr, method, k = best
+    name = names[k] if k < len(names) else str(k)
+    if floor is not None and thr < floor:
+        return float(floor), "global", name
+    return thr, method, name
+
+
 def calibrate(theta: np.ndarray, cohort_u8: np.ndarray, far: float, floor: float | None, cohort_name: str,
               views: int = 1) -> Calibration:
     """Score θ's f on the cohort's aligned 112×112 crops and place the threshold for ``far``."""
@@ -85,20 +105,21 @@ def calibrate(theta: np.ndarray, cohort_u8: np.ndarray, far: float, floor: float
                        mean=float(scores.mean()), std=float(scores.std()))
 
 
-def calibrate_features(theta: np.ndarray, feats: np.ndarray, far: float, floor: float | None, cohort_name: str
-                       ) -> Calibration:
+def calibrate_features(theta: np.ndarray, feats: np.ndarray, far: float, floor: float | None, cohort_name: str,
+                       groups: np.ndarray | None = None, group_names: tuple[str, ...] = ()) -> Calibration:
     """:func:`calibrate` on a cohort given as pooled features of f's shared prefix (``training.refine.Cohort``'s
-    ``calib_feats``): f after the global pool is linear, so θ's logits on those faces are exact from them."""
+    ``calib_feats``): f after the global pool is linear, so θ's logits on those faces are exact from them. With
+    ``groups`` (the cohort's source per face), the rate is kept on each source (:func:`threshold_for_far_groups`)."""
     import torch
 
     from training.refine import linear_tail
 
     w, b = linear_tail(torch.as_tensor(np.asarray(theta, np.float32).reshape(1, -1)))
     scores = np.asarray(feats, np.float64) @ w[0].detach().numpy().astype(np.float64) + float(b[0])
-    thr, method = threshold_for_far(scores, far, floor)
+    thr, method, group = threshold_for_far_groups(scores, far, floor, groups, group_names)
     return Calibration(threshold=thr, far_target=far, method=method, cohort=cohort_name,
                        cohort_size=int(len(scores)), cohort_far=float((scores >= thr).mean()),
-                       mean=float(scores.mean()), std=float(scores.std()))
+                       mean=float(scores.mean()), std=float(scores.std()), group=group)
 
 
 def lfw_cohort(detector: str = "dlib", size: int = DEFAULT_COHORT_SIZE, exclude_people: set[str] | None = None,

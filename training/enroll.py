@@ -135,7 +135,9 @@ def user_calibration(theta: np.ndarray, far: float, model: HyperModel, cohort: s
             why = mc if isinstance(mc, str) else "the model's cohort file has no calibration half"
             log.warning("no impostor cohort (%s): keeping the global threshold %+.3f", why, model.threshold)
             return None
-        return calibration.calibrate_features(theta, mc.calib_feats[:size], far, model.threshold, mc.calib_source)
+        group = mc.calib_group[:size] if mc.calib_group is not None else None
+        return calibration.calibrate_features(theta, mc.calib_feats[:size], far, model.threshold, mc.calib_source,
+                                              group, mc.calib_group_names)
     try:
         if cohort == "lfw":
             crops = calibration.lfw_cohort(model.detector, size, exclude_people={exclude})
@@ -214,6 +216,8 @@ def threshold_origin(meta: UserMeta) -> str:
     if cal.get("far_target") is None:
         return "the model's global threshold"
     how = "the global threshold was stricter" if cal["method"] == "global" else cal["method"]
+    if cal.get("group"):  # a cohort of several sources: the rate is kept on each, the strictest decides
+        how += f"; kept on each source, {cal['group']}'s the strictest"
     return (f"for FAR {cal['far_target']:g} on {cal['cohort_size']} {cal['cohort']} cohort faces: "
             f"{100 * cal['cohort_far']:.2f} % accepted; {how}")
 

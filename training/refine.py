@@ -14,6 +14,11 @@ generates per person is the linear tail fc1 → head, i.e. one linear function o
 
 The prefix is frozen, so every feature is computed once and the optimisation is on 96-dim vectors: all users of
 an evaluation are refined together, as a batch of independent problems.
+
+Last, the refined tail gets a share (``LDA_WEIGHT``) of the within-person-whitened head Σ_w⁻¹(s(photo) − μ)
+(:func:`lda_linear`, :func:`with_lda`): what varies between photos of one person (pose, light, the camera's
+gray and low resolution) is learned from the cohort's people, whom the photo's views alone cannot show. Still one
+linear function of the pooled features, so the board runs it unchanged.
 """
 
 from __future__ import annotations
@@ -26,9 +31,15 @@ import torch
 import torch.nn.functional as F
 
 from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Dense
-from training.data.variants import LUMA
+from training.data.variants import LUMA, apply_variant
 
 log = logging.getLogger(__name__)
+
+# The within-person-whitened head's share of the refined tail, in units of each head's spread on the refinement
+# cohort, and the ridge on Σ_w (× its mean eigenvalue): chosen on LFW fold 1 and CFP fold 4 (research log,
+# section 13). 0 turns it off.
+LDA_WEIGHT = 0.25
+LDA_RIDGE = 0.1
 
 
 @dataclass(frozen=True)
@@ -255,6 +266,59 @@ def teacher_map_linear(t_enroll: np.ndarray, tmap: np.ndarray) -> tuple[np.ndarr
     return w.astype(np.float32), (t @ tmap[-1]).astype(np.float32)
 
 
+def within_covariance(feats: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(C, C) the within-person covariance of ``feats`` (N, C): each row minus its person's mean, over the people
+    (``labels`` (N,)) with at least 2 rows."""
+    f = np.asarray(feats, np.float64)
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(counts), f.shape[1]))
+    np.add.at(sums, inv, f)
+    keep = counts[inv] >= 2
+    if keep.sum() <= f.shape[1]:
+        raise ValueError(f"{int(keep.sum())} faces of people with several faces: too few for a {f.shape[1]}-dim "
+                         "within-person covariance")
+    d = (f - sums[inv] / counts[inv, None])[keep]
+    return d.T @ d / len(d)
+
+
+def lda_linear(s_enroll: np.ndarray, mean: np.ndarray, within_cov: np.ndarray,
+               ridge: float = LDA_RIDGE) -> tuple[np.ndarray, np.ndarray]:
+    """Heads w = (PΣ_wP + ridge·mean eigenvalue·I)⁻¹ P(s − μ), b = −⟨w, μ⟩ for the enrollment features ``s_enroll``
+    (N, C), P the projection on zero-sum vectors (the only heads f's tail expresses; the solve keeps w there):
+    the photo's pooled features with the directions in which one person's photos vary played down."""
+    c = within_cov.shape[0]
+    p = np.eye(c) - 1.0 / c
+    cov = p @ np.asarray(within_cov, np.float64) @ p
+    cov += ridge * np.trace(cov) / (c - 1) * np.eye(c)
+    mu = np.asarray(mean, np.float64) @ p
+    w = np.linalg.solve(cov, (np.asarray(s_enroll, np.float64) @ p - mu).T).T
+    w -= w.mean(axis=1, keepdims=True)
+    return w.astype(np.float32), (-(w @ mu)).astype(np.float32)
+
+
+def with_lda(w: np.ndarray, b: np.ndarray, wl: np.ndarray, bl: np.ndarray, feats: np.ndarray,
+             weight: float = LDA_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
+    """The head (w, b) plus ``weight`` × the head (wl, bl), each in units of its own spread on ``feats`` (the
+    cohort), the sum mapped back to (w, b)'s mean and spread there — so the threshold keeps its meaning."""
+    f = np.asarray(feats, np.float64)
+    w, b, wl, bl = (np.asarray(x, np.float64) for x in (w, b, wl, bl))
+    s0, sl = f @ w.T + b, f @ wl.T + bl
+    m0, sd0, ml, sdl = s0.mean(0), s0.std(0), sl.mean(0), np.maximum(sl.std(0), 1e-12)
+    wz = w / sd0[:, None] + weight * wl / sdl[:, None]
+    bz = (b - m0) / sd0 + weight * (bl - ml) / sdl
+    a = sd0 / np.maximum((f @ wz.T + bz).std(0), 1e-12)
+    return (wz * a[:, None]).astype(np.float32), (bz * a + m0).astype(np.float32)
+
+
+def _lda_added(w: np.ndarray, b: np.ndarray, s_enroll: np.ndarray, cohort: Cohort) -> tuple[np.ndarray, np.ndarray]:
+    """(w, b) with the within-person-whitened head of ``s_enroll`` added (:func:`with_lda`); unchanged for a cohort
+    without the within-person covariance (a file built before it) or with ``LDA_WEIGHT`` 0."""
+    if cohort.within_cov is None or LDA_WEIGHT == 0:
+        return w, b
+    wl, bl = lda_linear(s_enroll, cohort.feats.mean(0), cohort.within_cov)
+    return with_lda(w, b, wl, bl, cohort.feats)
+
+
 def mixed_start(w0: np.ndarray, b0: np.ndarray, t_enroll: np.ndarray, cohort_feats: np.ndarray,
                 tmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The refinement's start: the mean of h's tail (w0, b0) and the teacher-map head, the latter rescaled to
@@ -275,6 +339,9 @@ def mixed_start(w0: np.ndarray, b0: np.ndarray, t_enroll: np.ndarray, cohort_fea
 # the users' FRR on LFW but moves their own-threshold FAR further above target on CFP (section 7)
 SHIPPED = RefineConfig(steps=150, lr=0.05, pull=1.0, views=16)
 COHORT_SIZE = 3000  # faces of the refinement cohort, and as many of the calibration cohort
+# the cohort file's layout; 2: the within-person covariance and the calibration faces' sources. A cached file of an
+# older layout is built again when the shared folder is at hand (and used as it is otherwise)
+COHORT_FORMAT = 2
 COHORT_EXCLUDED_FOLDS = (0, 1)  # LFW people.txt folds never in a cohort: the report and validation folds
 
 
@@ -302,6 +369,14 @@ class Cohort:
     source: str
     calib_feats: np.ndarray | None = None  # (K, C) float32
     calib_source: str = ""
+    # (C, C) the within-person covariance of the refinement half's pooled features (its people with ≥ 2 faces,
+    # each face clean, gray and at low resolution): the whitening of :func:`lda_linear`
+    within_cov: np.ndarray | None = None
+    # each calibration face's source (an index into calib_group_names, e.g. LFW, CFP): the user's threshold keeps
+    # its rate on every source (training.calibration.threshold_for_far_groups); None: one source
+    calib_group: np.ndarray | None = None
+    calib_group_names: tuple[str, ...] = ()
+    format: int = COHORT_FORMAT
 
     def save(self, path) -> None:
         import io
@@ -310,9 +385,13 @@ class Cohort:
 
         buf = io.BytesIO()
         calib = self.calib_feats if self.calib_feats is not None else np.zeros((0, self.feats.shape[1]))
+        within = self.within_cov if self.within_cov is not None else np.zeros((0, 0))
+        group = self.calib_group if self.calib_group is not None else np.zeros(0)
         np.savez_compressed(buf, feats=self.feats.astype(np.float16), tmap=self.tmap.astype(np.float32),
                             model_id=self.model_id, source=self.source, calib_feats=calib.astype(np.float16),
-                            calib_source=self.calib_source)
+                            calib_source=self.calib_source, within_cov=within.astype(np.float32),
+                            calib_group=group.astype(np.int8), calib_group_names=np.array(self.calib_group_names, str),
+                            format=COHORT_FORMAT)
         atomic_write_bytes(path, buf.getvalue())
 
     def stats(self) -> dict:
@@ -324,9 +403,18 @@ class Cohort:
         f, c = (np.asarray(x, np.float64) for x in (self.feats, self.calib_feats))
         arrays = {"feats_mean": f.mean(0), "feats_cov": np.cov(f.T), "calib_mean": c.mean(0), "calib_cov": np.cov(c.T),
                   "tmap": np.asarray(self.tmap, np.float64)}
+        if self.within_cov is not None:
+            arrays["within_cov"] = np.asarray(self.within_cov, np.float64)
+        extra = {}
+        if self.calib_group is not None:  # each source's mean and covariance: the drawn cohort keeps the sources
+            ks = range(len(self.calib_group_names))
+            arrays["calib_group_means"] = np.stack([c[self.calib_group == k].mean(0) for k in ks])
+            arrays["calib_group_covs"] = np.stack([np.cov(c[self.calib_group == k].T) for k in ks])
+            extra = {"calib_group_names": list(self.calib_group_names),
+                     "calib_group_sizes": [int((self.calib_group == k).sum()) for k in ks]}
         # tensors, not numpy arrays: the model file stays loadable with torch.load(weights_only=True)
         return {**{k: torch.from_numpy(v) for k, v in arrays.items()}, "size": [len(f), len(c)],
-                "source": self.source, "calib_source": self.calib_source}
+                "source": self.source, "calib_source": self.calib_source, **extra}
 
     @classmethod
     def from_stats(cls, stats: dict, model_id: str, seed: int = 0) -> Cohort:
@@ -343,17 +431,34 @@ class Cohort:
 
         n_ref, n_cal = stats["size"]
         how = "drawn from the mean and covariance, stored in the model file, of"
-        return cls(draw(stats["feats_mean"], stats["feats_cov"], n_ref), np.asarray(stats["tmap"], np.float64),
-                   model_id, f"{how} {stats['source']}", draw(stats["calib_mean"], stats["calib_cov"], n_cal),
-                   f"{how} {stats['calib_source']}")
+        within = stats.get("within_cov")
+        feats = draw(stats["feats_mean"], stats["feats_cov"], n_ref)
+        group, names = None, ()
+        if "calib_group_sizes" in stats:
+            sizes = stats["calib_group_sizes"]
+            calib = np.concatenate([draw(m, c, n) for m, c, n in zip(stats["calib_group_means"],
+                                                                      stats["calib_group_covs"], sizes)])
+            group = np.repeat(np.arange(len(sizes)), sizes).astype(np.int8)
+            names = tuple(stats["calib_group_names"])
+        else:
+            calib = draw(stats["calib_mean"], stats["calib_cov"], n_cal)
+        return cls(feats, np.asarray(stats["tmap"], np.float64), model_id, f"{how} {stats['source']}", calib,
+                   f"{how} {stats['calib_source']}", None if within is None else np.asarray(within, np.float64),
+                   group, names)
 
     @classmethod
     def load(cls, path, model_id: str) -> Cohort:
         with np.load(path) as z:
             calib = z["calib_feats"].astype(np.float32) if "calib_feats" in z.files else None
+            within = z["within_cov"].astype(np.float64) if "within_cov" in z.files else None
+            group = z["calib_group"].astype(np.int8) if "calib_group" in z.files else None
+            names = tuple(str(x) for x in z["calib_group_names"]) if "calib_group_names" in z.files else ()
             c = cls(z["feats"].astype(np.float32), z["tmap"].astype(np.float64), str(z["model_id"]), str(z["source"]),
                     calib if calib is not None and len(calib) else None,
-                    str(z["calib_source"]) if "calib_source" in z.files else "")
+                    str(z["calib_source"]) if "calib_source" in z.files else "",
+                    within if within is not None and within.size else None,
+                    group if group is not None and group.size else None, names,
+                    int(z["format"]) if "format" in z.files else 1)
         if c.model_id != model_id:
             raise ValueError(f"{path}: a cohort for model {c.model_id}, not {model_id}")
         return c
@@ -409,17 +514,19 @@ def _cohort_sources(model) -> list[tuple[object, dict[str, list[int]], object]]:
 
 
 def _pick_faces(sources: list[tuple[object, dict[str, list[int]], object]], people: set[str], size: int,
-                rng: np.random.Generator) -> list[np.ndarray]:
+                rng: np.random.Generator) -> list[tuple[np.ndarray, list[str]]]:
     """Up to 4 faces per person of ``people`` (pooled over the sources: a person in LFW and CFP draws from
-    both), ``size`` in all → per source, its sorted cache indices."""
+    both), ``size`` in all → per source, its sorted cache indices and each one's person."""
     by_person: dict[str, list[tuple[int, int]]] = {}
     for k, (_, faces, _) in enumerate(sources):
         for name, idx in faces.items():
             if name in people:
                 by_person.setdefault(name, []).extend((k, i) for i in idx)
-    picked = [f for faces in by_person.values() for f in (faces[j] for j in rng.permutation(len(faces))[:4])]
+    picked = [(*f, name) for name, faces in by_person.items()
+              for f in (faces[j] for j in rng.permutation(len(faces))[:4])]
     keep = sorted(picked[j] for j in rng.permutation(len(picked))[:size])
-    return [np.array([i for k2, i in keep if k2 == k], np.int64) for k in range(len(sources))]
+    return [(np.array([i for k2, i, _ in keep if k2 == k], np.int64), [n for k2, _, n in keep if k2 == k])
+            for k in range(len(sources))]
 
 
 def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
@@ -437,16 +544,27 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
     kind = backbone_info(model.backbone).input_kind
     out = []
     for people in (refine_people, calib_people):
-        crops, kind_crops, n = [], [], 0
-        for (cache, _, align), picked in zip(sources, _pick_faces(sources, set(people), size, rng)):
+        crops, kind_crops, names, group, n = [], [], [], [], 0
+        for k, ((cache, _, align), (picked, who)) in enumerate(zip(sources, _pick_faces(sources, set(people), size,
+                                                                                          rng))):
             align(picked)
-            picked = picked[cache.status[picked] > 0]
+            ok = cache.status[picked] > 0
+            picked = picked[ok]
+            names += [name for name, good in zip(who, ok) if good]
+            group += [k] * len(picked)
             crops.append(np.asarray(cache.crops()[picked]))
             if not out:  # the teacher embeds the refinement half only (its teacher map)
                 kind_crops.append(np.asarray(cache.crops(kind)[picked]))
             n += len(picked)
-        out.append((n, pooled_features(prefix, np.concatenate(crops)), kind_crops))
-    (n_ref, feats, kind_ref), (n_cal, calib_feats, _) = out
+        out.append((n, np.concatenate(crops), names, kind_crops, np.array(group, np.int8)))
+    (n_ref, crops_ref, names_ref, kind_ref, _), (n_cal, crops_cal, _, _, calib_group) = out
+    feats, calib_feats = pooled_features(prefix, crops_ref), pooled_features(prefix, crops_cal)
+    person, counts = np.unique(names_ref, return_inverse=True, return_counts=True)[1:]
+    within = within_covariance(
+        np.concatenate([feats] + [pooled_features(prefix, apply_variant(crops_ref, v)) for v in ("gray", "lowres")]),
+        np.tile(person, 3))
+    log.info("within-person covariance: %d faces of %d people with several faces in the refinement half, each "
+             "clean, gray and at low resolution", int(counts[person].__ge__(2).sum()), int((counts >= 2).sum()))
     emb = EmbeddingCache(load_backbone(model.backbone)).embed(np.concatenate(kind_ref))
     t = emb - model.generator.emb_mean.numpy()
     where = "people outside people.txt folds 0 and 1"
@@ -457,7 +575,10 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
     return Cohort(feats.astype(np.float32), fit_teacher_map(feats, t), model.model_id,
                   f"{label}, {n_ref} faces of {len(refine_people)} {where} (refinement half)",
                   calib_feats.astype(np.float32),
-                  f"{label}, {n_cal} faces of the other {len(calib_people)} {where} (calibration half)")
+                  f"{label}, {n_cal} faces of the other {len(calib_people)} {where} (calibration half)", within,
+                  calib_group if len(sources) > 1 else None,
+                  tuple(getattr(c, "dataset", "").upper() or f"source {k}" for k, (c, _, _) in enumerate(sources))
+                  if len(sources) > 1 else ())
 
 
 def load_cohort(model, path=None) -> Cohort:
@@ -471,7 +592,18 @@ def load_cohort(model, path=None) -> Cohort:
         return Cohort.load(path, model.model_id)
     cached = cohort_path(model)
     if cached.is_file():
-        return Cohort.load(cached, model.model_id)
+        c = Cohort.load(cached, model.model_id)
+        if c.format >= COHORT_FORMAT:
+            return c
+        try:
+            fresh = build_cohort(model)
+        except SharedDataMissing:
+            log.warning("%s has an older layout (%d) and no shared folder is at hand to build it again: used as it is",
+                        cached, c.format)
+            return c
+        log.info("%s had an older layout (%d): built again", cached, c.format)
+        fresh.save(cached)
+        return fresh
     try:
         c = build_cohort(model)
     except SharedDataMissing as e:
@@ -501,8 +633,11 @@ def refine_enrollment(model, theta0: np.ndarray, crops: np.ndarray, embedding: n
     t = (np.asarray(embedding, np.float32) - model.generator.emb_mean.numpy())[None]
     ws, bs = mixed_start(w0, b0, t, cohort.feats, cohort.tmap)
     w, b, curve = refine_linear(ws, bs, pos, cohort.feats, model.threshold, cfg, curve_every=50)
+    w, b = _lda_added(w, b, pooled_features(theta0[0], crops).mean(0, keepdims=True), cohort)
     theta = theta_with_linear(theta0, w, b)[0]
-    rec = {"method": "h+teacher-map, linear refinement", **cfg.to_dict(), "cohort": cohort.source,
+    lda = LDA_WEIGHT if cohort.within_cov is not None else 0.0
+    rec = {"method": "h+teacher-map, linear refinement" + (", within-person-whitened head added" if lda else ""),
+           **cfg.to_dict(), "lda_weight": lda, "cohort": cohort.source,
            "cohort_size": int(len(cohort.feats)), "positives": int(len(views)),
            "pos_margin": curve[-1]["pos_margin"], "neg_margin": curve[-1]["neg_margin"],
            "pos_margin_h": float(np.mean(pos[0] @ w0[0] + b0[0]) - model.threshold),
@@ -521,6 +656,7 @@ def refine_batch(model, theta0: np.ndarray, crops: np.ndarray, embeddings: np.nd
     t = np.asarray(embeddings, np.float32) - model.generator.emb_mean.numpy()
     ws, bs = mixed_start(w0, b0, t, cohort.feats, cohort.tmap)
     w, b, curve = refine_linear(ws, bs, pos, cohort.feats, model.threshold, cfg, curve_every=50)
+    w, b = _lda_added(w, b, pooled_features(theta0[0], crops), cohort)
     return theta_with_linear(theta0, w, b), curve
 
 

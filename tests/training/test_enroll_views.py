@@ -90,6 +90,21 @@ def test_threshold_for_far() -> None:
         calibration.threshold_for_far(s, 0.0)
 
 
+def test_a_cohort_of_several_sources_keeps_the_rate_on_each() -> None:
+    """Two sources whose impostor scores differ (web photos vs studio photos): the pooled quantile over-accepts the
+    higher one; the grouped rule takes the strictest source's threshold, so each source's rate is kept."""
+    rng = np.random.default_rng(2)
+    s = np.concatenate([rng.normal(0.0, 1.0, 9_000), rng.normal(1.0, 1.0, 1_000)])
+    g = np.repeat(np.array([0, 1], np.int8), [9_000, 1_000])
+    pooled, _ = calibration.threshold_for_far(s, 0.05)
+    assert 0.18 < (s[g == 1] >= pooled).mean() < 0.22  # 5 % on average: 20 % of the second source (measured)
+    thr, method, group = calibration.threshold_for_far_groups(s, 0.05, None, g, ("LFW", "CFP"))
+    assert method == "quantile" and group == "CFP"
+    assert 0.045 < (s[g == 1] >= thr).mean() <= 0.05 and (s[g == 0] >= thr).mean() < 0.006  # measured 5.0 / 0.43 %
+    assert calibration.threshold_for_far_groups(s, 0.05, None, None)[:2] == (pooled, "quantile")
+    assert calibration.threshold_for_far_groups(s, 0.05, 9.0, g, ("LFW", "CFP")) == (9.0, "global", "CFP")
+
+
 def test_enroll_cli_several_photos_and_no_cohort(tmp_path: Path) -> None:
     d = tmp_path / "img"
     d.mkdir()

@@ -128,7 +128,7 @@ def test_a_built_cohort_file_refines_and_calibrates_without_the_shared_folder(mo
     """The cohort file, built once from the shared folder into the cache, is all enrollment needs afterwards:
     θ is refined by default and --far sets the user's threshold on the file's calibration half (other people
     than the refinement half's), with the shared folder gone; the threshold is where the asked share of that
-    half is accepted."""
+    half is accepted on each of its sources (LFW, CFP), the strictest of them deciding."""
     from tests.conftest import require_shared
     from training.calibration import threshold_for_far
 
@@ -151,8 +151,40 @@ def test_a_built_cohort_file_refines_and_calibrates_without_the_shared_folder(mo
     assert cal["far_target"] == 1e-2 and cal["cohort"] == cohort.calib_source and cal["cohort_size"] == 3000
     w, b = (x.numpy() for x in refine.linear_tail(torch.from_numpy(theta[None])))
     scores = cohort.calib_feats.astype(np.float64) @ w[0].astype(np.float64) + float(b[0])
-    assert meta.threshold == pytest.approx(threshold_for_far(scores, 1e-2, model.threshold)[0], abs=1e-6)
+    assert cohort.calib_group_names == ("LFW", "CFP") and cal["group"] in cohort.calib_group_names
+    per_source = [threshold_for_far(scores[cohort.calib_group == k], 1e-2)[0] for k in (0, 1)]
+    assert meta.threshold == pytest.approx(max(per_source + [model.threshold]), abs=1e-6)
+    assert meta.threshold > threshold_for_far(scores, 1e-2)[0]  # stricter than the pooled cohort's (CFP decides)
     assert cal["cohort_far"] <= 1e-2
+
+
+@pytest.mark.slow
+def test_a_cached_cohort_file_of_an_older_layout_is_built_again(model, tmp_path, monkeypatch) -> None:
+    """A cache file written before the within-person covariance and the calibration faces' sources (layout 1) is
+    used as it is without the shared folder (the refined head and the threshold then fall back to the old rules)
+    and built again, in place, with it."""
+    import os
+
+    from tests.conftest import require_shared
+
+    require_shared("data", "lfw", "lfw-deepfunneled")
+    built = refine.load_cohort(model)
+    shared = os.environ.get("FACEVERIF_SHARED", str(REPO.parent / "shared"))
+    monkeypatch.setenv("FACEVERIF_CACHE", str(tmp_path / "cache"))
+    path = refine.cohort_path(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, feats=built.feats.astype(np.float16), tmap=built.tmap.astype(np.float32),
+                        model_id=built.model_id, source=built.source, calib_feats=built.calib_feats.astype(np.float16),
+                        calib_source=built.calib_source)  # what layout 1 wrote
+    monkeypatch.setenv("FACEVERIF_SHARED", str(tmp_path / "no-shared"))
+    old = refine.load_cohort(model)
+    assert old.format == 1 and old.within_cov is None and old.calib_group is None
+    monkeypatch.setenv("FACEVERIF_SHARED", shared)
+    new = refine.load_cohort(model)
+    assert new.format == refine.COHORT_FORMAT and new.within_cov is not None and new.calib_group is not None
+    again = refine.Cohort.load(path, model.model_id)  # written back in place
+    assert again.format == refine.COHORT_FORMAT and np.allclose(again.within_cov, new.within_cov, atol=1e-5)
+    assert np.array_equal(again.calib_feats, built.calib_feats)
 
 
 def test_calibration_on_features_is_calibration_on_faces(model) -> None:
@@ -202,7 +234,7 @@ def test_a_cfp_trained_models_cohort_adds_its_cfp_training_people_and_keeps_the_
     from types import SimpleNamespace
 
     from tests.conftest import require_shared
-    from training.data import cfp
+    from training.data import cfp, lfw
     from training.data.train_set import cfp_training_people
 
     require_shared("data", "lfw", "lfw-deepfunneled")
@@ -226,12 +258,15 @@ def test_a_cfp_trained_models_cohort_adds_its_cfp_training_people_and_keeps_the_
             by_person[name] = idx
     old = np.array([j for idx in by_person.values() for j in rng_old.permutation(idx)[:4]], np.int64)
     old = np.sort(old[rng_old.permutation(len(old))[:3000]])
-    assert np.array_equal(refine._pick_faces(lfw_only, set(half), 3000, rng_new)[0], old)
+    assert np.array_equal(refine._pick_faces(lfw_only, set(half), 3000, rng_new)[0][0], old)
     picked = refine._pick_faces(sources, set(a), 3000, np.random.default_rng(0))
-    assert sum(len(p) for p in picked) == 3000 and len(picked[1]) > 0
-    in_a = {cfp.identity_of(sources[1][0].paths[i]) for i in picked[1]}
+    assert sum(len(p) for p, _ in picked) == 3000 and len(picked[1][0]) > 0
+    in_a = [cfp.identity_of(sources[1][0].paths[i]) for i in picked[1][0]]
     names, _ = cfp_training_people((0, 1), (0, 1))
     assert {names[pid] for pid in in_a} <= set(a)  # a CFP face is drawn only for a person of its half
+    assert [names[pid] for pid in in_a] == picked[1][1]  # each face named by its person (the within-person scatter)
+    lfw_names = [lfw.identity_of(p) for p in lfw.all_images()]
+    assert [lfw_names[i] for i in picked[0][0]] == picked[0][1]
 
 
 @pytest.mark.slow
@@ -294,6 +329,7 @@ def test_cohort_statistics_travel_in_a_weights_only_file_and_draw_the_same_cohor
     assert np.array_equal(a.feats, b.feats) and np.array_equal(a.calib_feats, b.calib_feats)
     assert a.feats.shape == c.feats.shape and a.calib_feats.shape == c.calib_feats.shape
     assert a.feats.dtype == a.calib_feats.dtype == np.float32 and np.array_equal(a.tmap, c.tmap)
+    assert a.within_cov is None  # the package cohort has none: enrollment then leaves the refined head as it is
     assert a.model_id == model.model_id and a.calib_source.endswith("package faces (calibration)")
     spread = c.feats.std(0) + 1e-6
     assert np.abs(a.calib_feats.mean(0) - c.calib_feats.mean(0)).max() < np.abs(
@@ -301,6 +337,16 @@ def test_cohort_statistics_travel_in_a_weights_only_file_and_draw_the_same_cohor
     assert (np.abs(a.feats.mean(0) - c.feats.mean(0)) / spread).max() < 0.6  # 62 draws of each
     with pytest.raises(ValueError, match="calibration half"):
         _package_cohort(model, enroller).stats()
+    # a cohort of two sources: each source's mean and covariance travel, and the drawn cohort keeps its sources
+    c.calib_group = (np.arange(len(c.calib_feats)) % 3 == 0).astype(np.int8)
+    c.calib_feats[c.calib_group == 1] += 50.0
+    c.calib_group_names = ("LFW", "CFP")
+    torch.save({"cohort_stats": c.stats()}, tmp_path / "g.pt")
+    d = refine.Cohort.from_stats(torch.load(tmp_path / "g.pt", weights_only=True)["cohort_stats"], model.model_id)
+    assert d.calib_group_names == ("LFW", "CFP") and d.calib_feats.shape == c.calib_feats.shape
+    assert [int((d.calib_group == k).sum()) for k in (0, 1)] == [int((c.calib_group == k).sum()) for k in (0, 1)]
+    for k in (0, 1):
+        assert np.abs(d.calib_feats[d.calib_group == k].mean(0) - c.calib_feats[c.calib_group == k].mean(0)).max() < 5
 
 
 @pytest.mark.slow
@@ -312,10 +358,54 @@ def test_the_shipped_models_cohort_statistics_are_those_of_its_cohort(model) -> 
     require_shared("data", "lfw", "lfw-deepfunneled")
     built, st = refine.load_cohort(model).stats(), model.meta["cohort_stats"]
     assert (st["source"], st["calib_source"], st["size"]) == (built["source"], built["calib_source"], [3000, 3000])
-    for key in ("feats_mean", "feats_cov", "calib_mean", "calib_cov", "tmap"):
+    assert st["calib_group_names"] == built["calib_group_names"] == ["LFW", "CFP"]
+    assert st["calib_group_sizes"] == built["calib_group_sizes"] and sum(st["calib_group_sizes"]) == 3000
+    for key in ("feats_mean", "feats_cov", "calib_mean", "calib_cov", "tmap", "within_cov", "calib_group_means",
+                "calib_group_covs"):
         want, got = np.asarray(built[key]), np.asarray(st[key])  # tensors in the file
         assert np.abs(got - want).max() <= 2e-3 * np.abs(want).max(), key
     drawn = refine.Cohort.from_stats(st, model.model_id)
     mean, cov = np.asarray(st["calib_mean"]), np.asarray(st["calib_cov"])
     z = np.abs(drawn.calib_feats.mean(0) - mean) / np.sqrt(np.diag(cov))
     assert drawn.calib_feats.shape == (3000, 96) and z.max() < 0.1  # 3,000 draws: ~0.02 standard deviations
+
+
+def test_the_within_person_whitened_head_plays_down_how_one_persons_photos_vary() -> None:
+    """lda_linear / with_lda on synthetic people whose photos vary along 4 strong directions: Σ_w is the sample
+    within-person covariance, the head is zero-sum (the only heads f's tail expresses) and separates a person's
+    other photos from strangers better than the photo's own centred features do; added to a head, the sum keeps
+    that head's mean and spread on the cohort (so the threshold keeps its meaning) and weight 0 changes nothing."""
+    from training.eval.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    c, people, per = 96, 300, 3
+    labels = np.repeat(np.arange(people), per)
+    nuisance = rng.normal(size=(4, c)) * 1.0
+    feats = rng.normal(size=(people, c))[labels] + rng.normal(size=(len(labels), 4)) @ nuisance
+    cov = refine.within_covariance(feats, labels)
+    means = np.stack([feats[labels == k].mean(0) for k in range(people)])
+    d = feats - means[labels]
+    assert np.allclose(cov, d.T @ d / len(d))
+    mu = feats.mean(0)
+    enrolled = np.arange(0, len(labels), per)  # each person's first photo
+    wl, bl = refine.lda_linear(feats[enrolled], mu, cov)
+    assert np.abs(wl.sum(1)).max() < 1e-4 * np.abs(wl).max()
+    plain = feats[enrolled] - mu
+    plain -= plain.mean(1, keepdims=True)
+    probes = np.setdiff1d(np.arange(len(labels)), enrolled)
+    same = labels[probes][None, :] == np.arange(people)[:, None]
+    auc_lda = roc_auc((wl @ feats[probes].T + bl[:, None]).ravel(), same.ravel())
+    auc_plain = roc_auc((plain @ feats[probes].T).ravel(), same.ravel())
+    print(f"AUC {auc_plain:.4f} (centred photo) → {auc_lda:.4f} (whitened)")
+    assert auc_plain < 0.7 and auc_lda > 0.99, (auc_plain, auc_lda)  # measured 0.6435 → 1.0000
+    w = rng.normal(size=(people, c)).astype(np.float32)
+    w -= w.mean(1, keepdims=True)
+    b = rng.normal(size=people).astype(np.float32)
+    wf, bf = refine.with_lda(w, b, wl, bl, feats)
+    s0, sf = feats @ w.T + b, feats @ wf.T + bf
+    assert np.allclose(sf.mean(0), s0.mean(0), atol=1e-3) and np.allclose(sf.std(0), s0.std(0), rtol=1e-4)
+    assert np.abs(wf.sum(1)).max() < 1e-4 * np.abs(wf).max()
+    w0, b0 = refine.with_lda(w, b, wl, bl, feats, weight=0.0)
+    assert np.allclose(w0, w, atol=1e-5) and np.allclose(b0, b, atol=1e-4)
+    with pytest.raises(ValueError, match="too few"):
+        refine.within_covariance(feats[:40], labels[:40])

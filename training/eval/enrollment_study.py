@@ -7,7 +7,8 @@ as the board does, the SAME probes for every k: the person's photos from number 
 (genuine) and every photo of the fold's other people (impostors). Reported per setting, pooled over the
 enrolled people: AUC, TAR at FAR 1e-2 and 1e-3, and FAR / FRR at the hypermodel's global threshold and at
 each user's own threshold for ``--far`` (``training.calibration`` on the calibration half of the model's
-cohort file: LFW people outside folds 0 and 1 and outside the refinement cohort, people the model was
+cohort file, the rate kept on each of its sources: LFW (and CFP) people outside folds 0 and 1 and outside the
+refinement cohort, people the model was
 trained on — their impostor scores may be lower than unseen people's, so the cohort-calibrated FAR on unseen
 people is the figure to read, not the target).
 
@@ -85,6 +86,7 @@ def run_study(model_path: Path | None, photos: list[int], views: list[int], far:
     kind = backbone_info(m.backbone).input_kind
     emb_cache = EmbeddingCache(load_backbone(m.backbone))
     calib = cohort.calib_feats[:cohort_size].astype(np.float64)
+    calib_group = cohort.calib_group[:cohort_size] if cohort.calib_group is not None else None
     feats = rf.pooled_features(m.theta(m.generator.emb_mean.numpy()[None])[0], crops112).astype(np.float64)
     n_probe = len(crops112)
 
@@ -114,7 +116,7 @@ def run_study(model_path: Path | None, photos: list[int], views: list[int], far:
                 i_user.append(np.full(len(imp_cols), u))
             g, i_ = np.concatenate(genuine), np.concatenate(impostor)
             gu, iu = np.concatenate(g_user), np.concatenate(i_user)
-            user_thr = np.array([calibration.threshold_for_far(lg[u, n_probe:], far, m.threshold)[0]
+            user_thr = np.array([calibration.threshold_for_far_groups(lg[u, n_probe:], far, m.threshold, calib_group)[0]
                                  for u in range(len(enrolled))])
             row = {"photos": k, "views": v, "users": len(enrolled), "genuine": int(len(g)), "impostor": int(len(i_)),
                    **_roc_points(g, i_),
