@@ -38,6 +38,7 @@ DEFAULT_COHORT_SIZE = 3000
 # 0.02 rejects 39–52 % of genuine attempts there, the global threshold admits 16–24 % of strangers.
 DEFAULT_FAR = 0.05
 MIN_TAIL = 10  # cohort faces that must lie above an empirical threshold for it to be trusted
+MIN_GROUP = 50  # faces a cohort source needs to set a threshold of its own (fewer: only the pooled one counts)
 
 
 @dataclass(frozen=True)
@@ -79,18 +80,18 @@ def threshold_for_far_groups(scores: np.ndarray, far: float, floor: float | None
     """:func:`threshold_for_far` kept on every group of the cohort (``groups`` (K,) int, one per score; None: one
     group): the strictest of the groups' thresholds, so that the promised rate holds on each kind of face the
     cohort holds (a cohort pooled over web photos and studio photos promises an average that neither keeps:
-    research log, section 13). Returns (threshold, method, the deciding group's name)."""
+    research log, section 13). A source of fewer than ``MIN_GROUP`` faces sets no threshold of its own. Returns
+    (threshold, method, the deciding group's name; "" when the pooled cohort or the floor decided)."""
     s = np.asarray(scores, np.float64)
-    if groups is None or len(np.unique(groups)) < 2:
+    g = None if groups is None else np.asarray(groups)
+    kept = [] if g is None else [int(k) for k in np.unique(g) if (g == k).sum() >= MIN_GROUP]
+    if len(kept) < 2:  # one source (or one large enough): the pooled threshold
         thr, method = threshold_for_far(s, far, floor)
         return thr, method, ""
-    g = np.asarray(groups)
-    best = max(((*threshold_for_far(s[g == k], far), int(k)) for k in np.unique(g)), key=lambda t: t[0])
-    thr, method, k = best
-    name = names[k] if k < len(names) else str(k)
+    thr, method, k = max(((*threshold_for_far(s[g == k], far), k) for k in kept), key=lambda t: t[0])
     if floor is not None and thr < floor:
-        return float(floor), "global", name
-    return thr, method, name
+        return float(floor), "global", ""
+    return thr, method, names[k] if k < len(names) else str(k)
 
 
 def calibrate(theta: np.ndarray, cohort_u8: np.ndarray, far: float, floor: float | None, cohort_name: str,

@@ -135,9 +135,9 @@ def user_calibration(theta: np.ndarray, far: float, model: HyperModel, cohort: s
             why = mc if isinstance(mc, str) else "the model's cohort file has no calibration half"
             log.warning("no impostor cohort (%s): keeping the global threshold %+.3f", why, model.threshold)
             return None
-        group = mc.calib_group[:size] if mc.calib_group is not None else None
-        return calibration.calibrate_features(theta, mc.calib_feats[:size], far, model.threshold, mc.calib_source,
-                                              group, mc.calib_group_names)
+        feats, group = mc.calibration_subset(size)
+        return calibration.calibrate_features(theta, feats, far, model.threshold, mc.calib_source, group,
+                                              mc.calib_group_names)
     try:
         if cohort == "lfw":
             crops = calibration.lfw_cohort(model.detector, size, exclude_people={exclude})

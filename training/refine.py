@@ -268,14 +268,16 @@ def teacher_map_linear(t_enroll: np.ndarray, tmap: np.ndarray) -> tuple[np.ndarr
 
 def within_covariance(feats: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(C, C) the within-person covariance of ``feats`` (N, C): each row minus its person's mean, over the people
-    (``labels`` (N,)) with at least 2 rows."""
+    (``labels`` (N,)) with at least 2 rows. The cohort build gives every face three rows (clean, gray, low
+    resolution), so a person with one photo contributes how the camera changes it, one with several photos also how
+    the photos differ (the screen of the research log, section 13, chose with exactly these rows)."""
     f = np.asarray(feats, np.float64)
     _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
     sums = np.zeros((len(counts), f.shape[1]))
     np.add.at(sums, inv, f)
     keep = counts[inv] >= 2
     if keep.sum() <= f.shape[1]:
-        raise ValueError(f"{int(keep.sum())} faces of people with several faces: too few for a {f.shape[1]}-dim "
+        raise ValueError(f"{int(keep.sum())} rows of people with several rows: too few for a {f.shape[1]}-dim "
                          "within-person covariance")
     d = (f - sums[inv] / counts[inv, None])[keep]
     return d.T @ d / len(d)
@@ -303,7 +305,7 @@ def with_lda(w: np.ndarray, b: np.ndarray, wl: np.ndarray, bl: np.ndarray, feats
     f = np.asarray(feats, np.float64)
     w, b, wl, bl = (np.asarray(x, np.float64) for x in (w, b, wl, bl))
     s0, sl = f @ w.T + b, f @ wl.T + bl
-    m0, sd0, ml, sdl = s0.mean(0), s0.std(0), sl.mean(0), np.maximum(sl.std(0), 1e-12)
+    m0, sd0, ml, sdl = s0.mean(0), np.maximum(s0.std(0), 1e-12), sl.mean(0), np.maximum(sl.std(0), 1e-12)
     wz = w / sd0[:, None] + weight * wl / sdl[:, None]
     bz = (b - m0) / sd0 + weight * (bl - ml) / sdl
     a = sd0 / np.maximum((f @ wz.T + bz).std(0), 1e-12)
@@ -369,8 +371,8 @@ class Cohort:
     source: str
     calib_feats: np.ndarray | None = None  # (K, C) float32
     calib_source: str = ""
-    # (C, C) the within-person covariance of the refinement half's pooled features (its people with ≥ 2 faces,
-    # each face clean, gray and at low resolution): the whitening of :func:`lda_linear`
+    # (C, C) the within-person covariance of the refinement half's pooled features (each face clean, gray and at low
+    # resolution, about its person's mean: :func:`within_covariance`): the whitening of :func:`lda_linear`
     within_cov: np.ndarray | None = None
     # each calibration face's source (an index into calib_group_names, e.g. LFW, CFP): the user's threshold keeps
     # its rate on every source (training.calibration.threshold_for_far_groups); None: one source
@@ -391,7 +393,7 @@ class Cohort:
                             model_id=self.model_id, source=self.source, calib_feats=calib.astype(np.float16),
                             calib_source=self.calib_source, within_cov=within.astype(np.float32),
                             calib_group=group.astype(np.int8), calib_group_names=np.array(self.calib_group_names, str),
-                            format=COHORT_FORMAT)
+                            format=self.format)
         atomic_write_bytes(path, buf.getvalue())
 
     def stats(self) -> dict:
@@ -415,6 +417,18 @@ class Cohort:
         # tensors, not numpy arrays: the model file stays loadable with torch.load(weights_only=True)
         return {**{k: torch.from_numpy(v) for k, v in arrays.items()}, "size": [len(f), len(c)],
                 "source": self.source, "calib_source": self.calib_source, **extra}
+
+    def calibration_subset(self, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(features, sources) of at most ``size`` calibration faces, each source's share kept (the faces are
+        stored source after source, so a plain [:size] could drop a source)."""
+        if self.calib_feats is None:
+            raise ValueError("the cohort has no calibration half")
+        n = len(self.calib_feats)
+        if size >= n or self.calib_group is None:
+            return self.calib_feats[:size], None if self.calib_group is None else self.calib_group[:size]
+        g = self.calib_group
+        keep = np.concatenate([np.flatnonzero(g == k)[:int(round(size * (g == k).sum() / n))] for k in np.unique(g)])
+        return self.calib_feats[keep], self.calib_group[keep]
 
     @classmethod
     def from_stats(cls, stats: dict, model_id: str, seed: int = 0) -> Cohort:
@@ -563,8 +577,9 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
     within = within_covariance(
         np.concatenate([feats] + [pooled_features(prefix, apply_variant(crops_ref, v)) for v in ("gray", "lowres")]),
         np.tile(person, 3))
-    log.info("within-person covariance: %d faces of %d people with several faces in the refinement half, each "
-             "clean, gray and at low resolution", int(counts[person].__ge__(2).sum()), int((counts >= 2).sum()))
+    log.info("within-person covariance: %d faces of the refinement half (%d of them of the %d people with several "
+             "photos), each clean, gray and at low resolution", len(person), int((counts[person] >= 2).sum()),
+             int((counts >= 2).sum()))
     emb = EmbeddingCache(load_backbone(model.backbone)).embed(np.concatenate(kind_ref))
     t = emb - model.generator.emb_mean.numpy()
     where = "people outside people.txt folds 0 and 1"
@@ -589,19 +604,26 @@ def load_cohort(model, path=None) -> Cohort:
     from pvcore.paths import SharedDataMissing
 
     if path is not None:
-        return Cohort.load(path, model.model_id)
+        c = Cohort.load(path, model.model_id)
+        if c.format < COHORT_FORMAT:
+            log.warning("%s has an older layout (%d): no within-person head, one calibration source; build it again "
+                        "with `python -m training.refine --build-cohort`", path, c.format)
+        return c
     cached = cohort_path(model)
     if cached.is_file():
         c = Cohort.load(cached, model.model_id)
         if c.format >= COHORT_FORMAT:
             return c
+        log.info("%s has an older layout (%d): building it again (minutes)", cached, c.format)
         try:
             fresh = build_cohort(model)
         except SharedDataMissing:
-            log.warning("%s has an older layout (%d) and no shared folder is at hand to build it again: used as it is",
-                        cached, c.format)
+            stats = model.meta.get("cohort_stats")
+            if stats is not None and "within_cov" in stats:  # the model's statistics are of the current layout
+                log.warning("no shared folder to build %s again: the cohort drawn from the model's statistics", cached)
+                return Cohort.from_stats(stats, model.model_id)
+            log.warning("no shared folder to build %s again: used as it is", cached)
             return c
-        log.info("%s had an older layout (%d): built again", cached, c.format)
         fresh.save(cached)
         return fresh
     try:
@@ -620,7 +642,9 @@ def refine_enrollment(model, theta0: np.ndarray, crops: np.ndarray, embedding: n
                       cfg: RefineConfig = SHIPPED) -> tuple[np.ndarray, dict]:
     """One user's refined θ: start at :func:`mixed_start` of h's θ₀ and the teacher map of the enrollment
     embedding (the mean embedding θ₀ was made from), then :func:`refine_linear` on ``cfg.views`` views of each
-    aligned 112×112 enrollment crop (``crops`` (k, 112, 112, 3)) against the cohort. Returns (θ, record)."""
+    aligned 112×112 enrollment crop (``crops`` (k, 112, 112, 3)) against the cohort, then the within-person-whitened
+    head of the crops' mean features added (:func:`with_lda`; a cohort without ``within_cov`` skips it). Returns
+    (θ, record)."""
     import time
 
     t0 = time.perf_counter()
@@ -635,11 +659,14 @@ def refine_enrollment(model, theta0: np.ndarray, crops: np.ndarray, embedding: n
     w, b, curve = refine_linear(ws, bs, pos, cohort.feats, model.threshold, cfg, curve_every=50)
     w, b = _lda_added(w, b, pooled_features(theta0[0], crops).mean(0, keepdims=True), cohort)
     theta = theta_with_linear(theta0, w, b)[0]
+    # the record's margins: of the final head (the whitened head moves the views' mean, not the cohort's)
+    margins = (float(np.mean(pos[0] @ w[0] + b[0]) - model.threshold),
+               float(np.mean(cohort.feats @ w[0] + b[0]) - model.threshold))
     lda = LDA_WEIGHT if cohort.within_cov is not None else 0.0
     rec = {"method": "h+teacher-map, linear refinement" + (", within-person-whitened head added" if lda else ""),
            **cfg.to_dict(), "lda_weight": lda, "cohort": cohort.source,
            "cohort_size": int(len(cohort.feats)), "positives": int(len(views)),
-           "pos_margin": curve[-1]["pos_margin"], "neg_margin": curve[-1]["neg_margin"],
+           "pos_margin": margins[0], "neg_margin": margins[1],
            "pos_margin_h": float(np.mean(pos[0] @ w0[0] + b0[0]) - model.threshold),
            "neg_margin_h": float(np.mean(cohort.feats @ w0[0] + b0[0]) - model.threshold),
            "seconds": round(time.perf_counter() - t0, 3)}
@@ -648,7 +675,8 @@ def refine_enrollment(model, theta0: np.ndarray, crops: np.ndarray, embedding: n
 
 def refine_batch(model, theta0: np.ndarray, crops: np.ndarray, embeddings: np.ndarray, cohort: Cohort,
                  cfg: RefineConfig = SHIPPED) -> tuple[np.ndarray, list[dict]]:
-    """:func:`refine_enrollment` for N enrollments of one photo each, together (evaluations): theta0 (N, θ_size)
+    """:func:`refine_enrollment` (the whitened head included) for N enrollments of one photo each, together
+    (evaluations): theta0 (N, θ_size)
     = h of ``embeddings`` (N, D), ``crops`` (N, 112, 112, 3). Returns (θ (N, θ_size), the learning curve)."""
     theta0 = np.asarray(theta0, np.float32)
     pos = np.stack([pooled_features(theta0[0], positive_views(c, cfg.views, seed=cfg.seed)) for c in crops])

@@ -102,7 +102,30 @@ def test_a_cohort_of_several_sources_keeps_the_rate_on_each() -> None:
     assert method == "quantile" and group == "CFP"
     assert 0.045 < (s[g == 1] >= thr).mean() <= 0.05 and (s[g == 0] >= thr).mean() < 0.006  # measured 5.0 / 0.43 %
     assert calibration.threshold_for_far_groups(s, 0.05, None, None)[:2] == (pooled, "quantile")
-    assert calibration.threshold_for_far_groups(s, 0.05, 9.0, g, ("LFW", "CFP")) == (9.0, "global", "CFP")
+    assert calibration.threshold_for_far_groups(s, 0.05, 9.0, g, ("LFW", "CFP")) == (9.0, "global", "")
+    # a source too small to set a threshold of its own (here 20 faces far above the rest) leaves the pooled one
+    tiny = np.concatenate([s, np.full(20, 50.0)])
+    gt = np.concatenate([np.zeros(10_000, np.int8), np.ones(20, np.int8)])
+    assert calibration.MIN_GROUP > 20
+    pooled_tiny = calibration.threshold_for_far(tiny, 0.05)
+    assert calibration.threshold_for_far_groups(tiny, 0.05, None, gt) == (*pooled_tiny, "")
+
+
+def test_a_calibration_subset_keeps_each_sources_share() -> None:
+    """The calibration faces are stored source after source: a subset takes each source's share, not the first
+    rows (which would drop the second source)."""
+    from training.refine import Cohort
+
+    feats = np.arange(3000 * 2, dtype=np.float32).reshape(3000, 2)
+    g = np.repeat(np.array([0, 1], np.int8), [2667, 333])
+    c = Cohort(feats, np.zeros((3, 1)), "m", "r", feats, "c", None, g, ("LFW", "CFP"))
+    f, gs = c.calibration_subset(1000)
+    assert [int((gs == k).sum()) for k in (0, 1)] == [889, 111] and np.array_equal(f, feats[np.r_[0:889, 2667:2778]])
+    f, gs = c.calibration_subset(5000)
+    assert np.array_equal(f, feats) and np.array_equal(gs, g)
+    c.calib_group = None
+    f, gs = c.calibration_subset(1000)
+    assert gs is None and np.array_equal(f, feats[:1000])
 
 
 def test_enroll_cli_several_photos_and_no_cohort(tmp_path: Path) -> None:

@@ -85,8 +85,8 @@ def run_study(model_path: Path | None, photos: list[int], views: list[int], far:
     crops112 = np.ascontiguousarray(cache.crops(ARCFACE112)[probe_idx])
     kind = backbone_info(m.backbone).input_kind
     emb_cache = EmbeddingCache(load_backbone(m.backbone))
-    calib = cohort.calib_feats[:cohort_size].astype(np.float64)
-    calib_group = cohort.calib_group[:cohort_size] if cohort.calib_group is not None else None
+    calib, calib_group = cohort.calibration_subset(cohort_size)
+    calib = calib.astype(np.float64)
     feats = rf.pooled_features(m.theta(m.generator.emb_mean.numpy()[None])[0], crops112).astype(np.float64)
     n_probe = len(crops112)
 
