@@ -1,6 +1,7 @@
 """Research: a within-person-whitened (LDA) linear head on f's pooled features, alone and added to the refined θ.
 f after the pool is linear, so any per-user linear score ⟨w, s(probe)⟩ + b — and any sum of them — is a θ the board
-runs unchanged. The within-person covariance Σ_w comes from the model's own training people (people with ≥ 2 photos).
+runs unchanged. Σ_w and the head are the shipped ones (training.refine.within_covariance, lda_linear), Σ_w here from
+the model's own training people.
 Usage: python docs/research/scripts/lda_head.py MODEL SET[,SET...] OUT.json
 (research log, section 13; float one way, θ refined as the benchmark's row (f) without the head screened here)"""
 import json
@@ -22,18 +23,6 @@ from training.refine import linear_tail, load_cohort, pooled_features
 from training.train import build_data
 
 
-def within_scatter(s: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(μ, Σ_w): the mean of all features and the within-person covariance over people with ≥ 2 photos."""
-    mu = s.mean(0)
-    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    keep = counts[inv] >= 2
-    sums = np.zeros((counts.size, s.shape[1]))
-    np.add.at(sums, inv, s)
-    d = s - sums[inv] / counts[inv, None]
-    d = d[keep]
-    return mu, d.T @ d / len(d)
-
-
 def report(scores: np.ndarray, p) -> dict:
     r = VerificationReport.from_scores(scores.astype(np.float64), p.same, p.folds)
     return {"acc": round(100 * r.accuracy_mean, 2), "auc": round(r.auc, 4)}
@@ -53,14 +42,12 @@ def main() -> None:
         s_var[v] = np.empty((len(order), 96), np.float64)
         s_var[v][order] = pooled_features(prefix, apply_variant(crops_tr, v))
     del crops_tr
-    mu, sw = within_scatter(s_var["clean"], train.labels)
-    _, sw_cam = within_scatter(np.concatenate(list(s_var.values())), np.tile(train.labels, 3))
+    mu = s_var["clean"].mean(0)
+    covs = {"clean": refine.within_covariance(s_var["clean"], train.labels),
+            "cam": refine.within_covariance(np.concatenate(list(s_var.values())), np.tile(train.labels, 3))}
     cohort = load_cohort(m)
     refine.LDA_WEIGHT = 0.0  # "refined" = the refinement without the head this script screens (shipped since)
     res = {}
-    zs = np.eye(96) - 1.0 / 96  # f's tail expresses only zero-sum heads: everything in that subspace
-    mu = mu @ zs
-    covs = {"clean": zs @ sw @ zs, "cam": zs @ sw_cam @ zs}
     for k, p in model_cells(m, sets):
         th = pair_thetas(p, m, False)
         ref = refined_thetas(p, m, th, cohort)
@@ -83,9 +70,8 @@ def main() -> None:
         rows["refined"] = report(s_ref, p)
         for cname, cov in covs.items():
             for ridge in (0.1,):
-                a = cov + ridge * np.trace(cov) / 95 * np.eye(96)
-                wl = np.linalg.solve(a, ((feats - mu) @ zs).T).T  # per image: Σ_w⁻¹ (s − μ), zero-sum
-                wl, bl = znormed(wl, -(wl @ mu))
+                wl, bl = refine.lda_linear(feats, mu, cov, ridge)  # per image: Σ_w⁻¹ (s − μ), zero-sum
+                wl, bl = znormed(wl.astype(np.float64), bl.astype(np.float64))
                 rows[f"lda {cname} r{ridge}"] = report(score(wl, bl), p)
                 for alpha in (0.15, 0.25, 0.35):
                     rows[f"ref+{alpha}·lda {cname} r{ridge}"] = report(s_ref + alpha * score(wl, bl), p)
