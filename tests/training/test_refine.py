@@ -168,8 +168,15 @@ def test_a_cached_cohort_file_of_an_older_layout_is_built_again(model, tmp_path,
     from tests.conftest import require_shared
 
     require_shared("data", "lfw", "lfw-deepfunneled")
+    from pvcore.paths import cache_dir
+
     built = refine.load_cohort(model)
     shared = os.environ.get("FACEVERIF_SHARED", str(REPO.parent / "shared"))
+    # a cache of its own for the cohort file; the aligned faces and their teacher embeddings are the real cache's
+    # (what the rebuild reads, not what it is tested on: without them the rebuild re-aligns and re-embeds for minutes)
+    (tmp_path / "cache").mkdir()
+    for sub in ("aligned", "embeddings"):
+        (tmp_path / "cache" / sub).symlink_to(cache_dir(sub), target_is_directory=True)
     monkeypatch.setenv("FACEVERIF_CACHE", str(tmp_path / "cache"))
     path = refine.cohort_path(model)
     path.parent.mkdir(parents=True, exist_ok=True)
