@@ -1,5 +1,6 @@
 """Aligned-crop cache (resumable, status codes, image folders) and embedding cache (content-keyed)."""
 
+import os
 import shutil
 
 import numpy as np
@@ -91,3 +92,18 @@ def test_embedding_cache_merges_concurrent_writers(tmp_cache):
     c1.embed(a, progress=False)
     c2.embed(b, progress=False)  # saving must not drop what c1 saved meanwhile
     assert len(EmbeddingCache(CountingBackbone())) == 6
+
+
+def test_dlib_embeds_in_worker_processes_as_it_does_in_one(tmp_cache, monkeypatch):
+    """dlib holds the GIL on one core: a large enough set is embedded by worker processes, batch by batch in
+    order, with the embeddings one process gives (the real model in both)."""
+    from training.backbones import embedding_cache, load_backbone
+
+    monkeypatch.setattr(embedding_cache, "PARALLEL_MIN_IMAGES", 8)
+    imgs = np.random.default_rng(2).integers(0, 255, (13, 150, 150, 3), dtype=np.uint8)
+    bb = load_backbone("dlib-resnet")
+    cache = EmbeddingCache(bb)
+    assert cache._workers(13) == min(2, len(os.sched_getaffinity(0))) and cache._workers(7) == 1
+    got = cache.embed(imgs, batch=5, progress=False)  # batches of 5, 5, 3: each split over the workers
+    np.testing.assert_array_equal(got, bb.embed(imgs))
+    assert len(EmbeddingCache(bb)) == 13  # and saved

@@ -13,6 +13,7 @@ class DlibResNet:
     cache_key = "dlib-resnet-v1"
     embedding_dim = 128
     input_kind = DLIB150
+    single_core = True  # dlib's bindings hold the GIL: EmbeddingCache embeds large sets in worker processes
 
     def __init__(self) -> None:
         self._model = dlib_models.face_descriptor_model()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import multiprocessing as mp
+import os
 
 import numpy as np
 from tqdm import tqdm
@@ -20,6 +22,23 @@ from pvcore.paths import cache_dir
 from training.backbones.base import Backbone
 
 log = logging.getLogger(__name__)
+
+
+# A backbone that holds the GIL on one core (``single_core = True``: dlib's bindings) embeds in worker processes
+# when enough images are missing to pay for starting them (a few seconds: the workers load the model).
+PARALLEL_MIN_IMAGES = 256
+_WORKER_BACKBONE: Backbone | None = None
+
+
+def _init_worker(name: str) -> None:
+    global _WORKER_BACKBONE
+    from training.backbones import load_backbone
+
+    _WORKER_BACKBONE = load_backbone(name)
+
+
+def _embed_in_worker(images: np.ndarray) -> np.ndarray:
+    return _WORKER_BACKBONE.embed(images)
 
 
 def content_key(image: np.ndarray) -> bytes:
@@ -43,6 +62,13 @@ class EmbeddingCache:
                 for k, e in zip((bytes(k) for k in z["keys"]), z["emb"]):
                     store.setdefault(k, e)
 
+    def _workers(self, n_missing: int) -> int:
+        if (not getattr(self.backbone, "single_core", False) or n_missing < PARALLEL_MIN_IMAGES
+                or mp.current_process().daemon):  # a pool's worker may not start processes of its own
+            return 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(2, cores))
+
     def save(self) -> None:
         """Merge with what other processes saved meanwhile (under a lock), then write atomically."""
         with open(self.path.with_suffix(".lock"), "w") as lock:
@@ -59,13 +85,27 @@ class EmbeddingCache:
         missing = sorted({k: i for i, k in enumerate(keys) if k not in self._store}.values())
         if missing:
             bar = tqdm(total=len(missing), desc=f"embed {self.backbone.name}", unit="img", disable=not progress)
-            for n, start in enumerate(range(0, len(missing), batch)):
-                idx = missing[start:start + batch]
-                for i, e in zip(idx, self.backbone.embed(np.asarray(images[idx]))):
-                    self._store[keys[i]] = e.astype(np.float32)
-                bar.update(len(idx))
-                if (n + 1) % save_every == 0:
-                    self.save()
+            workers = self._workers(len(missing))
+            # forkserver, not fork: a parent that already ran torch/OpenMP threads can hang forked children
+            pool = (mp.get_context("forkserver").Pool(workers, _init_worker, (self.backbone.name,))
+                    if workers > 1 else None)
+            try:
+                for n, start in enumerate(range(0, len(missing), batch)):
+                    idx = missing[start:start + batch]
+                    if pool is None:
+                        embs = self.backbone.embed(np.asarray(images[idx]))
+                    else:  # the batch split over the workers, in order
+                        parts = [np.asarray(images[p]) for p in np.array_split(np.asarray(idx), workers) if len(p)]
+                        embs = np.concatenate(pool.map(_embed_in_worker, parts))
+                    for i, e in zip(idx, embs):
+                        self._store[keys[i]] = e.astype(np.float32)
+                    bar.update(len(idx))
+                    if (n + 1) % save_every == 0:
+                        self.save()
+            finally:
+                if pool is not None:
+                    pool.close()
+                    pool.join()
             bar.close()
             self.save()
         return np.stack([self._store[k] for k in keys]) if keys else np.zeros(
