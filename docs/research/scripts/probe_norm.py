@@ -2,7 +2,8 @@
 ⟨w_u, s(probe)⟩ + b_u; a cosine-like score ⟨w_u, s − μ⟩ / ‖A(s − μ)‖ (μ, A shared constants of the base blob) would
 need one new op before fc1. Screened with the shipped heads (refined + whitened, training.refine), each score
 z-normed per user on the cohort's refinement half, float one way.
-Usage: python docs/research/scripts/probe_norm.py MODEL SET[,SET...] OUT.json   (research log, section 14)"""
+Usage: python docs/research/scripts/probe_norm.py MODEL SET[,SET...] OUT.json [h]   (research log, section 14;
+``h``: the heads of h's θ, unrefined, instead of the refined ones)"""
 import json
 import sys
 
@@ -44,7 +45,7 @@ def main() -> None:
     res = {}
     for k, p in model_cells(m, sets):
         th = pair_thetas(p, m, False)
-        ref = refined_thetas(p, m, th, cohort)
+        ref = th if sys.argv[4:] == ["h"] else refined_thetas(p, m, th, cohort)
         feats = pooled_features(prefix, p.crops[ARCFACE112]).astype(np.float64)
         w, b = (x.detach().numpy().astype(np.float64)
                 for x in linear_tail(torch.as_tensor(np.asarray(ref, np.float32))))
