@@ -1,4 +1,6 @@
 """The research scripts' unit of measurement: a model's unseen pairs of one set under one camera variant."""
+import json
+
 from codegen.benchmark import with_folds
 from training.evaluate import model_pairs, with_variant
 
@@ -12,3 +14,14 @@ def model_cells(model, sets, variants=VARIANTS):
         base = with_folds(model_pairs(name, model, 1, False))
         for variant in variants:
             yield f"{name}/{variant}", with_variant(base, variant)
+
+
+def record(res: dict, key: str, rows: dict) -> None:
+    """Keep one cell's rows in ``res`` and print them as they come (a screen spends minutes per cell)."""
+    res[key] = rows
+    print(key, json.dumps(rows, ensure_ascii=False), flush=True)
+
+
+def write_json(res: dict, out: str) -> None:
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)

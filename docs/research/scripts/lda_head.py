@@ -4,12 +4,11 @@ runs unchanged. Σ_w and the head are the shipped ones (training.refine.within_c
 the model's own training people.
 Usage: python docs/research/scripts/lda_head.py MODEL SET[,SET...] OUT.json
 (research log, section 13; float one way, θ refined as the benchmark's row (f) without the head screened here)"""
-import json
 import sys
 
 import numpy as np
 import torch
-from cells import model_cells
+from cells import model_cells, record, write_json
 
 from codegen.benchmark import refined_thetas
 from training import refine
@@ -75,10 +74,8 @@ def main() -> None:
                 rows[f"lda {cname} r{ridge}"] = report(score(wl, bl), p)
                 for alpha in (0.15, 0.25, 0.35):
                     rows[f"ref+{alpha}·lda {cname} r{ridge}"] = report(s_ref + alpha * score(wl, bl), p)
-        res[k] = rows
-        print(k, json.dumps(rows, ensure_ascii=False), flush=True)
-    with open(out, "w") as f:
-        json.dump(res, f, indent=1)
+        record(res, k, rows)
+    write_json(res, out)
 
 
 if __name__ == "__main__":

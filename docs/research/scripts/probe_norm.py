@@ -4,12 +4,11 @@ need one new op before fc1. Screened with the shipped heads (refined + whitened,
 z-normed per user on the cohort's refinement half, float one way.
 Usage: python docs/research/scripts/probe_norm.py MODEL SET[,SET...] OUT.json [h]   (research log, section 14;
 ``h``: the heads of h's θ, unrefined, instead of the refined ones)"""
-import json
 import sys
 
 import numpy as np
 import torch
-from cells import model_cells
+from cells import model_cells, record, write_json
 
 from codegen.benchmark import refined_thetas
 from training.backbones.base import ARCFACE112
@@ -96,10 +95,8 @@ def main() -> None:
         c = unit(cal) @ w2.T + b2
         s = np.einsum("nc,nc->n", unit(feats)[p.right], w2[p.left]) + b2[p.left]
         rows["cos γ1.0 re-refined"] = report((s - c.mean(0)[p.left]) / c.std(0)[p.left], p)
-        res[k] = rows
-        print(k, json.dumps(rows, ensure_ascii=False), flush=True)
-    with open(out, "w") as f:
-        json.dump(res, f, indent=1)
+        record(res, k, rows)
+    write_json(res, out)
 
 
 if __name__ == "__main__":
