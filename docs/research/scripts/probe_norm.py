@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import torch
 from cells import model_cells, record, write_json
+from l2norm_int8 import l2norm_int8
 
 from codegen.benchmark import refined_thetas
 from training.backbones.base import ARCFACE112
@@ -80,6 +81,14 @@ def main() -> None:
         c = q8(cal) @ w.T
         s = np.einsum("nc,nc->n", q8(feats)[p.right], w[p.left])
         rows["cos γ1.0 int8"] = report((s - c.mean(0)[p.left]) / c.std(0)[p.left], p)
+        # the board's arithmetic for the op: s − μ in int8 (one scale: the cohort's largest |value|, zero point 0),
+        # then TFLM's int8 L2_NORMALIZATION exactly (l2norm_int8.py, bit-exact with TFLite's reference kernel)
+        def exact(s, qscale=np.abs(cal - mu).max() / 127):
+            q = np.clip(np.round((s - mu) / qscale), -128, 127).astype(np.int8)
+            return l2norm_int8(q, 0) / 128.0
+        c = exact(cal) @ w.T
+        s = np.einsum("nc,nc->n", exact(feats)[p.right], w[p.left])
+        rows["cos int8 exact"] = report((s - c.mean(0)[p.left]) / c.std(0)[p.left], p)
         # the heads refined again on the normalized features (start: the shipped head in the normalized units)
         def unit(s):
             c = s - mu
