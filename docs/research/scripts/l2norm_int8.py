@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from codegen.golden import multiply_by_quantized_multiplier, rounding_divide_by_pot
+from codegen.golden import multiply_by_quantized_multiplier, rounding_divide_by_pot, wrap_int32
 from codegen.golden import saturating_rounding_doubling_high_mul as srdhm
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -45,8 +45,7 @@ def inv_sqrt_multiplier_exp(acc: int) -> tuple[int, int]:
     x = 1 << 28  # F3 one
     for _ in range(5):
         x3 = _mul_pot(int(srdhm(int(srdhm(x, x)), x)), 6)  # F9 → F3
-        t = int(srdhm(half_three, x)) - int(srdhm(half_in, x3))  # F6, a plain int32 difference
-        t = ((t + 2**31) & 0xFFFFFFFF) - 2**31
+        t = int(wrap_int32(int(srdhm(half_three, x)) - int(srdhm(half_in, x3))))  # F6: a plain int32 difference
         x = _mul_pot(t, 3)  # F6 → F3
     x = int(srdhm(x, 1518500250))  # × sqrt(2)/2 in F0
     if shift < 0:

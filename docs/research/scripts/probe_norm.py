@@ -32,6 +32,13 @@ def inv_sqrt(cov: np.ndarray, ridge: float) -> np.ndarray:
     return (vec / np.sqrt(lam)) @ vec.T
 
 
+def z_report(cal: np.ndarray, feats: np.ndarray, w: np.ndarray, b: np.ndarray, p) -> dict:
+    """Each pair's one-way score ⟨w, feats(probe)⟩ + b of its enrolled user, z-normed per user on the cohort ``cal``."""
+    c = cal @ w.T + b
+    s = np.einsum("nc,nc->n", feats[p.right], w[p.left]) + b[p.left]
+    return report((s - c.mean(0)[p.left]) / c.std(0)[p.left], p)
+
+
 def main() -> None:
     model_path, sets, out = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
     torch.set_num_threads(2)
@@ -42,6 +49,10 @@ def main() -> None:
     mu = cal.mean(0)
     norms = {"lin": None, "cos": np.eye(len(mu)),
              "cos-white r0.1": inv_sqrt(np.cov(cal.T), 0.1), "cos-white r1": inv_sqrt(np.cov(cal.T), 1.0)}
+
+    def unit(s):  # the probe's pooled features about the cohort mean, of length 1
+        c = s - mu
+        return (c / np.linalg.norm(c, axis=1, keepdims=True)).astype(np.float32)
     res = {}
     for k, p in model_cells(m, sets):
         th = pair_thetas(p, m, False)
@@ -75,24 +86,16 @@ def main() -> None:
                                                    round(100 * (~acc[p.same]).mean(), 1))
         # the normalized vector in TFLM's int8 L2_NORMALIZATION output (scale 1/128, zero point 0), heads in float
         def q8(s):
-            c = s - mu
-            c = c / np.linalg.norm(c, axis=1, keepdims=True)
-            return np.clip(np.round(c * 128), -128, 127) / 128
-        c = q8(cal) @ w.T
-        s = np.einsum("nc,nc->n", q8(feats)[p.right], w[p.left])
-        rows["cos γ1.0 int8"] = report((s - c.mean(0)[p.left]) / c.std(0)[p.left], p)
+            return np.clip(np.round(unit(s) * 128), -128, 127) / 128
+        zero = np.zeros_like(b)  # the z-norm drops a constant bias
+        rows["cos γ1.0 int8"] = z_report(q8(cal), q8(feats), w, zero, p)
         # the board's arithmetic for the op: s − μ in int8 (one scale: the cohort's largest |value|, zero point 0),
         # then TFLM's int8 L2_NORMALIZATION exactly (l2norm_int8.py, bit-exact with TFLite's reference kernel)
         def exact(s, qscale=np.abs(cal - mu).max() / 127):
             q = np.clip(np.round((s - mu) / qscale), -128, 127).astype(np.int8)
             return l2norm_int8(q, 0) / 128.0
-        c = exact(cal) @ w.T
-        s = np.einsum("nc,nc->n", exact(feats)[p.right], w[p.left])
-        rows["cos int8 exact"] = report((s - c.mean(0)[p.left]) / c.std(0)[p.left], p)
+        rows["cos int8 exact"] = z_report(exact(cal), exact(feats), w, zero, p)
         # the heads refined again on the normalized features (start: the shipped head in the normalized units)
-        def unit(s):
-            c = s - mu
-            return (c / np.linalg.norm(c, axis=1, keepdims=True)).astype(np.float32)
         lefts = np.unique(p.left)
         scale = np.median(np.linalg.norm(cal - mu, axis=1))
         wn, bn = w[lefts] * scale, b[lefts] + w[lefts] @ mu
@@ -101,9 +104,7 @@ def main() -> None:
         wr, br, _ = refine_linear(wn.astype(np.float32), bn.astype(np.float32), pos, unit(cal), m.threshold, SHIPPED)
         w2, b2 = np.zeros_like(w), np.zeros_like(b)
         w2[lefts], b2[lefts] = wr, br
-        c = unit(cal) @ w2.T + b2
-        s = np.einsum("nc,nc->n", unit(feats)[p.right], w2[p.left]) + b2[p.left]
-        rows["cos γ1.0 re-refined"] = report((s - c.mean(0)[p.left]) / c.std(0)[p.left], p)
+        rows["cos γ1.0 re-refined"] = z_report(unit(cal), unit(feats), w2, b2, p)
         record(res, k, rows)
     write_json(res, out)
 
