@@ -127,11 +127,11 @@ def shared_prefix_qf(model, thetas, activations: str):
     image), as ``codegen.shared_prefix.make_base`` quantizes the base every user shares. None for a model
     without a shared convolutional prefix ending at the pool."""
     from codegen.quantize import QuantConfig, quantize
-    from pvcore.spec import F_SPEC, AvgPool
+    from pvcore.spec import F_SPEC
 
     split = _split_layer(model)
     names = [layer.name for layer in F_SPEC.layers]
-    pool_at = next(i for i, layer in enumerate(F_SPEC.layers) if isinstance(layer, AvgPool))
+    pool_at = F_SPEC.pool_index
     if split not in names or names.index(split) < pool_at:  # "" (all personal) or personal convs
         return None
     return quantize(thetas[0].numpy(), enroll_u8=None, cfg=QuantConfig(activations=activations))

@@ -13,6 +13,12 @@ must agree with :func:`run_int8` bit for bit. What it implements, op by op (TFLM
   multiplier and shift to its own output params — or, an exact-sum pool (``q.exact_sum``, blob format 4),
   passed on as the int32 sums themselves: the FULLY_CONNECTED after it is then TFLM's CONV_2D k×k VALID
   with its weights at every tap (:func:`dense_int8`).
+- **L2_NORMALIZATION int8** (reference_integer_ops::L2Normalization; spec v5's "pool"): per row,
+  ``acc = Σ (x − in_zp)²``, gemmlowp's Newton–Raphson ``GetInvSqrtQuantizedMultiplierExp(acc)`` → (M, s),
+  then each ``MultiplyByQuantizedMultiplier(x − in_zp, M, s + 7)`` clamped to int8: the unit vector at the
+  fixed output scale 1/128, zero point 0. In a 16x8 model it is wrapped in TFLM's two QUANTIZE ops
+  (reference_ops::Requantize): int16 → int8 with the layer's one multiplier (to the intermediate scale
+  ``w_scales[0]``, zero point 0), then int8 → int16 at the same scale 1/128 (multiplier 1: exact).
 - **FULLY_CONNECTED int8 per channel** (reference_integer_ops::FullyConnectedPerChannel): as conv, one
   multiplier and shift per output feature.
 
@@ -33,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from pvcore.qtheta import INT32_MAX, INT32_MIN, QuantizedF, QuantLayer
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, same_pads
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, L2Norm, same_pads
 from training.backbones.base import mirrored
 
 
@@ -92,6 +98,58 @@ def multiply_by_quantized_multiplier(
     return rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(wrap_int32(x << left), multiplier), right
     )
+
+
+def saturating_rounding_multiply_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> on int32 raw values: a rounding right shift for
+    exponent ≤ 0, else a left shift saturated to int32."""
+    x = np.asarray(x, np.int64)
+    if exponent <= 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
+
+
+HALF_SQRT_2_Q31 = 1518500250  # sqrt(2)/2 in gemmlowp's F0
+
+
+def inv_sqrt_quantized_multiplier_exp(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TFLM ``GetInvSqrtQuantizedMultiplierExp(acc, kReverseShift = −1)`` on int32 acc ≥ 0, vectorised:
+    (multiplier, shift) with multiplier · 2^shift / 2^31 ≈ 1/sqrt(acc) — 5 Newton–Raphson steps in
+    gemmlowp's F3 fixed point (tensorflow/lite/kernels/internal/common.h); acc ≤ 1 gives (2^31 − 1, 0)."""
+    acc = np.asarray(acc, np.int64)
+    small = acc <= 1
+    a = np.where(small, 2, acc)
+    shift = np.full(a.shape, 11, np.int64)
+    while (big := a >= (1 << 29)).any():
+        a = np.where(big, a // 4, a)
+        shift += big
+    bit_length = np.frexp(a.astype(np.float64))[1].astype(np.int64)  # exact below 2^53
+    pairs = ((32 - bit_length) - 1) // 2 - 1  # CountLeadingZeros(uint32) − 1, in bit pairs, less one
+    shift -= pairs
+    a = a << (2 * pairs)
+    half_in = saturating_rounding_multiply_by_pot(a >> 1, -1)
+    half_three = np.int64((1 << 28) + (1 << 27))  # 1.5 in F3
+    x = np.full(a.shape, 1 << 28, np.int64)  # 1 in F3
+    for _ in range(5):
+        x3 = saturating_rounding_multiply_by_pot(
+            saturating_rounding_doubling_high_mul(saturating_rounding_doubling_high_mul(x, x), x), 6)  # F9 → F3
+        t = wrap_int32(saturating_rounding_doubling_high_mul(half_three, x)
+                       - saturating_rounding_doubling_high_mul(half_in, x3))  # F6
+        x = saturating_rounding_multiply_by_pot(t, 3)  # F6 → F3
+    x = saturating_rounding_doubling_high_mul(x, HALF_SQRT_2_Q31)
+    neg = shift < 0
+    x = np.where(neg, x << np.where(neg, -shift, 0), x)
+    shift = np.where(neg, 0, shift)
+    return np.where(small, INT32_MAX, x), np.where(small, 0, -shift)
+
+
+def l2norm_rows_int8(d: np.ndarray) -> np.ndarray:
+    """TFLM's int8 L2Normalization of rows d (N, C) = x − in_zp (int64): int8 (N, C) at scale 1/128, zp 0."""
+    d = np.asarray(d, np.int64)
+    mult, shift = inv_sqrt_quantized_multiplier_exp((d * d).sum(axis=1))
+    out = multiply_by_quantized_multiplier(d, mult[:, None], shift[:, None] + 7)
+    return np.clip(out, -128, 127).astype(np.int8)
 
 
 def requantize(acc: np.ndarray, q: QuantLayer, dtype: type = np.int8) -> np.ndarray:
@@ -154,6 +212,17 @@ def avgpool_int8(x: np.ndarray, q: QuantLayer, layer: AvgPool) -> np.ndarray:
     return requantize(acc, q, x.dtype.type).reshape(n, 1, 1, c)
 
 
+def l2norm_int8(x: np.ndarray, q: QuantLayer) -> np.ndarray:
+    """L2_NORMALIZATION of a 1×1 map over its channels: int8 (N, 1, 1, C) → int8 at scale 1/128, zp 0; in
+    a 16x8 model int16 → QUANTIZE to int8 (multiplier ``q.multiplier[0]``, zp 0) → the int8 op → QUANTIZE
+    back to int16 at the same scale (the values themselves)."""
+    rows = x.reshape(x.shape[0], -1).astype(np.int64) - q.in_zp
+    if x.dtype == np.int16:
+        assert q.multiplier is not None and q.shift is not None
+        rows = np.clip(multiply_by_quantized_multiplier(rows, int(q.multiplier[0]), int(q.shift[0])), -128, 127)
+    return l2norm_rows_int8(rows).astype(x.dtype).reshape(x.shape)
+
+
 def dense_int8(x: np.ndarray, q: QuantLayer, out_dtype: type | None = None) -> np.ndarray:
     """FULLY_CONNECTED int8: (N, …) flattened in HWC order → (N, out). After an exact-sum pool x is its
     int32 sums (in_zp 0) and the op is TFLM's CONV_2D k×k VALID with the weights repeated at every tap
@@ -188,6 +257,8 @@ def run_int8_q(
             x = conv_int8(x, q, layer)
         elif isinstance(layer, AvgPool):
             x = avgpool_int8(x, q, layer)
+        elif isinstance(layer, L2Norm):
+            x = l2norm_int8(x, q)
         else:
             x = dense_int8(x, q, qf.act_dtype)
         if return_layers:

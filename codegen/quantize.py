@@ -49,7 +49,9 @@ from codegen.weight_rounding import equalize, gptq_conv, per_channel_scales
 from pvcore.qtheta import (
     BIAS_LIMIT,
     INPUT_ZP,
+    INT8_MAX,
     INT8_MIN,
+    L2NORM_OUT_SCALE,
     MIN_RANGE,
     QuantizedF,
     QuantLayer,
@@ -59,11 +61,12 @@ from pvcore.qtheta import (
     choose_qparams16,
     exact_sum_range,
     f32,
+    l2norm_multiplier,
     pool_weight_scale,
     quantize_multiplier,
     real_multiplier,
 )
-from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense
+from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense, L2Norm
 from training.data.variants import LUMA
 from training.verifier.functional import effective_weights, layer_outputs, to_input
 
@@ -308,6 +311,14 @@ def _range(values: torch.Tensor, relu: bool, cfg: QuantConfig, margin: float | N
     return lo, hi
 
 
+def l2norm_mid_scale(values: torch.Tensor, cfg: QuantConfig) -> float:
+    """The 16x8 L2Norm's int8 intermediate scale (zero point 0): the features' ``percentile`` of |value|
+    times ``margin``, over 127 — the normalization's only rounding before TFLM's int8 op."""
+    v = np.abs(values.detach().double().flatten().numpy())
+    top = float(np.quantile(v, cfg.percentile / 100.0)) if cfg.percentile < 100.0 else float(v.max())
+    return f32(max(top * cfg.margin, MIN_RANGE) / INT8_MAX)
+
+
 def quantize(
     theta: torch.Tensor | np.ndarray,
     enroll_u8: np.ndarray | None = None,
@@ -367,7 +378,11 @@ def quantize(
             continue
         exact = (isinstance(layer, AvgPool) and cfg.exact_pool and cfg.activations == "int8"
                  and i + 1 < len(spec.layers) and isinstance(spec.layers[i + 1], Dense))
-        if exact:  # the sum Σ(x − in_zp) itself, in units of the input's scale: no range to calibrate
+        if isinstance(layer, L2Norm):  # TFLM's fixed output: the unit vector at scale 1/128, zp 0
+            out_scale, out_zp = f32(L2NORM_OUT_SCALE), 0
+            act_min, act_max = activation_range(False, 0, cfg.activations)
+            ranges[layer.name] = [-1.0, 1.0]
+        elif exact:  # the sum Σ(x − in_zp) itself, in units of the input's scale: no range to calibrate
             out_scale, out_zp = in_scale, 0
             act_min, act_max = exact_sum_range(layer, in_zp)
             ranges[layer.name] = []
@@ -396,11 +411,17 @@ def quantize(
                 k2 = spec.layers[i - 1].kernel ** 2
                 q.w_scales = (q.w_scales.astype(np.float64) / k2).astype(np.float32)
             q.bias = _quantize_bias(b, q.bias_scales, layer.name)
+        elif isinstance(layer, L2Norm):  # its int8 intermediate: 16x8, the input's range at int8's grain
+            q.w_scales = np.array([in_scale if cfg.activations == "int8" else
+                                   l2norm_mid_scale(acts[spec.layers[i - 1].name], cfg)], np.float32)
         elif exact:
             q.w_scales = np.array([1.0], np.float32)
         else:
             q.w_scales = np.array([pool_weight_scale(layer)], np.float32)
-        mults = [quantize_multiplier(real_multiplier(in_scale, float(s), out_scale)) for s in q.w_scales]
+        if isinstance(layer, L2Norm):
+            mults = [l2norm_multiplier(in_scale, float(q.w_scales[0]))]
+        else:
+            mults = [quantize_multiplier(real_multiplier(in_scale, float(s), out_scale)) for s in q.w_scales]
         q.multiplier = np.array([m for m, _ in mults], np.int32)
         q.shift = np.array([s for _, s in mults], np.int32)
         if (q.shift > 30).any():

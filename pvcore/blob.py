@@ -28,13 +28,15 @@ boundary, so with the blob itself 4-byte aligned the kernel reads int32/f32 arra
     28  u32 split             (s > 0: a base blob, the records of the shared layers [0, s) only; else 0)
     32  the layer records of 64 bytes, in spec order: one per layer of [first_layer, end), where end is
         split for a base blob and n_layers otherwise (a full blob: first_layer = split = 0, all n)
-        0  u8  kind (1 conv, 2 avgpool, 3 dense)
+        0  u8  kind (1 conv, 2 avgpool, 3 dense, 4 l2norm: TFLM's L2_NORMALIZATION, spec v5)
         1  u8  flags (bit 0: fused ReLU, bit 1: per-channel weights, bit 2: exact sum — the pool
                       outputs Σ(x − in_zp) unrounded, as int16, for the dense layer after it; version 4)
         2  u16 n_out (output channels / features)
         4  u32 n_weights (int8 count; 0 for avgpool)
         8  u32 n_quant (number of w_scales/multipliers/shifts: n_out for conv and dense, 1 for the pool,
-                        whose weights (all 1) and bias (0) are implicit: n_out = n_weights = 0)
+                        whose weights (all 1) and bias (0) are implicit: n_out = n_weights = 0; 1 for l2norm:
+                        the requantization to its int8 intermediate, wscale = that scale, zero point 0 —
+                        16x8: int16 → int8; int8: the identity, wscale = in_scale, multiplier 1)
         12 f32 in_scale     16 i32 in_zp     20 f32 out_scale    24 i32 out_zp
         28 i32 act_min      32 i32 act_max
         36 u32 off_weights  int8[n_weights]   conv OHWI, dense [out][in]
@@ -78,8 +80,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pvcore.qtheta import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, QuantizedF, QuantLayer
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
+from pvcore.qtheta import KIND_AVGPOOL, KIND_CONV, KIND_DENSE, KIND_L2NORM, QuantizedF, QuantLayer
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, L2Norm
 
 MAGIC = b"PVTB"
 FORMAT_VERSION = 4  # 4: the pool's exact sums feed fc1 (FLAG_EXACT_SUM; QuantConfig.exact_pool, docs/theta_blob.md)
@@ -93,7 +95,7 @@ CRC_SIZE = 4
 USER_ID_BYTES = 32
 PAYLOAD_HEAD_SIZE = 32
 RECORD_SIZE = 64
-KIND_CODES = {KIND_CONV: 1, KIND_AVGPOOL: 2, KIND_DENSE: 3}
+KIND_CODES = {KIND_CONV: 1, KIND_AVGPOOL: 2, KIND_DENSE: 3, KIND_L2NORM: 4}
 KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 FLAG_RELU, FLAG_PER_CHANNEL, FLAG_EXACT_SUM = 1, 2, 4
 THRESHOLD_MAX = float(np.finfo(np.float32).max)  # |threshold_logit| bound: any finite float32
@@ -149,7 +151,7 @@ def _layer_counts(layer: object) -> tuple[int, int, int]:
         return layer.out_ch, int(np.prod(layer.weight_shape)), layer.out_ch
     if isinstance(layer, Dense):
         return layer.out_features, layer.in_features * layer.out_features, layer.out_features
-    if isinstance(layer, AvgPool):
+    if isinstance(layer, AvgPool | L2Norm):
         return 0, 0, 1
     raise TypeError(layer)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense
+from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense, L2Norm
 
 INT8_MIN, INT8_MAX = -128, 127
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
@@ -44,7 +44,8 @@ BIAS_LIMIT = 2**30
 MIN_RANGE = 1e-3  # floor of a calibrated activation range (a dead layer must still get a scale > 0)
 INPUT_ZP = 0
 
-KIND_CONV, KIND_AVGPOOL, KIND_DENSE = "conv", "avgpool", "dense"
+KIND_CONV, KIND_AVGPOOL, KIND_L2NORM, KIND_DENSE = "conv", "avgpool", "l2norm", "dense"
+L2NORM_OUT_SCALE = 1.0 / 128.0  # TFLite's int8 L2_NORMALIZATION: output scale 1/128, zero point 0, fixed
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def choose_qparams16(lo: float, hi: float) -> tuple[float, int]:
 # --------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class QuantLayer:
-    """One deployed op (CONV_2D + fused ReLU, the global pool or FULLY_CONNECTED) with every tensor's
+    """One deployed op (CONV_2D + fused ReLU, the global pool, L2_NORMALIZATION or FULLY_CONNECTED) with every tensor's
     quantization, complete enough to write a .tflite: input/output activation tensors (scale, zp),
     weights (int8, per-channel scales, zp 0 on axis 0), bias (int32, scales ``bias_scales``, zp 0).
     The pool holds no weights or bias (its weights are all 1, its bias 0: :func:`pool_weights`),
@@ -159,7 +160,8 @@ class QuantLayer:
     act_min: int  # int8 clamp of the output (fused activation)
     act_max: int
     weights: np.ndarray | None = None  # int8; conv OHWI (O, kh, kw, I/groups), dense (out, in)
-    w_scales: np.ndarray | None = None  # float32; (O,) per channel (conv, dense), (1,) = 1/k² (pool)
+    w_scales: np.ndarray | None = None  # float32; (O,) per channel (conv, dense), (1,) = 1/k² (pool); the 16x8
+    # L2Norm: (1,) = its int8 intermediate's scale (an int8 L2Norm: None, like its multiplier and shift)
     bias: np.ndarray | None = None  # int32 (O,)
     multiplier: np.ndarray | None = None  # int32, one per w_scale
     shift: np.ndarray | None = None  # int32, one per w_scale; > 0 = left shift (TFLM convention)
@@ -309,7 +311,9 @@ class QuantizedF:
                     q.relu, q.out_zp, self.activations)
             if not range_ok:
                 raise ValueError(f"{q.name}: activation range [{q.act_min}, {q.act_max}] invalid")
-            if isinstance(la, AvgPool):
+            if isinstance(la, L2Norm):
+                check_l2norm(q, self.activations)
+            elif isinstance(la, AvgPool):
                 if q.weights is not None or q.bias is not None:
                     raise ValueError(f"{q.name}: the pool's weights (1) and bias (0) are implicit")
                 for a, dt in ((q.multiplier, np.int32), (q.shift, np.int32), (q.w_scales, np.float32)):
@@ -357,6 +361,35 @@ class QuantizedF:
             prev = (q.out_scale, q.out_zp)
         if end is None and (self.logit_scale, self.logit_zp) != prev:
             raise ValueError(f"logit params {(self.logit_scale, self.logit_zp)} != last layer output {prev}")
+
+
+def l2norm_multiplier(in_scale: float, mid_scale: float) -> tuple[int, int]:
+    """The 16x8 L2Norm's int16 → int8 QUANTIZE multiplier, as TFLM's quantize kernel computes it: the
+    ratio of the float32 scales in double precision."""
+    return quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(mid_scale)))
+
+
+def check_l2norm(q: QuantLayer, activations: str) -> None:
+    """An L2Norm record: no weights or bias; output 1/128, zp 0; one multiplier, shift and scale: the
+    int16 → int8 QUANTIZE of a 16x8 model to its int8 intermediate (that scale, zero point 0), in an int8
+    model the identity (the input's own scale, multiplier 1) — see codegen.golden.l2norm_int8."""
+    if q.weights is not None or q.bias is not None:
+        raise ValueError(f"{q.name}: an L2 normalization holds no weights or bias")
+    if (q.out_scale, q.out_zp) != (f32(L2NORM_OUT_SCALE), 0):
+        raise ValueError(f"{q.name}: an L2 normalization outputs scale 1/128, zero point 0, not "
+                         f"{(q.out_scale, q.out_zp)}")
+    for a, dt in ((q.multiplier, np.int32), (q.shift, np.int32), (q.w_scales, np.float32)):
+        if a is None or a.dtype != dt or a.shape != (1,):
+            raise ValueError(f"{q.name}: an L2 normalization needs one {np.dtype(dt)} multiplier/shift/scale")
+    if not scale_ok(float(q.w_scales[0])):
+        raise ValueError(f"{q.name}: intermediate scale {q.w_scales[0]} must be finite and > 0")
+    if activations == "int8" and q.w_scales[0] != np.float32(q.in_scale):
+        raise ValueError(f"{q.name}: an int8 L2 normalization reads its input as it is (scale {q.in_scale})")
+    if (int(q.multiplier[0]), int(q.shift[0])) != l2norm_multiplier(q.in_scale, float(q.w_scales[0])):
+        raise ValueError(f"{q.name}: multiplier/shift ({int(q.multiplier[0])}, {int(q.shift[0])}) are not the "
+                         "int16 → int8 QUANTIZE's for its scales")
+    if not requant_params_ok(q.multiplier, q.shift):
+        raise ValueError(f"{q.name}: multiplier/shift out of range")
 
 
 def pool_weight_scale(layer: AvgPool) -> float:

@@ -34,6 +34,13 @@ Design (why it looks like this):
   0.1·θ_w)/16, not standardized: a zero-mean filter could not average) and learns the weighting. Its output
   passes a 1×1 "pool" (an identity kept so that every stage still finds f's pooled features in one place).
   Measured in docs/research/verifier_experiments_2026-12.md, section 11.
+- **The pooled features normalized** (spec v5): "pool" is an L2 normalization of gdc's 96 outputs, whose
+  bias holds minus the cohort's mean feature μ (``training.centering``), so the tail reads (s − μ)/‖s − μ‖:
+  the length of a face's features about the mean varies with a coefficient of variation of 0.24, and a
+  linear score grows with it; the normalized score (a cosine-like one, as the teacher's) lowers the false
+  rejects at a fixed false-accept rate (docs/research/verifier_experiments_2026-12.md, section 14). It is
+  TFLM's L2_NORMALIZATION (int8 in, int8 out at scale 1/128). fc1's gain carries the features' typical
+  length (``FEATURE_LENGTH`` × its spec-v4 gain), so h's generated heads see the magnitude they were trained on.
 - **fc1 without ReLU** (spec v3): with a ReLU there, training drove most of fc1's units dead for every
   generated θ (docs/training.md) — the constant output that minimizes the loss when features are weak.
   The pooled features (gdc's weighted sums of 96 post-ReLU channels × 16 positions) cannot all die.
@@ -84,6 +91,15 @@ class AvgPool:
 
 
 @dataclass(frozen=True)
+class L2Norm:
+    """x / ‖x‖ over the channels of a 1×1 map (TFLite's L2_NORMALIZATION; no parameters)."""
+
+    name: str
+
+    kind = "l2norm"
+
+
+@dataclass(frozen=True)
 class Dense:
     name: str
     in_features: int
@@ -98,7 +114,7 @@ class Dense:
         return (self.out_features, self.in_features)
 
 
-Layer = Conv | AvgPool | Dense
+Layer = Conv | AvgPool | L2Norm | Dense
 
 
 def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -132,8 +148,8 @@ class ArchSpec:
     input_hw: tuple[int, int]
     input_ch: int
     layers: tuple[Layer, ...]
-    version: int = 4  # 2: generated per-channel gains (θ layout weight, bias, gain per layer); 3: linear fc1;
-    # 4: learned spatial pooling (gdc) on a 4×4 map
+    version: int = 5  # 2: generated per-channel gains (θ layout weight, bias, gain per layer); 3: linear fc1;
+    # 4: learned spatial pooling (gdc) on a 4×4 map; 5: the pooled features L2-normalized
 
     # -- derived -----------------------------------------------------------------------------------
     @cached_property
@@ -150,6 +166,15 @@ class ArchSpec:
                 slots.append(ParamSlot(layer.name, "gain", off, b))
                 off += b[0]
         return tuple(slots)
+
+    @cached_property
+    def pool_index(self) -> int:
+        """Index of the layer whose output is f's pooled features, what the dense tail reads: the global
+        pool, or (spec v5) the L2 normalization of gdc's 1×1 map."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, AvgPool | L2Norm):
+                return i
+        raise ValueError(f"{self.name} has no global pool")
 
     @property
     def theta_size(self) -> int:
@@ -173,6 +198,9 @@ class ArchSpec:
                 if (h, w) != (layer.kernel, layer.kernel):
                     raise ValueError(f"{layer.name}: global pool of {layer.kernel} over {h}×{w}")
                 h = w = 1
+            elif isinstance(layer, L2Norm):
+                if (h, w) != (1, 1):
+                    raise ValueError(f"{layer.name}: normalizes a 1×1 map, gets {h}×{w}")
             else:
                 if layer.in_features != h * w * c:
                     raise ValueError(f"{layer.name}: expects {layer.in_features} features, gets {h * w * c}")
@@ -209,6 +237,11 @@ class ArchSpec:
 # zero-mean (standardized) filters cancel most of the strongly correlated input (a 4×4 patch of a face is
 # mostly its mean) and every layer shrinks the signal until training cannot start (docs/training.md).
 
+# The typical length ‖s − μ‖ of f's pooled features about the cohort mean (10.9 for the default model, 12.1
+# for the validated one: section 14), folded into fc1's gain: fc1 then meets normalized features at the scale
+# of spec v4's, which h's generated heads were trained on.
+FEATURE_LENGTH = 11.0
+
 F_SPEC = ArchSpec(
     name="pv-gconv-s",
     input_hw=(112, 112),
@@ -224,8 +257,8 @@ F_SPEC = ArchSpec(
         Conv("b5_dw", 96, 96, kernel=3, stride=2, groups=48, padding="same", relu=True, gain=1.81),  # 4×4×96
         Conv("gdc", 96, 96, kernel=4, stride=1, groups=96, padding="valid", relu=False, gain=0.1,
              standardize=False),  # learned spatial pooling: 1×1×96
-        AvgPool("pool", kernel=1),
-        Dense("fc1", 96, 24, relu=False, gain=5.6),  # linear: see "fc1 without ReLU" above
+        L2Norm("pool"),  # f's pooled features (s − μ) / ‖s − μ‖: see "The pooled features normalized" above
+        Dense("fc1", 96, 24, relu=False, gain=5.6 * FEATURE_LENGTH),  # linear: see "fc1 without ReLU" above
         Dense("head", 24, 1, relu=False, gain=1.99),
     ),
 )

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Dense
+from pvcore.spec import F_SPEC, ArchSpec, Dense
 from training.data.variants import LUMA, apply_variant
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class RefineConfig:
 def tail_start(spec: ArchSpec = F_SPEC) -> int:
     """Offset in θ of the first personal slot: the first dense layer after the global pool."""
     names = [layer.name for layer in spec.layers]
-    pool = next(i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool))
+    pool = spec.pool_index
     if not all(isinstance(layer, Dense) and not layer.relu for layer in spec.layers[pool + 1:]):
         raise ValueError(f"{spec.name}: the layers after the pool are not a linear dense tail")
     first = names[pool + 1]
@@ -71,7 +71,7 @@ def linear_tail(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> tuple[torch.Ten
     from training.verifier.functional import standardize_rows, unflatten
 
     p = unflatten(theta, spec)
-    pool = next(i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool))
+    pool = spec.pool_index
     w = b = None
     for layer in spec.layers[pool + 1:]:
         wl = standardize_rows(p[f"{layer.name}.weight"], layer.gain) * (1.0 + p[f"{layer.name}.gain"])[..., None]
@@ -85,7 +85,8 @@ def linear_tail(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> tuple[torch.Ten
 
 def pooled_features(theta: np.ndarray | torch.Tensor, crops_u8: np.ndarray, batch: int = 256,
                     spec: ArchSpec = F_SPEC) -> np.ndarray:
-    """The float pooled features (N, C) of f's prefix (θ's layers up to the pool) on uint8 crops."""
+    """The float pooled features (N, C) of f's prefix (θ's layers up to the pool) on uint8 crops: what the
+    personal tail reads (spec v5: normalized, (s − μ)/‖s − μ‖)."""
     from training.verifier.functional import effective_weights, layer_outputs, to_input
 
     eff = effective_weights(torch.as_tensor(np.asarray(theta, np.float32)), spec)
@@ -93,8 +94,8 @@ def pooled_features(theta: np.ndarray | torch.Tensor, crops_u8: np.ndarray, batc
     with torch.no_grad():
         for s in range(0, len(crops_u8), batch):
             x = to_input(np.ascontiguousarray(crops_u8[s:s + batch]))
-            for layer, _pre, y in layer_outputs(x, eff, spec):
-                if isinstance(layer, AvgPool):
+            for i, (_layer, _pre, y) in enumerate(layer_outputs(x, eff, spec)):
+                if i == spec.pool_index:
                     out.append(y.numpy())
                     break
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

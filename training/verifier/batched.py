@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
-from training.verifier.functional import apply_effective, effective_weights, filters
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, L2Norm, same_pads
+from training.verifier.functional import apply_effective, effective_weights, filters, l2_normalize
 
 CL = torch.channels_last
 # Verifiers folded per call. With one thread chunk 1 is slightly best; with two, a single network per call
@@ -161,11 +161,13 @@ def pairwise_logits(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SP
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     eff = effective_weights_batched(thetas, spec)
     first = spec.layers[0]
-    if not isinstance(first, Conv | AvgPool):
+    if not isinstance(first, Conv | AvgPool | L2Norm):
         raise NotImplementedError(f"{spec.name}: the first layer must be a convolution or the global pool")
-    pool_at = next((i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool)), None)
+    # the pooled features: a global pool, or (spec v5) the L2 normalization of the 1×1 map before it
+    pool_at = next((i for i, layer in enumerate(spec.layers) if isinstance(layer, AvgPool | L2Norm)), None)
     if pool_at is None:
         raise NotImplementedError(f"{spec.name}: f must end in a global pool and dense layers")
+    normalize = isinstance(spec.layers[pool_at], L2Norm)
     convs, dense = spec.layers[:pool_at], spec.layers[pool_at + 1:]
     if not all(isinstance(layer, Conv) for layer in convs):
         raise NotImplementedError(f"{spec.name}: only convolutions may come before the global pool")
@@ -175,6 +177,8 @@ def pairwise_logits(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SP
         patches = _patches(x, first.kernel) if _is_patchify(first) else None
     else:  # a dense-only suffix (personal_from = the global pool): x are features, pooled ONCE per image
         pooled = x.mean(dim=(2, 3))  # (M, C)
+        if normalize:
+            pooled = l2_normalize(pooled)
     # torch.split, not slicing: the backward of a split is one concatenation, where each slice would
     # allocate and zero a full-size gradient (a few % of the step: docs/results.md, "Costs").
     parts = {key: torch.split(v, chunk) for key, v in eff.items()}
@@ -191,6 +195,8 @@ def pairwise_logits(x: torch.Tensor, thetas: torch.Tensor, spec: ArchSpec = F_SP
                 h = _conv(h, w.reshape(n * layer.out_ch, *w.shape[2:]), p[f"{layer.name}.bias"].reshape(-1),
                           layer, groups=n * layer.groups)
             h = h.mean(dim=(2, 3)).reshape(m, n, -1)
+            if normalize:
+                h = l2_normalize(h)
         else:
             h = pooled[:, None, :].expand(-1, n, -1) if cols is None else pooled[cols.t()]  # (m, n, C)
         outs.append(_dense_head(h, p, dense, spec))

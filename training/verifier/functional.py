@@ -13,9 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense, Layer, same_pads
+from pvcore.spec import F_SPEC, INPUT_SCALE, ArchSpec, AvgPool, Conv, Dense, L2Norm, Layer, same_pads
 
 WS_EPS = 1e-5
+L2NORM_EPS = 1e-6  # TFLite's float L2_NORMALIZATION: x / max(‖x‖, 1e-6)
 INPUT_ZERO = 128.0
 
 
@@ -72,6 +73,11 @@ def effective_weights(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> dict[str,
     return out
 
 
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Rows (..., C) divided by their L2 norm: the spec's L2Norm in float (TFLite's epsilon)."""
+    return F.normalize(x, dim=-1, eps=L2NORM_EPS)
+
+
 def pad_same(x: torch.Tensor, layer: Conv) -> torch.Tensor:
     """x (N, C, H, W) padded as the conv's TF-'same' rule pads it (unchanged for "valid" or no padding)."""
     if layer.padding != "same":
@@ -86,7 +92,7 @@ def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSp
                   ) -> Iterator[tuple[Layer, torch.Tensor, torch.Tensor]]:
     """Walk f layer by layer: yields (layer, pre-activation output, output after its ReLU).
 
-    The ONE float forward of f (TF-'same' padding, conv / global pool / dense, ReLU): :func:`apply_effective`,
+    The ONE float forward of f (TF-'same' padding, conv / global pool / L2 normalization / dense, ReLU): :func:`apply_effective`,
     codegen's calibration (``codegen.quantize.float_activations``) and the LSUV gain calibration read it.
     ``after(layer, output)``, if given, replaces each layer's output before the next layer sees it (e.g.
     a fake quantization: ``codegen.int8_layers``)."""
@@ -97,6 +103,8 @@ def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSp
                          stride=layer.stride, groups=layer.groups)
         elif isinstance(layer, AvgPool):
             x = F.avg_pool2d(x, layer.kernel).flatten(1)
+        elif isinstance(layer, L2Norm):
+            x = l2_normalize(x.flatten(1))
         else:
             x = F.linear(x, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"])
         pre = x
