@@ -50,7 +50,6 @@ def test_deployed_logits_are_int8_pair_logits_with_each_enrollment_quantized_onc
 
 
 def test_pooled_features_are_the_golden_models_pool_output(face_images: np.ndarray) -> None:
-    from pvcore.spec import AvgPool
 
     qf = quantize(random_theta(5).numpy(), enroll_u8=None, cfg=QuantConfig(activations="int16"))
     feats = benchmark.pooled_features(qf, face_images[:6], batch=4)

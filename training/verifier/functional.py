@@ -93,7 +93,8 @@ def layer_outputs(x: torch.Tensor, params: dict[str, torch.Tensor], spec: ArchSp
     """Walk f layer by layer: yields (layer, pre-activation output, output after its ReLU).
 
     The ONE float forward of f (TF-'same' padding, conv / global pool / L2 normalization / dense, ReLU):
-    :func:`apply_effective`, codegen's calibration (``codegen.quantize.float_activations``) and the LSUV gain calibration read it.
+    :func:`apply_effective`, codegen's calibration (``codegen.quantize.float_activations``) and the LSUV
+    gain calibration read it.
     ``after(layer, output)``, if given, replaces each layer's output before the next layer sees it (e.g.
     a fake quantization: ``codegen.int8_layers``)."""
     for layer in spec.layers:
