@@ -237,7 +237,7 @@ class ArchSpec:
 # zero-mean (standardized) filters cancel most of the strongly correlated input (a 4×4 patch of a face is
 # mostly its mean) and every layer shrinks the signal until training cannot start (docs/training.md).
 
-# The typical length ‖s − μ‖ of f's pooled features about the cohort mean (10.9 for the default model, 12.1
+# The typical length ‖s − μ‖ of f's pooled features about the cohort mean (10.2 for the default model, 11.6
 # for the validated one: section 14), folded into fc1's gain: fc1 then meets normalized features at the scale
 # of spec v4's, which h's generated heads were trained on.
 FEATURE_LENGTH = 11.0

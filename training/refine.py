@@ -544,18 +544,16 @@ def _pick_faces(sources: list[tuple[object, dict[str, list[int]], object]], peop
             for k in range(len(sources))]
 
 
-def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
-    """Both cohorts from the shared folder (:func:`cohort_people`, :func:`_cohort_sources`): ``size`` faces of
-    the refinement half, ``size`` of the calibration half. Raises SharedDataMissing. The first build aligns the
-    faces and embeds the refinement cohort with the teacher (minutes; cached)."""
-    from training.backbones import backbone_info, load_backbone
-    from training.backbones.embedding_cache import EmbeddingCache
+def cohort_faces(model, size: int = COHORT_SIZE, seed: int = 0) -> tuple[list[tuple], list, list, list]:
+    """The cohort's faces, aligned (minutes the first time; cached): for the refinement half and the calibration
+    half (n, crops, names, teacher-input crops per source, source of each face), the sources, and both halves'
+    people. Raises SharedDataMissing."""
+    from training.backbones import backbone_info
 
     sources = _cohort_sources(model)
     extra = [name for _, faces, _ in sources[1:] for name in faces]
     refine_people, calib_people = cohort_people(seed, extra)
     rng = np.random.default_rng(seed)
-    prefix = model.theta(model.generator.emb_mean.numpy()[None])[0]
     kind = backbone_info(model.backbone).input_kind
     out = []
     for people in (refine_people, calib_people):
@@ -572,6 +570,18 @@ def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
                 kind_crops.append(np.asarray(cache.crops(kind)[picked]))
             n += len(picked)
         out.append((n, np.concatenate(crops), names, kind_crops, np.array(group, np.int8)))
+    return out, sources, refine_people, calib_people
+
+
+def build_cohort(model, size: int = COHORT_SIZE, seed: int = 0) -> Cohort:
+    """Both cohorts from the shared folder (:func:`cohort_people`, :func:`_cohort_sources`): ``size`` faces of
+    the refinement half, ``size`` of the calibration half. Raises SharedDataMissing. The first build aligns the
+    faces and embeds the refinement cohort with the teacher (minutes; cached)."""
+    from training.backbones import load_backbone
+    from training.backbones.embedding_cache import EmbeddingCache
+
+    out, sources, refine_people, calib_people = cohort_faces(model, size, seed)
+    prefix = model.theta(model.generator.emb_mean.numpy()[None])[0]
     (n_ref, crops_ref, names_ref, kind_ref, _), (n_cal, crops_cal, _, _, calib_group) = out
     feats, calib_feats = pooled_features(prefix, crops_ref), pooled_features(prefix, crops_cal)
     person, counts = np.unique(names_ref, return_inverse=True, return_counts=True)[1:]
