@@ -138,19 +138,22 @@ def shared_prefix_qf(model, thetas, activations: str):
 
 
 def pooled_features(qf, crops: np.ndarray, batch: int = 128) -> np.ndarray:
-    """The global pool's output (N, C) of ``qf`` on uint8 crops, dequantized: the integer network's
-    face embedding (its personal layers are not run)."""
-    from codegen.golden import avgpool_int8, conv_int8, images_to_int8
+    """The pooled features (N, C) of ``qf`` on uint8 crops, dequantized: the integer network's face embedding
+    (its personal layers are not run; spec v5: centred and normalized)."""
+    from codegen.golden import avgpool_int8, conv_int8, images_to_int8, l2norm_int8
     from pvcore.spec import F_SPEC, AvgPool, Conv
 
     out = []
     for s in range(0, len(crops), batch):
         x = images_to_int8(np.asarray(crops[s:s + batch]), qf.act_dtype)
-        for layer, q in zip(F_SPEC.layers, qf.layers):
+        for i, (layer, q) in enumerate(zip(F_SPEC.layers, qf.layers)):
             if isinstance(layer, Conv):
                 x = conv_int8(x, q, layer)
             elif isinstance(layer, AvgPool):
                 x = avgpool_int8(x, q, layer)
+            else:
+                x = l2norm_int8(x, q)
+            if i == F_SPEC.pool_index:
                 out.append((x.reshape(len(x), -1).astype(np.float64) - q.out_zp) * q.out_scale)
                 break
     return np.concatenate(out) if out else np.zeros((0, 0))

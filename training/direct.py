@@ -15,9 +15,9 @@ import math
 import torch
 from torch import nn
 
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, L2Norm
 from training.verifier.batched import CL, _conv, effective_weights_batched
-from training.verifier.functional import random_theta
+from training.verifier.functional import L2NORM_EPS, random_theta
 
 
 class DirectF(nn.Module):
@@ -41,6 +41,8 @@ class DirectF(nn.Module):
                 h = _conv(h, eff[f"{layer.name}.weight"], eff[f"{layer.name}.bias"], layer, layer.groups)
             elif isinstance(layer, AvgPool):
                 h = h.mean(dim=(2, 3))
+            elif isinstance(layer, L2Norm):
+                h = torch.nn.functional.normalize(h.flatten(1), dim=1, eps=L2NORM_EPS)
             else:
                 h = torch.nn.functional.linear(h, eff[f"{layer.name}.weight"], eff[f"{layer.name}.bias"])
                 if layer.relu and not last:

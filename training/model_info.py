@@ -12,7 +12,7 @@ import argparse
 import json
 
 from pvcore.cli import setup_logging
-from pvcore.spec import F_SPEC, AvgPool, Conv
+from pvcore.spec import F_SPEC, AvgPool, Conv, L2Norm
 
 
 def count_with_ptflops() -> tuple[int, int]:
@@ -36,6 +36,7 @@ def info() -> dict:
         desc = (f"conv {layer.kernel}x{layer.kernel}/{layer.stride} g{layer.groups} {layer.in_ch}->{layer.out_ch}"
                 f"{' relu' if layer.relu else ''}" if isinstance(layer, Conv)
                 else f"avgpool {layer.kernel}x{layer.kernel}" if isinstance(layer, AvgPool)
+                else "l2 normalization" if isinstance(layer, L2Norm)
                 else f"dense {layer.in_features}->{layer.out_features}{' relu' if layer.relu else ''}")
         layers.append({"name": layer.name, "op": desc, "out_hwc": list(shape), "params": n, "macs": m})
     gains = sum(s.size for s in F_SPEC.layout if s.tensor == "gain")

@@ -81,6 +81,9 @@ from training.verifier.hypernet import HGen, HGenConfig
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+# training faces the pooled features are centred on (training.centering): a feature's spread about μ is ~1 (length
+# ~10 over 96 dimensions), so μ's standard error is ~0.02 per dimension, against |μ| ~3
+CENTER_FACES = 2000
 CSV_FIELDS = ["step", "loss", "bce", "lnorm", "lr", "alpha_norm", "identities", "batch_images", "pairs",
               "pos_logit", "neg_logit", "kcs", "distill", "step_s"]
 
@@ -449,6 +452,25 @@ class Trainer:
                 "threshold": self._device_threshold(),
                 "eval": last_eval}
 
+    def _center_features(self) -> None:
+        """When the pair stage begins: the mean of the shared prefix's features over up to ``CENTER_FACES``
+        training faces folded into gdc's bias, so that f's normalization (spec v5) acts on s − μ
+        (training.centering). Deterministic (a seeded choice of faces), so every process and a resumed run
+        fold the same μ; a checkpoint written after this step holds the centred prefix."""
+        from training.centering import center_slot, centered
+
+        shared = getattr(getattr(self.model, "hgen", None), "shared", None)
+        if shared is None or shared.numel() < center_slot().stop:
+            return  # gdc is generated per person (or f is trained directly): no shared mean to fold
+        n = len(self.data.embeddings)
+        idx = np.sort(np.random.default_rng(self.cfg.seed).permutation(n)[:CENTER_FACES])
+        new, info = centered(shared.detach(), self.data.batch_crops(idx).numpy())
+        with torch.no_grad():
+            shared.copy_(new)
+        log.info("pooled features centred on %d training faces: |μ| %.3f, length about μ %.2f (5th–95th percentile "
+                 "%.2f–%.2f)", info["faces"], info["mu_norm"], info["length_mean"], info["length_p5"],
+                 info["length_p95"])
+
     # -- feature distillation ----------------------------------------------------------------------
     def _distill_target(self, e: torch.Tensor) -> torch.Tensor:
         assert isinstance(self.model, Generator)
@@ -522,6 +544,8 @@ class Trainer:
         if self.distill_proj is not None and step < cfg.distill_pretrain_steps:
             return self._distill_only_step(step, t0)
         pstep = step - cfg.distill_pretrain_steps  # the pair stage's own step count
+        if pstep == 0:
+            self._center_features()
         frozen = self.distill_proj is not None and cfg.freeze_shared_in_pairs
         if frozen:  # not in the checkpoint: set again on every step (idempotent), so a resumed run freezes too
             self.model.hgen.shared.requires_grad_(False)

@@ -171,7 +171,9 @@ def test_distill_pretraining_stage_then_pairs(tmp_path, data):
 
 def test_two_stage_distill_then_frozen_prefix(tmp_path, data):
     """Stage 1 moves only the shared prefix and the distillation map (h_gen's MLP gets no gradient); stage 2
-    with freeze_shared_in_pairs moves only h_gen; the pair stage's LR schedule restarts at its first step."""
+    with freeze_shared_in_pairs moves only h_gen — its first step folds the features' mean into gdc's bias
+    (training.centering), nothing else of the prefix; the pair stage's LR schedule restarts at its first step."""
+    from training.centering import center_slot, unnormalized_features
     from training.schedules import lr_at
 
     kw = dict(personal_from="pool", feature_distill=1.0, distill_target="centered", distill_batch=16,
@@ -196,8 +198,16 @@ def test_two_stage_distill_then_frozen_prefix(tmp_path, data):
     # L_norm covers what the pair stage trains: the frozen prefix's (constant) norm is not in it
     assert float(personal.min()) * 0.999 <= s2["lnorm"] <= float(personal.max()) * 1.001
     assert s2["lnorm"] < float(shared.square().sum())
-    assert torch.equal(shared, after3["hgen.shared"])  # frozen
+    centred, gdc_bias = after3["hgen.shared"].clone(), center_slot()
+    kept = torch.ones(len(shared), dtype=torch.bool)
+    kept[gdc_bias] = False
+    assert torch.equal(shared[kept], centred[kept]) and not torch.equal(shared[gdc_bias], centred[gdc_bias])
+    before_mean = unnormalized_features(shared, tr.data.batch_crops(np.arange(len(tr.data.embeddings))).numpy())
+    after_mean = unnormalized_features(centred, tr.data.batch_crops(np.arange(len(tr.data.embeddings))).numpy())
+    assert np.abs(after_mean.mean(axis=0)).max() < 1e-4 * np.abs(before_mean.mean(axis=0)).max()  # all faces: μ = 0
     assert not torch.equal(after1["hgen.head.weight"], after3["hgen.head.weight"])
+    tr.train_step(3)
+    assert torch.equal(centred, tr.model.state_dict()["hgen.shared"])  # frozen
 
 
 def test_unfrozen_prefix_takes_its_own_learning_rate(tmp_path, data):
