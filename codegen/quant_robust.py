@@ -48,10 +48,10 @@ import torch.nn.functional as F
 
 from pvcore.atomic import atomic_write_bytes, atomic_write_json
 from pvcore.cli import fail, setup_logging
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Layer
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, L2Norm, Layer
 from training.data.train_set import AugmentConfig, augment
 from training.verifier.batched import split_spec
-from training.verifier.functional import effective_weights, layer_outputs, to_input
+from training.verifier.functional import effective_weights, l2_normalize, layer_outputs, to_input
 
 log = logging.getLogger("codegen.quant_robust")
 
@@ -122,7 +122,12 @@ def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
     return w + (torch.round(w / s) * s - w).detach()
 
 
-def pooled_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpec, pool: AvgPool,
+def _pool(h: torch.Tensor, pool: AvgPool | L2Norm) -> torch.Tensor:
+    """The pool on the prefix's last map (N, C, k, k) → (N, C): the mean, or (spec v5) the normalized 1×1 map."""
+    return l2_normalize(h.flatten(1)) if isinstance(pool, L2Norm) else F.avg_pool2d(h, pool.kernel).flatten(1)
+
+
+def pooled_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpec, pool: AvgPool | L2Norm,
                     cfg: QRConfig | None = None, gen: torch.Generator | None = None,
                     x_cal: torch.Tensor | None = None) -> torch.Tensor:
     """The prefix and the global pool on x (N, 3, H, W) → (N, C). ``cfg`` given: int8 emulated as codegen
@@ -133,7 +138,7 @@ def pooled_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpe
     params = effective_weights(theta_prefix, prefix)
     if cfg is None:
         *_, (_l, _pre, h) = layer_outputs(x, params, prefix)
-        return F.avg_pool2d(h, pool.kernel).flatten(1)
+        return _pool(h, pool)
     assert x_cal is not None and gen is not None
     equalized = {a.name for a, _b in equalization_pairs(prefix)} if cfg.equalize_alpha > 0 else set()
     wq = {k: fake_quant_weight(v) if k.endswith(".weight") else v for k, v in params.items()} \
@@ -152,6 +157,8 @@ def pooled_features(x: torch.Tensor, theta_prefix: torch.Tensor, prefix: ArchSpe
         return fake_quant(out * k, lo, hi) / k if k is not None else fake_quant(out, lo, hi)
 
     *_, (_l, _pre, h) = layer_outputs(x, wq, prefix, after=after)
+    if isinstance(pool, L2Norm):  # TFLM's fixed int8 output grid: 1/128, zero point 0
+        return fake_quant(_pool(h, pool), torch.tensor(-1.0), torch.tensor(127 / 128))
     p_cal = F.avg_pool2d(cal_outputs[prefix.layers[-1].name], pool.kernel).flatten(1)
     lo, hi = activation_range(p_cal, True, cfg.percentile, cfg.pool_margin, cfg.sample_elems, gen)
     return fake_quant(F.avg_pool2d(h, pool.kernel).flatten(1), lo, hi)
@@ -212,7 +219,7 @@ def run(model_path: Path, out: Path, cfg: QRConfig, resume: bool, checkpoint_eve
                          "the pool (personal_from = 'pool')")
     prefix, _suffix, n_shared = split_spec(F_SPEC, first)
     pool = F_SPEC.layers[len(prefix.layers)]
-    assert isinstance(pool, AvgPool) and all(isinstance(la, Conv) for la in prefix.layers)
+    assert isinstance(pool, AvgPool | L2Norm) and all(isinstance(la, Conv) for la in prefix.layers)
 
     cache = lfw_cache(m.detector)
     rows = training_rows(m.meta, m.detector)

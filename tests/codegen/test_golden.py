@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from codegen.golden import avgpool_int8, conv_int8, dense_int8, run_int8
+from codegen.golden import avgpool_int8, conv_int8, dense_int8, l2norm_int8, run_int8
 from pvcore.qtheta import QuantizedF, quantize_multiplier, real_multiplier
-from pvcore.spec import F_SPEC, AvgPool, Conv, Dense, same_pads
+from pvcore.spec import F_SPEC, AvgPool, Conv, Dense, L2Norm, same_pads
 from tests.codegen.conftest import THETA_NAMES
 from tests.helpers import in_ci
 from training.verifier.functional import f_apply, to_input
@@ -76,6 +76,56 @@ def loop_avgpool(x: np.ndarray, q) -> np.ndarray:
     return np.array(out, np.int32 if q.exact_sum else np.int8).reshape(1, 1, -1)
 
 
+def _srdhm(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul on Python ints."""
+    if a == b == -(2**31):
+        return 2**31 - 1
+    ab = a * b
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    return abs(v) // 2**31 * (1 if v >= 0 else -1)  # C's int64 division: toward zero
+
+
+def _mul_pot(raw: int, exponent: int) -> int:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent>."""
+    if exponent <= 0:
+        mask = (1 << -exponent) - 1
+        return (raw >> -exponent) + ((raw & mask) > ((mask >> 1) + (raw < 0)))
+    threshold = (1 << (31 - exponent)) - 1
+    return 2**31 - 1 if raw > threshold else -(2**31) if raw < -threshold else raw << exponent
+
+
+def _inv_sqrt(acc: int) -> tuple[int, int]:
+    """GetInvSqrtQuantizedMultiplierExp(acc, kReverseShift = −1), line by line (internal/common.h)."""
+    if acc <= 1:
+        return 2**31 - 1, 0
+    shift = 11
+    while acc >= (1 << 29):
+        acc //= 4
+        shift += 1
+    pairs = ((32 - acc.bit_length()) - 1) // 2 - 1
+    shift -= pairs
+    acc <<= 2 * pairs
+    half_in = _mul_pot(acc >> 1, -1)
+    x = 1 << 28
+    for _ in range(5):
+        x3 = _mul_pot(_srdhm(_srdhm(x, x), x), 6)
+        t = _srdhm((1 << 28) + (1 << 27), x) - _srdhm(half_in, x3)
+        x = _mul_pot(((t + 2**31) % 2**32) - 2**31, 3)
+    x = _srdhm(x, 1518500250)
+    if shift < 0:
+        x, shift = x << -shift, 0
+    return x, -shift
+
+
+def loop_l2norm(x: np.ndarray, q) -> np.ndarray:
+    """L2_NORMALIZATION (reference_integer_ops::L2Normalization); int16 input: TFLM's QUANTIZE to int8 around it."""
+    d = [int(v) - q.in_zp for v in x.reshape(-1)]
+    if x.dtype == np.int16:
+        d = [min(max(_mbqm(v, int(q.multiplier[0]), int(q.shift[0])), -128), 127) for v in d]
+    m, s = _inv_sqrt(sum(v * v for v in d))
+    return np.array([min(max(_mbqm(v, m, s + 7), -128), 127) for v in d], x.dtype).reshape(x.shape)
+
+
 def loop_dense(x: np.ndarray, q) -> np.ndarray:
     xf = x.reshape(-1)
     out = []
@@ -110,10 +160,38 @@ def test_vectorised_ops_equal_loop_transcription(
                 got = acts[la.name][n]
         elif isinstance(la, AvgPool):
             want, got = loop_avgpool(x[n], q), avgpool_int8(x[n][None], q, la)[0]
+        elif isinstance(la, L2Norm):
+            want, got = loop_l2norm(x[n], q), l2norm_int8(x[n][None], q)[0]
         else:
             assert isinstance(la, Dense)
             want, got = loop_dense(x[n], q), dense_int8(x[n][None], q)[0]
         assert np.array_equal(want, got), f"{la.name}: {(want != got).sum()} of {want.size} differ"
+
+
+@pytest.mark.parametrize("activations", ["int8", "int16"])
+def test_vectorised_l2norm_equals_loop_transcription_on_edge_rows(
+    activations: str, quantized: dict[str, QuantizedF]
+) -> None:
+    """All-zero rows (acc 0), a single ±1, tiny, saturated and random rows, every zero point: the vectorised
+    inverse square root and normalization equal the line-by-line transcription."""
+    from codegen.quantize import QuantConfig, quantize
+    from training.verifier.functional import random_theta
+
+    i = F_SPEC.pool_index
+    qf = quantized["random-1"] if activations == "int8" else quantize(
+        random_theta(1).numpy(), enroll_u8=None, cfg=QuantConfig(activations="int16"))
+    q = copy.deepcopy(qf.layers[i])
+    c = F_SPEC.layers[i - 1].out_ch
+    rng = np.random.default_rng(0)
+    lo, hi = (-128, 127) if activations == "int8" else (-(2**15), 2**15 - 1)
+    dt = np.int8 if activations == "int8" else np.int16
+    rows = [np.zeros(c), np.eye(c)[3], -np.eye(c)[5], np.full(c, lo), np.full(c, hi), rng.integers(-2, 3, c),
+            rng.integers(lo, hi + 1, c), rng.integers(lo, hi + 1, c)]
+    for zp in ([q.in_zp, -128, 0, 127] if activations == "int8" else [0]):
+        q.in_zp = zp
+        for r in rows:
+            x = np.asarray(r, dt).reshape(1, 1, 1, c)
+            assert np.array_equal(loop_l2norm(x[0], q), l2norm_int8(x, q)[0]), (zp, r[:8])
 
 
 def test_vectorised_conv_left_shift_and_saturation(
@@ -151,11 +229,11 @@ def test_golden_equals_tflite_micro_layer_by_layer(
 
     qf = quantized[name]
     imgs = face_images[:48]
-    # an exact-sum pool is no op of the .tflite (fc1, a CONV_2D 7×7, sums the map itself): no output
+    # an exact-sum pool would be no op of the .tflite (fc1, a CONV_2D k×k, sums the map itself): no output
     with_op = [q.name for q in qf.layers if not q.exact_sum]
     outs = run_tflm(build_tflite(qf, layer_outputs=True), imgs, len(with_op))
     _, acts = run_int8(qf, imgs, return_layers=True)
-    assert "pool" not in with_op  # the default int8 quantization sums exactly
+    assert with_op == [la.name for la in F_SPEC.layers]  # spec v5's "pool": an L2_NORMALIZATION, with its output
     for layer, theirs in zip(with_op, outs):
         mine = acts[layer]
         mine = mine.reshape(len(imgs), -1)

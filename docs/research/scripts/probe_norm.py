@@ -3,15 +3,16 @@
 need one new op before fc1. Screened with the shipped heads (refined + whitened, training.refine), each score
 z-normed per user on the cohort's refinement half, float one way.
 Usage: python docs/research/scripts/probe_norm.py MODEL SET[,SET...] OUT.json [h]   (research log, section 14;
-``h``: the heads of h's θ, unrefined, instead of the refined ones)"""
+``h``: the heads of h's θ, unrefined, instead of the refined ones). Written for spec v4, whose pooled features were
+not normalized: its figures reproduce at commit fd41b38; spec v5 ships the normalization it screened.)"""
 import sys
 
 import numpy as np
 import torch
 from cells import model_cells, record, write_json
-from l2norm_int8 import l2norm_int8
 
 from codegen.benchmark import refined_thetas
+from codegen.golden import l2norm_rows_int8
 from training.backbones.base import ARCFACE112
 from training.calibration import threshold_for_far_groups
 from training.eval.metrics import VerificationReport
@@ -93,7 +94,7 @@ def main() -> None:
         # then TFLM's int8 L2_NORMALIZATION exactly (l2norm_int8.py, bit-exact with TFLite's reference kernel)
         def exact(s, qscale=np.abs(cal - mu).max() / 127):
             q = np.clip(np.round((s - mu) / qscale), -128, 127).astype(np.int8)
-            return l2norm_int8(q, 0) / 128.0
+            return l2norm_rows_int8(q) / 128.0
         rows["cos int8 exact"] = z_report(exact(cal), exact(feats), w, zero, p)
         # the heads refined again on the normalized features (start: the shipped head in the normalized units)
         lefts = np.unique(p.left)
