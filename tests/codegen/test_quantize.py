@@ -114,27 +114,53 @@ def test_quantized_record_is_consistent(qf0) -> None:
     assert [q.name for q in qf0.layers] == [la.name for la in F_SPEC.layers]
     assert qf0.input_scale == 1 / 128 and qf0.input_zp == 0
     assert (qf0.logit_scale, qf0.logit_zp) == (qf0.layers[-1].out_scale, qf0.layers[-1].out_zp)
-    # the exact pool (the default): the sums Σ(x − zp) themselves, scale = its input's, zp 0, the sum's
-    # bounds as its range, weight scale 1, multiplier 1; fc1's weight scales carry the 1/k²
-    i_pool = [la.name for la in F_SPEC.layers].index("pool")
-    k2 = F_SPEC.layers[i_pool].kernel ** 2
+    # spec v5's pool, an L2 normalization: TFLM's fixed output (1/128, zp 0) read by fc1, no weights; its one
+    # requantization the identity in int8 (the input's own scale, multiplier 1)
+    pool, gdc = qf0.layer("pool"), qf0.layers[F_SPEC.pool_index - 1]
+    assert pool.kind == "l2norm" and pool.weights is None and pool.bias is None and not pool.exact_sum
+    assert (pool.in_scale, pool.in_zp) == (gdc.out_scale, gdc.out_zp)
+    assert (pool.out_scale, pool.out_zp, pool.act_min, pool.act_max) == (1 / 128, 0, INT8_MIN, 127)
+    assert pool.w_scales.tolist() == [np.float32(pool.in_scale)]
+    assert (int(pool.multiplier[0]), int(pool.shift[0])) == (1 << 30, 1)
+    assert (qf0.layer("fc1").in_scale, qf0.layer("fc1").in_zp) == (1 / 128, 0)
+    # 16x8: QUANTIZE int16 → int8 at the intermediate scale (zp 0), the int8 op, the int16 output at 1/128
+    q16 = quantize(random_theta(0), cfg=dataclasses.replace(CFG0, activations="int16"))
+    p16 = q16.layer("pool")
+    assert (p16.out_scale, p16.out_zp, p16.act_min, p16.act_max) == (1 / 128, 0, -(2**15), 2**15 - 1)
+    assert (int(p16.multiplier[0]), int(p16.shift[0])) == quantize_multiplier(
+        float(np.float32(p16.in_scale)) / float(p16.w_scales[0]))
+    # the intermediate covers the features' calibrated range at int8's grain
+    assert p16.w_scales[0] * 127 >= np.float32(gdc.out_range[1] / 2)
+
+
+def test_the_exact_pool_of_a_spec_with_a_global_pool() -> None:
+    """Spec v4's global pool (tests.helpers.specs.SPEC_V4): the exact pool (the default) passes the sums
+    Σ(x − zp) themselves, scale = its input's, zp 0, the sum's bounds as its range, weight scale 1,
+    multiplier 1; fc1's weight scales carry the 1/k²; with exact_pool off the global mean requantizes."""
+    from tests.helpers.specs import SPEC_V4
+
+    spec = SPEC_V4
+    qf0 = quantize(random_theta(0, spec=spec), cfg=CFG0, spec=spec)
+    qf0.check(spec)
+    i_pool = [la.name for la in spec.layers].index("pool")
+    k2 = spec.layers[i_pool].kernel ** 2
     pool = qf0.layer("pool")
     assert pool.exact_sum and pool.weights is None and pool.bias is None
     assert (pool.out_scale, pool.out_zp) == (pool.in_scale, 0)
-    in_zp = qf0.layers[i_pool - 1].out_zp  # −128 after a ReLU map
+    in_zp = qf0.layers[i_pool - 1].out_zp
     assert (pool.act_min, pool.act_max) == (k2 * (INT8_MIN - in_zp), k2 * (127 - in_zp))
     assert pool.w_scales.tolist() == [1.0] and (int(pool.multiplier[0]), int(pool.shift[0])) == (1 << 30, 1)
-    # with exact_pool off the global mean requantizes: scale 1/k², its own output range
-    qr = quantize(random_theta(0), cfg=dataclasses.replace(CFG0, exact_pool=False))
-    qr.check()
+    qr = quantize(random_theta(0, spec=spec), cfg=dataclasses.replace(CFG0, exact_pool=False), spec=spec)
+    qr.check(spec)
     pool = qr.layer("pool")
     assert not pool.exact_sum and pool.weights is None and pool.bias is None
     assert pool.w_scales.tolist() == [np.float32(1 / k2)] and pool.multiplier.shape == (1,)
-    if F_SPEC.layers[i_pool - 1].relu:  # a mean of k² ReLU pixels is far below their max, starting at 0
-        assert pool.out_scale < pool.in_scale / 2 and pool.out_zp == INT8_MIN
     assert pool.out_range[1] >= qr.calibration["ranges"]["pool"][1] * 0.999
     fc1, fc1r = qf0.layer("fc1"), qr.layer("fc1")
     assert np.array_equal(fc1.w_scales, (fc1r.w_scales.astype(np.float64) / k2).astype(np.float32))
+
+
+def test_quantized_layers_are_int8(qf0) -> None:
     for q, la in zip(qf0.layers, F_SPEC.layers):
         if getattr(la, "relu", False):
             assert q.out_zp == INT8_MIN and q.act_min == INT8_MIN
@@ -158,8 +184,6 @@ def test_weights_are_the_deployed_weights(qf0) -> None:
         w = eff[f"{la.name}.weight"].double().numpy()
         flat = (w.transpose(0, 2, 3, 1) if isinstance(la, Conv) else w).reshape(len(w), -1)
         scales = q.w_scales.astype(np.float64)
-        if la.name == "fc1":  # after the exact pool its scales act on sums of k² inputs: × k² for the mean
-            scales = scales * F_SPEC.layers[[x.name for x in F_SPEC.layers].index("pool")].kernel ** 2
         amax = np.abs(flat).max(1)
         assert np.allclose(scales, np.where(amax > 0, amax / 127, 1 / 127), rtol=1e-6)  # 1/127: a zero row
         deq = q.weights.reshape(len(w), -1) * scales[:, None]

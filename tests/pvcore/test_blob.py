@@ -48,7 +48,7 @@ def test_round_trip(qf: QuantizedF, blob: bytes) -> None:
 
 def test_fixed_header_layout(blob: bytes) -> None:
     assert blob[:4] == b"PVTB"
-    assert struct.unpack_from("<HHI", blob, 4) == (4, 64, len(blob))  # format version 4: the exact pool
+    assert struct.unpack_from("<HHI", blob, 4) == (2, 64, len(blob))  # format version 2: every layer requantizes
     assert blob[12:20] == bytes.fromhex(F_SPEC.arch_hash())
     assert blob[20:52] == b"alice" + b"\0" * 27
     assert struct.unpack_from("<f", blob, 52)[0] == -0.25
@@ -104,18 +104,25 @@ def test_arrays_survive_exactly(qf: QuantizedF, blob: bytes) -> None:
             assert (x is None and y is None) or (x.dtype == y.dtype and np.array_equal(x, y))
 
 
-def test_format_2_the_requantizing_pool(qf: QuantizedF, blob: bytes) -> None:
-    """exact_pool off packs as format 2 (no exact-sum flag) and reads back; the flag is refused in a
-    blob that says format 2 — a format-2 reader would requantize those sums."""
-    q2 = quantize(random_theta(3), cfg=QuantConfig(n_aug=4, exact_pool=False))
-    b2 = pack_blob(q2, "alice", -0.25)
-    header, back = unpack_blob(b2)
+def test_format_4_the_exact_pool_of_a_spec_with_a_global_pool(blob: bytes) -> None:
+    """F_SPEC (v5) normalizes instead of pooling: its int8 blobs are format 2. On a spec with a global pool
+    (tests.helpers.specs.SPEC_V4) the exact pool packs as format 4 and reads back; exact_pool off packs as
+    format 2; the flag is refused in a blob that says format 2 — a format-2 reader would requantize those sums."""
+    from tests.helpers.specs import SPEC_V4
+
+    assert unpack_header(blob).format_version == 2
+    theta = random_theta(3, spec=SPEC_V4)
+    q4 = quantize(theta, cfg=QuantConfig(n_aug=4), spec=SPEC_V4)
+    q2 = quantize(theta, cfg=QuantConfig(n_aug=4, exact_pool=False), spec=SPEC_V4)
+    b4, b2 = pack_blob(q4, "alice", -0.25, SPEC_V4), pack_blob(q2, "alice", -0.25, SPEC_V4)
+    header, back = unpack_blob(b2, SPEC_V4)
     assert header.format_version == 2 and back.equal_arithmetic(q2) and not back.layer("pool").exact_sum
-    assert unpack_header(blob).format_version == 4 and qf.layer("pool").exact_sum
-    forged = bytearray(blob)
+    header, back = unpack_blob(b4, SPEC_V4)
+    assert header.format_version == 4 and back.equal_arithmetic(q4) and back.layer("pool").exact_sum
+    forged = bytearray(b4)
     struct.pack_into("<H", forged, 4, 2)
     with pytest.raises(BlobError, match="flags"):
-        unpack_blob(recrc(forged))
+        unpack_blob(recrc(forged), SPEC_V4)
 
 
 @pytest.mark.parametrize("split", range(1, len(F_SPEC.layers)))
