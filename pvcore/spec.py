@@ -17,8 +17,8 @@ Design (why it looks like this):
   learned parameters, makes the hypernetwork's output scale irrelevant, and bounds every activation
   (|y| ≤ gain·‖patch‖ + |b|), which is what makes int8 ranges predictable. It acts on θ, not on
   activations, so it folds into the int8 weights at code generation: the deployed graph is only
-  CONV_2D (+fused ReLU; the global pool too, as a CONV_2D of weights 1) and FULLY_CONNECTED — TFLM
-  builtins, and a small fixed kernel.
+  CONV_2D (+fused ReLU), one L2_NORMALIZATION (spec v5; in the 16x8 model between two QUANTIZE ops) and
+  FULLY_CONNECTED — TFLM builtins, and a small fixed kernel.
 - **Generated per-channel gains** (θ holds, per layer, weight, bias and gain slots): the effective filter
   of output channel c is ``standardize(w_c) · gain_layer · (1 + g_c)``. Without them, every filter has a
   fixed norm and f cannot scale its own features: the logits of a generated f then barely vary from
