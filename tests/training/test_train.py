@@ -298,3 +298,15 @@ def test_validation_pairs_choose_the_kept_model_and_threshold(tmp_path, data):
     assert kept["threshold"] == t._device_threshold()  # computed on val: the same model gives it again
     with pytest.raises(ValueError, match="val_fold"):
         TrainConfig(val_fold=0, fold=0).validate()
+
+
+def test_the_v4_hash_the_export_migrates_is_spec_v4s() -> None:
+    """training.export_model --center turns a spec-v4 model file into a v5 one: the hash it accepts is v4's
+    (the same θ layout, a global pool where v5 normalizes)."""
+    from pvcore.spec import F_SPEC
+    from tests.helpers.specs import SPEC_V4
+    from training.centering import V4_ARCH_HASH
+
+    assert SPEC_V4.arch_hash() == V4_ARCH_HASH != F_SPEC.arch_hash()
+    assert SPEC_V4.theta_size == F_SPEC.theta_size and [s.shape for s in SPEC_V4.layout] == [
+        s.shape for s in F_SPEC.layout]
