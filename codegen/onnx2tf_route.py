@@ -5,7 +5,8 @@ TensorFlow 2.19 and a stack that conflicts with the main one. This module runs i
 drives that venv through subprocesses:
 
 1. ``<venv>/bin/python -m codegen.onnx2tf_route export`` (torch + onnx live there): θ → f as a
-   ``VerifierModule`` → ``f.onnx`` (legacy TorchScript exporter, opset 17, input NCHW float).
+   ``VerifierModule`` → ``f.onnx`` (legacy TorchScript exporter, opset 17, input NCHW float; f's L2
+   normalization in the one ONNX form that ends as TFLite's L2_NORMALIZATION: :func:`_l2_normalize_for_onnx`).
 2. ``<venv>/bin/onnx2tf`` with full-int8 quantization (per-channel weights, int8 input and output),
    calibrated on the same faces as our quantizer (NHWC floats in [0, 1], normalized by mean 0.5 /
    std 0.5 to f's [-1, 1] input). Offline pitfall: onnx2tf downloads a sample-image file for any
@@ -98,15 +99,53 @@ def convert(theta: np.ndarray, calib_u8: np.ndarray, work: Path) -> Path:
 
 
 def _export(theta_path: str, onnx_path: str) -> None:
-    """Runs in the onnx2tf venv (torch + onnx): θ → f.onnx."""
+    """Runs in the onnx2tf venv (torch + onnx): θ → f.onnx, with f's L2 normalization as
+    ``Div(x, ReduceL2(x))`` (:func:`_l2_normalize_for_onnx`)."""
+    from unittest import mock
+
     import torch
 
+    from pvcore.spec import L2Norm
+    from training.verifier import functional
     from training.verifier.functional import VerifierModule
 
     theta = torch.from_numpy(np.load(theta_path))
     m = VerifierModule(theta).eval()
-    torch.onnx.export(m, torch.zeros(1, 3, 112, 112), onnx_path, dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logit"])
+    normalize, calls = _l2_normalize_for_onnx()
+    with mock.patch.object(functional, "l2_normalize", normalize):
+        torch.onnx.export(m, torch.zeros(1, 3, 112, 112), onnx_path, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logit"])
+    n_norm = sum(isinstance(la, L2Norm) for la in m.spec.layers)
+    if calls[0] != n_norm:  # f's forward no longer normalizes through functional.l2_normalize
+        raise RuntimeError(f"the export traced {calls[0]} L2 normalizations, f has {n_norm}")
+
+
+def _l2_normalize_for_onnx():
+    """``functional.l2_normalize`` (F.normalize over the last axis), traced as the two ONNX nodes
+    ``Div(x, ReduceL2(x, axes=[-1], keepdims=1))``, and a one-element list counting its calls.
+
+    That form is what becomes TFLite's L2_NORMALIZATION (int8: output 1/128, zero point 0 — the op our own
+    writer emits): onnx2tf writes ReduceL2 as sqrt(sum(square(x))), which TF's converter fuses with the
+    division. F.normalize's own export (ReduceL2, Clip to ε, Expand, Div) and ONNX LpNormalization (onnx2tf:
+    x / tf.norm(x), i.e. MUL, SUM, RSQRT, MUL) do not fuse; the former even leaves float ops in the
+    "full integer" model. The ε (1e-6 on the norm) is dropped from the graph: TFLite's kernel has its own."""
+    import torch
+
+    from training.verifier.functional import l2_normalize
+
+    calls = [0]
+
+    class L2Normalize(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 (autograd's signature)
+            return l2_normalize(x)
+
+        @staticmethod
+        def symbolic(g, x):  # noqa: ANN001, ANN205 (the TorchScript exporter's graph and value)
+            calls[0] += 1
+            return g.op("Div", x, g.op("ReduceL2", x, axes_i=[-1], keepdims_i=1))
+
+    return L2Normalize.apply, calls
 
 
 # --------------------------------------------------------------------------------------------------

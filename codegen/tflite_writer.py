@@ -16,10 +16,18 @@ The graph (one subgraph, ops in spec order):
   CONV_2D 7×7 VALID with one group per channel and all weights 1 (AVERAGE_POOL_2D cannot change the
   scale), followed by FULLY_CONNECTED (per-channel int8 weights, int32 bias, ReLU fused where the spec
   has one), which flattens [1, 1, 1, 96] itself (keep_num_dims false: no RESHAPE),
+- the L2 normalization of gdc's 1×1 map (spec v5's "pool", ``L2Norm``): ONE L2_NORMALIZATION (no fused
+  activation) from gdc's output tensor to ``[1, 1, 1, 96]`` int8 at TFLite's fixed scale 1/128, zero
+  point 0 (LiteRT's kernel refuses any other; TFLM's assumes it); fc1's FULLY_CONNECTED reads that,
 - output ``[1, 1]`` int8: the logit (real = scale · (q − zp)).
 
 16x8 (``qf.activations == "int16"``): the same graph with int16 activations, the input included (q = u −
-128, zero point 0), int8 weights and int32 biases; TFLM runs it with its int16-activation kernels.
+128, zero point 0), int8 weights and int32 biases; TFLM runs it with its int16-activation kernels. TFLite
+has no int16 L2_NORMALIZATION, so there the layer is three ops: QUANTIZE int16 → int8 (to the layer's
+intermediate scale ``w_scales[0]``, zero point 0; TFLM derives the multiplier from the two float32 scales,
+which is what ``QuantLayer.multiplier``/``shift`` hold), the int8 L2_NORMALIZATION (1/128, zp 0), and
+QUANTIZE int8 → int16 at the same scale 1/128, zero point 0 (multiplier 1: exact) — the golden model's
+:func:`codegen.golden.l2norm_int8`. Its two int8 tensors are no layer's output.
 
 Metadata (``Model.metadata`` entry :data:`METADATA_NAME`, a JSON buffer): format version, arch name and
 hash, user id, threshold on the logit, input/logit quantization — :func:`read_metadata` reads it back,
@@ -27,7 +35,8 @@ hash, user id, threshold on the logit, input/logit quantization — :func:`read_
 
 Operator codes: one per builtin at the highest version its ops need, the versions onnx2tf's TFLite
 converter writes for the same graph (CONV_2D grouped: 6, plain: 3, plain 16x8: 4; FULLY_CONNECTED
-with per-channel int8 weights: 12). TFLM ignores them; LiteRT checks them.
+with per-channel int8 weights: 12; L2_NORMALIZATION int8: 2) and, for the 16x8 QUANTIZE, TFLite's
+versioning rule (to int16: 2, to int8: 1). TFLM ignores them; LiteRT checks them.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import flatbuffers
@@ -43,8 +53,8 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
 from codegen.golden import dense_int8
-from pvcore.qtheta import QuantizedF, pool_weights
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense
+from pvcore.qtheta import L2NORM_OUT_SCALE, QuantizedF, QuantLayer, pool_weights
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, L2Norm
 
 TFLITE_FORMAT_VERSION = 2  # of our metadata record (the flatbuffer schema itself is version 3); 2: exact pool
 METADATA_NAME = "pv_meta"
@@ -115,6 +125,10 @@ def _conv_version(groups: int, activations: str = "int8") -> int:
     return 4 if activations == "int16" else 3  # 16x8: version 4
 
 
+L2NORM_VERSION = 2  # L2_NORMALIZATION with int8 output
+QUANTIZE_VERSION_TO_INT8, QUANTIZE_VERSION_TO_INT16 = 1, 2  # tensorflow/lite/tools/versioning/op_version.cc
+
+
 def _op_version(layer: object, activations: str = "int8") -> int:
     if isinstance(layer, AvgPool):
         return _conv_version(2, activations)  # one group per channel
@@ -162,6 +176,34 @@ def _compact_tail(qf: QuantizedF, spec: ArchSpec) -> int | None:
             fc1.out_scale, fc1.out_zp):
         return None
     return n - 2
+
+
+def _l2norm_ops(q: QuantLayer, cur: int, out: int, shape: list[int], activations: str,
+                tensor: Callable[..., int], opcode: Callable[[int, int], int]) -> list[fb.OperatorT]:
+    """The ops of an L2Norm layer from tensor ``cur`` to tensor ``out`` (1/128, zp 0, made by the caller):
+    the int8 L2_NORMALIZATION, or for int16 activations that op between QUANTIZE int16 → int8 (scale
+    ``q.w_scales[0]``, zp 0) and QUANTIZE int8 → int16 — ``tensor``/``opcode`` are build_tflite's."""
+
+    def op(code: int, version: int, src: int, dst: int) -> fb.OperatorT:
+        o = fb.OperatorT()
+        o.opcodeIndex = opcode(code, version)
+        o.inputs, o.outputs = [src], [dst]
+        if code == fb.BuiltinOperator.L2_NORMALIZATION:
+            opt = fb.L2NormOptionsT()
+            opt.fusedActivationFunction = fb.ActivationFunctionType.NONE  # the kernel accepts no other
+            o.builtinOptionsType, o.builtinOptions = fb.BuiltinOptions.L2NormOptions, opt
+        else:
+            o.builtinOptionsType, o.builtinOptions = fb.BuiltinOptions.QuantizeOptions, fb.QuantizeOptionsT()
+        return o
+
+    if activations != "int16":
+        return [op(fb.BuiltinOperator.L2_NORMALIZATION, L2NORM_VERSION, cur, out)]
+    assert q.w_scales is not None
+    mid = tensor(f"{q.name}/int8_in", shape, fb.TensorType.INT8, _q(q.w_scales[0], 0))
+    normed = tensor(f"{q.name}/int8_out", shape, fb.TensorType.INT8, _q(L2NORM_OUT_SCALE, 0))
+    return [op(fb.BuiltinOperator.QUANTIZE, QUANTIZE_VERSION_TO_INT8, cur, mid),
+            op(fb.BuiltinOperator.L2_NORMALIZATION, L2NORM_VERSION, mid, normed),
+            op(fb.BuiltinOperator.QUANTIZE, QUANTIZE_VERSION_TO_INT16, normed, out)]
 
 
 def build_tflite(
@@ -234,6 +276,11 @@ def build_tflite(
         out_name = "logit" if last and n_layers == len(spec.layers) else f"{layer.name}/out"
         out = tensor(out_name, out_shape, act_type, _q(q.out_scale, q.out_zp))
         act = fb.ActivationFunctionType.RELU if q.relu else fb.ActivationFunctionType.NONE
+        if isinstance(layer, L2Norm):
+            operators.extend(_l2norm_ops(q, cur, out, out_shape, qf.activations, tensor, opcode))
+            outputs.append(out)
+            cur = out
+            continue
         if isinstance(layer, AvgPool):  # the requantizing pool: CONV_2D k×k, one group per channel, weights 1
             weights, bias = pool_weights(layer, shape[-1])
         assert weights is not None and w_scales is not None and bias is not None

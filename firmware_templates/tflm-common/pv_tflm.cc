@@ -137,14 +137,18 @@ TFLMRegistration conv_registration() { return tflite::Register_CONV_2D(); }
 #endif
 
 int setup() {
-    static tflite::MicroMutableOpResolver<2> resolver;
+    static tflite::MicroMutableOpResolver<4> resolver;
     static bool ops_added = false;
     if (s_interp != nullptr) return PV_OK;
     const tflite::Model *model = tflite::GetModel(pv_model_tflite);
     if (model->version() != TFLITE_SCHEMA_VERSION) return PV_ERR_MODEL;
-    if (!ops_added) {  // the ops codegen/tflite_writer.py emits (the pool is a grouped CONV_2D)
+    if (!ops_added) {  // the ops codegen/tflite_writer.py emits: the convs (a requantizing pool too) as
+        // CONV_2D, the dense layers as FULLY_CONNECTED, an L2 normalization as int8 L2_NORMALIZATION — in a
+        // 16x8 model between two QUANTIZE ops (int16 → int8 → int16), TFLite having no int16 one
         resolver.AddConv2D(conv_registration());
         resolver.AddFullyConnected();
+        resolver.AddL2Normalization();
+        resolver.AddQuantize();
         ops_added = true;
     }
     static tflite::MicroInterpreter interp(model, resolver, s_arena, sizeof(s_arena));

@@ -5,7 +5,8 @@
 #   TFLM_CONV         ref | cmsis   the CONV_2D kernel: TFLM's reference one or the CMSIS-NN wrapper
 #   TFLM_FC           ref | cmsis   the FULLY_CONNECTED kernel, likewise
 #   TFLM_ARCH_FLAGS   the core's -mcpu/-mfpu flags; CROSS the toolchain prefix
-# and includes this file; it defines TFLM_LIB (the interpreter + CMSIS-NN's functions, an archive),
+# and includes this file; it defines TFLM_LIB (the interpreter, the kernels that have one implementation
+# only — L2_NORMALIZATION and QUANTIZE, reference — and CMSIS-NN's functions, an archive),
 # TFLM_KERNEL_OBJS (the two kernels picked: linked as objects, since the reference and the CMSIS-NN
 # files define the same registration functions), TFLM_CXXFLAGS (what code that includes TFLM's headers
 # compiles with) and the rules that build them.
@@ -50,7 +51,8 @@ TFLM_CORE_SRCS := $(filter-out %/debug_log.cc %/fake_micro_context.cc %/mock_mic
   $(TFLM_L)/core/api/flatbuffer_conversions.cc $(TFLM_L)/core/api/tensor_utils.cc $(TFLM_L)/core/c/common.cc \
   tflite-micro/tensorflow/compiler/mlir/lite/schema/schema_utils.cc \
   tflite-micro/tensorflow/compiler/mlir/lite/core/api/error_reporter.cc \
-  $(addprefix $(TFLM_M)/kernels/,kernel_util.cc micro_tensor_utils.cc conv_common.cc fully_connected_common.cc)
+  $(addprefix $(TFLM_M)/kernels/,kernel_util.cc micro_tensor_utils.cc conv_common.cc fully_connected_common.cc \
+    l2norm.cc quantize.cc quantize_common.cc)
 # CMSIS-NN's functions (not its f16/f32 ones), for the CMSIS-NN flag set only
 TFLM_CMSIS_SRCS := $(if $(filter 1,$(TFLM_CMSIS)),$(filter-out %_f16.c %_f32.c,\
   $(patsubst $(TFLM_TP)/%,%,$(shell find $(TFLM_TP)/CMSIS-NN/Source -name '*.c' | LC_ALL=C sort))))

@@ -25,6 +25,7 @@ from pvcore.qtheta import QuantizedF
 from pvcore.spec import F_SPEC, Conv
 from tests.codegen.users import USERS, make_store
 from tests.conftest import require_shared
+from tests.helpers.specs import SPEC_V4
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +33,21 @@ def model(quantized: dict[str, QuantizedF]) -> bytes:
     return build_tflite(quantized["random-0"], user_id="alice", threshold=0.25)
 
 
-def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, quantized) -> None:
+def _codes(model: bytes) -> tuple[fb.ModelT, fb.SubGraphT, list[int]]:
     m = fb.ModelT.InitFromPackedBuf(bytearray(model), 0)
     sg = m.subgraphs[0]
-    codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
+    return m, sg, [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
+
+
+def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, quantized) -> None:
+    m, sg, codes = _codes(model)
     n_conv = sum(isinstance(la, Conv) for la in F_SPEC.layers)
-    # the exact pool (the default) is no op: fc1 is a CONV_2D k×k VALID over the last conv's map with its
-    # weights at every tap — and with the folded tail only its logit row, so the graph ends there (head is an
-    # identity): n_conv + 1 CONV_2D and nothing else
-    assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1)
+    # one CONV_2D per conv, the L2 normalization ONE L2_NORMALIZATION, fc1 and head FULLY_CONNECTED
+    assert codes == ([fb.BuiltinOperator.CONV_2D] * n_conv + [fb.BuiltinOperator.L2_NORMALIZATION]
+                     + [fb.BuiltinOperator.FULLY_CONNECTED] * 2)
     inp, out = sg.tensors[sg.inputs[0]], sg.tensors[sg.outputs[0]]
     assert list(inp.shape) == [1, 112, 112, 3] and inp.type == fb.TensorType.INT8
-    assert list(out.shape) == [1, 1, 1, 1] and out.type == fb.TensorType.INT8 and len(sg.outputs) == 1
+    assert list(out.shape) == [1, 1] and out.type == fb.TensorType.INT8 and len(sg.outputs) == 1
     qf = quantized["random-0"]
     for op, layer, q in zip(sg.operators, F_SPEC.layers, qf.layers):
         if not isinstance(layer, Conv):
@@ -58,39 +62,76 @@ def test_graph_is_full_int8_with_grouped_convs_as_single_conv2d(model: bytes, qu
         assert op.builtinOptions.fusedActivationFunction == relu
         got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8)
         assert np.array_equal(got, q.weights.reshape(-1))
+    # the L2 normalization: gdc's output in, [1, 1, 1, 96] int8 out at TFLite's fixed 1/128, zp 0; no activation
+    i_pool = F_SPEC.pool_index
+    norm, before = sg.operators[i_pool], F_SPEC.layers[i_pool - 1]
+    assert m.operatorCodes[norm.opcodeIndex].version == 2  # L2_NORMALIZATION with int8 output
+    assert list(norm.inputs) == list(sg.operators[i_pool - 1].outputs) and len(norm.outputs) == 1
+    assert sg.tensors[norm.inputs[0]].name.decode() == f"{before.name}/out"
+    t = sg.tensors[norm.outputs[0]]
+    assert list(t.shape) == [1, 1, 1, before.out_ch] and t.type == fb.TensorType.INT8
+    assert list(t.quantization.scale) == [np.float32(1 / 128)] and list(t.quantization.zeroPoint) == [0]
+    assert norm.builtinOptionsType == fb.BuiltinOptions.L2NormOptions
+    assert norm.builtinOptions.fusedActivationFunction == fb.ActivationFunctionType.NONE
+    fc1 = sg.operators[i_pool + 1]
+    assert list(fc1.inputs[:1]) == list(norm.outputs)
+    for op, name in zip(sg.operators[i_pool + 1:], ("fc1", "head")):  # per-output-feature weight scales
+        w = sg.tensors[op.inputs[1]]
+        assert list(w.shape) == list(qf.layer(name).weights.shape) and len(w.quantization.scale) == w.shape[0]
+    assert all(t.type == fb.TensorType.INT8 for t in sg.tensors if t.buffer == 0)
+
+
+def test_graph_of_an_avgpool_spec_with_the_exact_pool(face_images: np.ndarray) -> None:
+    """A spec whose features are a global pool (spec v4's, which the writer still builds), with the exact
+    pool (the default): the pool is no op — fc1 is a CONV_2D k×k VALID over the last conv's map with its
+    weights at every tap — and with the folded tail only its logit row, so the graph ends there (head is an
+    identity): n_conv + 1 CONV_2D; TFLM's logits the golden model's."""
+    from training.verifier.functional import random_theta
+
+    spec = SPEC_V4
+    qf = quantize(random_theta(0, spec), cfg=QuantConfig(n_aug=4), spec=spec)
+    model = build_tflite(qf, spec)
+    m, sg, codes = _codes(model)
+    n_conv = sum(isinstance(la, Conv) for la in spec.layers)
+    assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1)
+    assert list(sg.tensors[sg.outputs[0]].shape) == [1, 1, 1, 1]
     fc1 = qf.layer("fc1")
     last = sg.operators[-1]
     w = sg.tensors[last.inputs[1]]
-    i_pool = [la.name for la in F_SPEC.layers].index("pool")
-    k, before = F_SPEC.layers[i_pool].kernel, F_SPEC.layers[i_pool - 1]
+    i_pool = spec.pool_index
+    k, before = spec.layers[i_pool].kernel, spec.layers[i_pool - 1]
     assert sg.tensors[last.inputs[0]].name.decode() == f"{before.name}/out"
     assert last.builtinOptions.padding == fb.Padding.VALID
     assert list(w.shape) == [1, k, k, before.out_ch] and list(w.quantization.scale) == [fc1.w_scales[0]]
     got = np.frombuffer(bytes(np.asarray(m.buffers[w.buffer].data, np.uint8)), np.int8).reshape(k * k, -1)
     assert (got == fc1.weights[0]).all()  # fc1's logit row at every one of the pool's k×k taps
-    assert all(t.type == fb.TensorType.INT8 for t in sg.tensors if t.buffer == 0)
+    imgs = face_images[:8]
+    assert np.array_equal(run_int8(qf, imgs, spec), tflm_logits(model, imgs))
 
 
-def test_graph_with_the_requantizing_pool(quantized) -> None:
-    """exact_pool off (format version 2's model): the global mean is one more CONV_2D (k×k, one group per
-    channel, weights 1) that requantizes, then fc1 and head as FULLY_CONNECTED."""
+def test_graph_of_an_avgpool_spec_with_the_requantizing_pool(face_images: np.ndarray) -> None:
+    """exact_pool off (format version 2's model) on SPEC_V4: the global mean is one more CONV_2D (k×k,
+    one group per channel, weights 1) that requantizes, then fc1 and head as FULLY_CONNECTED — TFLM's logits
+    the golden model's."""
     from training.verifier.functional import random_theta
 
-    qf = quantize(random_theta(0), cfg=QuantConfig(n_aug=4, exact_pool=False))
-    m = fb.ModelT.InitFromPackedBuf(bytearray(build_tflite(qf)), 0)
-    sg = m.subgraphs[0]
-    codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
-    n_conv = sum(isinstance(la, Conv) for la in F_SPEC.layers)
+    spec = SPEC_V4
+    qf = quantize(random_theta(0, spec), cfg=QuantConfig(n_aug=4, exact_pool=False), spec=spec)
+    model = build_tflite(qf, spec)
+    m, sg, codes = _codes(model)
+    n_conv = sum(isinstance(la, Conv) for la in spec.layers)
     assert codes == [fb.BuiltinOperator.CONV_2D] * (n_conv + 1) + [fb.BuiltinOperator.FULLY_CONNECTED] * 2
     assert list(sg.tensors[sg.outputs[0]].shape) == [1, 1]
-    i_pool = [la.name for la in F_SPEC.layers].index("pool")
+    i_pool = spec.pool_index
     pool_w = sg.tensors[sg.operators[i_pool].inputs[1]]
-    k = F_SPEC.layers[i_pool].kernel
+    k = spec.layers[i_pool].kernel
     assert list(pool_w.shape) == [96, k, k, 1] and list(pool_w.quantization.scale) == [np.float32(1 / k**2)]
     assert set(np.asarray(m.buffers[pool_w.buffer].data).tolist()) == {1}
     for op in sg.operators[i_pool + 1 :]:  # FULLY_CONNECTED with per-output-feature weight scales
         w = sg.tensors[op.inputs[1]]
         assert len(w.quantization.scale) == w.shape[0]
+    imgs = face_images[:8]
+    assert np.array_equal(run_int8(qf, imgs, spec), tflm_logits(model, imgs))
 
 
 def test_metadata_and_alignment(model: bytes) -> None:
@@ -139,8 +180,9 @@ def test_tflm_arena(model: bytes) -> None:
 
 
 def test_16x8_model_is_int16_throughout_and_equals_golden_layer_by_layer(face_images: np.ndarray) -> None:
-    """The 16x8 model (int16 activations, int8 weights, int32 biases): every activation tensor int16 with
-    zero point 0, and TFLM's output of EVERY layer equals the golden model's, on package faces."""
+    """The 16x8 model (int16 activations, int8 weights, int32 biases): every layer's activation tensor int16
+    with zero point 0 — the L2 normalization QUANTIZE → int8 L2_NORMALIZATION → QUANTIZE, whose two int8
+    tensors are its own — and TFLM's output of EVERY layer equals the golden model's, on package faces."""
     from codegen.tflite_writer import run_tflm
     from training.verifier.functional import random_theta
 
@@ -151,10 +193,24 @@ def test_16x8_model_is_int16_throughout_and_equals_golden_layer_by_layer(face_im
     assert read_metadata(model)["activations"] == "int16"
     m = fb.ModelT.InitFromPackedBuf(bytearray(model), 0)
     sg = m.subgraphs[0]
+    codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in sg.operators]
+    i_pool = F_SPEC.pool_index
+    ops = fb.BuiltinOperator
+    assert codes[i_pool:i_pool + 3] == [ops.QUANTIZE, ops.L2_NORMALIZATION, ops.QUANTIZE]
     acts = [t for t in sg.tensors if t.buffer == 0]
+    mid = [t for t in acts if t.type != fb.TensorType.INT16]
+    acts = [t for t in acts if t.type == fb.TensorType.INT16]
     assert len(acts) == len(F_SPEC.layers) + 1  # input + every layer's output
-    assert all(t.type == fb.TensorType.INT16 and list(t.quantization.zeroPoint) == [0] for t in acts)
-    assert all(sg.tensors[op.inputs[2]].type == fb.TensorType.INT32 for op in sg.operators)  # int32 bias
+    assert all(list(t.quantization.zeroPoint) == [0] for t in acts)
+    pool = qf.layer("pool")
+    # int16 → int8 at the layer's intermediate scale, then TFLite's int8 L2_NORMALIZATION output: both zp 0
+    assert [(t.name.decode(), t.type, list(t.quantization.scale), list(t.quantization.zeroPoint)) for t in mid] == [
+        ("pool/int8_in", fb.TensorType.INT8, [pool.w_scales[0]], [0]),
+        ("pool/int8_out", fb.TensorType.INT8, [np.float32(1 / 128)], [0])]
+    assert list(sg.tensors[sg.operators[i_pool + 2].outputs[0]].quantization.scale) == [np.float32(1 / 128)]
+    with_bias = [op for op in sg.operators if len(op.inputs) == 3]
+    assert len(with_bias) == len(F_SPEC.layers) - 1  # every layer but the L2 normalization has weights
+    assert all(sg.tensors[op.inputs[2]].type == fb.TensorType.INT32 for op in with_bias)  # int32 bias
     outs = run_tflm(model, imgs, len(F_SPEC.layers))
     _, golden = run_int8(qf, imgs, return_layers=True)
     for layer, theirs in zip(F_SPEC.layers, outs):
@@ -190,9 +246,10 @@ def test_16x8_residual_logit_row_is_the_same_f() -> None:
     for act in ("int8", "int16"):
         qf = quantize(theta, enroll_u8=face_images[0], cfg=QuantConfig(activations=act))
         err[act] = np.abs(qf.dequantize_logit(run_int8(qf, face_images[:12])) - fl).mean()
-    # measured (package faces + augmentations, this θ): 16x8 0.023, int8 with the exact pool 0.041 (0.075
-    # with the requantizing pool); the int8 weights, which both share, bound how far apart they can get
-    assert err["int16"] < 0.7 * err["int8"], err
+    # measured (package faces + augmentations, this θ): 16x8 0.227, int8 0.268 (random θ 0–5: ratio 0.51–0.92);
+    # both models share the int8 weights and, since spec v5, TFLite's int8 L2_NORMALIZATION, whose 1/128 output
+    # steps fc1 amplifies: the most of either error, so 16x8 gains less than it did on the pooled sums
+    assert err["int16"] < 0.95 * err["int8"], err
 
 
 @pytest.mark.slow
