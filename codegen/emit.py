@@ -282,8 +282,8 @@ def emit(user_id: str, target: str | None = None, out: Path | None = None, fmt: 
     ``shared_prefix`` (a layer name): layers before it are the model's shared prefix, emitted once as
     ``pv_base_theta.h`` (compiled into the firmware), and the θ blob is the user's personal blob.
     ``views``: views per probe of the project's firmware (PV_VIEWS; None: the target's default).
-    ``activations``: "int8" (blob format 4, the s8 kernels) or "int16" (16x8: blob format 3, the s16 kernels, one
-    view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for every project
+    ``activations``: "int8" (blob format 2 for spec v5, the s8 kernels) or "int16" (16x8: blob format 3, the s16
+    kernels, one view, the .tflite 16x8 too); None: the target's default (``Target.activations``: 16x8 for every project
     of the fixed kernel, int8 for the -tflm ones) unless ``views`` 2 or ``shared_prefix`` ask for int8;
     without a target int8 (the full-int8 .tflite the issue asks for, and its blob).
     ``keys``: the keyring (pvcore.keys; None: its default) whose active key signs θ and whose public keys the
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                          "image and its mirror (closer int8-vs-float decisions, 2x MACs, +32 KB RAM); "
                          "default: the target's (--list-targets)")
     ap.add_argument("--activations", choices=ACTIVATIONS,
-                    help="int8: full int8 (θ blob format 4, the fixed kernel pv_kernel.c); int16: TFLM's 16x8 "
+                    help="int8: full int8 (θ blob format 2, the fixed kernel pv_kernel.c); int16: TFLM's 16x8 "
                          "(int16 activations, int8 weights; decisions closer to float: docs/quantization.md): "
                          "θ blob format 3 for the s16 kernels (the project built with PV_WITH_16X8=1, one view) "
                          "and the 16x8 .tflite; not for -tflm targets or --shared-prefix. Default: the target's "
