@@ -34,7 +34,7 @@ from pathlib import Path
 from pvcore.atomic import atomic_write_bytes
 from pvcore.blob import KIND_CODES, blob_size, payload_size
 from pvcore.paths import REPO_ROOT
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, same_pads
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, Dense, L2Norm, same_pads
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ def _row(spec: ArchSpec, i: int) -> dict[str, int]:
         )
     elif isinstance(layer, AvgPool):
         row.update(kernel=layer.kernel, stride=layer.kernel, n_quant=1)  # weights 1 and bias 0 implicit
+    elif isinstance(layer, L2Norm):
+        row.update(n_quant=1)  # the requantization to its int8 intermediate (16x8; int8: the identity)
     elif isinstance(layer, Dense):
         row.update(in_h=1, in_w=1, in_c=layer.in_features, n_weights=math.prod(layer.weight_shape),
                    n_quant=layer.out_features)
@@ -137,7 +139,7 @@ def _rows_ready(d: dict[str, int], oy: int) -> int:
 
 def _lag(d: dict[str, int]) -> int:
     if d["kind"] != KIND_CODES["conv"]:
-        return 0  # the pool and the dense layers run in place
+        return 0  # the pool, the L2 normalization and the dense layers run in place
     r_out, r_in = d["out_w"] * d["out_c"], d["in_w"] * d["in_c"]
     lag = max([(oy + 1) * r_out - _rows_ready(d, oy) * r_in for oy in range(d["out_h"])] + [0])
     return (lag + 3) & ~3
@@ -160,6 +162,8 @@ def _scratch_bytes(d: dict[str, int], first: bool) -> int:
         return n + (_align8(d["kernel"] * d["in_w"] * d["in_c"]) if first else 0)
     if d["kind"] == KIND_CODES["dense"]:
         return _align8(d["in_h"] * d["in_w"] * d["in_c"] * 2)
+    if d["kind"] == KIND_CODES["l2norm"]:
+        return 0  # in place, value by value: a second pass over the input recomputes what it needs
     return _align8(d["in_c"] * 2)  # the pool's lane sums
 
 
@@ -254,6 +258,12 @@ def render(spec: ArchSpec = F_SPEC) -> str:
 #define PV_KIND_CONV {KIND_CODES["conv"]}u
 #define PV_KIND_AVGPOOL {KIND_CODES["avgpool"]}u
 #define PV_KIND_DENSE {KIND_CODES["dense"]}u
+#define PV_KIND_L2NORM {KIND_CODES["l2norm"]}u /* TFLite's L2_NORMALIZATION over the channels (int8 out, 1/128) */
+/* Which of the operators without weights the layer table holds: the kernel front calls only these (the
+ * linker drops the others' kernels, flash the 64 KiB build needs) and the planner refuses a table with any
+ * other. */
+#define PV_ARCH_HAS_AVGPOOL {int(any(r["kind"] == KIND_CODES["avgpool"] for r in rows))}u
+#define PV_ARCH_HAS_L2NORM {int(any(r["kind"] == KIND_CODES["l2norm"] for r in rows))}u
 
 typedef struct pv_layer_desc {{
 {struct_fields}

@@ -20,7 +20,7 @@ from codegen.tflite_writer import TFLM_16X8_NOTE
 from pvcore.blob import KIND_CODES, format_version
 from pvcore.paths import REPO_ROOT
 from pvcore.qtheta import QuantizedF, QuantLayer, act_limits
-from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv
+from pvcore.spec import F_SPEC, ArchSpec, AvgPool, Conv, L2Norm
 
 TEMPLATES = REPO_ROOT / "codegen" / "templates"
 PRODUCER = "codegen.c_header"
@@ -61,6 +61,8 @@ def _layer_desc(layer, q: QuantLayer) -> str:
                 f"{layer.padding}{' +ReLU' if layer.relu else ''}")
     if isinstance(layer, AvgPool):
         return f"global mean {layer.kernel}x{layer.kernel} ({'exact int16 sums' if q.exact_sum else 'requantized'})"
+    if isinstance(layer, L2Norm):
+        return "L2_NORMALIZATION over the channels (int8 out, scale 1/128)"
     return f"FULLY_CONNECTED {layer.in_features}->{layer.out_features}{' +ReLU' if layer.relu else ''}"
 
 

@@ -75,6 +75,60 @@ static int requant_ok(int32_t mult, int32_t shift) {
            shift <= PV_BLOB_SHIFT_MAX;
 }
 
+/* value = m * 2^e for a float32 > 0 (normal or subnormal). */
+static void float_parts(float f, uint64_t *m, int32_t *e) {
+    uint32_t u, ex;
+    memcpy(&u, &f, 4);
+    ex = (u >> 23) & 0xFFu;
+    *m = ex == 0u ? (uint64_t)(u & 0x7FFFFFu) : (uint64_t)((u & 0x7FFFFFu) | 0x800000u);
+    *e = ex == 0u ? -149 : (int32_t)ex - 150;
+}
+
+void pv_quantize_scale_ratio(float num, float den, int32_t *mult, int32_t *shift) {
+    uint64_t a, b, q = 0u, guard;
+    int32_t ea, eb, x, i;
+    float_parts(num, &a, &ea);
+    float_parts(den, &b, &eb);
+    x = ea - eb; /* num / den = (a / b) * 2^x */
+    while (a < b) {
+        a <<= 1;
+        x--;
+    }
+    while (a >= 2u * b) {
+        b <<= 1;
+        x++;
+    }
+    /* a / b in [1, 2): its first 54 bits (double's 53 and a guard bit); what is left of a, the sticky bit */
+    for (i = 0; i < 54; i++) {
+        q <<= 1;
+        if (a >= b) {
+            a -= b;
+            q |= 1u;
+        }
+        a <<= 1;
+    }
+    guard = q & 1u;
+    q >>= 1; /* the quotient is q * 2^(x - 52), q in [2^52, 2^53), before rounding to nearest even: */
+    if (guard != 0u && (a != 0u || (q & 1u) != 0u)) q++;
+    if (q == ((uint64_t)1 << 53)) {
+        q >>= 1;
+        x++;
+    }
+    /* frexp: fraction q / 2^53 in [0.5, 1), exponent x + 1; std::round(fraction * 2^31), ties away from 0 */
+    q = (q + ((uint64_t)1 << 21)) >> 22;
+    x++;
+    if (q == ((uint64_t)1 << 31)) {
+        q >>= 1;
+        x++;
+    }
+    if (x < -31) { /* every bit shifted out: TFLM flushes to 0 */
+        q = 0u;
+        x = 0;
+    }
+    *mult = (int32_t)q;
+    *shift = x;
+}
+
 static int32_t act_lo(uint32_t bits) { return bits == 16u ? -32768 : -128; }
 static int32_t act_hi(uint32_t bits) { return bits == 16u ? 32767 : 127; }
 
@@ -86,13 +140,17 @@ static int array_ok(uint32_t off, uint32_t count, uint32_t elem, uint32_t data_s
     return 1;
 }
 
+/* Output channels a layer's record holds biases for (n_out): none for the pool and the L2 normalization. */
+static uint32_t record_n_out(const pv_layer_desc_t *d) {
+    return d->kind == PV_KIND_AVGPOOL || d->kind == PV_KIND_L2NORM ? 0u : d->out_c;
+}
+
 /* Payload bytes of a blob holding layers [first, end) (pvcore/blob.py payload_size). */
 static uint32_t payload_bytes(uint32_t first, uint32_t end) {
     uint32_t n = PV_BLOB_PAYLOAD_HEAD_BYTES + (end - first) * PV_BLOB_RECORD_BYTES, i;
     for (i = first; i < end; i++) {
         const pv_layer_desc_t *d = &pv_arch_layers[i];
-        const uint32_t n_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
-        n += ((d->n_weights + 3u) & ~3u) + 4u * n_out + 12u * d->n_quant;
+        n += ((d->n_weights + 3u) & ~3u) + 4u * record_n_out(d) + 12u * d->n_quant;
     }
     return n;
 }
@@ -108,7 +166,7 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
     const uint32_t off_w = rd_u32(r + PV_BLOB_REC_OFF_WEIGHTS), off_b = rd_u32(r + PV_BLOB_REC_OFF_BIAS);
     const uint32_t off_m = rd_u32(r + PV_BLOB_REC_OFF_MULT);
     const uint32_t off_s = rd_u32(r + PV_BLOB_REC_OFF_SHIFT), off_ws = rd_u32(r + PV_BLOB_REC_OFF_WSCALE);
-    const uint32_t want_out = (d->kind == PV_KIND_AVGPOOL) ? 0u : d->out_c;
+    const uint32_t want_out = record_n_out(d);
     const uint32_t want_flags = (d->relu ? PV_FLAG_RELU : 0u) | (d->n_quant > 1u ? PV_FLAG_PER_CHANNEL : 0u);
     /* an exact-sum pool: only in version 4, and only before a dense layer (which then reads int16 sums) */
     const int exact_ok = version == PV_BLOB_FORMAT_VERSION && d->kind == PV_KIND_AVGPOOL &&
@@ -170,6 +228,16 @@ static int parse_layer(pv_layer_params_t *lp, const pv_layer_desc_t *d, const ui
         /* the global mean requantizes with one multiplier (weights 1 and bias 0 implicit) */
         if (d->kernel != d->in_h || d->kernel != d->in_w || d->out_h != 1u || d->out_w != 1u)
             return PV_ERR_LAYOUT;
+    }
+    if (d->kind == PV_KIND_L2NORM) { /* pvcore/qtheta.py check_l2norm */
+        int32_t m, s;
+        /* TFLM's fixed output: the unit vector at scale 1/128, zero point 0 */
+        if (lp->out_scale_layer != 0.0078125f || lp->out_zp != 0) return PV_ERR_PARAM;
+        /* the one multiplier: 16x8, the int16 -> int8 QUANTIZE to the intermediate scale w_scales[0] (zero
+         * point 0) as TFLM derives it from the two scales; int8, the identity (the input's own scale) */
+        if (bits == 8u && lp->w_scales[0] != lp->in_scale) return PV_ERR_PARAM;
+        pv_quantize_scale_ratio(lp->in_scale, lp->w_scales[0], &m, &s);
+        if (lp->mult[0] != m || lp->shift[0] != s) return PV_ERR_PARAM;
     }
     return PV_OK;
 }

@@ -53,12 +53,13 @@ int pv_blob_version_supported(uint32_t version);
 #define PV_MODEL_READY 0x59444552u /* "REDY" */
 
 typedef struct pv_layer_params {
-    const int8_t *weights;  /* conv OHWI, dense [out][in]; NULL for the pool */
+    const int8_t *weights;  /* conv OHWI, dense [out][in]; NULL for the pool and the L2 normalization */
     const int32_t *bias;    /* [n_out] */
     const int32_t *mult;    /* [n_quant] Q31 multipliers */
     const int32_t *shift;   /* [n_quant] > 0: left shift */
     const float *w_scales;  /* [n_quant] (not used by the integer kernel) */
-    uint32_t n_quant;       /* out_c (conv, dense; 1 for a one-output dense) or 1 (the global mean) */
+    uint32_t n_quant;       /* out_c (conv, dense; 1 for a one-output dense) or 1 (the global mean; the L2
+                               normalization: the 16x8 int16 -> int8 requantization, int8 the identity) */
     uint32_t flags;         /* bit 0 ReLU, bit 1 per channel, bit 2 PV_FLAG_EXACT_SUM (the pool) */
     float in_scale;
     float out_scale_layer;
@@ -104,6 +105,14 @@ int pv_blob_parse(pv_model_t *m, const uint8_t *blob, uint32_t len);
  * personal blob gives PV_ERR_BASE, a base in the old all-layers layout PV_ERR_SIZE. NULL clears it.
  * Returns PV_OK or a pv_status_t (the base is then cleared). */
 int pv_blob_set_base(const uint8_t *blob, uint32_t len);
+
+/* TFLM's QuantizeMultiplier of (double)num / (double)den for two float32 scales > 0 (finite, maybe
+ * subnormal): the (multiplier, shift) that TFLM's QUANTIZE kernel derives for a requantization from scale
+ * num to scale den (pvcore/qtheta.py l2norm_multiplier), computed in integers — the quotient rounded to
+ * double's 53 bits (to nearest, ties to even), then std::round of its frexp fraction times 2^31 — so that
+ * no build needs double-precision floating point. (0, 0) when the shift would be below -31. The parser
+ * holds an L2 normalization's multiplier to it. */
+void pv_quantize_scale_ratio(float num, float den, int32_t *mult, int32_t *shift);
 
 /* The base's split (first personal layer) and prefix id; 0 and 0 when no base is set. */
 uint32_t pv_blob_base_split(void);

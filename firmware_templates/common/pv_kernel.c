@@ -207,15 +207,19 @@ static void pv_run_rest(pv_stream_t *s) {
             int16_t *out16 = (int16_t *)(void *)out;
             if (d->kind == PV_KIND_CONV) {
                 pv_conv_s16(d, p, in16, out16);
-            } else if (d->kind == PV_KIND_AVGPOOL) {
+            } else if (PV_ARCH_HAS_AVGPOOL && d->kind == PV_KIND_AVGPOOL) {
                 pv_pool_s16(d, p, in16, out16);
+            } else if (PV_ARCH_HAS_L2NORM && d->kind == PV_KIND_L2NORM) {
+                pv_l2norm_s16(d, p, in16, out16);
             } else {
                 pv_dense_s16(d, p, in16, out16);
             }
         } else if (d->kind == PV_KIND_CONV) {
             pv_conv_s8(d, p, (const int8_t *)in, (int8_t *)out, scratch);
-        } else if (d->kind == PV_KIND_AVGPOOL) {
+        } else if (PV_ARCH_HAS_AVGPOOL && d->kind == PV_KIND_AVGPOOL) {
             pv_pool_s8(d, p, (const int8_t *)in, (int8_t *)out, scratch);
+        } else if (PV_ARCH_HAS_L2NORM && d->kind == PV_KIND_L2NORM) {
+            pv_l2norm_s8(d, p, (const int8_t *)in, (int8_t *)out);
         } else {
             pv_dense_s8(d, p, (const int8_t *)in, (int8_t *)out, scratch, pv_exact_sum(&s->m->layer[i - 1u]));
         }

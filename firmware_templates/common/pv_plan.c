@@ -20,8 +20,9 @@ static int pv_stem_ok(void) {
 
 /* ---- int8 --------------------------------------------------------------------------------------------- */
 /* Bytes the output of a conv must start below its input so that no output row overwrites an input row
- * still to be read into the ring. The pool (channel by channel, out[c] after every read of channel c) and
- * the dense layers (input copied first) run in place. */
+ * still to be read into the ring. The pool (channel by channel, out[c] after every read of channel c), the
+ * L2 normalization (out[c] after every read of its row but in[c]'s own) and the dense layers (input copied
+ * first) run in place. */
 static uint32_t pv_lag(const pv_layer_desc_t *d) {
     uint32_t lag = 0, oy;
     const uint32_t r_out = d->out_w * d->out_c, r_in = pv_in_row_values(d);
@@ -36,7 +37,21 @@ static uint32_t pv_lag(const pv_layer_desc_t *d) {
 static uint32_t pv_scratch_bytes_s8(const pv_layer_desc_t *d, int first) {
     if (d->kind == PV_KIND_CONV) return pv_conv_s8_scratch_bytes(d, first);
     if (d->kind == PV_KIND_DENSE) return pv_dense_s8_scratch_bytes(d);
-    return pv_pool_s8_scratch_bytes(d);
+    if (PV_ARCH_HAS_AVGPOOL && d->kind == PV_KIND_AVGPOOL) return pv_pool_s8_scratch_bytes(d);
+    return 0u; /* the L2 normalization: none, its second pass recomputes from the input */
+}
+
+/* A layer of a kind the kernel front runs in this build (pv_arch.h: PV_ARCH_HAS_*). */
+static int pv_kind_ok(const pv_layer_desc_t *d) {
+    return d->kind == PV_KIND_CONV || d->kind == PV_KIND_DENSE || (PV_ARCH_HAS_AVGPOOL && d->kind == PV_KIND_AVGPOOL) ||
+           (PV_ARCH_HAS_L2NORM && d->kind == PV_KIND_L2NORM);
+}
+
+/* What the L2 normalization kernels run: rows of in_c channels in place (the output has the input's shape)
+ * whose int32 sum of squares cannot overflow (in_c * 255^2 < 2^31; 16x8: 128^2 per value, less). */
+static int pv_l2norm_ok(const pv_layer_desc_t *d) {
+    return d->kind != PV_KIND_L2NORM || (d->out_h == d->in_h && d->out_w == d->in_w && d->out_c == d->in_c &&
+                                         d->in_c >= 1u && d->in_c <= 0x7FFFFFFFu / (255u * 255u));
 }
 
 int pv_plan_s8(pv_plan_t *pl) {
@@ -59,7 +74,9 @@ int pv_plan_s8(pv_plan_t *pl) {
     pl->total = pl->scratch + scr;
     if (!pv_stem_ok()) return PV_ERR_LAYOUT;
     for (i = 0; i < PV_N_LAYERS; i++)
-        if (pv_arch_layers[i].kind == PV_KIND_CONV && pv_arch_layers[i].kernel > PV_MAX_KERNEL) return PV_ERR_LAYOUT;
+        if ((pv_arch_layers[i].kind == PV_KIND_CONV && pv_arch_layers[i].kernel > PV_MAX_KERNEL) ||
+            !pv_kind_ok(&pv_arch_layers[i]) || !pv_l2norm_ok(&pv_arch_layers[i]))
+            return PV_ERR_LAYOUT;
     return PV_OK;
 }
 
@@ -81,7 +98,7 @@ static uint32_t pv_n_streamed_s16(void) {
 /* What the 16x8 kernels can run: a streamed prefix of convolutions ('same'-style top padding < kernel,
  * kernel <= PV_MAX_KERNEL) of at most PV_MAX_STREAMED layers, patches that fit pv_conv_s16_row's stack
  * buffer (depth <= PV_MAX_DEPTH), and accumulators that cannot overflow int32 (depth * 2^15 * 2^7 + 2^30
- * < 2^31: depth < 256). */
+ * < 2^31: depth < 256; an L2 normalization's sum of squares: pv_l2norm_ok). */
 static int pv_layout_ok_s16(uint32_t n_streamed) {
     uint32_t i;
     if (!pv_stem_ok() || pv_arch_layers[0].pad_left != 0u || n_streamed == 0u || n_streamed > PV_MAX_STREAMED)
@@ -91,7 +108,8 @@ static int pv_layout_ok_s16(uint32_t n_streamed) {
         const uint32_t depth = d->kind == PV_KIND_CONV    ? d->kernel * d->kernel * (d->in_c / d->groups)
                                : d->kind == PV_KIND_DENSE ? d->in_h * d->in_w * d->in_c
                                                           : d->in_h * d->in_w;
-        if (depth >= 256u || (d->kind == PV_KIND_CONV && depth > PV_MAX_DEPTH)) return 0;
+        if (depth >= 256u || (d->kind == PV_KIND_CONV && depth > PV_MAX_DEPTH) || !pv_kind_ok(d) || !pv_l2norm_ok(d))
+            return 0;
         if (d->kind == PV_KIND_CONV && (d->kernel > PV_MAX_KERNEL || d->pad_top >= d->kernel)) return 0;
         if (i < n_streamed && d->kind != PV_KIND_CONV) return 0;
     }

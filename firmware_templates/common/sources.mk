@@ -10,8 +10,8 @@ PV_COMMON := $(PV_TEMPLATES)/common
 PV_LINK_FILES := pv_frame.c pv_protocol.c pv_store.c pv_sign.c
 PV_MODEL_FILES := pv_blob.c pv_crc32.c
 PV_KERNEL_FILES := pv_kernel.c pv_plan.c \
-  kernels/pv_conv_s8.c kernels/pv_pool_s8.c kernels/pv_dense_s8.c \
-  kernels/pv_conv_s16.c kernels/pv_pool_s16.c kernels/pv_dense_s16.c
+  kernels/pv_conv_s8.c kernels/pv_pool_s8.c kernels/pv_l2norm_s8.c kernels/pv_dense_s8.c \
+  kernels/pv_conv_s16.c kernels/pv_pool_s16.c kernels/pv_l2norm_s16.c kernels/pv_dense_s16.c
 
 # The signature check (pv_sign.c) runs Monocypher's Ed25519 (sources fetched into .cache/third_party by
 # codegen/third_party.py, which runs here when they are missing) and trusts the keys of the

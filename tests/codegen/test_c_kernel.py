@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 
 from codegen.c_arch import DEFAULT_OUT, kernel16_arena_bytes, kernel_arena_bytes, kernel_plan, render, streaming
-from codegen.golden import run_int8
+from codegen.golden import inv_sqrt_quantized_multiplier_exp, l2norm_rows_int8, run_int8
 from pvcore.blob import pack_blob
-from pvcore.qtheta import QuantizedF
+from pvcore.qtheta import INT32_MAX, QuantizedF, l2norm_multiplier
 from pvcore.spec import F_SPEC
 from tests.codegen.conftest import THETA_NAMES
 from tests.helpers import cbuild
 from tests.helpers.blobs import CORRUPTIONS, corruptions
 from tests.helpers.cbuild import run as run_c
+from tests.helpers.l2norm import DEPTH, edge_rows, run_op
 
 C_ERRORS = {
     "truncated_header": "PV_ERR_TRUNCATED",
@@ -63,7 +64,7 @@ def test_kernel_plans() -> None:
     plan = kernel_plan()
     largest = max(int(np.prod(s)) for s in F_SPEC.shapes[1:])
     assert plan.scratch == (largest + 7) // 8 * 8 and set(plan.out_offsets) == {0}
-    assert plan.total == kernel_arena_bytes() == 31_584  # spec v4 (v3: 32,448)
+    assert plan.total == kernel_arena_bytes() == 31_584  # spec v4 and v5 (v3: 32,448)
     assert kernel16_arena_bytes() == 2 * 2 * 14 * 14 * 48 == 37_632
     assert streaming() == (4, 28)
     text = render()
@@ -106,9 +107,10 @@ def test_c_kernel_layer_by_layer(
     qf, imgs = quantized["hgen-7"], face_images[:8]
     _, acts = run_int8(qf, imgs, return_layers=True)
     _, lay = c_logits(pv_test_bin, tmp_path, pack_blob(qf, "x", 0.0), imgs, layers=True)
-    # every layer's output bytes; the exact pool's are its sums as int16 (little-endian)
+    # every layer's output bytes; an exact pool's would be its sums as int16 (little-endian), but spec v5's
+    # "pool" is an L2 normalization: int8 at scale 1/128
     width = {q.name: 2 if q.exact_sum else 1 for q in qf.layers}
-    assert width["pool"] == 2
+    assert width["pool"] == 1 and qf.layers[F_SPEC.pool_index].kind == "l2norm"
     per_image = sum(int(np.prod(s)) * width[la.name] for s, la in zip(F_SPEC.shapes[1:], F_SPEC.layers))
     lay = lay.reshape(len(imgs), per_image)
     off = 0
@@ -141,8 +143,9 @@ def test_c_dsp_path_bit_exact_emulated(
 
 
 def test_c_kernel_runs_format_2_blobs(pv_test_bin: Path, face_images: np.ndarray, tmp_path: Path) -> None:
-    """A format-2 blob (the pool requantizes: QuantConfig(exact_pool=False)) still runs bit-exact; the
-    exact-sum flag in a blob that says format 2 is refused."""
+    """Spec v5's int8 blobs are format 2 (every layer requantizes: its "pool" is an L2 normalization, which
+    has no exact sums to pass on, whatever QuantConfig.exact_pool says) and run bit-exact; the exact-sum
+    flag on the L2 normalization's record is refused, in a blob of either int8 format."""
     import dataclasses
 
     from codegen.quantize import QuantConfig, quantize
@@ -151,13 +154,16 @@ def test_c_kernel_runs_format_2_blobs(pv_test_bin: Path, face_images: np.ndarray
     q2 = quantize(random_theta(5), cfg=dataclasses.replace(QuantConfig(n_aug=4), exact_pool=False))
     b2 = pack_blob(q2, "x", 0.0)
     assert struct.unpack_from("<H", b2, 4)[0] == 2
+    assert pack_blob(quantize(random_theta(5), cfg=QuantConfig(n_aug=4)), "x", 0.0) == b2
     c, _ = c_logits(pv_test_bin, tmp_path, b2, face_images[:64])
     assert np.array_equal(c, run_int8(q2, face_images[:64]))
-    forged = bytearray(pack_blob(quantize(random_theta(5), cfg=QuantConfig(n_aug=4)), "x", 0.0))
-    struct.pack_into("<H", forged, 4, 2)
-    struct.pack_into("<I", forged, len(forged) - 4, zlib.crc32(bytes(forged[:-4])) & 0xFFFFFFFF)
-    (tmp_path / "f.bin").write_bytes(bytes(forged))
-    assert run_c(pv_test_bin, "parse", tmp_path / "f.bin").stdout.split()[0] == "PV_ERR_LAYOUT"
+    for version in (2, 4):
+        forged = bytearray(b2)
+        struct.pack_into("<H", forged, 4, version)
+        forged[64 + 32 + 64 * F_SPEC.pool_index + 1] |= 4  # FLAG_EXACT_SUM
+        struct.pack_into("<I", forged, len(forged) - 4, zlib.crc32(bytes(forged[:-4])) & 0xFFFFFFFF)
+        (tmp_path / "f.bin").write_bytes(bytes(forged))
+        assert run_c(pv_test_bin, "parse", tmp_path / "f.bin").stdout.split()[0] == "PV_ERR_LAYOUT", version
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,6 +217,85 @@ def test_c_parse_refuses_bad_bias_and_pool_params(pv_test_bin: Path, c_blob: byt
     assert patched(2, 16, "<i", 3) == "PV_ERR_PARAM"  # input params do not chain
     assert patched(3, 32, "<i", 200) == "PV_ERR_PARAM"  # act_max beyond int8
     assert patched(3, 28, "<i", 127) == "PV_ERR_PARAM"  # a clamp the quantizer never sets (ReLU: [zp, 127])
+
+
+def test_c_parse_refuses_bad_l2norm_params(pv_test_bin: Path, c_blob: bytes, tmp_path: Path) -> None:
+    """The int8 L2 normalization's record as pvcore/qtheta.check_l2norm holds it: output scale 1/128 and zero
+    point 0 (TFLM's, fixed), one multiplier: the identity (2^30, 1) at the input's own scale."""
+    pool = F_SPEC.pool_index
+    rec = 64 + 32 + 64 * pool
+
+    def patched(*fields: tuple[int, str, object, bool]) -> str:
+        b = bytearray(c_blob)
+        for field_off, fmt, value, array in fields:
+            at = 64 + struct.unpack_from("<I", b, rec + field_off)[0] if array else rec + field_off
+            struct.pack_into(fmt, b, at, value)
+        struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])) & 0xFFFFFFFF)
+        (tmp_path / "p.bin").write_bytes(bytes(b))
+        return run_c(pv_test_bin, "parse", tmp_path / "p.bin").stdout.split()[0]
+
+    in_scale = struct.unpack_from("<f", c_blob, rec + 12)[0]
+    assert patched() == "PV_OK"
+    assert patched((44, "<i", INT32_MAX, True)) == "PV_ERR_PARAM"  # a multiplier the int8 op would not use
+    assert patched((48, "<i", 0, True)) == "PV_ERR_PARAM"  # (2^30, 0): not the identity
+    assert patched((52, "<f", in_scale * 2, True)) == "PV_ERR_PARAM"  # intermediate scale != input scale
+    assert patched((52, "<f", in_scale * 2, True), (44, "<i", 2**30, True), (48, "<i", 0, True)) == "PV_ERR_PARAM"
+    # output params: TFLM's 1/128, zero point 0 (fc1's input, the next record's, moved along: the chain holds)
+    assert patched((24, "<i", 1, False), (64 + 16, "<i", 1, False)) == "PV_ERR_PARAM"
+    assert patched((20, "<f", 1 / 64, False), (64 + 12, "<f", 1 / 64, False)) == "PV_ERR_PARAM"
+    assert patched((0, "<B", 2, False)) == "PV_ERR_LAYOUT"  # an avgpool record where the table says l2norm
+    assert patched((2, "<H", DEPTH, False)) == "PV_ERR_LAYOUT"  # n_out: no biases
+
+
+# --------------------------------------------------------------------------------------------------
+# the L2 normalization's C port (kernels/pv_l2norm_s8.c, pv_blob.c) against the golden model
+# --------------------------------------------------------------------------------------------------
+def test_c_inv_sqrt_equals_golden(pv_test_bin: Path, tmp_path: Path) -> None:
+    """pv_inv_sqrt_mult_exp == golden's GetInvSqrtQuantizedMultiplierExp: every acc below 4096 (0 and 1: the
+    special case; below 32 the multiplier is shifted left), every power of two and its neighbours (the
+    normalization's bit pairs; 2^29 and up: its divisions by 4), random accs up to 2^31 - 1."""
+    pow2 = np.array([1 << k for k in range(1, 31)], np.int64)
+    acc = np.concatenate([np.arange(4096), pow2 - 1, pow2, pow2 + 1, [INT32_MAX, 6_242_400, 96 * 255**2],
+                          np.random.default_rng(0).integers(0, INT32_MAX, 8000, endpoint=True)])
+    acc = np.clip(acc, 0, INT32_MAX).astype(np.int32)
+    got = run_op(pv_test_bin, tmp_path, "invsqrt", acc, "<i4").reshape(-1, 2)
+    mult, shift = inv_sqrt_quantized_multiplier_exp(acc)
+    assert np.array_equal(got[:, 0], mult) and np.array_equal(got[:, 1], shift)
+
+
+def test_c_quantize_scale_ratio_equals_python(pv_test_bin: Path, tmp_path: Path) -> None:
+    """pv_quantize_scale_ratio (integers only) == pvcore.qtheta.l2norm_multiplier (the float32 scales' ratio
+    in double, then QuantizeMultiplier): random scales over float32's whole range, subnormals, the identity,
+    ratios that flush to (0, 0) or need a left shift, and ratios whose exact value lies just off a rounding
+    tie of the 31-bit multiplier, where double's own rounding decides it."""
+    rng = np.random.default_rng(1)
+    pairs = [rng.uniform(1e-6, 1.0, (2000, 2)), 10.0 ** rng.uniform(-45, 38, (2000, 2)),
+             [[1, 1], [0.5, 1], [1, 0.5], [3.4028235e38, 1e-45], [1e-45, 3.4028235e38], [1e-45, 1e-45],
+              [1.4e-45, 2.8e-45], [1.1754942e-38, 1.1754944e-38], [0.1, 0.3], [1, 2**31], [1, 2**32], [1, 2**33],
+              [2**7, 1], [2**8, 1], [1, 1 + 2**-23], [1 + 2**-23, 1]]]
+    ties = []
+    for m2 in rng.integers(2**21, 2**23, 1500) | 1:  # odd: m1·2^30 / m2 is (2j + 1)/2 ± 1/(2 m2)
+        for sign in (1, -1):
+            m1 = (int(m2) + sign) // 2 * pow(2**30, -1, int(m2)) % int(m2) + int(m2)
+            if m1 < 2**24:
+                ties.append([m1 * 2.0**-40, int(m2) * 2.0**-10])
+    f = np.concatenate([np.asarray(p, np.float64) for p in (*pairs, ties)]).astype(np.float32)
+    got = run_op(pv_test_bin, tmp_path, "qratio", f, "<i4").reshape(-1, 2)
+    want = np.array([l2norm_multiplier(float(a), float(b)) for a, b in f], np.int64)
+    bad = np.flatnonzero((got != want).any(axis=1))
+    assert bad.size == 0, [(f[i].tolist(), got[i].tolist(), want[i].tolist()) for i in bad[:5]]
+
+
+@pytest.mark.parametrize("zp", [0, -128, 127, -111, 5])
+def test_c_l2norm_s8_equals_golden(pv_test_bin: Path, tmp_path: Path, zp: int) -> None:
+    """pv_l2norm_s8 in place == golden's TFLM L2Normalization on edge rows of int8 values (x − zp = 0 in every
+    value, ±1, tiny, saturated at −128 / 127 — with zp at a bound, |x − zp| up to 255 — and random)."""
+    x = edge_rows(-128, 127, 150).astype(np.int8)
+    got = run_op(pv_test_bin, tmp_path, "l2norm8", x, np.int8, DEPTH, zp).reshape(x.shape)
+    want = l2norm_rows_int8(x.astype(np.int64) - zp)
+    assert np.array_equal(got, want), f"{int((got != want).any(axis=1).sum())} of {len(x)} rows differ"
+    if zp == 0:
+        assert (got[0] == 0).all() and got[1, 5] == 127 and got[2, 7] == -128  # acc 0, acc 1: TFLM's 2^31 - 1
 
 
 def test_c_crc32_is_zlib(pv_test_bin: Path, tmp_path: Path) -> None:

@@ -16,15 +16,16 @@ import pytest
 import torch
 
 from codegen.c_arch import kernel16_arena_bytes
-from codegen.golden import run_int8
+from codegen.golden import l2norm_int8, run_int8
 from codegen.quantize import QuantConfig, quantize
 from pvcore.blob import FORMAT_VERSION_16X8, pack_blob, unpack_blob
-from pvcore.qtheta import QuantizedF
+from pvcore.qtheta import INT32_MAX, MULT_MIN, QuantizedF, QuantLayer, l2norm_multiplier, quantize_multiplier
 from pvcore.spec import F_SPEC
 from tests.codegen.conftest import THETA_NAMES, build_host
 from tests.codegen.users import USERS, make_store
 from tests.conftest import require_shared
 from tests.helpers.cbuild import run as run_c
+from tests.helpers.l2norm import DEPTH, edge_rows, run_op
 
 INT16 = QuantConfig(activations="int16")
 
@@ -127,6 +128,63 @@ def test_c_parse_16x8_threshold_and_params(pv_test_bin: Path, quantized16: dict[
     assert patched(3, 28, -40000) == "PV_ERR_PARAM"  # act_min beyond int16
     assert patched(3, 24, 1) == "PV_ERR_PARAM"  # a nonzero zero point (TFLM's int16 kernels: 0)
     assert patched(3, 32, 30000) == "PV_ERR_PARAM"  # a clamp the quantizer never sets (int16: [0, 32767])
+
+
+@pytest.mark.parametrize(("mult", "shift"), [
+    (None, None),  # the quantizer's own (the int16 → int8 QUANTIZE to the calibrated intermediate scale)
+    (MULT_MIN, 1),  # intermediate scale = input scale: every value beyond ±127 saturates
+    (MULT_MIN, 7), (INT32_MAX, 7),  # the largest left shift: nearly every row saturated
+    (INT32_MAX, 0), (MULT_MIN, -31), (INT32_MAX, -24),  # everything (nearly) rounds to 0: rows of zeros
+    (0, 0),  # the flushed multiplier: every row all zero (acc 0)
+    (1_234_567_890, -9),
+])
+def test_c_l2norm_s16_equals_golden(pv_test_bin: Path, quantized16: dict[str, QuantizedF], tmp_path: Path,
+                                    mult: int | None, shift: int | None) -> None:
+    """pv_l2norm_s16 in place == golden's l2norm_int8 on int16 rows (QUANTIZE int16 → int8, TFLM's int8
+    L2Normalization, the int8 values as int16): edge rows over the whole int16 range (zeros, ±1, saturated at
+    −32768 / 32767, alternating) and random ones, for the multiplier/shift extremes the parser accepts."""
+    q = quantized16["random-0"].layers[F_SPEC.pool_index]
+    if mult is None:
+        mult, shift = int(q.multiplier[0]), int(q.shift[0])
+    q16 = QuantLayer(name="pool", kind="l2norm", relu=False, in_scale=q.in_scale, in_zp=0, out_scale=q.out_scale,
+                     out_zp=0, act_min=q.act_min, act_max=q.act_max, w_scales=q.w_scales,
+                     multiplier=np.array([mult], np.int32), shift=np.array([shift], np.int32))
+    x = edge_rows(-32768, 32767, 150).astype(np.int16)
+    got = run_op(pv_test_bin, tmp_path, "l2norm16", x, "<i2", DEPTH, mult, shift).reshape(x.shape)
+    want = l2norm_int8(x.reshape(len(x), 1, 1, DEPTH), q16).reshape(x.shape)
+    assert np.array_equal(got, want), f"{int((got != want).any(axis=1).sum())} of {len(x)} rows differ"
+    assert got.min() >= -128 and got.max() <= 127
+
+
+def test_c_parse_16x8_l2norm_params(pv_test_bin: Path, quantized16: dict[str, QuantizedF], tmp_path: Path) -> None:
+    """The 16x8 L2 normalization's one multiplier must be the int16 → int8 QUANTIZE's for its two scales
+    (TFLM's QuantizeMultiplier of their ratio in double: pv_quantize_scale_ratio), within the parser's
+    bounds; any other intermediate scale with its own multiplier is accepted."""
+    qf = quantized16["random-0"]
+    blob = pack_blob(qf, "alice", 0.0)
+    rec = 64 + 32 + 64 * F_SPEC.pool_index
+    in_scale = qf.layers[F_SPEC.pool_index].in_scale
+
+    def patched(wscale: float | None, mult: int, shift: int) -> str:
+        b = bytearray(blob)
+        arrays = [(44, "<i", mult), (48, "<i", shift)] + ([(52, "<f", wscale)] if wscale is not None else [])
+        for field_off, fmt, value in arrays:
+            struct.pack_into(fmt, b, 64 + struct.unpack_from("<I", b, rec + field_off)[0], value)
+        struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])) & 0xFFFFFFFF)
+        (tmp_path / "p.bin").write_bytes(bytes(b))
+        return run_c(pv_test_bin, "parse", tmp_path / "p.bin").stdout.split()[0]
+
+    m, s = int(qf.layers[F_SPEC.pool_index].multiplier[0]), int(qf.layers[F_SPEC.pool_index].shift[0])
+    assert patched(None, m, s) == "PV_OK"
+    assert patched(None, m + 1, s) == "PV_ERR_PARAM"  # a valid pair, not the scales' own
+    assert patched(None, m, s + 1) == "PV_ERR_PARAM"
+    assert patched(None, INT32_MAX, 7) == "PV_ERR_PARAM"
+    for mid in (in_scale, in_scale / 64, in_scale / 100, in_scale * 2.0**30, in_scale * 2.0**40, 0.0123):
+        pm, ps = l2norm_multiplier(in_scale, mid)
+        assert patched(mid, pm, ps) == "PV_OK", mid
+    assert l2norm_multiplier(in_scale, in_scale / 128) == quantize_multiplier(128.0) == (MULT_MIN, 8)
+    assert patched(in_scale / 128, MULT_MIN, 8) == "PV_ERR_PARAM"  # the scales' own, beyond the left shift of 7
+    assert patched(0.0, 0, 0) == "PV_ERR_PARAM"  # intermediate scale 0
 
 
 def test_int8_only_build_refuses_a_16x8_blob(quantized16: dict[str, QuantizedF], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The fixed-point primitives of the golden model against hand-computed values and edge cases."""
+"""The fixed-point primitives of the golden model against hand-computed values and edge cases (the C kernels' are
+held to these by tests/codegen/test_c_kernel.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 
 from codegen.golden import (
+    inv_sqrt_quantized_multiplier_exp,
     multiply_by_quantized_multiplier,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
+    saturating_rounding_multiply_by_pot,
     wrap_int32,
 )
 from pvcore.qtheta import INT32_MAX, INT32_MIN
@@ -141,3 +144,26 @@ def test_srdhm_floor_identity_used_by_the_c_kernel() -> None:
         if x == y == INT32_MIN:
             continue  # the saturating case, handled separately in C
         assert f == w
+
+
+def test_inv_sqrt_multiplier_is_an_int32_and_one_over_sqrt() -> None:
+    """GetInvSqrtQuantizedMultiplierExp (golden): for every acc >= 2 the multiplier, shifted left where the
+    shift came out negative (acc < 32), stays an int32 — the C port (kernels/pv_l2norm_s8.c) shifts its bits
+    unsigned and relies on it — its shift is a right shift (<= 0), and multiplier · 2^shift / 2^31 is
+    1/sqrt(acc) within 2e-6; acc 0 and 1 give (2^31 − 1, 0)."""
+    acc = np.concatenate([np.arange(2, 1 << 20), np.random.default_rng(4).integers(2, INT32_MAX, 20000, endpoint=True)])
+    mult, shift = inv_sqrt_quantized_multiplier_exp(acc)
+    assert mult.max() <= INT32_MAX and mult.min() > 0 and shift.max() <= 0
+    ratio = mult.astype(np.float64) * 2.0 ** shift.astype(np.float64) / 2**31 * np.sqrt(acc.astype(np.float64))
+    assert np.abs(ratio - 1).max() < 2e-6
+    m01, s01 = inv_sqrt_quantized_multiplier_exp(np.array([0, 1]))
+    assert m01.tolist() == [INT32_MAX, INT32_MAX] and s01.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(("x", "e", "want"), [
+    (1 << 24, 6, 1 << 30), (-(1 << 24), 6, -(1 << 30)),  # inside the threshold 2^25 − 1: a plain shift
+    ((1 << 25) - 1, 6, ((1 << 25) - 1) << 6), (1 << 25, 6, INT32_MAX), (-(1 << 25), 6, INT32_MIN),  # saturated
+    (-5, 3, -40), (3, -1, 2), (-3, -1, -2),  # exponent <= 0: RoundingDivideByPOT, ties away from zero
+])
+def test_saturating_rounding_multiply_by_pot(x: int, e: int, want: int) -> None:
+    assert int(saturating_rounding_multiply_by_pot(np.int64(x), e)) == want

@@ -27,7 +27,7 @@ Answer = tuple[str, ...]  # ("refused",) or the logits as strings
 
 @pytest.fixture(scope="module")
 def crafted() -> dict[str, bytes]:
-    """Every crafted blob by name, from two real θ: a format-4 int8 blob and a 16x8 one."""
+    """Every crafted blob by name, from two real θ: an int8 blob and a 16x8 one."""
     theta = torch.randn(F_SPEC.theta_size, generator=torch.Generator().manual_seed(5))
     int8 = pack_blob(quantize(theta), "extreme", 0.25)
     int16 = pack_blob(quantize(theta, cfg=QuantConfig(activations="int16")), "extreme16", 0.25)
@@ -84,12 +84,20 @@ def test_cases_cover_both_answers(crafted: dict[str, bytes], probe_images: np.nd
     accepted = [n for n, a in answers.items() if a != ("refused",)]
     assert len(refused) >= 30 and len(accepted) >= 30, (refused, accepted)
     for name in ("stem mult 2^31-1 shift 7", "every layer mult 2^31-1 shift 7", "threshold +FLT_MAX",
-                 "stem bias -2^30", "16x8 every layer mult 2^30 shift -31"):
+                 "stem bias -2^30", "16x8 every layer mult 2^30 shift -31",
+                 # the L2 normalization's extremes: rows of zeros (acc 0) and saturated rows, both activations
+                 "gdc mult 0 shift 0 (pool rows all zero)", "gdc zp 127 mult 2^31-1 shift 7 (pool |x - zp| up to 255)",
+                 "16x8 pool mid scale in/64 (mult 2^30 shift 7)", "16x8 pool mid scale in*2^32 (mult 2^30 shift -31)",
+                 "16x8 pool mid scale in*2^40 (mult 0 shift 0: rows all zero)",
+                 "16x8 gdc mult 2^31-1 shift 7 (pool rows saturated)"):
         assert name in accepted
     # a left shift of the accumulator by more than 7: no multiplier the quantizer gives
     for name in ("stem shift 8", "stem mult 2^31-1 shift 30", "every layer mult 2^31-1 shift 30",
                  "stem shift 31", "stem mult 2^30-1", "stem bias +(2^30+1)", "threshold NaN", "stem weights -128",
-                 "stem act_min > act_max", "16x8 stem zp 1"):
+                 "stem act_min > act_max", "16x8 stem zp 1",
+                 # an L2 normalization's record other than the one its scales give
+                 "pool (l2norm) mult 2^31-1", "pool (l2norm) out zp 1", "16x8 pool mult 2^31-1 shift 7",
+                 "16x8 pool mid scale in/128 (mult 2^30 shift 8)"):
         assert name in refused
 
 

@@ -94,7 +94,7 @@ def test_emitted_project_parity_200_views_over_serial(tmp_path: Path) -> None:
         dec = np.array([row["device_decision"] for row in r.images], bool)
         assert dec[:n].sum() >= 90 and dec[n:].sum() <= 10, (dec[:n].sum(), dec[n:].sum())
 
-        # the same firmware runs the user's int8 θ (blob format 4) bit-exact too
+        # the same firmware runs the user's int8 θ bit-exact too
         ub8 = blob_from_store(ENROLLED, users, activations="int8")[0]
         pick = np.r_[0:20, n : n + 20]
         for url in urls:

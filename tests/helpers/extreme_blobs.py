@@ -18,7 +18,7 @@ from pvcore.blob import (
     RECORD_OFFSETS,
     RECORD_SIZE,
 )
-from pvcore.qtheta import BIAS_LIMIT, INT32_MAX, INT32_MIN, MULT_MIN
+from pvcore.qtheta import BIAS_LIMIT, INT32_MAX, INT32_MIN, MULT_MIN, l2norm_multiplier
 from pvcore.spec import F_SPEC
 from tests.helpers.blobs import recrc
 
@@ -75,6 +75,16 @@ class Patch:
             else:
                 struct.pack_into("<f", self.b, HEADER_SIZE + PAYLOAD_HEAD_OFFSETS["logit_scale"], scale)
 
+    def l2norm_mid(self, layer: str, factor: float) -> None:
+        """A 16x8 L2 normalization's intermediate scale set to ``factor`` × its input scale, with the multiplier
+        and shift that its int16 → int8 QUANTIZE then has (a consistent record: pvcore.qtheta.check_l2norm)."""
+        in_scale = struct.unpack_from("<f", self.b, self.rec(layer) + RECORD_OFFSETS["in_scale"])[0]
+        mid = float(np.float32(in_scale * factor))
+        m, s = l2norm_multiplier(in_scale, mid)
+        self.array(layer, "off_wscale", 1, "f", mid)
+        self.mult(layer, m)
+        self.shift(layer, s)
+
     def threshold(self, t: float) -> None:
         struct.pack_into("<f", self.b, HEADER_OFFSETS["threshold_logit"], t)
 
@@ -92,14 +102,16 @@ def _case(fn: Callable[[Patch], None]) -> Callable[[bytes], bytes]:
 
 
 def _all(p: Patch, m: int, s: int) -> None:
+    """Every layer's multipliers and shifts but the pool's (an L2 normalization's is tied to its scales)."""
     for la in F_SPEC.layers:
-        if la.kind != "avgpool":
+        if la.kind not in ("avgpool", "l2norm"):
             p.mult(la.name, m)
             p.shift(la.name, s)
 
 
 def cases_int8() -> dict[str, Callable[[bytes], bytes]]:
-    """name → patch of a format-4 int8 blob (exact-sum pool). Names say the field and value."""
+    """name → patch of a real int8 blob (spec v5: format 2, the pool an L2 normalization). Names say the field
+    and value."""
     c: dict[str, Callable[[Patch], None]] = {}
     for layer in ("stem", "b4_mix", "fc1", "head"):
         c[f"{layer} mult 0 shift 0"] = lambda p, la=layer: (p.mult(la, 0), p.shift(la, 0))
@@ -122,9 +134,19 @@ def cases_int8() -> dict[str, Callable[[bytes], bytes]]:
     c["every layer mult 2^31-1 shift 30"] = lambda p: _all(p, INT32_MAX, 30)
     c["every layer mult 2^31-1 shift 7"] = lambda p: _all(p, INT32_MAX, 7)
     c["every layer mult 2^30 shift -31"] = lambda p: _all(p, MULT_MIN, -31)
-    c["pool (exact) mult 2^31-1"] = lambda p: p.mult("pool", INT32_MAX)
-    c["pool (exact) shift 0"] = lambda p: p.shift("pool", 0)
-    c["pool (exact) weight scale 0.5"] = lambda p: p.array("pool", "off_wscale", 1, "f", 0.5)
+    # the L2 normalization (spec v5's pool): its record is fixed (the identity multiplier at its input's
+    # scale, output 1/128 zp 0); what it computes reaches its extremes through gdc's outputs, its rows
+    c["pool (l2norm) mult 2^31-1"] = lambda p: p.mult("pool", INT32_MAX)
+    c["pool (l2norm) shift 0"] = lambda p: p.shift("pool", 0)
+    c["pool (l2norm) weight scale 0.5"] = lambda p: p.array("pool", "off_wscale", 1, "f", 0.5)
+    c["pool (l2norm) out zp 1"] = lambda p: p.out_params("pool", zp=1)
+    c["pool (l2norm) out scale 1/64"] = lambda p: p.out_params("pool", scale=1 / 64)
+    c["gdc mult 0 shift 0 (pool rows all zero)"] = lambda p: (p.mult("gdc", 0), p.shift("gdc", 0))
+    c["gdc mult 2^31-1 shift 7 (pool rows saturated)"] = lambda p: (p.mult("gdc", INT32_MAX), p.shift("gdc", 7))
+    c["gdc zp 127 mult 2^31-1 shift 7 (pool |x - zp| up to 255)"] = lambda p: (
+        p.out_params("gdc", zp=127), p.mult("gdc", INT32_MAX), p.shift("gdc", 7))
+    c["gdc zp -128 mult 2^31-1 shift 7"] = lambda p: (p.out_params("gdc", zp=-128), p.mult("gdc", INT32_MAX),
+                                                       p.shift("gdc", 7))
     for layer in ("stem", "fc1"):
         c[f"{layer} bias +2^30"] = lambda p, la=layer: p.bias(la, BIAS_LIMIT)
         c[f"{layer} bias -2^30"] = lambda p, la=layer: p.bias(la, -BIAS_LIMIT)
@@ -183,6 +205,17 @@ def cases_int16() -> dict[str, Callable[[bytes], bytes]]:
         "16x8 stem act_min -32768 (ReLU: 0)": lambda p: p.field("stem", "act_min", "i", -32768),
         "16x8 pool shift 31": lambda p: p.shift("pool", 31),
         "16x8 pool mult 2^31-1 shift 30": lambda p: (p.mult("pool", INT32_MAX), p.shift("pool", 30)),
+        # the L2 normalization: its int16 → int8 multiplier must be its two scales' (TFLM's QUANTIZE)
+        "16x8 pool mult 2^31-1 shift 7": lambda p: (p.mult("pool", INT32_MAX), p.shift("pool", 7)),
+        "16x8 pool mult 2^30 shift -31": lambda p: (p.mult("pool", MULT_MIN), p.shift("pool", -31)),
+        "16x8 pool mid scale = in scale (mult 2^30 shift 1: rows saturated)": lambda p: p.l2norm_mid("pool", 1.0),
+        "16x8 pool mid scale in/64 (mult 2^30 shift 7)": lambda p: p.l2norm_mid("pool", 1 / 64),
+        "16x8 pool mid scale in/128 (mult 2^30 shift 8)": lambda p: p.l2norm_mid("pool", 1 / 128),
+        "16x8 pool mid scale in*2^32 (mult 2^30 shift -31)": lambda p: p.l2norm_mid("pool", 2.0**32),
+        "16x8 pool mid scale in*2^40 (mult 0 shift 0: rows all zero)": lambda p: p.l2norm_mid("pool", 2.0**40),
+        "16x8 gdc mult 0 shift 0 (pool rows all zero)": lambda p: (p.mult("gdc", 0), p.shift("gdc", 0)),
+        "16x8 gdc mult 2^31-1 shift 7 (pool rows saturated)": lambda p: (p.mult("gdc", INT32_MAX),
+                                                                          p.shift("gdc", 7)),
         "16x8 threshold NaN": lambda p: p.threshold(float("nan")),
         "16x8 threshold -FLT_MAX": lambda p: p.threshold(-FLT_MAX),
     }

@@ -42,6 +42,16 @@ static inline int32_t pv_wrap_i32(uint32_t u) {
     return v;
 }
 
+/* gemmlowp SaturatingRoundingMultiplyByPOT<exponent> for 1 <= exponent <= 30: x * 2^exponent, saturated to
+ * int32 (|x| above the threshold gives INT32_MAX / INT32_MIN, as gemmlowp's masks do); the shift is of the
+ * unsigned bits, so a negative x is no undefined behaviour. Exponents <= 0 are pv_rdbpot(x, -exponent). */
+static inline int32_t pv_srmpot_left(int32_t x, int32_t exponent) {
+    const int32_t threshold = (int32_t)((1u << (31 - exponent)) - 1u);
+    if (x > threshold) return INT32_MAX;
+    if (x < -threshold) return INT32_MIN;
+    return pv_wrap_i32((uint32_t)x << exponent);
+}
+
 static inline int32_t pv_mbqm(int32_t x, int32_t mult, int32_t shift) {
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift > 0 ? 0 : -shift;

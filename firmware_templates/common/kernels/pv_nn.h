@@ -2,16 +2,20 @@
  *
  *   kernels/pv_conv_s8.c    CONV_2D, int8 activations            (plain C, and SMLAD under PV_USE_DSP)
  *   kernels/pv_pool_s8.c    the global mean, int8 (or its exact int16 sums, PV_FLAG_EXACT_SUM)
+ *   kernels/pv_l2norm_s8.c  L2_NORMALIZATION over the channels, int8 (and the 1/sqrt both variants use)
  *   kernels/pv_dense_s8.c   FULLY_CONNECTED, int8
  *   kernels/pv_conv_s16.c   CONV_2D, 16x8: int16 activations, int8 weights (plain C, and SMLAD)
  *   kernels/pv_pool_s16.c   the global mean, 16x8
+ *   kernels/pv_l2norm_s16.c L2_NORMALIZATION, 16x8 (TFLM's int8 op between two QUANTIZE ops)
  *   kernels/pv_dense_s16.c  FULLY_CONNECTED, 16x8
  *
  * Each is TFLite Micro's reference kernel transcribed, bit-exact with the golden model (codegen/golden.py):
  *   acc = bias + sum over taps inside the image of (x - in_zp) * w    (int32; 'same' pads contribute 0)
  *   out = clamp(MultiplyByQuantizedMultiplier(acc, mult, shift) + out_zp, act_min, act_max)
  * with groups as TFLM (group = c / (out_c / groups)) and the global mean as a CONV_2D of weights 1 and
- * bias 0 with one multiplier (codegen/quantize.py says why it is not AVERAGE_POOL_2D). No undefined
+ * bias 0 with one multiplier (codegen/quantize.py says why it is not AVERAGE_POOL_2D). L2_NORMALIZATION is
+ * TFLM's int8 reference kernel: per row acc = sum of (x - in_zp)^2, (M, s) = GetInvSqrtQuantizedMultiplierExp
+ * (acc), out = clamp(MultiplyByQuantizedMultiplier(x - in_zp, M, s + 7), -128, 127) at scale 1/128. No undefined
  * behaviour: the int32 accumulators cannot overflow (bias bounds checked at parse, depths by the planner),
  * shifts of negative numbers go through pv_asr.
  *
@@ -79,6 +83,14 @@ uint32_t pv_pool_s8_scratch_bytes(const pv_layer_desc_t *d);
 void pv_pool_s8(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out,
                 uint8_t *scratch);
 
+/* TFLM GetInvSqrtQuantizedMultiplierExp(acc, kReverseShift -1), acc >= 0: (mult, shift) with
+ * mult * 2^shift / 2^31 ~ 1/sqrt(acc), shift <= 0 (a right shift); acc <= 1 gives (2^31 - 1, 0). */
+void pv_inv_sqrt_mult_exp(int32_t acc, int32_t *mult, int32_t *shift);
+#define PV_L2NORM_OUT_SHIFT 7 /* L2_NORMALIZATION's fixed output scale 1/128 = 2^-7 */
+/* L2_NORMALIZATION over the channels of each of the in_h * in_w positions (pv-gconv-s: one), int8 out at
+ * scale 1/128, zero point 0; in place (out may be in). The record's multiplier is not used (the identity). */
+void pv_l2norm_s8(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int8_t *in, int8_t *out);
+
 uint32_t pv_dense_s8_scratch_bytes(const pv_layer_desc_t *d);
 /* FULLY_CONNECTED; the input is copied to the scratch first, so out may be in. sums_in: the input is an
  * exact-sum pool's int16 sums (zero point 0). */
@@ -100,6 +112,9 @@ void pv_conv_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int
 /* dst[i] = src[i] for i < n (int8 to int16; dst 4-byte aligned). */
 void pv_widen_s8(int16_t *dst, const int8_t *src, uint32_t n);
 void pv_pool_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *in, int16_t *out);
+/* L2_NORMALIZATION of a 16x8 map: int16 -> int8 with the record's one multiplier and shift (zero point 0),
+ * the int8 op, and its int8 values stored as int16 (scale 1/128); out may be in. */
+void pv_l2norm_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *in, int16_t *out);
 void pv_dense_s16(const pv_layer_desc_t *d, const pv_layer_params_t *p, const int16_t *in, int16_t *out);
 
 #endif /* PV_NN_H */

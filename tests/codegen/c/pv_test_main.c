@@ -8,6 +8,11 @@
  *   pv_test crc FILE                 print pv_crc32 of FILE (computed in two chunks) as 8 hex digits
  *   pv_test arena                    print pv_kernel_arena_size(), PV_KERNEL_ARENA_BYTES,
  *                                    pv_kernel16_arena_size() and PV_KERNEL16_ARENA_BYTES
+ *   pv_test invsqrt IN OUT           IN int32 accs -> OUT (mult, shift) int32 pairs of pv_inv_sqrt_mult_exp
+ *   pv_test qratio IN OUT            IN float32 (num, den) pairs -> OUT (mult, shift) of pv_quantize_scale_ratio
+ *   pv_test l2norm8 IN OUT DEPTH ZP  IN int8 rows of DEPTH values -> OUT int8, pv_l2norm_s8 in place
+ *   pv_test l2norm16 IN OUT DEPTH MULT SHIFT
+ *                                    IN int16 rows -> OUT int16, pv_l2norm_s16 (zero point 0) in place
  * IMAGES: raw uint8 RGB, N * PV_INPUT_BYTES; OUT: N logits, int8 for an int8 blob, int16 (little-endian) for
  * a 16x8 blob (format version 3); LAYERS: every layer's output bytes (int8 values; int16 for a 16x8 blob
  * and for an exact-sum pool's sums), image after image, layer after layer. Exit 0 on success, 1 on
@@ -54,7 +59,11 @@ static long read_file(const char *path, uint8_t *buf, uint32_t cap) {
 /* The hook gives a streamed layer's output row by row, interleaved with the other streamed layers' rows:
  * collect every layer's bytes in place (s_lay, layer after layer) and write the image's record once done. */
 #define LAYERS_BYTES 262144u
-static uint8_t s_lay[LAYERS_BYTES];
+static union {
+    uint32_t align_;
+    uint8_t b[LAYERS_BYTES];
+} s_lay_u; /* word-aligned: the operator tests read int32 and float arrays from it */
+#define s_lay s_lay_u.b
 static uint32_t s_lay_fill[PV_N_LAYERS];
 
 static uint32_t layer_bytes(uint32_t layer) {
@@ -148,9 +157,67 @@ static int run(const char *mode, const char *images, const char *out_path, const
     return rc == PV_OK ? 0 : 2;
 }
 
+/* The operator tests: an input file through one function of the kernels, in s_lay, to an output file. */
+static int run_op(int argc, char **argv) {
+    const long n = read_file(argv[2], s_lay, LAYERS_BYTES / 2u);
+    uint8_t *out = s_lay + LAYERS_BYTES / 2u;
+    long n_out = n;
+    FILE *fo;
+    int32_t *o32 = (int32_t *)(void *)out;
+    long i;
+    if (n < 0 || n > (long)(LAYERS_BYTES / 4u)) return 1;
+    if (strcmp(argv[1], "invsqrt") == 0) {
+        const int32_t *acc = (const int32_t *)(const void *)s_lay;
+        for (i = 0; i < n / 4; i++) pv_inv_sqrt_mult_exp(acc[i], &o32[2 * i], &o32[2 * i + 1]);
+        n_out = 2 * (n / 4) * 4;
+    } else if (strcmp(argv[1], "qratio") == 0) {
+        const float *r = (const float *)(const void *)s_lay;
+        for (i = 0; i < n / 8; i++) pv_quantize_scale_ratio(r[2 * i], r[2 * i + 1], &o32[2 * i], &o32[2 * i + 1]);
+        n_out = (n / 8) * 8;
+    } else if ((strcmp(argv[1], "l2norm8") == 0 && argc == 6) ||
+               (strcmp(argv[1], "l2norm16") == 0 && argc == 7)) {
+        const int wide = argv[1][6] == '1';
+        const uint32_t depth = (uint32_t)strtoul(argv[4], NULL, 10);
+        pv_layer_desc_t d;
+        pv_layer_params_t p;
+        int32_t mult = 0, shift = 0;
+        memset(&d, 0, sizeof(d));
+        memset(&p, 0, sizeof(p));
+        if (depth == 0u || n % (long)(depth * (wide ? 2u : 1u)) != 0) return 1;
+        d.kind = PV_KIND_L2NORM;
+        d.in_h = d.out_h = (uint32_t)(n / (long)(depth * (wide ? 2u : 1u)));
+        d.in_w = d.out_w = 1u;
+        d.in_c = d.out_c = depth;
+        p.n_quant = 1u;
+        if (wide) {
+            mult = (int32_t)strtol(argv[5], NULL, 10);
+            shift = (int32_t)strtol(argv[6], NULL, 10);
+        } else {
+            p.in_zp = (int32_t)strtol(argv[5], NULL, 10);
+        }
+        p.mult = &mult;
+        p.shift = &shift;
+        memcpy(out, s_lay, (size_t)n); /* in place, as the kernel front runs it */
+        if (wide)
+            pv_l2norm_s16(&d, &p, (const int16_t *)(const void *)out, (int16_t *)(void *)out);
+        else
+            pv_l2norm_s8(&d, &p, (const int8_t *)out, (int8_t *)out);
+    } else {
+        return 1;
+    }
+    fo = fopen(argv[3], "wb");
+    if (fo == NULL) return 1;
+    if (fwrite(out, 1, (size_t)n_out, fo) != (size_t)n_out) n_out = -1;
+    fclose(fo);
+    return n_out < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     long n;
     int rc;
+    if (argc >= 4 && (strcmp(argv[1], "invsqrt") == 0 || strcmp(argv[1], "qratio") == 0 ||
+                      strncmp(argv[1], "l2norm", 6) == 0))
+        return run_op(argc, argv);
     if (argc == 2 && strcmp(argv[1], "arena") == 0) {
         printf("%lu %lu %lu %lu\n", (unsigned long)pv_kernel_arena_size(), (unsigned long)PV_KERNEL_ARENA_BYTES,
                (unsigned long)pv_kernel16_arena_size(), (unsigned long)PV_KERNEL16_ARENA_BYTES);
