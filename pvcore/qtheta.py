@@ -160,8 +160,8 @@ class QuantLayer:
     act_min: int  # int8 clamp of the output (fused activation)
     act_max: int
     weights: np.ndarray | None = None  # int8; conv OHWI (O, kh, kw, I/groups), dense (out, in)
-    w_scales: np.ndarray | None = None  # float32; (O,) per channel (conv, dense), (1,) = 1/k² (pool); the 16x8
-    # L2Norm: (1,) = its int8 intermediate's scale (an int8 L2Norm: None, like its multiplier and shift)
+    w_scales: np.ndarray | None = None  # float32; (O,) per channel (conv, dense), (1,) = 1/k² (pool); L2Norm:
+    # (1,) = its int8 intermediate's scale (16x8: the QUANTIZE's target; int8: the input's own, unused)
     bias: np.ndarray | None = None  # int32 (O,)
     multiplier: np.ndarray | None = None  # int32, one per w_scale
     shift: np.ndarray | None = None  # int32, one per w_scale; > 0 = left shift (TFLM convention)

@@ -31,24 +31,13 @@ def center_slot(spec: ArchSpec = F_SPEC) -> slice:
     return slice(s.offset, s.offset + s.size)
 
 
-def unnormalized_features(theta: np.ndarray | torch.Tensor, crops_u8: np.ndarray, batch: int = 256,
-                          spec: ArchSpec = F_SPEC) -> np.ndarray:
-    """The output (N, C) of the layer before the pool (gdc: the features before their normalization)."""
-    from training.verifier.functional import effective_weights, layer_outputs, to_input
+def unnormalized_features(theta: np.ndarray | torch.Tensor, crops_u8: np.ndarray, spec: ArchSpec = F_SPEC
+                          ) -> np.ndarray:
+    """The output (N, C) of the layer before the pool (gdc: the features before their normalization), float64;
+    ``theta`` may be the shared prefix only."""
+    from training.refine import pooled_features
 
-    th = torch.as_tensor(np.asarray(theta, np.float32))
-    if th.numel() < spec.theta_size:  # a shared prefix only: the rest is not run
-        th = torch.cat([th, torch.zeros(spec.theta_size - th.numel())])
-    eff = effective_weights(th, spec)
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(crops_u8), batch):
-            x = to_input(np.ascontiguousarray(crops_u8[s:s + batch]))
-            for i, (_layer, _pre, y) in enumerate(layer_outputs(x, eff, spec)):
-                if i == spec.pool_index - 1:
-                    out.append(y.flatten(1).numpy())
-                    break
-    return np.concatenate(out).astype(np.float64)
+    return pooled_features(theta, crops_u8, spec=spec, at=spec.pool_index - 1).astype(np.float64)
 
 
 def centered(theta_prefix: torch.Tensor, crops_u8: np.ndarray, spec: ArchSpec = F_SPEC

@@ -67,14 +67,11 @@ def _center(out: dict) -> None:
     measured, and set the operating threshold again: the logits of a centred, normalized f are not the old
     ones. The threshold as training sets it (``Trainer._device_threshold``): the most accurate one for one-way
     scores on the config's validation pairs (its test pairs when it has none)."""
-    import numpy as np
-
     from training.centering import centered
     from training.config import TrainConfig
-    from training.eval.metrics import best_threshold
     from training.hypermodel import HyperModel
     from training.refine import cohort_faces
-    from training.train import build_data, pair_scores
+    from training.train import build_data, device_threshold
 
     model = HyperModel.from_checkpoint(out, Path(out["exported_from"]), model_id="export")
     if model.generator.hgen.shared is None:
@@ -88,9 +85,8 @@ def _center(out: dict) -> None:
     pairs = data[2] if len(data) > 2 and data[2] is not None else data[1]
     gen = HyperModel.from_checkpoint(out, Path(out["exported_from"]), model_id="export").generator
     with torch.no_grad():
-        sc = pair_scores(gen, pairs, cfg.chunk, one_way=True)
-    thr, acc = best_threshold(sc, np.concatenate([pairs.same, pairs.same]))
-    out["threshold"] = float(thr)
+        thr, acc = device_threshold(gen, pairs, cfg.chunk)
+    out["threshold"] = thr
     out["feature_center"]["threshold_pairs"] = f"{pairs.name}: one-way accuracy {acc:.4f} at {thr:+.4f}"
 
 

@@ -84,19 +84,25 @@ def linear_tail(theta: torch.Tensor, spec: ArchSpec = F_SPEC) -> tuple[torch.Ten
 
 
 def pooled_features(theta: np.ndarray | torch.Tensor, crops_u8: np.ndarray, batch: int = 256,
-                    spec: ArchSpec = F_SPEC) -> np.ndarray:
+                    spec: ArchSpec = F_SPEC, at: int | None = None) -> np.ndarray:
     """The float pooled features (N, C) of f's prefix (θ's layers up to the pool) on uint8 crops: what the
-    personal tail reads (spec v5: normalized, (s − μ)/‖s − μ‖)."""
+    personal tail reads (spec v5: normalized, (s − μ)/‖s − μ‖). ``at``: another layer's output instead (a
+    1×1 map, flattened; e.g. ``spec.pool_index − 1``, the features before the normalization); θ may then hold
+    only the values of the layers up to it."""
     from training.verifier.functional import effective_weights, layer_outputs, to_input
 
-    eff = effective_weights(torch.as_tensor(np.asarray(theta, np.float32)), spec)
+    at = spec.pool_index if at is None else at
+    th = torch.as_tensor(np.asarray(theta, np.float32))
+    if th.shape[-1] < spec.theta_size:  # a shared prefix only: the layers after ``at`` are not run
+        th = torch.cat([th, torch.zeros(spec.theta_size - th.shape[-1])])
+    eff = effective_weights(th, spec)
     out = []
     with torch.no_grad():
         for s in range(0, len(crops_u8), batch):
             x = to_input(np.ascontiguousarray(crops_u8[s:s + batch]))
             for i, (_layer, _pre, y) in enumerate(layer_outputs(x, eff, spec)):
-                if i == spec.pool_index:
-                    out.append(y.numpy())
+                if i == at:
+                    out.append(y.flatten(1).numpy())
                     break
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

@@ -226,6 +226,17 @@ def pair_scores(model: nn.Module, ev: EvalPairs, chunk: int = 4, pairs_per_call:
     return res
 
 
+def device_threshold(model: nn.Module, pairs: EvalPairs, chunk: int = 4) -> tuple[float, float]:
+    """The most accurate logit threshold for one-way scores (both directions) on ``pairs``, as the device decides,
+    and the accuracy there."""
+    from training.eval.metrics import best_threshold
+
+    sc = pair_scores(model, pairs, chunk, one_way=True)
+    thr, acc = best_threshold(sc, np.concatenate([pairs.same, pairs.same]))
+    log.info("device threshold (%s, one-way scores, both directions): %.4f, accuracy there %.4f", pairs.name, thr, acc)
+    return float(thr), float(acc)
+
+
 def evaluate(model: nn.Module, ev: EvalPairs, chunk: int = 4) -> VerificationReport:
     scores = pair_scores(model, ev, chunk)
     return VerificationReport.from_scores(scores, ev.same, folds=interleaved_folds(len(scores)))
@@ -429,18 +440,11 @@ class Trainer:
         return rec
 
     def _device_threshold(self) -> float:
-        """The most accurate logit threshold for one-way scores (both directions) on the validation pairs
-        if there are any, else on the held-out test pairs."""
+        """:func:`device_threshold` on the validation pairs if there are any, else on the held-out test pairs."""
         pairs = self.val_pairs if self.val_pairs is not None else self.eval_pairs
         if pairs is None or isinstance(self.model, DirectF):
             return 0.0
-        from training.eval.metrics import best_threshold
-
-        sc = pair_scores(self.model, pairs, self.cfg.chunk, one_way=True)
-        thr, acc = best_threshold(sc, np.concatenate([pairs.same, pairs.same]))
-        log.info("device threshold (%s, one-way scores, both directions): %.4f, accuracy there %.4f",
-                 pairs.name, thr, acc)
-        return float(thr)
+        return device_threshold(self.model, pairs, self.cfg.chunk)[0]
 
     def _final(self, last_eval: dict | None) -> dict[str, Any]:
         """What model_final.pt / model_best_val.pt hold: h_gen's weights, config, arch hash, threshold."""
