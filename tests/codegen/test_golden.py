@@ -17,6 +17,7 @@ from pvcore.qtheta import QuantizedF, quantize_multiplier, real_multiplier
 from pvcore.spec import F_SPEC, AvgPool, Conv, Dense, L2Norm, same_pads
 from tests.codegen.conftest import THETA_NAMES
 from tests.helpers import in_ci
+from tests.helpers.l2norm import edge_rows
 from training.verifier.functional import f_apply, to_input
 
 
@@ -182,11 +183,9 @@ def test_vectorised_l2norm_equals_loop_transcription_on_edge_rows(
         random_theta(1).numpy(), enroll_u8=None, cfg=QuantConfig(activations="int16"))
     q = copy.deepcopy(qf.layers[i])
     c = F_SPEC.layers[i - 1].out_ch
-    rng = np.random.default_rng(0)
     lo, hi = (-128, 127) if activations == "int8" else (-(2**15), 2**15 - 1)
     dt = np.int8 if activations == "int8" else np.int16
-    rows = [np.zeros(c), np.eye(c)[3], -np.eye(c)[5], np.full(c, lo), np.full(c, hi), rng.integers(-2, 3, c),
-            rng.integers(lo, hi + 1, c), rng.integers(lo, hi + 1, c)]
+    rows = edge_rows(lo, hi, 2)
     for zp in ([q.in_zp, -128, 0, 127] if activations == "int8" else [0]):
         q.in_zp = zp
         for r in rows:
